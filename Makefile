@@ -1,0 +1,37 @@
+# physml: `make quick` sets everything up and runs the quick pipeline; `make test` runs the tests.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The CPU build of torch for local work; a GPU worker image installs its CUDA build instead (infra/).
+TORCH_SPEC ?= torch==2.13.0
+export MLFLOW_DISABLE_TELEMETRY := true
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export DO_NOT_TRACK := 1
+
+.PHONY: setup quick test bench verify clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	test -d .dvc || $(BIN)/dvc init --quiet
+	touch $@
+
+quick: setup
+	$(BIN)/dvc repro
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/python benchmarks/solvers.py
+
+verify: setup
+	$(BIN)/physml verify
+
+clean:
+	rm -rf data models metrics mlruns mlflow.db mlartifacts .prefect

@@ -1,0 +1,119 @@
+"""The Problem contract every PDE case implements.
+
+A problem is a named PDE case: its domain, its parameters and their physically allowed range, its
+boundary conditions, the flux that enters its integral conservation law, and a reference ``solve``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+import numpy as np
+from scipy import integrate
+
+Family = Literal["probconserv", "operator"]
+BoundaryKind = Literal["periodic", "dirichlet", "neumann", "mixed", "none"]
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """One scalar PDE parameter and the interval of values the physics allows.
+
+    ``low``/``high`` are the physical bounds (``inclusive`` says whether the ends are allowed);
+    the train/test sampling ranges in params.yaml must lie inside them.
+    """
+
+    name: str
+    low: float
+    high: float
+    description: str
+    inclusive: tuple[bool, bool] = (True, True)
+
+    def contains(self, value: float) -> bool:
+        lo_ok = value >= self.low if self.inclusive[0] else value > self.low
+        hi_ok = value <= self.high if self.inclusive[1] else value < self.high
+        return bool(np.isfinite(value) and lo_ok and hi_ok)
+
+    def describe_range(self) -> str:
+        left = "[" if self.inclusive[0] else "("
+        right = "]" if self.inclusive[1] else ")"
+        return f"{left}{self.low:g}, {self.high:g}{right}"
+
+
+class Problem(ABC):
+    """A PDE case with a reference solution.
+
+    Subclasses set the class attributes and implement :meth:`solve`. Conservative 1-D problems also
+    implement :meth:`boundary_flux` (and usually :meth:`initial_mass`) so that the integral form
+
+        d/dt ∫_{x_L}^{x_R} u dx = F(u)(t, x_L) − F(u)(t, x_R)
+
+    can be written as the linear constraint the ProbConserv update uses.
+    """
+
+    name: ClassVar[str]
+    family: ClassVar[Family]
+    parameters: ClassVar[tuple[Parameter, ...]]
+    x_domain: ClassVar[tuple[float, float]]
+    t_domain: ClassVar[tuple[float, float]]
+    spatial_dims: ClassVar[int] = 1
+    boundary: ClassVar[BoundaryKind] = "none"
+    conservative: ClassVar[bool] = False
+    nonnegative: ClassVar[bool] = False
+    """True when the physics keeps u ≥ 0 (densities); the dataset schema checks it."""
+
+    @property
+    def parameter_names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.parameters)
+
+    def parameter(self, name: str) -> Parameter:
+        for p in self.parameters:
+            if p.name == name:
+                return p
+        raise KeyError(f"{self.name} has no parameter {name!r}; it has {self.parameter_names}")
+
+    def check_params(self, params: Mapping[str, float]) -> dict[str, float]:
+        """Return params as floats, raising ValueError naming a missing or out-of-range parameter."""
+        missing = [n for n in self.parameter_names if n not in params]
+        if missing:
+            raise ValueError(f"{self.name}: missing parameter(s) {missing}; expected {self.parameter_names}")
+        out = {}
+        for p in self.parameters:
+            value = float(params[p.name])
+            if not p.contains(value):
+                raise ValueError(f"{self.name}.{p.name} = {value!r} is outside its allowed range {p.describe_range()}")
+            out[p.name] = value
+        return out
+
+    @abstractmethod
+    def solve(self, params: Mapping[str, float], x: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """Reference solution u(t, x), float64 of shape ``(len(t), len(x))`` (trailing axes for 2-D)."""
+
+    def boundary_flux(self, params: Mapping[str, float], t: np.ndarray) -> np.ndarray:
+        """Flux F(u) at the left and right boundary, shape ``(len(t), 2)``; conservative problems only."""
+        raise NotImplementedError(f"{self.name} has no conservation law in integral form")
+
+    def initial_mass(self, params: Mapping[str, float]) -> float:
+        """∫ u(0, x) dx over the domain. Default: adaptive quadrature of ``solve`` at t = t0."""
+        t0 = np.array([self.t_domain[0]])
+        lo, hi = self.x_domain
+        value, _ = integrate.quad(lambda s: float(self.solve(params, np.array([s]), t0)[0, 0]), lo, hi, limit=200)
+        return float(value)
+
+    def mass(self, params: Mapping[str, float], t: np.ndarray) -> np.ndarray:
+        """Total mass M(t) = M(t0) + ∫_{t0}^{t} [F(s, x_L) − F(s, x_R)] ds, shape ``(len(t),)``.
+
+        Subclasses with a closed form override this; the default integrates :meth:`boundary_flux`.
+        """
+        t = np.asarray(t, dtype=np.float64)
+        t0 = self.t_domain[0]
+
+        def net_flux(s: float) -> float:
+            f = self.boundary_flux(params, np.array([s]))
+            return float(f[0, 0] - f[0, 1])
+
+        m0 = self.initial_mass(params)
+        return np.array([m0 + integrate.quad(net_flux, t0, ti, limit=200)[0] for ti in t])
