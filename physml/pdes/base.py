@@ -19,6 +19,33 @@ BoundaryKind = Literal["periodic", "dirichlet", "neumann", "mixed", "none"]
 
 
 @dataclass(frozen=True)
+class VerificationRecord:
+    """One row of the solver verification table (reports/solver_verification.md).
+
+    ``error`` is measured against ``reference`` (an exact or benchmark solution) at the finest
+    resolution tried; ``order`` is the observed convergence order log(e_coarse/e_fine)/log(h_coarse/h_fine),
+    ``None`` for checks that are not convergence studies (e.g. a benchmark table or an exact formula).
+    """
+
+    case: str
+    check: str
+    reference: str
+    error: float
+    order: float | None = None
+    expected_order: float | None = None
+    tolerance: float | None = None
+
+    @property
+    def passed(self) -> bool:
+        ok = True
+        if self.expected_order is not None and self.order is not None:
+            ok = abs(self.order - self.expected_order) <= 0.3
+        if self.tolerance is not None:
+            ok = ok and self.error <= self.tolerance
+        return ok
+
+
+@dataclass(frozen=True)
 class Parameter:
     """One scalar PDE parameter and the interval of values the physics allows.
 
@@ -91,6 +118,14 @@ class Problem(ABC):
     @abstractmethod
     def solve(self, params: Mapping[str, float], x: np.ndarray, t: np.ndarray) -> np.ndarray:
         """Reference solution u(t, x), float64 of shape ``(len(t), len(x))`` (trailing axes for 2-D)."""
+
+    def verification(self) -> list[VerificationRecord]:
+        """Measured checks of ``solve`` against exact/benchmark solutions (convergence orders etc.).
+
+        The tests assert on these records and ``physml verify`` tabulates them into reports/, so a
+        number in the report is the number the tests checked. Default: nothing to verify.
+        """
+        return []
 
     def boundary_flux(self, params: Mapping[str, float], t: np.ndarray) -> np.ndarray:
         """Flux F(u) at the left and right boundary, shape ``(len(t), 2)``; conservative problems only."""
