@@ -127,6 +127,15 @@ class Problem(ABC):
         """
         return []
 
+    def boundary_data(self, params: Mapping[str, float], t: np.ndarray) -> np.ndarray:
+        """The prescribed boundary data at times ``t`` (operator cases; what BOON enforces).
+
+        1-D: shape ``(len(t), 2)`` with the (left, right) Dirichlet values for ``boundary ==
+        "dirichlet"``, the (left, right) derivatives u_x for ``"neumann"``; periodic problems need none.
+        2-D problems document their own layout.
+        """
+        raise NotImplementedError(f"{self.name} prescribes no boundary data")
+
     def boundary_flux(self, params: Mapping[str, float], t: np.ndarray) -> np.ndarray:
         """Flux F(u) at the left and right boundary, shape ``(len(t), 2)``; conservative problems only."""
         raise NotImplementedError(f"{self.name} has no conservation law in integral form")
