@@ -1,0 +1,484 @@
+"""The one training loop of physml, shared by the ProbConserv black boxes and the BOON operators.
+
+``fit`` minimises ``loss_fn(model, batch)`` with Adam (optional weight decay, step learning-rate
+decay and gradient clipping), validates every epoch and keeps the weights of the best validation
+epoch. The checkpoint is one file written atomically (temporary file + ``os.replace``) after every
+epoch; it holds only tensors and json-able values, so it loads with ``torch.load(weights_only=True)``:
+
+    {"format": 1,
+     "case": str, "model_config": dict (json-able, includes "case"),
+     "model_state": best weights (state dict),
+     "best_val": float, "best_epoch": int, "history": [per-epoch dicts],
+     "train_config": dict,
+     "resume": {"epoch": last finished epoch, "model_state": its weights, "optimizer_state",
+                "scheduler_state", "rng": torch / numpy / python / cuda generator states}}
+
+Determinism: the data order of epoch e is a permutation drawn from a generator seeded with
+(seed, e), independent of the global RNG; the global RNGs (used by the model, e.g. latent samples or
+dropout) are seeded once at the start and saved with every checkpoint. A run interrupted after epoch
+e and resumed therefore continues at e + 1 and ends with the same weights as an uninterrupted run
+(exactly on CPU; on CUDA up to the non-determinism of its kernels).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import random
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+CHECKPOINT_FORMAT = 1
+
+LossFn = Callable[[nn.Module, Any], torch.Tensor]
+ValFn = Callable[[nn.Module, Dataset, "TrainConfig"], float]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings of one training run (json-able via :meth:`to_dict`).
+
+    ``lr_step``: multiply the learning rate by ``lr_gamma`` every ``lr_step`` epochs (None: constant).
+    ``grad_clip``: clip the global gradient norm to this value (None: no clipping).
+    ``device``: "auto" (CUDA when available, else CPU), "cpu", "cuda" or "cuda:<i>".
+    """
+
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float = 0.0
+    lr_step: int | None = None
+    lr_gamma: float = 0.5
+    seed: int = 0
+    device: str = "auto"
+    grad_clip: float | None = None
+    num_workers: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.epochs, int) or self.epochs < 1:
+            raise ValueError(f"epochs must be an integer >= 1, got {self.epochs!r}")
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, got {self.batch_size!r}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be finite and > 0, got {self.lr!r}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ValueError(f"weight_decay must be finite and >= 0, got {self.weight_decay!r}")
+        if self.lr_step is not None and (not isinstance(self.lr_step, int) or self.lr_step < 1):
+            raise ValueError(f"lr_step must be None or an integer >= 1, got {self.lr_step!r}")
+        if not (0 < self.lr_gamma <= 1):
+            raise ValueError(f"lr_gamma must lie in (0, 1], got {self.lr_gamma!r}")
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"seed must be an integer >= 0, got {self.seed!r}")
+        if self.grad_clip is not None and not (math.isfinite(self.grad_clip) and self.grad_clip > 0):
+            raise ValueError(f"grad_clip must be None or finite and > 0, got {self.grad_clip!r}")
+        if not isinstance(self.num_workers, int) or self.num_workers < 0:
+            raise ValueError(f"num_workers must be an integer >= 0, got {self.num_workers!r}")
+        _parse_device(self.device)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as a json-able dict."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:
+        """Build from a mapping (e.g. a params.yaml section); unknown keys → ValueError."""
+        known = set(cls.__dataclass_fields__)
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown TrainConfig field(s) {sorted(unknown)}; allowed: {sorted(known)}")
+        return cls(**dict(values))
+
+
+@dataclass
+class TrainResult:
+    """What ``fit`` returns: best validation loss, its epoch (1-based), per-epoch history."""
+
+    best_val: float
+    best_epoch: int
+    history: list[dict[str, float]] = field(default_factory=list)
+    checkpoint_path: Path | None = None
+
+
+def _parse_device(device: str) -> str:
+    if not isinstance(device, str):
+        raise ValueError(f"device must be a string, got {device!r}")
+    if device in ("auto", "cpu", "cuda"):
+        return device
+    if device.startswith("cuda:") and device[5:].isdigit():
+        return device
+    raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:<index>', got {device!r}")
+
+
+def select_device(device: str = "auto") -> torch.device:
+    """"auto" → CUDA when available, else CPU; an explicit CUDA device that is absent → ValueError."""
+    device = _parse_device(device)
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} requested but CUDA is not available; use 'auto' or 'cpu'")
+        index = int(device[5:]) if ":" in device else 0
+        if index >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) present")
+    return torch.device(device)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python's ``random``, numpy's global RNG and torch (CPU and all CUDA devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _rng_state() -> dict[str, Any]:
+    version, internal, gauss = random.getstate()
+    np_state = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": [version, list(internal), gauss],
+        "numpy": [
+            np_state[0],
+            torch.from_numpy(np.asarray(np_state[1], dtype=np.int64)),
+            int(np_state[2]),
+            int(np_state[3]),
+            float(np_state[4]),
+        ],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: Mapping[str, Any]) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _dist_info() -> tuple[int, int]:
+    """(rank, world size); (0, 1) when torch.distributed is not initialised."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    """The module inside a DistributedDataParallel / DataParallel wrapper (the model itself otherwise)."""
+    return model.module if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)) else model
+
+
+def to_device(batch: Any, device: torch.device) -> Any:
+    """Move the tensors of a batch (tensor, or nested dict / list / tuple of them) to ``device``."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, Mapping):
+        return {key: to_device(value, device) for key, value in batch.items()}
+    if isinstance(batch, tuple):
+        return tuple(to_device(value, device) for value in batch)
+    if isinstance(batch, list):
+        return [to_device(value, device) for value in batch]
+    return batch
+
+
+def _batch_size(batch: Any) -> int:
+    if isinstance(batch, torch.Tensor):
+        return int(batch.shape[0]) if batch.dim() else 1
+    if isinstance(batch, Mapping):
+        return _batch_size(next(iter(batch.values())))
+    if isinstance(batch, (tuple, list)) and batch:
+        return _batch_size(batch[0])
+    return 1
+
+
+def _check_json(model_config: Mapping[str, Any]) -> dict[str, Any]:
+    if not isinstance(model_config, Mapping):
+        raise ValueError(f"model_config must be a dict, got {type(model_config).__name__}")
+    case = model_config.get("case")
+    if not isinstance(case, str) or not case:
+        raise ValueError("model_config must contain a non-empty string field 'case'")
+    try:
+        return json.loads(json.dumps(dict(model_config)))
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"model_config must be json-able: {err}") from err
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    """torch.save to a temporary file in the target folder, fsync, then os.replace (never half-written)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _cpu_state(module_or_state: nn.Module | Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    state = module_or_state.state_dict() if isinstance(module_or_state, nn.Module) else module_or_state
+    return {key: value.detach().to("cpu", copy=True) for key, value in state.items()}
+
+
+def _epoch_order(n: int, seed: int, epoch: int, rank: int, world: int) -> list[int]:
+    """The sample order of one epoch: a permutation seeded by (seed, epoch), sharded by rank."""
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    order = torch.randperm(n, generator=generator).tolist()
+    if world > 1:
+        order = order[rank::world]
+    return order
+
+
+def _default_val(loss_fn: LossFn) -> ValFn:
+    def validate(model: nn.Module, data: Dataset, config: TrainConfig) -> float:
+        device = next(iter(model.parameters())).device
+        loader = DataLoader(data, batch_size=config.batch_size, shuffle=False, num_workers=config.num_workers)
+        total, count = 0.0, 0
+        for batch in loader:
+            batch = to_device(batch, device)
+            size = _batch_size(batch)
+            total += float(loss_fn(model, batch)) * size
+            count += size
+        if count == 0:
+            raise ValueError("val_data is empty")
+        return total / count
+
+    return validate
+
+
+def fit(
+    model: nn.Module,
+    loss_fn: LossFn,
+    train_data: Dataset,
+    val_data: Dataset,
+    config: TrainConfig,
+    checkpoint_path: str | Path,
+    model_config: Mapping[str, Any],
+    resume: bool = True,
+    progress: bool = True,
+    val_fn: ValFn | None = None,
+    on_epoch_end: Callable[[dict[str, float]], None] | None = None,
+) -> TrainResult:
+    """Train ``model`` to minimise ``loss_fn(model, batch)``; keep and checkpoint the best validation epoch.
+
+    ``loss_fn`` returns a scalar mean loss of the batch. ``val_fn(model, val_data, config) -> float``
+    (default: the batch-size weighted mean of ``loss_fn`` over ``val_data``) runs under
+    ``torch.no_grad`` with the model in eval mode; lower is better. ``model_config`` is the json-able
+    dict that rebuilds the model (see :func:`load_checkpoint`) and must contain "case".
+    ``on_epoch_end`` receives each history row {"epoch", "train_loss", "val_loss", "lr", "seconds"}
+    (e.g. to log to MLflow). With ``resume`` and an existing checkpoint of the same model_config and
+    TrainConfig (``epochs`` may differ), training continues after the last finished epoch.
+    On return the model holds the best weights (on the training device).
+
+    Under torch.distributed the caller wraps the model (e.g. in DistributedDataParallel); each rank
+    trains on its shard of every epoch's permutation, validation losses are averaged over ranks and
+    only rank 0 writes the checkpoint.
+    """
+    if not callable(loss_fn):
+        raise ValueError("loss_fn must be callable (model, batch) -> scalar tensor")
+    if len(train_data) == 0:  # type: ignore[arg-type]
+        raise ValueError("train_data is empty")
+    if len(val_data) == 0:  # type: ignore[arg-type]
+        raise ValueError("val_data is empty")
+    model_config = _check_json(model_config)
+    checkpoint_path = Path(checkpoint_path)
+    device = select_device(config.device)
+    rank, world = _dist_info()
+    validate = val_fn if val_fn is not None else _default_val(loss_fn)
+
+    seed_everything(config.seed)
+    model.to(device)
+    inner = _unwrap(model)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = (
+        torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_step, gamma=config.lr_gamma)
+        if config.lr_step is not None
+        else None
+    )
+
+    start_epoch = 1
+    best_val, best_epoch = math.inf, 0
+    best_state = _cpu_state(inner)
+    history: list[dict[str, float]] = []
+    if resume and checkpoint_path.exists():
+        payload = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+        _check_compatible(payload, model_config, config, checkpoint_path)
+        state = payload["resume"]
+        inner.load_state_dict(state["model_state"])
+        optimizer.load_state_dict(state["optimizer_state"])
+        if scheduler is not None:
+            scheduler.load_state_dict(state["scheduler_state"])
+        _set_rng_state(state["rng"])
+        start_epoch = int(state["epoch"]) + 1
+        best_val, best_epoch = float(payload["best_val"]), int(payload["best_epoch"])
+        best_state = payload["model_state"]
+        history = list(payload["history"])
+
+    bar = None
+    if progress and rank == 0:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=config.epochs, initial=start_epoch - 1, desc=f"train {model_config['case']}", unit="epoch")
+
+    n_train = len(train_data)  # type: ignore[arg-type]
+    for epoch in range(start_epoch, config.epochs + 1):
+        started = time.perf_counter()
+        model.train()
+        order = _epoch_order(n_train, config.seed, epoch, rank, world)
+        loader = DataLoader(
+            train_data,
+            batch_size=config.batch_size,
+            sampler=order,
+            num_workers=config.num_workers,
+            generator=torch.Generator().manual_seed(config.seed + epoch),
+        )
+        total, count = 0.0, 0
+        for step, batch in enumerate(loader):
+            batch = to_device(batch, device)
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(model, batch)
+            if loss.dim() != 0:
+                raise ValueError(f"loss_fn must return a scalar tensor, got shape {tuple(loss.shape)}")
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"non-finite training loss {loss.item()} at epoch {epoch}, batch {step}")
+            loss.backward()
+            if config.grad_clip is not None:
+                nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+            size = _batch_size(batch)
+            total += float(loss.detach()) * size
+            count += size
+        lr = optimizer.param_groups[0]["lr"]
+        if scheduler is not None:
+            scheduler.step()
+
+        model.eval()
+        with torch.no_grad():
+            val_loss = float(validate(model, val_data, config))
+        if world > 1:
+            reduced = torch.tensor([val_loss, total, float(count)], dtype=torch.float64, device=device)
+            torch.distributed.all_reduce(reduced)
+            val_loss = float(reduced[0]) / world
+            total, count = float(reduced[1]), int(reduced[2])
+        train_loss = total / max(count, 1)
+        if not math.isfinite(val_loss):
+            raise FloatingPointError(f"non-finite validation loss {val_loss} at epoch {epoch}")
+        if val_loss < best_val:
+            best_val, best_epoch = val_loss, epoch
+            best_state = _cpu_state(inner)
+        row = {
+            "epoch": float(epoch),
+            "train_loss": train_loss,
+            "val_loss": val_loss,
+            "lr": float(lr),
+            "seconds": time.perf_counter() - started,
+        }
+        history.append(row)
+        if rank == 0:
+            _atomic_save(
+                {
+                    "format": CHECKPOINT_FORMAT,
+                    "case": model_config["case"],
+                    "model_config": model_config,
+                    "model_state": best_state,
+                    "best_val": best_val,
+                    "best_epoch": best_epoch,
+                    "history": history,
+                    "train_config": config.to_dict(),
+                    "resume": {
+                        "epoch": epoch,
+                        "model_state": _cpu_state(inner),
+                        "optimizer_state": optimizer.state_dict(),
+                        "scheduler_state": scheduler.state_dict() if scheduler is not None else {},
+                        "rng": _rng_state(),
+                    },
+                },
+                checkpoint_path,
+            )
+        if world > 1:
+            torch.distributed.barrier()
+        if on_epoch_end is not None and rank == 0:
+            on_epoch_end(dict(row))
+        if bar is not None:
+            bar.set_postfix(train=f"{train_loss:.4g}", val=f"{val_loss:.4g}", best=f"{best_val:.4g}")
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+
+    inner.load_state_dict(best_state)
+    return TrainResult(best_val=best_val, best_epoch=best_epoch, history=history, checkpoint_path=checkpoint_path)
+
+
+def _check_compatible(
+    payload: Mapping[str, Any], model_config: Mapping[str, Any], config: TrainConfig, path: Path
+) -> None:
+    """A checkpoint may be resumed only by the same model_config and TrainConfig (epochs aside)."""
+    if payload.get("format") != CHECKPOINT_FORMAT or "resume" not in payload:
+        raise ValueError(f"{path}: not a physml training checkpoint (format {payload.get('format')!r})")
+    if payload["model_config"] != model_config:
+        raise ValueError(
+            f"{path}: checkpoint model_config {payload['model_config']} differs from {model_config}; "
+            "pass resume=False to start afresh"
+        )
+    saved = dict(payload["train_config"])
+    current = config.to_dict()
+    saved.pop("epochs"), current.pop("epochs")
+    saved.pop("device", None), current.pop("device")
+    if saved != current:
+        raise ValueError(f"{path}: checkpoint TrainConfig {saved} differs from {current}; pass resume=False")
+
+
+def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """The raw checkpoint dict (see the module docstring), loaded with ``weights_only=True``."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"checkpoint {path} does not exist")
+    payload = torch.load(path, map_location=map_location, weights_only=True)
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path}: not a physml checkpoint of format {CHECKPOINT_FORMAT}")
+    return payload
+
+
+def load_checkpoint(
+    path: str | Path,
+    build_model: Callable[[dict[str, Any]], nn.Module],
+    map_location: str | torch.device = "cpu",
+    expect_case: str | Sequence[str] | None = None,
+) -> tuple[nn.Module, dict[str, Any], dict[str, Any]]:
+    """Rebuild the best model of a checkpoint: ``build_model(model_config)`` then its state dict.
+
+    Returns (model in eval mode, model_config, extra) with extra = {"best_val", "best_epoch",
+    "history", "train_config"}. ``expect_case``: the case (or cases) the caller expects; a checkpoint
+    of another case → ValueError.
+    """
+    payload = read_checkpoint(path, map_location)
+    case = payload["case"]
+    if expect_case is not None:
+        allowed = [expect_case] if isinstance(expect_case, str) else list(expect_case)
+        if case not in allowed:
+            raise ValueError(f"checkpoint {path} was trained on case {case!r}; expected one of {allowed}")
+    model_config = dict(payload["model_config"])
+    model = build_model(copy.deepcopy(model_config))
+    model.load_state_dict(payload["model_state"])
+    model.to(map_location)
+    model.eval()
+    extra = {key: payload[key] for key in ("best_val", "best_epoch", "history", "train_config")}
+    return model, model_config, extra

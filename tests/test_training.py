@@ -1,0 +1,171 @@
+"""The shared training loop: learning, best-epoch checkpointing, exact resume, case safety."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import Dataset, TensorDataset
+
+from physml.training import TrainConfig, fit, load_checkpoint, read_checkpoint, seed_everything, select_device
+
+
+class DictData(Dataset):
+    """Noisy samples of y = sin(x) as dict items, the layout physml's datasets use."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        g = torch.Generator().manual_seed(seed)
+        self.x = torch.rand(n, 1, generator=g) * 2 * math.pi
+        self.y = torch.sin(self.x) + 0.05 * torch.randn(n, 1, generator=g)
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {"x": self.x[i], "y": self.y[i]}
+
+
+class Noisy(nn.Module):
+    """An MLP with dropout, so that training consumes the global RNG (resume must restore it)."""
+
+    def __init__(self, width: int = 32) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(1, width), nn.Tanh(), nn.Dropout(0.1), nn.Linear(width, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def build(config: dict) -> nn.Module:
+    return Noisy(config["width"])
+
+
+def mse(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    return ((model(batch["x"]) - batch["y"]) ** 2).mean()
+
+
+CFG = {"case": "toy", "model": "mlp", "width": 32}
+
+
+def make(seed: int = 0) -> nn.Module:
+    seed_everything(seed)
+    return build(CFG)
+
+
+def test_fit_learns_and_checkpoint_round_trips(tmp_path: Path) -> None:
+    train, val = DictData(256, 1), DictData(64, 2)
+    config = TrainConfig(epochs=60, batch_size=32, lr=2e-2, lr_step=20, lr_gamma=0.5, device="cpu")
+    model = make()
+    result = fit(model, mse, train, val, config, tmp_path / "m.pt", CFG, progress=False)
+    # Var(sin x) = 1/2: a model that learnt nothing has val MSE ≈ 0.5; noise floor 0.0025.
+    assert result.best_val < 0.05
+    assert len(result.history) == 60
+    assert result.best_val == min(row["val_loss"] for row in result.history)
+    assert result.history[result.best_epoch - 1]["val_loss"] == result.best_val
+    assert [row["lr"] for row in result.history[::20]] == pytest.approx([2e-2, 1e-2, 5e-3])
+    payload = torch.load(tmp_path / "m.pt", weights_only=True)  # only tensors and plain values inside
+    assert payload["case"] == "toy" and payload["model_config"] == CFG
+    loaded, loaded_cfg, extra = load_checkpoint(tmp_path / "m.pt", build, expect_case="toy")
+    assert loaded_cfg == CFG and extra["best_epoch"] == result.best_epoch
+    for key, value in model.state_dict().items():  # fit leaves the best weights in the model
+        assert torch.equal(value, loaded.state_dict()[key])
+    assert not loaded.training
+    assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temporary file
+
+
+def test_resume_after_interruption_equals_uninterrupted_run(tmp_path: Path) -> None:
+    train, val = DictData(128, 3), DictData(32, 4)
+    config = TrainConfig(epochs=6, batch_size=16, lr=5e-3, lr_step=2, seed=7, device="cpu")
+    full = make()
+    fit(full, mse, train, val, config, tmp_path / "full.pt", CFG, progress=False)
+
+    calls = {"n": 0}
+
+    def crashing(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        calls["n"] += model.training  # validation calls run in eval mode
+        if calls["n"] == 8 * 3 + 5:  # 8 training batches per epoch: dies inside epoch 4
+            raise KeyboardInterrupt
+        return mse(model, batch)
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(make(), crashing, train, val, config, tmp_path / "cut.pt", CFG, progress=False)
+    assert read_checkpoint(tmp_path / "cut.pt")["resume"]["epoch"] == 3
+    resumed = make(seed=123)  # different initial weights: they must be replaced by the checkpoint's
+    result = fit(resumed, mse, train, val, config, tmp_path / "cut.pt", CFG, progress=False)
+    assert [int(row["epoch"]) for row in result.history] == [1, 2, 3, 4, 5, 6]
+    a = read_checkpoint(tmp_path / "full.pt")
+    b = read_checkpoint(tmp_path / "cut.pt")
+    for key in a["resume"]["model_state"]:
+        assert torch.equal(a["resume"]["model_state"][key], b["resume"]["model_state"][key])
+        assert torch.equal(a["model_state"][key], b["model_state"][key])
+    assert [r["val_loss"] for r in a["history"]] == [r["val_loss"] for r in b["history"]]
+
+
+def test_extending_epochs_continues_and_changed_config_is_refused(tmp_path: Path) -> None:
+    train, val = DictData(64, 5), DictData(16, 6)
+    config = TrainConfig(epochs=2, batch_size=16, lr=1e-3, device="cpu")
+    fit(make(), mse, train, val, config, tmp_path / "m.pt", CFG, progress=False)
+    longer = TrainConfig(epochs=4, batch_size=16, lr=1e-3, device="cpu")
+    result = fit(make(), mse, train, val, longer, tmp_path / "m.pt", CFG, progress=False)
+    assert [int(r["epoch"]) for r in result.history] == [1, 2, 3, 4]
+    with pytest.raises(ValueError, match="TrainConfig"):
+        fit(make(), mse, train, val, TrainConfig(epochs=4, batch_size=8, lr=1e-3, device="cpu"),
+            tmp_path / "m.pt", CFG, progress=False)
+    with pytest.raises(ValueError, match="model_config"):
+        fit(make(), mse, train, val, longer, tmp_path / "m.pt", {**CFG, "width": 33}, progress=False)
+
+
+def test_wrong_case_and_bad_inputs_are_rejected(tmp_path: Path) -> None:
+    train, val = DictData(32, 7), DictData(8, 8)
+    config = TrainConfig(epochs=1, batch_size=8, lr=1e-3, device="cpu")
+    fit(make(), mse, train, val, config, tmp_path / "m.pt", CFG, progress=False)
+    with pytest.raises(ValueError, match="case 'toy'"):
+        load_checkpoint(tmp_path / "m.pt", build, expect_case="stefan")
+    with pytest.raises(ValueError, match="does not exist"):
+        load_checkpoint(tmp_path / "none.pt", build)
+    with pytest.raises(ValueError, match="case"):
+        fit(make(), mse, train, val, config, tmp_path / "x.pt", {"width": 32}, progress=False)
+    with pytest.raises(ValueError, match="json"):
+        fit(make(), mse, train, val, config, tmp_path / "x.pt", {"case": "toy", "f": object()}, progress=False)
+    with pytest.raises(ValueError, match="lr"):
+        TrainConfig(epochs=1, batch_size=8, lr=-1.0)
+    with pytest.raises(ValueError, match="epochs"):
+        TrainConfig(epochs=0, batch_size=8, lr=1e-3)
+    with pytest.raises(ValueError, match="device"):
+        TrainConfig(epochs=1, batch_size=8, lr=1e-3, device="tpu")
+    with pytest.raises(ValueError, match="unknown TrainConfig"):
+        TrainConfig.from_dict({"epochs": 1, "batch_size": 8, "lr": 1e-3, "momentum": 0.9})
+    assert select_device("cpu") == torch.device("cpu")
+    assert select_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA"):
+            select_device("cuda")
+
+
+def test_diverging_loss_stops_with_a_clear_error(tmp_path: Path) -> None:
+    data = TensorDataset(torch.ones(8, 1), torch.ones(8, 1))
+
+    def nan_loss(model: nn.Module, batch: list[torch.Tensor]) -> torch.Tensor:
+        return model(batch[0]).sum() * float("nan")
+
+    with pytest.raises(FloatingPointError, match="epoch 1"):
+        fit(make(), nan_loss, data, data, TrainConfig(epochs=1, batch_size=4, lr=1e-3, device="cpu"),
+            tmp_path / "m.pt", CFG, progress=False)
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_only_rank_zero_writes_under_torch_distributed(tmp_path: Path) -> None:
+    """A one-process gloo group exercises the distributed branch (sharding, all-reduce, barrier)."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rdv'}", rank=0, world_size=1)
+    try:
+        train, val = DictData(32, 9), DictData(8, 10)
+        config = TrainConfig(epochs=2, batch_size=8, lr=1e-3, device="cpu")
+        result = fit(make(), mse, train, val, config, tmp_path / "m.pt", CFG, progress=False)
+        assert result.best_epoch in (1, 2) and (tmp_path / "m.pt").exists()
+    finally:
+        dist.destroy_process_group()
