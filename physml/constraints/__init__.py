@@ -1,0 +1,22 @@
+"""Linear constraints G u = b and the exact Gaussian conditioning they all share.
+
+``condition`` (gaussian.py) is the single implementation of the update
+μ' = μ − Σ Gᵀ (G Σ Gᵀ + σ²I)⁻¹ (G μ − b), Σ' = Σ − Σ Gᵀ (G Σ Gᵀ + σ²I)⁻¹ G Σ;
+the builders (conservation.py, boundary.py) only produce (G, b).
+"""
+
+from physml.constraints.boundary import dirichlet_constraint, periodic_constraint, stack_constraints, value_constraint
+from physml.constraints.conservation import conservation_constraint, trapezoid_weights
+from physml.constraints.gaussian import condition, hardc, probconserv
+
+__all__ = [
+    "condition",
+    "conservation_constraint",
+    "dirichlet_constraint",
+    "hardc",
+    "periodic_constraint",
+    "probconserv",
+    "stack_constraints",
+    "trapezoid_weights",
+    "value_constraint",
+]

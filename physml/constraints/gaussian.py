@@ -1,0 +1,235 @@
+"""Exact conditioning of a Gaussian on linear constraints — the one update every linear constraint uses.
+
+Given a predictive distribution u ~ N(μ, Σ) and observations of linear functionals G u = b (optionally
+with Gaussian noise N(0, σ² I)), the posterior is Gaussian with
+
+    μ' = μ − Σ Gᵀ (G Σ Gᵀ + σ² I)⁻¹ (G μ − b)
+    Σ' = Σ − Σ Gᵀ (G Σ Gᵀ + σ² I)⁻¹ G Σ
+
+(standard Gaussian conditioning; ProbConserv, Hansen et al. ICML 2023, Eq. 5 with σ_G = σ).
+It is computed with the Cholesky factor L of the k × k matrix S = G Σ Gᵀ + σ² I and W = L⁻¹ G Σ:
+
+    μ' = μ − Wᵀ L⁻¹ (G μ − b),   Σ' = Σ − Wᵀ W.
+
+For a diagonal Σ = diag(v) nothing of size n × n is formed: G Σ = G ⊙ v, and diag(Σ') = v − Σ_k W²_k,
+so one update costs O(k² n) per slice instead of the O(n³) of a dense formulation.
+"""
+
+from __future__ import annotations
+
+from typing import Union
+
+import numpy as np
+import torch
+
+ArrayLike = Union[np.ndarray, torch.Tensor]
+
+_SINGULAR_RTOL = 1e-13
+"""S = G Σ Gᵀ + σ² I is declared singular when a squared Cholesky pivot is ≤ this × max(diag S)."""
+_SYMMETRY_RTOL = 1e-8
+"""A full covariance must satisfy max|Σ − Σᵀ| ≤ this × max|Σ|."""
+
+
+def _as_f64(name: str, value: object, device: torch.device) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        return value.to(device=device, dtype=torch.float64)
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be a real numeric array or tensor, got {type(value).__name__}") from exc
+    return torch.from_numpy(arr).to(device)
+
+
+def _check_finite(name: str, x: torch.Tensor) -> None:
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name} contains NaN or inf; all entries must be finite")
+
+
+def _batch_index(flat: int, batch_shape: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(int(i) for i in np.unravel_index(flat, batch_shape)) if batch_shape else ()
+
+
+def condition(
+    mean: ArrayLike,
+    cov: ArrayLike,
+    G: ArrayLike,
+    b: ArrayLike,
+    noise_var: float | ArrayLike = 0.0,
+    full_cov: bool = False,
+    keep_dtype: bool = False,
+) -> tuple[ArrayLike, ArrayLike]:
+    """Condition N(mean, cov) on G u = b + ε, ε ~ N(0, noise_var · I); return (posterior mean, posterior cov).
+
+    μ' = μ − Σ Gᵀ (G Σ Gᵀ + σ² I)⁻¹ (G μ − b),  Σ' = Σ − Σ Gᵀ (G Σ Gᵀ + σ² I)⁻¹ G Σ
+    (ProbConserv, Hansen et al. 2023, Eq. 5). With ``noise_var = 0`` the posterior mean satisfies G μ' = b
+    to round-off and Σ' has zero variance along the constrained directions.
+
+    Shapes (leading batch axes ``...`` — e.g. functions × time slices — broadcast between arguments):
+
+    - ``mean``: (..., n)
+    - ``cov``: (..., n, n) a full symmetric covariance, or (..., n) the diagonal (variances)
+    - ``G``: (..., k, n); ``b``: (..., k)
+    - ``noise_var``: a scalar or (..., k), ≥ 0
+
+    Returns ``(mean', cov')`` with mean' of shape (..., n); cov' is (..., n, n) for a full input or
+    ``full_cov=True``, else the (..., n) diagonal of Σ' (round-off negatives clipped to 0). The result is
+    a NumPy array if ``mean`` is one, otherwise a tensor on ``mean``'s device (differentiable). The
+    computation runs in float64; ``keep_dtype=True`` casts the outputs back to ``mean``'s dtype.
+
+    Raises ValueError for non-finite inputs, negative variances or noise, a non-symmetric full
+    covariance, inconsistent shapes, and a singular G Σ Gᵀ + σ² I (naming the batch index).
+    """
+    as_numpy = not isinstance(mean, torch.Tensor)
+    device = mean.device if isinstance(mean, torch.Tensor) else torch.device("cpu")
+    out_dtype = mean.dtype if keep_dtype else None
+
+    mu = _as_f64("mean", mean, device)
+    S0 = _as_f64("cov", cov, device)
+    Gt = _as_f64("G", G, device)
+    bt = _as_f64("b", b, device)
+    sig = _as_f64("noise_var", noise_var, device)
+
+    if mu.ndim < 1:
+        raise ValueError(f"mean must have shape (..., n), got shape {tuple(mu.shape)}")
+    n = mu.shape[-1]
+    if Gt.ndim < 2 or Gt.shape[-1] != n:
+        raise ValueError(f"G must have shape (..., k, n) with n = {n} (mean's last axis), got {tuple(Gt.shape)}")
+    k = Gt.shape[-2]
+    if bt.ndim < 1 or bt.shape[-1] != k:
+        raise ValueError(f"b must have shape (..., k) with k = {k} (G's rows), got {tuple(bt.shape)}")
+    if S0.ndim >= 2 and S0.shape[-2:] == (n, n) and S0.ndim == mu.ndim + 1:
+        diagonal = False
+    elif S0.ndim >= 1 and S0.shape[-1] == n and S0.ndim == mu.ndim:
+        diagonal = True
+    else:
+        raise ValueError(
+            f"cov must have shape (..., {n}) (diagonal) or (..., {n}, {n}) (full) matching mean's "
+            f"{tuple(mu.shape)}, got {tuple(S0.shape)}"
+        )
+    if sig.ndim > 0 and sig.shape[-1] not in (1, k):
+        raise ValueError(f"noise_var must be a scalar or have shape (..., k) with k = {k}, got {tuple(sig.shape)}")
+    cov_batch = S0.shape[:-1] if diagonal else S0.shape[:-2]
+    try:
+        batch = torch.broadcast_shapes(mu.shape[:-1], cov_batch, Gt.shape[:-2], bt.shape[:-1], sig.shape[:-1])
+    except RuntimeError as exc:
+        raise ValueError(
+            f"leading (batch) axes do not broadcast: mean {tuple(mu.shape[:-1])}, cov {tuple(cov_batch)}, "
+            f"G {tuple(Gt.shape[:-2])}, b {tuple(bt.shape[:-1])}, noise_var {tuple(sig.shape[:-1])}"
+        ) from exc
+
+    for name, x in (("mean", mu), ("cov", S0), ("G", Gt), ("b", bt), ("noise_var", sig)):
+        _check_finite(name, x)
+    if bool((sig < 0).any()):
+        raise ValueError("noise_var must be ≥ 0 (a variance)")
+    variances = S0 if diagonal else torch.diagonal(S0, dim1=-2, dim2=-1)
+    if bool((variances < 0).any()):
+        raise ValueError("cov has negative variances; variances must be ≥ 0")
+    if not diagonal:
+        scale = float(S0.abs().max()) if S0.numel() else 0.0
+        asym = float((S0 - S0.mT).abs().max()) if S0.numel() else 0.0
+        if asym > _SYMMETRY_RTOL * scale:
+            raise ValueError(f"cov must be symmetric: max|Σ − Σᵀ| = {asym:.3g} > {_SYMMETRY_RTOL:g} · max|Σ|")
+
+    mu = mu.expand(*batch, n)
+    Gt = Gt.expand(*batch, k, n)
+    bt = bt.expand(*batch, k)
+
+    if k == 0:
+        new_mu = mu.clone()
+        if diagonal:
+            v = S0.expand(*batch, n)
+            new_cov = torch.diag_embed(v) if full_cov else v.clone()
+        else:
+            new_cov = S0.expand(*batch, n, n).clone()
+        return _finish(new_mu, new_cov, as_numpy, out_dtype)
+
+    if diagonal:
+        v = S0.expand(*batch, n)
+        A = Gt * v.unsqueeze(-2)  # G Σ, (..., k, n)
+    else:
+        S0 = S0.expand(*batch, n, n)
+        A = Gt @ S0  # G Σ, (..., k, n)
+    S = A @ Gt.mT  # G Σ Gᵀ, (..., k, k)
+    S = S + torch.diag_embed(sig.expand(*batch, k)) if sig.ndim > 0 else S + float(sig) * torch.eye(
+        k, dtype=torch.float64, device=device
+    )
+    S = 0.5 * (S + S.mT)
+
+    L, info = torch.linalg.cholesky_ex(S)
+    pivots = torch.diagonal(L, dim1=-2, dim2=-1) ** 2
+    smax = torch.diagonal(S, dim1=-2, dim2=-1).amax(dim=-1, keepdim=True)
+    bad = (info != 0) | (pivots <= _SINGULAR_RTOL * smax).any(dim=-1)
+    if bool(bad.any()):
+        flat = int(torch.nonzero(bad.reshape(-1))[0, 0])
+        raise ValueError(
+            f"G Σ Gᵀ + noise_var·I is singular at batch index {_batch_index(flat, tuple(batch))}: the constraints "
+            "are linearly dependent or the covariance has no variance along them; use independent rows of G, "
+            "a positive noise_var, or positive variances on the constrained entries"
+        )
+
+    W = torch.linalg.solve_triangular(L, A, upper=False)  # L⁻¹ G Σ, (..., k, n)
+    r = (Gt @ mu.unsqueeze(-1)).squeeze(-1) - bt  # G μ − b, (..., k)
+    y = torch.linalg.solve_triangular(L, r.unsqueeze(-1), upper=False)  # L⁻¹ r, (..., k, 1)
+    new_mu = mu - (W.mT @ y).squeeze(-1)
+
+    if diagonal and not full_cov:
+        new_cov = (v - (W * W).sum(dim=-2)).clamp_min(0.0)
+    else:
+        base = torch.diag_embed(v) if diagonal else S0
+        new_cov = torch.baddbmm(
+            base.reshape(-1, n, n), W.mT.reshape(-1, n, k), W.reshape(-1, k, n), alpha=-1.0
+        ).reshape(*batch, n, n)
+        new_cov = 0.5 * (new_cov + new_cov.mT)
+    return _finish(new_mu, new_cov, as_numpy, out_dtype)
+
+
+def _finish(
+    new_mu: torch.Tensor, new_cov: torch.Tensor, as_numpy: bool, out_dtype: object
+) -> tuple[ArrayLike, ArrayLike]:
+    if as_numpy:
+        m, c = new_mu.detach().cpu().numpy(), new_cov.detach().cpu().numpy()
+        if out_dtype is not None:
+            m, c = m.astype(out_dtype, copy=False), c.astype(out_dtype, copy=False)
+        return m, c
+    if out_dtype is not None:
+        return new_mu.to(out_dtype), new_cov.to(out_dtype)
+    return new_mu, new_cov
+
+
+def probconserv(
+    mean: ArrayLike,
+    var: ArrayLike,
+    G: ArrayLike,
+    b: ArrayLike,
+    noise_var: float | ArrayLike = 0.0,
+    full_cov: bool = False,
+) -> tuple[ArrayLike, ArrayLike]:
+    """ProbConserv update (Hansen et al. 2023, Eq. 5): condition on G u = b with the model's own (co)variance.
+
+    Shapes as in :func:`condition`; ``var`` is the (..., n) diagonal or (..., n, n) full covariance.
+    The evaluation setting of the paper ("limit") is ``noise_var = 0``.
+    """
+    return condition(mean, var, G, b, noise_var=noise_var, full_cov=full_cov)
+
+
+def hardc(mean: ArrayLike, var: ArrayLike, G: ArrayLike, b: ArrayLike) -> tuple[ArrayLike, ArrayLike]:
+    """HardC: the ProbConserv update with Σ replaced by the identity; the variance is left as the model's.
+
+    μ' = μ − Gᵀ (G Gᵀ)⁻¹ (G μ − b) is the least-squares (Euclidean) projection of μ onto {G u = b}
+    (Hansen et al. 2023, "HardC-ANP"). ``var`` (shape (..., n) or (..., n, n)) is returned unchanged,
+    as a float64 array/tensor of the same kind as ``mean``.
+    """
+    mu = mean if isinstance(mean, torch.Tensor) else np.asarray(mean, dtype=np.float64)
+    ones = torch.ones_like(mu, dtype=torch.float64) if isinstance(mu, torch.Tensor) else np.ones_like(mu)
+    new_mu, _ = condition(mu, ones, G, b)
+    device = new_mu.device if isinstance(new_mu, torch.Tensor) else torch.device("cpu")
+    out_var = _as_f64("var", var, device)
+    _check_finite("var", out_var)
+    n = new_mu.shape[-1]
+    diag_ok = out_var.ndim >= 1 and out_var.shape[-1] == n
+    if not diag_ok:
+        raise ValueError(f"var must have shape (..., {n}) or (..., {n}, {n}), got {tuple(out_var.shape)}")
+    variances = out_var if out_var.ndim == new_mu.ndim else torch.diagonal(out_var, dim1=-2, dim2=-1)
+    if bool((variances < 0).any()):
+        raise ValueError("var has negative variances; variances must be ≥ 0")
+    return new_mu, (out_var.cpu().numpy() if isinstance(new_mu, np.ndarray) else out_var)
