@@ -25,7 +25,8 @@ def space_time_grid(problem: Problem, x: np.ndarray, t: np.ndarray) -> tuple[np.
     Returns ``(tt, xx)`` of shapes ``(len(t), 1)`` and ``(1, len(x))`` (float64) that broadcast to
     ``(len(t), len(x))``.
     """
-    x = np.asarray(x, dtype=np.float64)
+    x_in = np.asarray(x)
+    x = x_in.astype(np.float64)
     t = np.asarray(t, dtype=np.float64)
     for label, arr in (("x", x), ("t", t)):
         if arr.ndim != 1:
@@ -33,7 +34,8 @@ def space_time_grid(problem: Problem, x: np.ndarray, t: np.ndarray) -> tuple[np.
         if not np.all(np.isfinite(arr)):
             raise ValueError(f"{problem.name}: {label} must be finite")
     lo, hi = problem.x_domain
-    slack = 1e-12 * (hi - lo)
+    input_eps = np.finfo(x_in.dtype).eps if np.issubdtype(x_in.dtype, np.floating) else 0.0
+    slack = max(1e-12, 4.0 * input_eps) * max(abs(lo), abs(hi), hi - lo)
     if x.size and (x.min() < lo - slack or x.max() > hi + slack):
         raise ValueError(f"{problem.name}: x must lie in the domain [{lo:g}, {hi:g}], got [{x.min():g}, {x.max():g}]")
     t0 = problem.t_domain[0]
