@@ -1,4 +1,4 @@
-"""Linear advection of a step, a ProbConserv hyperbolic case (Hansen et al., ICML 2023, App. F;
+"""Linear advection of a step, a ProbConserv hyperbolic case (Hansen et al., ICML 2023;
 the reference code's ``LinearAdvection``).
 
     u_t + (a u)_x = 0,  a > 0,  x ∈ [0, 1],  t ∈ [0, 1],  u(0, x) = 1{x ≤ 1/2},  inflow u(t, 0) = 1

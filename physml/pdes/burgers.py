@@ -1,5 +1,5 @@
 """Inviscid Burgers' equation with compressive Riemann-type data, a ProbConserv hyperbolic case
-(Hansen et al., ICML 2023, App. F; the reference code's ``Burgers``).
+(Hansen et al., ICML 2023; the reference code's ``Burgers``).
 
     u_t + (u²/2)_x = 0,  a > 0,  x ∈ [−1, 1],  t ∈ [0, 1],
     u(0, x) = a for x ≤ −1,  −a x on [−1, 0],  0 for x > 0,   inflow u(t, −1) = a.

@@ -1,4 +1,4 @@
-"""Periodic heat equation, the ProbConserv "easy" case (Hansen et al., ICML 2023, §4.1).
+"""Periodic heat equation, the "easy" GPME case of ProbConserv (Hansen et al., ICML 2023).
 
     u_t = k u_xx,  x ∈ [0, 2π] periodic,  t ∈ [0, 1],  u(0, x) = sin x
     ⇒ u(t, x) = e^{−kt} sin x,  flux F = −k u_x,  total mass ∫u dx = 0 for all t.

@@ -1,4 +1,4 @@
-"""Porous medium equation, the ProbConserv "medium" case (Hansen et al., ICML 2023, §4.2).
+"""Porous medium equation, a "medium" GPME case of ProbConserv (Hansen et al., ICML 2023).
 
     u_t = (u^m u_x)_x,  x ∈ [0, 1],  t ∈ [0, 1],  m ≥ 1
     exact travelling front: u(t, x) = (m·max(t − x, 0))^{1/m}   (front at x = t, speed 1)
@@ -24,7 +24,7 @@ class PorousMedium(Problem):
 
     name = "pme"
     family = "probconserv"
-    parameters = (Parameter("m", 1.0, 50.0, "degree m in u_t = (u^m u_x)_x (m = 1: quadratic diffusivity)"),)
+    parameters = (Parameter("m", 1.0, 50.0, "degree m in u_t = (u^m u_x)_x (diffusivity D(u) = u^m)"),)
     x_domain = (0.0, 1.0)
     t_domain = (0.0, 1.0)
     boundary = "dirichlet"

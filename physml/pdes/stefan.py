@@ -1,5 +1,5 @@
 """One-phase Stefan problem as a degenerate nonlinear diffusion, the ProbConserv "hard" case
-(Hansen et al., ICML 2023, §4.3; the reference code's ``Stefan`` class).
+(Hansen et al., ICML 2023: the "hard" GPME variant; the reference code's ``Stefan`` class).
 
     u_t = (k(u) u_x)_x,  k(u) = 1 if u ≥ p* else 0,  u(t, 0) = 1,  u(0, x) = 0,  x ∈ [0, 1],  t ∈ [0, 0.1]
 
