@@ -1,0 +1,259 @@
+"""Truncated-Fourier kernel layers (the K of an FNO layer) and their boundary responses.
+
+K(v) = F⁻¹( R · (F v)|kept )  (Li et al., "Fourier neural operator for parametric PDEs", ICLR 2021,
+eq. 4–5): real FFT over the grid axes, keep the lowest ``modes`` frequencies per axis (both signs on
+every axis but the last, which is the half-spectrum axis of ``rfftn``), mix channels with one complex
+matrix per kept frequency, inverse FFT.
+
+The kept frequencies are stored *compactly*: on every axis but the last the indices ``[0, m)`` then
+``[n - m, n)`` (true frequencies ``0..m-1, -m..-1``), on the last axis ``[0, m)``. The complex weights
+are one tensor of shape ``(in, out, 2 m_1, ..., 2 m_{d-1}, m_d)`` (the four/eight "corner" weights of
+the reference FNO are blocks of it), stored as real numbers with a trailing axis of size 2 so that
+``.double()`` / ``.to(dtype)`` convert them with the rest of the model.
+
+Because K is linear and translation invariant, its response to a unit vector is known in closed form
+from the weights (:meth:`SpectralConv.response`); BOON's correction (physml.models.boon) uses that and
+the partial transforms below instead of probing the layer with unit vectors.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+__all__ = ["SpectralConv", "SpectralConv1d", "SpectralConv2d", "SpectralConv3d"]
+
+
+class SpectralConv(nn.Module):
+    """d-dimensional truncated-Fourier kernel: ``(B, in, n_1, ..., n_d) → (B, out, n_1, ..., n_d)``.
+
+    Args:
+        in_channels, out_channels: channel counts (≥ 1).
+        modes: kept frequencies per axis, one int per axis (length d). On every axis but the last the
+            grid size must satisfy ``n ≥ 2·modes``; on the last ``n // 2 + 1 ≥ modes``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, modes: Sequence[int]) -> None:
+        super().__init__()
+        modes = tuple(int(m) for m in modes)
+        if in_channels < 1 or out_channels < 1:
+            raise ValueError(f"in_channels and out_channels must be >= 1, got {in_channels}, {out_channels}")
+        if not modes or any(m < 1 for m in modes):
+            raise ValueError(f"modes must be a non-empty sequence of integers >= 1, got {modes}")
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.modes = modes
+        self.ndim = len(modes)
+        kept = tuple(2 * m for m in modes[:-1]) + (modes[-1],)
+        scale = 1.0 / (in_channels * out_channels)
+        self.weight = nn.Parameter(scale * torch.rand(in_channels, out_channels, *kept, 2))
+
+    # ---- helpers on the compact spectrum -------------------------------------------------------
+    def complex_weight(self) -> torch.Tensor:
+        """The complex weights R, shape ``(in, out, *kept)``."""
+        return torch.view_as_complex(self.weight)
+
+    def check_grid(self, shape: Sequence[int]) -> None:
+        """ValueError unless the grid ``shape`` (d sizes) can hold the kept modes."""
+        if len(shape) != self.ndim:
+            raise ValueError(f"grid must have {self.ndim} axes, got shape {tuple(shape)}")
+        for axis, (n, m) in enumerate(zip(shape, self.modes)):
+            last = axis == self.ndim - 1
+            if (last and n // 2 + 1 < m) or (not last and n < 2 * m):
+                need = f"n // 2 + 1 >= {m}" if last else f"n >= {2 * m}"
+                raise ValueError(f"grid axis {axis} has n = {n} points; modes = {m} needs {need}")
+
+    def frequencies(self, axis: int, device: torch.device | None = None) -> torch.Tensor:
+        """True integer frequencies of the compact kept indices along ``axis``."""
+        m = self.modes[axis]
+        if axis == self.ndim - 1:
+            return torch.arange(m, device=device)
+        return torch.cat([torch.arange(m, device=device), torch.arange(-m, 0, device=device)])
+
+    def gather(self, spectrum: torch.Tensor) -> torch.Tensor:
+        """Full ``rfftn`` spectrum ``(B, C, n_1, ..., n_d//2+1)`` → compact kept ``(B, C, *kept)``."""
+        for axis, m in enumerate(self.modes):
+            dim = 2 + axis
+            if axis == self.ndim - 1:
+                spectrum = spectrum.narrow(dim, 0, m)
+            else:
+                n = spectrum.shape[dim]
+                spectrum = torch.cat([spectrum.narrow(dim, 0, m), spectrum.narrow(dim, n - m, m)], dim=dim)
+        return spectrum
+
+    def scatter(self, compact: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+        """Compact ``(B, C, *kept)`` → full half-spectrum of a grid ``shape`` (zeros elsewhere)."""
+        for axis, m in enumerate(self.modes):
+            dim = 2 + axis
+            n = shape[axis] // 2 + 1 if axis == self.ndim - 1 else shape[axis]
+            pad_shape = list(compact.shape)
+            pad_shape[dim] = n - (m if axis == self.ndim - 1 else 2 * m)
+            zeros = compact.new_zeros(pad_shape)
+            if axis == self.ndim - 1:
+                compact = torch.cat([compact, zeros], dim=dim)
+            else:
+                compact = torch.cat([compact.narrow(dim, 0, m), zeros, compact.narrow(dim, m, m)], dim=dim)
+        return compact
+
+    def mix(self, compact: torch.Tensor) -> torch.Tensor:
+        """Channel mixing per kept frequency: ``(B, in, *kept) → (B, out, *kept)``, Ŷ_o = Σ_i X̂_i R_io."""
+        return torch.einsum("bi...,io...->bo...", compact, self.complex_weight())
+
+    def spectrum(self, x: torch.Tensor) -> torch.Tensor:
+        """Compact kept spectrum of ``x`` ``(B, in, *grid)`` → ``(B, in, *kept)``."""
+        dims = tuple(range(2, 2 + self.ndim))
+        return self.gather(torch.fft.rfftn(x, dim=dims))
+
+    def to_grid(self, compact: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+        """Inverse transform of a compact spectrum onto a grid ``shape``: ``(B, C, *shape)``."""
+        dims = tuple(range(2, 2 + self.ndim))
+        return torch.fft.irfftn(self.scatter(compact, shape), s=tuple(shape), dim=dims)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """K(x) for ``x`` of shape ``(B, in, n_1, ..., n_d)``; returns ``(B, out, n_1, ..., n_d)``."""
+        if x.dim() != self.ndim + 2 or x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"x must have shape (B, {self.in_channels}, {self.ndim} grid axes), got {tuple(x.shape)}"
+            )
+        shape = tuple(x.shape[2:])
+        self.check_grid(shape)
+        return self.to_grid(self.mix(self.spectrum(x)), shape)
+
+    # ---- closed-form responses and partial transforms (used by BOON) ---------------------------
+    def _last_axis_weights(self, n_last: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        """Hermitian multiplicity of each kept last-axis frequency: 1 at 0 (and Nyquist), else 2."""
+        k = torch.arange(self.modes[-1], device=device)
+        c = torch.full((self.modes[-1],), 2.0, device=device, dtype=dtype)
+        c[k == 0] = 1.0
+        if n_last % 2 == 0:
+            c[k == n_last // 2] = 1.0
+        return c
+
+    def response(self, shape: Sequence[int], axis: int, offsets: Sequence[int]) -> torch.Tensor:
+        """Closed-form kernel entries ``(K e_{p,i})_{p + Δ e_axis, o}`` for the shifts Δ in ``offsets``.
+
+        For real input, ``irfftn(Z)(q) = (1/N) Σ_{kept k} c_k Re(Z_k e^{2πi k·q/n})`` with c_k = 2 on the
+        interior of the half-spectrum axis and 1 at its 0 (and Nyquist) frequency; a unit vector at p has
+        Z_k = R_k e^{-2πi k·p/n}, so the response at q = p + Δ e_axis is
+        ``(1/N) Σ_k c_k Re(R_k e^{2πi k_axis Δ / n_axis})`` — the same for every p (translation
+        invariance). Returns ``(len(offsets), out, in)``; no data and no FFT involved.
+        """
+        self.check_grid(shape)
+        w = self.complex_weight()
+        real_dtype = self.weight.dtype
+        n_total = math.prod(shape)
+        c = self._last_axis_weights(shape[-1], w.device, real_dtype)
+        k_axis = self.frequencies(axis, w.device).to(real_dtype)
+        delta = torch.as_tensor(list(offsets), device=w.device, dtype=real_dtype)
+        phase = torch.exp(2j * math.pi * torch.outer(delta, k_axis) / shape[axis])  # (D, K_axis)
+        # Sum over the kept axes other than `axis` first (weighted by c on the last axis).
+        weighted = w * c.to(w.dtype)
+        other = [2 + a for a in range(self.ndim) if a != axis]
+        summed = weighted.sum(dim=other) if other else weighted  # (in, out, K_axis)
+        resp = torch.einsum("iok,dk->doi", summed, phase.to(w.dtype)).real / n_total
+        return resp
+
+    def values_at(self, compact: torch.Tensor, shape: Sequence[int], axis: int,
+                  positions: Sequence[int]) -> torch.Tensor:
+        """Values of ``to_grid(compact, shape)`` on the hyperplanes ``axis = j`` for j in ``positions``.
+
+        Cost O(B·C·kept·len(positions)) plus a transform of the face only, instead of a full inverse
+        FFT. Returns ``(B, C, *face_shape, len(positions))`` with face_shape = shape without ``axis``.
+        """
+        dtype = compact.real.dtype
+        n = shape[axis]
+        k = self.frequencies(axis, compact.device).to(dtype)
+        j = torch.as_tensor(list(positions), device=compact.device, dtype=dtype)
+        phase = torch.exp(2j * math.pi * torch.outer(k, j) / n)  # (K_axis, P)
+        dim = 2 + axis
+        moved = compact.movedim(dim, -1)  # (B, C, *kept_without_axis, K_axis)
+        if axis == self.ndim - 1:
+            c = self._last_axis_weights(n, compact.device, dtype)
+            face = torch.einsum("...k,kp->...p", moved, (c[:, None] * phase).to(compact.dtype)) / n
+            face_dims = tuple(range(2, 2 + self.ndim - 1))
+            if face_dims:
+                face = self._scatter_except(face.movedim(-1, 2), shape, axis, full_last=True)
+                face = torch.fft.ifftn(face, dim=tuple(d + 1 for d in face_dims)).movedim(2, -1)
+            return face.real
+        face = torch.einsum("...k,kp->...p", moved, phase.to(compact.dtype)) / n  # (B,C,*kw,P)
+        face = face.movedim(-1, 2)  # (B, C, P, *kept_without_axis)
+        face = self._scatter_except(face, shape, axis, full_last=False)
+        face_shape = [s for a, s in enumerate(shape) if a != axis]
+        face = torch.fft.irfftn(face, s=face_shape, dim=tuple(range(3, 3 + len(face_shape))))
+        return face.movedim(2, -1)
+
+    def _scatter_except(self, compact: torch.Tensor, shape: Sequence[int], skip: int,
+                        full_last: bool) -> torch.Tensor:
+        """Scatter compact axes (all but ``skip``) of ``(B, C, P, *kept_without_skip)`` to full size."""
+        axes = [a for a in range(self.ndim) if a != skip]
+        for pos, axis in enumerate(axes):
+            dim = 3 + pos
+            m = self.modes[axis]
+            last = axis == self.ndim - 1
+            if last and not full_last:
+                n = shape[axis] // 2 + 1
+                zeros = compact.new_zeros(*compact.shape[:dim], n - m, *compact.shape[dim + 1:])
+                compact = torch.cat([compact, zeros], dim=dim)
+            else:
+                n = shape[axis]
+                zeros = compact.new_zeros(*compact.shape[:dim], n - 2 * m, *compact.shape[dim + 1:])
+                compact = torch.cat([compact.narrow(dim, 0, m), zeros, compact.narrow(dim, m, m)], dim=dim)
+        return compact
+
+    def face_spectrum(self, faces: torch.Tensor, shape: Sequence[int], axis: int,
+                      positions: Sequence[int]) -> torch.Tensor:
+        """Compact kept spectrum of a field that is zero except on the hyperplanes ``axis = j``.
+
+        ``faces``: ``(B, C, *face_shape, len(positions))``, the field's values on those hyperplanes.
+        Returns ``(B, C, *kept)``, equal to ``spectrum(field)`` (the DFT of a field supported on one
+        hyperplane is the face's DFT times e^{-2πi k_axis j / n_axis}).
+        """
+        n = shape[axis]
+        face_dims = tuple(range(2, 2 + self.ndim - 1))
+        if axis == self.ndim - 1:
+            spec = torch.fft.fftn(faces, dim=face_dims) if face_dims else faces.to(torch.promote_types(
+                faces.dtype, torch.complex64))
+            for pos, a in enumerate(range(self.ndim - 1)):
+                d = 2 + pos
+                m = self.modes[a]
+                spec = torch.cat([spec.narrow(d, 0, m), spec.narrow(d, shape[a] - m, m)], dim=d)
+        else:
+            spec = torch.fft.rfftn(faces, dim=face_dims)
+            axes = [a for a in range(self.ndim) if a != axis]
+            for pos, a in enumerate(axes):
+                d = 2 + pos
+                m = self.modes[a]
+                if a == self.ndim - 1:
+                    spec = spec.narrow(d, 0, m)
+                else:
+                    spec = torch.cat([spec.narrow(d, 0, m), spec.narrow(d, spec.shape[d] - m, m)], dim=d)
+        dtype = spec.real.dtype
+        k = self.frequencies(axis, faces.device).to(dtype)
+        j = torch.as_tensor(list(positions), device=faces.device, dtype=dtype)
+        phase = torch.exp(-2j * math.pi * torch.outer(j, k) / n).to(spec.dtype)  # (P, K_axis)
+        out = torch.einsum("...p,pk->...k", spec, phase)  # (B, C, *kept_without_axis, K_axis)
+        return out.movedim(-1, 2 + axis)
+
+
+class SpectralConv1d(SpectralConv):
+    """1-D kernel: ``(B, in, n) → (B, out, n)``, keeping ``modes`` frequencies (n // 2 + 1 ≥ modes)."""
+
+    def __init__(self, in_channels: int, out_channels: int, modes: int) -> None:
+        super().__init__(in_channels, out_channels, (modes,))
+
+
+class SpectralConv2d(SpectralConv):
+    """2-D kernel: ``(B, in, n1, n2) → (B, out, n1, n2)``; n1 ≥ 2·modes1, n2 // 2 + 1 ≥ modes2."""
+
+    def __init__(self, in_channels: int, out_channels: int, modes1: int, modes2: int) -> None:
+        super().__init__(in_channels, out_channels, (modes1, modes2))
+
+
+class SpectralConv3d(SpectralConv):
+    """3-D kernel: ``(B, in, n1, n2, n3) → (B, out, n1, n2, n3)``; n1, n2 ≥ 2·modes, n3 // 2 + 1 ≥ modes3."""
+
+    def __init__(self, in_channels: int, out_channels: int, modes1: int, modes2: int, modes3: int) -> None:
+        super().__init__(in_channels, out_channels, (modes1, modes2, modes3))
