@@ -1,0 +1,300 @@
+"""Attentive neural process (ANP) on 1-D space-time: (t, x) ↦ u, and its SoftC variant.
+
+Architecture (Kim et al., "Attentive Neural Processes", ICLR 2019; the black box of ProbConserv,
+Hansen et al., ICML 2023, Sec. 4):
+
+- inputs are scaled to [−1, 1] with the case's t- and x-ranges;
+- deterministic path: MLP on (t, x, u) of each context → self-attention layers → cross-attention with
+  queries = MLP(target (t, x)), keys = MLP(context (t, x)), values = context representations;
+- latent path: MLP on (t, x, u) → self-attention → mean over points → Gaussian q(z) with
+  σ_z = 0.1 + 0.9·sigmoid(·);
+- decoder: MLP on (r, z, target (t, x)) → mean and σ = min_std + softplus(·).
+
+Training objective per function (ELBO, Kim et al. Eq. 4), divided by the number of targets Nt:
+
+    L = [ −Σ_targets log N(u_j; μ_j, σ_j²) + KL(q(z | C ∪ T) ‖ q(z | C)) ] / Nt,
+
+with z drawn from the posterior q(z | C ∪ T) (its mean in eval mode, so validation is deterministic).
+SoftC-ANP ("pinp" in the ProbConserv reference) adds λ·mean over slices of (G μ − b)², G the
+trapezoid weights of the slice's target positions and b the true mass.
+
+Shapes: B functions, Nc contexts, nt target times × nx positions (Nt = nt·nx targets).
+Batches are dicts with context_t, context_x, context_u (B, Nc); target_t (B, nt);
+target_x, target_u (B, nt, nx); mass (B, nt).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.distributions import Normal, kl_divergence
+
+from physml.models.predictive import Predictive, mixture
+
+
+@dataclass(frozen=True)
+class ANPConfig:
+    """Hyper-parameters of an ANP; ``physics_weight > 0`` makes it a SoftC-ANP.
+
+    ``t_range``/``x_range``: the case's domain (inputs are scaled to [−1, 1]; ``x_range`` is also the
+    quadrature domain of the SoftC penalty, ``periodic`` its wrap-around rule).
+    """
+
+    case: str
+    model: str = "anp"
+    hidden: int = 128
+    latent: int = 128
+    heads: int = 4
+    attention_layers: int = 2
+    decoder_layers: int = 3
+    min_std: float = 0.01
+    t_range: tuple[float, float] = (0.0, 1.0)
+    x_range: tuple[float, float] = (0.0, 1.0)
+    physics_weight: float = 0.0
+    periodic: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.case, str) or not self.case:
+            raise ValueError("case must be a non-empty string")
+        if self.model not in ("anp", "softc"):
+            raise ValueError(f"model must be 'anp' or 'softc', got {self.model!r}")
+        for name in ("hidden", "latent", "heads", "decoder_layers"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if not isinstance(self.attention_layers, int) or self.attention_layers < 0:
+            raise ValueError(f"attention_layers must be an integer >= 0, got {self.attention_layers!r}")
+        if self.hidden % self.heads:
+            raise ValueError(f"hidden ({self.hidden}) must be divisible by heads ({self.heads})")
+        if not (0 < self.min_std < math.inf):
+            raise ValueError(f"min_std must be finite and > 0, got {self.min_std!r}")
+        for name in ("t_range", "x_range"):
+            lo, hi = getattr(self, name)
+            if not (math.isfinite(lo) and math.isfinite(hi) and hi > lo):
+                raise ValueError(f"{name} must be finite (low, high) with high > low, got {getattr(self, name)!r}")
+            object.__setattr__(self, name, (float(lo), float(hi)))
+        if not (math.isfinite(self.physics_weight) and self.physics_weight >= 0):
+            raise ValueError(f"physics_weight must be finite and >= 0, got {self.physics_weight!r}")
+        if (self.model == "softc") != (self.physics_weight > 0):
+            raise ValueError("model 'softc' needs physics_weight > 0 and model 'anp' needs physics_weight = 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        """json-able dict (tuples become lists), the ``model_config`` of a checkpoint."""
+        out = asdict(self)
+        out["t_range"], out["x_range"] = list(self.t_range), list(self.x_range)
+        return out
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> ANPConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown ANP config field(s) {sorted(unknown)}; allowed: {sorted(known)}")
+        values = dict(values)
+        for name in ("t_range", "x_range"):
+            if name in values:
+                values[name] = tuple(values[name])
+        return cls(**values)
+
+
+def mlp(sizes: list[int]) -> nn.Sequential:
+    """Linear layers with ReLU between them (none after the last)."""
+    layers: list[nn.Module] = []
+    for i in range(len(sizes) - 1):
+        layers.append(nn.Linear(sizes[i], sizes[i + 1]))
+        if i < len(sizes) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+class SelfAttention(nn.Module):
+    """Transformer encoder block: x ← LN(x + MHA(x, x, x)); x ← LN(x + MLP(x)). x: (B, N, h)."""
+
+    def __init__(self, hidden: int, heads: int) -> None:
+        super().__init__()
+        self.attention = nn.MultiheadAttention(hidden, heads, batch_first=True)
+        self.norm1 = nn.LayerNorm(hidden)
+        self.feed = mlp([hidden, hidden, hidden])
+        self.norm2 = nn.LayerNorm(hidden)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.norm1(x + self.attention(x, x, x, need_weights=False)[0])
+        return self.norm2(x + self.feed(x))
+
+
+def as_batch(batch: Mapping[str, Any], device: torch.device, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """The ANP fields of a batch as tensors on ``device``; shapes checked (see module docstring)."""
+    out = {}
+    for key in ("context_t", "context_x", "context_u", "target_t", "target_x"):
+        if key not in batch:
+            raise ValueError(f"batch is missing {key!r}")
+        out[key] = torch.as_tensor(batch[key]).to(device=device, dtype=dtype)
+    for key in ("target_u", "mass"):
+        if key in batch:
+            out[key] = torch.as_tensor(batch[key]).to(device=device, dtype=dtype)
+    c = out["context_t"].shape
+    if len(c) != 2 or out["context_x"].shape != c or out["context_u"].shape != c:
+        raise ValueError(f"context_t/x/u must share a shape (B, Nc); got {[tuple(out[k].shape) for k in ('context_t', 'context_x', 'context_u')]}")
+    tx = out["target_x"].shape
+    if len(tx) != 3 or tx[0] != c[0] or out["target_t"].shape != tx[:2]:
+        raise ValueError(f"target_x must be (B, nt, nx) and target_t (B, nt) with B = {c[0]}; got {tuple(tx)}, {tuple(out['target_t'].shape)}")
+    if "target_u" in out and out["target_u"].shape != tx:
+        raise ValueError(f"target_u must have the shape of target_x {tuple(tx)}, got {tuple(out['target_u'].shape)}")
+    if "mass" in out and out["mass"].shape != tx[:2]:
+        raise ValueError(f"mass must have shape (B, nt) = {tuple(tx[:2])}, got {tuple(out['mass'].shape)}")
+    for key, value in out.items():
+        if not bool(torch.isfinite(value).all()):
+            raise ValueError(f"{key} contains NaN or inf")
+    return out
+
+
+def slice_weights(target_x: torch.Tensor, x_range: tuple[float, float], periodic: bool) -> torch.Tensor:
+    """Trapezoid weights G (B, nt, nx) of each target slice, from physml.constraints.conservation (float64 → dtype)."""
+    from physml.constraints.conservation import trapezoid_weights
+
+    w = trapezoid_weights(target_x.detach().cpu().double().numpy(), x_range, periodic=periodic)
+    return torch.as_tensor(w, device=target_x.device, dtype=target_x.dtype)
+
+
+def conservation_penalty(mean: torch.Tensor, batch: Mapping[str, torch.Tensor], x_range: tuple[float, float], periodic: bool) -> torch.Tensor:
+    """SoftC penalty: mean over functions and slices of (G μ − b)², μ (B, nt, nx), b = batch["mass"] (B, nt)."""
+    if "mass" not in batch:
+        raise ValueError("the SoftC penalty needs batch['mass'] (B, nt)")
+    g = slice_weights(batch["target_x"], x_range, periodic)
+    residual = (g * mean).sum(-1) - batch["mass"]
+    return (residual**2).mean()
+
+
+class ANP(nn.Module):
+    """Attentive neural process u(t, x) | contexts (see the module docstring)."""
+
+    def __init__(self, config: ANPConfig | Mapping[str, Any]) -> None:
+        super().__init__()
+        self.config = config if isinstance(config, ANPConfig) else ANPConfig.from_dict(config)
+        c = self.config
+        h = c.hidden
+        self.det_encoder = mlp([3, h, h, h])
+        self.det_attention = nn.ModuleList(SelfAttention(h, c.heads) for _ in range(c.attention_layers))
+        self.query = mlp([2, h, h])
+        self.key = mlp([2, h, h])
+        self.cross = nn.MultiheadAttention(h, c.heads, batch_first=True)
+        self.cross_norm = nn.LayerNorm(h)
+        self.lat_encoder = mlp([3, h, h, h])
+        self.lat_attention = nn.ModuleList(SelfAttention(h, c.heads) for _ in range(c.attention_layers))
+        self.lat_head = mlp([h, h, 2 * c.latent])
+        self.decoder = mlp([h + c.latent + 2] + [h] * c.decoder_layers + [2])
+
+    @property
+    def model_config(self) -> dict[str, Any]:
+        return self.config.to_dict()
+
+    def _scale(self, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        (t0, t1), (x0, x1) = self.config.t_range, self.config.x_range
+        return torch.stack([2 * (t - t0) / (t1 - t0) - 1, 2 * (x - x0) / (x1 - x0) - 1], dim=-1)
+
+    def _points(self, b: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Context inputs (B, Nc, 3) = scaled (t, x) and u; target inputs (B, Nt, 2)."""
+        ctx = torch.cat([self._scale(b["context_t"], b["context_x"]), b["context_u"].unsqueeze(-1)], dim=-1)
+        tt = b["target_t"].unsqueeze(-1).expand_as(b["target_x"])
+        tgt = self._scale(tt, b["target_x"]).flatten(1, 2)
+        return ctx, tgt
+
+    def latent(self, points: torch.Tensor) -> Normal:
+        """q(z | points): points (B, N, 3) → Normal with loc/scale (B, latent)."""
+        s = self.lat_encoder(points)
+        for block in self.lat_attention:
+            s = block(s)
+        loc, raw = self.lat_head(s.mean(1)).chunk(2, dim=-1)
+        return Normal(loc, 0.1 + 0.9 * torch.sigmoid(raw))
+
+    def deterministic(self, ctx: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
+        """r (B, Nt, h): cross-attention of the target inputs (B, Nt, 2) to the contexts (B, Nc, 3)."""
+        v = self.det_encoder(ctx)
+        for block in self.det_attention:
+            v = block(v)
+        q, k = self.query(tgt), self.key(ctx[..., :2])
+        return self.cross_norm(q + self.cross(q, k, v, need_weights=False)[0])
+
+    def decode(self, r: torch.Tensor, z: torch.Tensor, tgt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and σ = min_std + softplus(·), each (B, Nt), from r (B, Nt, h), z (B, latent), tgt (B, Nt, 2)."""
+        zz = z.unsqueeze(1).expand(-1, r.shape[1], -1)
+        out = self.decoder(torch.cat([r, zz, tgt], dim=-1))
+        return out[..., 0], self.config.min_std + nn.functional.softplus(out[..., 1])
+
+    def loss(self, batch: Mapping[str, Any]) -> torch.Tensor:
+        """Mean over functions of the per-target ELBO loss (+ the SoftC penalty); see the module docstring."""
+        p = next(self.parameters())
+        b = as_batch(batch, p.device, p.dtype)
+        if "target_u" not in b:
+            raise ValueError("batch is missing 'target_u'")
+        ctx, tgt = self._points(b)
+        n_targets = tgt.shape[1]
+        u = b["target_u"].flatten(1, 2)
+        prior = self.latent(ctx)
+        posterior = self.latent(torch.cat([ctx, torch.cat([tgt, u.unsqueeze(-1)], dim=-1)], dim=1))
+        z = posterior.rsample() if self.training else posterior.mean
+        mean, std = self.decode(self.deterministic(ctx, tgt), z, tgt)
+        nll = -Normal(mean, std).log_prob(u).sum(-1)
+        kl = kl_divergence(posterior, prior).sum(-1)
+        loss = ((nll + kl) / n_targets).mean()
+        if self.config.physics_weight > 0:
+            penalty = conservation_penalty(mean.view_as(b["target_x"]), b, self.config.x_range, self.config.periodic)
+            loss = loss + self.config.physics_weight * penalty
+        return loss
+
+    @torch.no_grad()
+    def predict(
+        self,
+        context_t: Any,
+        context_x: Any,
+        context_u: Any,
+        target_t: Any,
+        target_x: Any,
+        n_samples: int = 100,
+        full_cov: bool = False,
+        seed: int = 0,
+    ) -> Predictive:
+        """Predictive N(μ, Σ) at the targets, mixing ``n_samples`` latent draws z ~ q(z | C).
+
+        Inputs: context_t/x/u (B, Nc), target_t (B, nt), target_x (B, nt, nx) (numpy or torch).
+        Returns float64 tensors: mean, var (B, nt, nx) by the law of total variance, and with
+        ``full_cov`` the covariance (B, nt, nx, nx) of each time slice from the latent samples plus
+        the diagonal decoder noise. ``seed`` fixes the latent draws.
+        """
+        if not isinstance(n_samples, int) or n_samples < 1:
+            raise ValueError(f"n_samples must be an integer >= 1, got {n_samples!r}")
+        was_training = self.training
+        self.eval()
+        try:
+            p = next(self.parameters())
+            b = as_batch(
+                {"context_t": context_t, "context_x": context_x, "context_u": context_u, "target_t": target_t, "target_x": target_x},
+                p.device,
+                p.dtype,
+            )
+            ctx, tgt = self._points(b)
+            prior = self.latent(ctx)
+            r = self.deterministic(ctx, tgt)
+            generator = torch.Generator(device=p.device).manual_seed(seed)
+            eps = torch.randn((n_samples,) + tuple(prior.loc.shape), generator=generator, device=p.device, dtype=p.dtype)
+            means, variances = [], []
+            for s in range(n_samples):
+                mean, std = self.decode(r, prior.loc + prior.scale * eps[s], tgt)
+                means.append(mean)
+                variances.append(std**2)
+            shape = (n_samples,) + tuple(b["target_x"].shape)
+            return mixture(torch.stack(means).view(shape), torch.stack(variances).view(shape), full_cov=full_cov)
+        finally:
+            self.train(was_training)
+
+
+def anp_loss(model: nn.Module, batch: Mapping[str, Any]) -> torch.Tensor:
+    """``loss_fn`` for :func:`physml.training.fit`."""
+    inner = model.module if hasattr(model, "module") else model
+    return inner.loss(batch)
