@@ -1,0 +1,506 @@
+"""params.yaml: the one validated source of truth for every stage.
+
+``load_params(path)`` returns a :class:`ParamsModel`; every error names the key path
+(e.g. ``cases.stefan.parameters.p_star.train``) and the allowed range. Physical parameter bounds are
+taken from the registry (:class:`physml.pdes.Parameter`), never re-typed here.
+
+Layout (keys are stable; other stages build on them)::
+
+    profile: quick | paper
+    seed: int
+    cases.<name>:
+        parameters.<pname>: scalar (fixed)  |  {train: [lo, hi], test: [lo, hi] | {values: [v, ...]}}
+        sampling: {n_context, n_target_t, n_target_x}      # probconserv family
+        grid.{quick,paper}: {nx, nt, times?}                # operator family
+        sizes.{quick,paper}: {train, val, test}
+    models: anp.{quick,paper}, ensemble.{quick,paper}, softc, fno.{quick,paper} (+ fno.cases overrides)
+    matrix: probconserv / boon: {cases, models, constraints}
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+Profile = Literal["quick", "paper"]
+PROFILES: tuple[str, ...] = ("quick", "paper")
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+MIN_NX = 8
+"""Smallest spatial grid an operator case may use (FNO needs a few Fourier modes and two boundary points)."""
+
+CONSTRAINTS: dict[str, tuple[str, ...]] = {
+    "probconserv": ("none", "softc", "hardc", "probconserv"),
+    "boon": ("none", "boon", "boon_posthoc"),
+}
+MODELS: dict[str, tuple[str, ...]] = {"probconserv": ("anp", "ensemble"), "boon": ("fno",)}
+MATRIX_FAMILY: dict[str, str] = {"probconserv": "probconserv", "boon": "operator"}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _fmt(v: float) -> str:
+    return f"{v:g}"
+
+
+class ParamSpec(_Strict):
+    """One PDE parameter: fixed (``fixed``) or sampled uniformly from ``train`` and ``test``.
+
+    ``test`` is either a range ``[lo, hi]`` (uniform draws) or ``{values: [...]}`` (the test set is
+    split into equal blocks, one per value — e.g. Stefan p* ∈ {0.5, 0.6}).
+    """
+
+    fixed: float | None = None
+    train: tuple[float, float] | None = None
+    test: tuple[float, float] | TestValues | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _scalar_is_fixed(cls, data: Any) -> Any:
+        if isinstance(data, (int, float)) and not isinstance(data, bool):
+            return {"fixed": float(data)}
+        if isinstance(data, dict) and isinstance(data.get("test"), list) and len(data["test"]) != 2:
+            raise ValueError(
+                f"test must be a range [lo, hi] (2 numbers) or {{values: [...]}}, got a list of {len(data['test'])}"
+            )
+        return data
+
+    @field_validator("train", "test")
+    @classmethod
+    def _ordered(cls, v: Any) -> Any:
+        if isinstance(v, tuple):
+            lo, hi = v
+            if not (math.isfinite(lo) and math.isfinite(hi)):
+                raise ValueError(f"range [{lo}, {hi}] must be finite")
+            if lo > hi:
+                raise ValueError(f"range [{_fmt(lo)}, {_fmt(hi)}] has lo > hi; allowed: [lo, hi] with lo <= hi")
+        return v
+
+    @model_validator(mode="after")
+    def _complete(self) -> ParamSpec:
+        if self.fixed is None and (self.train is None or self.test is None):
+            raise ValueError("give either a scalar (fixed value) or both train: [lo, hi] and test: [lo, hi] | {values}")
+        if self.fixed is not None and (self.train is not None or self.test is not None):
+            raise ValueError("a fixed parameter takes no train/test ranges")
+        return self
+
+    def split_spec(self, split: str) -> tuple[float, float] | list[float]:
+        """The sampling spec for ``split``: a (lo, hi) range or a list of values. val draws like train."""
+        if self.fixed is not None:
+            return (self.fixed, self.fixed)
+        spec = self.train if split in ("train", "val") else self.test
+        if isinstance(spec, TestValues):
+            return list(spec.values)
+        assert spec is not None
+        return spec
+
+    def bounds(self) -> Iterator[tuple[str, float]]:
+        """(key, value) pairs of every number that must lie inside the physical range."""
+        if self.fixed is not None:
+            yield "", self.fixed
+            return
+        assert self.train is not None and self.test is not None
+        yield "train", self.train[0]
+        yield "train", self.train[1]
+        if isinstance(self.test, TestValues):
+            for v in self.test.values:
+                yield "test", v
+        else:
+            yield "test", self.test[0]
+            yield "test", self.test[1]
+
+
+class TestValues(_Strict):
+    """A list of test values (each gets an equal block of the test set)."""
+
+    values: list[float] = Field(min_length=1)
+
+
+ParamSpec.model_rebuild()
+
+
+class Sampling(_Strict):
+    """ProbConserv sampling per function: context points and a target grid of times × positions."""
+
+    n_context: int = Field(ge=1)
+    n_target_t: int = Field(ge=1)
+    n_target_x: int = Field(ge=2)
+
+
+class Grid(_Strict):
+    """Operator-case grid: ``nx`` points per bounded axis (boundaries included) and output times.
+
+    ``times`` (optional) are explicit, strictly increasing output times; otherwise ``nt`` equally
+    spaced times t0 + (t1 − t0)·k/nt, k = 1..nt.
+    """
+
+    nx: int = Field(ge=MIN_NX)
+    nt: int | None = Field(default=None, ge=1)
+    times: list[float] | None = None
+
+    @field_validator("times")
+    @classmethod
+    def _increasing(cls, v: list[float] | None) -> list[float] | None:
+        if v is not None:
+            if len(v) == 0:
+                raise ValueError("times must not be empty")
+            d = np.diff(np.asarray(v, dtype=float))
+            if np.any(d <= 0) or not np.all(np.isfinite(v)):
+                raise ValueError(f"times must be finite and strictly increasing, got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Grid:
+        if self.times is None and self.nt is None:
+            raise ValueError("give nt (>= 1) or an explicit times list")
+        if self.times is not None and self.nt is not None and self.nt != len(self.times):
+            raise ValueError(f"nt = {self.nt} but times has {len(self.times)} entries")
+        return self
+
+    def resolve_times(self, t_domain: tuple[float, float]) -> np.ndarray:
+        """Output times, shape (nt,)."""
+        if self.times is not None:
+            return np.asarray(self.times, dtype=np.float64)
+        t0, t1 = t_domain
+        assert self.nt is not None
+        return t0 + (t1 - t0) * np.arange(1, self.nt + 1, dtype=np.float64) / self.nt
+
+
+class SplitSizes(_Strict):
+    """Number of functions (samples) per split; every split needs at least one."""
+
+    train: int = Field(ge=1)
+    val: int = Field(ge=1)
+    test: int = Field(ge=1)
+
+    def of(self, split: str) -> int:
+        return int(getattr(self, split))
+
+
+class PerProfile(_Strict):
+    """A value for each profile."""
+
+    quick: Any
+    paper: Any
+
+    def __getitem__(self, profile: str) -> Any:
+        return getattr(self, profile)
+
+
+class SizesPerProfile(PerProfile):
+    quick: SplitSizes
+    paper: SplitSizes
+
+
+class GridPerProfile(PerProfile):
+    quick: Grid
+    paper: Grid
+
+
+class CaseConfig(_Strict):
+    """One PDE case: its parameters, how a function is sampled (probconserv) or gridded (operator), sizes."""
+
+    parameters: dict[str, ParamSpec]
+    sampling: Sampling | None = None
+    grid: GridPerProfile | None = None
+    sizes: SizesPerProfile
+
+
+class TrainConfig(_Strict):
+    """Optimiser settings: Adam(lr, weight_decay) with StepLR(lr_step, lr_gamma)."""
+
+    epochs: int = Field(ge=1)
+    batch_size: int = Field(ge=1)
+    lr: float = Field(gt=0)
+    weight_decay: float = Field(ge=0)
+    lr_step: int = Field(ge=1)
+    lr_gamma: float = Field(gt=0, le=1)
+
+
+class AnpConfig(_Strict):
+    hidden: int = Field(ge=1)
+    latent: int = Field(ge=1)
+    n_latent_samples: int = Field(ge=1)
+    train: TrainConfig
+
+
+class EnsembleConfig(_Strict):
+    members: int = Field(ge=1)
+    hidden: int = Field(ge=1)
+    layers: int = Field(ge=1)
+    train: TrainConfig
+
+
+class FnoConfig(_Strict):
+    width: int = Field(ge=1)
+    modes: int = Field(ge=1)
+    layers: int = Field(ge=1)
+    train: TrainConfig
+
+
+class FnoOverride(_Strict):
+    """Per-case FNO overrides (BOON uses width 32 / modes 12 for 1-D + time, 20 / 8 for 2-D + time)."""
+
+    width: int | None = Field(default=None, ge=1)
+    modes: int | None = Field(default=None, ge=1)
+    layers: int | None = Field(default=None, ge=1)
+    batch_size: int | None = Field(default=None, ge=1)
+
+
+class AnpPerProfile(PerProfile):
+    quick: AnpConfig
+    paper: AnpConfig
+
+
+class EnsemblePerProfile(PerProfile):
+    quick: EnsembleConfig
+    paper: EnsembleConfig
+
+
+class FnoOverridePerProfile(PerProfile):
+    quick: FnoOverride
+    paper: FnoOverride
+
+
+class FnoPerProfile(PerProfile):
+    quick: FnoConfig
+    paper: FnoConfig
+    cases: dict[str, FnoOverridePerProfile] = Field(default_factory=dict)
+
+
+class SoftcConfig(_Strict):
+    """SoftC: weight of the conservation penalty added to the training loss."""
+
+    penalty: float = Field(ge=0)
+
+
+class ModelsConfig(_Strict):
+    anp: AnpPerProfile
+    ensemble: EnsemblePerProfile
+    softc: SoftcConfig
+    fno: FnoPerProfile
+
+
+class MatrixGroup(_Strict):
+    cases: list[str] = Field(min_length=1)
+    models: list[str] = Field(min_length=1)
+    constraints: list[str] = Field(min_length=1)
+
+
+class MatrixConfig(_Strict):
+    probconserv: MatrixGroup
+    boon: MatrixGroup
+
+
+class ParamsModel(_Strict):
+    """The whole params.yaml, validated against the PDE registry."""
+
+    profile: Profile
+    seed: int = Field(ge=0)
+    cases: dict[str, CaseConfig] = Field(min_length=1)
+    models: ModelsConfig
+    matrix: MatrixConfig
+
+    @model_validator(mode="after")
+    def _against_registry(self) -> ParamsModel:
+        from physml import pdes
+
+        errors: list[str] = []
+        known = pdes.names()
+        for name, case in self.cases.items():
+            path = f"cases.{name}"
+            if name not in known:
+                errors.append(f"{path}: unknown case {name!r}; known cases: {', '.join(known)}")
+                continue
+            try:
+                problem = pdes.get(name)
+            except ImportError as exc:
+                errors.append(f"{path}: the problem module could not be imported ({exc})")
+                continue
+            errors += _check_case(path, case, problem)
+        for group_name, group in (("probconserv", self.matrix.probconserv), ("boon", self.matrix.boon)):
+            errors += _check_matrix(f"matrix.{group_name}", group_name, group, self.cases)
+        for name in self.models.fno.cases:
+            if name not in self.cases:
+                errors.append(f"models.fno.cases.{name}: not a configured case; allowed: {', '.join(self.cases)}")
+        if errors:
+            raise ValueError("\n".join(errors))
+        return self
+
+    # ---- resolved views -------------------------------------------------------------------
+    def with_profile(self, profile: str) -> ParamsModel:
+        """A copy with another profile (validated: quick or paper)."""
+        if profile not in PROFILES:
+            raise ValueError(f"profile: {profile!r} is not allowed; allowed: {', '.join(PROFILES)}")
+        return self.model_copy(update={"profile": profile})
+
+    def case(self, name: str) -> CaseConfig:
+        if name not in self.cases:
+            raise ValueError(f"cases.{name}: not configured; configured cases: {', '.join(self.cases)}")
+        return self.cases[name]
+
+    def sizes(self, case: str) -> SplitSizes:
+        """Split sizes of ``case`` for the active profile."""
+        return self.case(case).sizes[self.profile]
+
+    def grid(self, case: str) -> Grid:
+        """Grid of an operator ``case`` for the active profile."""
+        g = self.case(case).grid
+        if g is None:
+            raise ValueError(f"cases.{case}.grid: {case} is not an operator case")
+        return g[self.profile]
+
+    def model_settings(self, model: str, case: str | None = None) -> BaseModel:
+        """Settings of ``model`` (anp, ensemble, fno, softc) for the active profile, with per-case FNO overrides."""
+        if model == "softc":
+            return self.models.softc
+        if model not in ("anp", "ensemble", "fno"):
+            raise ValueError(f"models.{model}: unknown model; allowed: anp, ensemble, fno, softc")
+        settings = getattr(self.models, model)[self.profile]
+        if model == "fno" and case is not None and case in self.models.fno.cases:
+            over = self.models.fno.cases[case][self.profile]
+            upd = {k: v for k, v in over.model_dump().items() if v is not None and k != "batch_size"}
+            if over.batch_size is not None:
+                upd["train"] = settings.train.model_copy(update={"batch_size": over.batch_size})
+            settings = settings.model_copy(update=upd)
+        return settings
+
+    def experiments(self) -> list[tuple[str, str, str]]:
+        """Every (case, model, constraint) triple of the matrix, probconserv group first."""
+        out: list[tuple[str, str, str]] = []
+        for group in (self.matrix.probconserv, self.matrix.boon):
+            for c in group.cases:
+                for m in group.models:
+                    for k in group.constraints:
+                        out.append((c, m, k))
+        return out
+
+
+def _check_case(path: str, case: CaseConfig, problem: Any) -> list[str]:
+    errors: list[str] = []
+    names = problem.parameter_names
+    for pname in names:
+        if pname not in case.parameters:
+            p = problem.parameter(pname)
+            errors.append(
+                f"{path}.parameters.{pname}: missing; {problem.name} needs {list(names)} "
+                f"({pname} allowed range {p.describe_range()})"
+            )
+    for pname, spec in case.parameters.items():
+        if pname not in names:
+            errors.append(f"{path}.parameters.{pname}: unknown parameter; {problem.name} has {list(names)}")
+            continue
+        p = problem.parameter(pname)
+        for key, value in spec.bounds():
+            if not p.contains(value):
+                where = f"{path}.parameters.{pname}" + (f".{key}" if key else "")
+                errors.append(
+                    f"{where}: {value:g} is outside the physical range of {pname} ({p.description}); "
+                    f"allowed range {p.describe_range()}"
+                )
+    if problem.family == "probconserv":
+        if case.sampling is None:
+            errors.append(f"{path}.sampling: required for probconserv cases ({{n_context, n_target_t, n_target_x}} >= 1)")
+        if case.grid is not None:
+            errors.append(f"{path}.grid: not allowed for probconserv cases (they use sampling)")
+    else:
+        if case.grid is None:
+            errors.append(f"{path}.grid: required for operator cases ({{quick, paper}}: {{nx >= {MIN_NX}, nt >= 1}})")
+        else:
+            t0, t1 = problem.t_domain
+            for prof in PROFILES:
+                times = case.grid[prof].resolve_times(problem.t_domain)
+                if times[0] <= t0 or times[-1] > t1 + 1e-12:
+                    errors.append(
+                        f"{path}.grid.{prof}.times: must lie in ({t0:g}, {t1:g}] (the problem's time domain), "
+                        f"got [{times[0]:g}, {times[-1]:g}]"
+                    )
+        if case.sampling is not None:
+            errors.append(f"{path}.sampling: not allowed for operator cases (they use grid)")
+    return errors
+
+
+def _check_matrix(path: str, group_name: str, group: MatrixGroup, cases: dict[str, CaseConfig]) -> list[str]:
+    from physml import pdes
+
+    errors: list[str] = []
+    family = MATRIX_FAMILY[group_name]
+    for c in group.cases:
+        if c not in cases:
+            errors.append(f"{path}.cases: {c!r} is not configured under cases; allowed: {', '.join(cases)}")
+            continue
+        try:
+            fam = pdes.get(c).family
+        except (ImportError, ValueError):
+            continue
+        if fam != family:
+            errors.append(f"{path}.cases: {c!r} is a {fam} case; this group takes {family} cases only")
+    for m in group.models:
+        if m not in MODELS[group_name]:
+            errors.append(f"{path}.models: unknown model {m!r}; allowed: {', '.join(MODELS[group_name])}")
+    for k in group.constraints:
+        if k not in CONSTRAINTS[group_name]:
+            errors.append(f"{path}.constraints: unknown constraint {k!r}; allowed: {', '.join(CONSTRAINTS[group_name])}")
+    return errors
+
+
+def _format_errors(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "literal_error" and loc == "profile":
+            msg = f"{msg} (got {err.get('input')!r})"
+        ctx = err.get("ctx") or {}
+        if "ge" in ctx or "gt" in ctx or "le" in ctx:
+            msg = f"{msg}; allowed range " + _range_from_ctx(ctx) + f" (got {err.get('input')!r})"
+        lines.append(f"{loc}: {msg}" if loc else msg)
+    return "\n".join(lines)
+
+
+def _range_from_ctx(ctx: dict[str, Any]) -> str:
+    left = f"[{ctx['ge']}" if "ge" in ctx else f"({ctx['gt']}" if "gt" in ctx else "(-inf"
+    right = f"{ctx['le']}]" if "le" in ctx else f"{ctx['lt']})" if "lt" in ctx else "inf)"
+    return f"{left}, {right}"
+
+
+def validate_params(data: Any) -> ParamsModel:
+    """Validate an already-parsed params mapping; ValueError listing every problem with its key path."""
+    if not isinstance(data, dict):
+        raise ValueError(f"params: expected a mapping at the top level, got {type(data).__name__}")
+    try:
+        return ParamsModel.model_validate(data)
+    except ValidationError as exc:
+        raise ValueError("invalid params:\n" + _format_errors(exc)) from None
+
+
+def load_params(path: str | Path = "params.yaml") -> ParamsModel:
+    """Read and validate params.yaml; ValueError naming each bad key path and its allowed range."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"params file {str(path)!r} does not exist")
+    with path.open() as fh:
+        data = yaml.safe_load(fh)
+    return validate_params(data)
+
+
+__all__ = [
+    "CONSTRAINTS",
+    "PROFILES",
+    "SPLITS",
+    "CaseConfig",
+    "Grid",
+    "ParamSpec",
+    "ParamsModel",
+    "Sampling",
+    "SplitSizes",
+    "load_params",
+    "validate_params",
+]

@@ -1,0 +1,68 @@
+"""The manifest table of a dataset split and its pandera schema.
+
+One row per sample (function): ``index``, one column per PDE parameter, ``u_min``/``u_max`` of the
+reference solution over every stored value, ``finite`` (all stored values finite), ``mass_residual``
+(normalised mass-balance residual of the reference solution, NaN where the problem states no
+conservation law) and ``u_shape`` (the per-sample shape of the main field, e.g. ``"10x10"``).
+
+The mass-balance residual is  max_t |∫ u(t, x) dx − M(t)| / ((x_R − x_L) · max(max|u|, 1)),
+with M(t) = M(0) + ∫₀ᵗ [F(x_L) − F(x_R)] ds from ``Problem.mass`` (ProbConserv, Hansen et al. 2023, eq. 2)
+and ∫ u dx the trapezoid rule on a fine grid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pandas as pd
+import pandera.pandas as pa
+
+from physml.pdes.base import Problem
+
+MASS_TOLERANCE = 2e-3
+"""Allowed normalised mass-balance residual of a reference solution (trapezoid error at jumps ≲ h)."""
+NONNEGATIVE_SLACK = 1e-9
+"""u_min ≥ −NONNEGATIVE_SLACK for problems whose physics keeps u ≥ 0 (round-off of numerical solvers)."""
+
+
+def shape_str(shape: Sequence[int]) -> str:
+    """(10, 10) -> "10x10"."""
+    return "x".join(str(int(s)) for s in shape)
+
+
+def manifest_schema(problem: Problem, u_shape: Sequence[int], split_spec: dict[str, tuple[float, float] | list[float]]) -> pa.DataFrameSchema:
+    """The pandera schema a split's manifest must satisfy.
+
+    ``split_spec`` maps each parameter to its sampling range (lo, hi) or list of values for this split;
+    every parameter must also lie inside the problem's physical bounds.
+    """
+    columns: dict[str, pa.Column] = {
+        "index": pa.Column(int, [pa.Check.ge(0)], unique=True),
+    }
+    for p in problem.parameters:
+        checks = [pa.Check(lambda s, p=p: s.map(p.contains), element_wise=False, name=f"{p.name} in {p.describe_range()}")]
+        spec = split_spec[p.name]
+        if isinstance(spec, list):
+            checks.append(pa.Check.isin(spec, name=f"{p.name} in {spec}"))
+        else:
+            checks.append(pa.Check.in_range(spec[0], spec[1], name=f"{p.name} in [{spec[0]:g}, {spec[1]:g}]"))
+        columns[p.name] = pa.Column(float, checks)
+    u_min_checks = [pa.Check.ge(-NONNEGATIVE_SLACK, name="u >= 0 (nonnegative physics)")] if problem.nonnegative else []
+    columns["u_min"] = pa.Column(float, u_min_checks)
+    columns["u_max"] = pa.Column(float)
+    columns["finite"] = pa.Column(bool, [pa.Check.eq(True, name="all values finite")])
+    columns["mass_residual"] = pa.Column(
+        float, [pa.Check.le(MASS_TOLERANCE, name=f"mass balance residual <= {MASS_TOLERANCE:g}")], nullable=not problem.conservative
+    )
+    columns["u_shape"] = pa.Column(str, [pa.Check.eq(shape_str(u_shape), name=f"u_shape == {shape_str(u_shape)}")])
+    return pa.DataFrameSchema(columns, strict=True, coerce=False)
+
+
+def validate_manifest(df: pd.DataFrame, schema: pa.DataFrameSchema) -> pd.DataFrame:
+    """Validate ``df`` (all failures at once); ValueError listing the failing checks and rows."""
+    try:
+        return schema.validate(df, lazy=True)
+    except pa.errors.SchemaErrors as exc:
+        fails = exc.failure_cases[["column", "check", "index"]].drop_duplicates(["column", "check"]).head(20)
+        lines = [f"column {r.column!r}: check {r.check!r} failed (e.g. row {r.index})" for r in fails.itertuples()]
+        raise ValueError("dataset manifest failed validation:\n" + "\n".join(lines)) from None
