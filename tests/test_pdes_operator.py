@@ -1,0 +1,219 @@
+"""The 1-D operator (BOON) cases: measured convergence orders, exact boundary data, conservation, input checks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from physml import pdes
+from physml.pdes.base import Problem
+from physml.pdes.burgers_dirichlet import burgers_dirichlet_mol, cole_hopf_sine
+from physml.pdes.heat_neumann import HeatNeumann
+from physml.pdes.numerics import ExpTerm, heat_neumann_dct, trapezoid_mass
+
+CASES = ("heat_neumann", "stokes2", "burgers_dirichlet", "wave")
+PARAMS = {
+    "heat_neumann": {"omega": 3.3, "k": 0.01, "U": 5.0},
+    "stokes2": {"omega": 3.5, "nu": 0.1, "U": 2.0},
+    "burgers_dirichlet": {"nu": 0.1, "c1": 0.9, "c2": -0.6, "c3": 0.4, "c4": -0.3},
+    "wave": {"c": 1.2, "a1": 0.7, "a2": -0.4, "a3": 0.25, "a4": 0.1},
+}
+POSITIVE = {"heat_neumann": "k", "stokes2": "nu", "burgers_dirichlet": "nu", "wave": "c"}
+
+
+def initial_field(name: str, x: np.ndarray) -> np.ndarray:
+    """u(x, 0) written out independently of the solvers."""
+    p = PARAMS[name]
+    if name == "heat_neumann":
+        return np.cos(p["omega"] * np.pi * x)
+    if name == "stokes2":
+        kappa = np.sqrt(p["omega"] / (2 * p["nu"]))
+        return p["U"] * np.exp(-kappa * x) * np.cos(kappa * x)
+    key = "c" if name == "burgers_dirichlet" else "a"
+    return sum(p[f"{key}{n}"] * np.sin(n * np.pi * x) for n in range(1, 5))
+
+
+@pytest.fixture(scope="module")
+def records() -> dict[str, list]:
+    return {name: pdes.get(name).verification() for name in CASES}
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_registered_as_operator_cases(name: str) -> None:
+    problem = pdes.get(name)
+    assert isinstance(problem, Problem)
+    assert problem.family == "operator"
+    assert problem.boundary == ("neumann" if name == "heat_neumann" else "dirichlet")
+    assert set(PARAMS[name]) == set(problem.parameter_names)
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_verification_records_meet_design_order(name: str, records: dict[str, list]) -> None:
+    recs = records[name]
+    studies = [r for r in recs if r.expected_order is not None]
+    assert studies, f"{name} has no convergence study"
+    for rec in recs:
+        assert rec.case == name
+        assert np.isfinite(rec.error)
+        assert rec.passed, rec
+    for rec in studies:
+        assert abs(rec.order - rec.expected_order) <= 0.3, rec
+
+
+def test_numerical_solvers_are_second_order(records: dict[str, list]) -> None:
+    """heat_neumann (vs an exact Neumann solution) and burgers_dirichlet (vs Cole–Hopf): order 2 ± 0.3."""
+    for name in ("heat_neumann", "burgers_dirichlet"):
+        (study,) = [r for r in records[name] if r.expected_order is not None]
+        assert study.expected_order == 2.0
+        assert 1.7 <= study.order <= 2.3
+        assert study.error < 1e-3
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_shapes_dtype_and_initial_row(name: str) -> None:
+    problem = pdes.get(name)
+    x = np.linspace(0.0, 1.0, 64)
+    t = np.linspace(0.0, problem.t_domain[1], 11)
+    u = problem.solve(PARAMS[name], x, t)
+    assert u.shape == (11, 64) and u.dtype == np.float64
+    assert np.all(np.isfinite(u))
+    np.testing.assert_allclose(u[0], initial_field(name, x), rtol=0, atol=1e-13)
+    assert problem.boundary_data(PARAMS[name], t).shape == (11, 2)
+
+
+@pytest.mark.parametrize("name", ["stokes2", "burgers_dirichlet", "wave"])
+def test_dirichlet_values_hold_to_round_off(name: str) -> None:
+    problem = pdes.get(name)
+    t = np.linspace(0.0, problem.t_domain[1], 26)
+    for x in (np.linspace(0.0, 1.0, 64), np.array([0.0, 0.13, 0.5, 0.77, 1.0])):
+        u = problem.solve(PARAMS[name], x, t)
+        np.testing.assert_allclose(u[:, [0, -1]], problem.boundary_data(PARAMS[name], t), rtol=0, atol=1e-14)
+
+
+def test_stokes_boundary_data_is_the_oscillating_wall() -> None:
+    p = PARAMS["stokes2"]
+    t = np.linspace(0.0, 1.2, 26)
+    data = pdes.get("stokes2").boundary_data(p, t)
+    kappa = np.sqrt(p["omega"] / (2 * p["nu"]))
+    np.testing.assert_allclose(data[:, 0], p["U"] * np.cos(p["omega"] * t), rtol=0, atol=1e-15)
+    np.testing.assert_allclose(data[:, 1], p["U"] * np.exp(-kappa) * np.cos(p["omega"] * t - kappa), rtol=0, atol=1e-15)
+
+
+def test_heat_neumann_gradients_match_the_neumann_data() -> None:
+    """One-sided second-order differences of the output approach (0, U sin πt) as O(h²)."""
+    problem = HeatNeumann()
+    p = PARAMS["heat_neumann"]
+    t = np.linspace(0.4, 2.0, 5)
+    n = 1025
+    x = np.linspace(0.0, 1.0, n)
+    h = x[1]
+    u = problem.solve(p, x, t)
+    left = (-3 * u[:, 0] + 4 * u[:, 1] - u[:, 2]) / (2 * h)
+    right = (3 * u[:, -1] - 4 * u[:, -2] + u[:, -3]) / (2 * h)
+    data = problem.boundary_data(p, t)
+    assert np.abs(left - data[:, 0]).max() < 1e-3
+    assert np.abs(right - data[:, 1]).max() < 2e-2 * p["U"]
+
+
+def test_heat_neumann_conserves_through_boundary_flux() -> None:
+    """Change of the trapezoid mass on the solver's own grid = ∫ (F(0) − F(1)) dt to round-off."""
+    p = PARAMS["heat_neumann"]
+    t = np.linspace(0.0, 2.0, 26)
+    m = 256
+    problem = HeatNeumann(min_intervals=m)
+    u = problem.solve(p, np.linspace(0.0, 1.0, m + 1), t)
+    discrete = trapezoid_mass(u, 1.0 / m)
+    exact = problem.mass(p, t)
+    np.testing.assert_allclose(discrete - discrete[0], exact - exact[0], rtol=0, atol=1e-13)
+    assert abs(discrete[0] - exact[0]) < 1e-4  # quadrature of cos(ωπx) at h = 1/256
+    # the closed-form mass is the generic integral of boundary_flux from the base class
+    np.testing.assert_allclose(problem.mass(p, t), Problem.mass(problem, p, t), rtol=0, atol=1e-12)
+    fine = np.linspace(0.0, 1.0, 20001)
+    assert abs(problem.initial_mass(p) - np.trapezoid(np.cos(p["omega"] * np.pi * fine), fine)) < 1e-8
+
+
+def test_heat_flows_in_at_the_right_while_sin_pi_t_is_positive() -> None:
+    problem = HeatNeumann(min_intervals=256)
+    p = PARAMS["heat_neumann"]
+    t = np.linspace(0.0, 1.0, 11)
+    u = problem.solve(p, np.linspace(0.0, 1.0, 257), t)
+    mass = trapezoid_mass(u, 1.0 / 256)
+    assert np.all(np.diff(mass) > 0)
+    flux = problem.boundary_flux(p, t[1:-1])
+    assert np.all(flux[:, 0] == 0.0) and np.all(flux[:, 1] < 0)
+
+
+def test_heat_neumann_dct_with_insulated_ends_keeps_a_cosine_mode_exactly() -> None:
+    """cos(πx) is an eigenvector of the discrete Neumann Laplacian: it decays with the discrete rate."""
+    m = 40
+    x = np.linspace(0.0, 1.0, m + 1)
+    k, t = 0.3, np.array([0.0, 0.7])
+    u = heat_neumann_dct(np.cos(np.pi * x), 1.0, k, t)
+    rate = k * (4 * m**2) * np.sin(np.pi / (2 * m)) ** 2
+    np.testing.assert_allclose(u[1], np.exp(-rate * 0.7) * np.cos(np.pi * x), rtol=0, atol=1e-14)
+    left_flux = heat_neumann_dct(np.zeros(m + 1), 1.0, k, t, left=[ExpTerm(1.0, 0.0)])
+    assert trapezoid_mass(left_flux, 1.0 / m)[1] == pytest.approx(-k * 0.7, abs=1e-14)
+
+
+@pytest.mark.parametrize("name", ["heat_neumann", "burgers_dirichlet"])
+def test_scattered_x_agrees_with_the_uniform_grid(name: str) -> None:
+    problem = pdes.get(name)
+    t = np.array([0.0, 0.3, 0.9])
+    grid = np.linspace(0.0, 1.0, 201)
+    pick = np.array([3, 17, 60, 111, 150, 199])
+    scattered = problem.solve(PARAMS[name], grid[pick][::-1], t)[:, ::-1]
+    np.testing.assert_allclose(scattered, problem.solve(PARAMS[name], grid, t)[:, pick], rtol=0, atol=1e-5)
+
+
+def test_cole_hopf_series_reproduces_the_initial_sine() -> None:
+    x = np.linspace(0.0, 1.0, 33)
+    for amplitude, nu in ((1.0, 0.1), (0.8, 0.02)):
+        np.testing.assert_allclose(cole_hopf_sine(amplitude, nu, x, np.array([0.0]))[0], amplitude * np.sin(np.pi * x), atol=1e-10)
+
+
+def test_burgers_energy_decays_and_maximum_principle_holds() -> None:
+    """Dirichlet zero ends: d/dt ∫u²/2 = −ν∫u_x² ≤ 0, and max|u(t)| ≤ max|u₀|."""
+    problem = pdes.get("burgers_dirichlet")
+    x = np.linspace(0.0, 1.0, 129)
+    t = np.linspace(0.0, 1.0, 21)
+    u = problem.solve(PARAMS["burgers_dirichlet"], x, t)
+    energy = trapezoid_mass(u**2, x[1])
+    assert np.all(np.diff(energy) < 0)
+    assert np.abs(u).max(axis=1).max() <= np.abs(u[0]).max() + 1e-12
+
+
+def test_burgers_mol_handles_unsorted_and_repeated_times() -> None:
+    x = np.linspace(0.0, 1.0, 65)
+    u0 = 0.5 * np.sin(np.pi * x)
+    t = np.array([0.6, 0.2, 0.6, 0.0])
+    u = burgers_dirichlet_mol(u0, 0.1, t)
+    ordered = burgers_dirichlet_mol(u0, 0.1, np.array([0.0, 0.2, 0.6]))
+    np.testing.assert_allclose(u, ordered[[2, 1, 2, 0]], rtol=0, atol=1e-12)
+
+
+def test_wave_is_periodic_with_period_two_over_c() -> None:
+    problem = pdes.get("wave")
+    p = {**PARAMS["wave"], "c": 4.0}
+    x = np.linspace(0.0, 1.0, 50)
+    u = problem.solve(p, x, np.array([0.1, 0.6]))
+    np.testing.assert_allclose(u[0], u[1], rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_check_params_rejects_non_positive_diffusion_or_speed(name: str) -> None:
+    problem = pdes.get(name)
+    key = POSITIVE[name]
+    for bad in (0.0, -0.1, float("nan")):
+        with pytest.raises(ValueError, match=f"{name}.{key} ="):
+            problem.solve({**PARAMS[name], key: bad}, np.linspace(0, 1, 8), np.array([0.0]))
+    with pytest.raises(ValueError, match="missing"):
+        problem.check_params({k: v for k, v in PARAMS[name].items() if k != key})
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_bad_grids_are_rejected_naming_the_field(name: str) -> None:
+    problem = pdes.get(name)
+    with pytest.raises(ValueError, match="^x must"):
+        problem.solve(PARAMS[name], np.array([-0.1, 0.5]), np.array([0.0]))
+    with pytest.raises(ValueError, match="^t must"):
+        problem.solve(PARAMS[name], np.linspace(0, 1, 8), np.array([-1.0]))
