@@ -1,0 +1,93 @@
+"""The ``physml`` command line.
+
+Each subcommand is one ``_add_<name>_parser(subparsers)`` function that registers its arguments and
+sets ``func`` (a callable taking the parsed namespace and returning an exit code); adding a subcommand
+means writing one such function and appending it to ``SUBCOMMANDS``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from physml.config import PROFILES, ParamsModel, load_params
+
+
+def _load(args: argparse.Namespace) -> ParamsModel:
+    """params.yaml from ``--params``, with ``--profile`` (when given) overriding its profile."""
+    params = load_params(args.params)
+    profile = getattr(args, "profile", None)
+    return params.with_profile(profile) if profile else params
+
+
+def _add_common(p: argparse.ArgumentParser, profile: bool = True) -> None:
+    p.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (default: params.yaml)")
+    if profile:
+        p.add_argument("--profile", choices=PROFILES, default=None, help="override the profile in the params file")
+
+
+# ---- generate ------------------------------------------------------------------------------------
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from physml.data import generate_case
+
+    params = _load(args)
+    cases = list(params.cases) if args.case == "all" else [args.case]
+    for case in cases:
+        params.case(case)
+    for case in cases:
+        path = generate_case(case, params, args.out, progress=not args.no_progress, force=args.force)
+        print(f"{case}: {path}")
+    return 0
+
+
+def _add_generate_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("generate", help="generate datasets (train/val/test) for a case or all cases")
+    p.add_argument("--case", required=True, help="case name from params.yaml, or 'all'")
+    _add_common(p)
+    p.add_argument("--out", type=Path, default=Path("data"), help="data root (default: data)")
+    p.add_argument("--force", action="store_true", help="regenerate even when up to date")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_generate)
+
+
+# ---- verify --------------------------------------------------------------------------------------
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from physml.verify import write_verification_report
+
+    path = write_verification_report(args.out, args.case or None, log=lambda m: print(m, file=sys.stderr))
+    print(path)
+    return 0
+
+
+def _add_verify_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("verify", help="write reports/solver_verification.md from every problem's verification()")
+    p.add_argument("--out", type=Path, default=Path("reports"), help="report folder (default: reports)")
+    p.add_argument("--case", action="append", help="only these cases (repeatable; default: all registered)")
+    p.set_defaults(func=_cmd_verify)
+
+
+SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_generate_parser, _add_verify_parser]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="physml", description="Physics-constrained ML for PDEs: ProbConserv and BOON.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in SUBCOMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``physml``; bad input (ValueError) → message on stderr and exit code 2."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ValueError as exc:
+        print(f"physml {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
