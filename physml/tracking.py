@@ -1,0 +1,571 @@
+"""Experiment tracking and model registry: the one module of physml that talks to MLflow.
+
+Layout (DESIGN.md, "The shape"):
+
+- one MLflow *experiment* per PDE case, named ``physml-<case>``;
+- one *run* per ``model × constraint`` combination, tagged ``case``, ``model``, ``constraint``,
+  ``profile`` and ``dataset_version`` (the md5 that ``dvc.lock`` records for the case's data);
+- one *registered model* per ``case × model``, named ``physml-<case>-<model>``, whose versions
+  point at a run's ``model/`` artifact (a torch ``state_dict``); the alias ``champion`` marks the
+  version with the best evaluation metric (:func:`promote_if_better`).
+
+Where it writes: ``PHYSML_TRACKING_URI`` (else ``MLFLOW_TRACKING_URI``, else
+``sqlite:///<project>/mlflow.db``); artifacts of new experiments go to ``PHYSML_ARTIFACT_ROOT``
+(else ``<project>/mlartifacts`` for a local store; a tracking server chooses its own). The project
+is ``PHYSML_PROJECT_DIR`` or the nearest folder at or above the working directory that holds
+``params.yaml``.
+
+Only the main process logs: under ``torch.distributed`` (or ``torchrun``'s ``RANK``), every rank
+but 0 gets a :class:`SilentRun` whose methods do nothing.
+
+Several processes may log into one SQLite file at once: every write is retried while SQLite
+reports ``database is locked``, and races on creating the same experiment or registered model
+are resolved by reading back what the other process created.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import re
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+import mlflow  # noqa: E402  (after the telemetry switches above)
+import mlflow.artifacts  # noqa: E402
+import mlflow.pytorch  # noqa: E402
+import yaml  # noqa: E402
+from mlflow import MlflowClient  # noqa: E402
+from mlflow.entities import Metric, Param, RunTag  # noqa: E402
+from mlflow.exceptions import MlflowException  # noqa: E402
+
+ENV_TRACKING_URI = "PHYSML_TRACKING_URI"
+ENV_ARTIFACT_ROOT = "PHYSML_ARTIFACT_ROOT"
+ENV_PROJECT_DIR = "PHYSML_PROJECT_DIR"
+CHAMPION = "champion"
+MODEL_ARTIFACT_PATH = "model"
+FIGURE_ARTIFACT_PATH = "figures"
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_LOCKED_MARKERS = ("database is locked", "database table is locked")
+_RETRY_SECONDS = 60.0
+_MAX_PARAMS_PER_BATCH = 100
+_MAX_METRICS_PER_BATCH = 1000
+
+T = TypeVar("T")
+
+
+# ---- where ------------------------------------------------------------------------------------
+
+
+def project_dir(start: Path | str | None = None) -> Path:
+    """The project root: ``$PHYSML_PROJECT_DIR``, else the nearest folder holding ``params.yaml``
+    at or above ``start`` (default: the working directory), else ``start`` itself."""
+    env = os.environ.get(ENV_PROJECT_DIR)
+    if env:
+        return Path(env).expanduser().resolve()
+    here = Path(start if start is not None else Path.cwd()).expanduser().resolve()
+    for folder in (here, *here.parents):
+        if (folder / "params.yaml").is_file():
+            return folder
+    return here
+
+
+def tracking_uri(project: Path | str | None = None) -> str:
+    """``$PHYSML_TRACKING_URI``, else ``$MLFLOW_TRACKING_URI``, else ``sqlite:///<project>/mlflow.db``."""
+    for var in (ENV_TRACKING_URI, "MLFLOW_TRACKING_URI"):
+        value = os.environ.get(var)
+        if value:
+            return value
+    root = Path(project).resolve() if project is not None else project_dir()
+    return f"sqlite:///{root / 'mlflow.db'}"
+
+
+def _is_local_store(uri: str) -> bool:
+    return uri.startswith(("sqlite:", "file:")) or "://" not in uri
+
+
+def artifact_root(uri: str | None = None, project: Path | str | None = None) -> str | None:
+    """Artifact location for new experiments: ``$PHYSML_ARTIFACT_ROOT``, else
+    ``file://<project>/mlartifacts`` for a local store, else ``None`` (the server decides)."""
+    env = os.environ.get(ENV_ARTIFACT_ROOT)
+    if env:
+        return env if "://" in env else Path(env).expanduser().resolve().as_uri()
+    if _is_local_store(uri if uri is not None else tracking_uri(project)):
+        root = Path(project).resolve() if project is not None else project_dir()
+        return (root / "mlartifacts").as_uri()
+    return None
+
+
+def experiment_name(case: str) -> str:
+    """The MLflow experiment of a case: ``physml-<case>``."""
+    return f"physml-{_check_name('case', case)}"
+
+
+def registered_model_name(case: str, model: str) -> str:
+    """The registered model of a ``case × model`` pair: ``physml-<case>-<model>``."""
+    return f"physml-{_check_name('case', case)}-{_check_name('model', model)}"
+
+
+def _check_name(field: str, value: Any) -> str:
+    if not isinstance(value, str) or not _NAME.match(value):
+        raise ValueError(
+            f"{field} must be a non-empty string of letters, digits, '_', '.', '-' "
+            f"starting with a letter or digit; got {value!r}"
+        )
+    return value
+
+
+# ---- what -------------------------------------------------------------------------------------
+
+
+def dataset_version(case: str, lock_path: Path | str | None = None, data_root: str = "data") -> str | None:
+    """The md5 that ``dvc.lock`` records for ``<data_root>/<case>`` (a directory out ``….dir``).
+
+    When the case's data is several outs below that folder (e.g. one file per split), the version
+    is the md5 of the sorted ``path:md5`` lines, so it changes whenever any of them changes.
+    ``None`` when there is no lock file or no out for the case. Reads the YAML; never imports dvc.
+    """
+    _check_name("case", case)
+    path = Path(lock_path) if lock_path is not None else project_dir() / "dvc.lock"
+    if not path.is_file():
+        return None
+    lock = yaml.safe_load(path.read_text()) or {}
+    target = f"{data_root.rstrip('/')}/{case}"
+    found: dict[str, str] = {}
+    for stage in (lock.get("stages") or {}).values():
+        for out in (stage or {}).get("outs") or []:
+            out_path = str(out.get("path", "")).rstrip("/")
+            md5 = out.get("md5")
+            if md5 and (out_path == target or out_path.startswith(target + "/")):
+                found[out_path] = str(md5)
+    if not found:
+        return None
+    if target in found:
+        return found[target]
+    joined = "\n".join(f"{p}:{found[p]}" for p in sorted(found))
+    return hashlib.md5(joined.encode()).hexdigest()
+
+
+def is_main_process() -> bool:
+    """True on rank 0 of a ``torch.distributed`` job (or of ``torchrun``'s ``RANK``), and when
+    not distributed at all."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        return int(dist.get_rank()) == 0
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Nested mappings become dotted keys (``{"a": {"b": 1}} -> {"a.b": "1"}``); values become strings."""
+    flat: dict[str, str] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten_params(value, prefix=f"{name}."))
+        else:
+            flat[name] = str(value)
+    return flat
+
+
+# ---- retries and the client -------------------------------------------------------------------
+
+
+def _is_locked(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return any(marker in text for marker in _LOCKED_MARKERS)
+
+
+def _retry(fn: Callable[[], T], timeout: float = _RETRY_SECONDS) -> T:
+    """Call ``fn`` until SQLite stops reporting a lock (jittered backoff up to ``timeout`` s)."""
+    deadline = time.monotonic() + timeout
+    delay = 0.02
+    while True:
+        try:
+            return fn()
+        except Exception as exc:  # MlflowException or sqlalchemy's OperationalError
+            if not _is_locked(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(delay * (1.0 + (os.getpid() % 7) / 7.0))
+        delay = min(delay * 2.0, 0.5)
+
+
+_READY_STORES: set[str] = set()
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = uri[len("sqlite:///") :]
+    return None if path in ("", ":memory:") else Path(path)
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock on ``path`` (POSIX ``flock``; no-op where unavailable)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - non-POSIX
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def client(uri: str | None = None) -> MlflowClient:
+    """An :class:`MlflowClient` on ``uri`` (default :func:`tracking_uri`) for tracking and registry.
+
+    The first use of a SQLite store in a process creates or migrates its tables under a file lock
+    (``<db>.lock``), since two processes migrating one fresh file at once corrupt each other.
+    """
+    resolved = uri or tracking_uri()
+    db = _sqlite_path(resolved)
+    if db is None or resolved in _READY_STORES:
+        return MlflowClient(tracking_uri=resolved, registry_uri=resolved)
+    with _file_lock(db.with_name(db.name + ".lock")):
+        mlc = _retry(lambda: MlflowClient(tracking_uri=resolved, registry_uri=resolved))
+        _retry(lambda: mlc.search_experiments(max_results=1))
+        _retry(lambda: mlc.search_registered_models(max_results=1))
+    _READY_STORES.add(resolved)
+    return mlc
+
+
+def _experiment_id(mlc: MlflowClient, case: str, uri: str) -> str:
+    name = experiment_name(case)
+    existing = _retry(lambda: mlc.get_experiment_by_name(name))
+    if existing is not None:
+        return existing.experiment_id
+    location = artifact_root(uri)
+    try:
+        return _retry(lambda: mlc.create_experiment(name, artifact_location=location, tags={"case": case}))
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    created = _retry(lambda: mlc.get_experiment_by_name(name))
+    if created is None:
+        raise RuntimeError(f"experiment {name!r} reported as existing but cannot be read back")
+    return created.experiment_id
+
+
+def _ensure_registered_model(mlc: MlflowClient, name: str) -> None:
+    try:
+        _retry(lambda: mlc.create_registered_model(name))
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+
+
+# ---- runs -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What one logged experiment left in MLflow."""
+
+    run_id: str
+    experiment_id: str
+    model_name: str | None
+    model_version: str | None
+
+
+class ExperimentRun:
+    """One MLflow run of ``case × model × constraint``; every write goes through a lock retry."""
+
+    def __init__(self, mlc: MlflowClient, run_id: str, experiment_id: str, case: str, model: str) -> None:
+        self.client = mlc
+        self.run_id = run_id
+        self.experiment_id = experiment_id
+        self.case = case
+        self.model = model
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        """Log (nested) parameters as dotted string params."""
+        items = [Param(k, v) for k, v in flatten_params(params).items()]
+        for i in range(0, len(items), _MAX_PARAMS_PER_BATCH):
+            chunk = items[i : i + _MAX_PARAMS_PER_BATCH]
+            _retry(lambda chunk=chunk: self.client.log_batch(self.run_id, params=chunk))
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        """Log scalar metrics (at ``step``, default 0); ValueError naming a non-numeric metric."""
+        now = int(time.time() * 1000)
+        items = []
+        for key, value in metrics.items():
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                raise ValueError(f"metric {key!r} must be a real number; got {value!r}") from None
+            items.append(Metric(key, number, now, int(step or 0)))
+        for i in range(0, len(items), _MAX_METRICS_PER_BATCH):
+            chunk = items[i : i + _MAX_METRICS_PER_BATCH]
+            _retry(lambda chunk=chunk: self.client.log_batch(self.run_id, metrics=chunk))
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        """Set string tags on the run."""
+        items = [RunTag(k, str(v)) for k, v in tags.items()]
+        _retry(lambda: self.client.log_batch(self.run_id, tags=items))
+
+    def log_figure(self, figure: Any, name: str) -> str:
+        """Store a matplotlib figure (or an existing ``.png`` path) as ``figures/<name>.png``;
+        returns the artifact path."""
+        stem = _check_name("figure name", Path(name).stem)
+        with tempfile.TemporaryDirectory() as tmp:
+            target = Path(tmp) / f"{stem}.png"
+            if isinstance(figure, (str, Path)):
+                source = Path(figure)
+                if source.suffix.lower() != ".png" or not source.is_file():
+                    raise ValueError(f"figure must be a matplotlib Figure or an existing .png file; got {figure!r}")
+                target.write_bytes(source.read_bytes())
+            elif hasattr(figure, "savefig"):
+                figure.savefig(target, format="png", dpi=120, bbox_inches="tight")
+            else:
+                raise ValueError(f"figure must be a matplotlib Figure or an existing .png file; got {type(figure)!r}")
+            _retry(lambda: self.client.log_artifact(self.run_id, str(target), FIGURE_ARTIFACT_PATH))
+        return f"{FIGURE_ARTIFACT_PATH}/{stem}.png"
+
+    def log_state_dict(self, state_dict: Mapping[str, Any], artifact_path: str = MODEL_ARTIFACT_PATH) -> str:
+        """Store a torch ``state_dict`` (MLflow's ``state_dict.pth`` layout) under ``artifact_path``;
+        returns ``runs:/<run_id>/<artifact_path>``, loadable with :func:`load_state_dict`."""
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Path(tmp) / artifact_path
+            mlflow.pytorch.save_state_dict(dict(state_dict), str(local))
+            _retry(lambda: self.client.log_artifacts(self.run_id, str(local), artifact_path))
+        return f"runs:/{self.run_id}/{artifact_path}"
+
+    def register(self, artifact_path: str = MODEL_ARTIFACT_PATH) -> str:
+        """Register the run's model artifact as a new version of ``physml-<case>-<model>``;
+        returns the version number (as MLflow's string)."""
+        name = registered_model_name(self.case, self.model)
+        _ensure_registered_model(self.client, name)
+        version = _retry(
+            lambda: self.client.create_model_version(
+                name,
+                source=f"runs:/{self.run_id}/{artifact_path}",
+                run_id=self.run_id,
+                tags={"case": self.case, "model": self.model},
+            )
+        )
+        return str(version.version)
+
+
+class SilentRun:
+    """What ranks other than 0 get: the same methods as :class:`ExperimentRun`, doing nothing."""
+
+    run_id: str | None = None
+    experiment_id: str | None = None
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        """Do nothing (not the main process)."""
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        """Do nothing (not the main process)."""
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        """Do nothing (not the main process)."""
+
+    def log_figure(self, figure: Any, name: str) -> None:
+        """Do nothing (not the main process)."""
+
+    def log_state_dict(self, state_dict: Mapping[str, Any], artifact_path: str = MODEL_ARTIFACT_PATH) -> None:
+        """Do nothing (not the main process)."""
+
+    def register(self, artifact_path: str = MODEL_ARTIFACT_PATH) -> None:
+        """Do nothing (not the main process)."""
+
+
+@contextmanager
+def start_run(
+    case: str,
+    model: str,
+    constraint: str,
+    profile: str,
+    *,
+    dataset_version: str | None = None,
+    run_name: str | None = None,
+    tags: Mapping[str, Any] | None = None,
+    uri: str | None = None,
+) -> Iterator[ExperimentRun | SilentRun]:
+    """Open the run of ``case × model × constraint`` in experiment ``physml-<case>``.
+
+    Yields an :class:`ExperimentRun` on the main process and a :class:`SilentRun` elsewhere. The
+    run ends FINISHED, or FAILED if the block raises (the exception propagates).
+    """
+    for field, value in (("case", case), ("model", model), ("constraint", constraint), ("profile", profile)):
+        _check_name(field, value)
+    if not is_main_process():
+        yield SilentRun()
+        return
+    resolved = uri or tracking_uri()
+    mlc = client(resolved)
+    experiment_id = _experiment_id(mlc, case, resolved)
+    run_tags = {"case": case, "model": model, "constraint": constraint, "profile": profile}
+    if dataset_version is not None:
+        run_tags["dataset_version"] = dataset_version
+    run_tags.update({k: str(v) for k, v in (tags or {}).items()})
+    info = _retry(
+        lambda: mlc.create_run(experiment_id, tags=run_tags, run_name=run_name or f"{model}-{constraint}")
+    ).info
+    run = ExperimentRun(mlc, info.run_id, experiment_id, case, model)
+    if dataset_version is not None:
+        run.log_params({"dataset_version": dataset_version})
+    try:
+        yield run
+    except BaseException:
+        _retry(lambda: mlc.set_terminated(info.run_id, status="FAILED"))
+        raise
+    _retry(lambda: mlc.set_terminated(info.run_id, status="FINISHED"))
+
+
+def log_experiment(
+    case: str,
+    model: str,
+    constraint: str,
+    profile: str,
+    *,
+    params: Mapping[str, Any] | None = None,
+    metrics: Mapping[str, float] | None = None,
+    figures: Mapping[str, Any] | None = None,
+    state_dict: Mapping[str, Any] | None = None,
+    dataset_version: str | None = None,
+    register: bool = True,
+    uri: str | None = None,
+) -> RunRecord | None:
+    """Log one finished experiment in one call: tags, params, metrics, figures (name -> Figure or
+    png path), and the model ``state_dict`` (registered as a new version when ``register``).
+    Returns ``None`` on processes other than rank 0."""
+    with start_run(case, model, constraint, profile, dataset_version=dataset_version, uri=uri) as run:
+        if isinstance(run, SilentRun):
+            return None
+        if params:
+            run.log_params(params)
+        if metrics:
+            run.log_metrics(metrics)
+        for name, figure in (figures or {}).items():
+            run.log_figure(figure, name)
+        version = None
+        if state_dict is not None:
+            run.log_state_dict(state_dict)
+            if register:
+                version = run.register()
+        return RunRecord(
+            run_id=run.run_id,
+            experiment_id=run.experiment_id,
+            model_name=registered_model_name(case, model) if version is not None else None,
+            model_version=version,
+        )
+
+
+# ---- registry ---------------------------------------------------------------------------------
+
+
+def version_metric(name: str, version: str | int, metric: str, uri: str | None = None) -> float:
+    """The latest value of ``metric`` in the run that produced ``name`` version ``version``;
+    ValueError when that run never logged it."""
+    mlc = client(uri)
+    mv = _retry(lambda: mlc.get_model_version(name, str(version)))
+    if not mv.run_id:
+        raise ValueError(f"version {version} of {name!r} has no run, so no metric {metric!r}")
+    metrics = _retry(lambda: mlc.get_run(mv.run_id)).data.metrics
+    if metric not in metrics:
+        raise ValueError(
+            f"metric {metric!r} was not logged by the run of {name!r} version {version}; "
+            f"logged: {sorted(metrics)}"
+        )
+    return float(metrics[metric])
+
+
+def champion_version(name: str, alias: str = CHAMPION, uri: str | None = None) -> str | None:
+    """The version that holds ``alias`` in registered model ``name``; ``None`` when no version does."""
+    mlc = client(uri)
+    try:
+        return str(_retry(lambda: mlc.get_model_version_by_alias(name, alias)).version)
+    except MlflowException as exc:
+        if exc.error_code in ("INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST"):
+            return None
+        raise
+
+
+def promote_if_better(
+    name: str,
+    version: str | int,
+    metric: str,
+    higher_is_better: bool = False,
+    *,
+    alias: str = CHAMPION,
+    uri: str | None = None,
+) -> bool:
+    """Give ``version`` the ``alias`` (default ``champion``) iff its evaluation ``metric`` strictly
+    beats the current holder's (lower is better unless ``higher_is_better``), or no version holds it.
+
+    A NaN metric never wins. Returns whether the alias moved to ``version``.
+    """
+    new = version_metric(name, version, metric, uri=uri)
+    if math.isnan(new):
+        return False
+    current = champion_version(name, alias=alias, uri=uri)
+    if current == str(version):
+        return False
+    if current is not None:
+        old = version_metric(name, current, metric, uri=uri)
+        better = new > old if higher_is_better else new < old
+        if not math.isnan(old) and not better:
+            return False
+    mlc = client(uri)
+    _retry(lambda: mlc.set_registered_model_alias(name, alias, str(version)))
+    return True
+
+
+def load_state_dict(name: str, alias_or_version: str | int = CHAMPION, uri: str | None = None) -> dict[str, Any]:
+    """The torch ``state_dict`` of ``name`` at an alias (``champion``) or a version number."""
+    resolved = uri or tracking_uri()
+    mlc = client(resolved)
+    ref = str(alias_or_version)
+    if ref.isdigit():
+        mv = _retry(lambda: mlc.get_model_version(name, ref))
+    else:
+        mv = _retry(lambda: mlc.get_model_version_by_alias(name, ref))
+    prefix = f"runs:/{mv.run_id}/"
+    if not mv.run_id or not str(mv.source).startswith(prefix):
+        raise ValueError(f"version {mv.version} of {name!r} does not point at a run artifact: {mv.source!r}")
+    with tempfile.TemporaryDirectory() as tmp:
+        local = mlflow.artifacts.download_artifacts(
+            run_id=mv.run_id, artifact_path=str(mv.source)[len(prefix) :], dst_path=tmp, tracking_uri=resolved
+        )
+        return dict(mlflow.pytorch.load_state_dict(local))
+
+
+__all__ = [
+    "CHAMPION",
+    "ExperimentRun",
+    "RunRecord",
+    "SilentRun",
+    "artifact_root",
+    "champion_version",
+    "client",
+    "dataset_version",
+    "experiment_name",
+    "flatten_params",
+    "is_main_process",
+    "load_state_dict",
+    "log_experiment",
+    "project_dir",
+    "promote_if_better",
+    "registered_model_name",
+    "start_run",
+    "tracking_uri",
+    "version_metric",
+]
