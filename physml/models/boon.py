@@ -1,0 +1,265 @@
+"""BOON: exact boundary corrections of an FNO's kernel layers (Saad et al., ICLR 2023).
+
+Each Fourier layer z = L v + b, L = K + W (truncated-Fourier kernel plus pointwise map), is replaced by
+its *boundary-corrected* version along every bounded spatial axis (size N, ends j = 0 and j = N-1):
+
+1. Probe L with unit vectors at the two ends. Here in closed form from the spectral weights
+   (:meth:`SpectralConv.response`), once per forward, as C×C blocks (output channel × input channel):
+   A_ab = Σ_{j'∈S_a} s_{j'} (K e_{j_b})_{j'} + s_{j_b} W  for ends a, b ∈ {0, N}, where the boundary
+   functional (s, S) is the point value for Dirichlet and the one-sided finite-difference stencil for
+   Neumann.
+2. Modify the input's boundary entries, v' = v + δ₀ e₀ + δ_N e_N, so that the functional of the output
+   equals the data g: A [δ₀; δ_N] = g - B(L v + b). Solved by the paper's two-step elimination: the left
+   end with the effective pivot (Schur complement) Ã₀₀ = A₀₀ - A₀N A_NN⁻¹ A_N0, then the right end with
+   the corrected left: δ₀ = Ã₀₀⁻¹ (r₀ - A₀N A_NN⁻¹ r_N), δ_N = A_NN⁻¹ (r_N - A_N0 δ₀). The correction enters
+   the layer through its spectrum (:meth:`SpectralConv.face_spectrum`), so the kernel is applied once.
+3. Set the output's boundary entries to satisfy the condition (a no-op up to round-off on 1-D grids,
+   where step 2 is exact; on multi-axis grids step 2 treats every face point on its own with the
+   same-position blocks, as the reference's per-face probes do, and this step makes it exact).
+
+Activations act on interior points only (Dirichlet and Neumann); after the projection the output's
+boundary entries are set once more, so the condition holds to round-off *whatever the weights*.
+Hidden layers are corrected towards the same data (the mean over output channels when there are
+several), as in the reference.
+
+Conditions (per sample, per face point, e.g. per time step):
+
+* ``dirichlet``: u = g at both ends.
+* ``neumann``: u_x = g at both ends (the x-derivative, not the outward flux), with the one-sided stencil
+  of order 1, u_x(x₀) ≈ (u₁ - u₀)/h, or order 2, u_x(x₀) ≈ (-3u₀ + 4u₁ - u₂)/(2h) (mirrored at the right
+  end: (u_N - u_{N-1})/h, (3u_N - 4u_{N-1} + u_{N-2})/(2h)). The boundary value is solved from it,
+  u₀ = (h g - Σ_{k≥1} a_k u_k)/a₀, so the *stencil* derivative equals g exactly.
+* ``periodic``: the two ends are set to their average (no data).
+
+Boundary data ``bc`` for one bounded grid axis: ``(B, *face, 2)`` with face = the grid shape without that
+axis, last axis (left, right); ``(B, *face, 2, c_out)`` when the model has c_out > 1 output channels.
+So (B, 2) for 1-D single step, (B, nt, 2) for 1-D + time, and for the 2-D cavity (bounded axes x, y,
+grid (nx, ny, nt)) a pair: x-walls ``(B, ny, nt, 2)`` (x = lo, x = hi) and y-walls ``(B, nx, nt, 2)``
+(y = lo, y = hi); at the corners the y-wall data win (the last axis is written last).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from physml.models.fno import FNO
+
+__all__ = ["BOUNDARY_TYPES", "NEUMANN_STENCILS", "BOONFNO"]
+
+BOUNDARY_TYPES = ("dirichlet", "neumann", "periodic")
+
+#: Left-end one-sided stencils a_k: u_x(x₀) ≈ (1/h) Σ_k a_k u_k (first order; second order).
+#: The right end uses b_k = -a_k on u_{N-1-k}.
+NEUMANN_STENCILS: dict[int, tuple[float, ...]] = {1: (-1.0, 1.0), 2: (-1.5, 2.0, -0.5)}
+
+
+class BOONFNO(nn.Module):
+    """An FNO whose kernel layers are boundary-corrected (BOON). Shares the FNO's parameters.
+
+    Use it to train (its parameters are the FNO's) or post hoc on a trained :class:`FNO` (same
+    weights, corrected forward); ``boon.fno`` is the wrapped model itself, not a copy.
+
+    Args:
+        fno: the base operator.
+        boundary: "dirichlet", "neumann" or "periodic".
+        axes: bounded grid axes (spatial only; default all spatial axes: x, or x and y).
+        neumann_order: 1 or 2, order of the one-sided stencil (Neumann only).
+    """
+
+    def __init__(self, fno: FNO, boundary: str = "dirichlet", axes: Sequence[int] | None = None,
+                 neumann_order: int = 1) -> None:
+        super().__init__()
+        if not isinstance(fno, FNO):
+            raise ValueError(f"fno must be a physml.models.fno.FNO, got {type(fno).__name__}")
+        if boundary not in BOUNDARY_TYPES:
+            raise ValueError(f"boundary must be one of {BOUNDARY_TYPES}, got {boundary!r}")
+        if neumann_order not in NEUMANN_STENCILS:
+            raise ValueError(f"neumann_order must be one of {tuple(NEUMANN_STENCILS)}, got {neumann_order!r}")
+        axes = tuple(range(fno.n_space)) if axes is None else tuple(int(a) for a in axes)
+        if not axes or len(set(axes)) != len(axes) or any(not 0 <= a < fno.n_space for a in axes):
+            raise ValueError(f"axes must be distinct spatial axes in [0, {fno.n_space}), got {axes!r}")
+        self.fno = fno
+        self.boundary = boundary
+        self.axes = axes
+        self.neumann_order = neumann_order
+        self.stencil = (1.0,) if boundary == "dirichlet" else NEUMANN_STENCILS[neumann_order]
+
+    # ---- input checks ---------------------------------------------------------------------------
+    def min_points(self) -> int:
+        """Fewest grid points a bounded axis needs: 3, and 2 × stencil length (ends must not overlap)."""
+        return max(3, 2 * len(self.stencil))
+
+    def _targets(self, bc: torch.Tensor | Sequence[torch.Tensor] | None, shape: tuple[int, ...],
+                 batch: int, like: torch.Tensor) -> list[torch.Tensor | None]:
+        """Validated data per bounded axis, as ``(B, c_out, *face, 2)`` in the dtype/device of ``like``."""
+        for axis in self.axes:
+            if shape[axis] < self.min_points():
+                raise ValueError(
+                    f"grid axis {axis} has {shape[axis]} points; the {self.boundary} correction"
+                    f"{f' with the order-{self.neumann_order} stencil' if self.boundary == 'neumann' else ''}"
+                    f" needs at least {self.min_points()}")
+        if self.boundary == "periodic":
+            if bc is not None:
+                raise ValueError("bc must be None for periodic boundaries (they carry no data)")
+            return [None] * len(self.axes)
+        if bc is None:
+            raise ValueError(f"bc is required for {self.boundary} boundaries")
+        items = [bc] if isinstance(bc, torch.Tensor) else list(bc)
+        if len(items) != len(self.axes):
+            raise ValueError(f"bc must hold one tensor per bounded axis {self.axes}, got {len(items)}")
+        c_out = self.fno.out_channels
+        out = []
+        for axis, g in zip(self.axes, items):
+            face = tuple(s for a, s in enumerate(shape) if a != axis)
+            want = (batch, *face, 2) + ((c_out,) if c_out > 1 else ())
+            if not isinstance(g, torch.Tensor) or tuple(g.shape) != want:
+                got = tuple(g.shape) if isinstance(g, torch.Tensor) else type(g).__name__
+                raise ValueError(f"bc for grid axis {axis} must have shape {want} (B, *face, 2"
+                                 f"{', c_out' if c_out > 1 else ''}), got {got}")
+            g = g.to(device=like.device, dtype=like.dtype)
+            g = g.unsqueeze(-1) if c_out == 1 else g
+            out.append(g.movedim(-1, 1))  # (B, c_out, *face, 2)
+        return out
+
+    # ---- the boundary functional and the enforcement ---------------------------------------------
+    def _functional(self, n: int, h: float) -> tuple[list[int], list[float], list[int], list[float]]:
+        """Positions and weights of the left and right boundary functionals on an axis of n points."""
+        if self.boundary == "dirichlet":
+            return [0], [1.0], [n - 1], [1.0]
+        a = self.stencil
+        left_pos = list(range(len(a)))
+        right_pos = [n - 1 - k for k in range(len(a))]
+        return left_pos, [c / h for c in a], right_pos, [-c / h for c in a]
+
+    def enforce(self, z: torch.Tensor, targets: list[torch.Tensor | None], shape: tuple[int, ...]) -> torch.Tensor:
+        """Set the boundary entries of ``z`` ``(B, C, *grid)`` so the condition holds exactly (in place).
+
+        ``targets[i]``: ``(B, 1 or C, *face, 2)`` for bounded axis ``axes[i]`` (None for periodic).
+        """
+        for axis, g in zip(self.axes, targets):
+            dim = 2 + axis
+            n = shape[axis]
+            if self.boundary == "periodic":
+                mean = 0.5 * (z.select(dim, 0) + z.select(dim, n - 1))
+                z.select(dim, 0).copy_(mean)
+                z.select(dim, n - 1).copy_(mean)
+                continue
+            g_left, g_right = g[..., 0].expand_as(z.select(dim, 0)), g[..., 1].expand_as(z.select(dim, 0))
+            if self.boundary == "dirichlet":
+                z.select(dim, 0).copy_(g_left)
+                z.select(dim, n - 1).copy_(g_right)
+                continue
+            h = self.fno.spacing(shape, axis)
+            a = self.stencil
+            left = (h * g_left - sum(a[k] * z.select(dim, k) for k in range(1, len(a)))) / a[0]
+            right = (h * g_right + sum(a[k] * z.select(dim, n - 1 - k) for k in range(1, len(a)))) / (-a[0])
+            z.select(dim, 0).copy_(left)
+            z.select(dim, n - 1).copy_(right)
+        return z
+
+    def interior(self, shape: tuple[int, ...], device: torch.device) -> torch.Tensor | None:
+        """Boolean mask ``shape`` of points off the bounded faces (None for periodic: all points)."""
+        if self.boundary == "periodic":
+            return None
+        mask = torch.ones(shape, dtype=torch.bool, device=device)
+        for axis in self.axes:
+            mask.select(axis, 0).fill_(False)
+            mask.select(axis, shape[axis] - 1).fill_(False)
+        return mask
+
+    # ---- one corrected layer --------------------------------------------------------------------
+    def elimination(self, layer: int, shape: tuple[int, ...], axis: int) -> tuple[torch.Tensor, ...]:
+        """Blocks of the two-step elimination of ``layer`` along ``axis`` (data-independent).
+
+        Returns (A0N·A_NN⁻¹, Ã₀₀⁻¹, A_NN⁻¹, A_N0), each ``(C, C)``, from the closed-form responses.
+        """
+        conv = self.fno.spectral[layer]
+        w_pw = self.fno.pointwise[layer].weight[:, :, 0]  # (C_out, C_in)
+        n = shape[axis]
+        left_pos, left_w, right_pos, right_w = self._functional(n, self.fno.spacing(shape, axis))
+        ends = (0, n - 1)
+        offsets = sorted({p - e for p in left_pos + right_pos for e in ends})
+        index = {d: i for i, d in enumerate(offsets)}
+        resp = conv.response(shape, axis, offsets)  # (D, C_out, C_in)
+
+        def block(positions: list[int], weights: list[float], end: int) -> torch.Tensor:
+            out = sum(wgt * resp[index[p - end]] for p, wgt in zip(positions, weights))
+            return out + sum(wgt * w_pw for p, wgt in zip(positions, weights) if p == end)
+
+        a00, a0n = block(left_pos, left_w, 0), block(left_pos, left_w, n - 1)
+        an0, ann = block(right_pos, right_w, 0), block(right_pos, right_w, n - 1)
+        ann_inv = torch.linalg.inv(ann)
+        a0n_ann_inv = a0n @ ann_inv
+        pivot_inv = torch.linalg.inv(a00 - a0n_ann_inv @ an0)
+        return a0n_ann_inv, pivot_inv, ann_inv, an0
+
+    def corrected_layer(self, layer: int, v: torch.Tensor, targets: list[torch.Tensor | None],
+                        enforce: bool = True) -> torch.Tensor:
+        """BOON-corrected ``K_l v + W_l v + b_l`` for ``v`` ``(B, C, *grid)``; returns ``(B, C, *grid)``.
+
+        ``enforce=False`` returns the output before its boundary entries are set (to measure how exact
+        the elimination alone is).
+        """
+        fno = self.fno
+        shape = tuple(v.shape[2:])
+        conv = fno.spectral[layer]
+        conv.check_grid(shape)
+        z_pw = fno.apply_pointwise(layer, v)
+        if self.boundary == "periodic":
+            z = conv(v) + z_pw
+            return self.enforce(z, targets, shape) if enforce else z
+        w_pw = fno.pointwise[layer].weight[:, :, 0]
+        spec = conv.mix(conv.spectrum(v))
+        extra = None
+        face_updates = []
+        for axis, g in zip(self.axes, targets):
+            n = shape[axis]
+            left_pos, left_w, right_pos, right_w = self._functional(n, fno.spacing(shape, axis))
+            positions = left_pos + right_pos
+            dim = 2 + axis
+            kv = conv.values_at(spec, shape, axis, positions)  # (B, C, *face, P)
+            pw = z_pw.index_select(dim, torch.as_tensor(positions, device=v.device)).movedim(dim, -1)
+            vals = kv + pw
+            k = len(left_pos)
+            cur_left = sum(wgt * vals[..., i] for i, wgt in enumerate(left_w))
+            cur_right = sum(wgt * vals[..., k + i] for i, wgt in enumerate(right_w))
+            r0 = (g[..., 0] - cur_left).movedim(1, -1)  # (B, *face, C)
+            rn = (g[..., 1] - cur_right).movedim(1, -1)
+            a0n_ann_inv, pivot_inv, ann_inv, an0 = self.elimination(layer, shape, axis)
+            d0 = (r0 - rn @ a0n_ann_inv.T) @ pivot_inv.T  # left end first (effective pivot)
+            dn = (rn - d0 @ an0.T) @ ann_inv.T  # then the right end, with the corrected left
+            deltas = torch.stack([d0, dn], dim=-1).movedim(-2, 1)  # (B, C, *face, 2)
+            face_spec = conv.face_spectrum(deltas, shape, axis, [0, n - 1])
+            extra = face_spec if extra is None else extra + face_spec
+            face_updates.append((dim, n, torch.einsum("oi,bi...e->bo...e", w_pw, deltas)))
+        z = conv.to_grid(spec + conv.mix(extra), shape) + z_pw
+        for dim, n, upd in face_updates:
+            z.select(dim, 0).add_(upd[..., 0])
+            z.select(dim, n - 1).add_(upd[..., 1])
+        return self.enforce(z, targets, shape) if enforce else z
+
+    def forward(self, u: torch.Tensor, bc: torch.Tensor | Sequence[torch.Tensor] | None = None) -> torch.Tensor:
+        """Corrected operator output: same shapes as :meth:`FNO.forward`; ``bc`` as in the module doc."""
+        fno = self.fno
+        shape = fno.grid_shape(u)
+        v = fno.lifted(u)
+        out_targets = self._targets(bc, shape, u.shape[0], v)
+        hidden = [None if g is None else g.mean(dim=1, keepdim=True) for g in out_targets]
+        mask = self.interior(shape, v.device)
+        for layer in range(fno.n_layers):
+            z = self.corrected_layer(layer, v, hidden)
+            if layer < fno.n_layers - 1:
+                if mask is None:
+                    z = F.gelu(z)
+                else:
+                    z = torch.where(mask, F.gelu(z), z)
+                    if self.boundary == "neumann":
+                        z = self.enforce(z, hidden, shape)
+            v = z
+        out = fno.projected(v, activate=mask).movedim(-1, 1)  # (B, c_out, *grid)
+        out = self.enforce(out, out_targets, shape)
+        return fno.formatted(out.movedim(1, -1))
