@@ -1,0 +1,1 @@
+"""Experiment implementations per method family: train, constrain, evaluate (one signature each)."""
