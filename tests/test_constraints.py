@@ -1,0 +1,370 @@
+"""Guarantees of the exact Gaussian conditioning and of the constraint builders.
+
+condition() must give: G μ' = b to round-off (zero noise), a symmetric PSD covariance whose variances
+never grow, no change of the mean when the constraint already holds, the textbook dense formula, the same
+answer batched or looped, in NumPy or torch, and clear ValueErrors for bad input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pytest
+import torch
+
+from physml.constraints import (
+    condition,
+    conservation_constraint,
+    dirichlet_constraint,
+    hardc,
+    periodic_constraint,
+    probconserv,
+    stack_constraints,
+    trapezoid_weights,
+    value_constraint,
+)
+from physml.pdes.base import Parameter, Problem
+
+N_DRAWS = 100
+
+
+def _random_case(rng: np.random.Generator, batch: tuple[int, ...] = ()):
+    n = int(rng.integers(1, 40))
+    k = int(rng.integers(1, min(n, 5) + 1))
+    scale = 10.0 ** rng.uniform(-3, 3)
+    mean = rng.normal(size=batch + (n,)) * scale
+    var = rng.uniform(0.05, 2.0, size=batch + (n,)) * scale**2
+    A = rng.normal(size=batch + (n, n))
+    full = A @ np.swapaxes(A, -1, -2) / n * scale**2 + np.eye(n) * 1e-3 * scale**2
+    G = rng.normal(size=batch + (k, n))
+    b = rng.normal(size=batch + (k,)) * scale
+    return mean, var, full, G, b
+
+
+def _dense_textbook(mean, cov, G, b, noise=0.0):
+    S = G @ cov @ G.T + noise * np.eye(G.shape[0])
+    K = cov @ G.T @ np.linalg.inv(S)
+    return mean - K @ (G @ mean - b), cov - K @ G @ cov
+
+
+def test_constraint_holds_to_roundoff_and_covariance_is_psd():
+    rng = np.random.default_rng(0)
+    for _ in range(N_DRAWS):
+        mean, var, full, G, b = _random_case(rng)
+        for cov in (var, full):
+            m, c = condition(mean, cov, G, b, full_cov=True)
+            resid = np.abs(G @ m - b)
+            scale = np.abs(G) @ np.abs(m) + np.abs(b)
+            assert np.all(resid <= 1e-10 * scale)
+            assert np.array_equal(c, c.T)
+            lam = np.linalg.eigvalsh(c)
+            prior_scale = np.abs(cov).max()
+            assert lam.min() >= -1e-12 * prior_scale
+            prior_var = cov if cov.ndim == 1 else np.diag(cov)
+            assert np.all(np.diag(c) <= prior_var * (1 + 1e-12))
+
+
+def test_posterior_covariance_has_no_variance_along_the_constraint():
+    """Var(G u) = G Σ' Gᵀ = 0 under an exact constraint."""
+    rng = np.random.default_rng(1)
+    for _ in range(30):
+        mean, var, full, G, b = _random_case(rng)
+        _, c = condition(mean, full, G, b)
+        assert np.abs(G @ c @ G.T).max() <= 1e-10 * np.abs(G @ full @ G.T).max()
+
+
+def test_matches_dense_textbook_formula_diag_and_full_with_and_without_noise():
+    rng = np.random.default_rng(2)
+    for _ in range(N_DRAWS):
+        mean, var, full, G, b = _random_case(rng)
+        noise = float(rng.choice([0.0, rng.uniform(0.01, 1.0) * np.abs(var).max()]))
+        for cov in (np.diag(var), full):
+            m_ref, c_ref = _dense_textbook(mean, cov, G, b, noise)
+            m, c = condition(mean, cov, G, b, noise_var=noise)
+            cscale = np.abs(cov).max()
+            np.testing.assert_allclose(m, m_ref, rtol=0, atol=1e-8 * (np.abs(mean).max() + np.abs(b).max() + 1))
+            np.testing.assert_allclose(c, c_ref, rtol=0, atol=1e-8 * cscale)
+        m_d, v_d = condition(mean, var, G, b, noise_var=noise)
+        m_f, c_f = condition(mean, np.diag(var), G, b, noise_var=noise)
+        np.testing.assert_allclose(m_d, m_f, rtol=1e-12, atol=1e-12 * np.abs(m_f).max())
+        np.testing.assert_allclose(v_d, np.clip(np.diag(c_f), 0, None), rtol=0, atol=1e-12 * var.max())
+        _, c_d_full = condition(mean, var, G, b, noise_var=noise, full_cov=True)
+        np.testing.assert_allclose(c_d_full, c_f, rtol=0, atol=1e-12 * var.max())
+
+
+def test_mean_unchanged_when_constraint_already_holds():
+    rng = np.random.default_rng(3)
+    for _ in range(N_DRAWS):
+        mean, var, full, G, _ = _random_case(rng)
+        b = G @ mean
+        for cov in (var, full):
+            m, _ = condition(mean, cov, G, b)
+            np.testing.assert_allclose(m, mean, rtol=0, atol=1e-10 * (np.abs(mean).max() + 1e-300))
+
+
+def test_large_noise_leaves_the_prior_and_noise_interpolates():
+    rng = np.random.default_rng(4)
+    mean, var, _, G, b = _random_case(rng)
+    m, v = condition(mean, var, G, b, noise_var=1e14 * var.max())
+    np.testing.assert_allclose(m, mean, atol=1e-8 * (np.abs(mean).max() + np.abs(b).max()))
+    np.testing.assert_allclose(v, var, rtol=1e-8)
+    r_small = np.abs(G @ condition(mean, var, G, b, noise_var=1e-3)[0] - b).max()
+    r_big = np.abs(G @ condition(mean, var, G, b, noise_var=1e1)[0] - b).max()
+    assert r_small < r_big
+
+
+def test_batched_equals_loop_and_broadcasting():
+    rng = np.random.default_rng(5)
+    for _ in range(8):
+        mean, var, full, G, b = _random_case(rng, batch=(3, 4))
+        for cov in (var, full):
+            m, c = condition(mean, cov, G, b)
+            for i in range(3):
+                for j in range(4):
+                    mi, ci = condition(mean[i, j], cov[i, j], G[i, j], b[i, j])
+                    np.testing.assert_allclose(m[i, j], mi, rtol=1e-12, atol=1e-12 * np.abs(mi).max())
+                    np.testing.assert_allclose(c[i, j], ci, rtol=1e-12, atol=1e-12 * np.abs(ci).max())
+    # one G shared by all slices broadcasts against a batch of means
+    m, v = condition(mean, var, G[0, 0], b[0, 0])
+    np.testing.assert_allclose(m[1, 2], condition(mean[1, 2], var[1, 2], G[0, 0], b[0, 0])[0], rtol=1e-12)
+    assert v.shape == var.shape
+
+
+def test_torch_equals_numpy_keeps_device_and_gradient():
+    rng = np.random.default_rng(6)
+    for _ in range(20):
+        mean, var, full, G, b = _random_case(rng, batch=(2,))
+        for cov in (var, full):
+            m_np, c_np = condition(mean, cov, G, b)
+            m_t, c_t = condition(torch.tensor(mean), torch.tensor(cov), torch.tensor(G), torch.tensor(b))
+            assert isinstance(m_t, torch.Tensor) and m_t.dtype == torch.float64
+            np.testing.assert_allclose(m_t.numpy(), m_np, rtol=1e-13, atol=1e-13 * np.abs(m_np).max())
+            np.testing.assert_allclose(c_t.numpy(), c_np, rtol=1e-13, atol=1e-13 * np.abs(c_np).max())
+    mu32 = torch.tensor(mean, dtype=torch.float32, requires_grad=True)
+    m32, v32 = condition(mu32, torch.tensor(var, dtype=torch.float32), G, b, keep_dtype=True)
+    assert m32.dtype == torch.float32 and v32.dtype == torch.float32
+    m32.sum().backward()
+    assert mu32.grad is not None and torch.isfinite(mu32.grad).all()
+    m64, _ = condition(mean.astype(np.float32), var.astype(np.float32), G, b)
+    assert m64.dtype == np.float64
+
+
+def _good():
+    rng = np.random.default_rng(7)
+    return dict(mean=rng.normal(size=(2, 5)), cov=rng.uniform(0.5, 1, (2, 5)), G=np.ones((2, 1, 5)), b=np.zeros((2, 1)))
+
+
+@pytest.mark.parametrize("name", ["mean", "cov", "G", "b"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_inputs_raise_naming_the_argument(name, bad):
+    args = _good()
+    args[name] = args[name].copy()
+    args[name].flat[0] = bad
+    with pytest.raises(ValueError, match=rf"^{name} contains NaN or inf"):
+        condition(**args)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "pattern"),
+    [
+        ("cov", -np.ones((2, 5)), "cov has negative variances"),
+        ("cov", np.ones((2, 4)), r"cov must have shape \(\.\.\., 5\)"),
+        ("cov", np.ones((2, 5, 4)), r"cov must have shape"),
+        ("G", np.ones((2, 1, 4)), r"G must have shape \(\.\.\., k, n\) with n = 5"),
+        ("b", np.ones((2, 2)), r"b must have shape \(\.\.\., k\) with k = 1"),
+        ("mean", np.ones((3, 5)), "leading .batch. axes do not broadcast"),
+    ],
+)
+def test_bad_shapes_and_variances_raise(name, value, pattern):
+    args = _good()
+    args[name] = value
+    with pytest.raises(ValueError, match=pattern):
+        condition(**args)
+
+
+def test_bad_noise_asymmetric_cov_and_singular_system_raise():
+    args = _good()
+    with pytest.raises(ValueError, match="noise_var must be ≥ 0"):
+        condition(**args, noise_var=-1.0)
+    with pytest.raises(ValueError, match="noise_var contains NaN"):
+        condition(**args, noise_var=np.nan)
+    full = np.tile(np.eye(5), (2, 1, 1))
+    full[1, 0, 1] = 0.5
+    with pytest.raises(ValueError, match="cov must be symmetric"):
+        condition(args["mean"], full, args["G"], args["b"])
+    # two identical rows: G Σ Gᵀ singular, in batch element 1 only
+    G = np.stack([np.eye(5)[:2], np.stack([np.ones(5), np.ones(5)])])
+    with pytest.raises(ValueError, match=r"singular at batch index \(1,\)"):
+        condition(args["mean"], args["cov"], G, np.zeros((2, 2)))
+    # zero variance on every constrained entry
+    var = args["cov"].copy()
+    var[0, :] = 0.0
+    with pytest.raises(ValueError, match=r"singular at batch index \(0,\)"):
+        condition(args["mean"], var, args["G"], args["b"])
+    # the same singular systems are fine with observation noise
+    m, _ = condition(args["mean"], var, args["G"], args["b"], noise_var=1e-2)
+    assert np.all(np.isfinite(m))
+
+
+def test_hardc_is_the_least_squares_projection_and_keeps_variance():
+    rng = np.random.default_rng(8)
+    for _ in range(30):
+        mean, var, _, G, b = _random_case(rng)
+        m, v = hardc(mean, var, G, b)
+        # minimum-norm correction: μ' − μ = Gᵀ λ with G μ' = b
+        delta = np.linalg.lstsq(G, b - G @ mean, rcond=None)[0]
+        np.testing.assert_allclose(m, mean + delta, rtol=0, atol=1e-9 * (np.abs(mean).max() + np.abs(b).max()))
+        np.testing.assert_array_equal(v, var)
+    mp, vp = probconserv(mean, var, G, b)
+    assert not np.allclose(mp, m) and np.all(vp <= var)
+
+
+def test_update_acts_where_the_model_is_unsure():
+    """ProbConserv distributes the correction ∝ variance: a point with 100× the variance moves 100× more."""
+    mean, var = np.zeros(4), np.array([1.0, 1.0, 100.0, 1.0])
+    G, b = np.full((1, 4), 0.25), np.array([1.0])
+    m, _ = probconserv(mean, var, G, b)
+    np.testing.assert_allclose(m / m[0], var / var[0], rtol=1e-12)
+    mh, _ = hardc(mean, var, G, b)
+    np.testing.assert_allclose(mh, np.full(4, 1.0), rtol=1e-12)
+
+
+# ---------------------------------------------------------------------------- builders
+
+
+def test_trapezoid_weights_reference_and_extended_ends():
+    rng = np.random.default_rng(9)
+    x = np.sort(rng.uniform(0.0, 1.0, size=(5, 12)), axis=-1)
+    w_ref = trapezoid_weights(x, (0.0, 1.0), ends="reference")
+    np.testing.assert_allclose(w_ref.sum(-1), x[:, -1] - x[:, 0], rtol=1e-14)
+    # the trapezoid rule integrates linear functions exactly on [x_1, x_m]
+    np.testing.assert_allclose((w_ref * (3 * x + 2)).sum(-1), 1.5 * (x[:, -1] ** 2 - x[:, 0] ** 2) + 2 * (x[:, -1] - x[:, 0]))
+    w_ext = trapezoid_weights(x, (0.0, 1.0))
+    np.testing.assert_allclose(w_ext.sum(-1), 1.0, rtol=1e-14)
+    np.testing.assert_allclose(w_ext[:, 1:-1], w_ref[:, 1:-1])
+    # periodic: spectrally accurate on a uniform grid, second order on random sorted points
+    L = 2 * np.pi
+    xu = np.linspace(0, L, 16, endpoint=False) + 0.3
+    wp = trapezoid_weights(xu, (0.0, L), periodic=True)
+    assert abs((wp * np.exp(np.sin(xu))).sum() - L * 1.2660658777520082) < 1e-12
+
+
+def test_trapezoid_weights_converge_at_second_order_on_a_smooth_field():
+    errs = []
+    for m in (20, 40, 80):
+        x = np.linspace(0.0, 1.0, m)
+        w = trapezoid_weights(x, (0.0, 1.0))
+        errs.append(abs((w * np.exp(x)).sum() - (np.e - 1)))
+    orders = np.log2(np.array(errs[:-1]) / np.array(errs[1:]))
+    assert np.all(np.abs(orders - 2.0) < 0.1)
+
+
+@pytest.mark.parametrize(
+    ("x", "pattern"),
+    [(np.array([0.5, 0.2]), "sorted"), (np.array([-0.1, 0.2]), "domain"), (np.array([0.1, np.nan]), "NaN")],
+)
+def test_trapezoid_weights_bad_input(x, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        trapezoid_weights(x, (0.0, 1.0))
+
+
+class _LinearInFlow(Problem):
+    """u = 1 + t x on [0, 1]: u_t = x = −F_x with F = −x²/2, so M(t) = 1 + t/2 from the flux integral."""
+
+    name = "fake_linear"
+    family = "probconserv"
+    parameters = (Parameter("c", 0.0, 10.0, "unused"),)
+    x_domain = (0.0, 1.0)
+    t_domain = (0.0, 1.0)
+    boundary = "dirichlet"
+    conservative = True
+
+    def solve(self, params: Mapping[str, float], x: np.ndarray, t: np.ndarray) -> np.ndarray:
+        return 1.0 + np.outer(t, x)
+
+    def boundary_flux(self, params: Mapping[str, float], t: np.ndarray) -> np.ndarray:
+        return np.tile([0.0, -0.5], (len(t), 1))
+
+    def boundary_data(self, params: Mapping[str, float], t: np.ndarray) -> np.ndarray:
+        return np.stack([np.ones_like(t), 1.0 + t], axis=-1)
+
+
+def test_conservation_constraint_uses_the_problems_flux_and_makes_mass_exact():
+    prob, params = _LinearInFlow(), {"c": 1.0}
+    rng = np.random.default_rng(10)
+    t = np.sort(rng.uniform(0, 1, 6))
+    x = np.sort(rng.uniform(0, 1, (6, 9)), axis=-1)
+    G, b = conservation_constraint(prob, params, t, x)
+    assert G.shape == (6, 1, 9) and b.shape == (6, 1)
+    np.testing.assert_allclose(b[:, 0], 1.0 + t / 2, rtol=1e-10)
+    np.testing.assert_allclose(G.sum(-1), 1.0, rtol=1e-14)
+    mean = rng.normal(size=(6, 9))
+    var = rng.uniform(0.1, 1.0, (6, 9))
+    m, v = probconserv(mean, var, G, b)
+    np.testing.assert_allclose(np.einsum("tkn,tn->tk", G, m), b, rtol=1e-12)
+    # shared x for all slices gives the same rows
+    G1, _ = conservation_constraint(prob, params, t, x[0])
+    np.testing.assert_array_equal(G1[3], G1[0])
+
+
+def test_conservation_constraint_bad_input():
+    prob, params = _LinearInFlow(), {"c": 1.0}
+    with pytest.raises(ValueError, match="target_t"):
+        conservation_constraint(prob, params, np.array([2.0]), np.array([0.5]))
+    with pytest.raises(ValueError, match="target_x must have shape"):
+        conservation_constraint(prob, params, np.array([0.1, 0.2]), np.ones((3, 4)) * 0.5)
+    with pytest.raises(ValueError, match="sorted"):
+        conservation_constraint(prob, params, np.array([0.1]), np.array([0.6, 0.5]))
+
+
+def test_heat_exact_solution_satisfies_the_built_constraint():
+    """Heat (periodic, mass 0): the exact field has zero conservation error under the periodic trapezoid."""
+    pytest.importorskip("physml.pdes.heat")
+    from physml.pdes import get
+
+    prob, params = get("heat"), {"k": 2.0}
+    t = np.linspace(0.05, 0.95, 5)
+    x = np.linspace(0, 2 * np.pi, 24, endpoint=False) + 0.1
+    G, b = conservation_constraint(prob, params, t, x)
+    u = prob.solve(params, x, t)
+    assert np.abs(np.einsum("tkn,tn->tk", G, u) - b).max() < 1e-13
+    # a perturbed prediction is pulled back onto the law
+    rng = np.random.default_rng(11)
+    m, _ = probconserv(u + 0.1 * rng.normal(size=u.shape), np.full(u.shape, 0.01), G, b)
+    assert np.abs(np.einsum("tkn,tn->tk", G, m) - b).max() < 1e-14
+
+
+def test_dirichlet_constraint_pins_boundary_values_exactly():
+    prob, params = _LinearInFlow(), {"c": 1.0}
+    t = np.array([0.2, 0.7])
+    x = np.linspace(0, 1, 7)
+    Gd, bd = dirichlet_constraint(prob, params, t, x)
+    assert Gd.shape == (2, 2, 7)
+    rng = np.random.default_rng(12)
+    mean, var = rng.normal(size=(2, 7)), rng.uniform(0.1, 1, (2, 7))
+    m, v = condition(mean, var, Gd, bd)
+    np.testing.assert_allclose(m[:, [0, -1]], prob.boundary_data(params, t), rtol=1e-14)
+    assert np.abs(v[:, [0, -1]]).max() <= 1e-15 * var.max()
+    np.testing.assert_array_equal(m[:, 1:-1], mean[:, 1:-1])  # diagonal Σ: interior untouched
+    # conservation and boundary values together
+    Gc, bc = conservation_constraint(prob, params, t, x)
+    G, b = stack_constraints((Gc, bc), (Gd, bd))
+    m2, _ = condition(mean, var, G, b)
+    np.testing.assert_allclose(np.einsum("tkn,tn->tk", G, m2), b, rtol=1e-12, atol=1e-14)
+    with pytest.raises(ValueError, match="must start at x_L"):
+        dirichlet_constraint(prob, params, t, x[1:])
+
+
+def test_value_and_periodic_constraints():
+    G, b = value_constraint(5, [0, 3], np.array([[1.0, 2.0]]))
+    assert G.shape == (1, 2, 5) and G[0, 1, 3] == 1.0 and G.sum() == 2.0
+    with pytest.raises(ValueError, match="distinct"):
+        value_constraint(5, [1, 1], np.zeros(2))
+    with pytest.raises(ValueError, match="indices must lie"):
+        value_constraint(5, [5], np.zeros(1))
+    x = np.linspace(0, 1, 6)
+    Gp, bp = periodic_constraint(3, x, (0.0, 1.0))
+    mean = np.arange(18.0).reshape(3, 6)
+    m, _ = condition(mean, np.ones((3, 6)), Gp, bp)
+    np.testing.assert_allclose(m[:, 0], m[:, -1], rtol=1e-14)
