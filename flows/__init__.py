@@ -1,0 +1,1 @@
+"""Prefect flows: thin orchestration over physml functions (one task = one physml call)."""
