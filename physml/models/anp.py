@@ -293,8 +293,3 @@ class ANP(nn.Module):
         finally:
             self.train(was_training)
 
-
-def anp_loss(model: nn.Module, batch: Mapping[str, Any]) -> torch.Tensor:
-    """``loss_fn`` for :func:`physml.training.fit`."""
-    inner = model.module if hasattr(model, "module") else model
-    return inner.loss(batch)

@@ -1,0 +1,168 @@
+"""Deep ensemble of conditional neural processes: the second probabilistic black box.
+
+Each of the M members is a conditional neural process (Garnelo et al., ICML 2018) with the ANP's
+interface: an MLP encodes every context (t, x, u) and the encodings are averaged into r (B, h); an
+MLP on (r, target (t, x)) gives a mean μ_m and σ_m = min_std + softplus(·). Each member is trained
+with the Gaussian negative log-likelihood of the targets (Lakshminarayanan et al., NeurIPS 2017);
+members differ by their random initialisation. They are trained in one ``fit`` with the loss
+Σ_m NLL_m: the members share no parameters, so each one's gradient (and its Adam update) is the
+same as if it were trained alone on the same batches.
+
+The prediction is the mixture's moments (law of total variance):
+μ = (1/M) Σ μ_m,  σ² = (1/M) Σ σ_m² + (1/M) Σ (μ_m − μ)².
+Shapes: B functions, Nc contexts, nt target times × nx positions.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import torch
+from torch import nn
+from torch.distributions import Normal
+
+from physml.models.anp import as_batch, mlp
+from physml.models.predictive import Predictive, mixture
+
+
+@dataclass(frozen=True)
+class EnsembleConfig:
+    """Hyper-parameters of a deep ensemble (``t_range``/``x_range`` scale the inputs to [−1, 1])."""
+
+    case: str
+    model: str = "ensemble"
+    members: int = 5
+    hidden: int = 128
+    layers: int = 3
+    min_std: float = 0.01
+    t_range: tuple[float, float] = (0.0, 1.0)
+    x_range: tuple[float, float] = (0.0, 1.0)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.case, str) or not self.case:
+            raise ValueError("case must be a non-empty string")
+        if self.model != "ensemble":
+            raise ValueError(f"model must be 'ensemble', got {self.model!r}")
+        for name in ("members", "hidden", "layers"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if not (0 < self.min_std < math.inf):
+            raise ValueError(f"min_std must be finite and > 0, got {self.min_std!r}")
+        for name in ("t_range", "x_range"):
+            lo, hi = getattr(self, name)
+            if not (math.isfinite(lo) and math.isfinite(hi) and hi > lo):
+                raise ValueError(f"{name} must be finite (low, high) with high > low, got {getattr(self, name)!r}")
+            object.__setattr__(self, name, (float(lo), float(hi)))
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["t_range"], out["x_range"] = list(self.t_range), list(self.x_range)
+        return out
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> EnsembleConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown ensemble config field(s) {sorted(unknown)}; allowed: {sorted(known)}")
+        values = dict(values)
+        for name in ("t_range", "x_range"):
+            if name in values:
+                values[name] = tuple(values[name])
+        return cls(**values)
+
+
+class CNPMember(nn.Module):
+    """One conditional neural process: contexts (B, Nc, 3) and targets (B, Nt, 2) → μ, σ (B, Nt)."""
+
+    def __init__(self, hidden: int, layers: int, min_std: float) -> None:
+        super().__init__()
+        self.min_std = min_std
+        self.encoder = mlp([3] + [hidden] * layers)
+        self.decoder = mlp([hidden + 2] + [hidden] * layers + [2])
+
+    def forward(self, ctx: torch.Tensor, tgt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        r = self.encoder(ctx).mean(1, keepdim=True).expand(-1, tgt.shape[1], -1)
+        out = self.decoder(torch.cat([r, tgt], dim=-1))
+        return out[..., 0], self.min_std + nn.functional.softplus(out[..., 1])
+
+
+class DeepEnsemble(nn.Module):
+    """M independent CNP members; ``predict`` has the ANP's signature and returns mixture moments."""
+
+    def __init__(self, config: EnsembleConfig | Mapping[str, Any]) -> None:
+        super().__init__()
+        self.config = config if isinstance(config, EnsembleConfig) else EnsembleConfig.from_dict(config)
+        c = self.config
+        self.members = nn.ModuleList(CNPMember(c.hidden, c.layers, c.min_std) for _ in range(c.members))
+
+    @property
+    def model_config(self) -> dict[str, Any]:
+        return self.config.to_dict()
+
+    def _points(self, b: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        (t0, t1), (x0, x1) = self.config.t_range, self.config.x_range
+
+        def scale(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+            return torch.stack([2 * (t - t0) / (t1 - t0) - 1, 2 * (x - x0) / (x1 - x0) - 1], dim=-1)
+
+        ctx = torch.cat([scale(b["context_t"], b["context_x"]), b["context_u"].unsqueeze(-1)], dim=-1)
+        tt = b["target_t"].unsqueeze(-1).expand_as(b["target_x"])
+        return ctx, scale(tt, b["target_x"]).flatten(1, 2)
+
+    def member_moments(self, b: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each member's mean and variance, both (M, B, nt, nx), for a batch from :func:`as_batch`."""
+        ctx, tgt = self._points(b)
+        means, variances = [], []
+        for member in self.members:
+            mean, std = member(ctx, tgt)
+            means.append(mean.view_as(b["target_x"]))
+            variances.append((std**2).view_as(b["target_x"]))
+        return torch.stack(means), torch.stack(variances)
+
+    def loss(self, batch: Mapping[str, Any]) -> torch.Tensor:
+        """Σ_m of member m's mean (over functions and targets) Gaussian NLL."""
+        p = next(self.parameters())
+        b = as_batch(batch, p.device, p.dtype)
+        if "target_u" not in b:
+            raise ValueError("batch is missing 'target_u'")
+        means, variances = self.member_moments(b)
+        nll = -Normal(means, variances.sqrt()).log_prob(b["target_u"].unsqueeze(0))
+        return nll.flatten(1).mean(1).sum()
+
+    @torch.no_grad()
+    def predict(
+        self,
+        context_t: Any,
+        context_x: Any,
+        context_u: Any,
+        target_t: Any,
+        target_x: Any,
+        n_samples: int | None = None,
+        full_cov: bool = False,
+        seed: int = 0,
+    ) -> Predictive:
+        """Mixture moments of the members at the targets (float64; shapes as :meth:`ANP.predict`).
+
+        ``n_samples`` and ``seed`` exist for the ANP's call signature; the ensemble's mixture over its
+        M members is computed exactly, so no sampling happens. ``full_cov``: per-slice covariance
+        (B, nt, nx, nx) = (1/M) Σ (μ_m − μ)(μ_m − μ)ᵀ + diag((1/M) Σ σ_m²).
+        """
+        was_training = self.training
+        self.eval()
+        try:
+            p = next(self.parameters())
+            b = as_batch(
+                {"context_t": context_t, "context_x": context_x, "context_u": context_u, "target_t": target_t, "target_x": target_x},
+                p.device,
+                p.dtype,
+            )
+            means, variances = self.member_moments(b)
+            return mixture(means, variances, full_cov=full_cov)
+        finally:
+            self.train(was_training)
+
