@@ -1,0 +1,95 @@
+"""FNO and its truncated-Fourier kernel: shapes of the three variants, closed-form kernel responses,
+translation equivariance of K, and bad input."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from physml.layers.spectral import SpectralConv, SpectralConv1d, SpectralConv2d, SpectralConv3d
+from physml.models.fno import FNO, fno_1d, fno_1d_time, fno_2d_time
+
+CASES = [((16,), (5,), 0), ((12, 9), (3, 4), 0), ((12, 9), (3, 4), 1), ((10, 8, 7), (2, 3, 3), 1),
+         ((10, 8, 7), (2, 3, 3), 2)]
+
+
+@pytest.mark.parametrize(("shape", "modes", "axis"), CASES)
+def test_closed_form_response_equals_probing_with_unit_vectors(shape, modes, axis):
+    """(K e_p)_{p+Δ} from the weights alone equals applying K to a unit vector, for every channel pair."""
+    torch.manual_seed(0)
+    conv = SpectralConv(3, 2, modes).double()
+    offsets = [0, 1, -1, shape[axis] - 1]
+    resp = conv.response(shape, axis, offsets)
+    p = [s // 2 for s in shape]
+    for ci in range(3):
+        e = torch.zeros(1, 3, *shape, dtype=torch.float64)
+        e[(0, ci, *p)] = 1.0
+        out = conv(e)
+        for i, d in enumerate(offsets):
+            q = list(p)
+            q[axis] = (q[axis] + d) % shape[axis]
+            assert torch.allclose(out[(0, slice(None), *q)], resp[i, :, ci], atol=1e-15, rtol=0)
+
+
+@pytest.mark.parametrize(("shape", "modes", "axis"), CASES)
+def test_partial_transforms_match_full_transforms(shape, modes, axis):
+    """values_at = K(x) on the end hyperplanes; face_spectrum = spectrum of a face-supported field."""
+    torch.manual_seed(1)
+    conv = SpectralConv(3, 3, modes).double()
+    x = torch.randn(2, 3, *shape, dtype=torch.float64)
+    n = shape[axis]
+    ends = [0, 1, n - 1]
+    vals = conv.values_at(conv.mix(conv.spectrum(x)), shape, axis, ends)
+    full = conv(x)
+    assert torch.allclose(vals, torch.stack([full.select(2 + axis, j) for j in ends], -1), atol=1e-13)
+    faces = torch.randn(2, 3, *[s for a, s in enumerate(shape) if a != axis], 2, dtype=torch.float64)
+    field = torch.zeros(2, 3, *shape, dtype=torch.float64)
+    field.select(2 + axis, 0).copy_(faces[..., 0])
+    field.select(2 + axis, n - 1).copy_(faces[..., 1])
+    assert torch.allclose(conv.face_spectrum(faces, shape, axis, [0, n - 1]), conv.spectrum(field), atol=1e-12)
+
+
+def test_kernel_is_translation_equivariant_and_band_limited():
+    """K commutes with circular shifts (a convolution) and its output has no energy above the kept modes.
+
+    Kept: k1 in [-3, 2], k2 in [0, 1]; on k2 = 0 real output also carries the mirror k1 = +3 of k1 = -3.
+    """
+    torch.manual_seed(2)
+    conv = SpectralConv2d(4, 4, 3, 2).double()
+    x = torch.randn(2, 4, 16, 10, dtype=torch.float64)
+    shifted = conv(torch.roll(x, shifts=(3, 2), dims=(2, 3)))
+    assert torch.allclose(shifted, torch.roll(conv(x), shifts=(3, 2), dims=(2, 3)), atol=1e-13)
+    spec = torch.fft.rfftn(conv(x), dim=(2, 3))
+    assert spec[:, :, 4:-3].abs().max() < 1e-12 and spec[:, :, 3, 1:].abs().max() < 1e-12
+    assert spec[:, :, 3, 0].abs().max() > 1e-3 and spec[:, :, :, 2:].abs().max() < 1e-12
+
+
+def test_variant_shapes_and_dtype():
+    torch.manual_seed(3)
+    assert fno_1d(width=8, modes=4)(torch.randn(3, 32)).shape == (3, 32)
+    assert fno_1d_time(nt=7, width=8, modes=(4, 3))(torch.randn(3, 32)).shape == (3, 32, 7)
+    cav = fno_2d_time(nt=5, in_channels=3, out_channels=3, width=6, modes=(3, 3, 2)).double()
+    out = cav(torch.randn(2, 12, 10, 3, dtype=torch.float64))
+    assert out.shape == (2, 12, 10, 5, 3) and out.dtype == torch.float64
+    vort = fno_2d_time(nt=5, width=6, modes=(3, 3, 2))
+    assert vort(torch.randn(2, 12, 10)).shape == (2, 12, 10, 5)
+    rebuilt = FNO(**cav.config())
+    assert rebuilt.config() == cav.config()
+
+
+def test_constructors_of_fixed_dimension():
+    assert SpectralConv1d(2, 3, 4).modes == (4,)
+    assert SpectralConv3d(2, 3, 4, 5, 6).modes == (4, 5, 6)
+
+
+def test_bad_input_is_rejected():
+    with pytest.raises(ValueError, match="modes"):
+        SpectralConv1d(2, 2, 9)(torch.randn(1, 2, 8))
+    with pytest.raises(ValueError, match="n_space"):
+        FNO(n_space=3)
+    with pytest.raises(ValueError, match="modes"):
+        FNO(n_space=1, nt=5, modes=(3, 3, 3))
+    with pytest.raises(ValueError, match="u must have shape"):
+        fno_1d(width=4, modes=2)(torch.randn(2, 8, 8))
+    with pytest.raises(ValueError, match="domain"):
+        fno_1d(domain=(1.0, 0.0))
