@@ -1,0 +1,239 @@
+"""Evaluation metrics for probabilistic and constrained PDE predictions (NumPy, float64).
+
+Shape convention: fields are (..., nt, nx) — leading axes are samples/functions — unless a function
+says otherwise. Every metric states its formula; sources are the ProbConserv article and reference
+analysis (Hansen et al., ICML 2023; amazon-science/probconserv ``experiments/analyze.py``) and BOON
+(Saad et al., ICLR 2023) for the relative L2 and boundary errors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from scipy import special
+
+Reduce = Literal["mean", "none"]
+
+MIN_VAR = 1e-8
+"""Variance floor of the log-likelihood: the reference clamps predictive variances at 1e-8
+(``min_var_sample``), which matters for ProbConserv's zero variance along the constraint."""
+
+
+def _f64(name: str, x: object) -> np.ndarray:
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    arr = np.asarray(x, dtype=np.float64)
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains NaN or inf")
+    return arr
+
+
+def _same_shape(**arrays: np.ndarray) -> None:
+    shapes = {k: v.shape for k, v in arrays.items()}
+    if len(set(shapes.values())) != 1:
+        raise ValueError(f"shapes must match: {shapes}")
+
+
+def mse(pred: np.ndarray, true: np.ndarray, axis: int | tuple[int, ...] | None = None) -> np.ndarray | float:
+    """Mean squared error mean((pred − true)²) over ``axis`` (all axes by default)."""
+    p, t = _f64("pred", pred), _f64("true", true)
+    _same_shape(pred=p, true=t)
+    out = np.mean((p - t) ** 2, axis=axis)
+    return float(out) if np.ndim(out) == 0 else out
+
+
+def relative_l2(pred: np.ndarray, true: np.ndarray, space_axes: int = 1, reduce: Reduce = "mean") -> np.ndarray | float:
+    """Relative L2 error ‖pred − true‖₂ / ‖true‖₂ over the trailing ``space_axes`` axes.
+
+    Computed per sample and per time step (every leading index), then averaged (``reduce="mean"``) or
+    returned with the leading shape (``reduce="none"``). BOON/FNO convention (Li et al. 2021, Saad et al. 2023).
+    A sample/time whose true field is identically zero has no relative error: ValueError.
+    """
+    p, t = _f64("pred", pred), _f64("true", true)
+    _same_shape(pred=p, true=t)
+    if not 1 <= space_axes <= p.ndim:
+        raise ValueError(f"space_axes must be in [1, {p.ndim}], got {space_axes}")
+    axes = tuple(range(p.ndim - space_axes, p.ndim))
+    num = np.sqrt(np.sum((p - t) ** 2, axis=axes))
+    den = np.sqrt(np.sum(t**2, axis=axes))
+    if np.any(den == 0):
+        raise ValueError("true has an identically zero field at some sample/time; relative L2 is undefined there")
+    rel = num / den
+    return float(np.mean(rel)) if reduce == "mean" else rel
+
+
+def conservation_error(mean: np.ndarray, G: np.ndarray, b: np.ndarray, reduce: Literal["none", "mean_abs"] = "none") -> (
+    np.ndarray | float
+):
+    """Conservation error CE = G μ − b: quadrature of the predicted mean minus the true mass, per time slice.
+
+    ``mean`` (..., nt, m), ``G`` (..., nt, 1, m) and ``b`` (..., nt, 1) as built by
+    :func:`physml.constraints.conservation_constraint` (any (..., k, m) / (..., k) works). ``reduce="none"``
+    gives the signed error (..., nt, k); ``"mean_abs"`` the mean |CE| reported in tables (Hansen et al.
+    2023, §4; reference ``analyze_conservation``). ProbConserv's CE is 0 up to round-off.
+    """
+    mu, g, rhs = _f64("mean", mean), _f64("G", G), _f64("b", b)
+    if g.ndim < 2 or g.shape[-1] != mu.shape[-1]:
+        raise ValueError(f"G must have shape (..., k, {mu.shape[-1]}), got {g.shape}")
+    ce = np.einsum("...kn,...n->...k", g, mu) - rhs
+    return float(np.mean(np.abs(ce))) if reduce == "mean_abs" else ce
+
+
+@dataclass(frozen=True)
+class BoundaryError:
+    """Errors restricted to boundary points: ``max_abs`` = max |pred − true| over them, ``relative`` =
+    ‖pred_B − true_B‖₂ / ‖true_B‖₂ over all of them (NaN when the boundary data are identically zero)."""
+
+    max_abs: float
+    relative: float
+
+
+def boundary_error(pred: np.ndarray, true: np.ndarray, boundary: np.ndarray) -> BoundaryError:
+    """Boundary error of ``pred`` against ``true`` (same shape (..., n)) on the points where ``boundary`` is True.
+
+    ``boundary`` is a boolean mask broadcastable to the field shape (e.g. (nx,) with the two ends set) or
+    an integer index array into the last axis. BOON's corrected operator has 0 here (Saad et al. 2023).
+    """
+    p, t = _f64("pred", pred), _f64("true", true)
+    _same_shape(pred=p, true=t)
+    mask = np.asarray(boundary)
+    if mask.dtype != bool:
+        idx = mask.astype(np.int64).reshape(-1)
+        if np.any(idx < -p.shape[-1]) or np.any(idx >= p.shape[-1]):
+            raise ValueError(f"boundary indices must lie in [0, {p.shape[-1]}), got {idx.tolist()}")
+        mask = np.zeros(p.shape[-1], dtype=bool)
+        mask[idx] = True
+    try:
+        mask = np.broadcast_to(mask, p.shape)
+    except ValueError as exc:
+        raise ValueError(f"boundary mask of shape {np.shape(boundary)} does not broadcast to {p.shape}") from exc
+    if not mask.any():
+        raise ValueError("boundary selects no points")
+    err = (p - t)[mask]
+    scale = np.linalg.norm(t[mask])
+    rel = float(np.linalg.norm(err) / scale) if scale > 0 else float("nan")
+    return BoundaryError(max_abs=float(np.max(np.abs(err))), relative=rel)
+
+
+def gaussian_log_likelihood(
+    true: np.ndarray, mean: np.ndarray, var: np.ndarray, min_var: float = MIN_VAR, reduce: Reduce = "mean"
+) -> np.ndarray | float:
+    """Per-point Gaussian log-likelihood log N(y; μ, v) = −(y − μ)²/(2v) − ½ log v − ½ log 2π.
+
+    ``var`` is the marginal (diagonal) predictive variance, floored at ``min_var`` as in the reference
+    analysis (``loglik`` in ``analyze_mean_squared_error``); averaged over all points (``reduce="mean"``)
+    or returned pointwise. For a full covariance pass its diagonal.
+    """
+    y, mu, v = _f64("true", true), _f64("mean", mean), _f64("var", var)
+    _same_shape(true=y, mean=mu, var=v)
+    if np.any(v < 0):
+        raise ValueError("var must be ≥ 0")
+    if not min_var > 0:
+        raise ValueError(f"min_var must be > 0, got {min_var}")
+    v = np.maximum(v, min_var)
+    ll = -0.5 * (y - mu) ** 2 / v - 0.5 * np.log(v) - 0.5 * np.log(2 * np.pi)
+    return float(np.mean(ll)) if reduce == "mean" else ll
+
+
+def interval_coverage(true: np.ndarray, mean: np.ndarray, var: np.ndarray, level: float = 0.9) -> float:
+    """Fraction of points with |y − μ| ≤ z σ, z = Φ⁻¹((1 + level)/2): the empirical coverage of the central
+    ``level`` interval (0.5 → z ≈ 0.674, 0.9 → z ≈ 1.645). A calibrated model gives ≈ ``level``."""
+    y, mu, v = _f64("true", true), _f64("mean", mean), _f64("var", var)
+    _same_shape(true=y, mean=mu, var=v)
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    if np.any(v < 0):
+        raise ValueError("var must be ≥ 0")
+    z = float(special.ndtri(0.5 * (1 + level)))
+    return float(np.mean(np.abs(y - mu) <= z * np.sqrt(v)))
+
+
+def sample_gaussian(mean: np.ndarray, cov: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """n draws of N(mean, cov): mean (..., m); cov (..., m) diagonal or (..., m, m) full; returns (n, ..., m).
+
+    Diagonal: μ + √v ⊙ ε. Full: μ + Q √Λ ε with Σ = Q Λ Qᵀ (eigh; Λ clipped at 0), which also handles the
+    singular posterior covariance of an exact (zero-noise) constraint, so every sample satisfies G u = b.
+    """
+    mu, c = _f64("mean", mean), _f64("cov", cov)
+    if n < 1:
+        raise ValueError(f"n must be ≥ 1, got {n}")
+    eps = rng.standard_normal((n,) + mu.shape)
+    if c.shape == mu.shape:
+        if np.any(c < 0):
+            raise ValueError("cov (diagonal) must be ≥ 0")
+        return mu + np.sqrt(c) * eps
+    m = mu.shape[-1]
+    if c.shape != mu.shape + (m,):
+        raise ValueError(f"cov must have shape {mu.shape} (diagonal) or {mu.shape + (m,)} (full), got {c.shape}")
+    lam, Q = np.linalg.eigh(0.5 * (c + np.swapaxes(c, -1, -2)))
+    scale = float(np.max(np.abs(lam))) if lam.size else 0.0
+    if np.any(lam < -1e-8 * max(scale, 1e-300)):
+        raise ValueError("cov is not positive semi-definite (eigenvalue below −1e-8·max|λ|)")
+    factor = Q * np.sqrt(np.clip(lam, 0.0, None))[..., None, :]
+    return mu + np.einsum("...ij,n...j->n...i", factor, eps)
+
+
+def shock_positions(samples: np.ndarray, x: np.ndarray, level: float) -> np.ndarray:
+    """Front position in each profile: where u first drops to ``level`` scanning from the left.
+
+    ``samples`` (..., m) profiles of u on sorted ``x`` (m,). With i the first index where u_i ≤ level,
+    the position is the linear interpolation of the crossing between x_{i−1} and x_i; x_0 if u_0 ≤ level;
+    x_{m−1} if u never reaches the level. The reference takes the first grid point with u ≤ 0
+    (``_estimate_shock_interval_for_one_f``), i.e. level 0 without interpolation; for the Stefan problem,
+    whose exact u jumps from p* to 0 at the front, we recommend level = p*/2 (the middle of the jump),
+    which is robust to sample noise around 0. Returns positions of shape (...).
+    """
+    u, xs = _f64("samples", samples), _f64("x", x)
+    if xs.ndim != 1 or xs.size != u.shape[-1] or xs.size < 1:
+        raise ValueError(f"x must have shape ({u.shape[-1]},), got {xs.shape}")
+    if np.any(np.diff(xs) < 0):
+        raise ValueError("x must be sorted")
+    below = u <= level
+    i = np.argmax(below, axis=-1)
+    found = np.any(below, axis=-1)
+    i_prev = np.maximum(i - 1, 0)
+    u_i = np.take_along_axis(u, i[..., None], -1)[..., 0]
+    u_p = np.take_along_axis(u, i_prev[..., None], -1)[..., 0]
+    denom = u_p - u_i
+    frac = np.divide(u_p - level, denom, out=np.zeros_like(denom), where=denom > 0)
+    pos = xs[i_prev] + np.clip(frac, 0.0, 1.0) * (xs[i] - xs[i_prev])
+    return np.where(found, pos, xs[-1])
+
+
+@dataclass(frozen=True)
+class ShockPosterior:
+    """Posterior of the front position from samples: mean, std, error of the mean vs the exact front,
+    and a histogram (counts over ``edges``)."""
+
+    positions: np.ndarray
+    mean: float
+    std: float
+    error: float
+    counts: np.ndarray
+    edges: np.ndarray
+
+
+def shock_position_posterior(
+    samples: np.ndarray, x: np.ndarray, level: float, true_front: float, bins: int = 50
+) -> ShockPosterior:
+    """Posterior of the shock position at one time from posterior samples (n, m) of u (Hansen et al. 2023, §4.2).
+
+    positions = :func:`shock_positions`; mean/std over samples; ``error`` = mean − ``true_front`` (for the
+    Stefan problem x*(t) = 2 z₁ √t, ``Stefan.front_position(params, t)``); histogram with ``bins`` bins on
+    [x_0, x_{m−1}].
+    """
+    xs = _f64("x", x)
+    pos = shock_positions(samples, xs, level).reshape(-1)
+    if not np.isfinite(true_front):
+        raise ValueError("true_front must be finite")
+    counts, edges = np.histogram(pos, bins=bins, range=(xs[0], xs[-1]))
+    return ShockPosterior(
+        positions=pos,
+        mean=float(np.mean(pos)),
+        std=float(np.std(pos)),
+        error=float(np.mean(pos) - true_front),
+        counts=counts,
+        edges=edges,
+    )
