@@ -308,6 +308,19 @@ class ParamsModel(_Strict):
     models: ModelsConfig
     matrix: MatrixConfig
 
+    @model_validator(mode="before")
+    @classmethod
+    def _known_cases(cls, data: Any) -> Any:
+        from physml import pdes
+
+        cases = data.get("cases") if isinstance(data, dict) else None
+        if isinstance(cases, dict):
+            known = pdes.names()
+            unknown = [f"cases.{n}: unknown case {n!r}; known cases: {', '.join(known)}" for n in cases if n not in known]
+            if unknown:
+                raise ValueError("\n".join(unknown))
+        return data
+
     @model_validator(mode="after")
     def _against_registry(self) -> ParamsModel:
         from physml import pdes
@@ -466,8 +479,8 @@ def _format_errors(exc: ValidationError) -> str:
 
 
 def _range_from_ctx(ctx: dict[str, Any]) -> str:
-    left = f"[{ctx['ge']}" if "ge" in ctx else f"({ctx['gt']}" if "gt" in ctx else "(-inf"
-    right = f"{ctx['le']}]" if "le" in ctx else f"{ctx['lt']})" if "lt" in ctx else "inf)"
+    left = f"[{ctx['ge']:g}" if "ge" in ctx else f"({ctx['gt']:g}" if "gt" in ctx else "(-inf"
+    right = f"{ctx['le']:g}]" if "le" in ctx else f"{ctx['lt']:g})" if "lt" in ctx else "inf)"
     return f"{left}, {right}"
 
 

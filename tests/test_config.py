@@ -1,0 +1,122 @@
+"""params.yaml validation: the shipped file is valid; every bad input names its key path and allowed range."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from physml import pdes
+from physml.config import PROFILES, load_params, validate_params
+
+ROOT = Path(__file__).resolve().parents[1]
+PARAMS = ROOT / "params.yaml"
+
+
+@pytest.fixture(scope="module")
+def raw() -> dict[str, Any]:
+    return yaml.safe_load(PARAMS.read_text())
+
+
+def test_shipped_params_validate_and_cover_the_registry() -> None:
+    params = load_params(PARAMS)
+    assert set(params.cases) == set(pdes.names())
+    for name in params.cases:
+        problem = pdes.get(name)
+        assert set(params.cases[name].parameters) == set(problem.parameter_names)
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_both_profiles_resolve(profile: str) -> None:
+    params = load_params(PARAMS).with_profile(profile)
+    for name in params.cases:
+        sizes = params.sizes(name)
+        assert min(sizes.train, sizes.val, sizes.test) >= 1
+        problem = pdes.get(name)
+        if problem.family == "operator":
+            times = params.grid(name).resolve_times(problem.t_domain)
+            assert times[0] > problem.t_domain[0] and times[-1] <= problem.t_domain[1] + 1e-12
+    for model in ("anp", "ensemble", "fno", "softc"):
+        assert params.model_settings(model) is not None
+    # 5 probconserv cases x 2 models x 4 constraints + 5 operator cases x FNO x 3 constraints
+    exps = params.experiments()
+    assert len(exps) == len(set(exps)) == 5 * 2 * 4 + 5 * 1 * 3
+    assert ("stefan", "anp", "probconserv") in exps and ("cavity", "fno", "boon") in exps
+
+
+def test_paper_profile_is_the_reference_scale() -> None:
+    params = load_params(PARAMS).with_profile("paper")
+    assert params.sizes("stefan").train == 10_000
+    anp = params.model_settings("anp")
+    assert anp.hidden == 128 and anp.train.epochs == 500
+    fno = params.model_settings("fno")
+    assert (fno.width, fno.modes) == (64, 16)
+    cavity = params.model_settings("fno", "cavity")
+    assert (cavity.width, cavity.modes, cavity.train.batch_size) == (20, 8, 10)
+
+
+def test_fixed_and_values_specs_resolve() -> None:
+    params = load_params(PARAMS)
+    assert params.cases["stefan"].parameters["p_star"].split_spec("test") == [0.5, 0.6]
+    assert params.cases["stefan"].parameters["p_star"].split_spec("val") == (0.55, 0.7)
+    assert params.cases["stokes2"].parameters["nu"].split_spec("train") == (0.1, 0.1)
+
+
+def _set(d: dict[str, Any], path: str, value: Any) -> None:
+    keys = path.split(".")
+    for k in keys[:-1]:
+        d = d[k]
+    if value is _DELETE:
+        del d[keys[-1]]
+    else:
+        d[keys[-1]] = value
+
+
+_DELETE = object()
+
+# (mutation path, new value, key path expected in the message, allowed range/values expected in it)
+BAD = [
+    ("cases.foo", {"parameters": {}, "sizes": {}}, "cases.foo", "known cases: heat, pme, stefan"),
+    ("cases.stefan.parameters.p_star.train", [0.7, 1.2], "cases.stefan.parameters.p_star.train", "(0, 1)"),
+    ("cases.heat.parameters.k.train", [-1.0, 5.0], "cases.heat.parameters.k.train", "(0, inf)"),
+    ("cases.pme.parameters.m.test", {"values": [0.5, 3.0]}, "cases.pme.parameters.m.test", "[1, 50]"),
+    ("cases.heat_neumann.parameters.k", -0.01, "cases.heat_neumann.parameters.k", "(0, inf)"),
+    ("cases.heat.parameters.k.train", [5.0, 1.0], "cases.heat.parameters.k.train", "lo <= hi"),
+    ("cases.heat_neumann.grid.quick.times", [0.1, 0.1, 0.3], "cases.heat_neumann.grid.quick.times", "strictly increasing"),
+    ("cases.heat_neumann.grid.quick.nx", 4, "cases.heat_neumann.grid.quick.nx", "[8, inf)"),
+    ("cases.stokes2.grid.paper", {"nx": 64, "times": [0.5, 2.0]}, "cases.stokes2.grid.paper.times", "(0, 1.2]"),
+    ("cases.heat.sizes.quick.train", 0, "cases.heat.sizes.quick.train", "[1, inf)"),
+    ("cases.pme.sizes.paper.val", -5, "cases.pme.sizes.paper.val", "[1, inf)"),
+    ("cases.heat.sampling.n_context", 0, "cases.heat.sampling.n_context", "[1, inf)"),
+    ("profile", "fast", "profile", "'quick' or 'paper'"),
+    ("matrix.probconserv.models", ["anp", "gp"], "matrix.probconserv.models", "allowed: anp, ensemble"),
+    ("matrix.boon.constraints", ["none", "magic"], "matrix.boon.constraints", "allowed: none, boon, boon_posthoc"),
+    ("matrix.probconserv.cases", ["heat", "wave"], "matrix.probconserv.cases", "probconserv cases only"),
+    ("cases.wave.parameters.a3", _DELETE, "cases.wave.parameters.a3", "[-1, 1]"),
+    ("cases.heat.parameters.q", 1.0, "cases.heat.parameters.q", "heat has ['k']"),
+    ("models.fno.quick.train.lr", 0.0, "models.fno.quick.train.lr", "(0, inf)"),
+]
+
+
+@pytest.mark.parametrize(("path", "value", "where", "allowed"), BAD, ids=[b[0] + "=" + repr(b[1])[:20] for b in BAD])
+def test_bad_input_names_path_and_range(raw: dict[str, Any], path: str, value: Any, where: str, allowed: str) -> None:
+    data = copy.deepcopy(raw)
+    _set(data, path, value)
+    with pytest.raises(ValueError) as info:
+        validate_params(data)
+    msg = str(info.value)
+    assert where in msg, msg
+    assert allowed in msg, msg
+
+
+def test_with_profile_rejects_unknown() -> None:
+    with pytest.raises(ValueError, match=r"profile: 'gpu' .*allowed: quick, paper"):
+        load_params(PARAMS).with_profile("gpu")
+
+
+def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="does not exist"):
+        load_params(tmp_path / "nope.yaml")
