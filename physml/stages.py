@@ -95,3 +95,65 @@ def evaluate(case: str, model: str, params: ParamsModel, root: Path) -> dict[str
     return experiment_module(case).evaluate(
         case, model, params, lay.data(case), lay.predictions(case, model), lay.metrics(case, model)
     )
+
+
+#: The metric that decides the MLflow ``champion`` per family: (constraint whose run registers the
+#: network, metric, higher is better).
+CHAMPION_METRIC = {"probconserv": ("probconserv", "mse", False), "operator": ("boon", "rel_l2", False)}
+
+
+def track(case: str, model: str, params: ParamsModel, root: Path) -> dict[str, str]:
+    """Log every constraint's metrics and figures of ``case`` × ``model`` to MLflow.
+
+    One run per model × constraint in the experiment of ``case``, tagged with the dataset's version
+    (its md5 in dvc.lock when the data came from ``dvc repro``, else the generator's fingerprint). The
+    run of the family's headline constraint also logs the network it used as a state dict, registers
+    it as a new version of ``physml-<case>-<model>`` and moves the ``champion`` alias to it only if its
+    evaluation metric beats the current champion's. Returns constraint → run id.
+    """
+    import json
+
+    from physml import tracking
+    from physml.training import read_checkpoint
+
+    _check_model(params, case, model)
+    lay = Layout(Path(root), params.profile)
+    problem = pdes.get(case)
+    headline, metric, higher = CHAMPION_METRIC[problem.family]
+    version = tracking.dataset_version(case, Path(root) / "dvc.lock", data_root=f"data/{params.profile}")
+    if version is None:
+        marker = lay.data(case) / "dataset.json"
+        version = json.loads(marker.read_text())["fingerprint"] if marker.is_file() else None
+    group = params.matrix.probconserv if problem.family == "probconserv" else params.matrix.boon
+    settings = params.model_settings(model, case).model_dump()
+    figures = {p.stem: p for p in sorted((lay.metrics(case, model) / "figures").glob("*.png"))}
+    run_ids: dict[str, str] = {}
+    for constraint in group.constraints:
+        metrics_file = lay.metrics(case, model) / f"{constraint}.json"
+        if not metrics_file.is_file():
+            raise ValueError(f"{metrics_file} is missing: run the evaluate stage for {case} × {model} first")
+        state = None
+        if constraint == headline:
+            ckpt = lay.models(case, model) / ("boon.pt" if problem.family == "operator" else "plain.pt")
+            state = read_checkpoint(ckpt)["model_state"]
+        record = tracking.log_experiment(
+            case, model, constraint, params.profile,
+            params={"seed": params.seed, **settings},
+            metrics=json.loads(metrics_file.read_text()),
+            figures=figures if constraint == headline else None,
+            state_dict=state,
+            dataset_version=version,
+        )
+        if record is None:
+            continue
+        run_ids[constraint] = record.run_id
+        if record.model_version is not None:
+            tracking.promote_if_better(record.model_name, record.model_version, metric, higher_is_better=higher)
+    return run_ids
+
+
+def report(params: ParamsModel, root: Path) -> Path:
+    """Write the results index for the active profile (see :func:`physml.report.write_report`)."""
+    from physml.report import write_report
+
+    return write_report(params, Path(root))

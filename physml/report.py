@@ -1,0 +1,196 @@
+"""The pipeline's last stage: one readable index of both methods' results.
+
+Reads every ``metrics/<profile>/<case>/<model>/<constraint>.json`` the evaluate stage wrote, tabulates
+them (ProbConserv: case × model rows, one column group per constraint; BOON: case rows, FNO vs BOON
+trained vs BOON post hoc), copies the figures next to the index, checks the quality bars the issues set
+for the quick profile, and records which data and model versions produced the numbers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from physml.config import ParamsModel
+from physml.stages import Layout
+
+PROBCONSERV_COLUMNS = ("mse", "conservation_error", "log_likelihood", "coverage_90")
+BOON_COLUMNS = ("rel_l2", "boundary_error")
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        return f"{value:.3g}" if abs(value) >= 1e-3 or value == 0 else f"{value:.2e}"
+    return str(value)
+
+
+def collect_metrics(params: ParamsModel, root: Path) -> dict[tuple[str, str, str], dict[str, float]]:
+    """Every (case, model, constraint) → metrics dict that exists on disk for the active profile."""
+    lay = Layout(Path(root), params.profile)
+    out: dict[tuple[str, str, str], dict[str, float]] = {}
+    for case, model, constraint in params.experiments():
+        path = lay.metrics(case, model) / f"{constraint}.json"
+        if path.is_file():
+            out[(case, model, constraint)] = json.loads(path.read_text())
+    return out
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def probconserv_table(params: ParamsModel, metrics: Mapping[tuple[str, str, str], Mapping[str, float]]) -> str:
+    """Markdown table: one row per case × model × constraint, the ProbConserv metrics as columns."""
+    group = params.matrix.probconserv
+    rows = []
+    for case in group.cases:
+        for model in group.models:
+            for constraint in group.constraints:
+                m = metrics.get((case, model, constraint))
+                if m is None:
+                    continue
+                rows.append([case, model, constraint] + [_fmt(m.get(c)) for c in PROBCONSERV_COLUMNS]
+                            + [_fmt(m.get("shock_position_error")) if case == "stefan" else "–"])
+    return _table(rows, ["case", "model", "constraint", *PROBCONSERV_COLUMNS, "shock position error"])
+
+
+def boon_table(params: ParamsModel, metrics: Mapping[tuple[str, str, str], Mapping[str, float]]) -> str:
+    """Markdown table: one row per case, relative L2 and boundary error for each BOON variant."""
+    group = params.matrix.boon
+    header = ["case", "model"]
+    for constraint in group.constraints:
+        header += [f"{constraint} {c}" for c in BOON_COLUMNS]
+    rows = []
+    for case in group.cases:
+        for model in group.models:
+            row = [case, model]
+            for constraint in group.constraints:
+                m = metrics.get((case, model, constraint), {})
+                row += [_fmt(m.get(c)) for c in BOON_COLUMNS]
+            rows.append(row)
+    return _table(rows, header)
+
+
+def quality_checks(params: ParamsModel, metrics: Mapping[tuple[str, str, str], Mapping[str, float]]) -> list[tuple[str, bool, str]]:
+    """The quick-profile quality bars of the ProbConserv and BOON issues, evaluated on these metrics."""
+    checks: list[tuple[str, bool, str]] = []
+    pc = params.matrix.probconserv
+    for case in pc.cases:
+        for model in pc.models:
+            for constraint in ("probconserv", "hardc"):
+                m = metrics.get((case, model, constraint))
+                if m is not None and "conservation_error" in m:
+                    ce = m["conservation_error"]
+                    checks.append((f"{case}/{model}: {constraint} conservation error ≤ 1e-10", ce <= 1e-10, _fmt(ce)))
+    for model in pc.models:
+        base, ours = metrics.get(("stefan", model, "none")), metrics.get(("stefan", model, "probconserv"))
+        if base and ours:
+            checks.append((f"stefan/{model}: probconserv MSE < unconstrained MSE", ours["mse"] < base["mse"],
+                           f"{_fmt(ours['mse'])} vs {_fmt(base['mse'])}"))
+            if "shock_position_error" in ours and "shock_position_error" in base:
+                a, b = abs(ours["shock_position_error"]), abs(base["shock_position_error"])
+                checks.append((f"stefan/{model}: probconserv shock position closer to the true front", a < b,
+                               f"{_fmt(a)} vs {_fmt(b)}"))
+    bo = params.matrix.boon
+    for case in bo.cases:
+        for model in bo.models:
+            plain, boon = metrics.get((case, model, "none")), metrics.get((case, model, "boon"))
+            if boon is not None and "boundary_error" in boon:
+                checks.append((f"{case}/{model}: BOON boundary error at round-off", boon["boundary_error"] <= 1e-5,
+                               _fmt(boon["boundary_error"])))
+            if plain and boon and "rel_l2" in plain and "rel_l2" in boon:
+                checks.append((f"{case}/{model}: BOON relative L2 ≤ FNO's", boon["rel_l2"] <= plain["rel_l2"],
+                               f"{_fmt(boon['rel_l2'])} vs {_fmt(plain['rel_l2'])}"))
+    return checks
+
+
+def _digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:12]
+
+
+def versions(params: ParamsModel, root: Path) -> list[list[str]]:
+    """(kind, name, version) rows: each dataset's fingerprint and each checkpoint's content hash."""
+    lay = Layout(Path(root), params.profile)
+    rows: list[list[str]] = []
+    for case in params.cases:
+        marker = lay.data(case) / "dataset.json"
+        if marker.is_file():
+            rows.append(["data", case, json.loads(marker.read_text()).get("fingerprint", "?")[:12]])
+    for case, model in dict.fromkeys((c, m) for c, m, _ in params.experiments()):
+        for ckpt in sorted(lay.models(case, model).glob("*.pt")):
+            rows.append(["model", f"{case}/{model}/{ckpt.stem}", _digest(ckpt)])
+    return rows
+
+
+def write_report(params: ParamsModel, root: Path) -> Path:
+    """Write ``reports/<profile>/index.md`` with tables, figures, quality checks and versions; returns it.
+
+    The folder is built in a temporary sibling and swapped in whole, so a failed report leaves the
+    previous one intact.
+    """
+    root = Path(root)
+    lay = Layout(root, params.profile)
+    metrics = collect_metrics(params, root)
+    final = lay.reports()
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    try:
+        fig_dir = tmp / "figures"
+        fig_dir.mkdir()
+        figure_lines: list[str] = []
+        for case, model in dict.fromkeys((c, m) for c, m, _ in params.experiments()):
+            src = lay.metrics(case, model) / "figures"
+            for png in sorted(src.glob("*.png")) if src.is_dir() else []:
+                name = f"{case}-{model}-{png.name}"
+                shutil.copy2(png, fig_dir / name)
+                figure_lines.append(f"### {case} · {model} · {png.stem.replace('_', ' ')}\n\n![{png.stem}](figures/{name})\n")
+        checks = quality_checks(params, metrics)
+        passed = sum(ok for _, ok, _ in checks)
+        parts = [
+            f"# physml results — profile `{params.profile}`",
+            f"Generated by `physml report` on {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC} from "
+            f"{len(metrics)} metrics files (seed {params.seed}). Do not edit: rerun the pipeline.",
+            "## ProbConserv (conservation as an exact Gaussian update)",
+            "MSE of the posterior mean at the test targets; conservation error = mean over time slices of "
+            "|∫ mean dx − true mass|; log-likelihood per target; 90 % interval coverage.",
+            probconserv_table(params, metrics),
+            "## BOON (exact boundary conditions in the FNO kernels)",
+            "Relative L2 over the whole test field; boundary error = max |prediction − prescribed boundary data| "
+            "(Dirichlet values, Neumann stencil derivative).",
+            boon_table(params, metrics),
+            f"## Quality bars ({passed}/{len(checks)} hold)",
+            _table([[name, "yes" if ok else "**no**", detail] for name, ok, detail in checks], ["check", "holds", "value"]),
+            "## Figures",
+            *figure_lines,
+            "## Versions",
+            "Datasets by the fingerprint of their config, seed and sources; models by the hash of the checkpoint.",
+            _table(versions(params, root), ["kind", "name", "version"]),
+        ]
+        (tmp / "index.md").write_text("\n\n".join(parts) + "\n")
+        backup = final.with_name(f".{final.name}.old")
+        if final.exists():
+            os.replace(final, backup)
+        os.replace(tmp, final)
+        shutil.rmtree(backup, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final / "index.md"
