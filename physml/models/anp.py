@@ -15,8 +15,10 @@ Training objective per function (ELBO, Kim et al. Eq. 4), divided by the number 
     L = [ −Σ_targets log N(u_j; μ_j, σ_j²) + KL(q(z | C ∪ T) ‖ q(z | C)) ] / Nt,
 
 with z drawn from the posterior q(z | C ∪ T) (its mean in eval mode, so validation is deterministic).
-SoftC-ANP ("pinp" in the ProbConserv reference) adds λ·mean over slices of (G μ − b)², G the
-trapezoid weights of the slice's target positions and b the true mass.
+SoftC-ANP adds, in training mode only, λ·mean over slices of (G μ − b)², G the trapezoid weights of
+the slice's target positions and b the true mass. As in the reference's SoftC-ANP the validation loss
+(eval mode) is the ELBO alone; unlike the reference, whose penalty is the squared PDE residual
+(u_t − (k u_x)_x)² at the targets, the penalty here is the integral conservation law itself.
 
 Shapes: B functions, Nc contexts, nt target times × nx positions (Nt = nt·nx targets).
 Batches are dicts with context_t, context_x, context_u (B, Nc); target_t (B, nt);
@@ -228,7 +230,7 @@ class ANP(nn.Module):
         return out[..., 0], self.config.min_std + nn.functional.softplus(out[..., 1])
 
     def loss(self, batch: Mapping[str, Any]) -> torch.Tensor:
-        """Mean over functions of the per-target ELBO loss (+ the SoftC penalty); see the module docstring."""
+        """Mean over functions of the per-target ELBO loss (+ the SoftC penalty when training); see the module docstring."""
         p = next(self.parameters())
         b = as_batch(batch, p.device, p.dtype)
         if "target_u" not in b:
@@ -243,7 +245,7 @@ class ANP(nn.Module):
         nll = -Normal(mean, std).log_prob(u).sum(-1)
         kl = kl_divergence(posterior, prior).sum(-1)
         loss = ((nll + kl) / n_targets).mean()
-        if self.config.physics_weight > 0:
+        if self.config.physics_weight > 0 and self.training:
             penalty = conservation_penalty(mean.view_as(b["target_x"]), b, self.config.x_range, self.config.periodic)
             loss = loss + self.config.physics_weight * penalty
         return loss
