@@ -44,7 +44,7 @@ from physml.pdes.base import Problem
 SCHEMA_VERSION = 1
 MARKER = "dataset.json"
 MASS_GRID = 4097
-"""Points of the fine uniform grid on which the ProbConserv mass balance of the reference is checked."""
+"""Points of the fine uniform grid on which the mass balance of a 1-D reference solution is checked."""
 
 
 def split_seed_sequence(seed: int, case: str, split: str) -> np.random.SeedSequence:
@@ -293,7 +293,10 @@ def _operator_sample(problem: Problem, p: Mapping[str, float], x: np.ndarray, ti
         sample["boundary"] = np.asarray(problem.boundary_data(p, times), dtype=np.float64)
     except NotImplementedError:
         pass
-    residual = _mass_residual(problem, p, full[1:], x, times) if problem.spatial_dims == 1 else float("nan")
+    residual = float("nan")
+    if problem.spatial_dims == 1 and problem.conservative:
+        fine = np.linspace(*problem.x_domain, MASS_GRID)
+        residual = _mass_residual(problem, p, problem.solve(p, fine, times), fine, times)
     return sample, residual
 
 

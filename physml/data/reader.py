@@ -45,7 +45,9 @@ class SplitDataset:
     @property
     def manifest(self) -> pd.DataFrame:
         if self._manifest is None:
-            self._manifest = pd.read_csv(self.manifest_path)
+            df = pd.read_csv(self.manifest_path, dtype={"u_shape": str})
+            floats = [c for c in df.columns if c not in ("index", "finite", "u_shape")]
+            self._manifest = df.astype({c: float for c in floats})
         return self._manifest
 
     def keys(self) -> list[str]:

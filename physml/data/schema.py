@@ -37,24 +37,25 @@ def manifest_schema(problem: Problem, u_shape: Sequence[int], split_spec: dict[s
     every parameter must also lie inside the problem's physical bounds.
     """
     columns: dict[str, pa.Column] = {
-        "index": pa.Column(int, [pa.Check.ge(0)], unique=True),
+        "index": pa.Column(int, [pa.Check(lambda s: s >= 0, name="index >= 0")], unique=True),
     }
     for p in problem.parameters:
         checks = [pa.Check(lambda s, p=p: s.map(p.contains), element_wise=False, name=f"{p.name} in {p.describe_range()}")]
         spec = split_spec[p.name]
         if isinstance(spec, list):
-            checks.append(pa.Check.isin(spec, name=f"{p.name} in {spec}"))
+            checks.append(pa.Check(lambda s, v=spec: s.isin(v), name=f"{p.name} in {spec}"))
         else:
-            checks.append(pa.Check.in_range(spec[0], spec[1], name=f"{p.name} in [{spec[0]:g}, {spec[1]:g}]"))
+            lo, hi = spec
+            checks.append(pa.Check(lambda s, lo=lo, hi=hi: (s >= lo) & (s <= hi), name=f"{p.name} in [{lo:g}, {hi:g}]"))
         columns[p.name] = pa.Column(float, checks)
-    u_min_checks = [pa.Check.ge(-NONNEGATIVE_SLACK, name="u >= 0 (nonnegative physics)")] if problem.nonnegative else []
+    u_min_checks = [pa.Check(lambda s: s >= -NONNEGATIVE_SLACK, name="u >= 0 (nonnegative physics)")] if problem.nonnegative else []
     columns["u_min"] = pa.Column(float, u_min_checks)
     columns["u_max"] = pa.Column(float)
-    columns["finite"] = pa.Column(bool, [pa.Check.eq(True, name="all values finite")])
+    columns["finite"] = pa.Column(bool, [pa.Check(lambda s: s, name="all values finite")])
     columns["mass_residual"] = pa.Column(
-        float, [pa.Check.le(MASS_TOLERANCE, name=f"mass balance residual <= {MASS_TOLERANCE:g}")], nullable=not problem.conservative
+        float, [pa.Check(lambda s: s.isna() | (s <= MASS_TOLERANCE), name=f"mass balance residual <= {MASS_TOLERANCE:g}")], nullable=not problem.conservative
     )
-    columns["u_shape"] = pa.Column(str, [pa.Check.eq(shape_str(u_shape), name=f"u_shape == {shape_str(u_shape)}")])
+    columns["u_shape"] = pa.Column(str, [pa.Check(lambda s, v=shape_str(u_shape): s == v, name=f"u_shape == {shape_str(u_shape)}")])
     return pa.DataFrameSchema(columns, strict=True, coerce=False)
 
 
