@@ -1,0 +1,83 @@
+"""The generate spine end to end: CLI on a tiny params file, the verification report, the Prefect flow."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from physml.cli import main
+from physml.data import is_complete, open_dataset
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _tiny_params(tmp_path: Path) -> Path:
+    raw: dict[str, Any] = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for case in raw["cases"].values():
+        case["sizes"]["quick"] = {"train": 2, "val": 1, "test": 2}
+        if "grid" in case:
+            case["grid"]["quick"] = {"nx": 9, "nt": 2}
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_cli_generates_and_is_idempotent(tmp_path: Path) -> None:
+    params = _tiny_params(tmp_path)
+    out = tmp_path / "data"
+    for case in ("stefan", "wave"):
+        assert main(["generate", "--case", case, "--params", str(params), "--out", str(out), "--no-progress"]) == 0
+        assert is_complete(out / "quick" / case)
+    with open_dataset(out / "quick" / "wave" / "test.h5") as ds:
+        assert ds["u"].shape == (2, 2, 9)
+    stamp = (out / "quick" / "stefan" / "train.h5").stat().st_mtime_ns
+    assert main(["generate", "--case", "stefan", "--params", str(params), "--out", str(out), "--no-progress"]) == 0
+    assert (out / "quick" / "stefan" / "train.h5").stat().st_mtime_ns == stamp
+
+
+def test_cli_rejects_unknown_case_with_the_known_ones(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    params = _tiny_params(tmp_path)
+    assert main(["generate", "--case", "nope", "--params", str(params), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "cases.nope" in err and "heat" in err
+
+
+def test_cli_help_runs_as_a_program() -> None:
+    res = subprocess.run([sys.executable, "-m", "physml.cli", "--help"], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert "generate" in res.stdout and "verify" in res.stdout
+
+
+def test_verify_writes_the_table(tmp_path: Path) -> None:
+    assert main(["verify", "--out", str(tmp_path), "--case", "heat", "--case", "wave"]) == 0
+    text = (tmp_path / "solver_verification.md").read_text()
+    assert "| case | check | reference | error | measured order | expected order | pass |" in text
+    rows = [line for line in text.splitlines() if line.startswith("| heat ") or line.startswith("| wave ")]
+    assert rows and all(line.rstrip().endswith("| yes |") for line in rows)
+
+
+def test_prefect_flow_fans_out_one_task_per_case_also_on_dask(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect"))
+    monkeypatch.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    monkeypatch.setenv("DO_NOT_TRACK", "1")
+    params = _tiny_params(tmp_path)
+    code = f"""
+from prefect.testing.utilities import prefect_test_harness
+from flows.generate import generate, run_generate
+with prefect_test_harness(server_startup_timeout=60):
+    result = generate(cases=["heat", "stokes2"], params_path={str(params)!r}, out={str(tmp_path / 'data')!r})
+    print(sorted(result))
+    on_dask = run_generate(cases=["wave"], params_path={str(params)!r}, out={str(tmp_path / 'data')!r}, dask=True, n_workers=1)
+    print("dask", sorted(on_dask))
+"""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env, timeout=180)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "['heat', 'stokes2']" in res.stdout and "dask ['wave']" in res.stdout
+    for case in ("heat", "stokes2", "wave"):
+        assert is_complete(tmp_path / "data" / "quick" / case)
