@@ -3,6 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+export PATH := $(abspath $(BIN)):$(PATH)
 # The CPU build of torch for local work; a GPU worker image installs its CUDA build instead (infra/).
 TORCH_SPEC ?= torch==2.13.0
 export MLFLOW_DISABLE_TELEMETRY := true

@@ -68,7 +68,84 @@ def _add_verify_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_verify)
 
 
-SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_generate_parser, _add_verify_parser]
+# ---- train / constrain / evaluate / report (the pipeline stages, see physml.stages) ---------------
+def _add_stage_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--case", required=True, help="case name from params.yaml")
+    p.add_argument("--model", required=True, help="model of the experiment matrix (anp, ensemble, fno)")
+    _add_common(p)
+    p.add_argument("--root", type=Path, default=Path("."), help="project root holding data/, models/, … (default: .)")
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from physml import stages
+
+    print(stages.train(args.case, args.model, _load(args), args.root, progress=not args.no_progress))
+    return 0
+
+
+def _add_train_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train the networks of one case × model (plain and constrained variants)")
+    _add_stage_common(p)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_train)
+
+
+def _cmd_constrain(args: argparse.Namespace) -> int:
+    from physml import stages
+
+    print(stages.constrain(args.case, args.model, _load(args), args.root))
+    return 0
+
+
+def _add_constrain_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("constrain", help="predict the test split and apply every constraint of the matrix")
+    _add_stage_common(p)
+    p.set_defaults(func=_cmd_constrain)
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from physml import stages
+
+    params = _load(args)
+    results = stages.evaluate(args.case, args.model, params, args.root)
+    for constraint, metrics in results.items():
+        shown = ", ".join(f"{k}={v:.3g}" for k, v in metrics.items() if isinstance(v, float))
+        print(f"{args.case}/{args.model}/{constraint}: {shown}")
+    if not args.no_track:
+        runs = stages.track(args.case, args.model, params, args.root)
+        print(f"MLflow runs: {runs}")
+    return 0
+
+
+def _add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="metrics and figures of every constraint; log them to MLflow")
+    _add_stage_common(p)
+    p.add_argument("--no-track", action="store_true", help="write metrics files only, no MLflow runs")
+    p.set_defaults(func=_cmd_evaluate)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from physml import stages
+
+    print(stages.report(_load(args), args.root))
+    return 0
+
+
+def _add_report_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="write reports/<profile>/index.md: tables, figures, quality bars, versions")
+    _add_common(p)
+    p.add_argument("--root", type=Path, default=Path("."), help="project root (default: .)")
+    p.set_defaults(func=_cmd_report)
+
+
+SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_generate_parser,
+    _add_verify_parser,
+    _add_train_parser,
+    _add_constrain_parser,
+    _add_evaluate_parser,
+    _add_report_parser,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
