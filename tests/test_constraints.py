@@ -368,3 +368,18 @@ def test_value_and_periodic_constraints():
     mean = np.arange(18.0).reshape(3, 6)
     m, _ = condition(mean, np.ones((3, 6)), Gp, bp)
     np.testing.assert_allclose(m[:, 0], m[:, -1], rtol=1e-14)
+
+
+def test_per_row_noise_and_empty_constraint_set():
+    rng = np.random.default_rng(13)
+    mean, var, full, G, b = _random_case(rng)
+    k = G.shape[0]
+    noise = rng.uniform(0.1, 1.0, k) * var.max()
+    S = G @ full @ G.T + np.diag(noise)
+    K = full @ G.T @ np.linalg.inv(S)
+    m, c = condition(mean, full, G, b, noise_var=noise)
+    np.testing.assert_allclose(m, mean - K @ (G @ mean - b), rtol=1e-9, atol=1e-9 * np.abs(mean).max())
+    np.testing.assert_allclose(c, full - K @ G @ full, rtol=0, atol=1e-9 * np.abs(full).max())
+    m0, v0 = condition(mean, var, np.zeros((0, mean.size)), np.zeros(0))
+    np.testing.assert_array_equal(m0, mean)
+    np.testing.assert_array_equal(v0, var)
