@@ -166,16 +166,20 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
-    """Nested mappings become dotted keys (``{"a": {"b": 1}} -> {"a.b": "1"}``); values become strings."""
-    flat: dict[str, str] = {}
-    for key, value in params.items():
+def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
         name = f"{prefix}{key}"
         if isinstance(value, Mapping):
-            flat.update(flatten_params(value, prefix=f"{name}."))
+            flat.update(_flatten(value, prefix=f"{name}."))
         else:
-            flat[name] = str(value)
+            flat[name] = value
     return flat
+
+
+def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Nested mappings become dotted keys (``{"a": {"b": 1}} -> {"a.b": "1"}``); values become strings."""
+    return {k: str(v) for k, v in _flatten(params, prefix).items()}
 
 
 # ---- retries and the client -------------------------------------------------------------------
@@ -300,11 +304,12 @@ class ExperimentRun:
             chunk = items[i : i + _MAX_PARAMS_PER_BATCH]
             _retry(lambda chunk=chunk: self.client.log_batch(self.run_id, params=chunk))
 
-    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
-        """Log scalar metrics (at ``step``, default 0); ValueError naming a non-numeric metric."""
+    def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        """Log scalar metrics (at ``step``, default 0); nested mappings become dotted names
+        (``{"mse": {"test": 0.1}} -> "mse.test"``). ValueError naming a non-numeric metric."""
         now = int(time.time() * 1000)
         items = []
-        for key, value in metrics.items():
+        for key, value in _flatten(metrics).items():
             try:
                 number = float(value)
             except (TypeError, ValueError):
@@ -371,7 +376,7 @@ class SilentRun:
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Do nothing (not the main process)."""
 
-    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+    def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         """Do nothing (not the main process)."""
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
@@ -437,7 +442,7 @@ def log_experiment(
     profile: str,
     *,
     params: Mapping[str, Any] | None = None,
-    metrics: Mapping[str, float] | None = None,
+    metrics: Mapping[str, Any] | None = None,
     figures: Mapping[str, Any] | None = None,
     state_dict: Mapping[str, Any] | None = None,
     dataset_version: str | None = None,
