@@ -1,0 +1,48 @@
+"""Shared fixtures: a tiny params.yaml (two cases, one per family) for end-to-end runs through the services."""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+
+def tiny_params(pc_case: str = "heat", op_case: str = "stokes2") -> dict[str, Any]:
+    """params.yaml cut down to one ProbConserv and one BOON case with a few samples and one epoch."""
+    data = yaml.safe_load((ROOT / "params.yaml").read_text())
+    tiny = copy.deepcopy(data)
+    tiny["profile"] = "quick"
+    tiny["cases"] = {pc_case: data["cases"][pc_case], op_case: data["cases"][op_case]}
+    for case in tiny["cases"].values():
+        case["sizes"]["quick"] = {"train": 12, "val": 4, "test": 4}
+    if "grid" in tiny["cases"][op_case]:
+        tiny["cases"][op_case]["grid"]["quick"] = {"nx": 33, "nt": 4}
+    for model in ("anp", "ensemble", "fno"):
+        q = tiny["models"][model]["quick"]
+        q["train"]["epochs"] = 1
+        q["train"]["batch_size"] = 4
+    tiny["models"]["anp"]["quick"].update(hidden=8, latent=8, n_latent_samples=4)
+    tiny["models"]["ensemble"]["quick"].update(members=2, hidden=8)
+    tiny["models"]["fno"]["quick"].update(width=8, modes=4)
+    tiny["models"]["fno"]["cases"] = {}
+    tiny["matrix"]["probconserv"]["cases"] = [pc_case]
+    tiny["matrix"]["boon"]["cases"] = [op_case]
+    return tiny
+
+
+@pytest.fixture
+def tiny_params_file(tmp_path: Path) -> Path:
+    """A tiny, valid params.yaml in a fresh folder (the folder doubles as the project root)."""
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(tiny_params(), sort_keys=False))
+    return path
