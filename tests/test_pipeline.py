@@ -122,13 +122,13 @@ def test_killed_training_leaves_no_partial_output_and_next_run_completes(tiny_pa
 
             for ckpt in out.glob("*.pt"):
                 assert "model_state" in read_checkpoint(ckpt)
-        leftovers = [p for p in out.rglob("*") if p.name.endswith((".tmp", ".partial"))] if out.exists() else []
-        assert leftovers == [], leftovers
         if summary.exists():
             summary.unlink()  # force the next attempt to train again
     done = _physml(root, "train", "--case", "stokes2", "--model", "fno", "--no-progress")
     assert done.returncode == 0
     assert (out / "train_summary.json").is_file()
+    leftovers = [p.name for p in out.rglob("*") if p.name.endswith((".tmp", ".partial"))]
+    assert leftovers == [], leftovers
 
 
 @pytest.mark.services
