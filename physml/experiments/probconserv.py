@@ -1,0 +1,505 @@
+"""ProbConserv experiments: train the black boxes, apply the constraints, evaluate (Hansen et al., ICML 2023).
+
+One experiment is ``case × model`` (model ∈ {anp, ensemble}) with every constraint of
+``params.matrix.probconserv.constraints``:
+
+- ``none``: the unconstrained black box N(μ, Σ) (``plain.pt``);
+- ``softc``: its twin trained with the conservation penalty λ·mean (G μ − b)² added to the loss
+  (λ = ``params.models.softc.penalty``; ``softc.pt``), used without an update;
+- ``hardc``: μ' = μ − Gᵀ (G Gᵀ)⁻¹ (G μ − b) on the plain prediction, variance unchanged;
+- ``probconserv``: μ' = μ − Σ Gᵀ (G Σ Gᵀ)⁻¹ (G μ − b), Σ' = Σ − Σ Gᵀ (G Σ Gᵀ)⁻¹ G Σ (Eq. 5, σ_G = 0),
+  with Σ the model's per-slice predictive covariance (the law-of-total-variance mixture of the ANP's
+  latent samples or the ensemble's members, plus the diagonal decoder noise).
+
+G is the trapezoid quadrature row of one time slice and b = M(t) the exact mass
+(:func:`physml.constraints.conservation_constraint`), one constraint per slice. Files:
+
+    model_dir/plain.pt, softc.pt           checkpoints of physml.training.fit (best validation epoch)
+    model_dir/train_summary.json           best val, epochs, seconds per network; data fingerprint
+    pred_dir/predictions.h5                /<constraint>/mean, var (N, nt, nx); stefan: samples (N, S, nx)
+                                           of u at each function's last target time, and cov there
+    out_dir/<constraint>.json              flat {metric: float} (DVC metrics)
+    out_dir/figures/*.png                  mass over time; Stefan profiles and shock-position histograms
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from physml import pdes
+from physml.config import ParamsModel
+from physml.constraints import condition, conservation_constraint, hardc, probconserv
+from physml.data.reader import SplitDataset
+from physml.metrics import (
+    conservation_error,
+    gaussian_log_likelihood,
+    interval_coverage,
+    mse,
+    sample_gaussian,
+    shock_position_posterior,
+)
+from physml.models import Predictive, build_model, model_loss
+from physml.models.anp import conservation_penalty
+from physml.training import TrainConfig, fit, load_checkpoint, read_checkpoint
+
+MODELS = ("anp", "ensemble")
+BATCH_KEYS = ("context_t", "context_x", "context_u", "target_t", "target_x", "target_u", "mass")
+PREDICTIONS = "predictions.h5"
+SUMMARY = "train_summary.json"
+N_POSTERIOR_SAMPLES = 500
+"""Samples of u at the last target time per test function (Stefan shock-position posterior)."""
+PREDICT_BATCH = 64
+"""Test functions per ``predict`` call (bounds memory at paper sizes)."""
+
+
+# ---- shared helpers ---------------------------------------------------------------------------
+@contextmanager
+def torch_threads(n: int | None = None) -> Iterator[None]:
+    """Limit torch's intra-op threads for the block (default: min(2, CPUs)); small models gain nothing
+    from more, and the pipeline runs several stages side by side."""
+    old = torch.get_num_threads()
+    want = n if n is not None else 1
+    torch.set_num_threads(want)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def _check_model(model: str) -> None:
+    if model not in MODELS:
+        raise ValueError(f"model: {model!r} is not a ProbConserv black box; allowed: {', '.join(MODELS)}")
+
+
+def _problem(case: str) -> Any:
+    problem = pdes.get(case)
+    if problem.family != "probconserv":
+        raise ValueError(f"case: {case!r} is a {problem.family} case; the ProbConserv experiments take "
+                         f"{', '.join(n for n in pdes.names() if pdes.get(n).family == 'probconserv')}")
+    return problem
+
+
+def _split(data_dir: Path, split: str) -> Path:
+    path = Path(data_dir) / f"{split}.h5"
+    if not path.is_file():
+        raise ValueError(f"data_dir: {path} does not exist; run `physml generate` for this case first")
+    return path
+
+
+def _load_split(data_dir: Path, split: str, case: str) -> dict[str, np.ndarray]:
+    """Every per-sample array of one split in memory (float64), with the parameter names; checks its case."""
+    with SplitDataset(_split(data_dir, split)) as ds:
+        if ds.attrs.get("case") != case:
+            raise ValueError(f"data_dir: {ds.path} holds case {ds.attrs.get('case')!r}, expected {case!r}")
+        out = {k: np.asarray(ds[k][...], dtype=np.float64) for k in (*BATCH_KEYS, "params")}
+        out["parameter_names"] = np.asarray(ds.parameter_names)
+    return out
+
+
+def _fingerprint(data_dir: Path) -> str | None:
+    marker = Path(data_dir) / "dataset.json"
+    return json.loads(marker.read_text()).get("fingerprint") if marker.is_file() else None
+
+
+class _InMemory(Dataset):
+    """A split held in memory as float32 tensors; item i = {key: tensor of function i} (BATCH_KEYS)."""
+
+    def __init__(self, arrays: Mapping[str, np.ndarray]) -> None:
+        self.tensors = {k: torch.as_tensor(arrays[k], dtype=torch.float32) for k in BATCH_KEYS}
+        self.n = int(self.tensors["target_u"].shape[0])
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {k: v[i] for k, v in self.tensors.items()}
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def model_config(case: str, model: str, params: ParamsModel, softc: bool = False) -> dict[str, Any]:
+    """The json-able config that rebuilds the network (``physml.models.build_model``) for the active profile.
+
+    ``softc``: the ANP's SoftC twin (model "softc", physics_weight = ``params.models.softc.penalty``); the
+    ensemble's twin has the ensemble's config (its penalty lives in the loss, see :func:`softc_loss`).
+    """
+    _check_model(model)
+    problem = _problem(case)
+    s = params.model_settings(model)
+    common = {"case": case, "hidden": s.hidden, "t_range": list(problem.t_domain), "x_range": list(problem.x_domain)}
+    if model == "anp":
+        cfg = {**common, "model": "anp", "latent": s.latent, "periodic": problem.boundary == "periodic"}
+        if softc:
+            penalty = params.models.softc.penalty
+            if not penalty > 0:
+                raise ValueError(f"models.softc.penalty: must be > 0 to train a SoftC model, got {penalty}")
+            cfg.update(model="softc", physics_weight=float(penalty))
+        return cfg
+    return {**common, "model": "ensemble", "members": s.members, "layers": s.layers}
+
+
+def softc_loss(penalty: float, x_range: tuple[float, float], periodic: bool) -> Any:
+    """Loss of a SoftC ensemble: Σ_m NLL_m + λ·mean over slices of (G μ̄ − b)², μ̄ = the members' mean
+    (the SoftC penalty of :func:`physml.models.anp.conservation_penalty`)."""
+
+    def loss(model: torch.nn.Module, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        from physml.models.anp import as_batch
+
+        p = next(model.parameters())
+        b = as_batch(batch, p.device, p.dtype)
+        means, _ = model.member_moments(b)
+        return model_loss(model, batch) + penalty * conservation_penalty(means.mean(0), b, x_range, periodic)
+
+    return loss
+
+
+def _train_config(case: str, model: str, params: ParamsModel) -> TrainConfig:
+    t = params.model_settings(model).train
+    return TrainConfig(epochs=t.epochs, batch_size=t.batch_size, lr=t.lr, weight_decay=t.weight_decay,
+                       lr_step=t.lr_step, lr_gamma=t.lr_gamma, seed=params.seed, device="auto")
+
+
+def _can_resume(path: Path, cfg: Mapping[str, Any], tc: TrainConfig, same_data: bool) -> bool:
+    """Resume ``path`` only if it was trained on the same data with the same model and optimiser settings."""
+    if not path.exists():
+        return False
+    try:
+        payload = read_checkpoint(path)
+    except Exception:  # noqa: BLE001 - an unreadable checkpoint is simply retrained
+        return False
+    saved, current = dict(payload.get("train_config", {})), tc.to_dict()
+    for d in (saved, current):
+        d.pop("epochs", None), d.pop("device", None)
+    return same_data and payload.get("model_config") == dict(cfg) and saved == current
+
+
+# ---- train --------------------------------------------------------------------------------------
+def train(case: str, model: str, params: ParamsModel, data_dir: Path, out_dir: Path, progress: bool = True) -> Path:
+    """Train ``plain.pt`` and, if "softc" is a constraint of the matrix, ``softc.pt`` through one ``fit``.
+
+    Loss per function: the model's NLL (ANP: + KL, Kim et al. 2019 Eq. 4); SoftC adds λ (G μ − b)².
+    Both networks start from the same seed (``params.seed``), so they differ only by the penalty.
+    Writes ``out_dir/train_summary.json`` = {"plain"|"softc": {best_val, best_epoch, epochs, seconds},
+    "data_fingerprint", "model"} and returns ``out_dir``. A checkpoint of the same data and settings is
+    resumed (an interrupted run continues); any other is retrained from scratch.
+    """
+    _check_model(model)
+    problem = _problem(case)
+    data_dir, out_dir = Path(data_dir), Path(out_dir)
+    train_arrays = _load_split(data_dir, "train", case)
+    val_arrays = _load_split(data_dir, "val", case)
+    tc = _train_config(case, model, params)
+    fp = _fingerprint(data_dir)
+    summary_path, inputs_path = out_dir / SUMMARY, out_dir / ".inputs.json"
+    inputs = {"data_fingerprint": fp, "softc_penalty": float(params.models.softc.penalty)}
+    recorded = [json.loads(f.read_text()) for f in (summary_path, inputs_path) if f.is_file()]
+    same_inputs = fp is not None and any(all(r.get(k) == v for k, v in inputs.items()) for r in recorded)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _atomic_write_text(inputs_path, json.dumps(inputs))
+    summary_path.unlink(missing_ok=True)
+
+    jobs = [("plain", model_config(case, model, params), model_loss)]
+    if "softc" in params.matrix.probconserv.constraints:
+        cfg = model_config(case, model, params, softc=True)
+        loss = model_loss if model == "anp" else softc_loss(
+            params.models.softc.penalty, problem.x_domain, problem.boundary == "periodic")
+        jobs.append(("softc", cfg, loss))
+    else:
+        (out_dir / "softc.pt").unlink(missing_ok=True)
+
+    summary: dict[str, Any] = {"case": case, "model": model, **inputs}
+    train_ds, val_ds = _InMemory(train_arrays), _InMemory(val_arrays)
+    with torch_threads():
+        for name, cfg, loss in jobs:
+            path = out_dir / f"{name}.pt"
+            resume = _can_resume(path, cfg, tc, same_inputs)
+            if not resume:
+                path.unlink(missing_ok=True)
+            started = time.perf_counter()
+            net = build_model(cfg)
+            result = fit(net, loss, train_ds, val_ds, tc, path, cfg, resume=resume, progress=progress)
+            summary[name] = {
+                "best_val": float(result.best_val),
+                "best_epoch": int(result.best_epoch),
+                "epochs": int(tc.epochs),
+                "seconds": time.perf_counter() - started,
+                "parameters": int(sum(p.numel() for p in net.parameters())),
+            }
+    _atomic_write_text(summary_path, json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    inputs_path.unlink(missing_ok=True)
+    return out_dir
+
+
+# ---- constrain ----------------------------------------------------------------------------------
+def conservation_system(case: str, arrays: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(G, b) of every test function: G (N, nt, 1, nx) trapezoid rows, b (N, nt, 1) = M(t) (Eq. 3)."""
+    problem = _problem(case)
+    names = [str(n) for n in arrays["parameter_names"]]
+    gs, bs = [], []
+    for i in range(arrays["target_u"].shape[0]):
+        p = dict(zip(names, (float(v) for v in arrays["params"][i]), strict=True))
+        g, b = conservation_constraint(problem, p, arrays["target_t"][i], arrays["target_x"][i])
+        gs.append(g)
+        bs.append(b)
+    return np.stack(gs), np.stack(bs)
+
+
+def _load_model(path: Path, case: str, model: str) -> torch.nn.Module:
+    """The best weights of a checkpoint; ValueError if it belongs to another case or model family."""
+    if not path.is_file():
+        raise ValueError(f"model_dir: checkpoint {path} does not exist; run the train stage for {case} × {model} first")
+    net, cfg, _ = load_checkpoint(path, build_model, map_location="cpu", expect_case=case)
+    family = "ensemble" if cfg.get("model") == "ensemble" else "anp"
+    if family != model:
+        raise ValueError(f"checkpoint {path} holds a {cfg.get('model')!r} network; expected a {model!r} model")
+    return net
+
+
+def _predict(net: torch.nn.Module, arrays: Mapping[str, np.ndarray], n_samples: int, seed: int, path: Path) -> Predictive:
+    """The model's predictive N(μ, Σ_slice) at the test targets, float64 numpy: mean/var (N, nt, nx),
+    cov (N, nt, nx, nx). Any NaN/inf or negative variance → ValueError naming the checkpoint."""
+    means, covs = [], []
+    n = arrays["target_u"].shape[0]
+    for lo in range(0, n, PREDICT_BATCH):
+        sl = slice(lo, lo + PREDICT_BATCH)
+        try:
+            pred = net.predict(arrays["context_t"][sl], arrays["context_x"][sl], arrays["context_u"][sl],
+                               arrays["target_t"][sl], arrays["target_x"][sl], n_samples=n_samples, full_cov=True, seed=seed)
+            pred = pred.to_numpy()
+        except ValueError as exc:
+            raise ValueError(f"{path}: the model's prediction for test functions [{lo}, {min(lo + PREDICT_BATCH, n)}) "
+                             f"is not a valid Gaussian ({exc})") from exc
+        means.append(pred.mean)
+        covs.append(pred.cov)
+    cov = np.concatenate(covs)
+    return Predictive(np.concatenate(means), np.diagonal(cov, axis1=-2, axis2=-1).copy(), cov)
+
+
+def _final_slice_samples(mean: np.ndarray, cov: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """n draws of u at each function's last target time from N(mean, cov): mean (N, nx), cov (N, nx, nx) → (N, n, nx)."""
+    rng = np.random.default_rng(seed)
+    return np.swapaxes(sample_gaussian(mean, cov, n, rng), 0, 1)
+
+
+def constrain(case: str, model: str, params: ParamsModel, data_dir: Path, model_dir: Path, out_dir: Path) -> Path:
+    """Predict the test split and apply every constraint of the matrix; write ``out_dir/predictions.h5``.
+
+    Per constraint c the file holds ``/c/mean`` and ``/c/var`` (N, nt, nx) (var = the marginal variance;
+    for ProbConserv diag Σ'), and for cases with a front (stefan) ``/c/cov_last`` (N, nx, nx) and
+    ``/c/samples`` (N, S, nx): S draws of u at each function's last target time from N(μ, Σ) (ProbConserv:
+    the conditioned N(μ', Σ'), so every draw conserves mass). Written to a temporary file and renamed.
+    """
+    _check_model(model)
+    _problem(case)
+    constraints = list(params.matrix.probconserv.constraints)
+    arrays = _load_split(data_dir, "test", case)
+    G, b = conservation_system(case, arrays)
+    n_samples = params.model_settings("anp").n_latent_samples if model == "anp" else 1
+    model_dir, out_dir = Path(model_dir), Path(out_dir)
+    results: dict[str, dict[str, np.ndarray]] = {}
+    with torch_threads():
+        plain = _predict(_load_model(model_dir / "plain.pt", case, model), arrays, n_samples, params.seed, model_dir / "plain.pt")
+        soft = None
+        if "softc" in constraints:
+            soft = _predict(_load_model(model_dir / "softc.pt", case, model), arrays, n_samples, params.seed, model_dir / "softc.pt")
+    for name in constraints:
+        if name == "none":
+            mean, cov = plain.mean, plain.cov
+        elif name == "softc":
+            assert soft is not None
+            mean, cov = soft.mean, soft.cov
+        elif name == "hardc":
+            mean, cov = hardc(plain.mean, plain.cov, G, b)
+        elif name == "probconserv":
+            mean, cov = probconserv(plain.mean, plain.cov, G, b, noise_var=0.0)
+        else:
+            raise ValueError(f"matrix.probconserv.constraints: unknown constraint {name!r}; allowed: none, softc, hardc, probconserv")
+        mean, cov = np.asarray(mean), np.asarray(cov)
+        results[name] = {"mean": mean, "var": np.clip(np.diagonal(cov, axis1=-2, axis2=-1), 0.0, None).copy()}
+        if case == "stefan":
+            results[name]["cov_last"] = cov[:, -1]
+            results[name]["samples"] = _final_slice_samples(mean[:, -1], cov[:, -1], N_POSTERIOR_SAMPLES, params.seed)
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    final = out_dir / PREDICTIONS
+    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{PREDICTIONS}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        with h5py.File(tmp, "w") as fh:
+            fh.attrs.update({"case": case, "model": model, "constraints": constraints, "profile": params.profile,
+                             "n_latent_samples": n_samples, "seed": params.seed})
+            for name, arrs in results.items():
+                grp = fh.create_group(name)
+                for key, value in arrs.items():
+                    grp.create_dataset(key, data=value, track_times=False)
+        os.replace(tmp, final)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return final
+
+
+# ---- evaluate -----------------------------------------------------------------------------------
+def _read_predictions(pred_dir: Path, case: str, model: str, constraints: list[str]) -> dict[str, dict[str, np.ndarray]]:
+    path = Path(pred_dir) / PREDICTIONS
+    if not path.is_file():
+        raise ValueError(f"pred_dir: {path} does not exist; run the constrain stage for {case} × {model} first")
+    out: dict[str, dict[str, np.ndarray]] = {}
+    with h5py.File(path, "r") as fh:
+        if fh.attrs.get("case") != case or fh.attrs.get("model") != model:
+            raise ValueError(f"{path} holds {fh.attrs.get('case')!r} × {fh.attrs.get('model')!r}, expected {case!r} × {model!r}")
+        missing = [c for c in constraints if c not in fh]
+        if missing:
+            raise ValueError(f"{path} has no predictions for constraint(s) {missing}; re-run the constrain stage")
+        for c in constraints:
+            out[c] = {k: np.asarray(v[...]) for k, v in fh[c].items()}
+    return out
+
+
+def _shock(case: str, arrays: Mapping[str, np.ndarray], samples: np.ndarray) -> dict[str, Any]:
+    """Per test function i: the shock-position posterior at its last target time t_i from the S samples
+    (level p*/2, the middle of the jump from p* to 0; :func:`physml.metrics.shock_positions`) against the
+    exact front x*(t_i) = 2 z₁ √t_i."""
+    problem = _problem(case)
+    names = [str(n) for n in arrays["parameter_names"]]
+    rows = []
+    for i in range(samples.shape[0]):
+        p = dict(zip(names, (float(v) for v in arrays["params"][i]), strict=True))
+        t_last = arrays["target_t"][i, -1]
+        front = float(problem.front_position(p, np.array([t_last]))[0])
+        post = shock_position_posterior(samples[i], arrays["target_x"][i, -1], 0.5 * p["p_star"], front)
+        rows.append((post, front))
+    return {"posteriors": rows}
+
+
+def _metrics(true: np.ndarray, pred: Mapping[str, np.ndarray], G: np.ndarray, b: np.ndarray) -> dict[str, float]:
+    mean, var = pred["mean"], pred["var"]
+    return {
+        "mse": float(mse(mean, true)),
+        "mse_final_time": float(mse(mean[:, -1], true[:, -1])),
+        "conservation_error": float(conservation_error(mean, G, b, reduce="mean_abs")),
+        "log_likelihood": float(gaussian_log_likelihood(true, mean, var)),
+        "coverage_50": float(interval_coverage(true, mean, var, 0.5)),
+        "coverage_90": float(interval_coverage(true, mean, var, 0.9)),
+    }
+
+
+def _figures(case: str, model: str, arrays: Mapping[str, np.ndarray], preds: Mapping[str, Mapping[str, np.ndarray]],
+             G: np.ndarray, b: np.ndarray, shocks: Mapping[str, Any], fig_dir: Path) -> list[Path]:
+    """Mass over time (test function 0; heat: the article's Fig. 1 — true, ANP, SoftC, ProbConserv), and for
+    stefan the profiles at the last target time and the shock-position histograms of test function 0."""
+    from physml import plots
+
+    problem = _problem(case)
+    i = 0
+    order = [c for c in ("none", "softc", "probconserv", "hardc") if c in preds]
+    mass_methods = [c for c in ("none", "softc", "probconserv") if c in preds] or order
+    written = []
+    mass = {}
+    for c in mass_methods:
+        m = np.einsum("tkn,tn->tk", G[i], preds[c]["mean"][i])[:, 0]
+        sd = np.sqrt(np.einsum("tkn,tn->tk", G[i] ** 2, preds[c]["var"][i])[:, 0])
+        mass[c] = (m, sd)
+    written.append(plots.mass_over_time(arrays["target_t"][i], b[i, :, 0], mass, fig_dir / "mass_over_time.png",
+                                        title=f"{case}: total mass, test function {i}", model=model))
+    if case == "stefan":
+        names = [str(n) for n in arrays["parameter_names"]]
+        p = dict(zip(names, (float(v) for v in arrays["params"][i]), strict=True))
+        t_last = float(arrays["target_t"][i, -1])
+        x = arrays["target_x"][i, -1]
+        x_fine = np.linspace(*problem.x_domain, 400)
+        u_fine = problem.solve(p, x_fine, np.array([t_last]))[0]
+        prof = {c: (preds[c]["mean"][i, -1], np.sqrt(preds[c]["var"][i, -1])) for c in order}
+        written.append(plots.profiles_with_bands(
+            x_fine, u_fine, x, arrays["target_u"][i, -1], prof, fig_dir / "stefan_profiles.png",
+            title=f"stefan p* = {p['p_star']:g}, t = {t_last:.4f} (±2σ)", model=model))
+        post = {c: shocks[c]["posteriors"][i][0].positions for c in order}
+        front = shocks[order[0]]["posteriors"][i][1]
+        written.append(plots.shock_histograms(post, front, fig_dir / "shock_position.png",
+                                              edges=np.linspace(x[0], x[-1], 41),
+                                              title=f"shock-position posterior, p* = {p['p_star']:g}, t = {t_last:.4f}",
+                                              model=model))
+    return written
+
+
+def evaluate(case: str, model: str, params: ParamsModel, data_dir: Path, pred_dir: Path, out_dir: Path) -> dict[str, dict[str, float]]:
+    """Metrics of every constraint on the test split; writes ``out_dir/<constraint>.json`` and ``out_dir/figures``.
+
+    Metrics (Hansen et al. 2023, §4): ``mse`` of the mean over all targets and ``mse_final_time`` at the
+    last target time; ``conservation_error`` = mean |G μ − b| over functions and times; ``log_likelihood``
+    = mean log N(u; μ, max(var, 1e-8)); ``coverage_50``/``coverage_90`` = fraction of targets inside the
+    central 50 %/90 % interval. Stefan adds the shock-position posterior at each function's last target time,
+    averaged over functions: ``shock_mean``, ``shock_std``, ``shock_true`` (exact x*), ``shock_bias`` (mean
+    signed error of the posterior mean) and ``shock_abs_error`` (mean |posterior mean − x*|).
+    Everything is computed before anything is written; files are replaced atomically.
+    """
+    _check_model(model)
+    _problem(case)
+    constraints = list(params.matrix.probconserv.constraints)
+    arrays = _load_split(data_dir, "test", case)
+    preds = _read_predictions(pred_dir, case, model, constraints)
+    true = arrays["target_u"]
+    for c, p in preds.items():
+        if p["mean"].shape != true.shape or p["var"].shape != true.shape:
+            raise ValueError(f"predictions for {c!r} have shape {p['mean'].shape}, the test targets {true.shape}; "
+                             "re-run the constrain stage")
+    G, b = conservation_system(case, arrays)
+    results: dict[str, dict[str, float]] = {}
+    shocks: dict[str, Any] = {}
+    for c in constraints:
+        results[c] = _metrics(true, preds[c], G, b)
+        if case == "stefan":
+            shocks[c] = _shock(case, arrays, preds[c]["samples"])
+            posts = shocks[c]["posteriors"]
+            err = np.array([po.error for po, _ in posts])
+            results[c].update({
+                "shock_mean": float(np.mean([po.mean for po, _ in posts])),
+                "shock_std": float(np.mean([po.std for po, _ in posts])),
+                "shock_true": float(np.mean([f for _, f in posts])),
+                "shock_bias": float(np.mean(err)),
+                "shock_abs_error": float(np.mean(np.abs(err))),
+            })
+        bad = [k for k, v in results[c].items() if not math.isfinite(v)]
+        if bad:
+            raise ValueError(f"{case} × {model} × {c}: non-finite metric(s) {bad}")
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out_dir, prefix=".evaluate."))
+    try:
+        _figures(case, model, arrays, preds, G, b, shocks, staging / "figures")
+        for c, m in results.items():
+            (staging / f"{c}.json").write_text(json.dumps(m, indent=2, sort_keys=True) + "\n")
+        fig_dir = out_dir / "figures"
+        fig_dir.mkdir(exist_ok=True)
+        for f in (staging / "figures").iterdir():
+            os.replace(f, fig_dir / f.name)
+        for c in results:
+            os.replace(staging / f"{c}.json", out_dir / f"{c}.json")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return results

@@ -1,0 +1,150 @@
+"""Shared plotting helpers: flat functions that draw one figure each and save it as a PNG.
+
+Matplotlib runs on the non-interactive Agg backend with LaTeX off (no TeX installation needed); every
+figure is written atomically (temporary file in the same folder, then ``os.replace``), so a failed plot
+leaves no half-written PNG. Uncertainty bands are mean ± 2σ (≈ 95 % of a Gaussian).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+plt.rcParams.update({"text.usetex": False, "figure.dpi": 110, "savefig.dpi": 110, "font.size": 9})
+
+METHOD_LABELS: dict[str, str] = {
+    "none": "black box",
+    "softc": "SoftC",
+    "hardc": "HardC",
+    "probconserv": "ProbConserv",
+}
+METHOD_COLORS: dict[str, str] = {
+    "none": "tab:blue",
+    "softc": "tab:orange",
+    "hardc": "tab:purple",
+    "probconserv": "tab:green",
+}
+
+
+def method_label(name: str, model: str | None = None) -> str:
+    """Legend label of a constraint (``none`` → the model's name, e.g. "ANP"; else "ProbConserv-ANP")."""
+    base = METHOD_LABELS.get(name, name)
+    if model is None:
+        return base
+    tag = model.upper() if model == "anp" else model
+    return tag if name == "none" else f"{base}-{tag}"
+
+
+def save_figure(fig: plt.Figure, path: str | Path) -> Path:
+    """Save ``fig`` as PNG to ``path`` atomically and close it; returns ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.partial.png")
+    try:
+        fig.savefig(tmp, format="png", bbox_inches="tight")
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def mass_over_time(
+    times: np.ndarray,
+    true_mass: np.ndarray,
+    predicted: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    path: str | Path,
+    title: str = "",
+    model: str | None = None,
+) -> Path:
+    """Total mass ∫u dx over time: the exact M(t) and, per method, the quadrature G μ(t) ± 2 sd(G u)(t).
+
+    ``times``, ``true_mass`` (nt,); ``predicted[method] = (mass (nt,), std (nt,))`` with std = √(Gᵀ Σ G)
+    (ProbConserv, Hansen et al. 2023, Fig. 1: the black box's mass drifts, ProbConserv's does not).
+    """
+    order = np.argsort(times)
+    fig, ax = plt.subplots(figsize=(5.0, 3.4))
+    ax.plot(times[order], true_mass[order], "k-", lw=2.2, label="true mass")
+    for name, (mass, std) in predicted.items():
+        color = METHOD_COLORS.get(name)
+        ax.plot(times[order], mass[order], "o--", color=color, ms=3.5, lw=1.3, label=method_label(name, model))
+        ax.fill_between(times[order], (mass - 2 * std)[order], (mass + 2 * std)[order], color=color, alpha=0.15, lw=0)
+    ax.set_xlabel("t")
+    ax.set_ylabel("total mass  ∫ u dx")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return save_figure(fig, path)
+
+
+def profiles_with_bands(
+    x_fine: np.ndarray,
+    u_fine: np.ndarray,
+    x: np.ndarray,
+    u_true: np.ndarray,
+    predicted: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    path: str | Path,
+    title: str = "",
+    model: str | None = None,
+) -> Path:
+    """One panel per method: the exact profile u(t, ·) (line on ``x_fine``, dots at the targets ``x``) and the
+    predicted mean ± 2σ band; ``predicted[method] = (mean (m,), std (m,))`` at ``x`` (m,)."""
+    names = list(predicted)
+    fig, axes = plt.subplots(1, len(names), figsize=(3.0 * len(names), 3.0), sharey=True, squeeze=False)
+    for ax, name in zip(axes[0], names, strict=True):
+        mean, std = predicted[name]
+        color = METHOD_COLORS.get(name)
+        ax.plot(x_fine, u_fine, "k-", lw=1.6, label="exact")
+        ax.plot(x, u_true, "k.", ms=5)
+        ax.plot(x, mean, "-o", color=color, ms=3, lw=1.3, label="mean")
+        ax.fill_between(x, mean - 2 * std, mean + 2 * std, color=color, alpha=0.25, lw=0, label="±2σ")
+        ax.set_title(method_label(name, model))
+        ax.set_xlabel("x")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("u")
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(title)
+    return save_figure(fig, path)
+
+
+def shock_histograms(
+    positions: Mapping[str, np.ndarray],
+    true_front: float,
+    path: str | Path,
+    edges: np.ndarray | None = None,
+    title: str = "",
+    model: str | None = None,
+) -> Path:
+    """Histogram (density) of sampled shock positions per method, with the exact front as a vertical line."""
+    names = list(positions)
+    fig, axes = plt.subplots(1, len(names), figsize=(3.0 * len(names), 2.8), sharey=True, squeeze=False)
+    for ax, name in zip(axes[0], names, strict=True):
+        pos = np.asarray(positions[name], dtype=np.float64)
+        ax.hist(pos, bins=edges if edges is not None else 30, density=True, color=METHOD_COLORS.get(name), alpha=0.7)
+        ax.axvline(true_front, color="k", lw=1.8, label="exact front")
+        ax.axvline(float(np.mean(pos)), color="r", lw=1.2, ls="--", label="posterior mean")
+        ax.set_title(method_label(name, model))
+        ax.set_xlabel("shock position x")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("density")
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(title)
+    return save_figure(fig, path)
+
+
+__all__ = [
+    "METHOD_COLORS",
+    "METHOD_LABELS",
+    "mass_over_time",
+    "method_label",
+    "profiles_with_bands",
+    "save_figure",
+    "shock_histograms",
+]
