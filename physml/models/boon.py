@@ -161,16 +161,6 @@ class BOONFNO(nn.Module):
             z.select(dim, n - 1).copy_(right)
         return z
 
-    def interior(self, shape: tuple[int, ...], device: torch.device) -> torch.Tensor | None:
-        """Boolean mask ``shape`` of points off the bounded faces (None for periodic: all points)."""
-        if self.boundary == "periodic":
-            return None
-        mask = torch.ones(shape, dtype=torch.bool, device=device)
-        for axis in self.axes:
-            mask.select(axis, 0).fill_(False)
-            mask.select(axis, shape[axis] - 1).fill_(False)
-        return mask
-
     # ---- one corrected layer --------------------------------------------------------------------
     def elimination(self, layer: int, shape: tuple[int, ...], axis: int) -> tuple[torch.Tensor, ...]:
         """Blocks of the two-step elimination of ``layer`` along ``axis`` (data-independent).
@@ -242,6 +232,20 @@ class BOONFNO(nn.Module):
             z.select(dim, n - 1).add_(upd[..., 1])
         return self.enforce(z, targets, shape) if enforce else z
 
+    def _projected(self, v: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+        """FNO projection with GELU on the interior only (boundary faces pass Q₁'s output unchanged)."""
+        fno = self.fno
+        h = fno.proj1(v.movedim(1, -1))  # (B, *grid, proj_width)
+        if self.boundary == "periodic":
+            return fno.proj2(F.gelu(h))
+        faces = [(axis, h.select(1 + axis, 0).clone(), h.select(1 + axis, shape[axis] - 1).clone())
+                 for axis in self.axes]
+        h = F.gelu(h)
+        for axis, left, right in faces:
+            h.select(1 + axis, 0).copy_(left)
+            h.select(1 + axis, shape[axis] - 1).copy_(right)
+        return fno.proj2(h)
+
     def forward(self, u: torch.Tensor, bc: torch.Tensor | Sequence[torch.Tensor] | None = None) -> torch.Tensor:
         """Corrected operator output: same shapes as :meth:`FNO.forward`; ``bc`` as in the module doc."""
         fno = self.fno
@@ -249,17 +253,13 @@ class BOONFNO(nn.Module):
         v = fno.lifted(u)
         out_targets = self._targets(bc, shape, u.shape[0], v)
         hidden = [None if g is None else g.mean(dim=1, keepdim=True) for g in out_targets]
-        mask = self.interior(shape, v.device)
         for layer in range(fno.n_layers):
             z = self.corrected_layer(layer, v, hidden)
             if layer < fno.n_layers - 1:
-                if mask is None:
-                    z = F.gelu(z)
-                else:
-                    z = torch.where(mask, F.gelu(z), z)
-                    if self.boundary == "neumann":
-                        z = self.enforce(z, hidden, shape)
+                # σ on the interior only: for Dirichlet the faces return to g (their value before σ),
+                # for Neumann they are re-solved from the activated interior; periodic: σ everywhere.
+                z = self.enforce(F.gelu(z), hidden, shape)
             v = z
-        out = fno.projected(v, activate=mask).movedim(-1, 1)  # (B, c_out, *grid)
+        out = self._projected(v, shape).movedim(-1, 1)  # (B, c_out, *grid)
         out = self.enforce(out, out_targets, shape)
         return fno.formatted(out.movedim(1, -1))

@@ -139,14 +139,9 @@ class FNO(nn.Module):
         """W_l v + b_l on ``(B, width, *grid)`` (a 1×1 convolution over the flattened grid)."""
         return self.pointwise[layer](v.flatten(2)).view_as(v)
 
-    def projected(self, v: torch.Tensor, activate: torch.Tensor | None = None) -> torch.Tensor:
-        """Project ``(B, width, *grid)`` → ``(B, *grid, out_channels)``; GELU where ``activate`` (all)."""
-        h = self.proj1(v.movedim(1, -1))
-        if activate is None:
-            h = F.gelu(h)
-        else:
-            h = torch.where(activate.unsqueeze(-1), F.gelu(h), h)
-        return self.proj2(h)
+    def projected(self, v: torch.Tensor) -> torch.Tensor:
+        """Project ``(B, width, *grid)`` → ``(B, *grid, out_channels)``: Q₂ GELU(Q₁ v)."""
+        return self.proj2(F.gelu(self.proj1(v.movedim(1, -1))))
 
     def formatted(self, out: torch.Tensor) -> torch.Tensor:
         """Drop the channel axis when out_channels == 1."""

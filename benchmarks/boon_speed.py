@@ -1,0 +1,140 @@
+"""Speed of BOON and of our FNO, as ratios measured in this run (never absolute numbers in tests).
+
+1. BOON-corrected forward / plain FNO forward at the reference sizes (target ≤ 1.1):
+   1-D (batch 20, 512 points, width 64, 16 modes) and 1-D + time (batch 20, 500 × 25, width 32,
+   12 modes), Dirichlet and Neumann.
+2. Our FNO training step (forward, relative L2, backward, Adam) / neuraloperator's FNO with the same
+   width and kept modes on the same batch (target ≤ 1.0). neuraloperator is not a dependency: it is
+   imported if installed (e.g. in a throwaway venv that sees this one's torch), skipped otherwise.
+   Two neuraloperator set-ups: "matched" (no channel MLP, projection width 128, like ours and the
+   reference) and its defaults (channel MLP in every layer, two-layer lifting).
+
+Usage: ``python benchmarks/boon_speed.py [--repeats 15] [--threads N] [--device cpu|cuda]``.
+Timings interleave the compared models and report medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from physml.models.boon import BOONFNO  # noqa: E402
+from physml.models.fno import fno_1d, fno_1d_time  # noqa: E402
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fns: dict[str, Callable[[], object]], repeats: int, device: torch.device) -> dict[str, float]:
+    """Median seconds of each callable, run interleaved after one warm-up call each."""
+    for fn in fns.values():
+        fn()
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            _sync(device)
+            start = time.perf_counter()
+            fn()
+            _sync(device)
+            samples[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def boon_forward_ratios(repeats: int, device: torch.device) -> None:
+    print("BOON forward / plain FNO forward (target <= 1.1)")
+    cases = [("1-D      B=20 N=512 w=64 m=16", fno_1d(width=64, modes=16), (20, 512), (20, 2)),
+             ("1-D+time B=20 500x25 w=32 m=12", fno_1d_time(nt=25, width=32, modes=12), (20, 500), (20, 25, 2))]
+    for label, fno, u_shape, bc_shape in cases:
+        fno = fno.to(device).eval()
+        u = torch.randn(*u_shape, device=device)
+        bc = torch.randn(*bc_shape, device=device)
+        fns: dict[str, Callable[[], object]] = {"fno": lambda: fno(u)}
+        for boundary in ("dirichlet", "neumann", "periodic"):
+            model = BOONFNO(fno, boundary)
+            data = None if boundary == "periodic" else bc
+            fns[boundary] = (lambda m=model, d=data: m(u, d))
+        with torch.no_grad():
+            t = timed(fns, repeats, device)
+        ratios = "  ".join(f"{b} {t[b] / t['fno']:.3f}x" for b in ("dirichlet", "neumann", "periodic"))
+        print(f"  {label}: plain {t['fno'] * 1e3:.1f} ms; {ratios}")
+
+
+def _train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor,
+                y: torch.Tensor, call: Callable[[torch.Tensor], torch.Tensor]) -> None:
+    opt.zero_grad(set_to_none=True)
+    pred = call(x).reshape(y.shape)
+    loss = ((pred - y).flatten(1).norm(dim=1) / y.flatten(1).norm(dim=1)).mean()
+    loss.backward()
+    opt.step()
+
+
+def training_step_ratios(repeats: int, device: torch.device) -> None:
+    print("our FNO training step / neuraloperator FNO training step (target <= 1.0)")
+    try:
+        import neuralop
+        from neuralop.models import FNO as NeuralopFNO
+    except ImportError:
+        print("  neuraloperator is not installed here: comparison skipped "
+              "(install it in a throwaway venv: pip install --no-deps neuraloperator tensorly tensorly-torch)")
+        return
+    print(f"  neuraloperator {neuralop.__version__}")
+    cases = [("1-D      B=20 N=512 w=64 m=16", fno_1d(width=64, modes=16), (512,)),
+             ("1-D+time B=20 500x25 w=32 m=12", fno_1d_time(nt=25, width=32, modes=12), (500, 25))]
+    for label, ours, grid in cases:
+        ours = ours.to(device)
+        modes = ours.modes
+        # neuraloperator's n_modes counts both signs on full axes; on the last (rfft) axis it keeps
+        # n // 2 + 1, so 2m - 1 keeps exactly our m there.
+        n_modes = tuple(2 * m for m in modes[:-1]) + (2 * modes[-1] - 1,)
+        grid_ndim = len(grid)
+        configs = {
+            "matched": dict(use_channel_mlp=False, lifting_channel_ratio=1,
+                            projection_channel_ratio=128 / ours.width),
+            "defaults": {},
+        }
+        x_ours = torch.randn(20, grid[0], device=device)
+        target = torch.randn(20, *grid, device=device)
+        x_theirs = (x_ours[:, None, :, None].expand(20, 1, grid[0], grid[1]) if grid_ndim == 2
+                    else x_ours[:, None, :]).contiguous()
+        opt_ours = torch.optim.Adam(ours.parameters(), lr=1e-3)
+        fns: dict[str, Callable[[], object]] = {
+            "ours": lambda: _train_step(ours, opt_ours, x_ours, target, ours)}
+        for name, extra in configs.items():
+            theirs = NeuralopFNO(n_modes=n_modes, in_channels=1, out_channels=1, hidden_channels=ours.width,
+                                 n_layers=4, **extra).to(device)
+            opt = torch.optim.Adam(theirs.parameters(), lr=1e-3)
+            fns[name] = (lambda m=theirs, o=opt: _train_step(m, o, x_theirs, target, m))
+        t = timed(fns, repeats, device)
+        params = sum(p.numel() for p in ours.parameters())
+        print(f"  {label}: ours {t['ours'] * 1e3:.1f} ms ({params} params); "
+              f"vs matched {t['ours'] / t['matched']:.3f}x; vs defaults {t['ours'] / t['defaults']:.3f}x")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    print(f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, "
+          f"repeats {args.repeats}")
+    boon_forward_ratios(args.repeats, device)
+    training_step_ratios(args.repeats, device)
+
+
+if __name__ == "__main__":
+    main()
