@@ -110,7 +110,7 @@ def profiles_with_bands(
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("u")
     axes[0][0].legend(fontsize=7)
-    fig.suptitle(title)
+    fig.suptitle(title, y=1.04)
     return save_figure(fig, path)
 
 
@@ -135,7 +135,7 @@ def shock_histograms(
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("density")
     axes[0][0].legend(fontsize=7)
-    fig.suptitle(title)
+    fig.suptitle(title, y=1.04)
     return save_figure(fig, path)
 
 

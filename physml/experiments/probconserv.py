@@ -299,10 +299,20 @@ def _predict(net: torch.nn.Module, arrays: Mapping[str, np.ndarray], n_samples: 
     return Predictive(np.concatenate(means), np.diagonal(cov, axis1=-2, axis2=-1).copy(), cov)
 
 
-def _final_slice_samples(mean: np.ndarray, cov: np.ndarray, n: int, seed: int) -> np.ndarray:
-    """n draws of u at each function's last target time from N(mean, cov): mean (N, nx), cov (N, nx, nx) → (N, n, nx)."""
+def _final_slice_samples(mean: np.ndarray, cov: np.ndarray, n: int, seed: int,
+                         G: np.ndarray | None = None, b: np.ndarray | None = None) -> np.ndarray:
+    """n draws of u at each function's last target time: mean (N, nx), cov (N, nx, nx) → (N, n, nx).
+
+    With a constraint (G (N, 1, nx), b (N, 1)) the draws of N(mean, cov) are conditioned one by one
+    (Matheron's rule: u' = u − Σ Gᵀ (G Σ Gᵀ)⁻¹ (G u − b) is distributed as the conditioned Gaussian
+    N(μ', Σ')), so every sample satisfies G u' = b to round-off.
+    """
     rng = np.random.default_rng(seed)
-    return np.swapaxes(sample_gaussian(mean, cov, n, rng), 0, 1)
+    draws = np.swapaxes(sample_gaussian(mean, cov, n, rng), 0, 1)
+    if G is None or b is None:
+        return draws
+    conditioned, _ = condition(draws, cov[:, None], G[:, None], b[:, None])
+    return np.asarray(conditioned)
 
 
 def constrain(case: str, model: str, params: ParamsModel, data_dir: Path, model_dir: Path, out_dir: Path) -> Path:
@@ -342,7 +352,12 @@ def constrain(case: str, model: str, params: ParamsModel, data_dir: Path, model_
         results[name] = {"mean": mean, "var": np.clip(np.diagonal(cov, axis1=-2, axis2=-1), 0.0, None).copy()}
         if case == "stefan":
             results[name]["cov_last"] = cov[:, -1]
-            results[name]["samples"] = _final_slice_samples(mean[:, -1], cov[:, -1], N_POSTERIOR_SAMPLES, params.seed)
+            if name == "probconserv":
+                samples = _final_slice_samples(plain.mean[:, -1], plain.cov[:, -1], N_POSTERIOR_SAMPLES, params.seed,
+                                               G[:, -1], b[:, -1])
+            else:
+                samples = _final_slice_samples(mean[:, -1], cov[:, -1], N_POSTERIOR_SAMPLES, params.seed)
+            results[name]["samples"] = samples
 
     out_dir.mkdir(parents=True, exist_ok=True)
     final = out_dir / PREDICTIONS

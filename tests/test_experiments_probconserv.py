@@ -1,0 +1,128 @@
+"""ProbConserv end to end on the Stefan problem with tiny sizes: generate → train → constrain → evaluate.
+
+Guarantees checked: ProbConserv and HardC conserve mass exactly (G μ' = b, so the mean |CE| is
+round-off, ≤ 1e-10) while the unconstrained black box does not; every ProbConserv posterior sample of
+the last time slice conserves mass too; the metrics files are flat {name: finite float}; a checkpoint of
+another case and a model that predicts NaN variance are rejected with a clear error.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from physml import stages
+from physml.config import SplitSizes, load_params
+from physml.experiments import probconserv as pc
+
+ROOT = Path(__file__).resolve().parents[1]
+CONSTRAINTS = ["none", "softc", "hardc", "probconserv"]
+
+
+def tiny_params():
+    """params.yaml with tiny quick sizes: 48 train / 8 val / 8 test functions, 2-epoch networks of width 8."""
+    base = load_params(ROOT / "params.yaml").with_profile("quick")
+    sizes = base.cases["stefan"].sizes.model_copy(update={"quick": SplitSizes(train=48, val=8, test=8)})
+    cases = {**base.cases, "stefan": base.cases["stefan"].model_copy(update={"sizes": sizes})}
+    anp = base.models.anp.quick
+    anp = anp.model_copy(update={"hidden": 8, "latent": 8, "n_latent_samples": 4,
+                                 "train": anp.train.model_copy(update={"epochs": 2, "batch_size": 16})})
+    ens = base.models.ensemble.quick
+    ens = ens.model_copy(update={"members": 2, "hidden": 8, "layers": 1,
+                                 "train": ens.train.model_copy(update={"epochs": 2, "batch_size": 16})})
+    models = base.models.model_copy(update={
+        "anp": base.models.anp.model_copy(update={"quick": anp}),
+        "ensemble": base.models.ensemble.model_copy(update={"quick": ens}),
+    })
+    matrix = base.matrix.model_copy(update={"probconserv": base.matrix.probconserv.model_copy(update={"constraints": CONSTRAINTS})})
+    return base.model_copy(update={"cases": cases, "models": models, "matrix": matrix})
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    root = tmp_path_factory.mktemp("pc")
+    params = tiny_params()
+    stages.generate("stefan", params, root, progress=False)
+    out = {"root": root, "params": params}
+    for model in ("anp", "ensemble"):
+        stages.train("stefan", model, params, root, progress=False)
+        pred = stages.constrain("stefan", model, params, root)
+        out[model] = {"pred": pred, "metrics": stages.evaluate("stefan", model, params, root)}
+    return out
+
+
+@pytest.mark.parametrize("model", ["anp", "ensemble"])
+def test_round_trip_writes_checkpoints_predictions_metrics_and_figures(run: dict, model: str) -> None:
+    lay = stages.Layout(run["root"], "quick")
+    models = lay.models("stefan", model)
+    assert (models / "plain.pt").is_file() and (models / "softc.pt").is_file()
+    summary = json.loads((models / "train_summary.json").read_text())
+    assert summary["plain"]["epochs"] == 2 and math.isfinite(summary["softc"]["best_val"])
+    with h5py.File(run[model]["pred"], "r") as fh:
+        assert sorted(fh) == sorted(CONSTRAINTS)
+        assert fh["probconserv/mean"].shape == (8, 10, 10) and fh["probconserv/samples"].shape[::2] == (8, 10)
+    metrics_dir = lay.metrics("stefan", model)
+    for c in CONSTRAINTS:
+        data = json.loads((metrics_dir / f"{c}.json").read_text())
+        assert data == run[model]["metrics"][c]
+        assert all(isinstance(v, float) and math.isfinite(v) for v in data.values())  # flat DVC metrics
+        assert {"mse", "conservation_error", "log_likelihood", "coverage_50", "coverage_90", "shock_abs_error"} <= set(data)
+        assert 0.0 <= data["coverage_50"] <= data["coverage_90"] <= 1.0
+    for name in ("mass_over_time.png", "stefan_profiles.png", "shock_position.png"):
+        png = metrics_dir / "figures" / name
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+    assert not list(metrics_dir.glob(".evaluate.*"))  # staging removed
+
+
+@pytest.mark.parametrize("model", ["anp", "ensemble"])
+def test_probconserv_and_hardc_conserve_mass_exactly_the_black_box_does_not(run: dict, model: str) -> None:
+    m = run[model]["metrics"]
+    assert m["probconserv"]["conservation_error"] <= 1e-10
+    assert m["hardc"]["conservation_error"] <= 1e-10
+    assert m["none"]["conservation_error"] > 1e3 * max(m["probconserv"]["conservation_error"], 1e-14)
+    # every ProbConserv posterior sample of the last slice satisfies G u = b (zero variance along G)
+    arrays = pc._load_split(stages.Layout(run["root"], "quick").data("stefan"), "test", "stefan")
+    G, b = pc.conservation_system("stefan", arrays)
+    with h5py.File(run[model]["pred"], "r") as fh:
+        samples = fh["probconserv/samples"][...]
+    ce = np.einsum("nm,nsm->ns", G[:, -1, 0], samples) - b[:, -1]
+    assert np.max(np.abs(ce)) < 1e-12
+
+
+def test_a_checkpoint_of_another_case_is_rejected(run: dict, tmp_path: Path) -> None:
+    lay = stages.Layout(run["root"], "quick")
+    model_dir = tmp_path / "models"
+    shutil.copytree(lay.models("stefan", "ensemble"), model_dir)
+    with pytest.raises(ValueError, match="trained on case 'stefan'; expected one of \\['heat'\\]"):
+        pc._load_model(model_dir / "plain.pt", "heat", "ensemble")
+    with pytest.raises(ValueError, match="holds a 'ensemble' network; expected a 'anp' model"):
+        pc.constrain("stefan", "anp", run["params"], lay.data("stefan"), model_dir, tmp_path / "pred")
+    assert not (tmp_path / "pred" / pc.PREDICTIONS).exists()
+
+
+def test_nan_variance_from_a_model_is_a_clear_error(run: dict, tmp_path: Path) -> None:
+    lay = stages.Layout(run["root"], "quick")
+    model_dir = tmp_path / "models"
+    shutil.copytree(lay.models("stefan", "ensemble"), model_dir)
+    payload = torch.load(model_dir / "plain.pt", weights_only=True)
+    key = next(k for k in payload["model_state"] if k.endswith("decoder.0.bias"))
+    payload["model_state"][key] = torch.full_like(payload["model_state"][key], float("nan"))
+    torch.save(payload, model_dir / "plain.pt")
+    with pytest.raises(ValueError, match=r"plain\.pt: the model's prediction .* is not a valid Gaussian .*NaN"):
+        pc.constrain("stefan", "ensemble", run["params"], lay.data("stefan"), model_dir, tmp_path / "pred")
+    assert not (tmp_path / "pred" / pc.PREDICTIONS).exists()
+
+
+def test_bad_inputs_name_the_field(run: dict, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="model: 'fno' is not a ProbConserv black box; allowed: anp, ensemble"):
+        pc.train("stefan", "fno", run["params"], tmp_path, tmp_path / "m", progress=False)
+    with pytest.raises(ValueError, match="run the constrain stage"):
+        pc.evaluate("stefan", "anp", run["params"], stages.Layout(run["root"], "quick").data("stefan"), tmp_path, tmp_path / "out")
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
