@@ -1,0 +1,585 @@
+"""BOON experiments: train, constrain and evaluate the FNO family on the operator cases (Saad et al., ICLR 2023).
+
+One experiment is ``case × fno × constraint`` with constraint ∈ {none, boon, boon_posthoc}:
+
+* ``none``: the plain FNO (Li et al. 2021), trained with the relative L2 loss;
+* ``boon``: the FNO whose kernel layers are boundary-corrected *during training*
+  (:class:`physml.models.boon.BOONFNO`), same initial weights, data order and budget;
+* ``boon_posthoc``: the plain FNO's weights wrapped by the correction at inference only.
+
+The variant follows the case (:data:`VARIANTS`):
+
+=================== ==================== ================================ =====================
+case                layout               condition                        input channels
+=================== ==================== ================================ =====================
+burgers_dirichlet   1-D single step      u(0) = u(1) = 0 at T             u₀
+heat_neumann        1-D + time           u_x(0) = 0, u_x(1) = U sin(πt)   u₀
+stokes2             1-D + time           u(0, t) = U cos(ωt), u(1, t)     u₀
+wave                1-D + time           u(0, t) = u(1, t) = 0            u₀, c (constant field)
+cavity              2-D + time, (u, v)   wall velocities on all 4 walls   u₀, v₀
+=================== ==================== ================================ =====================
+
+The wave speed ``c`` is not a function of the wave's initial displacement u₀ (the string is released
+from rest), so the wave operator takes it as a second, constant input channel; every other case's
+parameters are visible in u₀. The Neumann data are enforced on the second-order one-sided stencil
+u_x(x₀) ≈ (−3u₀ + 4u₁ − u₂)/(2h) (:data:`NEUMANN_ORDER`); the boundary error of a Neumann case is the
+max |stencil derivative of the prediction − prescribed u_x|.
+
+Data layout (datasets, :mod:`physml.data`): ``u0 (N, *S)``, ``u (N, nt, *S)``, ``boundary (N, nt, 2)`` (1-D)
+or ``(N, nt, 4, 2)`` (cavity: walls bottom, top, left, right × (u, v)), with S = (nx,) or (ny, nx, 3).
+Model layout (:mod:`physml.models.fno`): time last, ``(B, nx, nt)``; the cavity as ``(B, nx, ny, nt, 2)``
+(x first, so that the y-walls, written last by the correction, own the corners: the lid row includes
+both top corners). Training runs in float32; predictions are made in float64, so that the corrected
+boundary values are exact to float64 round-off (≤ 1e-10) for every case.
+
+Files: ``models/…/{plain,boon}.pt`` (checkpoints of :func:`physml.training.fit`) and
+``train_summary.json``; ``predictions/…/predictions.h5`` (``<constraint>`` arrays in the dataset layout);
+``metrics/…/<constraint>.json`` (flat {metric: float}), ``per_time.json`` and ``figures/*.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from physml import pdes
+from physml.config import ParamsModel
+from physml.data import open_dataset
+from physml.data.generate import atomic_path
+from physml.metrics import relative_l2
+from physml.models.boon import NEUMANN_STENCILS, BOONFNO
+from physml.models.fno import FNO
+from physml.training import TrainConfig, fit, load_checkpoint, select_device
+
+__all__ = [
+    "CONSTRAINTS",
+    "NEUMANN_ORDER",
+    "VARIANTS",
+    "Variant",
+    "OperatorSplit",
+    "boundary_error",
+    "build_model",
+    "constrain",
+    "evaluate",
+    "load_split",
+    "predict",
+    "relative_l2_loss",
+    "train",
+]
+
+CONSTRAINTS: tuple[str, ...] = ("none", "boon", "boon_posthoc")
+NEUMANN_ORDER = 2
+"""Order of the one-sided stencil on which the Neumann data are enforced and measured."""
+GRAD_CLIP = 1.0
+"""Global gradient-norm clip of both variants. The corrected layers solve C×C systems whose pivots can come
+close to singular while the weights move; unclipped, one such step can blow BOON's loss up by 10³ and stall
+training (measured on burgers_dirichlet: loss 2.5 → 6·10³, gradient norm 10¹²). Same clip for the plain FNO."""
+PLAIN_FILE, BOON_FILE, SUMMARY_FILE, PREDICTIONS_FILE = "plain.pt", "boon.pt", "train_summary.json", "predictions.h5"
+
+
+@dataclass(frozen=True)
+class Variant:
+    """How a case is posed as an operator-learning problem.
+
+    ``n_space``: spatial axes (1 or 2); ``multistep``: output all nt times (time as the last grid axis)
+    rather than u(T); ``boundary``: "dirichlet" or "neumann"; ``channels``: field channels used (cavity:
+    (0, 1) = (u, v)); ``param_inputs``: parameters fed as constant input channels.
+    """
+
+    n_space: int
+    multistep: bool
+    boundary: str
+    channels: tuple[int, ...] = ()
+    param_inputs: tuple[str, ...] = ()
+
+    @property
+    def out_channels(self) -> int:
+        return max(1, len(self.channels))
+
+    @property
+    def in_channels(self) -> int:
+        return self.out_channels + len(self.param_inputs)
+
+
+VARIANTS: dict[str, Variant] = {
+    "burgers_dirichlet": Variant(n_space=1, multistep=False, boundary="dirichlet"),
+    "heat_neumann": Variant(n_space=1, multistep=True, boundary="neumann"),
+    "stokes2": Variant(n_space=1, multistep=True, boundary="dirichlet"),
+    "wave": Variant(n_space=1, multistep=True, boundary="dirichlet", param_inputs=("c",)),
+    "cavity": Variant(n_space=2, multistep=True, boundary="dirichlet", channels=(0, 1)),
+}
+
+
+def _variant(case: str) -> Variant:
+    if case not in VARIANTS:
+        raise ValueError(f"case: {case!r} has no BOON variant; allowed: {', '.join(VARIANTS)}")
+    return VARIANTS[case]
+
+
+# ---- data ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OperatorSplit:
+    """One split in the model layout (float64 numpy).
+
+    ``inputs`` (N, nx[, ny][, c_in]); ``targets`` (N, nx, nt) / (N, nx) single step / (N, nx, ny, nt, 2)
+    cavity; ``bc``: one array per bounded axis as :class:`BOONFNO` takes it ((N, nt, 2), (N, 2), or for
+    the cavity x-walls (N, ny, nt, 2, 2) and y-walls (N, nx, nt, 2, 2)); ``truth`` (N, nt, *S) the dataset
+    layout of the targets; ``boundary`` the dataset's boundary data (N, nt, 2) / (N, nt, 4, 2).
+    """
+
+    case: str
+    x: np.ndarray
+    t: np.ndarray
+    params: np.ndarray
+    inputs: np.ndarray
+    targets: np.ndarray
+    bc: tuple[np.ndarray, ...]
+    truth: np.ndarray
+    boundary: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.inputs.shape[0])
+
+    def tensors(self, dtype: torch.dtype = torch.float32) -> TensorDataset:
+        """(inputs, targets, *bc) as a TensorDataset of ``dtype``."""
+        arrays = (self.inputs, self.targets, *self.bc)
+        return TensorDataset(*(torch.as_tensor(a, dtype=dtype) for a in arrays))
+
+
+def _expected_boundary_shape(case: str, n: int, nt: int) -> tuple[int, ...]:
+    return (n, nt, 4, 2) if _variant(case).n_space == 2 else (n, nt, 2)
+
+
+def _boundary_from_problem(case: str, params: np.ndarray, names: Sequence[str], t: np.ndarray) -> np.ndarray:
+    problem = pdes.get(case)
+    return np.stack([np.asarray(problem.boundary_data(dict(zip(names, map(float, row), strict=True)), t),
+                            dtype=np.float64) for row in params])
+
+
+def _to_model_layout(case: str, u: np.ndarray) -> np.ndarray:
+    """Dataset layout ``(N, nt, *S)`` → model layout (see :class:`OperatorSplit`)."""
+    var = _variant(case)
+    if var.n_space == 1:
+        return u[:, 0] if not var.multistep else np.swapaxes(u, 1, 2)
+    fields = u[..., list(var.channels)]  # (N, nt, ny, nx, c)
+    return np.transpose(fields, (0, 3, 2, 1, 4))  # (N, nx, ny, nt, c)
+
+
+def _to_data_layout(case: str, y: np.ndarray) -> np.ndarray:
+    """Model layout → dataset layout ``(N, nt, *S)`` (the cavity keeps only the predicted channels)."""
+    var = _variant(case)
+    if var.n_space == 1:
+        return y[:, None, :] if not var.multistep else np.swapaxes(y, 1, 2)
+    return np.transpose(y, (0, 3, 2, 1, 4))  # (N, nt, ny, nx, c)
+
+
+def _bc_model_layout(case: str, boundary: np.ndarray, nx: int) -> tuple[np.ndarray, ...]:
+    var = _variant(case)
+    if var.n_space == 1:
+        return (boundary[:, 0],) if not var.multistep else (boundary,)
+    comps = list(var.channels)
+    walls = boundary[..., comps]  # (N, nt, 4, c): bottom, top, left, right
+    n, nt, _, c = walls.shape
+    x_walls = np.broadcast_to(np.stack([walls[:, :, 2], walls[:, :, 3]], axis=2)[:, None], (n, nx, nt, 2, c))
+    y_walls = np.broadcast_to(np.stack([walls[:, :, 0], walls[:, :, 1]], axis=2)[:, None], (n, nx, nt, 2, c))
+    return np.ascontiguousarray(x_walls), np.ascontiguousarray(y_walls)
+
+
+def load_split(case: str, data_dir: str | Path, split: str) -> OperatorSplit:
+    """Read ``<data_dir>/<split>.h5`` of an operator ``case`` into the model layout.
+
+    Boundary data come from the dataset's ``boundary`` array, or from ``problem.boundary_data`` when the
+    file has none; a wrong shape → ValueError naming the array and the expected shape.
+    """
+    var = _variant(case)
+    path = Path(data_dir) / f"{split}.h5"
+    with open_dataset(path) as ds:
+        x, t = ds["x"][:], ds["t"][:]
+        params = ds["params"][:]
+        names = ds.parameter_names
+        u0, u = ds["u0"][:], ds["u"][:]
+        boundary = ds["boundary"][:] if "boundary" in ds.keys() else _boundary_from_problem(case, params, names, t)
+    n, nt, nx = u.shape[0], t.size, x.size
+    field = (nx,) if var.n_space == 1 else (nx, nx, 3)
+    if u0.shape != (n, *field) or u.shape != (n, nt, *field):
+        raise ValueError(f"{path}: u0 {u0.shape} / u {u.shape} must be {(n, *field)} / {(n, nt, *field)} for {case}")
+    if var.multistep and nt < 2:
+        raise ValueError(f"{path}: t has {nt} output times; the 1-D/2-D + time operator of {case} needs nt >= 2")
+    want = _expected_boundary_shape(case, n, nt)
+    if boundary.shape != want:
+        raise ValueError(f"{path}: boundary has shape {boundary.shape}; {case} needs {want} "
+                         f"({'(N, nt, walls bottom/top/left/right, (u, v))' if var.n_space == 2 else '(N, nt, (left, right))'})")
+    for name in var.param_inputs:
+        if name not in names:
+            raise ValueError(f"{path}: parameter {name!r} (an input of the {case} operator) is missing; has {names}")
+    inputs = u0 if var.n_space == 1 else np.transpose(u0[..., list(var.channels)], (0, 2, 1, 3))
+    if var.param_inputs:
+        consts = [np.broadcast_to(params[:, names.index(p)].reshape(n, *([1] * var.n_space)), inputs.shape[:1 + var.n_space])
+                  for p in var.param_inputs]
+        base = inputs[..., None] if var.out_channels == 1 else inputs
+        inputs = np.concatenate([base, *(c[..., None] for c in consts)], axis=-1)
+    return OperatorSplit(case=case, x=x, t=t, params=params, inputs=np.ascontiguousarray(inputs, dtype=np.float64),
+                         targets=np.ascontiguousarray(_to_model_layout(case, u), dtype=np.float64),
+                         bc=_bc_model_layout(case, boundary, nx), truth=u if var.n_space == 1 else u[..., list(var.channels)],
+                         boundary=boundary)
+
+
+# ---- models ----------------------------------------------------------------------------------------
+
+
+def _modes(requested: int, grid: Sequence[int]) -> list[int]:
+    """Kept modes per grid axis: ``requested`` capped at n//2 (n//2 + 1 on the last, half-spectrum axis)."""
+    caps = [n // 2 for n in grid[:-1]] + [grid[-1] // 2 + 1]
+    return [max(1, min(requested, c)) for c in caps]
+
+
+def fno_config(case: str, params: ParamsModel, x: np.ndarray, t: np.ndarray) -> dict[str, Any]:
+    """Constructor arguments of the case's FNO (params.yaml ``models.fno`` with per-case overrides)."""
+    var = _variant(case)
+    settings = params.model_settings("fno", case)
+    problem = pdes.get(case)
+    space = [tuple(map(float, problem.x_domain))] * var.n_space
+    grid = [x.size] * var.n_space
+    domain = list(space)
+    nt = None
+    if var.multistep:
+        nt = int(t.size)
+        grid.append(nt)
+        domain.append((float(t[0]), float(t[-1])))
+    return {"n_space": var.n_space, "nt": nt, "in_channels": var.in_channels, "out_channels": var.out_channels,
+            "width": settings.width, "modes": _modes(settings.modes, grid), "n_layers": settings.layers,
+            "domain": [list(d) for d in domain]}
+
+
+def build_model(config: Mapping[str, Any]) -> nn.Module:
+    """Rebuild a model from its checkpoint ``model_config``: ``{"variant": "plain" | "boon", "fno": {...},
+    "boundary": ..., "neumann_order": ...}`` → :class:`FNO` or :class:`BOONFNO` (same parameters)."""
+    fno = FNO(**{k: v for k, v in config["fno"].items()})
+    if config["variant"] == "plain":
+        return fno
+    if config["variant"] == "boon":
+        return BOONFNO(fno, config["boundary"], neumann_order=int(config["neumann_order"]))
+    raise ValueError(f"model_config.variant must be 'plain' or 'boon', got {config['variant']!r}")
+
+
+def _model_config(case: str, variant: str, fno_cfg: Mapping[str, Any]) -> dict[str, Any]:
+    return {"case": case, "variant": variant, "fno": dict(fno_cfg), "boundary": _variant(case).boundary,
+            "neumann_order": NEUMANN_ORDER}
+
+
+def _call(model: nn.Module, inputs: torch.Tensor, bc: Sequence[torch.Tensor]) -> torch.Tensor:
+    if isinstance(model, BOONFNO):
+        return model(inputs, list(bc) if len(bc) > 1 else bc[0])
+    return model(inputs)
+
+
+def relative_l2_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean over the batch of ‖pred − target‖₂ / ‖target‖₂, norms over every non-batch axis (Li et al. 2021)."""
+    diff = (pred - target).flatten(1).norm(dim=1)
+    return (diff / target.flatten(1).norm(dim=1).clamp_min(torch.finfo(target.dtype).tiny)).mean()
+
+
+def _loss(model: nn.Module, batch: Sequence[torch.Tensor]) -> torch.Tensor:
+    inputs, targets, *bc = batch
+    return relative_l2_loss(_call(model, inputs, bc), targets)
+
+
+def _train_config(case: str, params: ParamsModel) -> TrainConfig:
+    tc = params.model_settings("fno", case).train
+    return TrainConfig(epochs=tc.epochs, batch_size=tc.batch_size, lr=tc.lr, weight_decay=tc.weight_decay,
+                       lr_step=tc.lr_step, lr_gamma=tc.lr_gamma, seed=params.seed, grad_clip=GRAD_CLIP)
+
+
+def _check_fno(case: str, model: str) -> None:
+    _variant(case)
+    if model != "fno":
+        raise ValueError(f"model: {model!r} is not a BOON base operator; allowed: fno")
+
+
+def _write_json(path: Path, payload: Any) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def train(case: str, model: str, params: ParamsModel, data_dir: Path, out_dir: Path, progress: bool = True) -> Path:
+    """Train the plain FNO (``plain.pt``) and, when ``boon`` is in the matrix, the BOON-corrected FNO
+    (``boon.pt``) on ``case`` with the same initial weights, data order and budget; returns ``out_dir``.
+
+    Loss: relative L2 over the whole output field; best validation epoch kept (:func:`physml.training.fit`,
+    resumable). ``train_summary.json``: per variant {best_val, best_epoch, epochs, seconds, parameters}.
+    """
+    _check_fno(case, model)
+    data_dir, out_dir = Path(data_dir), Path(out_dir)
+    train_split, val_split = load_split(case, data_dir, "train"), load_split(case, data_dir, "val")
+    fno_cfg = fno_config(case, params, train_split.x, train_split.t)
+    config = _train_config(case, params)
+    variants = ["plain"] + (["boon"] if "boon" in params.matrix.boon.constraints else [])
+    summary: dict[str, Any] = {"case": case, "model": model, "fno": fno_cfg, "train_config": config.to_dict(),
+                               "n_train": len(train_split), "n_val": len(val_split)}
+    train_data, val_data = train_split.tensors(), val_split.tensors()
+    for variant in variants:
+        torch.manual_seed(params.seed)
+        net = build_model(_model_config(case, variant, fno_cfg))
+        started = time.perf_counter()
+        result = fit(net, _loss, train_data, val_data, config, out_dir / (PLAIN_FILE if variant == "plain" else BOON_FILE),
+                     _model_config(case, variant, fno_cfg), progress=progress)
+        summary[variant] = {"best_val": result.best_val, "best_epoch": result.best_epoch, "epochs": config.epochs,
+                            "seconds": time.perf_counter() - started,
+                            "parameters": sum(p.numel() for p in net.parameters())}
+    _write_json(out_dir / SUMMARY_FILE, summary)
+    return out_dir
+
+
+# ---- constrain -------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def predict(net: nn.Module, split: OperatorSplit, batch_size: int = 64, device: str = "auto") -> np.ndarray:
+    """Model-layout predictions of ``net`` on ``split`` in float64 (the net is cast to float64)."""
+    dev = select_device(device)
+    net = net.to(device=dev, dtype=torch.float64).eval()
+    data = split.tensors(torch.float64)
+    out = []
+    for start in range(0, len(split), batch_size):
+        inputs, _, *bc = (a[start:start + batch_size].to(dev) for a in data.tensors)
+        out.append(_call(net, inputs, bc).cpu().numpy())
+    return np.concatenate(out, axis=0)
+
+
+def constrain(case: str, model: str, params: ParamsModel, data_dir: Path, model_dir: Path, out_dir: Path) -> Path:
+    """Test-split predictions of every BOON constraint → ``out_dir/predictions.h5`` (written atomically).
+
+    ``none``: plain FNO; ``boon``: the BOON-trained FNO; ``boon_posthoc``: the plain FNO's weights in the
+    corrected forward. Arrays in the dataset layout ``(N, nt, *S)`` (cavity: S = (ny, nx, 2) for (u, v)).
+    """
+    _check_fno(case, model)
+    constraints = list(params.matrix.boon.constraints)
+    unknown = [c for c in constraints if c not in CONSTRAINTS]
+    if unknown:
+        raise ValueError(f"matrix.boon.constraints: {unknown} unknown; allowed: {', '.join(CONSTRAINTS)}")
+    model_dir, out_dir = Path(model_dir), Path(out_dir)
+    split = load_split(case, data_dir, "test")
+    var = _variant(case)
+    preds: dict[str, np.ndarray] = {}
+    plain, plain_cfg, _ = load_checkpoint(model_dir / PLAIN_FILE, build_model, expect_case=case)
+    for name in constraints:
+        if name == "none":
+            net = plain
+        elif name == "boon":
+            net, _, _ = load_checkpoint(model_dir / BOON_FILE, build_model, expect_case=case)
+        else:
+            fno, _, _ = load_checkpoint(model_dir / PLAIN_FILE, build_model, expect_case=case)
+            net = BOONFNO(fno, var.boundary, neumann_order=NEUMANN_ORDER)
+        preds[name] = _to_data_layout(case, predict(net, split))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / PREDICTIONS_FILE
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as fh:
+        fh.attrs.update({"case": case, "model": model, "constraints": constraints, "dtype": "float64",
+                         "boundary": var.boundary, "fno": json.dumps(plain_cfg["fno"])})
+        fh.create_dataset("x", data=split.x)
+        fh.create_dataset("t", data=split.t)
+        for name, arr in preds.items():
+            fh.create_dataset(name, data=arr)
+    return path
+
+
+# ---- evaluate --------------------------------------------------------------------------------------
+
+
+def boundary_values(case: str, field: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """What the condition constrains, in the layout of the boundary data.
+
+    1-D Dirichlet: (u(x₀), u(x_N)) → (N, nt, 2). 1-D Neumann: the one-sided stencil derivatives
+    (Σ a_k u_k / h, −Σ a_k u_{N−k} / h) of order :data:`NEUMANN_ORDER` → (N, nt, 2). Cavity ``(N, nt, ny,
+    nx, 2)``: (N, nt, 4 walls, 2, n) for walls bottom (y = 0), top (y = 1, corners included), left (x = 0)
+    and right (x = 1) without the top corners — the last axis runs along the wall (n = nx; the side
+    walls' top point repeats their last interior value's position and is excluded by masking).
+    """
+    var = _variant(case)
+    if var.n_space == 1:
+        if var.boundary == "dirichlet":
+            return np.stack([field[..., 0], field[..., -1]], axis=-1)
+        h = float(x[1] - x[0])
+        a = NEUMANN_STENCILS[NEUMANN_ORDER]
+        left = sum(c * field[..., k] for k, c in enumerate(a)) / h
+        right = -sum(c * field[..., -1 - k] for k, c in enumerate(a)) / h
+        return np.stack([left, right], axis=-1)
+    bottom, top = field[:, :, 0], field[:, :, -1]  # (N, nt, nx, c)
+    left, right = field[:, :, :, 0], field[:, :, :, -1]  # (N, nt, ny, c)
+    return np.stack([bottom, top, left, right], axis=2).swapaxes(-1, -2)  # (N, nt, 4, c, n)
+
+
+def boundary_error(case: str, field: np.ndarray, boundary: np.ndarray, x: np.ndarray) -> float:
+    """max |B(field) − g| over every sample, time and boundary point (B: :func:`boundary_values`).
+
+    Cavity: the side walls are compared on 0 ≤ y < 1 (their data hold there; the lid row owns the top
+    corners, :meth:`LidDrivenCavity.boundary_data`).
+    """
+    vals = boundary_values(case, field, x)
+    if _variant(case).n_space == 1:
+        return float(np.max(np.abs(vals - boundary)))
+    err = np.abs(vals - boundary[..., None])  # (N, nt, 4, c, n)
+    err[:, :, 2:, :, -1] = 0.0
+    return float(np.max(err))
+
+
+def _metrics(case: str, pred: np.ndarray, truth: np.ndarray, boundary: np.ndarray, x: np.ndarray) -> tuple[dict[str, float], np.ndarray]:
+    n = pred.shape[0]
+    whole = relative_l2(pred.reshape(n, -1), truth.reshape(n, -1), space_axes=1, reduce="none")
+    space_axes = pred.ndim - 2
+    per_time = np.asarray(relative_l2(pred, truth, space_axes=space_axes, reduce="none")).mean(axis=0)
+    out = {"rel_l2": float(np.mean(whole)), "rel_l2_std": float(np.std(whole)), "rel_l2_final": float(per_time[-1]),
+           "mse": float(np.mean((pred - truth) ** 2)), "boundary_max_abs": boundary_error(case, pred, boundary, x)}
+    return out, per_time
+
+
+def evaluate(case: str, model: str, params: ParamsModel, data_dir: Path, pred_dir: Path, out_dir: Path) -> dict[str, dict[str, float]]:
+    """Metrics of every constraint → ``out_dir/<constraint>.json`` (flat {metric: float}), ``per_time.json``
+    (relative L2 per output time) and figures in ``out_dir/figures``; returns {constraint: metrics}.
+
+    rel_l2: mean over test samples of ‖pred − true‖₂/‖true‖₂ over the whole field (all times); rel_l2_final:
+    the same at the last output time; boundary_max_abs: :func:`boundary_error` (0 up to round-off for BOON).
+    """
+    _check_fno(case, model)
+    split = load_split(case, data_dir, "test")
+    out_dir = Path(out_dir)
+    preds: dict[str, np.ndarray] = {}
+    with h5py.File(Path(pred_dir) / PREDICTIONS_FILE, "r") as fh:
+        for name in params.matrix.boon.constraints:
+            if name not in fh:
+                raise ValueError(f"{pred_dir}/{PREDICTIONS_FILE}: no predictions for constraint {name!r}; run constrain")
+            preds[name] = fh[name][:]
+    results: dict[str, dict[str, float]] = {}
+    per_time: dict[str, Any] = {"t": split.t.tolist()}
+    for name, pred in preds.items():
+        if pred.shape != split.truth.shape:
+            raise ValueError(f"predictions {name!r} have shape {pred.shape}; the test split needs {split.truth.shape}")
+        results[name], per_time[name] = _metrics(case, pred, split.truth, split.boundary, split.x)
+        per_time[name] = per_time[name].tolist()
+        _write_json(out_dir / f"{name}.json", results[name])
+    per_time["truth_boundary_max_abs"] = boundary_error(case, split.truth, split.boundary, split.x)
+    _write_json(out_dir / "per_time.json", per_time)
+    _figures(case, split, preds, per_time, out_dir / "figures")
+    return results
+
+
+# ---- figures ---------------------------------------------------------------------------------------
+
+LABELS = {"none": "FNO", "boon": "BOON", "boon_posthoc": "BOON (post hoc)"}
+COLORS = {"none": "tab:blue", "boon": "tab:green", "boon_posthoc": "tab:orange"}
+
+
+def _figures(case: str, split: OperatorSplit, preds: Mapping[str, np.ndarray], per_time: Mapping[str, Any], fig_dir: Path) -> list[Path]:
+    var = _variant(case)
+    paths: list[Path] = []
+    errors = {LABELS[k]: np.asarray(per_time[k]) for k in preds}
+    colors = {LABELS[k]: COLORS[k] for k in preds}
+    if var.multistep:
+        paths.append(_plot_error_over_time(split.t, errors, fig_dir / "error_over_time.png",
+                                           title=f"{case}: relative L2 error over time", colors=colors))
+    if case == "heat_neumann":
+        grads = {LABELS[k]: boundary_values(case, v, split.x)[0] for k, v in preds.items()}
+        paths.append(_plot_boundary_gradient(split.t, split.boundary[0], grads, fig_dir / "boundary_gradient.png",
+                                                       title=f"{case}: u_x at the boundaries (test sample 0)", colors=colors))
+    if var.n_space == 1 and var.multistep:
+        fields = {LABELS[k]: v[0] for k, v in preds.items()}
+        paths.append(_plot_field_error(split.x, split.t, split.truth[0], fields, fig_dir / "field_error.png",
+                                             title=f"{case}: test sample 0"))
+    if not var.multistep:
+        profiles = {LABELS[k]: v[0, 0] for k, v in preds.items()}
+        paths.append(_plot_profiles(split.x, split.truth[0, 0], profiles, fig_dir / "profile.png",
+                                             title=f"{case}: u(T, x), test sample 0", colors=colors))
+    return paths
+
+
+def _plot_error_over_time(t: np.ndarray, errors: Mapping[str, np.ndarray], path: Path, title: str,
+                          colors: Mapping[str, str]) -> Path:
+    """Mean relative L2 error per output time, one line per method (BOON, Fig. 4/6: the FNO's grows)."""
+    from physml.plots import plt, save_figure
+
+    fig, ax = plt.subplots(figsize=(5.0, 3.2))
+    for name, err in errors.items():
+        ax.plot(t, err, "o-", ms=3, lw=1.3, color=colors.get(name), label=name)
+    ax.set_xlabel("t")
+    ax.set_ylabel("relative L2 error")
+    ax.set_yscale("log")
+    ax.set_title(title)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    return save_figure(fig, path)
+
+
+def _plot_boundary_gradient(t: np.ndarray, prescribed: np.ndarray, grads: Mapping[str, np.ndarray], path: Path,
+                            title: str, colors: Mapping[str, str]) -> Path:
+    """u_x at the insulated (x = 0) and heated (x = 1) ends over time: prescribed data and each method's
+    stencil derivative; ``prescribed`` and every ``grads`` value have shape (nt, 2) (BOON, Fig. 3)."""
+    from physml.plots import plt, save_figure
+
+    fig, axes = plt.subplots(1, 2, figsize=(8.0, 3.0))
+    for j, (ax, end) in enumerate(zip(axes, ("insulated end x = 0", "heated end x = 1"), strict=True)):
+        ax.plot(t, prescribed[:, j], "k-", lw=2.2, label="prescribed (truth)")
+        for name, g in grads.items():
+            ax.plot(t, g[:, j], "o--", ms=3, lw=1.2, color=colors.get(name), label=name)
+        ax.set_title(end)
+        ax.set_xlabel("t")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("u_x")
+    axes[0].legend(fontsize=7)
+    fig.suptitle(title)
+    return save_figure(fig, path)
+
+
+def _plot_field_error(x: np.ndarray, t: np.ndarray, truth: np.ndarray, fields: Mapping[str, np.ndarray], path: Path,
+                      title: str) -> Path:
+    """The true field u(t, x) (nt, nx) and |pred − true| of each method on one colour scale."""
+    from physml.plots import plt, save_figure
+
+    errs = {name: np.abs(f - truth) for name, f in fields.items()}
+    vmax = max(float(np.max(e)) for e in errs.values()) or 1.0
+    fig, axes = plt.subplots(1, 1 + len(errs), figsize=(3.2 * (1 + len(errs)), 2.9), squeeze=False)
+    extent = (float(x[0]), float(x[-1]), float(t[0]), float(t[-1]))
+    im = axes[0][0].imshow(truth, origin="lower", aspect="auto", extent=extent, cmap="RdBu_r")
+    axes[0][0].set_title("truth u(t, x)")
+    fig.colorbar(im, ax=axes[0][0])
+    for ax, (name, e) in zip(axes[0][1:], errs.items(), strict=True):
+        im = ax.imshow(e, origin="lower", aspect="auto", extent=extent, cmap="magma", vmin=0.0, vmax=vmax)
+        ax.set_title(f"|error| {name}")
+        fig.colorbar(im, ax=ax)
+    for ax in axes[0]:
+        ax.set_xlabel("x")
+    axes[0][0].set_ylabel("t")
+    fig.suptitle(title)
+    return save_figure(fig, path)
+
+
+def _plot_profiles(x: np.ndarray, truth: np.ndarray, profiles: Mapping[str, np.ndarray], path: Path, title: str,
+                   colors: Mapping[str, str]) -> Path:
+    """u(T, x): truth and each method's prediction (single-step operators)."""
+    from physml.plots import plt, save_figure
+
+    fig, ax = plt.subplots(figsize=(5.0, 3.2))
+    ax.plot(x, truth, "k-", lw=2.2, label="truth")
+    for name, u in profiles.items():
+        ax.plot(x, u, "--", lw=1.3, color=colors.get(name), label=name)
+    ax.set_xlabel("x")
+    ax.set_ylabel("u(T, x)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return save_figure(fig, path)
