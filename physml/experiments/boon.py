@@ -34,7 +34,7 @@ boundary values are exact to float64 round-off (≤ 1e-10) for every case.
 
 Files: ``models/…/{plain,boon}.pt`` (checkpoints of :func:`physml.training.fit`) and
 ``train_summary.json``; ``predictions/…/predictions.h5`` (``<constraint>`` arrays in the dataset layout);
-``metrics/…/<constraint>.json`` (flat {metric: float}), ``per_time.json`` and ``figures/*.png``.
+``metrics/…/<constraint>.json`` (flat {metric: float}) and ``figures/`` (``*.png``, ``per_time.json``).
 """
 
 from __future__ import annotations
@@ -87,6 +87,7 @@ GRAD_CLIP = 1.0
 close to singular while the weights move; unclipped, one such step can blow BOON's loss up by 10³ and stall
 training (measured on burgers_dirichlet: loss 2.5 → 6·10³, gradient norm 10¹²). Same clip for the plain FNO."""
 PLAIN_FILE, BOON_FILE, SUMMARY_FILE, PREDICTIONS_FILE = "plain.pt", "boon.pt", "train_summary.json", "predictions.h5"
+PER_TIME_FILE = "per_time.json"
 
 
 @dataclass(frozen=True)
@@ -450,8 +451,9 @@ def _metrics(case: str, pred: np.ndarray, truth: np.ndarray, boundary: np.ndarra
 
 
 def evaluate(case: str, model: str, params: ParamsModel, data_dir: Path, pred_dir: Path, out_dir: Path) -> dict[str, dict[str, float]]:
-    """Metrics of every constraint → ``out_dir/<constraint>.json`` (flat {metric: float}), ``per_time.json``
-    (relative L2 per output time) and figures in ``out_dir/figures``; returns {constraint: metrics}.
+    """Metrics of every constraint → ``out_dir/<constraint>.json`` (flat {metric: float}); figures and the data
+    behind them in ``out_dir/figures`` (``per_time.json``: relative L2 per output time per constraint, and the
+    truth's own boundary mismatch ``truth_boundary_max_abs``); returns {constraint: metrics}.
 
     rel_l2: mean over test samples of ‖pred − true‖₂/‖true‖₂ over the whole field (all times); rel_l2_final:
     the same at the last output time; boundary_max_abs: :func:`boundary_error` (0 up to round-off for BOON).
@@ -474,7 +476,7 @@ def evaluate(case: str, model: str, params: ParamsModel, data_dir: Path, pred_di
         per_time[name] = per_time[name].tolist()
         _write_json(out_dir / f"{name}.json", results[name])
     per_time["truth_boundary_max_abs"] = boundary_error(case, split.truth, split.boundary, split.x)
-    _write_json(out_dir / "per_time.json", per_time)
+    _write_json(out_dir / "figures" / PER_TIME_FILE, per_time)
     _figures(case, split, preds, per_time, out_dir / "figures")
     return results
 

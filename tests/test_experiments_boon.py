@@ -1,0 +1,154 @@
+"""BOON experiments end to end on tiny data: generate → train → constrain → evaluate.
+
+What is checked is what BOON guarantees (Saad et al., ICLR 2023): whatever the (barely trained) weights,
+the corrected operator meets the boundary condition to float64 round-off — Dirichlet values on every wall,
+Neumann data on the one-sided second-order stencil — while the plain FNO does not; the metrics files are
+flat {name: float}; and wrong-shaped boundary data stop the experiment with a clear error.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from physml import pdes, stages
+from physml.config import ParamsModel, load_params
+from physml.experiments import boon
+
+ROOT = Path(__file__).resolve().parents[1]
+TOL = 1e-10
+
+
+def tiny_params(**grids: dict) -> ParamsModel:
+    """params.yaml with a tiny quick profile: small grids and splits, a 2-layer width-8 FNO, 2 epochs."""
+    data = load_params(ROOT / "params.yaml").model_dump(mode="json", exclude_none=True)
+    for case in data["cases"].values():
+        for name, spec in list(case["parameters"].items()):
+            if "fixed" in spec:
+                case["parameters"][name] = spec["fixed"]
+    for case, grid in grids.items():
+        data["cases"][case]["grid"]["quick"] = grid
+        data["cases"][case]["sizes"]["quick"] = {"train": 6, "val": 3, "test": 4}
+    data["models"]["fno"]["quick"] = {"width": 8, "modes": 3, "layers": 2,
+                                      "train": {"epochs": 2, "batch_size": 3, "lr": 1e-3, "weight_decay": 0.0,
+                                                "lr_step": 10, "lr_gamma": 0.5}}
+    data["models"]["fno"]["cases"] = {}
+    return ParamsModel.model_validate(data)
+
+
+@pytest.fixture(scope="module")
+def heat_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[ParamsModel, Path, dict]:
+    params = tiny_params(heat_neumann={"nx": 16, "nt": 4})
+    root = tmp_path_factory.mktemp("boon_heat")
+    stages.generate("heat_neumann", params, root, progress=False)
+    stages.train("heat_neumann", "fno", params, root, progress=False)
+    stages.constrain("heat_neumann", "fno", params, root)
+    results = stages.evaluate("heat_neumann", "fno", params, root)
+    return params, root, results
+
+
+def test_round_trip_heat_neumann_files_and_flat_metrics(heat_run: tuple[ParamsModel, Path, dict]) -> None:
+    params, root, results = heat_run
+    lay = stages.Layout(root, params.profile)
+    models = lay.models("heat_neumann", "fno")
+    assert (models / "plain.pt").is_file() and (models / "boon.pt").is_file()
+    summary = json.loads((models / "train_summary.json").read_text())
+    assert summary["plain"]["epochs"] == 2 and summary["boon"]["parameters"] == summary["plain"]["parameters"]
+    metrics_dir = lay.metrics("heat_neumann", "fno")
+    assert set(results) == {"none", "boon", "boon_posthoc"}
+    for name, values in results.items():
+        on_disk = json.loads((metrics_dir / f"{name}.json").read_text())
+        assert on_disk == values
+        assert all(isinstance(v, float) and np.isfinite(v) for v in on_disk.values())
+        assert {"rel_l2", "rel_l2_final", "boundary_max_abs"} <= set(on_disk)
+    per_time = json.loads((metrics_dir / "figures" / "per_time.json").read_text())
+    assert len(per_time["t"]) == 4 and all(len(per_time[k]) == 4 for k in results)
+    for fig in ("error_over_time.png", "boundary_gradient.png", "field_error.png"):
+        assert (metrics_dir / "figures" / fig).stat().st_size > 0
+    assert not list(metrics_dir.rglob(".*partial*"))
+
+
+def test_boon_meets_neumann_data_on_the_stencil(heat_run: tuple[ParamsModel, Path, dict]) -> None:
+    """(−3u₀ + 4u₁ − u₂)/(2h) = 0 at x = 0 and (3u_N − 4u_{N−1} + u_{N−2})/(2h) = U sin(πt) at x = 1."""
+    params, root, results = heat_run
+    lay = stages.Layout(root, params.profile)
+    with h5py.File(lay.predictions("heat_neumann", "fno") / "predictions.h5", "r") as fh:
+        x, t = fh["x"][:], fh["t"][:]
+        preds = {k: fh[k][:] for k in ("none", "boon", "boon_posthoc")}
+    h = x[1] - x[0]
+    with h5py.File(lay.data("heat_neumann") / "test.h5", "r") as fh:
+        U = fh["params"][:, 2]
+    for name in ("boon", "boon_posthoc"):
+        u = preds[name]
+        left = (-3 * u[..., 0] + 4 * u[..., 1] - u[..., 2]) / (2 * h)
+        right = (3 * u[..., -1] - 4 * u[..., -2] + u[..., -3]) / (2 * h)
+        assert np.max(np.abs(left)) <= TOL
+        assert np.max(np.abs(right - U[:, None] * np.sin(np.pi * t)[None, :])) <= TOL
+        assert results[name]["boundary_max_abs"] <= TOL
+    assert results["none"]["boundary_max_abs"] > 1e-3  # the plain FNO knows nothing of the flux
+
+
+def test_cavity_shapes_and_wall_velocities(tmp_path: Path) -> None:
+    """2-D + time: (u, v) predictions (N, nt, ny, nx, 2); BOON's walls carry the lid speed (top, corners
+    included) and no slip elsewhere, to round-off."""
+    params = tiny_params(cavity={"nx": 9, "nt": 3})
+    stages.generate("cavity", params, tmp_path, progress=False)
+    stages.train("cavity", "fno", params, tmp_path, progress=False)
+    path = stages.constrain("cavity", "fno", params, tmp_path)
+    results = stages.evaluate("cavity", "fno", params, tmp_path)
+    lay = stages.Layout(tmp_path, params.profile)
+    with h5py.File(lay.data("cavity") / "test.h5", "r") as fh:
+        truth_shape, lid = fh["u"].shape, fh["params"][:, 0]
+    with h5py.File(path, "r") as fh:
+        preds = {k: fh[k][:] for k in ("none", "boon", "boon_posthoc")}
+    for name, u in preds.items():
+        assert u.shape == (*truth_shape[:-1], 2), name
+    for name in ("boon", "boon_posthoc"):
+        u = preds[name]
+        expected_top = np.zeros_like(u[:, :, -1])
+        expected_top[..., 0] = lid[:, None, None]
+        assert np.max(np.abs(u[:, :, -1] - expected_top)) <= TOL
+        assert np.max(np.abs(u[:, :, 0])) <= TOL
+        assert np.max(np.abs(u[:, :, :-1, 0])) <= TOL and np.max(np.abs(u[:, :, :-1, -1])) <= TOL
+        assert results[name]["boundary_max_abs"] <= TOL
+    assert results["none"]["boundary_max_abs"] > 1e-3
+    assert (lay.metrics("cavity", "fno") / "figures" / "error_over_time.png").is_file()
+
+
+def test_wrong_shaped_boundary_data_is_a_clear_error(tmp_path: Path) -> None:
+    params = tiny_params(stokes2={"nx": 12, "nt": 3})
+    case_dir = stages.generate("stokes2", params, tmp_path, progress=False)
+    with h5py.File(case_dir / "train.h5", "r+") as fh:
+        good = fh["boundary"][:]
+        del fh["boundary"]
+        fh.create_dataset("boundary", data=good[:, :, :1])
+    with pytest.raises(ValueError, match=r"boundary has shape \(6, 3, 1\); stokes2 needs \(6, 3, 2\)"):
+        stages.train("stokes2", "fno", params, tmp_path, progress=False)
+    assert not (stages.Layout(tmp_path, params.profile).models("stokes2", "fno") / "plain.pt").exists()
+
+
+def test_neumann_stencil_of_the_reference_solution_converges_at_order_two() -> None:
+    """The metric's stencil derivative of the exact heat solution tends to the prescribed u_x as h²."""
+    problem = pdes.get("heat_neumann")
+    p = {"omega": 2.7, "k": 0.01, "U": 5.0}
+    t = np.array([0.25, 0.5, 1.0])
+    errors = []
+    for n in (17, 33, 65):
+        x = np.linspace(0.0, 1.0, n)
+        u = problem.solve(p, x, t)[None]
+        errors.append(boon.boundary_error("heat_neumann", u, problem.boundary_data(p, t)[None], x))
+    orders = np.log2(np.array(errors[:-1]) / np.array(errors[1:]))
+    assert np.all(orders > 1.8), (errors, orders)
+
+
+def test_layouts_round_trip_and_unknown_case() -> None:
+    rng = np.random.default_rng(0)
+    for case, shape in (("stokes2", (2, 5, 7)), ("burgers_dirichlet", (2, 1, 7)), ("cavity", (2, 3, 5, 5, 2))):
+        u = rng.standard_normal(shape)
+        assert np.array_equal(boon._to_data_layout(case, boon._to_model_layout(case, u)), u)
+    with pytest.raises(ValueError, match="case: 'heat' has no BOON variant"):
+        boon.fno_config("heat", load_params(ROOT / "params.yaml"), np.zeros(8), np.zeros(2))
