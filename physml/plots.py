@@ -139,11 +139,108 @@ def shock_histograms(
     return save_figure(fig, path)
 
 
+# ---- BOON (operator learning) figures ---------------------------------------------------------
+def error_over_time(
+    t: np.ndarray,
+    errors: Mapping[str, np.ndarray],
+    path: str | Path,
+    title: str = "",
+    colors: Mapping[str, str] | None = None,
+) -> Path:
+    """Mean relative L2 error per output time, one line per method (BOON, Fig. 4/6: the FNO's grows)."""
+    fig, ax = plt.subplots(figsize=(5.0, 3.2))
+    for name, err in errors.items():
+        ax.plot(t, err, "o-", ms=3, lw=1.3, color=(colors or {}).get(name), label=name)
+    ax.set_xlabel("t")
+    ax.set_ylabel("relative L2 error")
+    ax.set_yscale("log")
+    ax.set_title(title)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    return save_figure(fig, path)
+
+
+def boundary_gradient_over_time(
+    t: np.ndarray,
+    prescribed: np.ndarray,
+    grads: Mapping[str, np.ndarray],
+    path: str | Path,
+    title: str = "",
+    colors: Mapping[str, str] | None = None,
+) -> Path:
+    """u_x at the insulated (x = 0) and heated (x = 1) ends over time: prescribed data and each method's
+    stencil derivative; ``prescribed`` and every ``grads`` value have shape (nt, 2) (BOON, Fig. 3)."""
+    fig, axes = plt.subplots(1, 2, figsize=(8.0, 3.0))
+    for j, (ax, end) in enumerate(zip(axes, ("insulated end x = 0", "heated end x = 1"), strict=True)):
+        ax.plot(t, prescribed[:, j], "k-", lw=2.2, label="prescribed (truth)")
+        for name, g in grads.items():
+            ax.plot(t, g[:, j], "o--", ms=3, lw=1.2, color=(colors or {}).get(name), label=name)
+        ax.set_title(end)
+        ax.set_xlabel("t")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("u_x")
+    axes[0].legend(fontsize=7)
+    fig.suptitle(title)
+    return save_figure(fig, path)
+
+
+def field_error_panel(
+    x: np.ndarray,
+    t: np.ndarray,
+    truth: np.ndarray,
+    fields: Mapping[str, np.ndarray],
+    path: str | Path,
+    title: str = "",
+) -> Path:
+    """The true field u(t, x) (nt, nx) and |pred − true| of each method on one colour scale."""
+    errs = {name: np.abs(f - truth) for name, f in fields.items()}
+    vmax = max(float(np.max(e)) for e in errs.values()) or 1.0
+    fig, axes = plt.subplots(1, 1 + len(errs), figsize=(3.2 * (1 + len(errs)), 2.9), squeeze=False)
+    extent = (float(x[0]), float(x[-1]), float(t[0]), float(t[-1]))
+    im = axes[0][0].imshow(truth, origin="lower", aspect="auto", extent=extent, cmap="RdBu_r")
+    axes[0][0].set_title("truth u(t, x)")
+    fig.colorbar(im, ax=axes[0][0])
+    for ax, (name, e) in zip(axes[0][1:], errs.items(), strict=True):
+        im = ax.imshow(e, origin="lower", aspect="auto", extent=extent, cmap="magma", vmin=0.0, vmax=vmax)
+        ax.set_title(f"|error| {name}")
+        fig.colorbar(im, ax=ax)
+    for ax in axes[0]:
+        ax.set_xlabel("x")
+    axes[0][0].set_ylabel("t")
+    fig.suptitle(title)
+    return save_figure(fig, path)
+
+
+def operator_profiles(
+    x: np.ndarray,
+    truth: np.ndarray,
+    profiles: Mapping[str, np.ndarray],
+    path: str | Path,
+    title: str = "",
+    colors: Mapping[str, str] | None = None,
+) -> Path:
+    """u(T, x): truth and each method's prediction (single-step operators)."""
+    fig, ax = plt.subplots(figsize=(5.0, 3.2))
+    ax.plot(x, truth, "k-", lw=2.2, label="truth")
+    for name, u in profiles.items():
+        ax.plot(x, u, "--", lw=1.3, color=(colors or {}).get(name), label=name)
+    ax.set_xlabel("x")
+    ax.set_ylabel("u(T, x)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return save_figure(fig, path)
+
+
 __all__ = [
     "METHOD_COLORS",
     "METHOD_LABELS",
+    "boundary_gradient_over_time",
+    "error_over_time",
+    "field_error_panel",
     "mass_over_time",
     "method_label",
+    "operator_profiles",
     "profiles_with_bands",
     "save_figure",
     "shock_histograms",

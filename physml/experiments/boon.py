@@ -40,10 +40,9 @@ Files: ``models/…/{plain,boon}.pt`` (checkpoints of :func:`physml.training.fit
 from __future__ import annotations
 
 import json
-import math
-import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,6 +87,10 @@ close to singular while the weights move; unclipped, one such step can blow BOON
 training (measured on burgers_dirichlet: loss 2.5 → 6·10³, gradient norm 10¹²). Same clip for the plain FNO."""
 PLAIN_FILE, BOON_FILE, SUMMARY_FILE, PREDICTIONS_FILE = "plain.pt", "boon.pt", "train_summary.json", "predictions.h5"
 PER_TIME_FILE = "per_time.json"
+TORCH_THREADS = 1
+"""Intra-op CPU threads while training and predicting. The quick models are small enough that a second
+thread gains little, and the pipeline runs stages side by side: measured on a shared 2-core box, one BOON
+step took 1.35 s with 2 threads against 0.05 s with 1 (oversubscription)."""
 
 
 @dataclass(frozen=True)
@@ -311,6 +314,17 @@ def _check_fno(case: str, model: str) -> None:
         raise ValueError(f"model: {model!r} is not a BOON base operator; allowed: fno")
 
 
+@contextmanager
+def _torch_threads(n: int = TORCH_THREADS) -> Iterator[None]:
+    """Limit torch's intra-op CPU threads for the block and restore them after."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
 def _write_json(path: Path, payload: Any) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
@@ -334,8 +348,17 @@ def train(case: str, model: str, params: ParamsModel, data_dir: Path, out_dir: P
     summary: dict[str, Any] = {"case": case, "model": model, "fno": fno_cfg, "train_config": config.to_dict(),
                                "n_train": len(train_split), "n_val": len(val_split)}
     train_data, val_data = train_split.tensors(), val_split.tensors()
+    with _torch_threads():
+        _fit_variants(case, variants, fno_cfg, config, train_data, val_data, out_dir, progress, summary, params.seed)
+    _write_json(out_dir / SUMMARY_FILE, summary)
+    return out_dir
+
+
+def _fit_variants(case: str, variants: Sequence[str], fno_cfg: Mapping[str, Any], config: TrainConfig,
+                  train_data: TensorDataset, val_data: TensorDataset, out_dir: Path, progress: bool,
+                  summary: dict[str, Any], seed: int) -> None:
     for variant in variants:
-        torch.manual_seed(params.seed)
+        torch.manual_seed(seed)
         net = build_model(_model_config(case, variant, fno_cfg))
         started = time.perf_counter()
         result = fit(net, _loss, train_data, val_data, config, out_dir / (PLAIN_FILE if variant == "plain" else BOON_FILE),
@@ -343,8 +366,6 @@ def train(case: str, model: str, params: ParamsModel, data_dir: Path, out_dir: P
         summary[variant] = {"best_val": result.best_val, "best_epoch": result.best_epoch, "epochs": config.epochs,
                             "seconds": time.perf_counter() - started,
                             "parameters": sum(p.numel() for p in net.parameters())}
-    _write_json(out_dir / SUMMARY_FILE, summary)
-    return out_dir
 
 
 # ---- constrain -------------------------------------------------------------------------------------
@@ -387,7 +408,8 @@ def constrain(case: str, model: str, params: ParamsModel, data_dir: Path, model_
         else:
             fno, _, _ = load_checkpoint(model_dir / PLAIN_FILE, build_model, expect_case=case)
             net = BOONFNO(fno, var.boundary, neumann_order=NEUMANN_ORDER)
-        preds[name] = _to_data_layout(case, predict(net, split))
+        with _torch_threads():
+            preds[name] = _to_data_layout(case, predict(net, split))
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / PREDICTIONS_FILE
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as fh:
@@ -488,100 +510,26 @@ COLORS = {"none": "tab:blue", "boon": "tab:green", "boon_posthoc": "tab:orange"}
 
 
 def _figures(case: str, split: OperatorSplit, preds: Mapping[str, np.ndarray], per_time: Mapping[str, Any], fig_dir: Path) -> list[Path]:
+    from physml import plots
+
     var = _variant(case)
     paths: list[Path] = []
     errors = {LABELS[k]: np.asarray(per_time[k]) for k in preds}
     colors = {LABELS[k]: COLORS[k] for k in preds}
     if var.multistep:
-        paths.append(_plot_error_over_time(split.t, errors, fig_dir / "error_over_time.png",
+        paths.append(plots.error_over_time(split.t, errors, fig_dir / "error_over_time.png",
                                            title=f"{case}: relative L2 error over time", colors=colors))
     if case == "heat_neumann":
         grads = {LABELS[k]: boundary_values(case, v, split.x)[0] for k, v in preds.items()}
-        paths.append(_plot_boundary_gradient(split.t, split.boundary[0], grads, fig_dir / "boundary_gradient.png",
+        paths.append(plots.boundary_gradient_over_time(split.t, split.boundary[0], grads, fig_dir / "boundary_gradient.png",
                                                        title=f"{case}: u_x at the boundaries (test sample 0)", colors=colors))
     if var.n_space == 1 and var.multistep:
         fields = {LABELS[k]: v[0] for k, v in preds.items()}
-        paths.append(_plot_field_error(split.x, split.t, split.truth[0], fields, fig_dir / "field_error.png",
+        paths.append(plots.field_error_panel(split.x, split.t, split.truth[0], fields, fig_dir / "field_error.png",
                                              title=f"{case}: test sample 0"))
     if not var.multistep:
         profiles = {LABELS[k]: v[0, 0] for k, v in preds.items()}
-        paths.append(_plot_profiles(split.x, split.truth[0, 0], profiles, fig_dir / "profile.png",
+        paths.append(plots.operator_profiles(split.x, split.truth[0, 0], profiles, fig_dir / "profile.png",
                                              title=f"{case}: u(T, x), test sample 0", colors=colors))
     return paths
 
-
-def _plot_error_over_time(t: np.ndarray, errors: Mapping[str, np.ndarray], path: Path, title: str,
-                          colors: Mapping[str, str]) -> Path:
-    """Mean relative L2 error per output time, one line per method (BOON, Fig. 4/6: the FNO's grows)."""
-    from physml.plots import plt, save_figure
-
-    fig, ax = plt.subplots(figsize=(5.0, 3.2))
-    for name, err in errors.items():
-        ax.plot(t, err, "o-", ms=3, lw=1.3, color=colors.get(name), label=name)
-    ax.set_xlabel("t")
-    ax.set_ylabel("relative L2 error")
-    ax.set_yscale("log")
-    ax.set_title(title)
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
-    return save_figure(fig, path)
-
-
-def _plot_boundary_gradient(t: np.ndarray, prescribed: np.ndarray, grads: Mapping[str, np.ndarray], path: Path,
-                            title: str, colors: Mapping[str, str]) -> Path:
-    """u_x at the insulated (x = 0) and heated (x = 1) ends over time: prescribed data and each method's
-    stencil derivative; ``prescribed`` and every ``grads`` value have shape (nt, 2) (BOON, Fig. 3)."""
-    from physml.plots import plt, save_figure
-
-    fig, axes = plt.subplots(1, 2, figsize=(8.0, 3.0))
-    for j, (ax, end) in enumerate(zip(axes, ("insulated end x = 0", "heated end x = 1"), strict=True)):
-        ax.plot(t, prescribed[:, j], "k-", lw=2.2, label="prescribed (truth)")
-        for name, g in grads.items():
-            ax.plot(t, g[:, j], "o--", ms=3, lw=1.2, color=colors.get(name), label=name)
-        ax.set_title(end)
-        ax.set_xlabel("t")
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel("u_x")
-    axes[0].legend(fontsize=7)
-    fig.suptitle(title)
-    return save_figure(fig, path)
-
-
-def _plot_field_error(x: np.ndarray, t: np.ndarray, truth: np.ndarray, fields: Mapping[str, np.ndarray], path: Path,
-                      title: str) -> Path:
-    """The true field u(t, x) (nt, nx) and |pred − true| of each method on one colour scale."""
-    from physml.plots import plt, save_figure
-
-    errs = {name: np.abs(f - truth) for name, f in fields.items()}
-    vmax = max(float(np.max(e)) for e in errs.values()) or 1.0
-    fig, axes = plt.subplots(1, 1 + len(errs), figsize=(3.2 * (1 + len(errs)), 2.9), squeeze=False)
-    extent = (float(x[0]), float(x[-1]), float(t[0]), float(t[-1]))
-    im = axes[0][0].imshow(truth, origin="lower", aspect="auto", extent=extent, cmap="RdBu_r")
-    axes[0][0].set_title("truth u(t, x)")
-    fig.colorbar(im, ax=axes[0][0])
-    for ax, (name, e) in zip(axes[0][1:], errs.items(), strict=True):
-        im = ax.imshow(e, origin="lower", aspect="auto", extent=extent, cmap="magma", vmin=0.0, vmax=vmax)
-        ax.set_title(f"|error| {name}")
-        fig.colorbar(im, ax=ax)
-    for ax in axes[0]:
-        ax.set_xlabel("x")
-    axes[0][0].set_ylabel("t")
-    fig.suptitle(title)
-    return save_figure(fig, path)
-
-
-def _plot_profiles(x: np.ndarray, truth: np.ndarray, profiles: Mapping[str, np.ndarray], path: Path, title: str,
-                   colors: Mapping[str, str]) -> Path:
-    """u(T, x): truth and each method's prediction (single-step operators)."""
-    from physml.plots import plt, save_figure
-
-    fig, ax = plt.subplots(figsize=(5.0, 3.2))
-    ax.plot(x, truth, "k-", lw=2.2, label="truth")
-    for name, u in profiles.items():
-        ax.plot(x, u, "--", lw=1.3, color=colors.get(name), label=name)
-    ax.set_xlabel("x")
-    ax.set_ylabel("u(T, x)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    return save_figure(fig, path)
