@@ -67,7 +67,9 @@ def test_round_trip_writes_checkpoints_predictions_metrics_and_figures(run: dict
     assert summary["plain"]["epochs"] == 2 and math.isfinite(summary["softc"]["best_val"])
     with h5py.File(run[model]["pred"], "r") as fh:
         assert sorted(fh) == sorted(CONSTRAINTS)
-        assert fh["probconserv/mean"].shape == (8, 10, 10) and fh["probconserv/samples"].shape[::2] == (8, 10)
+        sampling = load_params(ROOT / "params.yaml").case("stefan").sampling
+        nt, nx = sampling.n_target_t, sampling.n_target_x
+        assert fh["probconserv/mean"].shape == (8, nt, nx) and fh["probconserv/samples"].shape[::2] == (8, nx)
     metrics_dir = lay.metrics("stefan", model)
     for c in CONSTRAINTS:
         data = json.loads((metrics_dir / f"{c}.json").read_text())

@@ -22,6 +22,7 @@ the same seed gives byte-identical arrays and adding a case changes no other cas
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import inspect
 import json
@@ -324,6 +325,24 @@ def generate_case(case: str, params: ParamsModel, out_dir: Path, progress: bool 
     if not force and is_complete(case_dir, fp):
         return case_dir
     case_dir.mkdir(parents=True, exist_ok=True)
+    with _case_lock(case_dir):
+        if not force and is_complete(case_dir, fp):
+            return case_dir  # another process finished it while this one waited
+        return _generate_locked(case, problem, params, case_dir, fp, progress)
+
+
+@contextmanager
+def _case_lock(case_dir: Path) -> Iterator[None]:
+    """Serialise writers of one case folder across processes (two pipeline runs at once)."""
+    with open(case_dir.parent / f".{case_dir.name}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _generate_locked(case: str, problem: Problem, params: ParamsModel, case_dir: Path, fp: str, progress: bool) -> Path:
     (case_dir / MARKER).unlink(missing_ok=True)
     for stale in case_dir.glob(".*.partial"):
         stale.unlink()
