@@ -180,7 +180,7 @@ def boundary_gradient_over_time(
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("u_x")
     axes[0].legend(fontsize=7)
-    fig.suptitle(title)
+    fig.suptitle(title, y=1.04)
     return save_figure(fig, path)
 
 
