@@ -430,9 +430,8 @@ def boundary_values(case: str, field: np.ndarray, x: np.ndarray) -> np.ndarray:
 
     1-D Dirichlet: (u(x₀), u(x_N)) → (N, nt, 2). 1-D Neumann: the one-sided stencil derivatives
     (Σ a_k u_k / h, −Σ a_k u_{N−k} / h) of order :data:`NEUMANN_ORDER` → (N, nt, 2). Cavity ``(N, nt, ny,
-    nx, 2)``: (N, nt, 4 walls, 2, n) for walls bottom (y = 0), top (y = 1, corners included), left (x = 0)
-    and right (x = 1) without the top corners — the last axis runs along the wall (n = nx; the side
-    walls' top point repeats their last interior value's position and is excluded by masking).
+    nx, 2)``: the wall values (N, nt, 4, 2, n) for the walls bottom (y = 0), top (y = 1), left (x = 0) and
+    right (x = 1), components (u, v), and n points along each wall.
     """
     var = _variant(case)
     if var.n_space == 1:
