@@ -11,6 +11,7 @@ Layout (keys are stable; other stages build on them)::
     cases.<name>:
         parameters.<pname>: scalar (fixed)  |  {train: [lo, hi], test: [lo, hi] | {values: [v, ...]}}
         sampling: {n_context, n_target_t, n_target_x}      # probconserv family
+        test_grid.{quick,paper}: {nx, nt, times?}           # probconserv: the test split's regular target grid
         grid.{quick,paper}: {nx, nt, times?}                # operator family
         sizes.{quick,paper}: {train, val, test}
     models: anp.{quick,paper}, ensemble.{quick,paper}, softc, fno.{quick,paper} (+ fno.cases overrides)
@@ -209,12 +210,17 @@ class CaseConfig(_Strict):
 
     parameters: dict[str, ParamSpec]
     sampling: Sampling | None = None
+    test_grid: GridPerProfile | None = None
+    """ProbConserv only: the test split's targets on a regular grid (``nx`` positions, ends included, ×
+    ``nt`` times), as the reference evaluates on a 201 × 201 grid; without it the test split is sampled
+    like train and val."""
     grid: GridPerProfile | None = None
     sizes: SizesPerProfile
 
 
 class TrainConfig(_Strict):
-    """Optimiser settings: Adam(lr, weight_decay) with StepLR(lr_step, lr_gamma)."""
+    """Optimiser settings: Adam(lr, weight_decay) with StepLR(lr_step, lr_gamma); ``grad_clip`` caps the
+    global gradient norm (null: no clipping)."""
 
     epochs: int = Field(ge=1)
     batch_size: int = Field(ge=1)
@@ -222,13 +228,23 @@ class TrainConfig(_Strict):
     weight_decay: float = Field(ge=0)
     lr_step: int = Field(ge=1)
     lr_gamma: float = Field(gt=0, le=1)
+    grad_clip: float | None = Field(default=None, gt=0)
 
 
 class AnpConfig(_Strict):
+    """ANP sizes; ``heads`` attention heads of width hidden/heads each (must divide ``hidden``)."""
+
     hidden: int = Field(ge=1)
     latent: int = Field(ge=1)
+    heads: int = Field(default=4, ge=1)
     n_latent_samples: int = Field(ge=1)
     train: TrainConfig
+
+    @model_validator(mode="after")
+    def _heads_divide_hidden(self) -> AnpConfig:
+        if self.hidden % self.heads:
+            raise ValueError(f"heads = {self.heads} must divide hidden = {self.hidden}")
+        return self
 
 
 class EnsembleConfig(_Strict):
@@ -245,34 +261,64 @@ class FnoConfig(_Strict):
     train: TrainConfig
 
 
-class FnoOverride(_Strict):
-    """Per-case FNO overrides (BOON uses width 32 / modes 12 for 1-D + time, 20 / 8 for 2-D + time)."""
+class CaseOverride(_Strict):
+    """Per-case changes to a model's settings, per profile: any of its keys, ``train`` key by key
+    (e.g. BOON's width 32 / modes 12 for 1-D + time; a longer ANP training on the Stefan front)."""
 
-    width: int | None = Field(default=None, ge=1)
-    modes: int | None = Field(default=None, ge=1)
-    layers: int | None = Field(default=None, ge=1)
-    batch_size: int | None = Field(default=None, ge=1)
+    quick: dict[str, Any] = Field(default_factory=dict)
+    paper: dict[str, Any] = Field(default_factory=dict)
+
+    def __getitem__(self, profile: str) -> dict[str, Any]:
+        return getattr(self, profile)
 
 
-class AnpPerProfile(PerProfile):
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``override`` laid over it, nested mappings merged key by key."""
+    out = dict(base)
+    for k, v in override.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+class _ModelPerProfile(PerProfile):
+    """A model's settings per profile, with per-case overrides under ``cases``."""
+
+    cases: dict[str, CaseOverride] = Field(default_factory=dict)
+
+    def resolved(self, profile: str, case: str | None = None) -> BaseModel:
+        """The settings of ``profile`` with ``case``'s override applied (validated)."""
+        settings = self[profile]
+        if case is None or case not in self.cases or not self.cases[case][profile]:
+            return settings
+        return type(settings).model_validate(_merge(settings.model_dump(), self.cases[case][profile]))
+
+    @model_validator(mode="after")
+    def _overrides_valid(self) -> _ModelPerProfile:
+        errors = []
+        for case, over in self.cases.items():
+            for prof in PROFILES:
+                try:
+                    self.resolved(prof, case)
+                except ValidationError as exc:
+                    errors += [f".cases.{case}.{prof}.{line}" for line in _format_errors(exc).splitlines()]
+        if errors:
+            raise ValueError("\n".join(errors))
+        return self
+
+
+class AnpPerProfile(_ModelPerProfile):
     quick: AnpConfig
     paper: AnpConfig
 
 
-class EnsemblePerProfile(PerProfile):
+class EnsemblePerProfile(_ModelPerProfile):
     quick: EnsembleConfig
     paper: EnsembleConfig
 
 
-class FnoOverridePerProfile(PerProfile):
-    quick: FnoOverride
-    paper: FnoOverride
-
-
-class FnoPerProfile(PerProfile):
+class FnoPerProfile(_ModelPerProfile):
     quick: FnoConfig
     paper: FnoConfig
-    cases: dict[str, FnoOverridePerProfile] = Field(default_factory=dict)
 
 
 class SoftcConfig(_Strict):
@@ -340,9 +386,10 @@ class ParamsModel(_Strict):
             errors += _check_case(path, case, problem)
         for group_name, group in (("probconserv", self.matrix.probconserv), ("boon", self.matrix.boon)):
             errors += _check_matrix(f"matrix.{group_name}", group_name, group, self.cases)
-        for name in self.models.fno.cases:
-            if name not in self.cases:
-                errors.append(f"models.fno.cases.{name}: not a configured case; allowed: {', '.join(self.cases)}")
+        for model in ("anp", "ensemble", "fno"):
+            for name in getattr(self.models, model).cases:
+                if name not in self.cases:
+                    errors.append(f"models.{model}.cases.{name}: not a configured case; allowed: {', '.join(self.cases)}")
         if errors:
             raise ValueError("\n".join(errors))
         return self
@@ -370,20 +417,19 @@ class ParamsModel(_Strict):
             raise ValueError(f"cases.{case}.grid: {case} is not an operator case")
         return g[self.profile]
 
+    def test_grid(self, case: str) -> Grid | None:
+        """The regular test-target grid of a ProbConserv ``case`` for the active profile (None: sampled)."""
+        g = self.case(case).test_grid
+        return None if g is None else g[self.profile]
+
     def model_settings(self, model: str, case: str | None = None) -> BaseModel:
-        """Settings of ``model`` (anp, ensemble, fno, softc) for the active profile, with per-case FNO overrides."""
+        """Settings of ``model`` (anp, ensemble, fno, softc) for the active profile, with ``case``'s
+        override (``models.<model>.cases.<case>``) applied."""
         if model == "softc":
             return self.models.softc
         if model not in ("anp", "ensemble", "fno"):
             raise ValueError(f"models.{model}: unknown model; allowed: anp, ensemble, fno, softc")
-        settings = getattr(self.models, model)[self.profile]
-        if model == "fno" and case is not None and case in self.models.fno.cases:
-            over = self.models.fno.cases[case][self.profile]
-            upd = {k: v for k, v in over.model_dump().items() if v is not None and k != "batch_size"}
-            if over.batch_size is not None:
-                upd["train"] = settings.train.model_copy(update={"batch_size": over.batch_size})
-            settings = settings.model_copy(update=upd)
-        return settings
+        return getattr(self.models, model).resolved(self.profile, case)
 
     def experiments(self) -> list[tuple[str, str, str]]:
         """Every (case, model, constraint) triple of the matrix, probconserv group first."""
@@ -422,21 +468,32 @@ def _check_case(path: str, case: CaseConfig, problem: Any) -> list[str]:
         if case.sampling is None:
             errors.append(f"{path}.sampling: required for probconserv cases ({{n_context, n_target_t, n_target_x}} >= 1)")
         if case.grid is not None:
-            errors.append(f"{path}.grid: not allowed for probconserv cases (they use sampling)")
+            errors.append(f"{path}.grid: not allowed for probconserv cases (they use sampling and test_grid)")
+        errors += _check_times(f"{path}.test_grid", case.test_grid, problem.t_domain)
     else:
         if case.grid is None:
             errors.append(f"{path}.grid: required for operator cases ({{quick, paper}}: {{nx >= {MIN_NX}, nt >= 1}})")
-        else:
-            t0, t1 = problem.t_domain
-            for prof in PROFILES:
-                times = case.grid[prof].resolve_times(problem.t_domain)
-                if times[0] <= t0 or times[-1] > t1 + 1e-12:
-                    errors.append(
-                        f"{path}.grid.{prof}.times: must lie in ({t0:g}, {t1:g}] (the problem's time domain), "
-                        f"got [{times[0]:g}, {times[-1]:g}]"
-                    )
+        errors += _check_times(f"{path}.grid", case.grid, problem.t_domain)
         if case.sampling is not None:
             errors.append(f"{path}.sampling: not allowed for operator cases (they use grid)")
+        if case.test_grid is not None:
+            errors.append(f"{path}.test_grid: not allowed for operator cases (their grid serves every split)")
+    return errors
+
+
+def _check_times(path: str, grid: GridPerProfile | None, t_domain: tuple[float, float]) -> list[str]:
+    """Every profile's grid times must lie in (t0, t1]."""
+    if grid is None:
+        return []
+    t0, t1 = t_domain
+    errors = []
+    for prof in PROFILES:
+        times = grid[prof].resolve_times(t_domain)
+        if times[0] <= t0 or times[-1] > t1 + 1e-12:
+            errors.append(
+                f"{path}.{prof}.times: must lie in ({t0:g}, {t1:g}] (the problem's time domain), "
+                f"got [{times[0]:g}, {times[-1]:g}]"
+            )
     return errors
 
 
@@ -474,7 +531,8 @@ def _format_errors(exc: ValidationError) -> str:
         ctx = err.get("ctx") or {}
         if "ge" in ctx or "gt" in ctx or "le" in ctx:
             msg = f"{msg}; allowed range " + _range_from_ctx(ctx) + f" (got {err.get('input')!r})"
-        lines.append(f"{loc}: {msg}" if loc else msg)
+        for line in msg.splitlines():  # a line starting with "." continues the key path (nested validators)
+            lines.append(f"{loc}{line}" if line.startswith(".") else f"{loc}: {line}" if loc else line)
     return "\n".join(lines)
 
 

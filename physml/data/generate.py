@@ -6,7 +6,10 @@ Layout ``<out>/<profile>/<case>/``: ``{train,val,test}.h5``, ``{split}.manifest.
 ProbConserv family (Hansen et al. 2023, §4 and the reference code's samplers), per function:
 ``n_context`` context points (t, x) uniform on the domain; targets on ``n_target_t`` stratified times
 (one uniform draw in each of n equal intervals of the time domain) × ``n_target_x`` sorted uniform
-positions (shared by the time slices, as in the reference's meshgrid). Arrays (N functions, P params):
+positions (shared by the time slices, as in the reference's meshgrid). With ``test_grid`` the test
+split's targets are instead the regular grid x_j = x_L + (x_R − x_L)·j/(nx − 1), t_k = t₀ + (t₁ − t₀)·k/nt
+(the reference evaluates on such a 201 × 201 grid): the quadrature of the conservation constraint is
+then accurate, where 10 random positions miss a large share of a front's mass. Arrays (N functions, P params):
 
     params (N, P); context_t, context_x, context_u (N, n_context);
     target_t (N, nt); target_x, target_u (N, nt, nx); mass (N, nt) = Problem.mass(params, target_t).
@@ -113,14 +116,28 @@ class _Writer:
             self.fh[k][i] = v
 
 
-def _probconserv_sample(problem: Problem, p: Mapping[str, float], sampling: Any, rng: np.random.Generator) -> dict[str, np.ndarray]:
+def target_shape(sampling: Any, grid: Any | None) -> tuple[int, int]:
+    """(nt, nx) of one function's targets: the regular ``grid`` if given, else the random sampling."""
+    if grid is None:
+        return sampling.n_target_t, sampling.n_target_x
+    return int(grid.nt if grid.times is None else len(grid.times)), int(grid.nx)
+
+
+def _probconserv_sample(problem: Problem, p: Mapping[str, float], sampling: Any, rng: np.random.Generator,
+                        grid: Any | None = None) -> dict[str, np.ndarray]:
+    """One function: contexts drawn from ``rng``; targets sampled, or the regular ``grid`` (a config Grid)."""
     t0, t1 = problem.t_domain
     xl, xr = problem.x_domain
-    nc, nt, nx = sampling.n_context, sampling.n_target_t, sampling.n_target_x
+    nc = sampling.n_context
+    nt, nx = target_shape(sampling, grid)
     ctx_t = rng.uniform(t0, t1, nc)
     ctx_x = rng.uniform(xl, xr, nc)
-    tgt_t = t0 + (t1 - t0) * (np.arange(nt) + rng.uniform(size=nt)) / nt
-    tgt_x1 = np.sort(rng.uniform(xl, xr, nx))
+    if grid is None:
+        tgt_t = t0 + (t1 - t0) * (np.arange(nt) + rng.uniform(size=nt)) / nt
+        tgt_x1 = np.sort(rng.uniform(xl, xr, nx))
+    else:
+        tgt_t = grid.resolve_times(problem.t_domain)
+        tgt_x1 = np.linspace(xl, xr, nx)
     tgt_x = np.broadcast_to(tgt_x1, (nt, nx))
     tgt_tt = np.broadcast_to(tgt_t[:, None], (nt, nx))
     u = _pointwise(problem, p, np.concatenate([ctx_t, tgt_tt.ravel()]), np.concatenate([ctx_x, tgt_x.ravel()]))
@@ -229,14 +246,16 @@ def generate_split(
             if problem.family == "probconserv":
                 s = cfg.sampling
                 assert s is not None
+                target_grid = params.test_grid(case) if split == "test" else None
                 fh.attrs["sampling"] = json.dumps(s.model_dump())
+                fh.attrs["target_grid"] = json.dumps(None if target_grid is None else target_grid.model_dump())
+                nt, nx = target_shape(s, target_grid)
                 for name, shape in (
                     ("context_t", (s.n_context,)), ("context_x", (s.n_context,)), ("context_u", (s.n_context,)),
-                    ("target_t", (s.n_target_t,)), ("target_x", (s.n_target_t, s.n_target_x)),
-                    ("target_u", (s.n_target_t, s.n_target_x)), ("mass", (s.n_target_t,)),
+                    ("target_t", (nt,)), ("target_x", (nt, nx)), ("target_u", (nt, nx)), ("mass", (nt,)),
                 ):
                     w.create(name, shape)
-                u_shape: tuple[int, ...] = (s.n_target_t, s.n_target_x)
+                u_shape: tuple[int, ...] = (nt, nx)
             else:
                 grid = params.grid(case)
                 x = np.linspace(*problem.x_domain, grid.nx)
@@ -249,7 +268,7 @@ def generate_split(
             for i in range(n):
                 p = dict(zip(problem.parameter_names, (float(v) for v in theta[i]), strict=True))
                 if problem.family == "probconserv":
-                    sample = _probconserv_sample(problem, p, cfg.sampling, rng_points)
+                    sample = _probconserv_sample(problem, p, cfg.sampling, rng_points, target_grid)
                     residual = _probconserv_check(problem, p, sample)
                     values = np.concatenate([sample["context_u"], sample["target_u"].ravel()])
                 else:

@@ -63,7 +63,10 @@ SUMMARY = "train_summary.json"
 N_POSTERIOR_SAMPLES = 500
 """Samples of u at the last target time per test function (Stefan shock-position posterior)."""
 PREDICT_BATCH = 64
-"""Test functions per ``predict`` call (bounds memory at paper sizes)."""
+"""At most this many test functions per ``predict`` call."""
+PREDICT_COV_ENTRIES = 2**27
+"""Budget of covariance entries (B·nt·nx², ~1 GiB in float64) per ``predict`` call; bounds memory on the
+paper's 201 × 201 test grid."""
 
 
 # ---- shared helpers ---------------------------------------------------------------------------
@@ -149,10 +152,10 @@ def model_config(case: str, model: str, params: ParamsModel, softc: bool = False
     """
     _check_model(model)
     problem = _problem(case)
-    s = params.model_settings(model)
+    s = params.model_settings(model, case)
     common = {"case": case, "hidden": s.hidden, "t_range": list(problem.t_domain), "x_range": list(problem.x_domain)}
     if model == "anp":
-        cfg = {**common, "model": "anp", "latent": s.latent, "periodic": problem.boundary == "periodic"}
+        cfg = {**common, "model": "anp", "latent": s.latent, "heads": s.heads, "periodic": problem.boundary == "periodic"}
         if softc:
             penalty = params.models.softc.penalty
             if not penalty > 0:
@@ -178,9 +181,9 @@ def softc_loss(penalty: float, x_range: tuple[float, float], periodic: bool) -> 
 
 
 def _train_config(case: str, model: str, params: ParamsModel) -> TrainConfig:
-    t = params.model_settings(model).train
+    t = params.model_settings(model, case).train
     return TrainConfig(epochs=t.epochs, batch_size=t.batch_size, lr=t.lr, weight_decay=t.weight_decay,
-                       lr_step=t.lr_step, lr_gamma=t.lr_gamma, seed=params.seed, device="auto")
+                       lr_step=t.lr_step, lr_gamma=t.lr_gamma, grad_clip=t.grad_clip, seed=params.seed, device="auto")
 
 
 def _can_resume(path: Path, cfg: Mapping[str, Any], tc: TrainConfig, same_data: bool) -> bool:
@@ -283,15 +286,16 @@ def _predict(net: torch.nn.Module, arrays: Mapping[str, np.ndarray], n_samples: 
     """The model's predictive N(μ, Σ_slice) at the test targets, float64 numpy: mean/var (N, nt, nx),
     cov (N, nt, nx, nx). Any NaN/inf or negative variance → ValueError naming the checkpoint."""
     means, covs = [], []
-    n = arrays["target_u"].shape[0]
-    for lo in range(0, n, PREDICT_BATCH):
-        sl = slice(lo, lo + PREDICT_BATCH)
+    n, nt, nx = arrays["target_u"].shape
+    batch = max(1, min(PREDICT_BATCH, PREDICT_COV_ENTRIES // (nt * nx * nx)))
+    for lo in range(0, n, batch):
+        sl = slice(lo, lo + batch)
         try:
             pred = net.predict(arrays["context_t"][sl], arrays["context_x"][sl], arrays["context_u"][sl],
                                arrays["target_t"][sl], arrays["target_x"][sl], n_samples=n_samples, full_cov=True, seed=seed)
             pred = pred.to_numpy()
         except ValueError as exc:
-            raise ValueError(f"{path}: the model's prediction for test functions [{lo}, {min(lo + PREDICT_BATCH, n)}) "
+            raise ValueError(f"{path}: the model's prediction for test functions [{lo}, {min(lo + batch, n)}) "
                              f"is not a valid Gaussian ({exc})") from exc
         means.append(pred.mean)
         covs.append(pred.cov)
@@ -328,7 +332,7 @@ def constrain(case: str, model: str, params: ParamsModel, data_dir: Path, model_
     constraints = list(params.matrix.probconserv.constraints)
     arrays = _load_split(data_dir, "test", case)
     G, b = conservation_system(case, arrays)
-    n_samples = params.model_settings("anp").n_latent_samples if model == "anp" else 1
+    n_samples = params.model_settings("anp", case).n_latent_samples if model == "anp" else 1
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     results: dict[str, dict[str, np.ndarray]] = {}
     with torch_threads():
