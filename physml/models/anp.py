@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -37,16 +37,19 @@ import torch
 from torch import nn
 from torch.distributions import Normal, kl_divergence
 
+from physml.models._config import SpaceTimeConfig
 from physml.models.predictive import Predictive, mixture
 
 
 @dataclass(frozen=True)
-class ANPConfig:
+class ANPConfig(SpaceTimeConfig):
     """Hyper-parameters of an ANP; ``physics_weight > 0`` makes it a SoftC-ANP.
 
     ``t_range``/``x_range``: the case's domain (inputs are scaled to [−1, 1]; ``x_range`` is also the
     quadrature domain of the SoftC penalty, ``periodic`` its wrap-around rule).
     """
+
+    _label = "ANP"
 
     case: str
     model: str = "anp"
@@ -62,47 +65,19 @@ class ANPConfig:
     periodic: bool = False
 
     def __post_init__(self) -> None:
-        if not isinstance(self.case, str) or not self.case:
-            raise ValueError("case must be a non-empty string")
+        self._check_case()
         if self.model not in ("anp", "softc"):
             raise ValueError(f"model must be 'anp' or 'softc', got {self.model!r}")
-        for name in ("hidden", "latent", "heads", "decoder_layers"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        self._check_counts("hidden", "latent", "heads", "decoder_layers")
         if not isinstance(self.attention_layers, int) or self.attention_layers < 0:
             raise ValueError(f"attention_layers must be an integer >= 0, got {self.attention_layers!r}")
         if self.hidden % self.heads:
             raise ValueError(f"hidden ({self.hidden}) must be divisible by heads ({self.heads})")
-        if not (0 < self.min_std < math.inf):
-            raise ValueError(f"min_std must be finite and > 0, got {self.min_std!r}")
-        for name in ("t_range", "x_range"):
-            lo, hi = getattr(self, name)
-            if not (math.isfinite(lo) and math.isfinite(hi) and hi > lo):
-                raise ValueError(f"{name} must be finite (low, high) with high > low, got {getattr(self, name)!r}")
-            object.__setattr__(self, name, (float(lo), float(hi)))
+        self._check_domain()
         if not (math.isfinite(self.physics_weight) and self.physics_weight >= 0):
             raise ValueError(f"physics_weight must be finite and >= 0, got {self.physics_weight!r}")
         if (self.model == "softc") != (self.physics_weight > 0):
             raise ValueError("model 'softc' needs physics_weight > 0 and model 'anp' needs physics_weight = 0")
-
-    def to_dict(self) -> dict[str, Any]:
-        """json-able dict (tuples become lists), the ``model_config`` of a checkpoint."""
-        out = asdict(self)
-        out["t_range"], out["x_range"] = list(self.t_range), list(self.x_range)
-        return out
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> ANPConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ValueError(f"unknown ANP config field(s) {sorted(unknown)}; allowed: {sorted(known)}")
-        values = dict(values)
-        for name in ("t_range", "x_range"):
-            if name in values:
-                values[name] = tuple(values[name])
-        return cls(**values)
 
 
 def mlp(sizes: list[int]) -> nn.Sequential:

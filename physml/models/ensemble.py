@@ -15,22 +15,24 @@ Shapes: B functions, Nc contexts, nt target times × nx positions.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 from torch.distributions import Normal
 
+from physml.models._config import SpaceTimeConfig
 from physml.models.anp import as_batch, mlp
 from physml.models.predictive import Predictive, mixture
 
 
 @dataclass(frozen=True)
-class EnsembleConfig:
+class EnsembleConfig(SpaceTimeConfig):
     """Hyper-parameters of a deep ensemble (``t_range``/``x_range`` scale the inputs to [−1, 1])."""
+
+    _label = "ensemble"
 
     case: str
     model: str = "ensemble"
@@ -42,38 +44,11 @@ class EnsembleConfig:
     x_range: tuple[float, float] = (0.0, 1.0)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.case, str) or not self.case:
-            raise ValueError("case must be a non-empty string")
+        self._check_case()
         if self.model != "ensemble":
             raise ValueError(f"model must be 'ensemble', got {self.model!r}")
-        for name in ("members", "hidden", "layers"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        if not (0 < self.min_std < math.inf):
-            raise ValueError(f"min_std must be finite and > 0, got {self.min_std!r}")
-        for name in ("t_range", "x_range"):
-            lo, hi = getattr(self, name)
-            if not (math.isfinite(lo) and math.isfinite(hi) and hi > lo):
-                raise ValueError(f"{name} must be finite (low, high) with high > low, got {getattr(self, name)!r}")
-            object.__setattr__(self, name, (float(lo), float(hi)))
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["t_range"], out["x_range"] = list(self.t_range), list(self.x_range)
-        return out
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> EnsembleConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ValueError(f"unknown ensemble config field(s) {sorted(unknown)}; allowed: {sorted(known)}")
-        values = dict(values)
-        for name in ("t_range", "x_range"):
-            if name in values:
-                values[name] = tuple(values[name])
-        return cls(**values)
+        self._check_counts("members", "hidden", "layers")
+        self._check_domain()
 
 
 class CNPMember(nn.Module):

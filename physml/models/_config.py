@@ -1,0 +1,69 @@
+"""What the configs of the ProbConserv black boxes (:class:`~physml.models.anp.ANPConfig`,
+:class:`~physml.models.ensemble.EnsembleConfig`) have in common: a case name, the Gaussian noise floor
+σ ≥ ``min_std`` and the space-time domain ``t_range`` × ``x_range`` that scales the inputs (t, x) to
+[−1, 1]; and their json-able form, the ``model_config`` of a checkpoint.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, fields
+from typing import Any, ClassVar, TypeVar
+
+_C = TypeVar("_C", bound="SpaceTimeConfig")
+
+
+class SpaceTimeConfig:
+    """Mixin of a frozen dataclass config with the fields ``case``, ``min_std``, ``t_range``, ``x_range``.
+
+    The dataclass declares the fields (so their order, defaults and positional arguments stay its own)
+    and calls the ``_check_*`` methods from its ``__post_init__``; ``_label`` names the model in the
+    error of :meth:`from_dict`.
+    """
+
+    _label: ClassVar[str]
+    case: str
+    min_std: float
+    t_range: tuple[float, float]
+    x_range: tuple[float, float]
+
+    def _check_case(self) -> None:
+        if not isinstance(self.case, str) or not self.case:
+            raise ValueError("case must be a non-empty string")
+
+    def _check_counts(self, *names: str) -> None:
+        """Each field in ``names`` is an integer ≥ 1 (layer widths, counts)."""
+        for name in names:
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+
+    def _check_domain(self) -> None:
+        """0 < ``min_std`` < ∞; ``t_range``/``x_range`` finite (low, high) with high > low, stored as float tuples."""
+        if not (0 < self.min_std < math.inf):
+            raise ValueError(f"min_std must be finite and > 0, got {self.min_std!r}")
+        for name in ("t_range", "x_range"):
+            lo, hi = getattr(self, name)
+            if not (math.isfinite(lo) and math.isfinite(hi) and hi > lo):
+                raise ValueError(f"{name} must be finite (low, high) with high > low, got {getattr(self, name)!r}")
+            object.__setattr__(self, name, (float(lo), float(hi)))
+
+    def to_dict(self) -> dict[str, Any]:
+        """json-able dict (tuples become lists), the ``model_config`` of a checkpoint."""
+        out = asdict(self)
+        out["t_range"], out["x_range"] = list(self.t_range), list(self.x_range)
+        return out
+
+    @classmethod
+    def from_dict(cls: type[_C], values: Mapping[str, Any]) -> _C:
+        """The config of :meth:`to_dict`'s dict (lists become tuples); an unknown field → ValueError."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown {cls._label} config field(s) {sorted(unknown)}; allowed: {sorted(known)}")
+        values = dict(values)
+        for name in ("t_range", "x_range"):
+            if name in values:
+                values[name] = tuple(values[name])
+        return cls(**values)
