@@ -15,32 +15,7 @@ from physml.models import ANP, ANPConfig, Predictive, build_model, model_loss
 from physml.models.anp import conservation_penalty, slice_weights
 from physml.training import TrainConfig, fit, load_checkpoint, seed_everything
 
-TWO_PI = 2 * math.pi
-
-
-def heat_functions(n: int, seed: int, nc: int = 30, nt: int = 4, nx: int = 10) -> list[dict[str, torch.Tensor]]:
-    """n functions, k ~ U[1, 5]: nc random contexts; nt stratified target times × nx sorted positions."""
-    rng = np.random.default_rng(seed)
-    k = rng.uniform(1, 5, (n, 1))
-    ct, cx = rng.uniform(0, 1, (n, nc)), rng.uniform(0, TWO_PI, (n, nc))
-    tt = (np.arange(nt) + rng.uniform(0, 1, (n, nt))) / nt
-    tx = np.sort(rng.uniform(0, TWO_PI, (n, nt, nx)), axis=-1)
-
-    def u(t: np.ndarray, x: np.ndarray, kk: np.ndarray) -> np.ndarray:
-        return np.exp(-kk * t) * np.sin(x)
-
-    def f(a: np.ndarray) -> torch.Tensor:
-        return torch.tensor(a, dtype=torch.float32)
-
-    return [
-        {
-            "context_t": f(ct[i]), "context_x": f(cx[i]), "context_u": f(u(ct[i], cx[i], k[i])),
-            "target_t": f(tt[i]), "target_x": f(tx[i]), "target_u": f(u(tt[i][:, None], tx[i], k[i])),
-            "mass": f(np.zeros(nt)), "params": f(k[i]),
-        }
-        for i in range(n)
-    ]
-
+from _synthetic import TWO_PI, heat_functions
 
 SMALL = {"case": "heat", "hidden": 32, "latent": 16, "attention_layers": 1, "decoder_layers": 2,
          "x_range": [0.0, TWO_PI], "periodic": True}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -13,31 +12,7 @@ from torch.utils.data import default_collate
 from physml.models import DeepEnsemble, EnsembleConfig, Predictive, build_model, mixture, model_loss
 from physml.training import TrainConfig, fit, load_checkpoint, seed_everything
 
-TWO_PI = 2 * math.pi
-
-
-def heat_functions(n: int, seed: int, nc: int = 30, nt: int = 4, nx: int = 10) -> list[dict[str, torch.Tensor]]:
-    """u = e^{−kt} sin x (heat equation, k ~ U[1, 5]) in the physml.data layout."""
-    rng = np.random.default_rng(seed)
-    k = rng.uniform(1, 5, (n, 1))
-    ct, cx = rng.uniform(0, 1, (n, nc)), rng.uniform(0, TWO_PI, (n, nc))
-    tt = (np.arange(nt) + rng.uniform(0, 1, (n, nt))) / nt
-    tx = np.sort(rng.uniform(0, TWO_PI, (n, nt, nx)), axis=-1)
-
-    def u(t: np.ndarray, x: np.ndarray, kk: np.ndarray) -> np.ndarray:
-        return np.exp(-kk * t) * np.sin(x)
-
-    def f(a: np.ndarray) -> torch.Tensor:
-        return torch.tensor(a, dtype=torch.float32)
-
-    return [
-        {
-            "context_t": f(ct[i]), "context_x": f(cx[i]), "context_u": f(u(ct[i], cx[i], k[i])),
-            "target_t": f(tt[i]), "target_x": f(tx[i]), "target_u": f(u(tt[i][:, None], tx[i], k[i])),
-            "mass": f(np.zeros(nt)),
-        }
-        for i in range(n)
-    ]
+from _synthetic import TWO_PI, heat_functions
 
 
 def test_predictive_rejects_invalid_distributions() -> None:
