@@ -1,5 +1,7 @@
 """Shared machinery of the 1-D exact-solution cases (heat, pme, stefan, advection, burgers).
 
+- :class:`ExactProblem1D` is their base: its ``solve`` checks parameters and grid and evaluates the
+  case's closed form ``_field``.
 - :func:`space_time_grid` validates ``(x, t)`` and broadcasts them to the ``(len(t), len(x))`` layout.
 - :func:`quadrature_mass` integrates ``solve`` over the domain with composite Gauss–Legendre rules
   split at the solution's known kinks/jumps and graded geometrically towards them, so that a
@@ -11,6 +13,7 @@
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 
@@ -42,6 +45,26 @@ def space_time_grid(problem: Problem, x: np.ndarray, t: np.ndarray) -> tuple[np.
     if t.size and t.min() < t0:
         raise ValueError(f"{problem.name}: t must be >= {t0:g} (the initial time), got {t.min():g}")
     return t[:, None], x[None, :]
+
+
+class ExactProblem1D(Problem):
+    """A 1-D problem with a closed-form solution u(t, x) = ``_field(p, tt, xx)``.
+
+    :meth:`solve` validates the parameters (:meth:`Problem.check_params`) and the grid
+    (:func:`space_time_grid`) and evaluates :meth:`_field`, which each case implements with its formula;
+    the verification's finite-difference residuals call ``_field`` directly on shifted grids.
+    """
+
+    def solve(self, params: Mapping[str, float], x: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """u(t, x) = ``_field(p, tt, xx)`` (the case's formula), float64 of shape ``(len(t), len(x))``."""
+        p = self.check_params(params)
+        tt, xx = space_time_grid(self, x, t)
+        return self._field(p, tt, xx)
+
+    @abstractmethod
+    def _field(self, p: Mapping[str, float], tt: np.ndarray, xx: np.ndarray) -> np.ndarray:
+        """u for checked parameters ``p`` at times ``tt`` and positions ``xx`` that broadcast together,
+        e.g. ``(nt, 1)`` and ``(1, nx)`` → ``(nt, nx)``."""
 
 
 @lru_cache(maxsize=1)

@@ -13,11 +13,11 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from physml.pdes._exact1d import conservation_record, mass_record, space_time_grid
-from physml.pdes.base import Parameter, Problem, VerificationRecord
+from physml.pdes._exact1d import ExactProblem1D, conservation_record, mass_record
+from physml.pdes.base import Parameter, VerificationRecord
 
 
-class Advection(Problem):
+class Advection(ExactProblem1D):
     """u_t + a u_x = 0 on [0, 1] with the step u₀ = 1{x ≤ 1/2} carried to the right at speed a."""
 
     name = "advection"
@@ -31,10 +31,8 @@ class Advection(Problem):
     step = 0.5
     """Position of the step in the initial data."""
 
-    def solve(self, params: Mapping[str, float], x: np.ndarray, t: np.ndarray) -> np.ndarray:
-        """u(t, x) = 1{x − a t ≤ 1/2}, float64 of shape ``(len(t), len(x))``."""
-        p = self.check_params(params)
-        tt, xx = space_time_grid(self, x, t)
+    def _field(self, p: Mapping[str, float], tt: np.ndarray, xx: np.ndarray) -> np.ndarray:
+        """u(t, x) = 1{x − a t ≤ 1/2}."""
         return (xx - p["a"] * tt <= self.step).astype(np.float64)
 
     def front_position(self, params: Mapping[str, float], t: np.ndarray) -> np.ndarray:

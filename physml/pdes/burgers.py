@@ -20,11 +20,11 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from physml.pdes._exact1d import conservation_record, mass_record, residual_order_record, space_time_grid
-from physml.pdes.base import Parameter, Problem, VerificationRecord
+from physml.pdes._exact1d import ExactProblem1D, conservation_record, mass_record, residual_order_record
+from physml.pdes.base import Parameter, VerificationRecord
 
 
-class InviscidBurgers(Problem):
+class InviscidBurgers(ExactProblem1D):
     """u_t + (u²/2)_x = 0 on [−1, 1]: a compression ramp that breaks into a shock at t = 1/a."""
 
     name = "burgers"
@@ -36,14 +36,9 @@ class InviscidBurgers(Problem):
     conservative = True
     nonnegative = True
 
-    def solve(self, params: Mapping[str, float], x: np.ndarray, t: np.ndarray) -> np.ndarray:
-        """The entropy solution u(t, x) (see module docstring), float64 of shape ``(len(t), len(x))``."""
-        p = self.check_params(params)
-        tt, xx = space_time_grid(self, x, t)
-        return self._field(p, tt, xx)
-
     @staticmethod
     def _field(p: Mapping[str, float], tt: np.ndarray, xx: np.ndarray) -> np.ndarray:
+        """The entropy solution u(t, x) (see module docstring)."""
         a = p["a"]
         tt, xx = np.broadcast_arrays(tt, xx)
         before = a * tt < 1.0

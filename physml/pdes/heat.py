@@ -10,11 +10,11 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from physml.pdes._exact1d import conservation_record, mass_record, residual_order_record, space_time_grid
-from physml.pdes.base import Parameter, Problem, VerificationRecord
+from physml.pdes._exact1d import ExactProblem1D, conservation_record, mass_record, residual_order_record, space_time_grid
+from physml.pdes.base import Parameter, VerificationRecord
 
 
-class Heat(Problem):
+class Heat(ExactProblem1D):
     """u_t = k u_xx on the periodic interval [0, 2π] with u₀ = sin x (exact: u = e^{−kt} sin x)."""
 
     name = "heat"
@@ -26,14 +26,9 @@ class Heat(Problem):
     conservative = True
     nonnegative = False
 
-    def solve(self, params: Mapping[str, float], x: np.ndarray, t: np.ndarray) -> np.ndarray:
-        """u(t, x) = e^{−kt} sin x, float64 of shape ``(len(t), len(x))``."""
-        p = self.check_params(params)
-        tt, xx = space_time_grid(self, x, t)
-        return self._field(p, tt, xx)
-
     @staticmethod
     def _field(p: Mapping[str, float], tt: np.ndarray, xx: np.ndarray) -> np.ndarray:
+        """u(t, x) = e^{−kt} sin x."""
         return np.exp(-p["k"] * tt) * np.sin(xx)
 
     def boundary_flux(self, params: Mapping[str, float], t: np.ndarray) -> np.ndarray:

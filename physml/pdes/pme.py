@@ -15,11 +15,11 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from physml.pdes._exact1d import conservation_record, mass_record, residual_order_record, space_time_grid
-from physml.pdes.base import Parameter, Problem, VerificationRecord
+from physml.pdes._exact1d import ExactProblem1D, conservation_record, mass_record, residual_order_record, space_time_grid
+from physml.pdes.base import Parameter, VerificationRecord
 
 
-class PorousMedium(Problem):
+class PorousMedium(ExactProblem1D):
     """u_t = (u^m u_x)_x on [0, 1] with the exact front solution u = (m·max(t − x, 0))^{1/m}."""
 
     name = "pme"
@@ -31,14 +31,9 @@ class PorousMedium(Problem):
     conservative = True
     nonnegative = True
 
-    def solve(self, params: Mapping[str, float], x: np.ndarray, t: np.ndarray) -> np.ndarray:
-        """u(t, x) = (m·max(t − x, 0))^{1/m}, float64 of shape ``(len(t), len(x))``."""
-        p = self.check_params(params)
-        tt, xx = space_time_grid(self, x, t)
-        return self._field(p, tt, xx)
-
     @staticmethod
     def _field(p: Mapping[str, float], tt: np.ndarray, xx: np.ndarray) -> np.ndarray:
+        """u(t, x) = (m·max(t − x, 0))^{1/m}."""
         m = p["m"]
         return (m * np.maximum(tt - xx, 0.0)) ** (1.0 / m)
 

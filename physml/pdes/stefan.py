@@ -21,8 +21,8 @@ from functools import lru_cache
 import numpy as np
 from scipy import optimize, special
 
-from physml.pdes._exact1d import conservation_record, mass_record, residual_order_record, space_time_grid
-from physml.pdes.base import Parameter, Problem, VerificationRecord
+from physml.pdes._exact1d import ExactProblem1D, conservation_record, mass_record, residual_order_record, space_time_grid
+from physml.pdes.base import Parameter, VerificationRecord
 
 
 def _stefan_condition(z: float, p_star: float) -> float:
@@ -45,7 +45,7 @@ def similarity_root(p_star: float) -> float:
     return float(optimize.brentq(_stefan_condition, 0.0, hi, args=(p_star,), xtol=1e-15, rtol=4 * np.finfo(float).eps, maxiter=200))
 
 
-class Stefan(Problem):
+class Stefan(ExactProblem1D):
     """Degenerate diffusion with k(u) = 1{u ≥ p*}: a sharp front x*(t) = 2 z₁ √t moving into u = 0."""
 
     name = "stefan"
@@ -69,17 +69,12 @@ class Stefan(Problem):
             raise ValueError(f"stefan: t must be a 1-D array of finite times >= 0, got {t!r}")
         return 2.0 * z1 * np.sqrt(t)
 
-    def solve(self, params: Mapping[str, float], x: np.ndarray, t: np.ndarray) -> np.ndarray:
-        """Neumann's similarity solution u(t, x), float64 of shape ``(len(t), len(x))``.
+    @staticmethod
+    def _field(p: Mapping[str, float], tt: np.ndarray, xx: np.ndarray) -> np.ndarray:
+        """Neumann's similarity solution u(t, x).
 
         At t = 0 it is the initial data u = 0, except u(0, 0) = 1 (the boundary value).
         """
-        p = self.check_params(params)
-        tt, xx = space_time_grid(self, x, t)
-        return self._field(p, tt, xx)
-
-    @staticmethod
-    def _field(p: Mapping[str, float], tt: np.ndarray, xx: np.ndarray) -> np.ndarray:
         z1 = similarity_root(p["p_star"])
         c = (1.0 - p["p_star"]) / special.erf(z1)
         tt, xx = np.broadcast_arrays(tt, xx)
