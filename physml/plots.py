@@ -56,6 +56,37 @@ def save_figure(fig: plt.Figure, path: str | Path) -> Path:
     return path
 
 
+def _finish(ax: plt.Axes, path: str | Path, xlabel: str, ylabel: str, title: str, grid: str = "major") -> Path:
+    """Axis labels, title, grid (``grid``: which ticks get lines) and legend of a one-panel figure, then
+    :func:`save_figure`."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3, which=grid)
+    ax.legend(fontsize=8)
+    return save_figure(ax.figure, path)
+
+
+def _panel_row(n: int, height: float) -> tuple[plt.Figure, np.ndarray]:
+    """A row of ``n`` panels, 3 inches wide each, sharing the y-axis; returns the figure and its axes (n,)."""
+    fig, axes = plt.subplots(1, n, figsize=(3.0 * n, height), sharey=True, squeeze=False)
+    return fig, axes[0]
+
+
+def _style_panel(ax: plt.Axes, title: str, xlabel: str) -> None:
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.grid(alpha=0.3)
+
+
+def _finish_row(fig: plt.Figure, first: plt.Axes, path: str | Path, ylabel: str, title: str) -> Path:
+    """y label and legend on the ``first`` panel of a row, ``title`` above the row, then :func:`save_figure`."""
+    first.set_ylabel(ylabel)
+    first.legend(fontsize=7)
+    fig.suptitle(title, y=1.04)
+    return save_figure(fig, path)
+
+
 def mass_over_time(
     times: np.ndarray,
     true_mass: np.ndarray,
@@ -70,18 +101,13 @@ def mass_over_time(
     (ProbConserv, Hansen et al. 2023, Fig. 1: the black box's mass drifts, ProbConserv's does not).
     """
     order = np.argsort(times)
-    fig, ax = plt.subplots(figsize=(5.0, 3.4))
+    _, ax = plt.subplots(figsize=(5.0, 3.4))
     ax.plot(times[order], true_mass[order], "k-", lw=2.2, label="true mass")
     for name, (mass, std) in predicted.items():
         color = METHOD_COLORS.get(name)
         ax.plot(times[order], mass[order], "o--", color=color, ms=3.5, lw=1.3, label=method_label(name, model))
         ax.fill_between(times[order], (mass - 2 * std)[order], (mass + 2 * std)[order], color=color, alpha=0.15, lw=0)
-    ax.set_xlabel("t")
-    ax.set_ylabel("total mass  ∫ u dx")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    return save_figure(fig, path)
+    return _finish(ax, path, "t", "total mass  ∫ u dx", title)
 
 
 def profiles_with_bands(
@@ -97,21 +123,16 @@ def profiles_with_bands(
     """One panel per method: the exact profile u(t, ·) (line on ``x_fine``, dots at the targets ``x``) and the
     predicted mean ± 2σ band; ``predicted[method] = (mean (m,), std (m,))`` at ``x`` (m,)."""
     names = list(predicted)
-    fig, axes = plt.subplots(1, len(names), figsize=(3.0 * len(names), 3.0), sharey=True, squeeze=False)
-    for ax, name in zip(axes[0], names, strict=True):
+    fig, axes = _panel_row(len(names), 3.0)
+    for ax, name in zip(axes, names, strict=True):
         mean, std = predicted[name]
         color = METHOD_COLORS.get(name)
         ax.plot(x_fine, u_fine, "k-", lw=1.6, label="exact")
         ax.plot(x, u_true, "k.", ms=5)
         ax.plot(x, mean, "-o", color=color, ms=3, lw=1.3, label="mean")
         ax.fill_between(x, mean - 2 * std, mean + 2 * std, color=color, alpha=0.25, lw=0, label="±2σ")
-        ax.set_title(method_label(name, model))
-        ax.set_xlabel("x")
-        ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("u")
-    axes[0][0].legend(fontsize=7)
-    fig.suptitle(title, y=1.04)
-    return save_figure(fig, path)
+        _style_panel(ax, method_label(name, model), "x")
+    return _finish_row(fig, axes[0], path, "u", title)
 
 
 def shock_histograms(
@@ -124,19 +145,14 @@ def shock_histograms(
 ) -> Path:
     """Histogram (density) of sampled shock positions per method, with the exact front as a vertical line."""
     names = list(positions)
-    fig, axes = plt.subplots(1, len(names), figsize=(3.0 * len(names), 2.8), sharey=True, squeeze=False)
-    for ax, name in zip(axes[0], names, strict=True):
+    fig, axes = _panel_row(len(names), 2.8)
+    for ax, name in zip(axes, names, strict=True):
         pos = np.asarray(positions[name], dtype=np.float64)
         ax.hist(pos, bins=edges if edges is not None else 30, density=True, color=METHOD_COLORS.get(name), alpha=0.7)
         ax.axvline(true_front, color="k", lw=1.8, label="exact front")
         ax.axvline(float(np.mean(pos)), color="r", lw=1.2, ls="--", label="posterior mean")
-        ax.set_title(method_label(name, model))
-        ax.set_xlabel("shock position x")
-        ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("density")
-    axes[0][0].legend(fontsize=7)
-    fig.suptitle(title, y=1.04)
-    return save_figure(fig, path)
+        _style_panel(ax, method_label(name, model), "shock position x")
+    return _finish_row(fig, axes[0], path, "density", title)
 
 
 # ---- BOON (operator learning) figures ---------------------------------------------------------
@@ -148,16 +164,11 @@ def error_over_time(
     colors: Mapping[str, str] | None = None,
 ) -> Path:
     """Mean relative L2 error per output time, one line per method (BOON, Fig. 4/6: the FNO's grows)."""
-    fig, ax = plt.subplots(figsize=(5.0, 3.2))
+    _, ax = plt.subplots(figsize=(5.0, 3.2))
     for name, err in errors.items():
         ax.plot(t, err, "o-", ms=3, lw=1.3, color=(colors or {}).get(name), label=name)
-    ax.set_xlabel("t")
-    ax.set_ylabel("relative L2 error")
     ax.set_yscale("log")
-    ax.set_title(title)
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
-    return save_figure(fig, path)
+    return _finish(ax, path, "t", "relative L2 error", title, grid="both")
 
 
 def boundary_gradient_over_time(
@@ -175,13 +186,8 @@ def boundary_gradient_over_time(
         ax.plot(t, prescribed[:, j], "k-", lw=2.2, label="prescribed (truth)")
         for name, g in grads.items():
             ax.plot(t, g[:, j], "o--", ms=3, lw=1.2, color=(colors or {}).get(name), label=name)
-        ax.set_title(end)
-        ax.set_xlabel("t")
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel("u_x")
-    axes[0].legend(fontsize=7)
-    fig.suptitle(title, y=1.04)
-    return save_figure(fig, path)
+        _style_panel(ax, end, "t")
+    return _finish_row(fig, axes[0], path, "u_x", title)
 
 
 def field_error_panel(
@@ -220,16 +226,11 @@ def operator_profiles(
     colors: Mapping[str, str] | None = None,
 ) -> Path:
     """u(T, x): truth and each method's prediction (single-step operators)."""
-    fig, ax = plt.subplots(figsize=(5.0, 3.2))
+    _, ax = plt.subplots(figsize=(5.0, 3.2))
     ax.plot(x, truth, "k-", lw=2.2, label="truth")
     for name, u in profiles.items():
         ax.plot(x, u, "--", lw=1.3, color=(colors or {}).get(name), label=name)
-    ax.set_xlabel("x")
-    ax.set_ylabel("u(T, x)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    return save_figure(fig, path)
+    return _finish(ax, path, "x", "u(T, x)", title)
 
 
 __all__ = [
