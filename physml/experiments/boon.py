@@ -58,8 +58,8 @@ from physml.config import ParamsModel
 from physml.data import open_dataset
 from physml.data.generate import atomic_path
 from physml.metrics import relative_l2
+from physml.models import build_model
 from physml.models.boon import NEUMANN_STENCILS, BOONFNO
-from physml.models.fno import FNO
 from physml.training import TrainConfig, fit, load_checkpoint, select_device
 
 __all__ = [
@@ -263,17 +263,6 @@ def fno_config(case: str, params: ParamsModel, x: np.ndarray, t: np.ndarray) -> 
     return {"n_space": var.n_space, "nt": nt, "in_channels": var.in_channels, "out_channels": var.out_channels,
             "width": settings.width, "modes": _modes(settings.modes, grid), "n_layers": settings.layers,
             "domain": [list(d) for d in domain]}
-
-
-def build_model(config: Mapping[str, Any]) -> nn.Module:
-    """Rebuild a model from its checkpoint ``model_config``: ``{"variant": "plain" | "boon", "fno": {...},
-    "boundary": ..., "neumann_order": ...}`` → :class:`FNO` or :class:`BOONFNO` (same parameters)."""
-    fno = FNO(**{k: v for k, v in config["fno"].items()})
-    if config["variant"] == "plain":
-        return fno
-    if config["variant"] == "boon":
-        return BOONFNO(fno, config["boundary"], neumann_order=int(config["neumann_order"]))
-    raise ValueError(f"model_config.variant must be 'plain' or 'boon', got {config['variant']!r}")
 
 
 def _model_config(case: str, variant: str, fno_cfg: Mapping[str, Any]) -> dict[str, Any]:

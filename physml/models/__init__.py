@@ -1,4 +1,5 @@
-"""Probabilistic black boxes of ProbConserv and the registry that rebuilds them from a config dict.
+"""Probabilistic black boxes of ProbConserv, the FNO family of BOON, and the registry that rebuilds
+every model from its checkpoint config dict (:func:`build_model`).
 
 Every model here takes the same batch (context_t/x/u (B, Nc), target_t (B, nt), target_x/u
 (B, nt, nx), mass (B, nt)), has ``loss(batch) -> scalar`` for :func:`physml.training.fit` and
@@ -6,7 +7,9 @@ Every model here takes the same batch (context_t/x/u (B, Nc), target_t (B, nt), 
 with mean/var (B, nt, nx) and optionally cov (B, nt, nx, nx) per time slice.
 
 Model names: "anp" (attentive neural process), "softc" (the ANP trained with the conservation
-penalty), "ensemble" (deep ensemble of conditional neural processes).
+penalty), "ensemble" (deep ensemble of conditional neural processes). The operator models of
+:mod:`physml.experiments.boon` are picked by a "variant" field instead: "plain" (:class:`FNO`) or
+"boon" (:class:`BOONFNO`, the FNO with BOON's boundary-corrected kernels).
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ import torch
 from torch import nn
 
 from physml.models.anp import ANP, ANPConfig
+from physml.models.boon import BOONFNO
 from physml.models.ensemble import DeepEnsemble, EnsembleConfig
+from physml.models.fno import FNO
 from physml.models.predictive import Predictive, mixture
 
 MODEL_NAMES = ("anp", "softc", "ensemble")
@@ -26,8 +31,10 @@ MODEL_NAMES = ("anp", "softc", "ensemble")
 __all__ = [
     "ANP",
     "ANPConfig",
+    "BOONFNO",
     "DeepEnsemble",
     "EnsembleConfig",
+    "FNO",
     "MODEL_NAMES",
     "Predictive",
     "build_model",
@@ -37,14 +44,31 @@ __all__ = [
 
 
 def build_model(config: Mapping[str, Any]) -> nn.Module:
-    """The model described by ``config`` (its "model" field picks the class); the ``build_model`` of
-    :func:`physml.training.load_checkpoint`. Unknown model or fields → ValueError."""
+    """The model described by ``config``; the ``build_model`` of :func:`physml.training.load_checkpoint`.
+
+    A "variant" field picks the FNO family: ``{"variant": "plain" | "boon", "fno": {...}, "boundary": ...,
+    "neumann_order": ...}`` → :class:`FNO` (constructor arguments ``config["fno"]``) or that FNO wrapped
+    by :class:`BOONFNO`. Otherwise the "model" field picks the class (:data:`MODEL_NAMES`). Unknown
+    model, variant or fields → ValueError.
+    """
+    if "variant" in config:
+        return _build_fno(config)
     name = config.get("model")
     if name in ("anp", "softc"):
         return ANP(ANPConfig.from_dict(config))
     if name == "ensemble":
         return DeepEnsemble(EnsembleConfig.from_dict(config))
     raise ValueError(f"config field 'model' must be one of {MODEL_NAMES}, got {name!r}")
+
+
+def _build_fno(config: Mapping[str, Any]) -> nn.Module:
+    """:class:`FNO` or :class:`BOONFNO` from a model_config of :mod:`physml.experiments.boon` (same parameters)."""
+    fno = FNO(**{k: v for k, v in config["fno"].items()})
+    if config["variant"] == "plain":
+        return fno
+    if config["variant"] == "boon":
+        return BOONFNO(fno, config["boundary"], neumann_order=int(config["neumann_order"]))
+    raise ValueError(f"model_config.variant must be 'plain' or 'boon', got {config['variant']!r}")
 
 
 def model_loss(model: nn.Module, batch: Mapping[str, Any]) -> torch.Tensor:
