@@ -255,9 +255,12 @@ class EnsembleConfig(_Strict):
 
 
 class FnoConfig(_Strict):
+    """FNO sizes; ``posthoc_rcond``: the conditioning guard of post hoc BOON (``BOONFNO(rcond=…)``)."""
+
     width: int = Field(ge=1)
     modes: int = Field(ge=1)
     layers: int = Field(ge=1)
+    posthoc_rcond: float = Field(default=0.0, ge=0, lt=1)
     train: TrainConfig
 
 

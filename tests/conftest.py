@@ -34,7 +34,10 @@ def tiny_params(pc_case: str = "heat", op_case: str = "stokes2") -> dict[str, An
     tiny["models"]["anp"]["quick"].update(hidden=8, latent=8, n_latent_samples=4)
     tiny["models"]["ensemble"]["quick"].update(members=2, hidden=8)
     tiny["models"]["fno"]["quick"].update(width=8, modes=4)
-    tiny["models"]["fno"]["cases"] = {}
+    for model in ("anp", "ensemble", "fno"):
+        tiny["models"][model]["cases"] = {}
+    if "test_grid" in tiny["cases"][pc_case]:
+        tiny["cases"][pc_case]["test_grid"]["quick"] = {"nx": 21, "nt": 3}
     tiny["matrix"]["probconserv"]["cases"] = [pc_case]
     tiny["matrix"]["boon"]["cases"] = [op_case]
     return tiny

@@ -121,6 +121,35 @@ def test_post_hoc_keeps_weights_and_changes_only_near_the_boundary_data():
     assert torch.isfinite(y).all()
 
 
+@pytest.mark.parametrize("boundary", ["dirichlet", "neumann"])
+def test_conditioning_guard_keeps_the_condition_and_bounds_the_correction(boundary):
+    """rcond > 0 (pseudo-inverse blocks) still meets the condition exactly; on a near-singular layer
+    (one channel of every kernel's boundary response scaled to ~1e-9) the exact inverses blow the
+    input modification up while the guarded one stays of the data's size."""
+    torch.manual_seed(5)
+    n = 32
+    u, g = torch.randn(3, n, dtype=torch.float64), torch.randn(3, 2, dtype=torch.float64)
+    fno = fno_1d(width=8, modes=6).to(torch.float64)
+    guarded = BOONFNO(fno, boundary, neumann_order=2, rcond=1e-3)
+    y = guarded(u, g)
+    if boundary == "dirichlet":
+        assert max(max_err(y[:, 0], g[:, 0]), max_err(y[:, -1], g[:, 1])) <= 1e-12
+    else:
+        left, right = stencil_derivative(y, 1, 1.0 / (n - 1), 2)
+        assert max(max_err(left, g[:, 0]), max_err(right, g[:, 1])) <= 1e-10
+    with torch.no_grad():  # a kernel layer whose first output channel barely responds to its inputs
+        fno.spectral[0].weight.data[:, 0] *= 1e-9
+        fno.pointwise[0].weight.data[0] *= 1e-9
+    v = fno.lifted(u)
+    data = [g[:, None, :]]  # (B, 1, 2): the same data for every channel
+    with torch.no_grad():
+        exact = BOONFNO(fno, boundary, neumann_order=2).corrected_layer(0, v, data, enforce=False)
+        bounded = BOONFNO(fno, boundary, neumann_order=2, rcond=1e-3).corrected_layer(0, v, data, enforce=False)
+    assert float(exact.abs().max()) > 1e3 * float(bounded.abs().max())
+    with pytest.raises(ValueError, match="rcond"):
+        BOONFNO(fno, boundary, rcond=1.0)
+
+
 def test_bad_inputs_name_the_argument():
     fno = fno_1d(width=4, modes=2)
     with pytest.raises(ValueError, match="boundary"):

@@ -56,6 +56,16 @@ def test_paper_profile_is_the_reference_scale() -> None:
     assert (fno.width, fno.modes) == (64, 16)
     cavity = params.model_settings("fno", "cavity")
     assert (cavity.width, cavity.modes, cavity.train.batch_size) == (20, 8, 10)
+    assert cavity.train.lr == fno.train.lr and cavity.train.grad_clip == fno.train.grad_clip
+
+
+def test_case_overrides_merge_key_by_key() -> None:
+    """models.<m>.cases.<case>.<profile> changes only the keys it names, ``train`` included."""
+    params = load_params(PARAMS).with_profile("quick")
+    base, stefan = params.model_settings("anp"), params.model_settings("anp", "stefan")
+    assert stefan.train.epochs != base.train.epochs
+    assert stefan.model_copy(update={"train": base.train}) == base
+    assert params.model_settings("anp", "heat") == base
 
 
 def test_fixed_and_values_specs_resolve() -> None:
@@ -98,6 +108,14 @@ BAD = [
     ("cases.wave.parameters.a3", _DELETE, "cases.wave.parameters.a3", "[-1, 1]"),
     ("cases.heat.parameters.q", 1.0, "cases.heat.parameters.q", "heat has ['k']"),
     ("models.fno.quick.train.lr", 0.0, "models.fno.quick.train.lr", "(0, inf)"),
+    ("models.fno.quick.train.grad_clip", -1.0, "models.fno.quick.train.grad_clip", "(0, inf)"),
+    ("models.anp.quick.heads", 3, "models.anp.quick", "heads = 3 must divide hidden = 32"),
+    ("models.anp.cases.stefan.quick.train.epochs", 0, "models.anp.cases.stefan.quick.train.epochs", "[1, inf)"),
+    ("models.ensemble.cases.stefan.quick.width", 4, "models.ensemble.cases.stefan.quick.width", "Extra inputs"),
+    ("models.fno.cases.nope", {"quick": {"width": 8}}, "models.fno.cases.nope", "not a configured case"),
+    ("cases.stefan.test_grid.quick.nx", 2, "cases.stefan.test_grid.quick.nx", "[8, inf)"),
+    ("cases.stefan.test_grid.quick", {"nx": 9, "times": [0.0, 0.05]}, "cases.stefan.test_grid.quick.times", "(0, 0.1]"),
+    ("cases.stokes2.test_grid", {"quick": {"nx": 9, "nt": 2}, "paper": {"nx": 9, "nt": 2}}, "cases.stokes2.test_grid", "not allowed for operator cases"),
 ]
 
 

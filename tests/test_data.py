@@ -45,6 +45,7 @@ def tiny_raw() -> dict[str, Any]:
             case["grid"]["quick"] = {"nx": 9, "nt": nt}
         if "sampling" in case:
             case["sampling"] = {"n_context": 7, "n_target_t": 3, "n_target_x": 5}
+            case["test_grid"] = {"quick": {"nx": 6, "nt": 2}, "paper": {"nx": 6, "nt": 2}}
     return raw
 
 
@@ -101,6 +102,23 @@ def test_arrays_are_the_reference_solution(case: str, tiny: ParamsModel, generat
         assert list(m["index"]) == [0, 1, 2] and m["finite"].all()
         if problem.nonnegative:
             assert (m["u_min"] >= -1e-9).all()
+
+
+@pytest.mark.parametrize("case", [n for n in pdes.names() if pdes.get(n).family == "probconserv"])
+def test_test_split_targets_are_the_regular_test_grid(case: str, generated: Path) -> None:
+    """With ``test_grid`` the test targets are x_j = x_L + (x_R − x_L) j/(nx − 1), t_k = t₀ + (t₁ − t₀) k/nt
+    for every function (the reference's evaluation grid), with the exact solution and mass there."""
+    problem = pdes.get(case)
+    (t0, t1), (xl, xr) = problem.t_domain, problem.x_domain
+    with open_dataset(_h5(generated, case, "test")) as ds:
+        for i in range(len(ds)):
+            s = ds.sample(i)
+            p = dict(zip(problem.parameter_names, ds["params"][i], strict=True))
+            np.testing.assert_allclose(s["target_t"], t0 + (t1 - t0) * np.array([1, 2]) / 2, rtol=1e-15)
+            np.testing.assert_allclose(s["target_x"], np.broadcast_to(np.linspace(xl, xr, 6), (2, 6)), rtol=1e-15)
+            np.testing.assert_allclose(s["target_u"], problem.solve(p, s["target_x"][0], s["target_t"]), rtol=1e-12, atol=1e-12)
+            np.testing.assert_allclose(s["mass"], problem.mass(p, s["target_t"]), rtol=1e-12, atol=1e-12)
+        assert set(ds.manifest["u_shape"]) == {"2x6"}
 
 
 def test_values_list_fills_equal_blocks(generated: Path) -> None:

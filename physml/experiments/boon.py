@@ -373,7 +373,7 @@ def constrain(case: str, model: str, params: ParamsModel, data_dir: Path, model_
     """Test-split predictions of every BOON constraint → ``out_dir/predictions.h5`` (written atomically).
 
     ``none``: plain FNO; ``boon``: the BOON-trained FNO; ``boon_posthoc``: the plain FNO's weights in the
-    corrected forward. Arrays in the dataset layout ``(N, nt, *S)`` (cavity: S = (ny, nx, 2) for (u, v)).
+    corrected forward, with the conditioning guard ``models.fno.<profile>.posthoc_rcond``. Arrays in the dataset layout ``(N, nt, *S)`` (cavity: S = (ny, nx, 2) for (u, v)).
     """
     _check_fno(case, model)
     constraints = list(params.matrix.boon.constraints)
@@ -392,7 +392,8 @@ def constrain(case: str, model: str, params: ParamsModel, data_dir: Path, model_
             net, _, _ = load_checkpoint(model_dir / BOON_FILE, build_model, expect_case=case)
         else:
             fno, _, _ = load_checkpoint(model_dir / PLAIN_FILE, build_model, expect_case=case)
-            net = BOONFNO(fno, var.boundary, neumann_order=NEUMANN_ORDER)
+            rcond = params.model_settings("fno", case).posthoc_rcond
+            net = BOONFNO(fno, var.boundary, neumann_order=NEUMANN_ORDER, rcond=rcond)
         with _torch_threads():
             preds[name] = _to_data_layout(case, predict(net, split))
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -68,10 +68,15 @@ class BOONFNO(nn.Module):
         boundary: "dirichlet", "neumann" or "periodic".
         axes: bounded grid axes (spatial only; default all spatial axes: x, or x and y).
         neumann_order: 1 or 2, order of the one-sided stencil (Neumann only).
+        rcond: conditioning guard of the elimination. 0 (default): exact inverses of the C×C blocks.
+            > 0: Moore–Penrose pseudo-inverses that drop singular values below ``rcond`` × the largest,
+            so a near-singular block (as in the kernels of an FNO trained without the correction) gives
+            a bounded input modification instead of an exploding one. The output's boundary entries are
+            set exactly either way (step 3), so the condition holds to round-off whatever ``rcond``.
     """
 
     def __init__(self, fno: FNO, boundary: str = "dirichlet", axes: Sequence[int] | None = None,
-                 neumann_order: int = 1) -> None:
+                 neumann_order: int = 1, rcond: float = 0.0) -> None:
         super().__init__()
         if not isinstance(fno, FNO):
             raise ValueError(f"fno must be a physml.models.fno.FNO, got {type(fno).__name__}")
@@ -79,6 +84,8 @@ class BOONFNO(nn.Module):
             raise ValueError(f"boundary must be one of {BOUNDARY_TYPES}, got {boundary!r}")
         if neumann_order not in NEUMANN_STENCILS:
             raise ValueError(f"neumann_order must be one of {tuple(NEUMANN_STENCILS)}, got {neumann_order!r}")
+        if not (0.0 <= float(rcond) < 1.0):
+            raise ValueError(f"rcond must lie in [0, 1), got {rcond!r}")
         axes = tuple(range(fno.n_space)) if axes is None else tuple(int(a) for a in axes)
         if not axes or len(set(axes)) != len(axes) or any(not 0 <= a < fno.n_space for a in axes):
             raise ValueError(f"axes must be distinct spatial axes in [0, {fno.n_space}), got {axes!r}")
@@ -86,6 +93,8 @@ class BOONFNO(nn.Module):
         self.boundary = boundary
         self.axes = axes
         self.neumann_order = neumann_order
+        self.rcond = float(rcond)
+        self._elimination_cache: dict[tuple, tuple] = {}
         self.stencil = (1.0,) if boundary == "dirichlet" else NEUMANN_STENCILS[neumann_order]
 
     # ---- input checks ---------------------------------------------------------------------------
@@ -166,7 +175,21 @@ class BOONFNO(nn.Module):
         """Blocks of the two-step elimination of ``layer`` along ``axis`` (data-independent).
 
         Returns (A0N·A_NN⁻¹, Ã₀₀⁻¹, A_NN⁻¹, A_N0), each ``(C, C)``, from the closed-form responses.
+        Without autograd (inference) the blocks are cached per layer, grid and axis until the layer's
+        weights change (their storage or in-place version), so repeated forwards skip the C×C solves.
         """
+        if torch.is_grad_enabled():
+            return self._elimination(layer, shape, axis)
+        weights = (self.fno.spectral[layer].weight, self.fno.pointwise[layer].weight)
+        stamp = tuple((w.data_ptr(), w._version, w.dtype, w.device) for w in weights)
+        key = (layer, tuple(shape), axis)
+        hit = self._elimination_cache.get(key)
+        if hit is None or hit[0] != stamp:
+            hit = (stamp, self._elimination(layer, shape, axis))
+            self._elimination_cache[key] = hit
+        return hit[1]
+
+    def _elimination(self, layer: int, shape: tuple[int, ...], axis: int) -> tuple[torch.Tensor, ...]:
         conv = self.fno.spectral[layer]
         w_pw = self.fno.pointwise[layer].weight[:, :, 0]  # (C_out, C_in)
         n = shape[axis]
@@ -182,10 +205,14 @@ class BOONFNO(nn.Module):
 
         a00, a0n = block(left_pos, left_w, 0), block(left_pos, left_w, n - 1)
         an0, ann = block(right_pos, right_w, 0), block(right_pos, right_w, n - 1)
-        ann_inv = torch.linalg.inv(ann)
+        ann_inv = self._inverse(ann)
         a0n_ann_inv = a0n @ ann_inv
-        pivot_inv = torch.linalg.inv(a00 - a0n_ann_inv @ an0)
+        pivot_inv = self._inverse(a00 - a0n_ann_inv @ an0)
         return a0n_ann_inv, pivot_inv, ann_inv, an0
+
+    def _inverse(self, a: torch.Tensor) -> torch.Tensor:
+        """A⁻¹, or with ``rcond`` > 0 the pseudo-inverse without the singular values below rcond·σ_max."""
+        return torch.linalg.inv(a) if self.rcond == 0.0 else torch.linalg.pinv(a, rtol=self.rcond)
 
     def corrected_layer(self, layer: int, v: torch.Tensor, targets: list[torch.Tensor | None],
                         enforce: bool = True) -> torch.Tensor:
