@@ -33,7 +33,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -516,22 +516,28 @@ def promote_if_better(
     """Give ``version`` the ``alias`` (default ``champion``) iff its evaluation ``metric`` strictly
     beats the current holder's (lower is better unless ``higher_is_better``), or no version holds it.
 
-    A NaN metric never wins. Returns whether the alias moved to ``version``.
+    A NaN metric never wins. Returns whether the alias moved to ``version``. On a SQLite store the
+    read–compare–set runs under a file lock (``<db>.promote.lock``), so concurrent retraining runs on
+    one machine cannot both read the old champion and let the worse one win; a remote tracking server
+    offers no such transaction (serialise promotions there, e.g. one Prefect concurrency slot).
     """
-    new = version_metric(name, version, metric, uri=uri)
-    if math.isnan(new):
-        return False
-    current = champion_version(name, alias=alias, uri=uri)
-    if current == str(version):
-        return False
-    if current is not None:
-        old = version_metric(name, current, metric, uri=uri)
-        better = new > old if higher_is_better else new < old
-        if not math.isnan(old) and not better:
+    resolved = uri or tracking_uri()
+    db = _sqlite_path(resolved)
+    with _file_lock(db.with_name(db.name + ".promote.lock")) if db is not None else nullcontext():
+        new = version_metric(name, version, metric, uri=resolved)
+        if math.isnan(new):
             return False
-    mlc = client(uri)
-    _retry(lambda: mlc.set_registered_model_alias(name, alias, str(version)))
-    return True
+        current = champion_version(name, alias=alias, uri=resolved)
+        if current == str(version):
+            return False
+        if current is not None:
+            old = version_metric(name, current, metric, uri=resolved)
+            better = new > old if higher_is_better else new < old
+            if not math.isnan(old) and not better:
+                return False
+        mlc = client(resolved)
+        _retry(lambda: mlc.set_registered_model_alias(name, alias, str(version)))
+        return True
 
 
 def load_state_dict(name: str, alias_or_version: str | int = CHAMPION, uri: str | None = None) -> dict[str, Any]:

@@ -94,3 +94,24 @@ def test_ensemble_config_is_validated() -> None:
         EnsembleConfig(case="heat", min_std=0.0)
     with pytest.raises(ValueError, match="unknown"):
         EnsembleConfig.from_dict({"case": "heat", "dropout": 0.1})
+    with pytest.raises(ValueError, match="physics_weight"):
+        EnsembleConfig(case="heat", physics_weight=-1.0)
+
+
+def test_softc_ensemble_adds_the_conservation_penalty_of_the_member_mean_while_training() -> None:
+    """loss_SoftC = Σ_m NLL_m + λ·mean (G μ̄ − b)² in train mode; the plain NLL in eval mode."""
+    from physml.models.anp import as_batch, conservation_penalty
+
+    batch = default_collate(heat_functions(4, seed=3))
+    common = {"case": "heat", "members": 2, "hidden": 8, "layers": 1, "x_range": (0.0, TWO_PI), "periodic": True}
+    torch.manual_seed(0)
+    plain = DeepEnsemble(EnsembleConfig(**common))
+    torch.manual_seed(0)
+    soft = DeepEnsemble(EnsembleConfig(**common, physics_weight=7.0))
+    b = as_batch(batch, torch.device("cpu"), torch.float32)
+    means, _ = soft.member_moments(b)
+    penalty = conservation_penalty(means.mean(0), b, (0.0, TWO_PI), True)
+    assert float(penalty) > 0
+    torch.testing.assert_close(soft.loss(batch), plain.loss(batch) + 7.0 * penalty)
+    soft.eval()
+    torch.testing.assert_close(soft.loss(batch), plain.loss(batch))

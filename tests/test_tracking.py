@@ -2,8 +2,9 @@
 
 Guarantees checked: every record of an experiment lands (tags, params incl. the dataset's DVC md5,
 metrics, figure, state dict that loads back bit-identical), the champion alias moves only to a
-strictly better version (both directions of "better"), ranks other than 0 log nothing, and two
-processes logging into one SQLite file at the same time lose no run and no model version.
+strictly better version (both directions of "better"), ranks other than 0 log nothing, two
+processes logging into one SQLite file at the same time lose no run and no model version, and
+concurrent promotions leave the best version as champion.
 """
 
 from __future__ import annotations
@@ -233,3 +234,31 @@ def test_two_processes_logging_at_once_lose_nothing(store: str, tmp_path: Path) 
     versions = mlc.search_model_versions("name='physml-burgers-anp'", max_results=1000)
     assert sorted(int(v.version) for v in versions) == list(range(1, 2 * n + 1))
     assert {v.run_id for v in versions} == {r.info.run_id for r in runs}
+
+
+_PROMOTER = """
+import sys, time
+from pathlib import Path
+from physml import tracking
+version, start = sys.argv[1], float(sys.argv[2])
+while time.time() < start:
+    time.sleep(0.001)
+tracking.promote_if_better(tracking.registered_model_name("wave", "fno"), version, "mse")
+"""
+
+
+def test_concurrent_promotions_leave_the_best_version_champion(store: str) -> None:
+    """Four processes promote their versions at the same instant, the worst first in line: the read–
+    compare–set of each is serialised, so the champion ends on the lowest error whatever the order."""
+    import time
+
+    name = tracking.registered_model_name("wave", "fno")
+    versions = {mse: _version_with("wave", mse=mse, accuracy=0.0) for mse in (0.9, 0.4, 0.2, 0.6)}
+    start = time.time() + 6.0  # every process imported and waiting before the gun
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    procs = [subprocess.Popen([sys.executable, "-c", _PROMOTER, v, str(start)], env=env, stderr=subprocess.PIPE)
+             for v in versions.values()]
+    for p in procs:
+        _, err = p.communicate(timeout=240)
+        assert p.returncode == 0, err.decode()[-3000:]
+    assert tracking.champion_version(name) == versions[0.2]

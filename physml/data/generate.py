@@ -47,6 +47,8 @@ from physml.pdes.base import Problem
 
 SCHEMA_VERSION = 1
 MARKER = "dataset.json"
+SHARED_SOLVER_MODULES = ("_exact1d.py", "numerics.py")
+"""physml/pdes modules every case's data may depend on beyond its class hierarchy (hashed into the fingerprint)."""
 MASS_GRID = 4097
 """Points of the fine uniform grid on which the mass balance of a 1-D reference solution is checked."""
 
@@ -162,9 +164,15 @@ def _probconserv_check(problem: Problem, p: Mapping[str, float], sample: Mapping
 
 
 def _source_digest(problem: Problem) -> str:
-    """sha256 of the problem's module, the Problem base and the data code (what the data depend on)."""
+    """sha256 of what the data depend on: the modules of the problem's class and its bases (its own,
+    ``_exact1d.py``, ``base.py``), the shared solver modules of physml/pdes and the data code."""
     h = hashlib.sha256()
-    files = [inspect.getfile(type(problem)), inspect.getfile(Problem), *sorted(Path(__file__).parent.glob("*.py"))]
+    pdes_dir = Path(inspect.getfile(Problem)).parent
+    classes = [c for c in type(problem).__mro__ if c.__module__.startswith("physml.")]
+    files = list(dict.fromkeys(
+        [inspect.getfile(c) for c in classes]
+        + [str(pdes_dir / name) for name in SHARED_SOLVER_MODULES]
+        + [str(f) for f in sorted(Path(__file__).parent.glob("*.py"))]))
     for f in files:
         h.update(Path(f).read_bytes())
     return h.hexdigest()

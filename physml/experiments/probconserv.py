@@ -147,37 +147,23 @@ def _atomic_write_text(path: Path, text: str) -> None:
 def model_config(case: str, model: str, params: ParamsModel, softc: bool = False) -> dict[str, Any]:
     """The json-able config that rebuilds the network (``physml.models.build_model``) for the active profile.
 
-    ``softc``: the ANP's SoftC twin (model "softc", physics_weight = ``params.models.softc.penalty``); the
-    ensemble's twin has the ensemble's config (its penalty lives in the loss, see :func:`softc_loss`).
+    ``softc``: the SoftC twin, physics_weight = ``params.models.softc.penalty`` (the ANP's is model "softc").
     """
     _check_model(model)
     problem = _problem(case)
     s = params.model_settings(model, case)
-    common = {"case": case, "hidden": s.hidden, "t_range": list(problem.t_domain), "x_range": list(problem.x_domain)}
+    common = {"case": case, "hidden": s.hidden, "t_range": list(problem.t_domain), "x_range": list(problem.x_domain),
+              "periodic": problem.boundary == "periodic"}
     if model == "anp":
-        cfg = {**common, "model": "anp", "latent": s.latent, "heads": s.heads, "periodic": problem.boundary == "periodic"}
-        if softc:
-            penalty = params.models.softc.penalty
-            if not penalty > 0:
-                raise ValueError(f"models.softc.penalty: must be > 0 to train a SoftC model, got {penalty}")
-            cfg.update(model="softc", physics_weight=float(penalty))
-        return cfg
-    return {**common, "model": "ensemble", "members": s.members, "layers": s.layers}
-
-
-def softc_loss(penalty: float, x_range: tuple[float, float], periodic: bool) -> Any:
-    """Loss of a SoftC ensemble: Σ_m NLL_m + λ·mean over slices of (G μ̄ − b)², μ̄ = the members' mean
-    (the SoftC penalty of :func:`physml.models.anp.conservation_penalty`)."""
-
-    def loss(model: torch.nn.Module, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        from physml.models.anp import as_batch
-
-        p = next(model.parameters())
-        b = as_batch(batch, p.device, p.dtype)
-        means, _ = model.member_moments(b)
-        return model_loss(model, batch) + penalty * conservation_penalty(means.mean(0), b, x_range, periodic)
-
-    return loss
+        cfg = {**common, "model": "anp", "latent": s.latent, "heads": s.heads}
+    else:
+        cfg = {**common, "model": "ensemble", "members": s.members, "layers": s.layers}
+    if softc:
+        penalty = params.models.softc.penalty
+        if not penalty > 0:
+            raise ValueError(f"models.softc.penalty: must be > 0 to train a SoftC model, got {penalty}")
+        cfg.update(model="softc" if model == "anp" else "ensemble", physics_weight=float(penalty))
+    return cfg
 
 
 def _train_config(case: str, model: str, params: ParamsModel) -> TrainConfig:
@@ -211,7 +197,7 @@ def train(case: str, model: str, params: ParamsModel, data_dir: Path, out_dir: P
     resumed (an interrupted run continues); any other is retrained from scratch.
     """
     _check_model(model)
-    problem = _problem(case)
+    _problem(case)
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     train_arrays = _load_split(data_dir, "train", case)
     val_arrays = _load_split(data_dir, "val", case)
@@ -225,26 +211,23 @@ def train(case: str, model: str, params: ParamsModel, data_dir: Path, out_dir: P
     _atomic_write_text(inputs_path, json.dumps(inputs))
     summary_path.unlink(missing_ok=True)
 
-    jobs = [("plain", model_config(case, model, params), model_loss)]
+    jobs = [("plain", model_config(case, model, params))]
     if "softc" in params.matrix.probconserv.constraints:
-        cfg = model_config(case, model, params, softc=True)
-        loss = model_loss if model == "anp" else softc_loss(
-            params.models.softc.penalty, problem.x_domain, problem.boundary == "periodic")
-        jobs.append(("softc", cfg, loss))
+        jobs.append(("softc", model_config(case, model, params, softc=True)))
     else:
         (out_dir / "softc.pt").unlink(missing_ok=True)
 
     summary: dict[str, Any] = {"case": case, "model": model, **inputs}
     train_ds, val_ds = _InMemory(train_arrays), _InMemory(val_arrays)
     with torch_threads():
-        for name, cfg, loss in jobs:
+        for name, cfg in jobs:
             path = out_dir / f"{name}.pt"
             resume = _can_resume(path, cfg, tc, same_inputs)
             if not resume:
                 path.unlink(missing_ok=True)
             started = time.perf_counter()
             net = build_model(cfg)
-            result = fit(net, loss, train_ds, val_ds, tc, path, cfg, resume=resume, progress=progress)
+            result = fit(net, model_loss, train_ds, val_ds, tc, path, cfg, resume=resume, progress=progress)
             summary[name] = {
                 "best_val": float(result.best_val),
                 "best_epoch": int(result.best_epoch),

@@ -15,6 +15,7 @@ Shapes: B functions, Nc contexts, nt target times × nx positions.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -24,13 +25,15 @@ from torch import nn
 from torch.distributions import Normal
 
 from physml.models._config import SpaceTimeConfig
-from physml.models.anp import as_batch, mlp
+from physml.models.anp import as_batch, conservation_penalty, mlp
 from physml.models.predictive import Predictive, mixture
 
 
 @dataclass(frozen=True)
 class EnsembleConfig(SpaceTimeConfig):
-    """Hyper-parameters of a deep ensemble (``t_range``/``x_range`` scale the inputs to [−1, 1])."""
+    """Hyper-parameters of a deep ensemble (``t_range``/``x_range`` scale the inputs to [−1, 1]);
+    ``physics_weight`` > 0 makes it a SoftC ensemble (the penalty of :meth:`DeepEnsemble.loss`, with
+    ``periodic`` the wrap-around rule of its quadrature)."""
 
     _label = "ensemble"
 
@@ -42,6 +45,8 @@ class EnsembleConfig(SpaceTimeConfig):
     min_std: float = 0.01
     t_range: tuple[float, float] = (0.0, 1.0)
     x_range: tuple[float, float] = (0.0, 1.0)
+    physics_weight: float = 0.0
+    periodic: bool = False
 
     def __post_init__(self) -> None:
         self._check_case()
@@ -49,6 +54,8 @@ class EnsembleConfig(SpaceTimeConfig):
             raise ValueError(f"model must be 'ensemble', got {self.model!r}")
         self._check_counts("members", "hidden", "layers")
         self._check_domain()
+        if not (math.isfinite(self.physics_weight) and self.physics_weight >= 0):
+            raise ValueError(f"physics_weight must be finite and >= 0, got {self.physics_weight!r}")
 
 
 class CNPMember(nn.Module):
@@ -100,14 +107,20 @@ class DeepEnsemble(nn.Module):
         return torch.stack(means), torch.stack(variances)
 
     def loss(self, batch: Mapping[str, Any]) -> torch.Tensor:
-        """Σ_m of member m's mean (over functions and targets) Gaussian NLL."""
+        """Σ_m of member m's mean (over functions and targets) Gaussian NLL; a SoftC ensemble adds, while
+        training, λ·mean over slices of (G μ̄ − b)² with μ̄ = the members' mean (the penalty of
+        :func:`physml.models.anp.conservation_penalty`, λ = ``physics_weight``)."""
         p = next(self.parameters())
         b = as_batch(batch, p.device, p.dtype)
         if "target_u" not in b:
             raise ValueError("batch is missing 'target_u'")
         means, variances = self.member_moments(b)
         nll = -Normal(means, variances.sqrt()).log_prob(b["target_u"].unsqueeze(0))
-        return nll.flatten(1).mean(1).sum()
+        loss = nll.flatten(1).mean(1).sum()
+        c = self.config
+        if c.physics_weight > 0 and self.training:
+            loss = loss + c.physics_weight * conservation_penalty(means.mean(0), b, c.x_range, c.periodic)
+        return loss
 
     @torch.no_grad()
     def predict(
