@@ -9,13 +9,16 @@
    Two neuraloperator set-ups: "matched" (no channel MLP, projection width 128, like ours and the
    reference) and its defaults (channel MLP in every layer, two-layer lifting).
 
-Usage: ``python benchmarks/boon_speed.py [--repeats 15] [--threads N] [--device cpu|cuda]``.
-Timings interleave the compared models and report medians.
+Usage: ``python benchmarks/boon_speed.py [--repeats 60] [--threads N] [--device cpu|cuda]``.
+Every round times each model once, in a random order; a ratio is the median over rounds of the
+paired ratio (model / baseline in the same round), printed with its interquartile range [q1-q3]:
+on a shared 2-core VM single timings drift by ±20 %, which pairing cancels.
 """
 
 from __future__ import annotations
 
 import argparse
+import random
 import statistics
 import sys
 import time
@@ -35,19 +38,35 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def timed(fns: dict[str, Callable[[], object]], repeats: int, device: torch.device) -> dict[str, float]:
-    """Median seconds of each callable, run interleaved after one warm-up call each."""
+def timed(fns: dict[str, Callable[[], object]], repeats: int, device: torch.device,
+          seed: int = 0) -> dict[str, list[float]]:
+    """Seconds of every call of each callable: ``repeats`` rounds after one warm-up call each; every round
+    runs all callables once, in a random order (so drift and cache effects hit each alike)."""
     for fn in fns.values():
         fn()
+    rng = random.Random(seed)
     samples: dict[str, list[float]] = {name: [] for name in fns}
+    names = list(fns)
     for _ in range(repeats):
-        for name, fn in fns.items():
+        rng.shuffle(names)
+        for name in names:
             _sync(device)
             start = time.perf_counter()
-            fn()
+            fns[name]()
             _sync(device)
             samples[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in samples.items()}
+    return samples
+
+
+def paired_ratio(samples: dict[str, list[float]], name: str, baseline: str) -> tuple[float, float, float]:
+    """Median and quartiles over rounds of ``name``'s time / ``baseline``'s time in the same round."""
+    ratios = sorted(a / b for a, b in zip(samples[name], samples[baseline], strict=True))
+    q = statistics.quantiles(ratios, n=4)
+    return statistics.median(ratios), q[0], q[2]
+
+
+def _fmt(r: tuple[float, float, float]) -> str:
+    return f"{r[0]:.3f}x [{r[1]:.2f}-{r[2]:.2f}]"
 
 
 def boon_forward_ratios(repeats: int, device: torch.device) -> None:
@@ -65,8 +84,8 @@ def boon_forward_ratios(repeats: int, device: torch.device) -> None:
             fns[boundary] = (lambda m=model, d=data: m(u, d))
         with torch.no_grad():
             t = timed(fns, repeats, device)
-        ratios = "  ".join(f"{b} {t[b] / t['fno']:.3f}x" for b in ("dirichlet", "neumann", "periodic"))
-        print(f"  {label}: plain {t['fno'] * 1e3:.1f} ms; {ratios}")
+        ratios = "  ".join(f"{b} {_fmt(paired_ratio(t, b, 'fno'))}" for b in ("dirichlet", "neumann", "periodic"))
+        print(f"  {label}: plain {statistics.median(t['fno']) * 1e3:.1f} ms; {ratios}")
 
 
 def _train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor,
@@ -116,13 +135,13 @@ def training_step_ratios(repeats: int, device: torch.device) -> None:
             fns[name] = (lambda m=theirs, o=opt: _train_step(m, o, x_theirs, target, m))
         t = timed(fns, repeats, device)
         params = sum(p.numel() for p in ours.parameters())
-        print(f"  {label}: ours {t['ours'] * 1e3:.1f} ms ({params} params); "
-              f"vs matched {t['ours'] / t['matched']:.3f}x; vs defaults {t['ours'] / t['defaults']:.3f}x")
+        print(f"  {label}: ours {statistics.median(t['ours']) * 1e3:.1f} ms ({params} params); "
+              f"vs matched {_fmt(paired_ratio(t, 'ours', 'matched'))}; vs defaults {_fmt(paired_ratio(t, 'ours', 'defaults'))}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--repeats", type=int, default=60)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
