@@ -45,7 +45,7 @@ def tiny_raw() -> dict[str, Any]:
             case["grid"]["quick"] = {"nx": 9, "nt": nt}
         if "sampling" in case:
             case["sampling"] = {"n_context": 7, "n_target_t": 3, "n_target_x": 5}
-            case["test_grid"] = {"quick": {"nx": 6, "nt": 2}, "paper": {"nx": 6, "nt": 2}}
+            case["test_grid"] = {"quick": {"nx": 9, "nt": 2}, "paper": {"nx": 9, "nt": 2}}
     return raw
 
 
@@ -115,10 +115,10 @@ def test_test_split_targets_are_the_regular_test_grid(case: str, generated: Path
             s = ds.sample(i)
             p = dict(zip(problem.parameter_names, ds["params"][i], strict=True))
             np.testing.assert_allclose(s["target_t"], t0 + (t1 - t0) * np.array([1, 2]) / 2, rtol=1e-15)
-            np.testing.assert_allclose(s["target_x"], np.broadcast_to(np.linspace(xl, xr, 6), (2, 6)), rtol=1e-15)
+            np.testing.assert_allclose(s["target_x"], np.broadcast_to(np.linspace(xl, xr, 9), (2, 9)), rtol=1e-15)
             np.testing.assert_allclose(s["target_u"], problem.solve(p, s["target_x"][0], s["target_t"]), rtol=1e-12, atol=1e-12)
             np.testing.assert_allclose(s["mass"], problem.mass(p, s["target_t"]), rtol=1e-12, atol=1e-12)
-        assert set(ds.manifest["u_shape"]) == {"2x6"}
+        assert set(ds.manifest["u_shape"]) == {"2x9"}
 
 
 def test_values_list_fills_equal_blocks(generated: Path) -> None:
