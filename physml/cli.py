@@ -8,8 +8,10 @@ means writing one such function and appending it to ``SUBCOMMANDS``.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from physml.config import PROFILES, ParamsModel, load_params
@@ -74,6 +76,8 @@ def _add_stage_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="model of the experiment matrix (anp, ensemble, fno)")
     _add_common(p)
     p.add_argument("--root", type=Path, default=Path("."), help="project root holding data/, models/, … (default: .)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads for this stage (default: every core this process may use)")
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -160,10 +164,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``physml``; bad input (ValueError) → message on stderr and exit code 2."""
     args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args))
+        with _stage_threads(args):
+            return int(args.func(args))
     except ValueError as exc:
         print(f"physml {args.command}: error: {exc}", file=sys.stderr)
         return 2
+
+
+@contextmanager
+def _stage_threads(args: argparse.Namespace) -> Iterator[None]:
+    """A stage command runs alone (as a ``dvc repro`` stage does): let it use ``--threads`` torch threads
+    (default every available core) through ``PHYSML_TORCH_THREADS``, restored afterwards."""
+    from physml import threads
+
+    if not hasattr(args, "threads"):
+        yield
+        return
+    n = threads.available_cores() if args.threads is None else args.threads
+    if n < 1:
+        raise ValueError(f"--threads must be >= 1, got {n}")
+    old = os.environ.get(threads.ENV)
+    os.environ[threads.ENV] = str(n)
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(threads.ENV, None)
+        else:
+            os.environ[threads.ENV] = old
 
 
 if __name__ == "__main__":

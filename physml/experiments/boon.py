@@ -41,8 +41,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,6 +59,7 @@ from physml.data.generate import atomic_path
 from physml.metrics import relative_l2
 from physml.models import build_model
 from physml.models.boon import NEUMANN_STENCILS, BOONFNO
+from physml.threads import torch_threads
 from physml.training import TrainConfig, fit, load_checkpoint, select_device
 
 __all__ = [
@@ -83,7 +83,6 @@ NEUMANN_ORDER = 2
 """Order of the one-sided stencil on which the Neumann data are enforced and measured."""
 PLAIN_FILE, BOON_FILE, SUMMARY_FILE, PREDICTIONS_FILE = "plain.pt", "boon.pt", "train_summary.json", "predictions.h5"
 PER_TIME_FILE = "per_time.json"
-TORCH_THREADS = 1
 """Intra-op CPU threads while training and predicting. The quick models are small enough that a second
 thread gains little, and the pipeline runs stages side by side: measured on a shared 2-core box, one BOON
 step took 1.35 s with 2 threads against 0.05 s with 1 (oversubscription)."""
@@ -299,17 +298,6 @@ def _check_fno(case: str, model: str) -> None:
         raise ValueError(f"model: {model!r} is not a BOON base operator; allowed: fno")
 
 
-@contextmanager
-def _torch_threads(n: int = TORCH_THREADS) -> Iterator[None]:
-    """Limit torch's intra-op CPU threads for the block and restore them after."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
 def _write_json(path: Path, payload: Any) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
@@ -333,7 +321,7 @@ def train(case: str, model: str, params: ParamsModel, data_dir: Path, out_dir: P
     summary: dict[str, Any] = {"case": case, "model": model, "fno": fno_cfg, "train_config": config.to_dict(),
                                "n_train": len(train_split), "n_val": len(val_split)}
     train_data, val_data = train_split.tensors(), val_split.tensors()
-    with _torch_threads():
+    with torch_threads():
         _fit_variants(case, variants, fno_cfg, config, train_data, val_data, out_dir, progress, summary, params.seed)
     _write_json(out_dir / SUMMARY_FILE, summary)
     return out_dir
@@ -394,7 +382,7 @@ def constrain(case: str, model: str, params: ParamsModel, data_dir: Path, model_
             fno, _, _ = load_checkpoint(model_dir / PLAIN_FILE, build_model, expect_case=case)
             rcond = params.model_settings("fno", case).posthoc_rcond
             net = BOONFNO(fno, var.boundary, neumann_order=NEUMANN_ORDER, rcond=rcond)
-        with _torch_threads():
+        with torch_threads():
             preds[name] = _to_data_layout(case, predict(net, split))
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / PREDICTIONS_FILE

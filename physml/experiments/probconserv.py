@@ -30,8 +30,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +53,7 @@ from physml.metrics import (
 )
 from physml.models import Predictive, build_model, model_loss
 from physml.models.anp import conservation_penalty
+from physml.threads import torch_threads
 from physml.training import TrainConfig, fit, load_checkpoint, read_checkpoint
 
 MODELS = ("anp", "ensemble")
@@ -70,19 +70,6 @@ paper's 201 × 201 test grid."""
 
 
 # ---- shared helpers ---------------------------------------------------------------------------
-@contextmanager
-def torch_threads(n: int | None = None) -> Iterator[None]:
-    """Limit torch's intra-op threads for the block (default: min(2, CPUs)); small models gain nothing
-    from more, and the pipeline runs several stages side by side."""
-    old = torch.get_num_threads()
-    want = n if n is not None else 1
-    torch.set_num_threads(want)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
 def _check_model(model: str) -> None:
     if model not in MODELS:
         raise ValueError(f"model: {model!r} is not a ProbConserv black box; allowed: {', '.join(MODELS)}")

@@ -1,0 +1,43 @@
+"""Torch threads per stage: PHYSML_TORCH_THREADS (1 when unset), the CLI's --threads, restored after."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from physml import stages, threads
+from physml.cli import main
+
+
+def test_stage_threads_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(threads.ENV, raising=False)
+    assert threads.stage_threads() == 1
+    monkeypatch.setenv(threads.ENV, "3")
+    assert threads.stage_threads() == 3
+    for bad in ("0", "two", "-1"):
+        monkeypatch.setenv(threads.ENV, bad)
+        with pytest.raises(ValueError, match="PHYSML_TORCH_THREADS must be an integer >= 1"):
+            threads.stage_threads()
+
+
+def test_torch_threads_sets_and_restores(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(threads.ENV, "1")
+    before = torch.get_num_threads()
+    with threads.torch_threads():
+        assert torch.get_num_threads() == 1
+    with threads.torch_threads(2):
+        assert torch.get_num_threads() == 2
+    assert torch.get_num_threads() == before
+
+
+def test_cli_stage_gets_threads_and_the_environment_is_restored(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[str | None] = []
+    monkeypatch.setattr(stages, "train", lambda *a, **k: seen.append(os.environ.get(threads.ENV)) or "done")
+    monkeypatch.delenv(threads.ENV, raising=False)
+    assert main(["train", "--case", "stefan", "--model", "anp", "--threads", "2", "--no-progress"]) == 0
+    assert main(["train", "--case", "stefan", "--model", "anp", "--no-progress"]) == 0
+    assert seen == ["2", str(threads.available_cores())]
+    assert threads.ENV not in os.environ
+    assert main(["train", "--case", "stefan", "--model", "anp", "--threads", "0"]) == 2
