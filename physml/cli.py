@@ -17,6 +17,11 @@ from pathlib import Path
 from physml.config import PROFILES, ParamsModel, load_params
 
 
+DEFAULT_STAGE_THREADS = 2
+"""torch threads of a stage command by default: the two cores of the quick profile's reference machine,
+so a report rebuilt elsewhere gets the same numbers (pass --threads for speed instead)."""
+
+
 def _load(args: argparse.Namespace) -> ParamsModel:
     """params.yaml from ``--params``, with ``--profile`` (when given) overriding its profile."""
     params = load_params(args.params)
@@ -77,7 +82,7 @@ def _add_stage_common(p: argparse.ArgumentParser) -> None:
     _add_common(p)
     p.add_argument("--root", type=Path, default=Path("."), help="project root holding data/, models/, … (default: .)")
     p.add_argument("--threads", type=int, default=None,
-                   help="torch threads for this stage (default: every core this process may use)")
+                   help=f"torch threads for this stage (default: {DEFAULT_STAGE_THREADS}, or fewer if fewer cores)")
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -174,13 +179,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 @contextmanager
 def _stage_threads(args: argparse.Namespace) -> Iterator[None]:
     """A stage command runs alone (as a ``dvc repro`` stage does): let it use ``--threads`` torch threads
-    (default every available core) through ``PHYSML_TORCH_THREADS``, restored afterwards."""
+    through ``PHYSML_TORCH_THREADS``, restored afterwards. The default is fixed (not "every core")
+    because torch's reductions, hence trained weights and reported numbers, depend on the thread count."""
     from physml import threads
 
     if not hasattr(args, "threads"):
         yield
         return
-    n = threads.available_cores() if args.threads is None else args.threads
+    n = min(DEFAULT_STAGE_THREADS, threads.available_cores()) if args.threads is None else args.threads
     if n < 1:
         raise ValueError(f"--threads must be >= 1, got {n}")
     old = os.environ.get(threads.ENV)

@@ -4,7 +4,8 @@ A stage of ``dvc repro`` runs alone (stages are sequential), so it should use ev
 flow runs several stages at once in one process, where one thread each avoids oversubscription and
 ``torch.set_num_threads`` (process-wide) is not fought over. The environment variable
 ``PHYSML_TORCH_THREADS`` chooses; unset means 1. The ``physml`` CLI sets it from ``--threads``
-(default: the cores this process may use).
+(default 2, or fewer cores if that is all there is: the thread count changes torch's reduction order,
+so a fixed default keeps reported numbers reproducible across machines).
 """
 
 from __future__ import annotations

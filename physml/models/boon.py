@@ -225,9 +225,8 @@ class BOONFNO(nn.Module):
         shape = tuple(v.shape[2:])
         conv = fno.spectral[layer]
         conv.check_grid(shape)
-        z_pw = fno.apply_pointwise(layer, v)
         if self.boundary == "periodic":
-            z = conv(v) + z_pw
+            z = conv(v) + fno.apply_pointwise(layer, v)
             return self.enforce(z, targets, shape) if enforce else z
         w_pw = fno.pointwise[layer].weight[:, :, 0]
         spec = conv.mix(conv.spectrum(v))
@@ -239,7 +238,8 @@ class BOONFNO(nn.Module):
             positions = left_pos + right_pos
             dim = 2 + axis
             kv = conv.values_at(spec, shape, axis, positions)  # (B, C, *face, P)
-            pw = z_pw.index_select(dim, torch.as_tensor(positions, device=v.device)).movedim(dim, -1)
+            at = v.index_select(dim, torch.as_tensor(positions, device=v.device))  # W v + b only where needed
+            pw = fno.apply_pointwise(layer, at).movedim(dim, -1)
             vals = kv + pw
             k = len(left_pos)
             cur_left = sum(wgt * vals[..., i] for i, wgt in enumerate(left_w))
@@ -253,7 +253,7 @@ class BOONFNO(nn.Module):
             face_spec = conv.face_spectrum(deltas, shape, axis, [0, n - 1])
             extra = face_spec if extra is None else extra + face_spec
             face_updates.append((dim, n, torch.einsum("oi,bi...e->bo...e", w_pw, deltas)))
-        z = conv.to_grid(spec + conv.mix(extra), shape) + z_pw
+        z = conv.to_grid(spec + conv.mix(extra), shape) + fno.apply_pointwise(layer, v)
         for dim, n, upd in face_updates:
             z.select(dim, 0).add_(upd[..., 0])
             z.select(dim, n - 1).add_(upd[..., 1])
