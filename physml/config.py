@@ -14,7 +14,7 @@ Layout (keys are stable; other stages build on them)::
         test_grid.{quick,paper}: {nx, nt, times?}           # probconserv: the test split's regular target grid
         grid.{quick,paper}: {nx, nt, times?}                # operator family
         sizes.{quick,paper}: {train, val, test}
-    models: anp.{quick,paper}, ensemble.{quick,paper}, softc, fno.{quick,paper} (+ fno.cases overrides)
+    models: anp, ensemble, fno: {quick, paper, cases.<case>.{quick,paper}: partial overrides}; softc
     matrix: probconserv / boon: {cases, models, constraints}
 """
 
@@ -264,15 +264,12 @@ class FnoConfig(_Strict):
     train: TrainConfig
 
 
-class CaseOverride(_Strict):
+class CaseOverride(PerProfile):
     """Per-case changes to a model's settings, per profile: any of its keys, ``train`` key by key
     (e.g. BOON's width 32 / modes 12 for 1-D + time; a longer ANP training on the Stefan front)."""
 
     quick: dict[str, Any] = Field(default_factory=dict)
     paper: dict[str, Any] = Field(default_factory=dict)
-
-    def __getitem__(self, profile: str) -> dict[str, Any]:
-        return getattr(self, profile)
 
 
 def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

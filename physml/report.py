@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from physml import pdes
 from physml.config import ParamsModel
 from physml.stages import Layout
 
@@ -58,7 +59,8 @@ def _grid_text(params: ParamsModel) -> str:
     groups: dict[str, list[str]] = {}
     for case in params.matrix.probconserv.cases:
         g = params.test_grid(case)
-        label = "sampled like training" if g is None else f"{len(g.resolve_times((0.0, 1.0)))} times × {g.nx} positions"
+        label = ("sampled like training" if g is None
+                 else f"{len(g.resolve_times(pdes.get(case).t_domain))} times × {g.nx} positions")
         groups.setdefault(label, []).append(case)
     return "; ".join(f"{label} ({', '.join(cases)})" for label, cases in groups.items())
 
