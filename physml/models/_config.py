@@ -49,6 +49,12 @@ class SpaceTimeConfig:
                 raise ValueError(f"{name} must be finite (low, high) with high > low, got {getattr(self, name)!r}")
             object.__setattr__(self, name, (float(lo), float(hi)))
 
+    def _check_physics_weight(self) -> None:
+        """The SoftC penalty weight ``physics_weight`` (a field of the dataclass) is finite and ≥ 0."""
+        weight = getattr(self, "physics_weight")
+        if not (math.isfinite(weight) and weight >= 0):
+            raise ValueError(f"physics_weight must be finite and >= 0, got {weight!r}")
+
     def to_dict(self) -> dict[str, Any]:
         """json-able dict (tuples become lists), the ``model_config`` of a checkpoint."""
         out = asdict(self)

@@ -27,7 +27,6 @@ target_x, target_u (B, nt, nx); mass (B, nt).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -74,8 +73,7 @@ class ANPConfig(SpaceTimeConfig):
         if self.hidden % self.heads:
             raise ValueError(f"hidden ({self.hidden}) must be divisible by heads ({self.heads})")
         self._check_domain()
-        if not (math.isfinite(self.physics_weight) and self.physics_weight >= 0):
-            raise ValueError(f"physics_weight must be finite and >= 0, got {self.physics_weight!r}")
+        self._check_physics_weight()
         if (self.model == "softc") != (self.physics_weight > 0):
             raise ValueError("model 'softc' needs physics_weight > 0 and model 'anp' needs physics_weight = 0")
 

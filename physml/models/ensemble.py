@@ -15,7 +15,6 @@ Shapes: B functions, Nc contexts, nt target times × nx positions.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -54,8 +53,7 @@ class EnsembleConfig(SpaceTimeConfig):
             raise ValueError(f"model must be 'ensemble', got {self.model!r}")
         self._check_counts("members", "hidden", "layers")
         self._check_domain()
-        if not (math.isfinite(self.physics_weight) and self.physics_weight >= 0):
-            raise ValueError(f"physics_weight must be finite and >= 0, got {self.physics_weight!r}")
+        self._check_physics_weight()
 
 
 class CNPMember(nn.Module):
