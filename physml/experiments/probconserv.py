@@ -54,7 +54,7 @@ from physml.metrics import (
 from physml.models import Predictive, build_model, model_loss
 from physml.models.anp import conservation_penalty
 from physml.threads import torch_threads
-from physml.training import TrainConfig, fit, load_checkpoint, read_checkpoint
+from physml.training import TrainConfig, fit, load_checkpoint, read_checkpoint, seed_everything
 
 MODELS = ("anp", "ensemble")
 BATCH_KEYS = ("context_t", "context_x", "context_u", "target_t", "target_x", "target_u", "mass")
@@ -213,6 +213,7 @@ def train(case: str, model: str, params: ParamsModel, data_dir: Path, out_dir: P
             if not resume:
                 path.unlink(missing_ok=True)
             started = time.perf_counter()
+            seed_everything(tc.seed)  # the initial weights too, not only fit()'s batch order
             net = build_model(cfg)
             result = fit(net, model_loss, train_ds, val_ds, tc, path, cfg, resume=resume, progress=progress)
             summary[name] = {
