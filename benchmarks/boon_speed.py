@@ -9,15 +9,21 @@
    Two neuraloperator set-ups: "matched" (no channel MLP, projection width 128, like ours and the
    reference) and its defaults (channel MLP in every layer, two-layer lifting).
 
-Usage: ``python benchmarks/boon_speed.py [--repeats 60] [--threads N] [--device cpu|cuda]``.
+Usage: ``python benchmarks/boon_speed.py [--repeats 60] [--threads N] [--device cpu|cuda] [--as-is]``.
 Every round times each model once, in a random order; a ratio is the median over rounds of the
-paired ratio (model / baseline in the same round), printed with its interquartile range [q1-q3]:
-on a shared 2-core VM single timings drift by ±20 %, which pairing cancels.
+paired ratio (model / baseline in the same round), printed with its interquartile range [q1-q3].
+
+Timing settings: unless ``--as-is``, the script re-runs itself with OpenMP threads that spin between
+operations (``OMP_WAIT_POLICY=ACTIVE``) and glibc malloc keeping freed memory instead of returning it
+to the system (``MALLOC_*`` below). On a shared 2-core VM the defaults make single timings drift by
+±20 % (sleeping threads wake late, fresh pages fault in); with these settings the interquartile range
+of the paired ratios is about ±3 %. Both models run under the same settings.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import statistics
 import sys
@@ -139,18 +145,28 @@ def training_step_ratios(repeats: int, device: torch.device) -> None:
               f"vs matched {_fmt(paired_ratio(t, 'ours', 'matched'))}; vs defaults {_fmt(paired_ratio(t, 'ours', 'defaults'))}")
 
 
+#: Environment for stable CPU timings (see the module docstring); read by libgomp and glibc at start-up.
+STABLE_ENV = {"OMP_WAIT_POLICY": "ACTIVE", "MALLOC_MMAP_THRESHOLD_": "33554432",
+              "MALLOC_TRIM_THRESHOLD_": "4294967295", "MALLOC_TOP_PAD_": "268435456"}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=60)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--as-is", action="store_true",
+                        help="keep this process's OpenMP/malloc settings (default: re-run with STABLE_ENV)")
     args = parser.parse_args()
+    if not args.as_is and any(os.environ.get(k) != v for k, v in STABLE_ENV.items()):
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **STABLE_ENV})
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     torch.manual_seed(0)
+    settings = "as is" if args.as_is else ", ".join(f"{k}={v}" for k, v in STABLE_ENV.items())
     print(f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, "
-          f"repeats {args.repeats}")
+          f"repeats {args.repeats}; timing settings: {settings}")
     boon_forward_ratios(args.repeats, device)
     training_step_ratios(args.repeats, device)
 

@@ -108,6 +108,26 @@ def test_elimination_alone_makes_each_1d_layer_exact(boundary):
         v = torch.nn.functional.gelu(z)
 
 
+@pytest.mark.parametrize("boundary", ["dirichlet", "neumann"])
+@pytest.mark.parametrize("make", [lambda: fno_1d(width=8, modes=6), lambda: fno_1d_time(nt=6, width=8, modes=(6, 3))])
+def test_inference_shortcuts_give_the_training_forward(boundary, make):
+    """Without autograd the forward uses cached operators (1-D: H = Sᵀ G in one product) and skips the
+    face terms; it must equal the forward with autograd (S and G applied in turn, nothing cached), and a
+    weight change in place must refresh the cache."""
+    torch.manual_seed(9)
+    model = BOONFNO(make().double(), boundary)
+    u = torch.randn(3, 24, dtype=torch.float64)
+    bc = torch.randn(3, *((2,) if model.fno.nt is None else (model.fno.nt, 2)), dtype=torch.float64)
+    with torch.no_grad():
+        cached = model(u, bc)
+    assert torch.allclose(cached, model(u, bc).detach(), atol=1e-12, rtol=0)
+    with torch.no_grad():
+        model.fno.spectral[1].weight.mul_(1.5)
+        refreshed = model(u, bc)
+    assert torch.allclose(refreshed, model(u, bc).detach(), atol=1e-12, rtol=0)
+    assert not torch.allclose(refreshed, cached, atol=1e-6)
+
+
 def test_post_hoc_keeps_weights_and_changes_only_near_the_boundary_data():
     torch.manual_seed(5)
     fno = fno_1d(width=8, modes=4).double()

@@ -50,6 +50,7 @@ class SpectralConv(nn.Module):
         kept = tuple(2 * m for m in modes[:-1]) + (modes[-1],)
         scale = 1.0 / (in_channels * out_channels)
         self.weight = nn.Parameter(scale * torch.rand(in_channels, out_channels, *kept, 2))
+        self._phase_cache: dict[tuple, torch.Tensor] = {}
 
     # ---- helpers on the compact spectrum -------------------------------------------------------
     def complex_weight(self) -> torch.Tensor:
@@ -84,10 +85,16 @@ class SpectralConv(nn.Module):
                 spectrum = torch.cat([spectrum.narrow(dim, 0, m), spectrum.narrow(dim, n - m, m)], dim=dim)
         return spectrum
 
-    def scatter(self, compact: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
-        """Compact ``(B, C, *kept)`` → full half-spectrum of a grid ``shape`` (zeros elsewhere)."""
+    def scatter(self, compact: torch.Tensor, shape: Sequence[int], pad_last: bool = True) -> torch.Tensor:
+        """Compact ``(B, C, *kept)`` → full half-spectrum of a grid ``shape`` (zeros elsewhere).
+
+        ``pad_last=False`` leaves the last (half-spectrum) axis at its kept length: ``irfftn`` with
+        ``s=shape`` pads it with the same zeros itself, without a copy.
+        """
         for axis, m in enumerate(self.modes):
             dim = 2 + axis
+            if axis == self.ndim - 1 and not pad_last:
+                continue
             n = shape[axis] // 2 + 1 if axis == self.ndim - 1 else shape[axis]
             pad_shape = list(compact.shape)
             pad_shape[dim] = n - (m if axis == self.ndim - 1 else 2 * m)
@@ -110,7 +117,7 @@ class SpectralConv(nn.Module):
     def to_grid(self, compact: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
         """Inverse transform of a compact spectrum onto a grid ``shape``: ``(B, C, *shape)``."""
         dims = tuple(range(2, 2 + self.ndim))
-        return torch.fft.irfftn(self.scatter(compact, shape), s=tuple(shape), dim=dims)
+        return torch.fft.irfftn(self.scatter(compact, shape, pad_last=False), s=tuple(shape), dim=dims)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """K(x) for ``x`` of shape ``(B, in, n_1, ..., n_d)``; returns ``(B, out, n_1, ..., n_d)``."""
@@ -123,6 +130,23 @@ class SpectralConv(nn.Module):
         return self.to_grid(self.mix(self.spectrum(x)), shape)
 
     # ---- closed-form responses and partial transforms (used by BOON) ---------------------------
+    def phase(self, axis: int, n: int, positions: Sequence[int], sign: int, dtype: torch.dtype,
+              device: torch.device) -> torch.Tensor:
+        """e^{sign·2πi k j / n} for the kept frequencies k of ``axis`` and grid indices j in ``positions``.
+
+        Returns ``(K_axis, len(positions))`` in the complex ``dtype``; cached per arguments (it depends on
+        the grid only), so a forward pass does not rebuild it.
+        """
+        key = (axis, n, tuple(positions), sign, dtype, device)
+        hit = self._phase_cache.get(key)
+        if hit is None:
+            real = torch.empty((), dtype=dtype).real.dtype
+            k = self.frequencies(axis, device).to(real)
+            j = torch.as_tensor(list(positions), device=device, dtype=real)
+            hit = torch.exp(sign * 2j * math.pi * torch.outer(k, j) / n).to(dtype)
+            self._phase_cache[key] = hit
+        return hit
+
     def _last_axis_weights(self, n_last: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
         """Hermitian multiplicity of each kept last-axis frequency: 1 at 0 (and Nyquist), else 2."""
         k = torch.arange(self.modes[-1], device=device)
@@ -163,27 +187,34 @@ class SpectralConv(nn.Module):
         Cost O(B·C·kept·len(positions)) plus a transform of the face only, instead of a full inverse
         FFT. Returns ``(B, C, *face_shape, len(positions))`` with face_shape = shape without ``axis``.
         """
-        dtype = compact.real.dtype
         n = shape[axis]
-        k = self.frequencies(axis, compact.device).to(dtype)
-        j = torch.as_tensor(list(positions), device=compact.device, dtype=dtype)
-        phase = torch.exp(2j * math.pi * torch.outer(k, j) / n)  # (K_axis, P)
-        dim = 2 + axis
-        moved = compact.movedim(dim, -1)  # (B, C, *kept_without_axis, K_axis)
+        readout = self._readout(axis, n, positions, compact.dtype, compact.device)  # (K_axis, P)
+        face = compact.movedim(2 + axis, -1) @ readout  # (B, C, *kept_without_axis, P)
         if axis == self.ndim - 1:
-            c = self._last_axis_weights(n, compact.device, dtype)
-            face = torch.einsum("...k,kp->...p", moved, (c[:, None] * phase).to(compact.dtype)) / n
             face_dims = tuple(range(2, 2 + self.ndim - 1))
             if face_dims:
                 face = self._scatter_except(face.movedim(-1, 2), shape, axis, full_last=True)
                 face = torch.fft.ifftn(face, dim=tuple(d + 1 for d in face_dims)).movedim(2, -1)
             return face.real
-        face = torch.einsum("...k,kp->...p", moved, phase.to(compact.dtype)) / n  # (B,C,*kw,P)
         face = face.movedim(-1, 2)  # (B, C, P, *kept_without_axis)
         face = self._scatter_except(face, shape, axis, full_last=False)
         face_shape = [s for a, s in enumerate(shape) if a != axis]
         face = torch.fft.irfftn(face, s=face_shape, dim=tuple(range(3, 3 + len(face_shape))))
         return face.movedim(2, -1)
+
+    def _readout(self, axis: int, n: int, positions: Sequence[int], dtype: torch.dtype,
+                 device: torch.device) -> torch.Tensor:
+        """e^{2πi k j / n} / n along ``axis``, times the multiplicity c_k on the half-spectrum axis:
+        ``(K_axis, P)``, cached like :meth:`phase`."""
+        key = ("readout", axis, n, tuple(positions), dtype, device)
+        hit = self._phase_cache.get(key)
+        if hit is None:
+            phase = self.phase(axis, n, positions, 1, dtype, device)
+            if axis == self.ndim - 1:
+                phase = self._last_axis_weights(n, device, phase.real.dtype)[:, None] * phase
+            hit = (phase / n).to(dtype)
+            self._phase_cache[key] = hit
+        return hit
 
     def _scatter_except(self, compact: torch.Tensor, shape: Sequence[int], skip: int,
                         full_last: bool) -> torch.Tensor:
@@ -202,6 +233,45 @@ class SpectralConv(nn.Module):
                 zeros = compact.new_zeros(*compact.shape[:dim], n - 2 * m, *compact.shape[dim + 1:])
                 compact = torch.cat([compact.narrow(dim, 0, m), zeros, compact.narrow(dim, m, m)], dim=dim)
         return compact
+
+    # ---- 1-D point operators on the real view of a compact spectrum (used by BOON's 1-D path) -----
+    def _check_1d(self, what: str) -> None:
+        if self.ndim != 1:
+            raise ValueError(f"{what} is defined on 1-D kernels, this one has {self.ndim} axes")
+
+    def point_readout(self, n: int, positions: Sequence[int], dtype: torch.dtype,
+                      device: torch.device) -> torch.Tensor:
+        """1-D only: values of ``to_grid(compact, (n,))`` at the grid indices ``positions`` as one real product.
+
+        Returns ρ ``(2K, P)`` (real dtype ``dtype``) with ``view_as_real(compact).reshape(B, C, 2K) @ ρ``
+        = ``values_at(compact, (n,), 0, positions)``: with r_kj = c_k e^{2πi k j / n} / n, the value
+        Re(Σ_k m_k r_kj) = Σ_k (Re m_k Re r_kj - Im m_k Im r_kj), so ρ interleaves Re r and -Im r.
+        Cached like :meth:`phase`.
+        """
+        self._check_1d("point_readout")
+        key = ("point_readout", n, tuple(positions), dtype, device)
+        hit = self._phase_cache.get(key)
+        if hit is None:
+            complex_dtype = torch.promote_types(dtype, torch.complex64)
+            r = self._readout(0, n, positions, complex_dtype, device)  # (K, P)
+            hit = torch.view_as_real(r.conj().resolve_conj()).movedim(-1, 1).reshape(2 * r.shape[0], -1)
+            hit = hit.contiguous()
+            self._phase_cache[key] = hit
+        return hit
+
+    def point_kernel(self, n: int, positions: Sequence[int]) -> torch.Tensor:
+        """1-D only: compact output spectrum of K for a unit input at each grid index j_p in ``positions``.
+
+        G[(i, p), (o, k)] = R_iok e^{-2πi k j_p / n}, as a real ``(C_in·P, C_out·K·2)`` matrix (real and
+        imaginary parts interleaved), so that for real point values δ ``(B, C_in, P)``,
+        ``view_as_complex((δ.reshape(B, -1) @ G).view(B, C_out, K, 2))`` = ``mix(face_spectrum(δ))``:
+        one real matrix product instead of a transform and a second channel mix.
+        """
+        self._check_1d("point_kernel")
+        w = self.complex_weight()  # (in, out, K)
+        phase = self.phase(0, n, positions, -1, w.dtype, w.device)  # (K, P)
+        g = (w[:, None] * phase.T[None, :, None, :]).reshape(self.in_channels * len(positions), -1)
+        return torch.view_as_real(g).reshape(g.shape[0], -1)
 
     def face_spectrum(self, faces: torch.Tensor, shape: Sequence[int], axis: int,
                       positions: Sequence[int]) -> torch.Tensor:
@@ -230,11 +300,8 @@ class SpectralConv(nn.Module):
                     spec = spec.narrow(d, 0, m)
                 else:
                     spec = torch.cat([spec.narrow(d, 0, m), spec.narrow(d, spec.shape[d] - m, m)], dim=d)
-        dtype = spec.real.dtype
-        k = self.frequencies(axis, faces.device).to(dtype)
-        j = torch.as_tensor(list(positions), device=faces.device, dtype=dtype)
-        phase = torch.exp(-2j * math.pi * torch.outer(j, k) / n).to(spec.dtype)  # (P, K_axis)
-        out = torch.einsum("...p,pk->...k", spec, phase)  # (B, C, *kept_without_axis, K_axis)
+        phase = self.phase(axis, n, positions, -1, spec.dtype, spec.device).T  # (P, K_axis)
+        out = spec @ phase  # (B, C, *kept_without_axis, K_axis)
         return out.movedim(-1, 2 + axis)
 
 

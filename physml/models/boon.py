@@ -11,11 +11,15 @@ its *boundary-corrected* version along every bounded spatial axis (size N, ends 
 2. Modify the input's boundary entries, v' = v + δ₀ e₀ + δ_N e_N, so that the functional of the output
    equals the data g: A [δ₀; δ_N] = g - B(L v + b). Solved by the paper's two-step elimination: the left
    end with the effective pivot (Schur complement) Ã₀₀ = A₀₀ - A₀N A_NN⁻¹ A_N0, then the right end with
-   the corrected left: δ₀ = Ã₀₀⁻¹ (r₀ - A₀N A_NN⁻¹ r_N), δ_N = A_NN⁻¹ (r_N - A_N0 δ₀). The correction enters
-   the layer through its spectrum (:meth:`SpectralConv.face_spectrum`), so the kernel is applied once.
+   the corrected left: δ₀ = Ã₀₀⁻¹ (r₀ - A₀N A_NN⁻¹ r_N), δ_N = A_NN⁻¹ (r_N - A_N0 δ₀), composed into
+   one solve matrix S (:meth:`BOONFNO.elimination`). The correction enters the layer through its spectrum
+   (:meth:`SpectralConv.face_spectrum`), so the kernel's inverse transform runs once; on 1-D grids the
+   kernel's response to δ is one real matrix product (:meth:`SpectralConv.point_kernel`), fused with S
+   at inference.
 3. Set the output's boundary entries to satisfy the condition (a no-op up to round-off on 1-D grids,
    where step 2 is exact; on multi-axis grids step 2 treats every face point on its own with the
-   same-position blocks, as the reference's per-face probes do, and this step makes it exact).
+   same-position blocks, as the reference's per-face probes do, and this step makes it exact). The
+   forward pass therefore skips the pointwise map's share at the faces (W δ), which this step overwrites.
 
 Activations act on interior points only (Dirichlet and Neumann); after the projection the output's
 boundary entries are set once more, so the condition holds to round-off *whatever the weights*.
@@ -41,6 +45,7 @@ grid (nx, ny, nt)) a pair: x-walls ``(B, ny, nt, 2)`` (x = lo, x = hi) and y-wal
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -48,13 +53,26 @@ from torch import nn
 
 from physml.models.fno import FNO
 
-__all__ = ["BOUNDARY_TYPES", "NEUMANN_STENCILS", "BOONFNO"]
+__all__ = ["BOUNDARY_TYPES", "NEUMANN_STENCILS", "BOONFNO", "Correction"]
 
 BOUNDARY_TYPES = ("dirichlet", "neumann", "periodic")
 
 #: Left-end one-sided stencils a_k: u_x(x₀) ≈ (1/h) Σ_k a_k u_k (first order; second order).
 #: The right end uses b_k = -a_k on u_{N-1-k}.
 NEUMANN_STENCILS: dict[int, tuple[float, ...]] = {1: (-1.0, 1.0), 2: (-1.5, 2.0, -0.5)}
+
+
+class Correction(NamedTuple):
+    """Data-independent operators of one layer's correction along one axis (C channels).
+
+    solve: S ``(2C, 2C)``, the input modification δ = S r for the residual r = g - B(L v + b), both in
+        channel-major order (c, end). kernel: 1-D grids only, G ``(2C, 2CK)`` (:meth:`SpectralConv.point_kernel`),
+        the kernel's output spectrum per unit modification. fused: H = Sᵀ G (1-D, inference only).
+    """
+
+    solve: torch.Tensor
+    kernel: torch.Tensor | None
+    fused: torch.Tensor | None
 
 
 class BOONFNO(nn.Module):
@@ -157,11 +175,11 @@ class BOONFNO(nn.Module):
                 z.select(dim, 0).copy_(mean)
                 z.select(dim, n - 1).copy_(mean)
                 continue
-            g_left, g_right = g[..., 0].expand_as(z.select(dim, 0)), g[..., 1].expand_as(z.select(dim, 0))
             if self.boundary == "dirichlet":
-                z.select(dim, 0).copy_(g_left)
-                z.select(dim, n - 1).copy_(g_right)
+                ends = z[(slice(None),) * dim + (slice(None, None, n - 1),)]  # both ends, one view
+                ends.copy_(g.movedim(-1, dim).expand_as(ends))
                 continue
+            g_left, g_right = g[..., 0].expand_as(z.select(dim, 0)), g[..., 1].expand_as(z.select(dim, 0))
             h = self.fno.spacing(shape, axis)
             a = self.stencil
             left = (h * g_left - sum(a[k] * z.select(dim, k) for k in range(1, len(a)))) / a[0]
@@ -171,25 +189,29 @@ class BOONFNO(nn.Module):
         return z
 
     # ---- one corrected layer --------------------------------------------------------------------
-    def elimination(self, layer: int, shape: tuple[int, ...], axis: int) -> tuple[torch.Tensor, ...]:
-        """Blocks of the two-step elimination of ``layer`` along ``axis`` (data-independent).
+    def elimination(self, layer: int, shape: tuple[int, ...], axis: int) -> Correction:
+        """Data-independent operators of ``layer``'s correction along ``axis`` (:class:`Correction`).
 
-        Returns (A0N·A_NN⁻¹, Ã₀₀⁻¹, A_NN⁻¹, A_N0), each ``(C, C)``, from the closed-form responses.
-        Without autograd (inference) the blocks are cached per layer, grid and axis until the layer's
-        weights change (their storage or in-place version), so repeated forwards skip the C×C solves.
+        The solve matrix S is the paper's two-step elimination written as one matrix. With
+        X = A₀N A_NN⁻¹ and the inverted effective pivot P = Ã₀₀⁻¹ = (A₀₀ - X A_N0)⁻¹:
+        δ₀ = P (r₀ - X r_N), then δ_N = A_NN⁻¹ (r_N - A_N0 δ₀), so in end-major blocks
+        S = [[P, -P X], [-A_NN⁻¹ A_N0 P, A_NN⁻¹ + A_NN⁻¹ A_N0 P X]] (blocks from the closed-form
+        responses; with ``rcond`` > 0, P and A_NN⁻¹ are guarded pseudo-inverses). Without autograd
+        (inference) the operators are cached per layer, grid and axis until the layer's weights change
+        (their storage or in-place version), so repeated forwards skip them.
         """
         if torch.is_grad_enabled():
-            return self._elimination(layer, shape, axis)
+            return self._elimination(layer, shape, axis, fuse=False)
         weights = (self.fno.spectral[layer].weight, self.fno.pointwise[layer].weight)
         stamp = tuple((w.data_ptr(), w._version, w.dtype, w.device) for w in weights)
         key = (layer, tuple(shape), axis)
         hit = self._elimination_cache.get(key)
         if hit is None or hit[0] != stamp:
-            hit = (stamp, self._elimination(layer, shape, axis))
+            hit = (stamp, self._elimination(layer, shape, axis, fuse=True))
             self._elimination_cache[key] = hit
         return hit[1]
 
-    def _elimination(self, layer: int, shape: tuple[int, ...], axis: int) -> tuple[torch.Tensor, ...]:
+    def _elimination(self, layer: int, shape: tuple[int, ...], axis: int, fuse: bool) -> Correction:
         conv = self.fno.spectral[layer]
         w_pw = self.fno.pointwise[layer].weight[:, :, 0]  # (C_out, C_in)
         n = shape[axis]
@@ -206,13 +228,32 @@ class BOONFNO(nn.Module):
         a00, a0n = block(left_pos, left_w, 0), block(left_pos, left_w, n - 1)
         an0, ann = block(right_pos, right_w, 0), block(right_pos, right_w, n - 1)
         ann_inv = self._inverse(ann)
-        a0n_ann_inv = a0n @ ann_inv
-        pivot_inv = self._inverse(a00 - a0n_ann_inv @ an0)
-        return a0n_ann_inv, pivot_inv, ann_inv, an0
+        x = a0n @ ann_inv
+        pivot_inv = self._inverse(a00 - x @ an0)
+        back = ann_inv @ an0 @ pivot_inv
+        solve = torch.cat([torch.cat([pivot_inv, -pivot_inv @ x], dim=1),
+                           torch.cat([-back, ann_inv + back @ x], dim=1)], dim=0)
+        c = solve.shape[0] // 2
+        solve = solve.view(2, c, 2, c).permute(1, 0, 3, 2).reshape(2 * c, 2 * c)  # channel-major order
+        if len(shape) > 1:
+            return Correction(solve, None, None)
+        kernel = conv.point_kernel(n, ends)
+        return Correction(solve, kernel, solve.T @ kernel if fuse else None)
 
     def _inverse(self, a: torch.Tensor) -> torch.Tensor:
         """A⁻¹, or with ``rcond`` > 0 the pseudo-inverse without the singular values below rcond·σ_max."""
         return torch.linalg.inv(a) if self.rcond == 0.0 else torch.linalg.pinv(a, rtol=self.rcond)
+
+    def _functional_matrix(self, n: int, h: float, like: torch.Tensor) -> tuple[list[int], torch.Tensor | None]:
+        """Positions the two boundary functionals read, and their weights as a ``(P, 2)`` matrix (columns:
+        left end, right end); None for Dirichlet, whose functionals are the two end values themselves."""
+        left_pos, left_w, right_pos, right_w = self._functional(n, h)
+        if self.boundary == "dirichlet":
+            return left_pos + right_pos, None
+        weights = torch.zeros(len(left_pos) + len(right_pos), 2, dtype=like.dtype, device=like.device)
+        weights[:len(left_pos), 0] = torch.as_tensor(left_w, dtype=like.dtype)
+        weights[len(left_pos):, 1] = torch.as_tensor(right_w, dtype=like.dtype)
+        return left_pos + right_pos, weights
 
     def corrected_layer(self, layer: int, v: torch.Tensor, targets: list[torch.Tensor | None],
                         enforce: bool = True) -> torch.Tensor:
@@ -221,57 +262,96 @@ class BOONFNO(nn.Module):
         ``enforce=False`` returns the output before its boundary entries are set (to measure how exact
         the elimination alone is).
         """
+        shape = tuple(v.shape[2:])
+        if self.boundary == "periodic":
+            self.fno.spectral[layer].check_grid(shape)
+            z = self.fno.spectral[layer](v) + self.fno.apply_pointwise(layer, v)
+        else:
+            z = self._corrected(layer, v, targets, faces=not enforce)
+        return self.enforce(z, targets, shape) if enforce else z
+
+    def _corrected(self, layer: int, v: torch.Tensor, targets: list[torch.Tensor | None],
+                   faces: bool) -> torch.Tensor:
+        """Dirichlet/Neumann corrected layer ``(B, C, *grid)``, exact everywhere when ``faces``.
+
+        ``faces=False`` skips the face terms W δ: the face entries are then left for :meth:`enforce`,
+        which overwrites them anyway (the forward pass's case); the entries off the faces are the same.
+        """
         fno = self.fno
         shape = tuple(v.shape[2:])
         conv = fno.spectral[layer]
         conv.check_grid(shape)
-        if self.boundary == "periodic":
-            z = conv(v) + fno.apply_pointwise(layer, v)
-            return self.enforce(z, targets, shape) if enforce else z
-        w_pw = fno.pointwise[layer].weight[:, :, 0]
         spec = conv.mix(conv.spectrum(v))
+        if len(shape) == 1:
+            return self._corrected_1d(layer, v, targets[0], spec, faces)
         extra = None
         face_updates = []
         for axis, g in zip(self.axes, targets):
             n = shape[axis]
-            left_pos, left_w, right_pos, right_w = self._functional(n, fno.spacing(shape, axis))
-            positions = left_pos + right_pos
             dim = 2 + axis
-            kv = conv.values_at(spec, shape, axis, positions)  # (B, C, *face, P)
-            at = v.index_select(dim, torch.as_tensor(positions, device=v.device))  # W v + b only where needed
-            pw = fno.apply_pointwise(layer, at).movedim(dim, -1)
-            vals = kv + pw
-            k = len(left_pos)
-            cur_left = sum(wgt * vals[..., i] for i, wgt in enumerate(left_w))
-            cur_right = sum(wgt * vals[..., k + i] for i, wgt in enumerate(right_w))
-            r0 = (g[..., 0] - cur_left).movedim(1, -1)  # (B, *face, C)
-            rn = (g[..., 1] - cur_right).movedim(1, -1)
-            a0n_ann_inv, pivot_inv, ann_inv, an0 = self.elimination(layer, shape, axis)
-            d0 = (r0 - rn @ a0n_ann_inv.T) @ pivot_inv.T  # left end first (effective pivot)
-            dn = (rn - d0 @ an0.T) @ ann_inv.T  # then the right end, with the corrected left
-            deltas = torch.stack([d0, dn], dim=-1).movedim(-2, 1)  # (B, C, *face, 2)
+            positions, weights = self._functional_matrix(n, fno.spacing(shape, axis), v)
+            at = torch.as_tensor(positions, device=v.device)
+            at_faces = v.index_select(dim, at).movedim(dim, -1)  # (B, C, *face, P)
+            vals = conv.values_at(spec, shape, axis, positions) + self._pointwise_at(layer, at_faces)
+            current = vals if weights is None else vals @ weights  # (B, C, *face, 2): B(L v + b)
+            residual = (g - current).movedim(1, -2).flatten(-2)  # (B, *face, 2C), channel-major
+            deltas = residual @ self.elimination(layer, shape, axis).solve.T
+            deltas = deltas.unflatten(-1, (-1, 2)).movedim(-2, 1)  # (B, C, *face, 2)
             face_spec = conv.face_spectrum(deltas, shape, axis, [0, n - 1])
             extra = face_spec if extra is None else extra + face_spec
-            face_updates.append((dim, n, torch.einsum("oi,bi...e->bo...e", w_pw, deltas)))
+            if faces:
+                face_updates.append((dim, n, self._face_update(layer, deltas)))
         z = conv.to_grid(spec + conv.mix(extra), shape) + fno.apply_pointwise(layer, v)
         for dim, n, upd in face_updates:
             z.select(dim, 0).add_(upd[..., 0])
             z.select(dim, n - 1).add_(upd[..., 1])
-        return self.enforce(z, targets, shape) if enforce else z
+        return z
 
-    def _projected(self, v: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
-        """FNO projection with GELU on the interior only (boundary faces pass Q₁'s output unchanged)."""
+    def _corrected_1d(self, layer: int, v: torch.Tensor, g: torch.Tensor, spec: torch.Tensor,
+                      faces: bool) -> torch.Tensor:
+        """:meth:`_corrected` on a 1-D grid as a few real matrix products on ``view_as_real(spec)``.
+
+        ``v`` ``(B, C, n)``, ``g`` ``(B, 1 or C, 2)``, ``spec`` = the mixed compact spectrum of v
+        ``(B, C, K)``. Residual r = g - B(W v + b) - ρ_B m (ρ_B: :meth:`SpectralConv.point_readout` composed
+        with the functional; W v + b only where the functional reads it), then the corrected spectrum
+        m + δ G with δ = S r (:meth:`SpectralConv.point_kernel`), or m + r H with H = Sᵀ G cached at
+        inference. W v + b on the whole grid is added after the inverse transform, as in the plain layer.
+        """
         fno = self.fno
-        h = fno.proj1(v.movedim(1, -1))  # (B, *grid, proj_width)
-        if self.boundary == "periodic":
-            return fno.proj2(F.gelu(h))
-        faces = [(axis, h.select(1 + axis, 0).clone(), h.select(1 + axis, shape[axis] - 1).clone())
-                 for axis in self.axes]
-        h = F.gelu(h)
-        for axis, left, right in faces:
-            h.select(1 + axis, 0).copy_(left)
-            h.select(1 + axis, shape[axis] - 1).copy_(right)
-        return fno.proj2(h)
+        conv = fno.spectral[layer]
+        batch, channels, n = v.shape
+        positions, weights = self._functional_matrix(n, fno.spacing((n,), 0), v)
+        readout = conv.point_readout(n, positions, v.dtype, v.device)  # (2K, P)
+        if weights is None:  # Dirichlet: the functionals are the two end values
+            base = g - self._pointwise_at(layer, v[..., ::n - 1])
+        else:
+            at = torch.as_tensor(positions, device=v.device)
+            base = g - self._pointwise_at(layer, v.index_select(2, at)) @ weights
+            readout = readout @ weights
+        spec_real = torch.view_as_real(spec).reshape(batch, -1)  # (B, C·K·2)
+        residual = torch.addmm(base.reshape(batch * channels, 2), spec_real.view(batch * channels, -1),
+                               readout, alpha=-1).view(batch, 2 * channels)  # (B, 2C), channel-major
+        ops = self.elimination(layer, (n,), 0)
+        if ops.fused is not None and not faces:
+            spec_real = torch.addmm(spec_real, residual, ops.fused)
+        else:
+            deltas = residual @ ops.solve.T
+            spec_real = torch.addmm(spec_real, deltas, ops.kernel)
+        corrected = torch.view_as_complex(spec_real.view(*spec.shape, 2))
+        z = conv.to_grid(corrected, (n,)) + fno.apply_pointwise(layer, v)
+        if faces:
+            z[..., ::n - 1] += self._face_update(layer, deltas.view(batch, channels, 2))
+        return z
+
+    def _pointwise_at(self, layer: int, x: torch.Tensor) -> torch.Tensor:
+        """W x + b for a few points ``x`` ``(B, C, *rest)`` (a matrix product, not a convolution call)."""
+        pointwise = self.fno.pointwise[layer]
+        # contiguous first: a strided gather of the ends costs little, a strided matrix product a lot
+        return F.linear(x.contiguous().movedim(1, -1), pointwise.weight[:, :, 0], pointwise.bias).movedim(-1, 1)
+
+    def _face_update(self, layer: int, deltas: torch.Tensor) -> torch.Tensor:
+        """W δ for input modifications δ ``(B, C, *face, 2)`` (the pointwise map's share at the faces)."""
+        return torch.einsum("oi,bi...e->bo...e", self.fno.pointwise[layer].weight[:, :, 0], deltas)
 
     def forward(self, u: torch.Tensor, bc: torch.Tensor | Sequence[torch.Tensor] | None = None) -> torch.Tensor:
         """Corrected operator output: same shapes as :meth:`FNO.forward`; ``bc`` as in the module doc."""
@@ -281,12 +361,15 @@ class BOONFNO(nn.Module):
         out_targets = self._targets(bc, shape, u.shape[0], v)
         hidden = [None if g is None else g.mean(dim=1, keepdim=True) for g in out_targets]
         for layer in range(fno.n_layers):
-            z = self.corrected_layer(layer, v, hidden)
-            if layer < fno.n_layers - 1:
-                # σ on the interior only: for Dirichlet the faces return to g (their value before σ),
-                # for Neumann they are re-solved from the activated interior; periodic: σ everywhere.
-                z = self.enforce(F.gelu(z), hidden, shape)
-            v = z
-        out = self._projected(v, shape).movedim(-1, 1)  # (B, c_out, *grid)
-        out = self.enforce(out, out_targets, shape)
+            last = layer == fno.n_layers - 1
+            if self.boundary == "periodic":
+                z = self.corrected_layer(layer, v, hidden)
+                v = z if last else self.enforce(F.gelu(z), hidden, shape)
+                continue
+            # Dirichlet/Neumann: each layer's face entries are set once, after σ (σ on the interior
+            # only: for Dirichlet the faces are g, for Neumann they are solved from the activated
+            # interior). The last layer's faces only reach the output's faces, which are set at the end.
+            z = self._corrected(layer, v, hidden, faces=False)
+            v = z if last else self.enforce(F.gelu(z), hidden, shape)
+        out = self.enforce(fno.projected(v).movedim(-1, 1), out_targets, shape)  # (B, c_out, *grid)
         return fno.formatted(out.movedim(1, -1))
