@@ -30,6 +30,8 @@ test: setup
 
 bench: setup
 	$(BIN)/python benchmarks/solvers.py
+	$(BIN)/python benchmarks/constraint_update.py
+	$(BIN)/python benchmarks/boon_speed.py
 
 verify: setup
 	$(BIN)/physml verify
