@@ -19,7 +19,7 @@ the partial transforms below instead of probing the layer with unit vectors.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -130,6 +130,13 @@ class SpectralConv(nn.Module):
         return self.to_grid(self.mix(self.spectrum(x)), shape)
 
     # ---- closed-form responses and partial transforms (used by BOON) ---------------------------
+    def _cached(self, key: tuple, compute: Callable[[], torch.Tensor]) -> torch.Tensor:
+        """Weight-independent tensors (phases, readouts) that depend on the grid only, built once per key."""
+        hit = self._phase_cache.get(key)
+        if hit is None:
+            hit = self._phase_cache[key] = compute()
+        return hit
+
     def phase(self, axis: int, n: int, positions: Sequence[int], sign: int, dtype: torch.dtype,
               device: torch.device) -> torch.Tensor:
         """e^{sign·2πi k j / n} for the kept frequencies k of ``axis`` and grid indices j in ``positions``.
@@ -137,15 +144,13 @@ class SpectralConv(nn.Module):
         Returns ``(K_axis, len(positions))`` in the complex ``dtype``; cached per arguments (it depends on
         the grid only), so a forward pass does not rebuild it.
         """
-        key = (axis, n, tuple(positions), sign, dtype, device)
-        hit = self._phase_cache.get(key)
-        if hit is None:
+        def compute() -> torch.Tensor:
             real = torch.empty((), dtype=dtype).real.dtype
             k = self.frequencies(axis, device).to(real)
             j = torch.as_tensor(list(positions), device=device, dtype=real)
-            hit = torch.exp(sign * 2j * math.pi * torch.outer(k, j) / n).to(dtype)
-            self._phase_cache[key] = hit
-        return hit
+            return torch.exp(sign * 2j * math.pi * torch.outer(k, j) / n).to(dtype)
+
+        return self._cached(("phase", axis, n, tuple(positions), sign, dtype, device), compute)
 
     def _last_axis_weights(self, n_last: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
         """Hermitian multiplicity of each kept last-axis frequency: 1 at 0 (and Nyquist), else 2."""
@@ -206,15 +211,13 @@ class SpectralConv(nn.Module):
                  device: torch.device) -> torch.Tensor:
         """e^{2πi k j / n} / n along ``axis``, times the multiplicity c_k on the half-spectrum axis:
         ``(K_axis, P)``, cached like :meth:`phase`."""
-        key = ("readout", axis, n, tuple(positions), dtype, device)
-        hit = self._phase_cache.get(key)
-        if hit is None:
+        def compute() -> torch.Tensor:
             phase = self.phase(axis, n, positions, 1, dtype, device)
             if axis == self.ndim - 1:
                 phase = self._last_axis_weights(n, device, phase.real.dtype)[:, None] * phase
-            hit = (phase / n).to(dtype)
-            self._phase_cache[key] = hit
-        return hit
+            return (phase / n).to(dtype)
+
+        return self._cached(("readout", axis, n, tuple(positions), dtype, device), compute)
 
     def _scatter_except(self, compact: torch.Tensor, shape: Sequence[int], skip: int,
                         full_last: bool) -> torch.Tensor:
@@ -249,15 +252,11 @@ class SpectralConv(nn.Module):
         Cached like :meth:`phase`.
         """
         self._check_1d("point_readout")
-        key = ("point_readout", n, tuple(positions), dtype, device)
-        hit = self._phase_cache.get(key)
-        if hit is None:
-            complex_dtype = torch.promote_types(dtype, torch.complex64)
-            r = self._readout(0, n, positions, complex_dtype, device)  # (K, P)
-            hit = torch.view_as_real(r.conj().resolve_conj()).movedim(-1, 1).reshape(2 * r.shape[0], -1)
-            hit = hit.contiguous()
-            self._phase_cache[key] = hit
-        return hit
+        def compute() -> torch.Tensor:
+            r = self._readout(0, n, positions, torch.promote_types(dtype, torch.complex64), device)  # (K, P)
+            return torch.view_as_real(r.conj().resolve_conj()).movedim(-1, 1).reshape(2 * r.shape[0], -1).contiguous()
+
+        return self._cached(("point_readout", n, tuple(positions), dtype, device), compute)
 
     def point_kernel(self, n: int, positions: Sequence[int]) -> torch.Tensor:
         """1-D only: compact output spectrum of K for a unit input at each grid index j_p in ``positions``.

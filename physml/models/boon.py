@@ -21,8 +21,9 @@ its *boundary-corrected* version along every bounded spatial axis (size N, ends 
    same-position blocks, as the reference's per-face probes do, and this step makes it exact). The
    forward pass therefore skips the pointwise map's share at the faces (W δ), which this step overwrites.
 
-Activations act on interior points only (Dirichlet and Neumann); after the projection the output's
-boundary entries are set once more, so the condition holds to round-off *whatever the weights*.
+Activations act on interior points only (Dirichlet and Neumann: each hidden layer's faces are set after
+σ); after the projection the output's boundary entries are set once more, so the condition holds to
+round-off *whatever the weights*.
 Hidden layers are corrected towards the same data (the mean over output channels when there are
 several), as in the reference.
 
