@@ -28,7 +28,6 @@ import math
 import os
 import random
 import tempfile
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -264,6 +263,17 @@ def _default_val(loss_fn: LossFn) -> ValFn:
     return validate
 
 
+def write_wall_clock(model_dir: Path, seconds: Mapping[str, float]) -> Path:
+    """Training wall-clock seconds per network, written *beside* ``model_dir`` as ``<name>.seconds.json``.
+
+    Kept out of the checkpoints and the model folder's summary: a retraining with identical results then
+    leaves the folder byte-identical, so DVC's hash of it is unchanged and the downstream stages are skipped.
+    """
+    path = Path(model_dir).with_name(Path(model_dir).name + ".seconds.json")
+    path.write_text(json.dumps({k: round(float(v), 3) for k, v in seconds.items()}, indent=2, sort_keys=True) + "\n")
+    return path
+
+
 def fit(
     model: nn.Module,
     loss_fn: LossFn,
@@ -283,8 +293,9 @@ def fit(
     (default: the batch-size weighted mean of ``loss_fn`` over ``val_data``) runs under
     ``torch.no_grad`` with the model in eval mode; lower is better. ``model_config`` is the json-able
     dict that rebuilds the model (see :func:`load_checkpoint`) and must contain "case".
-    ``on_epoch_end`` receives each history row {"epoch", "train_loss", "val_loss", "lr", "seconds"}
-    (e.g. to log to MLflow). With ``resume`` and an existing checkpoint of the same model_config and
+    ``on_epoch_end`` receives each history row {"epoch", "train_loss", "val_loss", "lr"} (e.g. to log
+    to MLflow). Nothing in the checkpoint depends on wall-clock time, so the same training gives the same
+    file, byte for byte (:func:`write_wall_clock` keeps the seconds beside the model folder). With ``resume`` and an existing checkpoint of the same model_config and
     TrainConfig (``epochs`` may differ), training continues after the last finished epoch.
     On return the model holds the best weights (on the training device).
 
@@ -342,7 +353,6 @@ def fit(
 
     n_train = len(train_data)  # type: ignore[arg-type]
     for epoch in range(start_epoch, config.epochs + 1):
-        started = time.perf_counter()
         model.train()
         order = _epoch_order(n_train, config.seed, epoch, rank, world)
         loader = DataLoader(
@@ -386,13 +396,7 @@ def fit(
         if val_loss < best_val:
             best_val, best_epoch = val_loss, epoch
             best_state = _cpu_state(inner)
-        row = {
-            "epoch": float(epoch),
-            "train_loss": train_loss,
-            "val_loss": val_loss,
-            "lr": float(lr),
-            "seconds": time.perf_counter() - started,
-        }
+        row = {"epoch": float(epoch), "train_loss": train_loss, "val_loss": val_loss, "lr": float(lr)}
         history.append(row)
         if rank == 0:
             _atomic_save(

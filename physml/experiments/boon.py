@@ -60,7 +60,7 @@ from physml.metrics import relative_l2
 from physml.models import build_model
 from physml.models.boon import NEUMANN_STENCILS, BOONFNO
 from physml.threads import torch_threads
-from physml.training import TrainConfig, fit, load_checkpoint, select_device
+from physml.training import TrainConfig, fit, load_checkpoint, select_device, write_wall_clock
 
 __all__ = [
     "CONSTRAINTS",
@@ -310,7 +310,8 @@ def train(case: str, model: str, params: ParamsModel, data_dir: Path, out_dir: P
     (``boon.pt``) on ``case`` with the same initial weights, data order and budget; returns ``out_dir``.
 
     Loss: relative L2 over the whole output field; best validation epoch kept (:func:`physml.training.fit`,
-    resumable). ``train_summary.json``: per variant {best_val, best_epoch, epochs, seconds, parameters}.
+    resumable). ``train_summary.json``: per variant {best_val, best_epoch, epochs, parameters}; wall-clock
+    seconds go beside the folder (:func:`physml.training.write_wall_clock`).
     """
     _check_fno(case, model)
     data_dir, out_dir = Path(data_dir), Path(out_dir)
@@ -322,23 +323,28 @@ def train(case: str, model: str, params: ParamsModel, data_dir: Path, out_dir: P
                                "n_train": len(train_split), "n_val": len(val_split)}
     train_data, val_data = train_split.tensors(), val_split.tensors()
     with torch_threads():
-        _fit_variants(case, variants, fno_cfg, config, train_data, val_data, out_dir, progress, summary, params.seed)
+        seconds = _fit_variants(case, variants, fno_cfg, config, train_data, val_data, out_dir, progress, summary,
+                                params.seed)
     _write_json(out_dir / SUMMARY_FILE, summary)
+    write_wall_clock(out_dir, seconds)
     return out_dir
 
 
 def _fit_variants(case: str, variants: Sequence[str], fno_cfg: Mapping[str, Any], config: TrainConfig,
                   train_data: TensorDataset, val_data: TensorDataset, out_dir: Path, progress: bool,
-                  summary: dict[str, Any], seed: int) -> None:
+                  summary: dict[str, Any], seed: int) -> dict[str, float]:
+    """Fit each variant into ``out_dir`` and its entry of ``summary``; returns wall-clock seconds per variant."""
+    seconds: dict[str, float] = {}
     for variant in variants:
         torch.manual_seed(seed)
         net = build_model(_model_config(case, variant, fno_cfg))
         started = time.perf_counter()
         result = fit(net, _loss, train_data, val_data, config, out_dir / (PLAIN_FILE if variant == "plain" else BOON_FILE),
                      _model_config(case, variant, fno_cfg), progress=progress)
+        seconds[variant] = time.perf_counter() - started
         summary[variant] = {"best_val": result.best_val, "best_epoch": result.best_epoch, "epochs": config.epochs,
-                            "seconds": time.perf_counter() - started,
                             "parameters": sum(p.numel() for p in net.parameters())}
+    return seconds
 
 
 # ---- constrain -------------------------------------------------------------------------------------

@@ -15,7 +15,8 @@ G is the trapezoid quadrature row of one time slice and b = M(t) the exact mass
 (:func:`physml.constraints.conservation_constraint`), one constraint per slice. Files:
 
     model_dir/plain.pt, softc.pt           checkpoints of physml.training.fit (best validation epoch)
-    model_dir/train_summary.json           best val, epochs, seconds per network; data fingerprint
+    model_dir/train_summary.json           best val, epochs per network; data fingerprint
+    model_dir.seconds.json                 wall-clock per network, beside the folder (untracked)
     pred_dir/predictions.h5                /<constraint>/mean, var (N, nt, nx); stefan: samples (N, S, nx)
                                            of u at each function's last target time, and cov there
     out_dir/<constraint>.json              flat {metric: float} (DVC metrics)
@@ -54,7 +55,7 @@ from physml.metrics import (
 from physml.models import Predictive, build_model, model_loss
 from physml.models.anp import conservation_penalty
 from physml.threads import torch_threads
-from physml.training import TrainConfig, fit, load_checkpoint, read_checkpoint, seed_everything
+from physml.training import TrainConfig, fit, load_checkpoint, read_checkpoint, seed_everything, write_wall_clock
 
 MODELS = ("anp", "ensemble")
 BATCH_KEYS = ("context_t", "context_x", "context_u", "target_t", "target_x", "target_u", "mass")
@@ -179,8 +180,9 @@ def train(case: str, model: str, params: ParamsModel, data_dir: Path, out_dir: P
 
     Loss per function: the model's NLL (ANP: + KL, Kim et al. 2019 Eq. 4); SoftC adds λ (G μ − b)².
     Both networks start from the same seed (``params.seed``), so they differ only by the penalty.
-    Writes ``out_dir/train_summary.json`` = {"plain"|"softc": {best_val, best_epoch, epochs, seconds},
-    "data_fingerprint", "model"} and returns ``out_dir``. A checkpoint of the same data and settings is
+    Writes ``out_dir/train_summary.json`` = {"plain"|"softc": {best_val, best_epoch, epochs, parameters},
+    "data_fingerprint", "model"} (wall-clock seconds beside the folder: :func:`physml.training.write_wall_clock`)
+    and returns ``out_dir``. A checkpoint of the same data and settings is
     resumed (an interrupted run continues); any other is retrained from scratch.
     """
     _check_model(model)
@@ -205,6 +207,7 @@ def train(case: str, model: str, params: ParamsModel, data_dir: Path, out_dir: P
         (out_dir / "softc.pt").unlink(missing_ok=True)
 
     summary: dict[str, Any] = {"case": case, "model": model, **inputs}
+    seconds: dict[str, float] = {}
     train_ds, val_ds = _InMemory(train_arrays), _InMemory(val_arrays)
     with torch_threads():
         for name, cfg in jobs:
@@ -216,14 +219,15 @@ def train(case: str, model: str, params: ParamsModel, data_dir: Path, out_dir: P
             seed_everything(tc.seed)  # the initial weights too, not only fit()'s batch order
             net = build_model(cfg)
             result = fit(net, model_loss, train_ds, val_ds, tc, path, cfg, resume=resume, progress=progress)
+            seconds[name] = time.perf_counter() - started
             summary[name] = {
                 "best_val": float(result.best_val),
                 "best_epoch": int(result.best_epoch),
                 "epochs": int(tc.epochs),
-                "seconds": time.perf_counter() - started,
                 "parameters": int(sum(p.numel() for p in net.parameters())),
             }
     _atomic_write_text(summary_path, json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    write_wall_clock(out_dir, seconds)
     inputs_path.unlink(missing_ok=True)
     return out_dir
 
