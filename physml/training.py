@@ -269,8 +269,11 @@ def write_wall_clock(model_dir: Path, seconds: Mapping[str, float]) -> Path:
     Kept out of the checkpoints and the model folder's summary: a retraining with identical results then
     leaves the folder byte-identical, so DVC's hash of it is unchanged and the downstream stages are skipped.
     """
+    from physml.data.generate import atomic_path  # here: physml.data imports h5py and pandera (~0.8 s)
+
     path = Path(model_dir).with_name(Path(model_dir).name + ".seconds.json")
-    path.write_text(json.dumps({k: round(float(v), 3) for k, v in seconds.items()}, indent=2, sort_keys=True) + "\n")
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps({k: round(float(v), 3) for k, v in seconds.items()}, indent=2, sort_keys=True) + "\n")
     return path
 
 

@@ -131,7 +131,7 @@ def test_bad_inputs_name_the_field(run: dict, tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
 
 
-def test_training_twice_gives_identical_weights(run: dict, tmp_path: Path) -> None:
+def test_training_twice_gives_an_identical_model_folder(run: dict, tmp_path: Path) -> None:
     """Initial weights and batch order are both seeded and nothing records wall-clock time: a fresh run
     reproduces the model folder byte for byte (so DVC skips the stages downstream of an identical retrain)."""
     params, root = run["params"], run["root"]
