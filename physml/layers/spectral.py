@@ -85,24 +85,16 @@ class SpectralConv(nn.Module):
                 spectrum = torch.cat([spectrum.narrow(dim, 0, m), spectrum.narrow(dim, n - m, m)], dim=dim)
         return spectrum
 
-    def scatter(self, compact: torch.Tensor, shape: Sequence[int], pad_last: bool = True) -> torch.Tensor:
-        """Compact ``(B, C, *kept)`` → full half-spectrum of a grid ``shape`` (zeros elsewhere).
+    def scatter(self, compact: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+        """Compact ``(B, C, *kept)`` → the spectrum of a grid ``shape`` with zeros on every axis but the last.
 
-        ``pad_last=False`` leaves the last (half-spectrum) axis at its kept length: ``irfftn`` with
-        ``s=shape`` pads it with the same zeros itself, without a copy.
+        The last (half-spectrum) axis keeps its kept length: ``irfftn`` with ``s=shape`` zero-pads it
+        itself, without a copy.
         """
-        for axis, m in enumerate(self.modes):
+        for axis, m in enumerate(self.modes[:-1]):
             dim = 2 + axis
-            if axis == self.ndim - 1 and not pad_last:
-                continue
-            n = shape[axis] // 2 + 1 if axis == self.ndim - 1 else shape[axis]
-            pad_shape = list(compact.shape)
-            pad_shape[dim] = n - (m if axis == self.ndim - 1 else 2 * m)
-            zeros = compact.new_zeros(pad_shape)
-            if axis == self.ndim - 1:
-                compact = torch.cat([compact, zeros], dim=dim)
-            else:
-                compact = torch.cat([compact.narrow(dim, 0, m), zeros, compact.narrow(dim, m, m)], dim=dim)
+            zeros = compact.new_zeros(*compact.shape[:dim], shape[axis] - 2 * m, *compact.shape[dim + 1:])
+            compact = torch.cat([compact.narrow(dim, 0, m), zeros, compact.narrow(dim, m, m)], dim=dim)
         return compact
 
     def mix(self, compact: torch.Tensor) -> torch.Tensor:
@@ -117,7 +109,7 @@ class SpectralConv(nn.Module):
     def to_grid(self, compact: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
         """Inverse transform of a compact spectrum onto a grid ``shape``: ``(B, C, *shape)``."""
         dims = tuple(range(2, 2 + self.ndim))
-        return torch.fft.irfftn(self.scatter(compact, shape, pad_last=False), s=tuple(shape), dim=dims)
+        return torch.fft.irfftn(self.scatter(compact, shape), s=tuple(shape), dim=dims)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """K(x) for ``x`` of shape ``(B, in, n_1, ..., n_d)``; returns ``(B, out, n_1, ..., n_d)``."""
