@@ -111,9 +111,9 @@ def test_elimination_alone_makes_each_1d_layer_exact(boundary):
 @pytest.mark.parametrize("boundary", ["dirichlet", "neumann"])
 @pytest.mark.parametrize("make", [lambda: fno_1d(width=8, modes=6), lambda: fno_1d_time(nt=6, width=8, modes=(6, 3))])
 def test_inference_shortcuts_give_the_training_forward(boundary, make):
-    """Without autograd the forward uses cached operators (1-D: H = Sᵀ G in one product) and skips the
-    face terms; it must equal the forward with autograd (S and G applied in turn, nothing cached), and a
-    weight change in place must refresh the cache."""
+    """Without autograd the forward reuses each layer's cached solve matrix S; it must equal the forward
+    with autograd (S rebuilt from the weights every time), and an in-place change of a kernel's or a
+    pointwise map's weights must refresh the cache."""
     torch.manual_seed(9)
     model = BOONFNO(make().double(), boundary)
     u = torch.randn(3, 24, dtype=torch.float64)
@@ -126,6 +126,11 @@ def test_inference_shortcuts_give_the_training_forward(boundary, make):
         refreshed = model(u, bc)
     assert torch.allclose(refreshed, model(u, bc).detach(), atol=1e-12, rtol=0)
     assert not torch.allclose(refreshed, cached, atol=1e-6)
+    with torch.no_grad():
+        model.fno.pointwise[2].weight.mul_(0.5)
+        again = model(u, bc)
+    assert torch.allclose(again, model(u, bc).detach(), atol=1e-12, rtol=0)
+    assert not torch.allclose(again, refreshed, atol=1e-6)
 
 
 def test_post_hoc_keeps_weights_and_changes_only_near_the_boundary_data():

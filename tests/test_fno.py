@@ -50,22 +50,23 @@ def test_partial_transforms_match_full_transforms(shape, modes, axis):
 
 
 @pytest.mark.parametrize("n", [16, 17])
-def test_1d_point_operators_equal_the_partial_transforms(n):
-    """point_readout: real product on view_as_real(m) = values_at; point_kernel: one real product on the
-    point values = mix(face_spectrum(.)) (the kernel's output spectrum for a field supported at the ends)."""
+def test_1d_end_operators_equal_the_partial_transforms(n):
+    """1-D: values_at reads K(x) at grid points whatever the spectrum's memory layout; end_response (one
+    real product on the end values) = mix(face_spectrum(.)), the kernel's output spectrum for a field
+    supported at the two ends."""
     torch.manual_seed(2)
     conv = SpectralConv(3, 4, (5,)).double()
     x = torch.randn(2, 3, n, dtype=torch.float64)
-    m = conv.mix(conv.spectrum(x))  # (B, C_out, K)
+    m = conv.mix(conv.spectrum(x))  # (B, C_out, K), mode-major in memory
     positions = [0, 1, n - 2, n - 1]
-    readout = conv.point_readout(n, positions, torch.float64, x.device)
-    vals = torch.view_as_real(m).reshape(2, 4, -1) @ readout
-    assert torch.allclose(vals, conv.values_at(m, (n,), 0, positions), atol=1e-13)
-    points = torch.randn(2, 3, 2, dtype=torch.float64)  # (B, C_in, P) at the two ends
-    spec = torch.view_as_complex((points.reshape(2, -1) @ conv.point_kernel(n, [0, n - 1])).view(2, 4, 5, 2))
-    assert torch.allclose(spec, conv.mix(conv.face_spectrum(points, (n,), 0, [0, n - 1])), atol=1e-13)
+    full = torch.stack([conv(x)[..., j] for j in positions], -1)
+    assert torch.allclose(conv.values_at(m, (n,), 0, positions), full, atol=1e-13)
+    assert torch.allclose(conv.values_at(m.contiguous(), (n,), 0, positions), full, atol=1e-13)
+    values = torch.randn(2, 2, 3, dtype=torch.float64)  # (B, end, C_in)
+    expect = conv.mix(conv.face_spectrum(values.transpose(1, 2), (n,), 0, [0, n - 1]))
+    assert torch.allclose(conv.end_response(values, n), expect, atol=1e-13)
     with pytest.raises(ValueError, match="1-D kernels"):
-        SpectralConv(2, 2, (2, 2)).point_kernel(8, [0, 7])
+        SpectralConv(2, 2, (2, 2)).end_response(values, 8)
 
 
 def test_kernel_is_translation_equivariant_and_band_limited():

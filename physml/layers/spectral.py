@@ -186,6 +186,11 @@ class SpectralConv(nn.Module):
         """
         n = shape[axis]
         readout = self._readout(axis, n, positions, compact.dtype, compact.device)  # (K_axis, P)
+        if self.ndim == 1:
+            # contract the modes with the spectrum as (K, B·C): the channel mix leaves it mode-major in
+            # memory, so this reads it without a copy
+            batch, channels, k = compact.shape
+            return (readout.T @ compact.permute(2, 0, 1).reshape(k, batch * channels)).real.T.reshape(batch, channels, -1)
         face = compact.movedim(2 + axis, -1) @ readout  # (B, C, *kept_without_axis, P)
         if axis == self.ndim - 1:
             face_dims = tuple(range(2, 2 + self.ndim - 1))
@@ -229,40 +234,22 @@ class SpectralConv(nn.Module):
                 compact = torch.cat([compact.narrow(dim, 0, m), zeros, compact.narrow(dim, m, m)], dim=dim)
         return compact
 
-    # ---- 1-D point operators on the real view of a compact spectrum (used by BOON's 1-D path) -----
-    def _check_1d(self, what: str) -> None:
+    def end_response(self, values: torch.Tensor, n: int) -> torch.Tensor:
+        """1-D only: K's compact output spectrum for a field that is zero except at its two ends.
+
+        ``values``: real ``(B, 2, in)``, the field at j = 0 and j = n - 1 (end-major). The field's DFT is
+        v₀ + ω_k v_N with ω_k = e^{-2πik(n-1)/n}, so the output spectrum is R_k v₀ + ω_k R_k v_N; as the
+        values are real, R v for both ends is one real matrix product with the weights viewed as
+        ``(in, out·K·2)``, instead of a transform and a second channel mix. Returns ``(B, out, K)``, equal
+        to ``mix(face_spectrum(values.transpose(1, 2), (n,), 0, [0, n - 1]))``.
+        """
         if self.ndim != 1:
-            raise ValueError(f"{what} is defined on 1-D kernels, this one has {self.ndim} axes")
-
-    def point_readout(self, n: int, positions: Sequence[int], dtype: torch.dtype,
-                      device: torch.device) -> torch.Tensor:
-        """1-D only: values of ``to_grid(compact, (n,))`` at the grid indices ``positions`` as one real product.
-
-        Returns ρ ``(2K, P)`` (real dtype ``dtype``) with ``view_as_real(compact).reshape(B, C, 2K) @ ρ``
-        = ``values_at(compact, (n,), 0, positions)``: with r_kj = c_k e^{2πi k j / n} / n, the value
-        Re(Σ_k m_k r_kj) = Σ_k (Re m_k Re r_kj - Im m_k Im r_kj), so ρ interleaves Re r and -Im r.
-        Cached like :meth:`phase`.
-        """
-        self._check_1d("point_readout")
-        def compute() -> torch.Tensor:
-            r = self._readout(0, n, positions, torch.promote_types(dtype, torch.complex64), device)  # (K, P)
-            return torch.view_as_real(r.conj().resolve_conj()).movedim(-1, 1).reshape(2 * r.shape[0], -1).contiguous()
-
-        return self._cached(("point_readout", n, tuple(positions), dtype, device), compute)
-
-    def point_kernel(self, n: int, positions: Sequence[int]) -> torch.Tensor:
-        """1-D only: compact output spectrum of K for a unit input at each grid index j_p in ``positions``.
-
-        G[(i, p), (o, k)] = R_iok e^{-2πi k j_p / n}, as a real ``(C_in·P, C_out·K·2)`` matrix (real and
-        imaginary parts interleaved), so that for real point values δ ``(B, C_in, P)``,
-        ``view_as_complex((δ.reshape(B, -1) @ G).view(B, C_out, K, 2))`` = ``mix(face_spectrum(δ))``:
-        one real matrix product instead of a transform and a second channel mix.
-        """
-        self._check_1d("point_kernel")
-        w = self.complex_weight()  # (in, out, K)
-        phase = self.phase(0, n, positions, -1, w.dtype, w.device)  # (K, P)
-        g = (w[:, None] * phase.T[None, :, None, :]).reshape(self.in_channels * len(positions), -1)
-        return torch.view_as_real(g).reshape(g.shape[0], -1)
+            raise ValueError(f"end_response is defined on 1-D kernels, this one has {self.ndim} axes")
+        batch = values.shape[0]
+        out = values.reshape(2 * batch, self.in_channels) @ self.weight.view(self.in_channels, -1)
+        out = torch.view_as_complex(out.view(batch, 2, self.out_channels, self.modes[0], 2))
+        omega = self.phase(0, n, (n - 1,), -1, out.dtype, out.device)[:, 0]  # (K,)
+        return torch.addcmul(out[:, 0], out[:, 1], omega)
 
     def face_spectrum(self, faces: torch.Tensor, shape: Sequence[int], axis: int,
                       positions: Sequence[int]) -> torch.Tensor:

@@ -14,8 +14,8 @@ its *boundary-corrected* version along every bounded spatial axis (size N, ends 
    the corrected left: δ₀ = Ã₀₀⁻¹ (r₀ - A₀N A_NN⁻¹ r_N), δ_N = A_NN⁻¹ (r_N - A_N0 δ₀), composed into
    one solve matrix S (:meth:`BOONFNO.elimination`). The correction enters the layer through its spectrum
    (:meth:`SpectralConv.face_spectrum`), so the kernel's inverse transform runs once; on 1-D grids the
-   kernel's response to δ is one real matrix product (:meth:`SpectralConv.point_kernel`), fused with S
-   at inference.
+   kernel's response to δ is one real matrix product with the layer's own weights (δ is real, and the
+   two ends' spectra differ by one phase per mode).
 3. Set the output's boundary entries to satisfy the condition (a no-op up to round-off on 1-D grids,
    where step 2 is exact; on multi-axis grids step 2 treats every face point on its own with the
    same-position blocks, as the reference's per-face probes do, and this step makes it exact). The
@@ -46,7 +46,6 @@ grid (nx, ny, nt)) a pair: x-walls ``(B, ny, nt, 2)`` (x = lo, x = hi) and y-wal
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -54,26 +53,13 @@ from torch import nn
 
 from physml.models.fno import FNO
 
-__all__ = ["BOUNDARY_TYPES", "NEUMANN_STENCILS", "BOONFNO", "Correction"]
+__all__ = ["BOUNDARY_TYPES", "NEUMANN_STENCILS", "BOONFNO"]
 
 BOUNDARY_TYPES = ("dirichlet", "neumann", "periodic")
 
 #: Left-end one-sided stencils a_k: u_x(x₀) ≈ (1/h) Σ_k a_k u_k (first order; second order).
 #: The right end uses b_k = -a_k on u_{N-1-k}.
 NEUMANN_STENCILS: dict[int, tuple[float, ...]] = {1: (-1.0, 1.0), 2: (-1.5, 2.0, -0.5)}
-
-
-class Correction(NamedTuple):
-    """Data-independent operators of one layer's correction along one axis (C channels).
-
-    solve: S ``(2C, 2C)``, the input modification δ = S r for the residual r = g - B(L v + b), both in
-        channel-major order (c, end). kernel: 1-D grids only, G ``(2C, 2CK)`` (:meth:`SpectralConv.point_kernel`),
-        the kernel's output spectrum per unit modification. fused: H = Sᵀ G (1-D, inference only).
-    """
-
-    solve: torch.Tensor
-    kernel: torch.Tensor | None
-    fused: torch.Tensor | None
 
 
 class BOONFNO(nn.Module):
@@ -114,6 +100,7 @@ class BOONFNO(nn.Module):
         self.neumann_order = neumann_order
         self.rcond = float(rcond)
         self._elimination_cache: dict[tuple, tuple] = {}
+        self._neumann_cache: dict[tuple, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
         self.stencil = (1.0,) if boundary == "dirichlet" else NEUMANN_STENCILS[neumann_order]
 
     # ---- input checks ---------------------------------------------------------------------------
@@ -171,48 +158,60 @@ class BOONFNO(nn.Module):
         for axis, g in zip(self.axes, targets):
             dim = 2 + axis
             n = shape[axis]
+            ends = z[(slice(None),) * dim + (slice(None, None, n - 1),)]  # both ends, one view
             if self.boundary == "periodic":
-                mean = 0.5 * (z.select(dim, 0) + z.select(dim, n - 1))
-                z.select(dim, 0).copy_(mean)
-                z.select(dim, n - 1).copy_(mean)
-                continue
-            if self.boundary == "dirichlet":
-                ends = z[(slice(None),) * dim + (slice(None, None, n - 1),)]  # both ends, one view
-                ends.copy_(g.movedim(-1, dim).expand_as(ends))
-                continue
-            g_left, g_right = g[..., 0].expand_as(z.select(dim, 0)), g[..., 1].expand_as(z.select(dim, 0))
-            h = self.fno.spacing(shape, axis)
-            a = self.stencil
-            left = (h * g_left - sum(a[k] * z.select(dim, k) for k in range(1, len(a)))) / a[0]
-            right = (h * g_right + sum(a[k] * z.select(dim, n - 1 - k) for k in range(1, len(a)))) / (-a[0])
-            z.select(dim, 0).copy_(left)
-            z.select(dim, n - 1).copy_(right)
+                ends.copy_(ends.mean(dim, keepdim=True))
+            elif self.boundary == "dirichlet":
+                ends.copy_(g.movedim(-1, dim))
+            else:
+                near, weights, scale = self._neumann_ends(n, self.fno.spacing(shape, axis), z)
+                values = torch.addcmul(z.index_select(dim, near).movedim(dim, -1) @ weights, g, scale)
+                ends.copy_(values.movedim(-1, dim))
         return z
 
-    # ---- one corrected layer --------------------------------------------------------------------
-    def elimination(self, layer: int, shape: tuple[int, ...], axis: int) -> Correction:
-        """Data-independent operators of ``layer``'s correction along ``axis`` (:class:`Correction`).
+    def _neumann_ends(self, n: int, h: float, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The Neumann end values solved from the stencil, u₀ = (h g₀ - Σ_{k≥1} a_k u_k) / a₀ and
+        u_{N-1} = -(h g_N + Σ_{k≥1} a_k u_{N-1-k}) / a₀, as ``near @ weights + g * scale``: the indices of
+        the points near the ends (left, then right), ``weights`` ``(2(p-1), 2)`` and ``scale`` ``(2,)``.
+        Cached per grid, dtype and device."""
+        key = (n, h, like.dtype, like.device)
+        hit = self._neumann_cache.get(key)
+        if hit is None:
+            a = self.stencil
+            p = len(a)
+            near = torch.as_tensor(list(range(1, p)) + [n - 1 - k for k in range(1, p)], device=like.device)
+            weights = torch.zeros(2 * (p - 1), 2, dtype=like.dtype, device=like.device)
+            weights[:p - 1, 0] = weights[p - 1:, 1] = torch.as_tensor([-c / a[0] for c in a[1:]], dtype=like.dtype)
+            scale = torch.as_tensor([h / a[0], -h / a[0]], dtype=like.dtype, device=like.device)
+            hit = self._neumann_cache[key] = (near, weights, scale)
+        return hit
 
-        The solve matrix S is the paper's two-step elimination written as one matrix. With
+    # ---- one corrected layer --------------------------------------------------------------------
+    def elimination(self, layer: int, shape: tuple[int, ...], axis: int) -> torch.Tensor:
+        """The solve matrix S ``(2C, 2C)`` of ``layer``'s correction along ``axis``: the input modification
+        δ = S r for the residual r = g - B(L v + b), with r in channel-major order (c, end) and δ in
+        end-major order (end, c), so that the two ends' modifications are contiguous blocks.
+
+        S is the paper's two-step elimination written as one matrix. With
         X = A₀N A_NN⁻¹ and the inverted effective pivot P = Ã₀₀⁻¹ = (A₀₀ - X A_N0)⁻¹:
         δ₀ = P (r₀ - X r_N), then δ_N = A_NN⁻¹ (r_N - A_N0 δ₀), so in end-major blocks
         S = [[P, -P X], [-A_NN⁻¹ A_N0 P, A_NN⁻¹ + A_NN⁻¹ A_N0 P X]] (blocks from the closed-form
         responses; with ``rcond`` > 0, P and A_NN⁻¹ are guarded pseudo-inverses). Without autograd
-        (inference) the operators are cached per layer, grid and axis until the layer's weights change
-        (their storage or in-place version), so repeated forwards skip them.
+        (inference) S is cached per layer, grid and axis until the layer's weights change (their storage
+        or in-place version), so repeated forwards skip it.
         """
         if torch.is_grad_enabled():
-            return self._elimination(layer, shape, axis, fuse=False)
+            return self._elimination(layer, shape, axis)
         weights = (self.fno.spectral[layer].weight, self.fno.pointwise[layer].weight)
         stamp = tuple((w.data_ptr(), w._version, w.dtype, w.device) for w in weights)
         key = (layer, tuple(shape), axis)
         hit = self._elimination_cache.get(key)
         if hit is None or hit[0] != stamp:
-            hit = (stamp, self._elimination(layer, shape, axis, fuse=True))
+            hit = (stamp, self._elimination(layer, shape, axis))
             self._elimination_cache[key] = hit
         return hit[1]
 
-    def _elimination(self, layer: int, shape: tuple[int, ...], axis: int, fuse: bool) -> Correction:
+    def _elimination(self, layer: int, shape: tuple[int, ...], axis: int) -> torch.Tensor:
         conv = self.fno.spectral[layer]
         w_pw = self.fno.pointwise[layer].weight[:, :, 0]  # (C_out, C_in)
         n = shape[axis]
@@ -235,11 +234,7 @@ class BOONFNO(nn.Module):
         solve = torch.cat([torch.cat([pivot_inv, -pivot_inv @ x], dim=1),
                            torch.cat([-back, ann_inv + back @ x], dim=1)], dim=0)
         c = solve.shape[0] // 2
-        solve = solve.view(2, c, 2, c).permute(1, 0, 3, 2).reshape(2 * c, 2 * c)  # channel-major order
-        if len(shape) > 1:
-            return Correction(solve, None, None)
-        kernel = conv.point_kernel(n, ends)
-        return Correction(solve, kernel, solve.T @ kernel if fuse else None)
+        return solve.view(2, c, 2, c).transpose(2, 3).reshape(2 * c, 2 * c)  # rows (end, c), columns (c, end)
 
     def _inverse(self, a: torch.Tensor) -> torch.Tensor:
         """A⁻¹, or with ``rcond`` > 0 the pseudo-inverse without the singular values below rcond·σ_max."""
@@ -277,14 +272,16 @@ class BOONFNO(nn.Module):
 
         ``faces=False`` skips the face terms W δ: the face entries are then left for :meth:`enforce`,
         which overwrites them anyway (the forward pass's case); the entries off the faces are the same.
+        W v + b is computed on the whole grid first, as the plain layer needs it, and read at the faces.
         """
         fno = self.fno
         shape = tuple(v.shape[2:])
         conv = fno.spectral[layer]
         conv.check_grid(shape)
-        spec = conv.mix(conv.spectrum(v))
+        pointwise = fno.apply_pointwise(layer, v)
+        spec = conv.mix(conv.spectrum(v))  # last, so the 1-D path's product finds the weights in cache
         if len(shape) == 1:
-            return self._corrected_1d(layer, v, targets[0], spec, faces)
+            return self._corrected_1d(layer, pointwise, targets[0], spec, faces)
         extra = None
         face_updates = []
         for axis, g in zip(self.axes, targets):
@@ -292,63 +289,45 @@ class BOONFNO(nn.Module):
             dim = 2 + axis
             positions, weights = self._functional_matrix(n, fno.spacing(shape, axis), v)
             at = torch.as_tensor(positions, device=v.device)
-            at_faces = v.index_select(dim, at).movedim(dim, -1)  # (B, C, *face, P)
-            vals = conv.values_at(spec, shape, axis, positions) + self._pointwise_at(layer, at_faces)
+            at_faces = pointwise.index_select(dim, at).movedim(dim, -1)  # (B, C, *face, P): W v + b there
+            vals = conv.values_at(spec, shape, axis, positions) + at_faces
             current = vals if weights is None else vals @ weights  # (B, C, *face, 2): B(L v + b)
             residual = (g - current).movedim(1, -2).flatten(-2)  # (B, *face, 2C), channel-major
-            deltas = residual @ self.elimination(layer, shape, axis).solve.T
-            deltas = deltas.unflatten(-1, (-1, 2)).movedim(-2, 1)  # (B, C, *face, 2)
+            deltas = residual @ self.elimination(layer, shape, axis).T  # (B, *face, 2C), end-major
+            deltas = deltas.unflatten(-1, (2, -1)).movedim(-1, 1)  # (B, C, *face, 2)
             face_spec = conv.face_spectrum(deltas, shape, axis, [0, n - 1])
             extra = face_spec if extra is None else extra + face_spec
             if faces:
                 face_updates.append((dim, n, self._face_update(layer, deltas)))
-        z = conv.to_grid(spec + conv.mix(extra), shape) + fno.apply_pointwise(layer, v)
+        z = conv.to_grid(spec + conv.mix(extra), shape) + pointwise
         for dim, n, upd in face_updates:
             z.select(dim, 0).add_(upd[..., 0])
             z.select(dim, n - 1).add_(upd[..., 1])
         return z
 
-    def _corrected_1d(self, layer: int, v: torch.Tensor, g: torch.Tensor, spec: torch.Tensor,
+    def _corrected_1d(self, layer: int, pointwise: torch.Tensor, g: torch.Tensor, spec: torch.Tensor,
                       faces: bool) -> torch.Tensor:
-        """:meth:`_corrected` on a 1-D grid as a few real matrix products on ``view_as_real(spec)``.
+        """:meth:`_corrected` on a 1-D grid, without transforms of the faces.
 
-        ``v`` ``(B, C, n)``, ``g`` ``(B, 1 or C, 2)``, ``spec`` = the mixed compact spectrum of v
-        ``(B, C, K)``. Residual r = g - B(W v + b) - ρ_B m (ρ_B: :meth:`SpectralConv.point_readout` composed
-        with the functional; W v + b only where the functional reads it), then the corrected spectrum
-        m + δ G with δ = S r (:meth:`SpectralConv.point_kernel`), or m + r H with H = Sᵀ G cached at
-        inference. W v + b on the whole grid is added after the inverse transform, as in the plain layer.
+        ``pointwise`` = W v + b ``(B, C, n)``, ``g`` ``(B, 1 or C, 2)``, ``spec`` = the mixed compact
+        spectrum of v ``(B, C, K)``. Residual r = g - B(K v) - B(W v + b) with B(K v) read from the spectrum
+        (:meth:`SpectralConv.values_at`), then δ = S r at the two ends, and the corrected spectrum
+        m' = m + R δ₀ + ω R δ_N (:meth:`SpectralConv.end_response`: one real matrix product, as δ is real).
         """
-        fno = self.fno
-        conv = fno.spectral[layer]
-        batch, channels, n = v.shape
-        positions, weights = self._functional_matrix(n, fno.spacing((n,), 0), v)
-        readout = conv.point_readout(n, positions, v.dtype, v.device)  # (2K, P)
+        conv = self.fno.spectral[layer]
+        batch, channels, n = pointwise.shape
+        positions, weights = self._functional_matrix(n, self.fno.spacing((n,), 0), pointwise)
         if weights is None:  # Dirichlet: the functionals are the two end values
-            base = g - self._pointwise_at(layer, v[..., ::n - 1])
+            current = conv.values_at(spec, (n,), 0, positions) + pointwise[..., ::n - 1]
         else:
-            at = torch.as_tensor(positions, device=v.device)
-            base = g - self._pointwise_at(layer, v.index_select(2, at)) @ weights
-            readout = readout @ weights
-        spec_real = torch.view_as_real(spec).reshape(batch, -1)  # (B, C·K·2)
-        residual = torch.addmm(base.reshape(batch * channels, 2), spec_real.view(batch * channels, -1),
-                               readout, alpha=-1).view(batch, 2 * channels)  # (B, 2C), channel-major
-        ops = self.elimination(layer, (n,), 0)
-        if ops.fused is not None and not faces:
-            spec_real = torch.addmm(spec_real, residual, ops.fused)
-        else:
-            deltas = residual @ ops.solve.T
-            spec_real = torch.addmm(spec_real, deltas, ops.kernel)
-        corrected = torch.view_as_complex(spec_real.view(*spec.shape, 2))
-        z = conv.to_grid(corrected, (n,)) + fno.apply_pointwise(layer, v)
+            at = torch.as_tensor(positions, device=pointwise.device)
+            current = (conv.values_at(spec, (n,), 0, positions) + pointwise.index_select(2, at)) @ weights
+        residual = (g - current).reshape(batch, 2 * channels)  # (B, 2C), channel-major
+        deltas = (residual @ self.elimination(layer, (n,), 0).T).view(batch, 2, channels)  # end-major
+        z = conv.to_grid(conv.end_response(deltas, n).add_(spec), (n,)) + pointwise
         if faces:
-            z[..., ::n - 1] += self._face_update(layer, deltas.view(batch, channels, 2))
+            z[..., ::n - 1] += self._face_update(layer, deltas.transpose(1, 2))
         return z
-
-    def _pointwise_at(self, layer: int, x: torch.Tensor) -> torch.Tensor:
-        """W x + b for a few points ``x`` ``(B, C, *rest)`` (a matrix product, not a convolution call)."""
-        pointwise = self.fno.pointwise[layer]
-        # contiguous first: a strided gather of the ends costs little, a strided matrix product a lot
-        return F.linear(x.contiguous().movedim(1, -1), pointwise.weight[:, :, 0], pointwise.bias).movedim(-1, 1)
 
     def _face_update(self, layer: int, deltas: torch.Tensor) -> torch.Tensor:
         """W δ for input modifications δ ``(B, C, *face, 2)`` (the pointwise map's share at the faces)."""
@@ -360,7 +339,7 @@ class BOONFNO(nn.Module):
         shape = fno.grid_shape(u)
         v = fno.lifted(u)
         out_targets = self._targets(bc, shape, u.shape[0], v)
-        hidden = [None if g is None else g.mean(dim=1, keepdim=True) for g in out_targets]
+        hidden = [g if g is None or g.shape[1] == 1 else g.mean(dim=1, keepdim=True) for g in out_targets]
         for layer in range(fno.n_layers):
             last = layer == fno.n_layers - 1
             if self.boundary == "periodic":
