@@ -25,9 +25,7 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
 import random
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -37,6 +35,8 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
+
+from physml.atomic import atomic_path
 
 CHECKPOINT_FORMAT = 1
 
@@ -216,22 +216,6 @@ def _check_json(model_config: Mapping[str, Any]) -> dict[str, Any]:
         raise ValueError(f"model_config must be json-able: {err}") from err
 
 
-def _atomic_save(obj: Any, path: Path) -> None:
-    """torch.save to a temporary file in the target folder, fsync, then os.replace (never half-written)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _cpu_state(module_or_state: nn.Module | Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     state = module_or_state.state_dict() if isinstance(module_or_state, nn.Module) else module_or_state
     return {key: value.detach().to("cpu", copy=True) for key, value in state.items()}
@@ -269,8 +253,6 @@ def write_wall_clock(model_dir: Path, seconds: Mapping[str, float]) -> Path:
     Kept out of the checkpoints and the model folder's summary: a retraining with identical results then
     leaves the folder byte-identical, so DVC's hash of it is unchanged and the downstream stages are skipped.
     """
-    from physml.data.generate import atomic_path  # here: physml.data imports h5py and pandera (~0.8 s)
-
     path = Path(model_dir).with_name(Path(model_dir).name + ".seconds.json")
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps({k: round(float(v), 3) for k, v in seconds.items()}, indent=2, sort_keys=True) + "\n")
@@ -402,26 +384,25 @@ def fit(
         row = {"epoch": float(epoch), "train_loss": train_loss, "val_loss": val_loss, "lr": float(lr)}
         history.append(row)
         if rank == 0:
-            _atomic_save(
-                {
-                    "format": CHECKPOINT_FORMAT,
-                    "case": model_config["case"],
-                    "model_config": model_config,
-                    "model_state": best_state,
-                    "best_val": best_val,
-                    "best_epoch": best_epoch,
-                    "history": history,
-                    "train_config": config.to_dict(),
-                    "resume": {
-                        "epoch": epoch,
-                        "model_state": _cpu_state(inner),
-                        "optimizer_state": optimizer.state_dict(),
-                        "scheduler_state": scheduler.state_dict() if scheduler is not None else {},
-                        "rng": _rng_state(),
-                    },
+            checkpoint = {
+                "format": CHECKPOINT_FORMAT,
+                "case": model_config["case"],
+                "model_config": model_config,
+                "model_state": best_state,
+                "best_val": best_val,
+                "best_epoch": best_epoch,
+                "history": history,
+                "train_config": config.to_dict(),
+                "resume": {
+                    "epoch": epoch,
+                    "model_state": _cpu_state(inner),
+                    "optimizer_state": optimizer.state_dict(),
+                    "scheduler_state": scheduler.state_dict() if scheduler is not None else {},
+                    "rng": _rng_state(),
                 },
-                checkpoint_path,
-            )
+            }
+            with atomic_path(checkpoint_path) as tmp:
+                torch.save(checkpoint, tmp)
         if world > 1:
             torch.distributed.barrier()
         if on_epoch_end is not None and rank == 0:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from physml import pdes
-from physml.data.generate import atomic_path
+from physml.atomic import atomic_path
 from physml.pdes.base import VerificationRecord
 
 

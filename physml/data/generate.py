@@ -29,7 +29,6 @@ import fcntl
 import hashlib
 import inspect
 import json
-import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -41,6 +40,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from physml import pdes
+from physml.atomic import atomic_path
 from physml.config import SPLITS, ParamsModel
 from physml.data.schema import manifest_schema, shape_str, validate_manifest
 from physml.pdes.base import Problem
@@ -190,18 +190,6 @@ def fingerprint(case: str, params: ParamsModel) -> str:
         "sources": _source_digest(problem),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
-
-
-@contextmanager
-def atomic_path(final: Path) -> Iterator[Path]:
-    """Yield a temp path in the same directory; os.replace it onto ``final`` only if the block succeeds."""
-    tmp = final.with_name(f".{final.name}.{os.getpid()}.partial")
-    try:
-        yield tmp
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _sha256(path: Path) -> str:

@@ -55,7 +55,7 @@ from torch.utils.data import TensorDataset
 from physml import pdes
 from physml.config import ParamsModel
 from physml.data import open_dataset
-from physml.data.generate import atomic_path
+from physml.atomic import atomic_path
 from physml.metrics import relative_l2
 from physml.models import build_model
 from physml.models.boon import NEUMANN_STENCILS, BOONFNO

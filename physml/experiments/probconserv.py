@@ -41,6 +41,7 @@ import torch
 from torch.utils.data import Dataset
 
 from physml import pdes
+from physml.atomic import atomic_path
 from physml.config import ParamsModel
 from physml.constraints import condition, conservation_constraint, hardc, probconserv
 from physml.data.reader import SplitDataset
@@ -53,7 +54,6 @@ from physml.metrics import (
     shock_position_posterior,
 )
 from physml.models import Predictive, build_model, model_loss
-from physml.models.anp import conservation_penalty
 from physml.threads import torch_threads
 from physml.training import TrainConfig, fit, load_checkpoint, read_checkpoint, seed_everything, write_wall_clock
 
@@ -118,18 +118,6 @@ class _InMemory(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         return {k: v[i] for k, v in self.tensors.items()}
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def model_config(case: str, model: str, params: ParamsModel, softc: bool = False) -> dict[str, Any]:
@@ -197,7 +185,8 @@ def train(case: str, model: str, params: ParamsModel, data_dir: Path, out_dir: P
     recorded = [json.loads(f.read_text()) for f in (summary_path, inputs_path) if f.is_file()]
     same_inputs = fp is not None and any(all(r.get(k) == v for k, v in inputs.items()) for r in recorded)
     out_dir.mkdir(parents=True, exist_ok=True)
-    _atomic_write_text(inputs_path, json.dumps(inputs))
+    with atomic_path(inputs_path) as tmp:
+        tmp.write_text(json.dumps(inputs))
     summary_path.unlink(missing_ok=True)
 
     jobs = [("plain", model_config(case, model, params))]
@@ -226,7 +215,8 @@ def train(case: str, model: str, params: ParamsModel, data_dir: Path, out_dir: P
                 "epochs": int(tc.epochs),
                 "parameters": int(sum(p.numel() for p in net.parameters())),
             }
-    _atomic_write_text(summary_path, json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    with atomic_path(summary_path) as tmp:
+        tmp.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     write_wall_clock(out_dir, seconds)
     inputs_path.unlink(missing_ok=True)
     return out_dir
@@ -338,22 +328,14 @@ def constrain(case: str, model: str, params: ParamsModel, data_dir: Path, model_
                 samples = _final_slice_samples(mean[:, -1], cov[:, -1], N_POSTERIOR_SAMPLES, params.seed)
             results[name]["samples"] = samples
 
-    out_dir.mkdir(parents=True, exist_ok=True)
     final = out_dir / PREDICTIONS
-    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{PREDICTIONS}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        with h5py.File(tmp, "w") as fh:
-            fh.attrs.update({"case": case, "model": model, "constraints": constraints, "profile": params.profile,
-                             "n_latent_samples": n_samples, "seed": params.seed})
-            for name, arrs in results.items():
-                grp = fh.create_group(name)
-                for key, value in arrs.items():
-                    grp.create_dataset(key, data=value, track_times=False)
-        os.replace(tmp, final)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(final) as tmp, h5py.File(tmp, "w") as fh:
+        fh.attrs.update({"case": case, "model": model, "constraints": constraints, "profile": params.profile,
+                         "n_latent_samples": n_samples, "seed": params.seed})
+        for name, arrs in results.items():
+            grp = fh.create_group(name)
+            for key, value in arrs.items():
+                grp.create_dataset(key, data=value, track_times=False)
     return final
 
 
