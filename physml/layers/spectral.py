@@ -186,12 +186,9 @@ class SpectralConv(nn.Module):
         """
         n = shape[axis]
         readout = self._readout(axis, n, positions, compact.dtype, compact.device)  # (K_axis, P)
+        face = self._contract_axis(compact, axis, readout.T)  # (B, C, *kept_without_axis, P)
         if self.ndim == 1:
-            # contract the modes with the spectrum as (K, B·C): the channel mix leaves it mode-major in
-            # memory, so this reads it without a copy
-            batch, channels, k = compact.shape
-            return (readout.T @ compact.permute(2, 0, 1).reshape(k, batch * channels)).real.T.reshape(batch, channels, -1)
-        face = compact.movedim(2 + axis, -1) @ readout  # (B, C, *kept_without_axis, P)
+            return face.real
         if axis == self.ndim - 1:
             face_dims = tuple(range(2, 2 + self.ndim - 1))
             if face_dims:
@@ -203,6 +200,21 @@ class SpectralConv(nn.Module):
         face_shape = [s for a, s in enumerate(shape) if a != axis]
         face = torch.fft.irfftn(face, s=face_shape, dim=tuple(range(3, 3 + len(face_shape))))
         return face.movedim(2, -1)
+
+    @staticmethod
+    def _contract_axis(compact: torch.Tensor, axis: int, matrix: torch.Tensor) -> torch.Tensor:
+        """Σ_k matrix[p, k] compact[b, c, ..., k (on ``axis``), ...]: ``(B, C, *kept)`` → ``(B, C, *kept_without_axis, P)``.
+
+        The channel mix leaves its output mode-major in memory, ``(*kept, B, C)``; viewed as
+        ``(lead, K_axis, rest)`` (lead: the kept axes before ``axis``) the contraction is one batched
+        matrix product on it, without a copy (a spectrum in another layout is copied once by ``reshape``).
+        """
+        kept = compact.shape[2:]
+        lead = math.prod(kept[:axis])
+        rows = compact.permute(*range(2, compact.dim()), 0, 1).reshape(lead, kept[axis], -1)
+        out = (matrix @ (rows[0] if lead == 1 else rows)).view(*kept[:axis], matrix.shape[0], *kept[axis + 1:],
+                                                               *compact.shape[:2])
+        return out.permute(-2, -1, *[d for d in range(len(kept)) if d != axis], axis)
 
     def _readout(self, axis: int, n: int, positions: Sequence[int], dtype: torch.dtype,
                  device: torch.device) -> torch.Tensor:
