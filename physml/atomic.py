@@ -1,8 +1,9 @@
 """Atomic file writes: a file appears whole under its final name, or not at all.
 
-Every writer in physml (datasets and their manifests, checkpoints, summaries, predictions, metrics)
-goes through :func:`atomic_path`, so an interrupted stage never leaves a half-written file that a
-later stage, DVC or a resumed run would take for a finished one.
+Datasets and their manifests, checkpoints, summaries, predictions and metrics files are written
+through :func:`atomic_path`, so an interrupted stage never leaves a half-written file that a later
+stage, DVC or a resumed run would take for a finished one (the evaluation and the report stage a
+whole folder in a temporary sibling and move it in instead).
 """
 
 from __future__ import annotations
