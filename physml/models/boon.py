@@ -45,7 +45,7 @@ grid (nx, ny, nt)) a pair: x-walls ``(B, ny, nt, 2)`` (x = lo, x = hi) and y-wal
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -100,7 +100,7 @@ class BOONFNO(nn.Module):
         self.neumann_order = neumann_order
         self.rcond = float(rcond)
         self._elimination_cache: dict[tuple, tuple] = {}
-        self._neumann_cache: dict[tuple, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+        self._grid_cache: dict[tuple, tuple] = {}
         self.stencil = (1.0,) if boundary == "dirichlet" else NEUMANN_STENCILS[neumann_order]
 
     # ---- input checks ---------------------------------------------------------------------------
@@ -174,16 +174,22 @@ class BOONFNO(nn.Module):
         u_{N-1} = -(h g_N + Σ_{k≥1} a_k u_{N-1-k}) / a₀, as ``near @ weights + g * scale``: the indices of
         the points near the ends (left, then right), ``weights`` ``(2(p-1), 2)`` and ``scale`` ``(2,)``.
         Cached per grid, dtype and device."""
-        key = (n, h, like.dtype, like.device)
-        hit = self._neumann_cache.get(key)
-        if hit is None:
+        def compute() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
             a = self.stencil
             p = len(a)
             near = torch.as_tensor(list(range(1, p)) + [n - 1 - k for k in range(1, p)], device=like.device)
             weights = torch.zeros(2 * (p - 1), 2, dtype=like.dtype, device=like.device)
             weights[:p - 1, 0] = weights[p - 1:, 1] = torch.as_tensor([-c / a[0] for c in a[1:]], dtype=like.dtype)
             scale = torch.as_tensor([h / a[0], -h / a[0]], dtype=like.dtype, device=like.device)
-            hit = self._neumann_cache[key] = (near, weights, scale)
+            return near, weights, scale
+
+        return self._grid_cached(("neumann_ends", n, h, like.dtype, like.device), compute)
+
+    def _grid_cached(self, key: tuple, compute: Callable[[], tuple]) -> tuple:
+        """Data- and weight-independent tensors of a grid (index and stencil tensors), built once per key."""
+        hit = self._grid_cache.get(key)
+        if hit is None:
+            hit = self._grid_cache[key] = compute()
         return hit
 
     # ---- one corrected layer --------------------------------------------------------------------
@@ -240,16 +246,22 @@ class BOONFNO(nn.Module):
         """A⁻¹, or with ``rcond`` > 0 the pseudo-inverse without the singular values below rcond·σ_max."""
         return torch.linalg.inv(a) if self.rcond == 0.0 else torch.linalg.pinv(a, rtol=self.rcond)
 
-    def _functional_matrix(self, n: int, h: float, like: torch.Tensor) -> tuple[list[int], torch.Tensor | None]:
-        """Positions the two boundary functionals read, and their weights as a ``(P, 2)`` matrix (columns:
-        left end, right end); None for Dirichlet, whose functionals are the two end values themselves."""
-        left_pos, left_w, right_pos, right_w = self._functional(n, h)
-        if self.boundary == "dirichlet":
-            return left_pos + right_pos, None
-        weights = torch.zeros(len(left_pos) + len(right_pos), 2, dtype=like.dtype, device=like.device)
-        weights[:len(left_pos), 0] = torch.as_tensor(left_w, dtype=like.dtype)
-        weights[len(left_pos):, 1] = torch.as_tensor(right_w, dtype=like.dtype)
-        return left_pos + right_pos, weights
+    def _functional_matrix(self, n: int, h: float,
+                           like: torch.Tensor) -> tuple[list[int], torch.Tensor, torch.Tensor | None]:
+        """Positions the two boundary functionals read (as a list and as an index tensor), and their weights
+        as a ``(P, 2)`` matrix (columns: left end, right end); None for Dirichlet, whose functionals are the
+        two end values themselves. Cached per grid, dtype and device."""
+        def compute() -> tuple[list[int], torch.Tensor, torch.Tensor | None]:
+            left_pos, left_w, right_pos, right_w = self._functional(n, h)
+            at = torch.as_tensor(left_pos + right_pos, device=like.device)
+            if self.boundary == "dirichlet":
+                return left_pos + right_pos, at, None
+            weights = torch.zeros(len(left_pos) + len(right_pos), 2, dtype=like.dtype, device=like.device)
+            weights[:len(left_pos), 0] = torch.as_tensor(left_w, dtype=like.dtype)
+            weights[len(left_pos):, 1] = torch.as_tensor(right_w, dtype=like.dtype)
+            return left_pos + right_pos, at, weights
+
+        return self._grid_cached(("functional", n, h, like.dtype, like.device), compute)
 
     def corrected_layer(self, layer: int, v: torch.Tensor, targets: list[torch.Tensor | None],
                         enforce: bool = True) -> torch.Tensor:
@@ -287,8 +299,7 @@ class BOONFNO(nn.Module):
         for axis, g in zip(self.axes, targets):
             n = shape[axis]
             dim = 2 + axis
-            positions, weights = self._functional_matrix(n, fno.spacing(shape, axis), v)
-            at = torch.as_tensor(positions, device=v.device)
+            positions, at, weights = self._functional_matrix(n, fno.spacing(shape, axis), v)
             at_faces = pointwise.index_select(dim, at).movedim(dim, -1)  # (B, C, *face, P): W v + b there
             vals = conv.values_at(spec, shape, axis, positions) + at_faces
             current = vals if weights is None else vals @ weights  # (B, C, *face, 2): B(L v + b)
@@ -316,11 +327,10 @@ class BOONFNO(nn.Module):
         """
         conv = self.fno.spectral[layer]
         batch, channels, n = pointwise.shape
-        positions, weights = self._functional_matrix(n, self.fno.spacing((n,), 0), pointwise)
+        positions, at, weights = self._functional_matrix(n, self.fno.spacing((n,), 0), pointwise)
         if weights is None:  # Dirichlet: the functionals are the two end values
             current = conv.values_at(spec, (n,), 0, positions) + pointwise[..., ::n - 1]
         else:
-            at = torch.as_tensor(positions, device=pointwise.device)
             current = (conv.values_at(spec, (n,), 0, positions) + pointwise.index_select(2, at)) @ weights
         residual = (g - current).reshape(batch, 2 * channels)  # (B, 2C), channel-major
         deltas = (residual @ self.elimination(layer, (n,), 0).T).view(batch, 2, channels)  # end-major
