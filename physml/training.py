@@ -401,8 +401,10 @@ def fit(
                     "rng": _rng_state(),
                 },
             }
-            with atomic_path(checkpoint_path) as tmp:
-                torch.save(checkpoint, tmp)
+            # through a file handle: given a path, torch.save names the archive's records after the
+            # (temporary) file name, and the checkpoint's bytes would differ from run to run
+            with atomic_path(checkpoint_path) as tmp, open(tmp, "wb") as handle:
+                torch.save(checkpoint, handle)
         if world > 1:
             torch.distributed.barrier()
         if on_epoch_end is not None and rank == 0:

@@ -12,6 +12,7 @@ import hashlib
 import json
 import math
 import shutil
+import threading
 from pathlib import Path
 
 import h5py
@@ -132,12 +133,16 @@ def test_bad_inputs_name_the_field(run: dict, tmp_path: Path) -> None:
 
 
 def test_training_twice_gives_an_identical_model_folder(run: dict, tmp_path: Path) -> None:
-    """Initial weights and batch order are both seeded and nothing records wall-clock time: a fresh run
-    reproduces the model folder byte for byte (so DVC skips the stages downstream of an identical retrain)."""
+    """Initial weights and batch order are both seeded and nothing records wall-clock time or the writer: a
+    fresh run, here from another thread (another temporary file name), reproduces the model folder byte for
+    byte (so DVC skips the stages downstream of an identical retrain)."""
     params, root = run["params"], run["root"]
     lay = stages.Layout(root, "quick")
     again = tmp_path / "ensemble"
-    pc.train("stefan", "ensemble", params, lay.data("stefan"), again, progress=False)
+    worker = threading.Thread(target=pc.train, args=("stefan", "ensemble", params, lay.data("stefan"), again),
+                              kwargs={"progress": False})
+    worker.start()
+    worker.join()
     first = lay.models("stefan", "ensemble")
 
     def digests(folder: Path) -> dict[str, str]:
