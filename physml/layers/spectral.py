@@ -19,10 +19,12 @@ the partial transforms below instead of probing the layer with unit vectors.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
+
+from physml.layers.grid_cache import GridCache
 
 __all__ = ["SpectralConv", "SpectralConv1d", "SpectralConv2d", "SpectralConv3d"]
 
@@ -50,7 +52,7 @@ class SpectralConv(nn.Module):
         kept = tuple(2 * m for m in modes[:-1]) + (modes[-1],)
         scale = 1.0 / (in_channels * out_channels)
         self.weight = nn.Parameter(scale * torch.rand(in_channels, out_channels, *kept, 2))
-        self._phase_cache: dict[tuple, torch.Tensor] = {}
+        self._grid_cache = GridCache()
 
     # ---- helpers on the compact spectrum -------------------------------------------------------
     def complex_weight(self) -> torch.Tensor:
@@ -122,13 +124,6 @@ class SpectralConv(nn.Module):
         return self.to_grid(self.mix(self.spectrum(x)), shape)
 
     # ---- closed-form responses and partial transforms (used by BOON) ---------------------------
-    def _cached(self, key: tuple, compute: Callable[[], torch.Tensor]) -> torch.Tensor:
-        """Weight-independent tensors (phases, readouts) that depend on the grid only, built once per key."""
-        hit = self._phase_cache.get(key)
-        if hit is None:
-            hit = self._phase_cache[key] = compute()
-        return hit
-
     def phase(self, axis: int, n: int, positions: Sequence[int], sign: int, dtype: torch.dtype,
               device: torch.device) -> torch.Tensor:
         """e^{sign·2πi k j / n} for the kept frequencies k of ``axis`` and grid indices j in ``positions``.
@@ -142,7 +137,7 @@ class SpectralConv(nn.Module):
             j = torch.as_tensor(list(positions), device=device, dtype=real)
             return torch.exp(sign * 2j * math.pi * torch.outer(k, j) / n).to(dtype)
 
-        return self._cached(("phase", axis, n, tuple(positions), sign, dtype, device), compute)
+        return self._grid_cache.get_or_build(("phase", axis, n, tuple(positions), sign, dtype, device), compute)
 
     def _last_axis_weights(self, n_last: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
         """Hermitian multiplicity of each kept last-axis frequency: 1 at 0 (and Nyquist), else 2."""
@@ -226,7 +221,7 @@ class SpectralConv(nn.Module):
                 phase = self._last_axis_weights(n, device, phase.real.dtype)[:, None] * phase
             return (phase / n).to(dtype)
 
-        return self._cached(("readout", axis, n, tuple(positions), dtype, device), compute)
+        return self._grid_cache.get_or_build(("readout", axis, n, tuple(positions), dtype, device), compute)
 
     def _scatter_except(self, compact: torch.Tensor, shape: Sequence[int], skip: int,
                         full_last: bool) -> torch.Tensor:

@@ -45,12 +45,13 @@ grid (nx, ny, nt)) a pair: x-walls ``(B, ny, nt, 2)`` (x = lo, x = hi) and y-wal
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from physml.layers.grid_cache import GridCache
 from physml.models.fno import FNO
 
 __all__ = ["BOUNDARY_TYPES", "NEUMANN_STENCILS", "BOONFNO"]
@@ -100,7 +101,7 @@ class BOONFNO(nn.Module):
         self.neumann_order = neumann_order
         self.rcond = float(rcond)
         self._elimination_cache: dict[tuple, tuple] = {}
-        self._grid_cache: dict[tuple, tuple] = {}
+        self._grid_cache = GridCache()
         self.stencil = (1.0,) if boundary == "dirichlet" else NEUMANN_STENCILS[neumann_order]
 
     # ---- input checks ---------------------------------------------------------------------------
@@ -183,14 +184,7 @@ class BOONFNO(nn.Module):
             scale = torch.as_tensor([h / a[0], -h / a[0]], dtype=like.dtype, device=like.device)
             return near, weights, scale
 
-        return self._grid_cached(("neumann_ends", n, h, like.dtype, like.device), compute)
-
-    def _grid_cached(self, key: tuple, compute: Callable[[], tuple]) -> tuple:
-        """Data- and weight-independent tensors of a grid (index and stencil tensors), built once per key."""
-        hit = self._grid_cache.get(key)
-        if hit is None:
-            hit = self._grid_cache[key] = compute()
-        return hit
+        return self._grid_cache.get_or_build(("neumann_ends", n, h, like.dtype, like.device), compute)
 
     # ---- one corrected layer --------------------------------------------------------------------
     def elimination(self, layer: int, shape: tuple[int, ...], axis: int) -> torch.Tensor:
@@ -261,7 +255,7 @@ class BOONFNO(nn.Module):
             weights[len(left_pos):, 1] = torch.as_tensor(right_w, dtype=like.dtype)
             return left_pos + right_pos, at, weights
 
-        return self._grid_cached(("functional", n, h, like.dtype, like.device), compute)
+        return self._grid_cache.get_or_build(("functional", n, h, like.dtype, like.device), compute)
 
     def corrected_layer(self, layer: int, v: torch.Tensor, targets: list[torch.Tensor | None],
                         enforce: bool = True) -> torch.Tensor:
