@@ -17,7 +17,9 @@ Timing settings: unless ``--as-is``, the script re-runs itself with OpenMP threa
 operations (``OMP_WAIT_POLICY=ACTIVE``) and glibc malloc keeping freed memory instead of returning it
 to the system (``MALLOC_*`` below). On a shared 2-core VM the defaults make single timings drift by
 ±20 % (sleeping threads wake late, fresh pages fault in); with these settings the interquartile range
-of the paired ratios is about ±3 %. Both models run under the same settings.
+of the paired ratios is about ±3 %. Both models run under the same settings. Between processes the
+medians still move: by about ±3 % in 1-D and ±5 % in 1-D + time, where every activation is ~32 MB and
+allocation effects differ from run to run, so compare runs, not single digits.
 """
 
 from __future__ import annotations
