@@ -346,9 +346,9 @@ class BOONFNO(nn.Module):
         hidden = [g if g is None or g.shape[1] == 1 else g.mean(dim=1, keepdim=True) for g in out_targets]
         for layer in range(fno.n_layers):
             last = layer == fno.n_layers - 1
-            if self.boundary == "periodic":
+            if self.boundary == "periodic":  # σ maps the layer's equal ends to equal values
                 z = self.corrected_layer(layer, v, hidden)
-                v = z if last else self.enforce(F.gelu(z), hidden, shape)
+                v = z if last else F.gelu(z)
                 continue
             # Dirichlet/Neumann: each layer's face entries are set once, after σ (σ on the interior
             # only: for Dirichlet the faces are g, for Neumann they are solved from the activated
