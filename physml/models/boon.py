@@ -171,17 +171,17 @@ class BOONFNO(nn.Module):
         return z
 
     def _neumann_ends(self, n: int, h: float, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The Neumann end values solved from the stencil, u₀ = (h g₀ - Σ_{k≥1} a_k u_k) / a₀ and
-        u_{N-1} = -(h g_N + Σ_{k≥1} a_k u_{N-1-k}) / a₀, as ``near @ weights + g * scale``: the indices of
-        the points near the ends (left, then right), ``weights`` ``(2(p-1), 2)`` and ``scale`` ``(2,)``.
-        Cached per grid, dtype and device."""
+        """Each end value solved from its functional (:meth:`_functional`, weights w at positions p, w₀ at
+        the end): u_end = (g - Σ_{k≥1} w_k u_{p_k}) / w₀, as ``near @ weights + g * scale`` with the indices
+        of the points near the ends (left, then right), ``weights`` ``(2(P-1), 2)`` = -w_k / w₀ and
+        ``scale`` ``(2,)`` = 1 / w₀. Cached per grid, dtype and device."""
         def compute() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-            a = self.stencil
-            p = len(a)
-            near = torch.as_tensor(list(range(1, p)) + [n - 1 - k for k in range(1, p)], device=like.device)
-            weights = torch.zeros(2 * (p - 1), 2, dtype=like.dtype, device=like.device)
-            weights[:p - 1, 0] = weights[p - 1:, 1] = torch.as_tensor([-c / a[0] for c in a[1:]], dtype=like.dtype)
-            scale = torch.as_tensor([h / a[0], -h / a[0]], dtype=like.dtype, device=like.device)
+            left_pos, left_w, right_pos, right_w = self._functional(n, h)
+            near = torch.as_tensor(left_pos[1:] + right_pos[1:], device=like.device)
+            weights = torch.zeros(len(near), 2, dtype=like.dtype, device=like.device)
+            weights[:len(left_pos) - 1, 0] = torch.as_tensor([-w / left_w[0] for w in left_w[1:]], dtype=like.dtype)
+            weights[len(left_pos) - 1:, 1] = torch.as_tensor([-w / right_w[0] for w in right_w[1:]], dtype=like.dtype)
+            scale = torch.as_tensor([1.0 / left_w[0], 1.0 / right_w[0]], dtype=like.dtype, device=like.device)
             return near, weights, scale
 
         return self._grid_cache.get_or_build(("neumann_ends", n, h, like.dtype, like.device), compute)
