@@ -2,7 +2,9 @@
 
 1. BOON-corrected forward / plain FNO forward at the reference sizes (target ≤ 1.1):
    1-D (batch 20, 512 points, width 64, 16 modes) and 1-D + time (batch 20, 500 × 25, width 32,
-   12 modes), Dirichlet and Neumann.
+   12 modes), Dirichlet, Neumann and periodic. In 1-D also the floor: the plain forward plus the one
+   kernel product an exact correction must add per layer (:func:`plain_with_kernel_product`): what the
+   correction costs before any readout, solve or end values, as much arithmetic as one more channel mix.
 2. Our FNO training step (forward, relative L2, backward, Adam) / neuraloperator's FNO with the same
    width and kept modes on the same batch (target ≤ 1.0). neuraloperator is not a dependency: it is
    imported if installed (e.g. in a throwaway venv that sees this one's torch), skipped otherwise.
@@ -77,8 +79,28 @@ def _fmt(r: tuple[float, float, float]) -> str:
     return f"{r[0]:.3f}x [{r[1]:.2f}-{r[2]:.2f}]"
 
 
+def plain_with_kernel_product(fno: torch.nn.Module, u: torch.Tensor, deltas: torch.Tensor) -> torch.Tensor:
+    """1-D: the plain FNO forward plus, in every layer, the one product the exact correction cannot avoid.
+
+    Whatever the solve, BOON must add the kernel's response to the end modifications δ (B, 2, width) to
+    each layer's spectrum: R δ₀ + ω R δ_N (:meth:`SpectralConv.end_response`), as much arithmetic as one
+    more channel mix. Here δ is fixed, so there is no readout, no solve and no end values: this forward's
+    time over the plain one is the floor of any BOON forward built on this FNO's layers.
+    """
+    v = fno.lifted(u)
+    n = v.shape[-1]
+    for layer in range(fno.n_layers):
+        conv = fno.spectral[layer]
+        spec = conv.end_response(deltas, n).add_(conv.mix(conv.spectrum(v)))
+        v = conv.to_grid(spec, (n,)).add_(fno.apply_pointwise(layer, v))
+        if layer < fno.n_layers - 1:
+            v = torch.nn.functional.gelu(v)
+    return fno.formatted(fno.projected(v))
+
+
 def boon_forward_ratios(repeats: int, device: torch.device) -> None:
-    print("BOON forward / plain FNO forward (target <= 1.1)")
+    print("BOON forward / plain FNO forward (target <= 1.1); 1-D floor: plain + the correction's kernel "
+          "product alone (no readout, solve or end values)")
     cases = [("1-D      B=20 N=512 w=64 m=16", fno_1d(width=64, modes=16), (20, 512), (20, 2)),
              ("1-D+time B=20 500x25 w=32 m=12", fno_1d_time(nt=25, width=32, modes=12), (20, 500), (20, 25, 2))]
     for label, fno, u_shape, bc_shape in cases:
@@ -90,9 +112,14 @@ def boon_forward_ratios(repeats: int, device: torch.device) -> None:
             model = BOONFNO(fno, boundary)
             data = None if boundary == "periodic" else bc
             fns[boundary] = (lambda m=model, d=data: m(u, d))
+        variants = ["dirichlet", "neumann", "periodic"]
+        if fno.grid_ndim == 1:
+            deltas = torch.randn(u_shape[0], 2, fno.width, device=device)
+            fns["floor"] = lambda: plain_with_kernel_product(fno, u, deltas)
+            variants.append("floor")
         with torch.no_grad():
             t = timed(fns, repeats, device)
-        ratios = "  ".join(f"{b} {_fmt(paired_ratio(t, b, 'fno'))}" for b in ("dirichlet", "neumann", "periodic"))
+        ratios = "  ".join(f"{b} {_fmt(paired_ratio(t, b, 'fno'))}" for b in variants)
         print(f"  {label}: plain {statistics.median(t['fno']) * 1e3:.1f} ms; {ratios}")
 
 

@@ -267,7 +267,7 @@ class BOONFNO(nn.Module):
         shape = tuple(v.shape[2:])
         if self.boundary == "periodic":
             self.fno.spectral[layer].check_grid(shape)
-            z = self.fno.spectral[layer](v) + self.fno.apply_pointwise(layer, v)
+            z = self.fno.spectral[layer](v).add_(self.fno.apply_pointwise(layer, v))
         else:
             z = self._corrected(layer, v, targets, faces=not enforce)
         return self.enforce(z, targets, shape) if enforce else z
@@ -304,7 +304,7 @@ class BOONFNO(nn.Module):
             extra = face_spec if extra is None else extra + face_spec
             if faces:
                 face_updates.append((dim, n, self._face_update(layer, deltas)))
-        z = conv.to_grid(spec + conv.mix(extra), shape) + pointwise
+        z = conv.to_grid(spec + conv.mix(extra), shape).add_(pointwise)
         for dim, n, upd in face_updates:
             z.select(dim, 0).add_(upd[..., 0])
             z.select(dim, n - 1).add_(upd[..., 1])
@@ -328,7 +328,7 @@ class BOONFNO(nn.Module):
             current = (conv.values_at(spec, (n,), 0, positions) + pointwise.index_select(2, at)) @ weights
         residual = (g - current).reshape(batch, 2 * channels)  # (B, 2C), channel-major
         deltas = (residual @ self.elimination(layer, (n,), 0).T).view(batch, 2, channels)  # end-major
-        z = conv.to_grid(conv.end_response(deltas, n).add_(spec), (n,)) + pointwise
+        z = conv.to_grid(conv.end_response(deltas, n).add_(spec), (n,)).add_(pointwise)
         if faces:
             z[..., ::n - 1] += self._face_update(layer, deltas.transpose(1, 2))
         return z

@@ -151,7 +151,7 @@ class FNO(nn.Module):
         """Operator output for input ``u``; shapes in the module docstring."""
         v = self.lifted(u)
         for layer in range(self.n_layers):
-            v = self.spectral[layer](v) + self.apply_pointwise(layer, v)
+            v = self.spectral[layer](v).add_(self.apply_pointwise(layer, v))  # in place: K v is a fresh tensor
             if layer < self.n_layers - 1:
                 v = F.gelu(v)
         return self.formatted(self.projected(v))
