@@ -14,13 +14,14 @@ from boon_speed import plain_with_kernel_product  # noqa: E402
 
 def test_floor_forward_is_the_plain_forward_plus_the_end_response() -> None:
     """With δ = 0 the floor forward is the plain FNO (so its extra time is the product alone); with δ ≠ 0
-    the product's result is used (end_response itself is checked against a transform in test_fno)."""
+    the product's result is used (add_end_response itself is checked against a transform in test_fno)."""
     torch.manual_seed(0)
     fno = fno_1d(width=8, modes=4).double().eval()
     u = torch.randn(3, 32, dtype=torch.float64)
     with torch.no_grad():
+        end_weights = [conv.end_weights(32) for conv in fno.spectral]
         zero = torch.zeros(3, 2, 8, dtype=torch.float64)
-        assert torch.allclose(plain_with_kernel_product(fno, u, zero), fno(u), atol=1e-14)
+        assert torch.allclose(plain_with_kernel_product(fno, u, zero, end_weights), fno(u), atol=1e-14)
         deltas = torch.randn(3, 2, 8, dtype=torch.float64)
-        moved = plain_with_kernel_product(fno, u, deltas)
+        moved = plain_with_kernel_product(fno, u, deltas, end_weights)
         assert (moved - fno(u)).abs().max() > 1e-3

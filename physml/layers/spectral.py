@@ -180,8 +180,8 @@ class SpectralConv(nn.Module):
         FFT. Returns ``(B, C, *face_shape, len(positions))`` with face_shape = shape without ``axis``.
         """
         n = shape[axis]
-        readout = self._readout(axis, n, positions, compact.dtype, compact.device)  # (K_axis, P)
-        face = self._contract_axis(compact, axis, readout.T)  # (B, C, *kept_without_axis, P)
+        readout = self.readout(axis, n, positions, compact.dtype, compact.device)  # (K_axis, P)
+        face = self.contract_axis(compact, axis, readout.T)  # (B, C, *kept_without_axis, P)
         if self.ndim == 1:
             return face.real
         if axis == self.ndim - 1:
@@ -197,7 +197,7 @@ class SpectralConv(nn.Module):
         return face.movedim(2, -1)
 
     @staticmethod
-    def _contract_axis(compact: torch.Tensor, axis: int, matrix: torch.Tensor) -> torch.Tensor:
+    def contract_axis(compact: torch.Tensor, axis: int, matrix: torch.Tensor) -> torch.Tensor:
         """Σ_k matrix[p, k] compact[b, c, ..., k (on ``axis``), ...]: ``(B, C, *kept)`` → ``(B, C, *kept_without_axis, P)``.
 
         The channel mix leaves its output mode-major in memory, ``(*kept, B, C)``; viewed as
@@ -211,10 +211,11 @@ class SpectralConv(nn.Module):
                                                                *compact.shape[:2])
         return out.permute(-2, -1, *[d for d in range(len(kept)) if d != axis], axis)
 
-    def _readout(self, axis: int, n: int, positions: Sequence[int], dtype: torch.dtype,
-                 device: torch.device) -> torch.Tensor:
+    def readout(self, axis: int, n: int, positions: Sequence[int], dtype: torch.dtype,
+                device: torch.device) -> torch.Tensor:
         """e^{2πi k j / n} / n along ``axis``, times the multiplicity c_k on the half-spectrum axis:
-        ``(K_axis, P)``, cached like :meth:`phase`."""
+        ``(K_axis, P)``, cached like :meth:`phase`. On a 1-D grid the field's values at ``positions`` are
+        ``contract_axis(compact, 0, readout.T).real``, and linear combinations of them fold into it."""
         def compute() -> torch.Tensor:
             phase = self.phase(axis, n, positions, 1, dtype, device)
             if axis == self.ndim - 1:
@@ -241,22 +242,40 @@ class SpectralConv(nn.Module):
                 compact = torch.cat([compact.narrow(dim, 0, m), zeros, compact.narrow(dim, m, m)], dim=dim)
         return compact
 
-    def end_response(self, values: torch.Tensor, n: int) -> torch.Tensor:
-        """1-D only: K's compact output spectrum for a field that is zero except at its two ends.
+    def end_weights(self, n: int) -> torch.Tensor:
+        """1-D only: the kernel as a map from a field's two end values to its output spectrum, one real
+        matrix per kept mode: ``(K, 2·in, 2·out)``.
 
-        ``values``: real ``(B, 2, in)``, the field at j = 0 and j = n - 1 (end-major). The field's DFT is
-        v₀ + ω_k v_N with ω_k = e^{-2πik(n-1)/n}, so the output spectrum is R_k v₀ + ω_k R_k v_N; as the
-        values are real, R v for both ends is one real matrix product with the weights viewed as
-        ``(in, out·K·2)``, instead of a transform and a second channel mix. Returns ``(B, out, K)``, equal
-        to ``mix(face_spectrum(values.transpose(1, 2), (n,), 0, [0, n - 1]))``.
+        A field that is zero except at j = 0 and j = n - 1 has the DFT v₀ + ω_k v_N with
+        ω_k = e^{-2πik(n-1)/n}, so mode k of K's output is R_k v₀ + ω_k R_k v_N. For real end values that is
+        the row [v₀, v_N] (2·in) times the rows [R_k; ω_k R_k], each complex entry stored as (re, im) along
+        the output axis. Built from the current weights (callers rebuild it when they change).
         """
         if self.ndim != 1:
-            raise ValueError(f"end_response is defined on 1-D kernels, this one has {self.ndim} axes")
-        batch = values.shape[0]
-        out = values.reshape(2 * batch, self.in_channels) @ self.weight.view(self.in_channels, -1)
-        out = torch.view_as_complex(out.view(batch, 2, self.out_channels, self.modes[0], 2))
-        omega = self.phase(0, n, (n - 1,), -1, out.dtype, out.device)[:, 0]  # (K,)
-        return torch.addcmul(out[:, 0], out[:, 1], omega)
+            raise ValueError(f"end_weights is defined on 1-D kernels, this one has {self.ndim} axes")
+        w = self.complex_weight()  # (in, out, K)
+        omega = self.phase(0, n, (n - 1,), -1, w.dtype, w.device)[:, 0]  # (K,)
+        rows = torch.cat([w, w * omega], dim=0).permute(2, 0, 1)  # (K, 2 in, out)
+        return torch.view_as_real(rows).reshape(self.modes[0], 2 * self.in_channels, 2 * self.out_channels)
+
+    def add_end_response(self, compact: torch.Tensor, values: torch.Tensor,
+                         end_weights: torch.Tensor) -> torch.Tensor:
+        """1-D only: ``compact`` ``(B, out, K)`` plus K's output spectrum for a field that is zero except at
+        its two ends, with real end values ``values`` ``(B, 2, in)`` (end-major, or flat ``(B, 2·in)``) and
+        ``end_weights`` from :meth:`end_weights`.
+
+        One batched product over the kept modes, accumulated into the spectrum's mode-major memory, the
+        layout :meth:`mix` leaves: ``compact`` is updated in place when it has that layout (else a
+        mode-major copy is), and the sum is returned. Equals
+        ``compact + mix(face_spectrum(values.transpose(1, 2), (n,), 0, [0, n - 1]))``.
+        """
+        batch, modes = compact.shape[0], self.modes[0]
+        mode_major = compact.permute(2, 0, 1)
+        if not mode_major.is_contiguous():
+            mode_major = mode_major.contiguous()
+        real = torch.view_as_real(mode_major).view(modes, batch, 2 * self.out_channels)
+        real.baddbmm_(values.reshape(1, batch, 2 * self.in_channels).expand(modes, -1, -1), end_weights)
+        return mode_major.permute(1, 2, 0)
 
     def face_spectrum(self, faces: torch.Tensor, shape: Sequence[int], axis: int,
                       positions: Sequence[int]) -> torch.Tensor:

@@ -14,8 +14,9 @@ its *boundary-corrected* version along every bounded spatial axis (size N, ends 
    the corrected left: δ₀ = Ã₀₀⁻¹ (r₀ - A₀N A_NN⁻¹ r_N), δ_N = A_NN⁻¹ (r_N - A_N0 δ₀), composed into
    one solve matrix S (:meth:`BOONFNO.elimination`). The correction enters the layer through its spectrum
    (:meth:`SpectralConv.face_spectrum`), so the kernel's inverse transform runs once; on 1-D grids the
-   kernel's response to δ is one real matrix product with the layer's own weights (δ is real, and the
-   two ends' spectra differ by one phase per mode).
+   kernel's response to δ is one batched real product per kept mode, accumulated into the layer's
+   spectrum (δ is real, and the two ends' spectra differ by one phase per mode), and the functional of
+   K v is read straight off the spectrum.
 3. Set the output's boundary entries to satisfy the condition (a no-op up to round-off on 1-D grids,
    where step 2 is exact; on multi-axis grids step 2 treats every face point on its own with the
    same-position blocks, as the reference's per-face probes do, and this step makes it exact). The
@@ -45,13 +46,15 @@ grid (nx, ny, nt)) a pair: x-walls ``(B, ny, nt, 2)`` (x = lo, x = hi) and y-wal
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from physml.layers.grid_cache import GridCache
+from physml.layers.spectral import SpectralConv
 from physml.models.fno import FNO
 
 __all__ = ["BOUNDARY_TYPES", "NEUMANN_STENCILS", "BOONFNO"]
@@ -100,7 +103,7 @@ class BOONFNO(nn.Module):
         self.axes = axes
         self.neumann_order = neumann_order
         self.rcond = float(rcond)
-        self._elimination_cache: dict[tuple, tuple] = {}
+        self._weight_cache: dict[tuple, tuple] = {}
         self._grid_cache = GridCache()
         self.stencil = (1.0,) if boundary == "dirichlet" else NEUMANN_STENCILS[neumann_order]
 
@@ -200,15 +203,19 @@ class BOONFNO(nn.Module):
         (inference) S is cached per layer, grid and axis until the layer's weights change (their storage
         or in-place version), so repeated forwards skip it.
         """
+        return self._layer_cached(layer, ("solve", tuple(shape), axis),
+                                  lambda: self._elimination(layer, shape, axis))
+
+    def _layer_cached(self, layer: int, key: tuple, build: Callable[[], Any]) -> Any:
+        """``build()``, made from ``layer``'s weights (a tensor or a tuple of them); without autograd cached
+        under ``key`` until those weights change (their storage or in-place version)."""
         if torch.is_grad_enabled():
-            return self._elimination(layer, shape, axis)
+            return build()
         weights = (self.fno.spectral[layer].weight, self.fno.pointwise[layer].weight)
         stamp = tuple((w.data_ptr(), w._version, w.dtype, w.device) for w in weights)
-        key = (layer, tuple(shape), axis)
-        hit = self._elimination_cache.get(key)
+        hit = self._weight_cache.get((layer, *key))
         if hit is None or hit[0] != stamp:
-            hit = (stamp, self._elimination(layer, shape, axis))
-            self._elimination_cache[key] = hit
+            hit = self._weight_cache[(layer, *key)] = (stamp, build())
         return hit[1]
 
     def _elimination(self, layer: int, shape: tuple[int, ...], axis: int) -> torch.Tensor:
@@ -315,23 +322,36 @@ class BOONFNO(nn.Module):
         """:meth:`_corrected` on a 1-D grid, without transforms of the faces.
 
         ``pointwise`` = W v + b ``(B, C, n)``, ``g`` ``(B, 1 or C, 2)``, ``spec`` = the mixed compact
-        spectrum of v ``(B, C, K)``. Residual r = g - B(K v) - B(W v + b) with B(K v) read from the spectrum
-        (:meth:`SpectralConv.values_at`), then δ = S r at the two ends, and the corrected spectrum
-        m' = m + R δ₀ + ω R δ_N (:meth:`SpectralConv.end_response`: one real matrix product, as δ is real).
+        spectrum of v ``(B, C, K)`` (updated in place). Residual r = g - B(K v) - B(W v + b) with B(K v)
+        read from the spectrum through the functional folded into the readout (:meth:`_functional_readout`),
+        then δ = S r at the two ends, and the corrected spectrum m' = m + R δ₀ + ω R δ_N: one batched real
+        product accumulated into the spectrum (:meth:`SpectralConv.add_end_response`, as δ is real).
         """
         conv = self.fno.spectral[layer]
         batch, channels, n = pointwise.shape
-        positions, at, weights = self._functional_matrix(n, self.fno.spacing((n,), 0), pointwise)
-        if weights is None:  # Dirichlet: the functionals are the two end values
-            current = conv.values_at(spec, (n,), 0, positions) + pointwise[..., ::n - 1]
-        else:
-            current = (conv.values_at(spec, (n,), 0, positions) + pointwise.index_select(2, at)) @ weights
-        residual = (g - current).reshape(batch, 2 * channels)  # (B, 2C), channel-major
-        deltas = (residual @ self.elimination(layer, (n,), 0).T).view(batch, 2, channels)  # end-major
-        z = conv.to_grid(conv.end_response(deltas, n).add_(spec), (n,)).add_(pointwise)
+        h = self.fno.spacing((n,), 0)
+        _, at, weights = self._functional_matrix(n, h, pointwise)
+        at_ends = pointwise[..., ::n - 1] if weights is None else pointwise.index_select(2, at) @ weights
+        kernel_ends = conv.contract_axis(spec, 0, self._functional_readout(conv, n, h, spec)).real
+        residual = torch.sub(g, at_ends).sub_(kernel_ends).reshape(batch, 2 * channels)  # channel-major
+        solve_t, end_weights = self._layer_cached(
+            layer, ("ends", n), lambda: (self._elimination(layer, (n,), 0).T, conv.end_weights(n)))
+        deltas = residual @ solve_t  # δ = S r, as rows (B, 2C), end-major
+        z = conv.to_grid(conv.add_end_response(spec, deltas, end_weights), (n,)).add_(pointwise)
         if faces:
-            z[..., ::n - 1] += self._face_update(layer, deltas.transpose(1, 2))
+            z[..., ::n - 1] += self._face_update(layer, deltas.view(batch, 2, channels).transpose(1, 2))
         return z
+
+    def _functional_readout(self, conv: SpectralConv, n: int, h: float, like: torch.Tensor) -> torch.Tensor:
+        """1-D: the two boundary functionals of K v read straight off its compact spectrum, ``(2, K)``
+        (readout at the functional's positions times its weights); cached per grid, dtype and device (every
+        layer keeps the same modes)."""
+        def compute() -> torch.Tensor:
+            positions, _, weights = self._functional_matrix(n, h, like.real)
+            readout = conv.readout(0, n, positions, like.dtype, like.device)  # (K, P)
+            return (readout if weights is None else readout @ weights.to(like.dtype)).T.contiguous()
+
+        return self._grid_cache.get_or_build(("functional_readout", n, h, like.dtype, like.device), compute)
 
     def _face_update(self, layer: int, deltas: torch.Tensor) -> torch.Tensor:
         """W δ for input modifications δ ``(B, C, *face, 2)`` (the pointwise map's share at the faces)."""
