@@ -1,27 +1,31 @@
 """Speed of BOON and of our FNO, as ratios measured in this run (never absolute numbers in tests).
 
 1. BOON-corrected forward / plain FNO forward at the reference sizes (target ≤ 1.1):
-   1-D (batch 20, 512 points, width 64, 16 modes) and 1-D + time (batch 20, 500 × 25, width 32,
-   12 modes), Dirichlet, Neumann and periodic. In 1-D also the floor: the plain forward plus the one
+   1-D (batch 20, 512 points, width 64, 16 modes) and 1-D + time (batch 20, 500 × 25 with the time axis
+   padded by 9 inside the layers as in the reference and params.yaml, width 32, 12 modes), Dirichlet,
+   Neumann and periodic. In 1-D also the floor: the plain forward plus the one
    kernel product an exact correction must add per layer (:func:`plain_with_kernel_product`): what the
    correction costs before any readout, solve or end values, as much arithmetic as one more channel mix.
 2. Our FNO training step (forward, relative L2, backward, Adam) / neuraloperator's FNO with the same
-   width and kept modes on the same batch (target ≤ 1.0). neuraloperator is not a dependency: it is
-   imported if installed (e.g. in a throwaway venv that sees this one's torch), skipped otherwise.
-   Two neuraloperator set-ups: "matched" (no channel MLP, projection width 128, like ours and the
-   reference) and its defaults (channel MLP in every layer, two-layer lifting).
+   width and kept modes on the same batch, neither padded (target ≤ 1.0). neuraloperator is not a
+   dependency: it is imported if installed (e.g. in a throwaway venv that sees this one's torch),
+   skipped otherwise. Two neuraloperator set-ups: "matched" (no channel MLP, projection width 128,
+   like ours and the reference) and its defaults (channel MLP in every layer, two-layer lifting).
 
 Usage: ``python benchmarks/boon_speed.py [--repeats 60] [--threads N] [--device cpu|cuda] [--as-is]``.
 Every round times each model once, in a random order; a ratio is the median over rounds of the
 paired ratio (model / baseline in the same round), printed with its interquartile range [q1-q3].
 
 Timing settings: unless ``--as-is``, the script re-runs itself with OpenMP threads that spin between
-operations (``OMP_WAIT_POLICY=ACTIVE``) and glibc malloc keeping freed memory instead of returning it
-to the system (``MALLOC_*`` below). On a shared 2-core VM the defaults make single timings drift by
-±20 % (sleeping threads wake late, fresh pages fault in); with these settings the interquartile range
-of the paired ratios is about ±3 %. Both models run under the same settings. Between processes the
-medians still move: by about ±3 % in 1-D and ±5 % in 1-D + time, where every activation is ~32 MB and
-allocation effects differ from run to run, so compare runs, not single digits.
+operations (``OMP_WAIT_POLICY=ACTIVE``) and glibc malloc serving every block from its heap and keeping
+freed memory instead of returning it to the system (``MALLOC_*`` below). On a shared 2-core VM the
+defaults make single timings drift by ±20 % (sleeping threads wake late, fresh pages fault in); with
+these settings the interquartile range of the paired ratios is about ±3 %. Both models run under the
+same settings. ``MALLOC_MMAP_MAX_=0`` matters in 1-D + time: its activations (~40 MB with the padded
+time axis) are above glibc's largest mmap threshold (32 MiB), so by default every one is a fresh
+mapping whose pages fault in on first touch, which made the forward 2-3× slower and the ratios
+meaningless. Between processes the medians still move by about ±3 % in 1-D and ±5 % in 1-D + time,
+so compare runs, not single digits.
 """
 
 from __future__ import annotations
@@ -104,7 +108,8 @@ def boon_forward_ratios(repeats: int, device: torch.device) -> None:
     print("BOON forward / plain FNO forward (target <= 1.1); 1-D floor: plain + the correction's kernel "
           "product alone (no readout, solve or end values)")
     cases = [("1-D      B=20 N=512 w=64 m=16", fno_1d(width=64, modes=16), (20, 512), (20, 2)),
-             ("1-D+time B=20 500x25 w=32 m=12", fno_1d_time(nt=25, width=32, modes=12), (20, 500), (20, 25, 2))]
+             ("1-D+time B=20 500x25 (+9 padded) w=32 m=12", fno_1d_time(nt=25, width=32, modes=12, time_padding=9),
+              (20, 500), (20, 25, 2))]
     for label, fno, u_shape, bc_shape in cases:
         fno = fno.to(device).eval()
         u = torch.randn(*u_shape, device=device)
@@ -179,7 +184,7 @@ def training_step_ratios(repeats: int, device: torch.device) -> None:
 
 
 #: Environment for stable CPU timings (see the module docstring); read by libgomp and glibc at start-up.
-STABLE_ENV = {"OMP_WAIT_POLICY": "ACTIVE", "MALLOC_MMAP_THRESHOLD_": "33554432",
+STABLE_ENV = {"OMP_WAIT_POLICY": "ACTIVE", "MALLOC_MMAP_MAX_": "0",
               "MALLOC_TRIM_THRESHOLD_": "4294967295", "MALLOC_TOP_PAD_": "268435456"}
 
 

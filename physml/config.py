@@ -255,11 +255,14 @@ class EnsembleConfig(_Strict):
 
 
 class FnoConfig(_Strict):
-    """FNO sizes; ``posthoc_rcond``: the conditioning guard of post hoc BOON (``BOONFNO(rcond=…)``)."""
+    """FNO sizes; ``time_padding``: zero steps appended to the time axis inside the Fourier layers of the
+    multi-step cases (``FNO(time_padding=…)``; ignored on single-step ones); ``posthoc_rcond``: the
+    conditioning guard of post hoc BOON (``BOONFNO(rcond=…)``)."""
 
     width: int = Field(ge=1)
     modes: int = Field(ge=1)
     layers: int = Field(ge=1)
+    time_padding: int = Field(default=0, ge=0)
     posthoc_rcond: float = Field(default=0.0, ge=0, lt=1)
     train: TrainConfig
 

@@ -109,6 +109,7 @@ BAD = [
     ("cases.heat.parameters.q", 1.0, "cases.heat.parameters.q", "heat has ['k']"),
     ("models.fno.quick.train.lr", 0.0, "models.fno.quick.train.lr", "(0, inf)"),
     ("models.fno.quick.train.grad_clip", -1.0, "models.fno.quick.train.grad_clip", "(0, inf)"),
+    ("models.fno.paper.time_padding", -1, "models.fno.paper.time_padding", "[0, inf)"),
     ("models.anp.quick.heads", 3, "models.anp.quick", "heads = 3 must divide hidden = 32"),
     ("models.anp.cases.stefan.quick.train.epochs", 0, "models.anp.cases.stefan.quick.train.epochs", "[1, inf)"),
     ("models.ensemble.cases.stefan.quick.width", 4, "models.ensemble.cases.stefan.quick.width", "Extra inputs"),

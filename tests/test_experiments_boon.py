@@ -24,7 +24,8 @@ TOL = 1e-10
 
 
 def tiny_params(**grids: dict) -> ParamsModel:
-    """params.yaml with a tiny quick profile: small grids and splits, a 2-layer width-8 FNO, 2 epochs."""
+    """params.yaml with a tiny quick profile: small grids and splits, a 2-layer width-8 FNO (time axis padded
+    by 2 in the multi-step cases), 2 epochs."""
     data = load_params(ROOT / "params.yaml").model_dump(mode="json", exclude_none=True)
     for case in data["cases"].values():
         for name, spec in list(case["parameters"].items()):
@@ -33,7 +34,7 @@ def tiny_params(**grids: dict) -> ParamsModel:
     for case, grid in grids.items():
         data["cases"][case]["grid"]["quick"] = grid
         data["cases"][case]["sizes"]["quick"] = {"train": 6, "val": 3, "test": 4}
-    data["models"]["fno"]["quick"] = {"width": 8, "modes": 3, "layers": 2,
+    data["models"]["fno"]["quick"] = {"width": 8, "modes": 3, "layers": 2, "time_padding": 2,
                                       "train": {"epochs": 2, "batch_size": 3, "lr": 1e-3, "weight_decay": 0.0,
                                                 "lr_step": 10, "lr_gamma": 0.5}}
     data["models"]["fno"]["cases"] = {}
@@ -152,3 +153,14 @@ def test_layouts_round_trip_and_unknown_case() -> None:
         assert np.array_equal(boon._to_data_layout(case, boon._to_model_layout(case, u)), u)
     with pytest.raises(ValueError, match="case: 'heat' has no BOON variant"):
         boon.fno_config("heat", load_params(ROOT / "params.yaml"), np.zeros(8), np.zeros(2))
+
+
+def test_time_padding_reaches_the_multi_step_fnos_only() -> None:
+    """Multi-step cases get params.yaml's time_padding and keep their modes on the padded time axis;
+    single-step ones have no time axis to pad."""
+    params = tiny_params()
+    x = np.linspace(0.0, 1.0, 16)
+    multi = boon.fno_config("stokes2", params, x, np.linspace(0.1, 1.0, 3))
+    assert (multi["nt"], multi["time_padding"], multi["modes"]) == (3, 2, [3, 3])  # 3 + 2 steps hold 3 modes
+    single = boon.fno_config("burgers_dirichlet", params, x, np.array([1.0]))
+    assert (single["nt"], single["time_padding"]) == (None, 0)

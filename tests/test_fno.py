@@ -111,6 +111,26 @@ def test_variant_shapes_and_dtype():
     assert rebuilt.config() == cav.config()
 
 
+def test_time_padding_pads_inside_the_fourier_layers_only():
+    """time_padding appends zero steps to the lifted field's time axis and cuts them off before the
+    projection: same output shape, and the forward is the plain layer stack on the padded field."""
+    torch.manual_seed(5)
+    fno = fno_1d_time(nt=7, width=8, modes=(4, 4), time_padding=4).double()
+    u = torch.randn(3, 24, dtype=torch.float64)
+    out = fno(u)
+    assert out.shape == (3, 24, 7)
+    v = torch.nn.functional.pad(fno.lifted(u), (0, 4))
+    assert v.shape == (3, 8, 24, 11)
+    for layer in range(fno.n_layers):
+        v = fno.spectral[layer](v) + fno.apply_pointwise(layer, v)
+        v = torch.nn.functional.gelu(v) if layer < fno.n_layers - 1 else v
+    assert torch.allclose(out, fno.projected(v[..., :7]).squeeze(-1), atol=1e-13)
+    unpadded = FNO(**{**fno.config(), "time_padding": 0}).double()
+    unpadded.load_state_dict(fno.state_dict())
+    assert (unpadded(u) - out).abs().max() > 1e-2 * out.abs().max()  # the time axis no longer wraps around
+    assert FNO(**fno.config()).config()["time_padding"] == 4
+
+
 def test_constructors_of_fixed_dimension():
     assert SpectralConv1d(2, 3, 4).modes == (4,)
     assert SpectralConv3d(2, 3, 4, 5, 6).modes == (4, 5, 6)
@@ -127,3 +147,7 @@ def test_bad_input_is_rejected():
         fno_1d(width=4, modes=2)(torch.randn(2, 8, 8))
     with pytest.raises(ValueError, match="domain"):
         fno_1d(domain=(1.0, 0.0))
+    with pytest.raises(ValueError, match="time_padding"):
+        fno_1d(time_padding=3)  # single step: no time axis to pad
+    with pytest.raises(ValueError, match="time_padding"):
+        fno_1d_time(nt=5, time_padding=-1)

@@ -254,14 +254,14 @@ def fno_config(case: str, params: ParamsModel, x: np.ndarray, t: np.ndarray) -> 
     space = [tuple(map(float, problem.x_domain))] * var.n_space
     grid = [x.size] * var.n_space
     domain = list(space)
-    nt = None
+    nt, padding = None, 0
     if var.multistep:
-        nt = int(t.size)
-        grid.append(nt)
+        nt, padding = int(t.size), settings.time_padding
+        grid.append(nt + padding)  # the Fourier layers' grid
         domain.append((float(t[0]), float(t[-1])))
     return {"n_space": var.n_space, "nt": nt, "in_channels": var.in_channels, "out_channels": var.out_channels,
             "width": settings.width, "modes": _modes(settings.modes, grid), "n_layers": settings.layers,
-            "domain": [list(d) for d in domain]}
+            "domain": [list(d) for d in domain], "time_padding": padding}
 
 
 def _model_config(case: str, variant: str, fno_cfg: Mapping[str, Any]) -> dict[str, Any]:

@@ -26,7 +26,7 @@ Activations act on interior points only (Dirichlet and Neumann: each hidden laye
 σ); after the projection the output's boundary entries are set once more, so the condition holds to
 round-off *whatever the weights*.
 Hidden layers are corrected towards the same data (the mean over output channels when there are
-several), as in the reference.
+several; zeros on the padded time steps of an FNO with ``time_padding``), as in the reference.
 
 Conditions (per sample, per face point, e.g. per time step):
 
@@ -361,9 +361,10 @@ class BOONFNO(nn.Module):
         """Corrected operator output: same shapes as :meth:`FNO.forward`; ``bc`` as in the module doc."""
         fno = self.fno
         shape = fno.grid_shape(u)
-        v = fno.lifted(u)
+        v = fno.padded(fno.lifted(u))
+        inner = tuple(v.shape[2:])  # the layers' grid: the time axis padded (FNO.time_padding)
         out_targets = self._targets(bc, shape, u.shape[0], v)
-        hidden = [g if g is None or g.shape[1] == 1 else g.mean(dim=1, keepdim=True) for g in out_targets]
+        hidden = [None if g is None else self._hidden_target(g) for g in out_targets]
         for layer in range(fno.n_layers):
             last = layer == fno.n_layers - 1
             if self.boundary == "periodic":  # σ maps the layer's equal ends to equal values
@@ -374,6 +375,13 @@ class BOONFNO(nn.Module):
             # only: for Dirichlet the faces are g, for Neumann they are solved from the activated
             # interior). The last layer's faces only reach the output's faces, which are set at the end.
             z = self._corrected(layer, v, hidden, faces=False)
-            v = z if last else self.enforce(F.gelu(z), hidden, shape)
-        out = self.enforce(fno.projected(v).movedim(-1, 1), out_targets, shape)  # (B, c_out, *grid)
+            v = z if last else self.enforce(F.gelu(z), hidden, inner)
+        out = self.enforce(fno.projected(fno.cropped(v)).movedim(-1, 1), out_targets, shape)  # (B, c_out, *grid)
         return fno.formatted(out.movedim(1, -1))
+
+    def _hidden_target(self, g: torch.Tensor) -> torch.Tensor:
+        """The hidden layers' data from the output's ``g`` ``(B, c_out, *face, 2)``: the mean over output
+        channels, and zeros on the padded time steps (time is the faces' last axis), as the reference pads
+        its boundary data."""
+        g = g if g.shape[1] == 1 else g.mean(dim=1, keepdim=True)
+        return F.pad(g, (0, 0, 0, self.fno.time_padding)) if self.fno.time_padding else g

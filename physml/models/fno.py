@@ -18,7 +18,10 @@ variant (factory)             input ``u``                output
 ============================  =========================  ======================================
 
 With ``nt`` the input field is repeated along a new last (time) grid axis and the (x[, y], t)
-coordinates are appended, as in the reference's multi-step operators. A trailing channel axis is
+coordinates are appended, as in the reference's multi-step operators. The solution is not periodic in
+time, so (as the reference does) ``time_padding`` zeros may be appended to the lifted field along the
+time axis before the Fourier layers and cut off before the projection: the layers' FFT then wraps the
+last step around to padding instead of to the first step. A trailing channel axis is
 present on input/output only when ``in_channels``/``out_channels`` > 1 (e.g. the cavity's (u, v, ω)).
 Everything follows the input's device and dtype.
 """
@@ -54,6 +57,7 @@ class FNO(nn.Module):
         width: hidden channels. modes: kept Fourier modes, one int or one per grid axis.
         n_layers: Fourier layers (4). proj_width: hidden size of the projection (128).
         domain: (lo, hi) of every grid axis (spatial axes, then time); default (0, 1) each.
+        time_padding: zero steps appended to the time axis inside the Fourier layers (≥ 0; needs ``nt``).
     """
 
     def __init__(
@@ -67,6 +71,7 @@ class FNO(nn.Module):
         n_layers: int = 4,
         proj_width: int = 128,
         domain: Sequence[Sequence[float]] | None = None,
+        time_padding: int = 0,
     ) -> None:
         super().__init__()
         if n_space not in (1, 2):
@@ -77,6 +82,9 @@ class FNO(nn.Module):
                             ("n_layers", n_layers), ("proj_width", proj_width)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if not isinstance(time_padding, int) or time_padding < 0 or (time_padding and nt is None):
+            raise ValueError(f"time_padding must be an integer >= 0, and 0 without nt; got {time_padding!r} "
+                             f"with nt={nt!r}")
         self.n_space = n_space
         self.nt = nt
         self.grid_ndim = n_space + (nt is not None)
@@ -90,6 +98,7 @@ class FNO(nn.Module):
         if len(dom) != self.grid_ndim or any(len(d) != 2 or not d[1] > d[0] for d in dom):
             raise ValueError(f"domain must be {self.grid_ndim} pairs (lo, hi) with hi > lo, got {domain!r}")
         self.domain = tuple(dom)
+        self.time_padding = time_padding
 
         self.lift = nn.Linear(in_channels + self.grid_ndim, width)
         self.spectral = nn.ModuleList(SpectralConv(width, width, self.modes) for _ in range(n_layers))
@@ -102,7 +111,7 @@ class FNO(nn.Module):
         return {"n_space": self.n_space, "nt": self.nt, "in_channels": self.in_channels,
                 "out_channels": self.out_channels, "width": self.width, "modes": list(self.modes),
                 "n_layers": self.n_layers, "proj_width": self.proj_width,
-                "domain": [list(d) for d in self.domain]}
+                "domain": [list(d) for d in self.domain], "time_padding": self.time_padding}
 
     # ---- pieces shared with the BOON forward ---------------------------------------------------
     def grid_shape(self, u: torch.Tensor) -> tuple[int, ...]:
@@ -135,6 +144,21 @@ class FNO(nn.Module):
         v = self.lift(torch.cat([a, coords], dim=-1))
         return v.movedim(-1, 1)
 
+    def padded(self, v: torch.Tensor) -> torch.Tensor:
+        """``(B, width, *grid)`` → ``(B, width, *grid[:-1], nt + time_padding)``: zeros after the last step.
+
+        Built contiguous: the lifted field is a channels-last view, and ``F.pad`` would keep that layout,
+        which made every later FFT and 1×1 convolution 2-6× slower."""
+        if not self.time_padding:
+            return v
+        out = v.new_zeros(*v.shape[:-1], v.shape[-1] + self.time_padding)
+        out[..., :v.shape[-1]] = v
+        return out
+
+    def cropped(self, v: torch.Tensor) -> torch.Tensor:
+        """Inverse of :meth:`padded`: the first ``nt`` steps of the time axis."""
+        return v[..., :self.nt] if self.time_padding else v
+
     def apply_pointwise(self, layer: int, v: torch.Tensor) -> torch.Tensor:
         """W_l v + b_l on ``(B, width, *grid)`` (a 1×1 convolution over the flattened grid)."""
         return self.pointwise[layer](v.flatten(2)).view_as(v)
@@ -149,12 +173,12 @@ class FNO(nn.Module):
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         """Operator output for input ``u``; shapes in the module docstring."""
-        v = self.lifted(u)
+        v = self.padded(self.lifted(u))
         for layer in range(self.n_layers):
             v = self.spectral[layer](v).add_(self.apply_pointwise(layer, v))  # in place: K v is a fresh tensor
             if layer < self.n_layers - 1:
                 v = F.gelu(v)
-        return self.formatted(self.projected(v))
+        return self.formatted(self.projected(self.cropped(v)))
 
 
 def fno_1d(width: int = 64, modes: int = 16, domain: Sequence[float] = (0.0, 1.0), **kwargs: Any) -> FNO:
