@@ -281,8 +281,8 @@ def fit(
     ``on_epoch_end`` receives each history row {"epoch", "train_loss", "val_loss", "lr"} (e.g. to log
     to MLflow). Nothing in the checkpoint depends on wall-clock time, so the same training gives the same
     file, byte for byte (:func:`write_wall_clock` keeps the seconds beside the model folder). With
-    ``resume`` and an existing checkpoint of the same model_config and
-    TrainConfig (``epochs`` may differ), training continues after the last finished epoch.
+    ``resume`` and an existing checkpoint of the same model_config and TrainConfig (``epochs`` may
+    differ), training continues after the last finished epoch.
     On return the model holds the best weights (on the training device).
 
     Under torch.distributed the caller wraps the model (e.g. in DistributedDataParallel); each rank
