@@ -1,13 +1,12 @@
 """Shared plotting helpers: flat functions that draw one figure each and save it as a PNG.
 
 Matplotlib runs on the non-interactive Agg backend with LaTeX off (no TeX installation needed); every
-figure is written atomically (temporary file in the same folder, then ``os.replace``), so a failed plot
+figure is written atomically (``physml.atomic.atomic_path``), so a failed plot
 leaves no half-written PNG. Uncertainty bands are mean ± 2σ (≈ 95 % of a Gaussian).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -16,6 +15,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+from physml.atomic import atomic_path  # noqa: E402
 
 plt.rcParams.update({"text.usetex": False, "figure.dpi": 110, "savefig.dpi": 110, "font.size": 9})
 
@@ -45,14 +46,11 @@ def method_label(name: str, model: str | None = None) -> str:
 def save_figure(fig: plt.Figure, path: str | Path) -> Path:
     """Save ``fig`` as PNG to ``path`` atomically and close it; returns ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.partial.png")
     try:
-        fig.savefig(tmp, format="png", bbox_inches="tight")
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", bbox_inches="tight")
     finally:
         plt.close(fig)
-        tmp.unlink(missing_ok=True)
     return path
 
 

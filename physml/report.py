@@ -13,13 +13,13 @@ import json
 import math
 import os
 import shutil
-import tempfile
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from physml import pdes
+from physml.atomic import staging_dir
 from physml.config import ParamsModel
 from physml.stages import Layout
 
@@ -163,8 +163,7 @@ def write_report(params: ParamsModel, root: Path) -> Path:
     metrics = collect_metrics(params, root)
     final = lay.reports()
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
-    try:
+    with staging_dir(final) as tmp:
         fig_dir = tmp / "figures"
         fig_dir.mkdir()
         figure_lines: list[str] = []
@@ -199,11 +198,9 @@ def write_report(params: ParamsModel, root: Path) -> Path:
         ]
         (tmp / "index.md").write_text("\n\n".join(parts) + "\n")
         backup = final.with_name(f".{final.name}.old")
+        shutil.rmtree(backup, ignore_errors=True)
         if final.exists():
             os.replace(final, backup)
         os.replace(tmp, final)
         shutil.rmtree(backup, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return final / "index.md"

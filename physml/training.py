@@ -297,8 +297,6 @@ def fit(
         raise ValueError("val_data is empty")
     model_config = _check_json(model_config)
     checkpoint_path = Path(checkpoint_path)
-    for stale in checkpoint_path.parent.glob(f".{checkpoint_path.name}.*.tmp"):
-        stale.unlink(missing_ok=True)  # left by a process killed mid-write; the checkpoint itself is intact
     device = select_device(config.device)
     rank, world = _dist_info()
     validate = val_fn if val_fn is not None else _default_val(loss_fn)

@@ -1,10 +1,14 @@
 """physml.atomic: a file appears whole under its final name, or the old one stays."""
 
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from physml.atomic import atomic_path
+from physml.atomic import atomic_path, remove_stale_partials, staging_dir
 
 
 def test_success_replaces_and_a_failure_keeps_the_old_file(tmp_path: Path) -> None:
@@ -25,3 +29,63 @@ def test_a_block_that_writes_nothing_is_an_error_not_an_empty_file(tmp_path: Pat
     with pytest.raises(FileNotFoundError), atomic_path(final):
         pass
     assert not final.exists()
+
+
+def test_a_killed_writer_leaves_a_partial_that_the_next_write_removes(tmp_path: Path) -> None:
+    final = tmp_path / "boon.pt"
+    final.write_text("intact")
+    killed = subprocess.run(
+        [sys.executable, "-c",
+         "import os, signal, sys\n"
+         "from physml.atomic import atomic_path\n"
+         "with atomic_path(sys.argv[1]) as tmp:\n"
+         "    tmp.write_text('half')\n"
+         "    os.kill(os.getpid(), signal.SIGKILL)\n",
+         str(final)],
+        check=False)
+    assert killed.returncode == -signal.SIGKILL
+    left = list(tmp_path.glob(".boon.pt.*.partial"))
+    assert len(left) == 1 and final.read_text() == "intact"
+    other = tmp_path / f".boon.pt.{os.getppid()}.1.partial"  # a live process (pytest's parent) is writing
+    other.write_text("in progress")
+    unrelated = tmp_path / f".plain.pt.{left[0].name.split('.')[3]}.1.partial"
+    unrelated.write_text("another file's")
+    with atomic_path(final) as tmp:
+        tmp.write_text("second")
+    assert final.read_text() == "second"
+    assert not left[0].exists()
+    assert other.exists() and unrelated.exists()
+
+
+def test_remove_stale_partials_ignores_names_it_did_not_write(tmp_path: Path) -> None:
+    final = tmp_path / "summary.json"
+    odd = [tmp_path / ".summary.json.notapid.1.partial", tmp_path / ".summary.json.partial"]
+    for path in odd:
+        path.write_text("x")
+    assert remove_stale_partials(final) == []
+    assert all(path.exists() for path in odd)
+
+
+def test_staging_dir_is_removed_after_the_block_and_a_killed_ones_by_the_next(tmp_path: Path) -> None:
+    final = tmp_path / "reports"
+    with pytest.raises(RuntimeError), staging_dir(final) as tmp:
+        assert tmp.is_dir() and not any(tmp.iterdir())
+        (tmp / "index.md").write_text("half")
+        raise RuntimeError("interrupted")
+    assert list(tmp_path.iterdir()) == []
+    killed = subprocess.run(
+        [sys.executable, "-c",
+         "import os, signal, sys\n"
+         "from physml.atomic import staging_dir\n"
+         "with staging_dir(sys.argv[1]) as tmp:\n"
+         "    (tmp / 'index.md').write_text('half')\n"
+         "    os.kill(os.getpid(), signal.SIGKILL)\n",
+         str(final)],
+        check=False)
+    assert killed.returncode == -signal.SIGKILL
+    assert len(list(tmp_path.glob(".reports.*.partial"))) == 1
+    with staging_dir(final) as tmp:
+        (tmp / "index.md").write_text("whole")
+        os.replace(tmp, final)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["reports"]
+    assert (final / "index.md").read_text() == "whole"

@@ -73,7 +73,7 @@ def test_fit_learns_and_checkpoint_round_trips(tmp_path: Path) -> None:
     for key, value in model.state_dict().items():  # fit leaves the best weights in the model
         assert torch.equal(value, loaded.state_dict()[key])
     assert not loaded.training
-    assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temporary file
+    assert not list(tmp_path.glob(".*.partial"))  # atomic writes leave no temporary file
 
 
 def test_resume_after_interruption_equals_uninterrupted_run(tmp_path: Path) -> None:

@@ -28,8 +28,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -41,7 +39,7 @@ import torch
 from torch.utils.data import Dataset
 
 from physml import pdes
-from physml.atomic import atomic_path
+from physml.atomic import atomic_path, staging_dir
 from physml.config import ParamsModel
 from physml.constraints import condition, conservation_constraint, hardc, probconserv
 from physml.data.reader import SplitDataset
@@ -465,8 +463,7 @@ def evaluate(case: str, model: str, params: ParamsModel, data_dir: Path, pred_di
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out_dir, prefix=".evaluate."))
-    try:
+    with staging_dir(out_dir / "evaluate") as staging:
         _figures(case, model, arrays, preds, G, b, shocks, staging / "figures")
         for c, m in results.items():
             (staging / f"{c}.json").write_text(json.dumps(m, indent=2, sort_keys=True) + "\n")
@@ -476,6 +473,4 @@ def evaluate(case: str, model: str, params: ParamsModel, data_dir: Path, pred_di
             os.replace(f, fig_dir / f.name)
         for c in results:
             os.replace(staging / f"{c}.json", out_dir / f"{c}.json")
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return results
