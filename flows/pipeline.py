@@ -1,4 +1,5 @@
-"""The whole pipeline as one Prefect flow: generate → train → constrain → evaluate (+ MLflow) → report.
+"""The whole pipeline as one Prefect flow: generate → train → constrain → evaluate (+ MLflow) → report,
+with the BOON seed study (train → seed-study → report) beside constrain and evaluate.
 
 Thin by design: every task calls one function of :mod:`physml.stages` (the same functions ``dvc repro``
 reaches through the CLI) and passes paths and run ids, never tensors. Tasks are cached on their inputs:
@@ -81,6 +82,14 @@ def evaluate_task(case: str, model: str, params_path: str, profile: str | None, 
     return stages.track(case, model, params, Path(root))
 
 
+@task(name="seed-study", cache_key_fn=_cache_key, persist_result=True, retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S)
+def seed_study_task(case: str, model: str, params_path: str, profile: str | None, root: str, config: str, upstream: str) -> str:
+    """BOON: the same training over every seed of matrix.boon.seeds; returns the seeds.json path."""
+    params = _load(params_path, profile)
+    stages.seed_study(case, model, params, Path(root), progress=False)
+    return str(stages.Layout(Path(root), params.profile).metrics(case, model) / "seeds.json")
+
+
 @task(name="report", retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S)
 def report_task(params_path: str, profile: str | None, root: str) -> str:
     return str(stages.report(_load(params_path, profile), Path(root)))
@@ -105,17 +114,22 @@ def pipeline(params_path: str = "params.yaml", profile: str | None = None, root:
         (c, m): submit(train_task, lay.models(c, m) / "train_summary.json", c, m, config=_sections(params, c, m), upstream=lay.data(c))
         for c, m in pairs
     }
-    constrained = {}
+    constrained, studies = {}, []
     for (c, m), fut in trained.items():
         fut.wait()
         constrained[(c, m)] = submit(constrain_task, lay.predictions(c, m), c, m, config=_sections(params, c, m),
                                      upstream=[lay.data(c), lay.models(c, m)])
+        if c in params.matrix.boon.cases:
+            studies.append(submit(seed_study_task, lay.metrics(c, m) / "seeds.json", c, m, config=_sections(params, c, m),
+                                  upstream=[lay.data(c), lay.models(c, m)]))
     runs = {}
     for (c, m), fut in constrained.items():
         fut.wait()
         runs[(c, m)] = submit(evaluate_task, lay.metrics(c, m), c, m, config=_sections(params, c, m),
                               upstream=[lay.predictions(c, m)])
     run_ids = {f"{c}/{m}": fut.result() for (c, m), fut in runs.items()}
+    for fut in studies:
+        fut.result()
     report = report_task(params_path, profile, root)
     print(f"report: {report}")
     return {"report": report, "runs": run_ids}

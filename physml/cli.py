@@ -133,6 +133,24 @@ def _add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_evaluate)
 
 
+def _cmd_seed_study(args: argparse.Namespace) -> int:
+    from physml import stages
+
+    result = stages.seed_study(args.case, args.model, _load(args), args.root, progress=not args.no_progress)
+    for constraint, values in result["rel_l2"].items():
+        print(f"{args.case}/{args.model}/{constraint}: rel_l2 mean={result['rel_l2_mean'][constraint]:.4g} "
+              f"spread={result['rel_l2_spread'][constraint]:.2g} over seeds {result['seeds']}")
+    return 0
+
+
+def _add_seed_study_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("seed-study", help="BOON: retrain the plain and the BOON FNO with every seed of matrix.boon.seeds "
+                                          "and write the relative L2 of each constraint per seed (seeds.json)")
+    _add_stage_common(p)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_seed_study)
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from physml import stages
 
@@ -153,6 +171,7 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_train_parser,
     _add_constrain_parser,
     _add_evaluate_parser,
+    _add_seed_study_parser,
     _add_report_parser,
 ]
 

@@ -15,7 +15,7 @@ Layout (keys are stable; other stages build on them)::
         grid.{quick,paper}: {nx, nt, times?}                # operator family
         sizes.{quick,paper}: {train, val, test}
     models: anp, ensemble, fno: {quick, paper, cases.<case>.{quick,paper}: partial overrides}; softc
-    matrix: probconserv / boon: {cases, models, constraints}
+    matrix: probconserv / boon: {cases, models, constraints, seeds?: {quick, paper}}  # boon only: seeds > 1
 """
 
 from __future__ import annotations
@@ -337,10 +337,18 @@ class ModelsConfig(_Strict):
     fno: FnoPerProfile
 
 
+class SeedsPerProfile(PerProfile):
+    """How many seeds each network of a matrix group is trained with, per profile (1: the project seed only)."""
+
+    quick: int = Field(default=1, ge=1)
+    paper: int = Field(default=1, ge=1)
+
+
 class MatrixGroup(_Strict):
     cases: list[str] = Field(min_length=1)
     models: list[str] = Field(min_length=1)
     constraints: list[str] = Field(min_length=1)
+    seeds: SeedsPerProfile = SeedsPerProfile()
 
 
 class MatrixConfig(_Strict):
@@ -434,6 +442,11 @@ class ParamsModel(_Strict):
             raise ValueError(f"models.{model}: unknown model; allowed: anp, ensemble, fno, softc")
         return getattr(self.models, model).resolved(self.profile, case)
 
+    def study_seeds(self) -> list[int]:
+        """Seeds of the BOON seed study for the active profile: ``seed, seed + 1, …`` (``matrix.boon.seeds``
+        of them); the first is the project seed, whose networks are the main training's."""
+        return [self.seed + i for i in range(self.matrix.boon.seeds[self.profile])]
+
     def experiments(self) -> list[tuple[str, str, str]]:
         """Every (case, model, constraint) triple of the matrix, probconserv group first."""
         out: list[tuple[str, str, str]] = []
@@ -521,6 +534,11 @@ def _check_matrix(path: str, group_name: str, group: MatrixGroup, cases: dict[st
     for k in group.constraints:
         if k not in CONSTRAINTS[group_name]:
             errors.append(f"{path}.constraints: unknown constraint {k!r}; allowed: {', '.join(CONSTRAINTS[group_name])}")
+    if group_name != "boon":
+        for profile in PROFILES:
+            if group.seeds[profile] != 1:
+                errors.append(f"{path}.seeds.{profile}: the seed study is implemented for matrix.boon only; "
+                              f"allowed: 1 (got {group.seeds[profile]})")
     return errors
 
 

@@ -1,6 +1,7 @@
 """The pipeline's stages as plain functions: what ``dvc repro`` (through the CLI) and the Prefect flows call.
 
     generate ──► train ──► constrain ──► evaluate ──► report
+                   └──► seed_study (BOON: the same training over more seeds) ──┘
 
 Every stage reads and writes files under one project root, laid out by :class:`Layout`, and returns the
 path it wrote, so orchestrators pass paths and run ids, never tensors. A stage keyed by ``(case, model)``
@@ -30,6 +31,10 @@ class Layout:
 
     def models(self, case: str, model: str) -> Path:
         return self.root / "models" / self.profile / case / model
+
+    def seed_models(self, case: str, model: str) -> Path:
+        """The seed study's networks, one ``seed_<s>/`` folder per seed other than the project seed."""
+        return self.root / "models" / self.profile / case / f"{model}-seeds"
 
     def predictions(self, case: str, model: str) -> Path:
         return self.root / "predictions" / self.profile / case / model
@@ -95,6 +100,19 @@ def evaluate(case: str, model: str, params: ParamsModel, root: Path) -> dict[str
     return experiment_module(case).evaluate(
         case, model, params, lay.data(case), lay.predictions(case, model), lay.metrics(case, model)
     )
+
+
+def seed_study(case: str, model: str, params: ParamsModel, root: Path, progress: bool = True) -> dict:
+    """Retrain a BOON case × model with every seed of ``matrix.boon.seeds`` and write ``seeds.json`` beside
+    its metrics (see :func:`physml.experiments.boon.seed_study`); needs the main training."""
+    _check_model(params, case, model)
+    if case not in params.matrix.boon.cases:
+        raise ValueError(f"seed study: {case!r} is not a matrix.boon case; allowed: {', '.join(params.matrix.boon.cases)}")
+    from physml.experiments import boon
+
+    lay = Layout(Path(root), params.profile)
+    return boon.seed_study(case, model, params, lay.data(case), lay.models(case, model), lay.seed_models(case, model),
+                           lay.metrics(case, model), progress=progress)
 
 
 #: The metric that decides the MLflow ``champion`` per family: (constraint whose run registers the

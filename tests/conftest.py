@@ -18,7 +18,8 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 
 
 def tiny_params(pc_case: str = "heat", op_case: str = "stokes2") -> dict[str, Any]:
-    """params.yaml cut down to one ProbConserv and one BOON case with a few samples and one epoch."""
+    """params.yaml cut down to one ProbConserv and one BOON case with a few samples and one epoch (and a
+    seed study of two seeds)."""
     data = yaml.safe_load((ROOT / "params.yaml").read_text())
     tiny = copy.deepcopy(data)
     tiny["profile"] = "quick"
@@ -40,6 +41,7 @@ def tiny_params(pc_case: str = "heat", op_case: str = "stokes2") -> dict[str, An
         tiny["cases"][pc_case]["test_grid"]["quick"] = {"nx": 21, "nt": 3}
     tiny["matrix"]["probconserv"]["cases"] = [pc_case]
     tiny["matrix"]["boon"]["cases"] = [op_case]
+    tiny["matrix"]["boon"]["seeds"] = {"quick": 2, "paper": 1}
     return tiny
 
 

@@ -31,19 +31,18 @@ def test_a_block_that_writes_nothing_is_an_error_not_an_empty_file(tmp_path: Pat
     assert not final.exists()
 
 
+def _killed_inside(writer: str, final: Path, write: str) -> None:
+    """Run ``with <writer>(final) as tmp: <write>`` in a child process that SIGKILLs itself inside the block."""
+    code = (f"import os, signal, sys\nfrom physml.atomic import {writer}\nwith {writer}(sys.argv[1]) as tmp:\n"
+            f"    {write}\n    os.kill(os.getpid(), signal.SIGKILL)\n")
+    killed = subprocess.run([sys.executable, "-c", code, str(final)], check=False)
+    assert killed.returncode == -signal.SIGKILL
+
+
 def test_a_killed_writer_leaves_a_partial_that_the_next_write_removes(tmp_path: Path) -> None:
     final = tmp_path / "boon.pt"
     final.write_text("intact")
-    killed = subprocess.run(
-        [sys.executable, "-c",
-         "import os, signal, sys\n"
-         "from physml.atomic import atomic_path\n"
-         "with atomic_path(sys.argv[1]) as tmp:\n"
-         "    tmp.write_text('half')\n"
-         "    os.kill(os.getpid(), signal.SIGKILL)\n",
-         str(final)],
-        check=False)
-    assert killed.returncode == -signal.SIGKILL
+    _killed_inside("atomic_path", final, "tmp.write_text('half')")
     left = list(tmp_path.glob(".boon.pt.*.partial"))
     assert len(left) == 1 and final.read_text() == "intact"
     other = tmp_path / f".boon.pt.{os.getppid()}.1.partial"  # a live process (pytest's parent) is writing
@@ -73,16 +72,7 @@ def test_staging_dir_is_removed_after_the_block_and_a_killed_ones_by_the_next(tm
         (tmp / "index.md").write_text("half")
         raise RuntimeError("interrupted")
     assert list(tmp_path.iterdir()) == []
-    killed = subprocess.run(
-        [sys.executable, "-c",
-         "import os, signal, sys\n"
-         "from physml.atomic import staging_dir\n"
-         "with staging_dir(sys.argv[1]) as tmp:\n"
-         "    (tmp / 'index.md').write_text('half')\n"
-         "    os.kill(os.getpid(), signal.SIGKILL)\n",
-         str(final)],
-        check=False)
-    assert killed.returncode == -signal.SIGKILL
+    _killed_inside("staging_dir", final, "(tmp / 'index.md').write_text('half')")
     assert len(list(tmp_path.glob(".reports.*.partial"))) == 1
     with staging_dir(final) as tmp:
         (tmp / "index.md").write_text("whole")

@@ -110,6 +110,8 @@ BAD = [
     ("models.fno.quick.train.lr", 0.0, "models.fno.quick.train.lr", "(0, inf)"),
     ("models.fno.quick.train.grad_clip", -1.0, "models.fno.quick.train.grad_clip", "(0, inf)"),
     ("models.fno.paper.time_padding", -1, "models.fno.paper.time_padding", "[0, inf)"),
+    ("matrix.boon.seeds.quick", 0, "matrix.boon.seeds.quick", "[1, inf)"),
+    ("matrix.probconserv.seeds", {"quick": 3}, "matrix.probconserv.seeds.quick", "implemented for matrix.boon only; allowed: 1"),
     ("models.anp.quick.heads", 3, "models.anp.quick", "heads = 3 must divide hidden = 32"),
     ("models.anp.cases.stefan.quick.train.epochs", 0, "models.anp.cases.stefan.quick.train.epochs", "[1, inf)"),
     ("models.ensemble.cases.stefan.quick.width", 4, "models.ensemble.cases.stefan.quick.width", "Extra inputs"),
@@ -129,6 +131,16 @@ def test_bad_input_names_path_and_range(raw: dict[str, Any], path: str, value: A
     msg = str(info.value)
     assert where in msg, msg
     assert allowed in msg, msg
+
+
+def test_study_seeds_start_at_the_project_seed_and_default_to_it_alone(raw: dict[str, Any]) -> None:
+    params = load_params(PARAMS)
+    for profile in PROFILES:
+        seeds = params.with_profile(profile).study_seeds()
+        assert seeds == [params.seed + i for i in range(raw["matrix"]["boon"]["seeds"][profile])]
+    data = copy.deepcopy(raw)
+    del data["matrix"]["boon"]["seeds"]
+    assert validate_params(data).study_seeds() == [data["seed"]]
 
 
 def test_with_profile_rejects_unknown() -> None:

@@ -52,7 +52,7 @@ def test_dvc_repro_tiny_matrix(tmp_path: Path) -> None:
 
     metrics = json.loads(_run(project, str(BIN / "dvc"), "metrics", "show", "--json"))
     shown = json.dumps(metrics)
-    assert "probconserv.json" in shown and "boon.json" in shown
+    assert "probconserv.json" in shown and "boon.json" in shown and "seeds.json" in shown
     _run(project, str(BIN / "dvc"), "plots", "show", "--out", str(tmp_path / "plots"))
     assert (tmp_path / "plots" / "index.html").is_file()
 

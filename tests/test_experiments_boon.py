@@ -23,9 +23,9 @@ ROOT = Path(__file__).resolve().parents[1]
 TOL = 1e-10
 
 
-def tiny_params(**grids: dict) -> ParamsModel:
+def tiny_params(seeds: int = 1, **grids: dict) -> ParamsModel:
     """params.yaml with a tiny quick profile: small grids and splits, a 2-layer width-8 FNO (time axis padded
-    by 2 in the multi-step cases), 2 epochs."""
+    by 2 in the multi-step cases), 2 epochs, ``seeds`` seeds in the seed study."""
     data = load_params(ROOT / "params.yaml").model_dump(mode="json", exclude_none=True)
     for case in data["cases"].values():
         for name, spec in list(case["parameters"].items()):
@@ -38,6 +38,7 @@ def tiny_params(**grids: dict) -> ParamsModel:
                                       "train": {"epochs": 2, "batch_size": 3, "lr": 1e-3, "weight_decay": 0.0,
                                                 "lr_step": 10, "lr_gamma": 0.5}}
     data["models"]["fno"]["cases"] = {}
+    data["matrix"]["boon"]["seeds"] = {"quick": seeds, "paper": 1}
     return ParamsModel.model_validate(data)
 
 
@@ -91,6 +92,43 @@ def test_boon_meets_neumann_data_on_the_stencil(heat_run: tuple[ParamsModel, Pat
         assert np.max(np.abs(right - U[:, None] * np.sin(np.pi * t)[None, :])) <= TOL
         assert results[name]["boundary_max_abs"] <= TOL
     assert results["none"]["boundary_max_abs"] > 1e-3  # the plain FNO knows nothing of the flux
+
+
+def test_seed_study_first_seed_is_the_main_evaluation_and_the_others_train_anew(
+        heat_run: tuple[ParamsModel, Path, dict]) -> None:
+    """seeds.json: the project seed's relative L2 equals evaluate's to the bit (the same networks), the other
+    seeds train their own networks (other initial weights: other errors), mean, spread and the count are
+    those of the listed values, and a re-run resumes the finished trainings instead of repeating them."""
+    params, root, results = heat_run
+    study_params = tiny_params(seeds=3, heat_neumann={"nx": 16, "nt": 4})
+    study = stages.seed_study("heat_neumann", "fno", study_params, root, progress=False)
+    lay = stages.Layout(root, params.profile)
+    assert study == json.loads((lay.metrics("heat_neumann", "fno") / boon.SEEDS_FILE).read_text())
+    assert study["seeds"] == [params.seed, params.seed + 1, params.seed + 2]
+    for name in ("none", "boon", "boon_posthoc"):
+        values = study["rel_l2"][name]
+        assert len(values) == 3 and values[0] == results[name]["rel_l2"]
+        assert len(set(values)) == 3, values
+        assert study["rel_l2_mean"][name] == pytest.approx(np.mean(values), rel=1e-15)
+        assert study["rel_l2_spread"][name] == pytest.approx(np.std(values, ddof=1), rel=1e-12)
+    assert study["boon_ahead"] == sum(b <= f for b, f in zip(study["rel_l2"]["boon"], study["rel_l2"]["none"]))
+    seed_dirs = sorted(p.name for p in lay.seed_models("heat_neumann", "fno").iterdir())
+    assert seed_dirs == [f"seed_{params.seed + 1}", f"seed_{params.seed + 2}"]
+    ckpt = lay.seed_models("heat_neumann", "fno") / f"seed_{params.seed + 1}" / "boon.pt"
+    summary = json.loads((ckpt.parent / "train_summary.json").read_text())
+    assert summary["seed"] == params.seed + 1 and summary["train_config"]["seed"] == params.seed + 1
+    stamp = ckpt.stat().st_mtime_ns
+    assert stages.seed_study("heat_neumann", "fno", study_params, root, progress=False) == study
+    assert ckpt.stat().st_mtime_ns == stamp
+
+
+def test_seed_study_needs_the_main_training_and_a_boon_case(tmp_path: Path) -> None:
+    params = tiny_params(seeds=2, stokes2={"nx": 12, "nt": 3})
+    stages.generate("stokes2", params, tmp_path, progress=False)
+    with pytest.raises(ValueError, match="no trained networks of the project seed; run train for stokes2"):
+        stages.seed_study("stokes2", "fno", params, tmp_path, progress=False)
+    with pytest.raises(ValueError, match="seed study: 'heat' is not a matrix.boon case"):
+        stages.seed_study("heat", "anp", params, tmp_path, progress=False)
 
 
 def test_cavity_shapes_and_wall_velocities(tmp_path: Path) -> None:

@@ -42,7 +42,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +83,7 @@ NEUMANN_ORDER = 2
 """Order of the one-sided stencil on which the Neumann data are enforced and measured."""
 PLAIN_FILE, BOON_FILE, SUMMARY_FILE, PREDICTIONS_FILE = "plain.pt", "boon.pt", "train_summary.json", "predictions.h5"
 PER_TIME_FILE = "per_time.json"
+SEEDS_FILE = "seeds.json"
 """Intra-op CPU threads while training and predicting. The quick models are small enough that a second
 thread gains little, and the pipeline runs stages side by side: measured on a shared 2-core box, one BOON
 step took 1.35 s with 2 threads against 0.05 s with 1 (oversubscription)."""
@@ -363,19 +364,10 @@ def predict(net: nn.Module, split: OperatorSplit, batch_size: int = 64, device: 
     return np.concatenate(out, axis=0)
 
 
-def constrain(case: str, model: str, params: ParamsModel, data_dir: Path, model_dir: Path, out_dir: Path) -> Path:
-    """Test-split predictions of every BOON constraint → ``out_dir/predictions.h5`` (written atomically).
-
-    ``none``: plain FNO; ``boon``: the BOON-trained FNO; ``boon_posthoc``: the plain FNO's weights in the
-    corrected forward, with the conditioning guard ``models.fno.<profile>.posthoc_rcond``. Arrays in the dataset layout ``(N, nt, *S)`` (cavity: S = (ny, nx, 2) for (u, v)).
-    """
-    _check_fno(case, model)
-    constraints = list(params.matrix.boon.constraints)
-    unknown = [c for c in constraints if c not in CONSTRAINTS]
-    if unknown:
-        raise ValueError(f"matrix.boon.constraints: {unknown} unknown; allowed: {', '.join(CONSTRAINTS)}")
-    model_dir, out_dir = Path(model_dir), Path(out_dir)
-    split = load_split(case, data_dir, "test")
+def _constraint_predictions(case: str, params: ParamsModel, model_dir: Path, split: OperatorSplit,
+                            constraints: Sequence[str]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Each constraint's predictions of ``split`` (dataset layout) from the networks in ``model_dir``, and
+    the plain FNO's model config."""
     var = _variant(case)
     preds: dict[str, np.ndarray] = {}
     plain, plain_cfg, _ = load_checkpoint(model_dir / PLAIN_FILE, build_model, expect_case=case)
@@ -390,6 +382,24 @@ def constrain(case: str, model: str, params: ParamsModel, data_dir: Path, model_
             net = BOONFNO(fno, var.boundary, neumann_order=NEUMANN_ORDER, rcond=rcond)
         with torch_threads():
             preds[name] = _to_data_layout(case, predict(net, split))
+    return preds, plain_cfg
+
+
+def constrain(case: str, model: str, params: ParamsModel, data_dir: Path, model_dir: Path, out_dir: Path) -> Path:
+    """Test-split predictions of every BOON constraint → ``out_dir/predictions.h5`` (written atomically).
+
+    ``none``: plain FNO; ``boon``: the BOON-trained FNO; ``boon_posthoc``: the plain FNO's weights in the
+    corrected forward, with the conditioning guard ``models.fno.<profile>.posthoc_rcond``. Arrays in the dataset layout ``(N, nt, *S)`` (cavity: S = (ny, nx, 2) for (u, v)).
+    """
+    _check_fno(case, model)
+    constraints = list(params.matrix.boon.constraints)
+    unknown = [c for c in constraints if c not in CONSTRAINTS]
+    if unknown:
+        raise ValueError(f"matrix.boon.constraints: {unknown} unknown; allowed: {', '.join(CONSTRAINTS)}")
+    out_dir = Path(out_dir)
+    split = load_split(case, data_dir, "test")
+    var = _variant(case)
+    preds, plain_cfg = _constraint_predictions(case, params, Path(model_dir), split, constraints)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / PREDICTIONS_FILE
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as fh:
@@ -480,6 +490,63 @@ def evaluate(case: str, model: str, params: ParamsModel, data_dir: Path, pred_di
     _write_json(out_dir / "figures" / PER_TIME_FILE, per_time)
     _figures(case, split, preds, per_time, out_dir / "figures")
     return results
+
+
+# ---- seed study ------------------------------------------------------------------------------------
+
+
+def seed_study(case: str, model: str, params: ParamsModel, data_dir: Path, model_dir: Path, study_dir: Path,
+               out_dir: Path, progress: bool = True) -> dict[str, Any]:
+    """Test relative L2 of every constraint over the seeds of ``matrix.boon.seeds`` → ``out_dir/seeds.json``.
+
+    A difference of a few per cent between two networks trained once is within what the seed alone moves
+    (initial weights and data order); the mean over seeds s_1 … s_n (:meth:`ParamsModel.study_seeds`) is the
+    estimate the report compares. The first seed is the project seed: its networks are the main training's
+    (``model_dir``); every other seed trains the plain and the BOON FNO exactly as :func:`train` does, with
+    that seed, into ``study_dir/seed_<s>/`` (resumable). Writes and returns::
+
+        {"case", "model", "seeds": [s_1, …, s_n],
+         "rel_l2": {constraint: [e_1, …, e_n]},      # e_i: rel_l2 of evaluate, for seed s_i
+         "rel_l2_mean": {constraint: mean_i e_i},
+         "rel_l2_spread": {constraint: sample standard deviation of e_i (0 for n = 1)},
+         "boon_ahead": #{i : e_i(boon) <= e_i(none)}}  # when both are constraints
+    """
+    _check_fno(case, model)
+    data_dir, model_dir, study_dir = Path(data_dir), Path(model_dir), Path(study_dir)
+    if not (model_dir / SUMMARY_FILE).is_file():
+        raise ValueError(f"{model_dir}: no trained networks of the project seed; run train for {case} × {model} first")
+    constraints = list(params.matrix.boon.constraints)
+    seeds = params.study_seeds()
+    test = load_split(case, data_dir, "test")
+    study_dir.mkdir(parents=True, exist_ok=True)
+    extra = [s for s in seeds if s != params.seed]
+    if extra:
+        train_split, val_split = load_split(case, data_dir, "train"), load_split(case, data_dir, "val")
+        fno_cfg = fno_config(case, params, train_split.x, train_split.t)
+        variants = ["plain"] + (["boon"] if "boon" in constraints else [])
+        train_data, val_data = train_split.tensors(), val_split.tensors()
+    rel_l2: dict[str, list[float]] = {c: [] for c in constraints}
+    for seed in seeds:
+        seed_dir = model_dir if seed == params.seed else study_dir / f"seed_{seed}"
+        if seed != params.seed:
+            config = replace(_train_config(case, params), seed=seed)
+            summary: dict[str, Any] = {"case": case, "model": model, "seed": seed, "fno": fno_cfg,
+                                       "train_config": config.to_dict()}
+            with torch_threads():
+                _fit_variants(case, variants, fno_cfg, config, train_data, val_data, seed_dir, progress, summary, seed)
+            _write_json(seed_dir / SUMMARY_FILE, summary)
+        preds, _ = _constraint_predictions(case, params, seed_dir, test, constraints)
+        for name, pred in preds.items():
+            rel_l2[name].append(_metrics(case, pred, test.truth, test.boundary, test.x)[0]["rel_l2"])
+    result: dict[str, Any] = {
+        "case": case, "model": model, "seeds": seeds, "rel_l2": rel_l2,
+        "rel_l2_mean": {c: float(np.mean(v)) for c, v in rel_l2.items()},
+        "rel_l2_spread": {c: float(np.std(v, ddof=1)) if len(v) > 1 else 0.0 for c, v in rel_l2.items()},
+    }
+    if "none" in rel_l2 and "boon" in rel_l2:
+        result["boon_ahead"] = sum(b <= f for b, f in zip(rel_l2["boon"], rel_l2["none"]))
+    _write_json(Path(out_dir) / SEEDS_FILE, result)
+    return result
 
 
 # ---- figures ---------------------------------------------------------------------------------------

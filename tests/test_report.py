@@ -1,0 +1,63 @@
+"""The report's BOON L2 bar: one training per network, or the means of the seed study when there is one."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from physml.config import load_params
+from physml.report import collect_seed_studies, quality_checks, seed_study_table, write_report
+from physml.stages import Layout
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _study(seeds: list[int], none: list[float], boon: list[float]) -> dict:
+    import numpy as np
+
+    return {"case": "heat_neumann", "model": "fno", "seeds": seeds,
+            "rel_l2": {"none": none, "boon": boon},
+            "rel_l2_mean": {"none": float(np.mean(none)), "boon": float(np.mean(boon))},
+            "rel_l2_spread": {"none": float(np.std(none, ddof=1)), "boon": float(np.std(boon, ddof=1))},
+            "boon_ahead": sum(b <= f for b, f in zip(boon, none))}
+
+
+def _l2_bar(checks: list[tuple[str, bool, str]], case: str) -> tuple[str, bool, str]:
+    (bar,) = [c for c in checks if c[0].startswith(f"{case}/fno: BOON relative L2")]
+    return bar
+
+
+def test_the_l2_bar_compares_seed_means_when_a_study_exists() -> None:
+    params = load_params(ROOT / "params.yaml")
+    seeds = params.study_seeds()
+    n = len(seeds)
+    assert n > 1
+    metrics = {("heat_neumann", "fno", "none"): {"rel_l2": 0.0168, "boundary_max_abs": 6.0},
+               ("heat_neumann", "fno", "boon"): {"rel_l2": 0.0176, "boundary_max_abs": 5e-14}}
+    name, ok, _ = _l2_bar(quality_checks(params, metrics), "heat_neumann")
+    assert not ok and "mean" not in name  # the project seed's pair alone: BOON trails
+    none = [0.0168] + [0.02] * (n - 1)
+    boon = [0.0176] + [0.017] * (n - 1)
+    study = _study(seeds, none, boon)
+    name, ok, detail = _l2_bar(quality_checks(params, metrics, {("heat_neumann", "fno"): study}), "heat_neumann")
+    assert ok and name.endswith(f"(mean over {n} seeds)")
+    assert f"BOON ahead on {n - 1}/{n} seeds" in detail and "project seed: 0.0176 vs 0.0168" in detail
+    worse = _study(seeds, [0.01] * n, [0.02] * n)
+    assert not _l2_bar(quality_checks(params, metrics, {("heat_neumann", "fno"): worse}), "heat_neumann")[1]
+    table = seed_study_table(params, {("heat_neumann", "fno"): study})
+    assert f"| heat_neumann | fno | {n} |" in table and f"| {n - 1}/{n} |" in table
+
+
+def test_a_study_of_other_seeds_is_stale_and_left_out_of_the_report(tmp_path: Path) -> None:
+    params = load_params(ROOT / "params.yaml")
+    lay = Layout(tmp_path, params.profile)
+    current = _study(params.study_seeds(), [0.02] * len(params.study_seeds()), [0.01] * len(params.study_seeds()))
+    stale = _study([params.seed, params.seed + 7], [0.02, 0.03], [0.01, 0.01])
+    for case, study in (("heat_neumann", current), ("wave", stale)):
+        path = lay.metrics(case, "fno") / "seeds.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps(study))
+    assert list(collect_seed_studies(params, tmp_path)) == [("heat_neumann", "fno")]
+    text = write_report(params, tmp_path).read_text()
+    assert "### Seed study" in text and "| heat_neumann | fno |" in text.split("### Seed study")[1]
+    assert "| wave | fno |" not in text.split("### Seed study")[1].split("## Quality bars")[0]
