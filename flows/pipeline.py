@@ -84,10 +84,10 @@ def evaluate_task(case: str, model: str, params_path: str, profile: str | None, 
 
 @task(name="seed-study", cache_key_fn=_cache_key, persist_result=True, retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S)
 def seed_study_task(case: str, model: str, params_path: str, profile: str | None, root: str, config: str, upstream: str) -> str:
-    """BOON: the same training over every seed of matrix.boon.seeds; returns the seeds.json path."""
+    """BOON: the same training over every seed of matrix.boon.seeds, then its MLflow run; returns the run id."""
     params = _load(params_path, profile)
     stages.seed_study(case, model, params, Path(root), progress=False)
-    return str(stages.Layout(Path(root), params.profile).metrics(case, model) / "seeds.json")
+    return stages.track_seed_study(case, model, params, Path(root))
 
 
 @task(name="report", retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S)
@@ -97,7 +97,8 @@ def report_task(params_path: str, profile: str | None, root: str) -> str:
 
 @flow(name="pipeline", log_prints=True)
 def pipeline(params_path: str = "params.yaml", profile: str | None = None, root: str = ".") -> dict[str, Any]:
-    """Run the params.yaml matrix end to end; returns the report path and the MLflow run ids."""
+    """Run the params.yaml matrix end to end; returns the report path and the MLflow run ids (per case/model:
+    constraint → run id, and the seed studies' runs)."""
     params = _load(params_path, profile)
     lay = stages.Layout(Path(root), params.profile)
     pairs = list(dict.fromkeys((c, m) for c, m, _ in params.experiments()))
@@ -114,25 +115,24 @@ def pipeline(params_path: str = "params.yaml", profile: str | None = None, root:
         (c, m): submit(train_task, lay.models(c, m) / "train_summary.json", c, m, config=_sections(params, c, m), upstream=lay.data(c))
         for c, m in pairs
     }
-    constrained, studies = {}, []
+    constrained, studies = {}, {}
     for (c, m), fut in trained.items():
         fut.wait()
         constrained[(c, m)] = submit(constrain_task, lay.predictions(c, m), c, m, config=_sections(params, c, m),
                                      upstream=[lay.data(c), lay.models(c, m)])
         if c in params.matrix.boon.cases:
-            studies.append(submit(seed_study_task, lay.metrics(c, m) / "seeds.json", c, m, config=_sections(params, c, m),
-                                  upstream=[lay.data(c), lay.models(c, m)]))
+            studies[(c, m)] = submit(seed_study_task, lay.metrics(c, m) / "seeds.json", c, m, config=_sections(params, c, m),
+                                     upstream=[lay.data(c), lay.models(c, m)])
     runs = {}
     for (c, m), fut in constrained.items():
         fut.wait()
         runs[(c, m)] = submit(evaluate_task, lay.metrics(c, m), c, m, config=_sections(params, c, m),
                               upstream=[lay.predictions(c, m)])
     run_ids = {f"{c}/{m}": fut.result() for (c, m), fut in runs.items()}
-    for fut in studies:
-        fut.result()
+    study_ids = {f"{c}/{m}": fut.result() for (c, m), fut in studies.items()}
     report = report_task(params_path, profile, root)
     print(f"report: {report}")
-    return {"report": report, "runs": run_ids}
+    return {"report": report, "runs": run_ids, "seed_study_runs": study_ids}
 
 
 def run_pipeline(params_path: str = "params.yaml", profile: str | None = None, root: str = ".",

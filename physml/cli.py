@@ -136,10 +136,13 @@ def _add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
 def _cmd_seed_study(args: argparse.Namespace) -> int:
     from physml import stages
 
-    result = stages.seed_study(args.case, args.model, _load(args), args.root, progress=not args.no_progress)
-    for constraint, values in result["rel_l2"].items():
+    params = _load(args)
+    result = stages.seed_study(args.case, args.model, params, args.root, progress=not args.no_progress)
+    for constraint in result["rel_l2"]:
         print(f"{args.case}/{args.model}/{constraint}: rel_l2 mean={result['rel_l2_mean'][constraint]:.4g} "
               f"spread={result['rel_l2_spread'][constraint]:.2g} over seeds {result['seeds']}")
+    if not args.no_track:
+        print(f"MLflow run: {stages.track_seed_study(args.case, args.model, params, args.root)}")
     return 0
 
 
@@ -148,6 +151,7 @@ def _add_seed_study_parser(sub: argparse._SubParsersAction) -> None:
                                           "and write the relative L2 of each constraint per seed (seeds.json)")
     _add_stage_common(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-track", action="store_true", help="write seeds.json only, no MLflow run")
     p.set_defaults(func=_cmd_seed_study)
 
 

@@ -7,7 +7,7 @@ leaves no half-written PNG. Uncertainty bands are mean ± 2σ (≈ 95 % of a Gau
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -32,6 +32,9 @@ METHOD_COLORS: dict[str, str] = {
     "hardc": "tab:purple",
     "probconserv": "tab:green",
 }
+
+OPERATOR_LABELS: dict[str, str] = {"none": "FNO", "boon": "BOON", "boon_posthoc": "BOON (post hoc)"}
+OPERATOR_COLORS: dict[str, str] = {"none": "tab:blue", "boon": "tab:green", "boon_posthoc": "tab:orange"}
 
 
 def method_label(name: str, model: str | None = None) -> str:
@@ -167,6 +170,34 @@ def error_over_time(
         ax.plot(t, err, "o-", ms=3, lw=1.3, color=(colors or {}).get(name), label=name)
     ax.set_yscale("log")
     return _finish(ax, path, "t", "relative L2 error", title, grid="both")
+
+
+def errors_per_seed(
+    groups: Mapping[str, Mapping[str, Sequence[float]]],
+    path: str | Path,
+    title: str = "",
+    colors: Mapping[str, str] | None = None,
+) -> Path:
+    """A seed study at a glance: for each group (a case) and method, one dot per seed and a bar at the
+    mean; ``groups[case][method]`` is the relative L2 error of each seed. Log scale, so cases of very
+    different error share one axis."""
+    methods = list(dict.fromkeys(m for per_case in groups.values() for m in per_case))
+    width = 0.8 / max(len(methods), 1)
+    _, ax = plt.subplots(figsize=(max(5.0, 1.2 * len(groups) + 1.5), 3.4))
+    for j, method in enumerate(methods):
+        color, label = (colors or {}).get(method), method
+        for i, per_case in enumerate(groups.values()):
+            if method not in per_case:
+                continue
+            values = np.asarray(per_case[method], dtype=float)
+            x = i - 0.4 + width * (j + 0.5)
+            spread = np.linspace(-0.25, 0.25, len(values)) * width if len(values) > 1 else np.zeros(1)
+            ax.plot(x + spread, values, "o", ms=3.5, alpha=0.75, color=color, label=label)
+            label = None
+            ax.hlines(values.mean(), x - 0.4 * width, x + 0.4 * width, color=color, lw=2.0)
+    ax.set_xticks(range(len(groups)), list(groups), rotation=15)
+    ax.set_yscale("log")
+    return _finish(ax, path, "", "relative L2 error", title, grid="both")
 
 
 def boundary_gradient_over_time(

@@ -126,6 +126,20 @@ def seed_study_table(params: ParamsModel, studies: Mapping[tuple[str, str], Mapp
     return _table(rows, ["case", "model", "seeds", *(f"{c} rel_l2" for c in constraints), "BOON ≤ FNO"])
 
 
+def _seed_study_figure(params: ParamsModel, studies: Mapping[tuple[str, str], Mapping[str, Any]], path: Path) -> str:
+    """Draw every study's per-seed errors into ``path``; returns the report's markdown for it."""
+    from physml import plots
+
+    labels = plots.OPERATOR_LABELS
+    groups = {(case if len(params.matrix.boon.models) == 1 else f"{case} · {model}"):
+              {labels.get(c, c): study["rel_l2"][c] for c in params.matrix.boon.constraints if c in study["rel_l2"]}
+              for (case, model), study in studies.items()}
+    colors = {labels.get(c, c): color for c, color in plots.OPERATOR_COLORS.items()}
+    n = len(params.study_seeds())
+    plots.errors_per_seed(groups, path, f"seed study: test relative L2 of {n} trainings per network (bar: mean)", colors)
+    return f"### seed study · relative L2 per seed\n\n![seed study](figures/{path.name})\n"
+
+
 def quality_checks(params: ParamsModel, metrics: Mapping[tuple[str, str, str], Mapping[str, float]],
                    studies: Mapping[tuple[str, str], Mapping[str, Any]] | None = None) -> list[tuple[str, bool, str]]:
     """The quick-profile quality bars of the ProbConserv and BOON issues, evaluated on these metrics.
@@ -219,6 +233,8 @@ def write_report(params: ParamsModel, root: Path) -> Path:
                 figure_lines.append(f"### {case} · {model} · {png.stem.replace('_', ' ')}\n\n![{png.stem}](figures/{name})\n")
         studies = collect_seed_studies(params, root)
         checks = quality_checks(params, metrics, studies)
+        if studies:
+            figure_lines.insert(0, _seed_study_figure(params, studies, fig_dir / "seed_study.png"))
         passed = sum(ok for _, ok, _ in checks)
         parts = [
             f"# physml results — profile `{params.profile}`",

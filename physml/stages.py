@@ -138,10 +138,7 @@ def track(case: str, model: str, params: ParamsModel, root: Path) -> dict[str, s
     lay = Layout(Path(root), params.profile)
     problem = pdes.get(case)
     headline, metric, higher = CHAMPION_METRIC[problem.family]
-    version = tracking.dataset_version(case, Path(root) / "dvc.lock", data_root=f"data/{params.profile}")
-    if version is None:
-        marker = lay.data(case) / "dataset.json"
-        version = json.loads(marker.read_text())["fingerprint"] if marker.is_file() else None
+    version = _dataset_version(case, params, root)
     group = params.matrix.probconserv if problem.family == "probconserv" else params.matrix.boon
     settings = params.model_settings(model, case).model_dump()
     figures = {p.stem: p for p in sorted((lay.metrics(case, model) / "figures").glob("*.png"))}
@@ -168,6 +165,48 @@ def track(case: str, model: str, params: ParamsModel, root: Path) -> dict[str, s
         if record.model_version is not None:
             tracking.promote_if_better(record.model_name, record.model_version, metric, higher_is_better=higher)
     return run_ids
+
+
+def _dataset_version(case: str, params: ParamsModel, root: Path) -> str | None:
+    """The md5 of ``case``'s data in dvc.lock (data from ``dvc repro``), else the generator's fingerprint."""
+    import json
+
+    from physml import tracking
+
+    version = tracking.dataset_version(case, Path(root) / "dvc.lock", data_root=f"data/{params.profile}")
+    if version is None:
+        marker = Layout(Path(root), params.profile).data(case) / "dataset.json"
+        version = json.loads(marker.read_text())["fingerprint"] if marker.is_file() else None
+    return version
+
+
+def track_seed_study(case: str, model: str, params: ParamsModel, root: Path) -> str | None:
+    """Log the seed study of ``case`` × ``model`` as the MLflow run ``<model>-seed_study`` of ``physml-<case>``.
+
+    Metrics: ``<constraint>.rel_l2`` at step i (the i-th seed), ``<constraint>.rel_l2_mean`` and
+    ``<constraint>.rel_l2_spread``, ``boon_ahead``; params: the model's settings and the seeds. No network
+    is registered (the registry holds the main training's). Returns the run id (None off rank 0).
+    """
+    import json
+
+    from physml import tracking
+
+    _check_model(params, case, model)
+    path = Layout(Path(root), params.profile).metrics(case, model) / "seeds.json"
+    if not path.is_file():
+        raise ValueError(f"{path} is missing: run the seed study for {case} × {model} first")
+    study = json.loads(path.read_text())
+    settings = params.model_settings(model, case).model_dump()
+    with tracking.start_run(case, model, "seed_study", params.profile,
+                            dataset_version=_dataset_version(case, params, root)) as run:
+        if isinstance(run, tracking.SilentRun):
+            return None
+        run.log_params({"seed": params.seed, "seeds": ",".join(map(str, study["seeds"])), **settings})
+        run.log_metrics({c: {"rel_l2_mean": study["rel_l2_mean"][c], "rel_l2_spread": study["rel_l2_spread"][c]}
+                         for c in study["rel_l2"]} | ({"boon_ahead": study["boon_ahead"]} if "boon_ahead" in study else {}))
+        for i in range(len(study["seeds"])):
+            run.log_metrics({c: {"rel_l2": values[i]} for c, values in study["rel_l2"].items()}, step=i)
+        return run.run_id
 
 
 def report(params: ParamsModel, root: Path) -> Path:

@@ -122,6 +122,27 @@ def test_seed_study_first_seed_is_the_main_evaluation_and_the_others_train_anew(
     assert ckpt.stat().st_mtime_ns == stamp
 
 
+def test_seed_study_is_one_mlflow_run_with_the_values_per_seed(heat_run: tuple[ParamsModel, Path, dict],
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import mlflow
+
+    params, root, _ = heat_run
+    study_params = tiny_params(seeds=3, heat_neumann={"nx": 16, "nt": 4})
+    study = stages.seed_study("heat_neumann", "fno", study_params, root, progress=False)
+    uri = f"sqlite:///{root / 'mlflow-seeds.db'}"
+    monkeypatch.setenv("PHYSML_TRACKING_URI", uri)
+    monkeypatch.setenv("PHYSML_ARTIFACT_ROOT", str(root / "mlartifacts"))
+    run_id = stages.track_seed_study("heat_neumann", "fno", study_params, root)
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    run = client.get_run(run_id)
+    assert run.data.tags["constraint"] == "seed_study" and run.info.run_name == "fno-seed_study"
+    assert run.data.params["seeds"] == ",".join(map(str, study["seeds"]))
+    assert run.data.metrics["boon.rel_l2_mean"] == study["rel_l2_mean"]["boon"]
+    assert run.data.metrics["boon_ahead"] == study["boon_ahead"]
+    history = client.get_metric_history(run_id, "none.rel_l2")
+    assert [(m.step, m.value) for m in sorted(history, key=lambda m: m.step)] == list(enumerate(study["rel_l2"]["none"]))
+
+
 def test_seed_study_needs_the_main_training_and_a_boon_case(tmp_path: Path) -> None:
     params = tiny_params(seeds=2, stokes2={"nx": 12, "nt": 3})
     stages.generate("stokes2", params, tmp_path, progress=False)

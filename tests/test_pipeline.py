@@ -78,7 +78,8 @@ def test_prefect_pipeline_end_to_end_cached_and_rebuilt(tiny_params_file: Path) 
         assert metrics and all(isinstance(v, float) for v in metrics.values()), (case, model, constraint)
     # one MLflow run per model × constraint, registered models with a champion
     assert len(_mlflow_runs(root, "heat")) == 8
-    assert len(_mlflow_runs(root, "stokes2")) == 3
+    assert len(_mlflow_runs(root, "stokes2")) == 4  # 3 constraints + the seed study
+    assert set(first["seed_study_runs"]) == {"stokes2/fno"}
     from physml import tracking
 
     for case, model in (("heat", "anp"), ("heat", "ensemble"), ("stokes2", "fno")):
@@ -99,7 +100,7 @@ def test_prefect_pipeline_end_to_end_cached_and_rebuilt(tiny_params_file: Path) 
     run()
     assert (lay.predictions("stokes2", "fno")).is_dir()
     assert ckpt.stat().st_mtime_ns == stamp
-    assert len(_mlflow_runs(root, "stokes2")) == 6  # evaluate re-ran on the rebuilt predictions
+    assert len(_mlflow_runs(root, "stokes2")) == 7  # evaluate re-ran on the rebuilt predictions, the study did not
     assert len(_mlflow_runs(root, "heat")) == 8
 
 

@@ -58,6 +58,9 @@ def test_a_study_of_other_seeds_is_stale_and_left_out_of_the_report(tmp_path: Pa
         path.parent.mkdir(parents=True)
         path.write_text(json.dumps(study))
     assert list(collect_seed_studies(params, tmp_path)) == [("heat_neumann", "fno")]
-    text = write_report(params, tmp_path).read_text()
+    index = write_report(params, tmp_path)
+    text = index.read_text()
+    assert "![seed study](figures/seed_study.png)" in text
+    assert (index.parent / "figures" / "seed_study.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "### Seed study" in text and "| heat_neumann | fno |" in text.split("### Seed study")[1]
     assert "| wave | fno |" not in text.split("### Seed study")[1].split("## Quality bars")[0]

@@ -551,12 +551,10 @@ def seed_study(case: str, model: str, params: ParamsModel, data_dir: Path, model
 
 # ---- figures ---------------------------------------------------------------------------------------
 
-LABELS = {"none": "FNO", "boon": "BOON", "boon_posthoc": "BOON (post hoc)"}
-COLORS = {"none": "tab:blue", "boon": "tab:green", "boon_posthoc": "tab:orange"}
-
-
 def _figures(case: str, split: OperatorSplit, preds: Mapping[str, np.ndarray], per_time: Mapping[str, Any], fig_dir: Path) -> list[Path]:
     from physml import plots
+
+    LABELS, COLORS = plots.OPERATOR_LABELS, plots.OPERATOR_COLORS
 
     var = _variant(case)
     paths: list[Path] = []
