@@ -17,15 +17,14 @@ Every round times each model once, in a random order; a ratio is the median over
 paired ratio (model / baseline in the same round), printed with its interquartile range [q1-q3].
 
 Timing settings: unless ``--as-is``, the script re-runs itself with OpenMP threads that spin between
-operations (``OMP_WAIT_POLICY=ACTIVE``) and glibc malloc serving every block from its heap and keeping
-freed memory instead of returning it to the system (``MALLOC_*`` below). On a shared 2-core VM the
-defaults make single timings drift by ±20 % (sleeping threads wake late, fresh pages fault in); with
-these settings the interquartile range of the paired ratios is about ±3 %. Both models run under the
-same settings. ``MALLOC_MMAP_MAX_=0`` matters in 1-D + time: its activations (~40 MB with the padded
-time axis) are above glibc's largest mmap threshold (32 MiB), so by default every one is a fresh
-mapping whose pages fault in on first touch, which made the forward 2-3× slower and the ratios
-meaningless. Between processes the medians still move by about ±3 % in 1-D and ±5 % in 1-D + time,
-so compare runs, not single digits.
+operations (``OMP_WAIT_POLICY=ACTIVE``) and keeps large blocks on glibc's heap as the pipeline's stages
+do (:func:`physml.allocator.keep_large_blocks_on_heap`). On a shared 2-core VM the defaults make single
+timings drift by ±20 % (sleeping threads wake late, fresh pages fault in); with these settings the
+interquartile range of the paired ratios is about ±3 %. Both models run under the same settings. The
+heap matters most in 1-D + time: its activations (~40 MB with the padded time axis) are above glibc's
+largest mmap threshold (32 MiB), so by default every one is a fresh mapping whose pages fault in on
+first touch, which made the forward 2-3× slower and the ratios meaningless. Between processes the
+medians still move by about ±3 % in 1-D and ±5 % in 1-D + time, so compare runs, not single digits.
 """
 
 from __future__ import annotations
@@ -43,6 +42,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from physml.allocator import keep_large_blocks_on_heap  # noqa: E402
 from physml.models.boon import BOONFNO  # noqa: E402
 from physml.models.fno import fno_1d, fno_1d_time  # noqa: E402
 
@@ -183,9 +183,8 @@ def training_step_ratios(repeats: int, device: torch.device) -> None:
               f"vs matched {_fmt(paired_ratio(t, 'ours', 'matched'))}; vs defaults {_fmt(paired_ratio(t, 'ours', 'defaults'))}")
 
 
-#: Environment for stable CPU timings (see the module docstring); read by libgomp and glibc at start-up.
-STABLE_ENV = {"OMP_WAIT_POLICY": "ACTIVE", "MALLOC_MMAP_MAX_": "0",
-              "MALLOC_TRIM_THRESHOLD_": "4294967295", "MALLOC_TOP_PAD_": "268435456"}
+#: Environment for stable CPU timings (see the module docstring); read by libgomp at start-up.
+STABLE_ENV = {"OMP_WAIT_POLICY": "ACTIVE"}
 
 
 def main() -> None:
@@ -198,11 +197,14 @@ def main() -> None:
     args = parser.parse_args()
     if not args.as_is and any(os.environ.get(k) != v for k, v in STABLE_ENV.items()):
         os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **STABLE_ENV})
+    if not args.as_is:
+        keep_large_blocks_on_heap()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     torch.manual_seed(0)
-    settings = "as is" if args.as_is else ", ".join(f"{k}={v}" for k, v in STABLE_ENV.items())
+    settings = ("as is" if args.as_is else
+                ", ".join(f"{k}={v}" for k, v in STABLE_ENV.items()) + ", large blocks on the heap")
     print(f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, "
           f"repeats {args.repeats}; timing settings: {settings}")
     boon_forward_ratios(args.repeats, device)

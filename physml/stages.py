@@ -6,7 +6,8 @@
 Every stage reads and writes files under one project root, laid out by :class:`Layout`, and returns the
 path it wrote, so orchestrators pass paths and run ids, never tensors. A stage keyed by ``(case, model)``
 dispatches on the problem's family to :mod:`physml.experiments.probconserv` or
-:mod:`physml.experiments.boon`, which share one signature per stage.
+:mod:`physml.experiments.boon`, which share one signature per stage. The stages that run networks
+(train, constrain, seed_study) first keep large blocks on the heap (:mod:`physml.allocator`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from types import ModuleType
 
 from physml import pdes
+from physml.allocator import keep_large_blocks_on_heap
 from physml.config import ParamsModel
 
 
@@ -80,6 +82,7 @@ def generate(case: str, params: ParamsModel, root: Path, progress: bool = True) 
 def train(case: str, model: str, params: ParamsModel, root: Path, progress: bool = True) -> Path:
     """Train every network ``case`` × ``model`` needs (e.g. the plain and the SoftC black box)."""
     _check_model(params, case, model)
+    keep_large_blocks_on_heap()
     lay = Layout(Path(root), params.profile)
     return experiment_module(case).train(case, model, params, lay.data(case), lay.models(case, model), progress=progress)
 
@@ -87,6 +90,7 @@ def train(case: str, model: str, params: ParamsModel, root: Path, progress: bool
 def constrain(case: str, model: str, params: ParamsModel, root: Path) -> Path:
     """Predict the test split and apply every constraint of the matrix; writes the predictions file."""
     _check_model(params, case, model)
+    keep_large_blocks_on_heap()
     lay = Layout(Path(root), params.profile)
     return experiment_module(case).constrain(
         case, model, params, lay.data(case), lay.models(case, model), lay.predictions(case, model)
@@ -106,6 +110,7 @@ def seed_study(case: str, model: str, params: ParamsModel, root: Path, progress:
     """Retrain a BOON case × model with every seed of ``matrix.boon.seeds`` and write ``seeds.json`` beside
     its metrics (see :func:`physml.experiments.boon.seed_study`); needs the main training."""
     _check_model(params, case, model)
+    keep_large_blocks_on_heap()
     if case not in params.matrix.boon.cases:
         raise ValueError(f"seed study: {case!r} is not a matrix.boon case; allowed: {', '.join(params.matrix.boon.cases)}")
     from physml.experiments import boon
