@@ -121,7 +121,7 @@ def pipeline(params_path: str = "params.yaml", profile: str | None = None, root:
         constrained[(c, m)] = submit(constrain_task, lay.predictions(c, m), c, m, config=_sections(params, c, m),
                                      upstream=[lay.data(c), lay.models(c, m)])
         if c in params.matrix.boon.cases:
-            studies[(c, m)] = submit(seed_study_task, lay.metrics(c, m) / "seeds.json", c, m, config=_sections(params, c, m),
+            studies[(c, m)] = submit(seed_study_task, lay.seed_study_file(c, m), c, m, config=_sections(params, c, m),
                                      upstream=[lay.data(c), lay.models(c, m)])
     runs = {}
     for (c, m), fut in constrained.items():

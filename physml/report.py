@@ -55,7 +55,7 @@ def collect_seed_studies(params: ParamsModel, root: Path) -> dict[tuple[str, str
     out: dict[tuple[str, str], dict[str, Any]] = {}
     for case in params.matrix.boon.cases:
         for model in params.matrix.boon.models:
-            path = lay.metrics(case, model) / "seeds.json"
+            path = lay.seed_study_file(case, model)
             if path.is_file():
                 study = json.loads(path.read_text())
                 if study.get("seeds") == params.study_seeds():

@@ -38,6 +38,10 @@ class Layout:
         """The seed study's networks, one ``seed_<s>/`` folder per seed other than the project seed."""
         return self.root / "models" / self.profile / case / f"{model}-seeds"
 
+    def seed_study_file(self, case: str, model: str) -> Path:
+        """The seed study's results of a BOON case × model (a DVC metrics file beside the evaluation's)."""
+        return self.metrics(case, model) / "seeds.json"
+
     def predictions(self, case: str, model: str) -> Path:
         return self.root / "predictions" / self.profile / case / model
 
@@ -117,7 +121,7 @@ def seed_study(case: str, model: str, params: ParamsModel, root: Path, progress:
 
     lay = Layout(Path(root), params.profile)
     return boon.seed_study(case, model, params, lay.data(case), lay.models(case, model), lay.seed_models(case, model),
-                           lay.metrics(case, model), progress=progress)
+                           lay.seed_study_file(case, model), progress=progress)
 
 
 #: The metric that decides the MLflow ``champion`` per family: (constraint whose run registers the
@@ -197,7 +201,7 @@ def track_seed_study(case: str, model: str, params: ParamsModel, root: Path) -> 
     from physml import tracking
 
     _check_model(params, case, model)
-    path = Layout(Path(root), params.profile).metrics(case, model) / "seeds.json"
+    path = Layout(Path(root), params.profile).seed_study_file(case, model)
     if not path.is_file():
         raise ValueError(f"{path} is missing: run the seed study for {case} × {model} first")
     study = json.loads(path.read_text())

@@ -103,7 +103,7 @@ def test_seed_study_first_seed_is_the_main_evaluation_and_the_others_train_anew(
     study_params = tiny_params(seeds=3, heat_neumann={"nx": 16, "nt": 4})
     study = stages.seed_study("heat_neumann", "fno", study_params, root, progress=False)
     lay = stages.Layout(root, params.profile)
-    assert study == json.loads((lay.metrics("heat_neumann", "fno") / boon.SEEDS_FILE).read_text())
+    assert study == json.loads(lay.seed_study_file("heat_neumann", "fno").read_text())
     assert study["seeds"] == [params.seed, params.seed + 1, params.seed + 2]
     for name in ("none", "boon", "boon_posthoc"):
         values = study["rel_l2"][name]

@@ -71,7 +71,7 @@ def test_prefect_pipeline_end_to_end_cached_and_rebuilt(tiny_params_file: Path) 
     report = Path(first["report"])
     assert report.is_file() and "ProbConserv" in report.read_text() and "BOON" in report.read_text()
     assert "### Seed study (2 seeds" in report.read_text()
-    study = json.loads((lay.metrics("stokes2", "fno") / "seeds.json").read_text())
+    study = json.loads(lay.seed_study_file("stokes2", "fno").read_text())
     assert study["seeds"] == params.study_seeds() and len(study["rel_l2"]["boon"]) == 2
     for case, model, constraint in params.experiments():
         metrics = json.loads((lay.metrics(case, model) / f"{constraint}.json").read_text())

@@ -54,7 +54,7 @@ def test_a_study_of_other_seeds_is_stale_and_left_out_of_the_report(tmp_path: Pa
     current = _study(params.study_seeds(), [0.02] * len(params.study_seeds()), [0.01] * len(params.study_seeds()))
     stale = _study([params.seed, params.seed + 7], [0.02, 0.03], [0.01, 0.01])
     for case, study in (("heat_neumann", current), ("wave", stale)):
-        path = lay.metrics(case, "fno") / "seeds.json"
+        path = lay.seed_study_file(case, "fno")
         path.parent.mkdir(parents=True)
         path.write_text(json.dumps(study))
     assert list(collect_seed_studies(params, tmp_path)) == [("heat_neumann", "fno")]

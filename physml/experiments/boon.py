@@ -83,7 +83,6 @@ NEUMANN_ORDER = 2
 """Order of the one-sided stencil on which the Neumann data are enforced and measured."""
 PLAIN_FILE, BOON_FILE, SUMMARY_FILE, PREDICTIONS_FILE = "plain.pt", "boon.pt", "train_summary.json", "predictions.h5"
 PER_TIME_FILE = "per_time.json"
-SEEDS_FILE = "seeds.json"
 """Intra-op CPU threads while training and predicting. The quick models are small enough that a second
 thread gains little, and the pipeline runs stages side by side: measured on a shared 2-core box, one BOON
 step took 1.35 s with 2 threads against 0.05 s with 1 (oversubscription)."""
@@ -496,8 +495,8 @@ def evaluate(case: str, model: str, params: ParamsModel, data_dir: Path, pred_di
 
 
 def seed_study(case: str, model: str, params: ParamsModel, data_dir: Path, model_dir: Path, study_dir: Path,
-               out_dir: Path, progress: bool = True) -> dict[str, Any]:
-    """Test relative L2 of every constraint over the seeds of ``matrix.boon.seeds`` → ``out_dir/seeds.json``.
+               out_path: Path, progress: bool = True) -> dict[str, Any]:
+    """Test relative L2 of every constraint over the seeds of ``matrix.boon.seeds`` → ``out_path`` (json).
 
     A difference of a few per cent between two networks trained once is within what the seed alone moves
     (initial weights and data order); the mean over seeds s_1 … s_n (:meth:`ParamsModel.study_seeds`) is the
@@ -545,7 +544,7 @@ def seed_study(case: str, model: str, params: ParamsModel, data_dir: Path, model
     }
     if "none" in rel_l2 and "boon" in rel_l2:
         result["boon_ahead"] = sum(b <= f for b, f in zip(rel_l2["boon"], rel_l2["none"]))
-    _write_json(Path(out_dir) / SEEDS_FILE, result)
+    _write_json(Path(out_path), result)
     return result
 
 
