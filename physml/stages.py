@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from physml import pdes
 from physml.allocator import keep_large_blocks_on_heap
@@ -110,7 +111,7 @@ def evaluate(case: str, model: str, params: ParamsModel, root: Path) -> dict[str
     )
 
 
-def seed_study(case: str, model: str, params: ParamsModel, root: Path, progress: bool = True) -> dict:
+def seed_study(case: str, model: str, params: ParamsModel, root: Path, progress: bool = True) -> dict[str, Any]:
     """Retrain a BOON case × model with every seed of ``matrix.boon.seeds`` and write ``seeds.json`` beside
     its metrics (see :func:`physml.experiments.boon.seed_study`); needs the main training."""
     _check_model(params, case, model)

@@ -316,34 +316,34 @@ def train(case: str, model: str, params: ParamsModel, data_dir: Path, out_dir: P
     _check_fno(case, model)
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     train_split, val_split = load_split(case, data_dir, "train"), load_split(case, data_dir, "val")
-    fno_cfg = fno_config(case, params, train_split.x, train_split.t)
-    config = _train_config(case, params)
-    variants = ["plain"] + (["boon"] if "boon" in params.matrix.boon.constraints else [])
-    summary: dict[str, Any] = {"case": case, "model": model, "fno": fno_cfg, "train_config": config.to_dict(),
-                               "n_train": len(train_split), "n_val": len(val_split)}
-    train_data, val_data = train_split.tensors(), val_split.tensors()
-    with torch_threads():
-        seconds = _fit_variants(case, variants, fno_cfg, config, train_data, val_data, out_dir, progress, summary,
-                                params.seed)
-    _write_json(out_dir / SUMMARY_FILE, summary)
+    seconds = _train_variants(case, model, params, train_split, val_split, out_dir, params.seed, progress)
     write_wall_clock(out_dir, seconds)
     return out_dir
 
 
-def _fit_variants(case: str, variants: Sequence[str], fno_cfg: Mapping[str, Any], config: TrainConfig,
-                  train_data: TensorDataset, val_data: TensorDataset, out_dir: Path, progress: bool,
-                  summary: dict[str, Any], seed: int) -> dict[str, float]:
-    """Fit each variant into ``out_dir`` and its entry of ``summary``; returns wall-clock seconds per variant."""
+def _train_variants(case: str, model: str, params: ParamsModel, train_split: OperatorSplit, val_split: OperatorSplit,
+                    out_dir: Path, seed: int, progress: bool) -> dict[str, float]:
+    """Fit the plain and (when ``boon`` is a constraint) the BOON FNO from the initial weights and data order of
+    ``seed`` into ``out_dir``, then write its ``train_summary.json``; returns wall-clock seconds per variant."""
+    fno_cfg = fno_config(case, params, train_split.x, train_split.t)
+    config = replace(_train_config(case, params), seed=seed)
+    variants = ["plain"] + (["boon"] if "boon" in params.matrix.boon.constraints else [])
+    summary: dict[str, Any] = {"case": case, "model": model, "fno": fno_cfg, "train_config": config.to_dict(),
+                               "n_train": len(train_split), "n_val": len(val_split)}
+    train_data, val_data = train_split.tensors(), val_split.tensors()
     seconds: dict[str, float] = {}
-    for variant in variants:
-        torch.manual_seed(seed)
-        net = build_model(_model_config(case, variant, fno_cfg))
-        started = time.perf_counter()
-        result = fit(net, _loss, train_data, val_data, config, out_dir / (PLAIN_FILE if variant == "plain" else BOON_FILE),
-                     _model_config(case, variant, fno_cfg), progress=progress)
-        seconds[variant] = time.perf_counter() - started
-        summary[variant] = {"best_val": result.best_val, "best_epoch": result.best_epoch, "epochs": config.epochs,
-                            "parameters": sum(p.numel() for p in net.parameters())}
+    with torch_threads():
+        for variant in variants:
+            torch.manual_seed(seed)
+            net = build_model(_model_config(case, variant, fno_cfg))
+            started = time.perf_counter()
+            result = fit(net, _loss, train_data, val_data, config,
+                         out_dir / (PLAIN_FILE if variant == "plain" else BOON_FILE),
+                         _model_config(case, variant, fno_cfg), progress=progress)
+            seconds[variant] = time.perf_counter() - started
+            summary[variant] = {"best_val": result.best_val, "best_epoch": result.best_epoch, "epochs": config.epochs,
+                                "parameters": sum(p.numel() for p in net.parameters())}
+    _write_json(out_dir / SUMMARY_FILE, summary)
     return seconds
 
 
@@ -518,22 +518,13 @@ def seed_study(case: str, model: str, params: ParamsModel, data_dir: Path, model
     seeds = params.study_seeds()
     test = load_split(case, data_dir, "test")
     study_dir.mkdir(parents=True, exist_ok=True)
-    extra = [s for s in seeds if s != params.seed]
-    if extra:
+    if len(seeds) > 1:
         train_split, val_split = load_split(case, data_dir, "train"), load_split(case, data_dir, "val")
-        fno_cfg = fno_config(case, params, train_split.x, train_split.t)
-        variants = ["plain"] + (["boon"] if "boon" in constraints else [])
-        train_data, val_data = train_split.tensors(), val_split.tensors()
     rel_l2: dict[str, list[float]] = {c: [] for c in constraints}
     for seed in seeds:
         seed_dir = model_dir if seed == params.seed else study_dir / f"seed_{seed}"
         if seed != params.seed:
-            config = replace(_train_config(case, params), seed=seed)
-            summary: dict[str, Any] = {"case": case, "model": model, "seed": seed, "fno": fno_cfg,
-                                       "train_config": config.to_dict()}
-            with torch_threads():
-                _fit_variants(case, variants, fno_cfg, config, train_data, val_data, seed_dir, progress, summary, seed)
-            _write_json(seed_dir / SUMMARY_FILE, summary)
+            _train_variants(case, model, params, train_split, val_split, seed_dir, seed, progress)
         preds, _ = _constraint_predictions(case, params, seed_dir, test, constraints)
         for name, pred in preds.items():
             rel_l2[name].append(_metrics(case, pred, test.truth, test.boundary, test.x)[0]["rel_l2"])
