@@ -115,9 +115,9 @@ def seed_study(case: str, model: str, params: ParamsModel, root: Path, progress:
     """Retrain a BOON case × model with every seed of ``matrix.boon.seeds`` and write ``seeds.json`` beside
     its metrics (see :func:`physml.experiments.boon.seed_study`); needs the main training."""
     _check_model(params, case, model)
-    keep_large_blocks_on_heap()
     if case not in params.matrix.boon.cases:
         raise ValueError(f"seed study: {case!r} is not a matrix.boon case; allowed: {', '.join(params.matrix.boon.cases)}")
+    keep_large_blocks_on_heap()
     from physml.experiments import boon
 
     lay = Layout(Path(root), params.profile)
