@@ -83,21 +83,19 @@ def _fmt(r: tuple[float, float, float]) -> str:
     return f"{r[0]:.3f}x [{r[1]:.2f}-{r[2]:.2f}]"
 
 
-def plain_with_kernel_product(fno: torch.nn.Module, u: torch.Tensor, deltas: torch.Tensor,
-                              end_weights: list[torch.Tensor]) -> torch.Tensor:
+def plain_with_kernel_product(fno: torch.nn.Module, u: torch.Tensor, deltas: torch.Tensor) -> torch.Tensor:
     """1-D: the plain FNO forward plus, in every layer, the one product the exact correction cannot avoid.
 
     Whatever the solve, BOON must add the kernel's response to the end modifications δ (B, 2, width) to
-    each layer's spectrum: R δ₀ + ω R δ_N (:meth:`SpectralConv.add_end_response`, with the layer's
-    ``end_weights`` built once, as BOON caches them at inference), as much arithmetic as one more channel
-    mix. Here δ is fixed, so there is no readout, no solve and no end values: this forward's time over the
+    each layer's spectrum: R δ₀ + ω R δ_N (:meth:`SpectralConv.add_end_response`, with the block weights
+    the layer's mix uses, cached at inference), as much arithmetic as one more channel mix. Here δ is fixed, so there is no readout, no solve and no end values: this forward's time over the
     plain one is the floor of a BOON forward built on this FNO's layers.
     """
     v = fno.lifted(u)
     n = v.shape[-1]
     for layer in range(fno.n_layers):
         conv = fno.spectral[layer]
-        spec = conv.add_end_response(conv.mix(conv.spectrum(v)), deltas, end_weights[layer])
+        spec = conv.add_end_response(conv.mix(conv.spectrum(v)), deltas, n)
         v = conv.to_grid(spec, (n,)).add_(fno.apply_pointwise(layer, v))
         if layer < fno.n_layers - 1:
             v = torch.nn.functional.gelu(v)
@@ -122,9 +120,7 @@ def boon_forward_ratios(repeats: int, device: torch.device) -> None:
         variants = ["dirichlet", "neumann", "periodic"]
         if fno.grid_ndim == 1:
             deltas = torch.randn(u_shape[0], 2, fno.width, device=device)
-            with torch.no_grad():
-                end_weights = [conv.end_weights(u_shape[1]) for conv in fno.spectral]
-            fns["floor"] = lambda: plain_with_kernel_product(fno, u, deltas, end_weights)
+            fns["floor"] = lambda: plain_with_kernel_product(fno, u, deltas)
             variants.append("floor")
         with torch.no_grad():
             t = timed(fns, repeats, device)

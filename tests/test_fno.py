@@ -52,7 +52,7 @@ def test_partial_transforms_match_full_transforms(shape, modes, axis):
 @pytest.mark.parametrize("n", [16, 17])
 def test_1d_end_operators_equal_the_partial_transforms(n):
     """1-D: values_at reads K(x) at grid points whatever the spectrum's memory layout; add_end_response (one
-    batched real product on the end values, with end_weights) adds mix(face_spectrum(.)), the kernel's
+    batched real product on the end values, with the mix's block weights) adds mix(face_spectrum(.)), the kernel's
     output spectrum for a field supported at the two ends, in place on the mix's layout and into a copy on
     another, with the same gradients as the transform route."""
     torch.manual_seed(2)
@@ -70,17 +70,54 @@ def test_1d_end_operators_equal_the_partial_transforms(n):
 
     expect = by_transform()
     batch_major = m.contiguous()
-    assert torch.allclose(conv.add_end_response(batch_major, values, conv.end_weights(n)), expect, atol=1e-13)
+    assert torch.allclose(conv.add_end_response(batch_major, values, n), expect, atol=1e-13)
     assert torch.equal(batch_major, m)  # another layout: summed into a copy
-    assert torch.allclose(conv.add_end_response(m, values, conv.end_weights(n)), expect, atol=1e-13)
+    assert torch.allclose(conv.add_end_response(m, values, n), expect, atol=1e-13)
     assert torch.allclose(m, expect, atol=1e-13)  # the mix's layout: summed in place
     by_transform().abs().sum().backward()
     expect_grad = conv.weight.grad.clone()
     conv.weight.grad = None
-    conv.add_end_response(conv.mix(conv.spectrum(x)), values, conv.end_weights(n)).abs().sum().backward()
+    conv.add_end_response(conv.mix(conv.spectrum(x)), values, n).abs().sum().backward()
     assert torch.allclose(conv.weight.grad, expect_grad, atol=1e-12)
     with pytest.raises(ValueError, match="1-D kernels"):
-        SpectralConv(2, 2, (2, 2)).end_weights(8)
+        SpectralConv(2, 2, (2, 2)).add_end_response(torch.zeros(1, 2, 2, 2, dtype=torch.cfloat), torch.zeros(1, 2, 2), 8)
+
+
+@pytest.mark.parametrize("kept", [(5,), (4, 3), (4, 2, 3)])
+def test_mix_is_the_complex_channel_product_per_frequency(kept):
+    """The block-real mix equals Ŷ_o(k) = Σ_i X̂_i(k) R_io(k) in complex arithmetic, values and gradients,
+    on 1, 2 and 3 axes; its output is mode-major in memory."""
+    torch.manual_seed(4)
+    conv = SpectralConv(3, 2, tuple((k + 1) // 2 if a < len(kept) - 1 else k for a, k in enumerate(kept))).double()
+    x = torch.randn(2, 3, *kept, dtype=torch.complex128, requires_grad=True)
+    got = conv.mix(x)
+    want = torch.einsum("bi...,io...->bo...", x, conv.complex_weight())
+    assert torch.allclose(got, want, atol=1e-13)
+    assert got.permute(*range(2, 2 + len(kept)), 0, 1).is_contiguous()
+    seed = torch.randn_like(want)
+    grads = torch.autograd.grad((got * seed.conj()).real.sum(), (x, conv.weight))
+    expect = torch.autograd.grad((want * seed.conj()).real.sum(), (x, conv.weight))
+    for g, e in zip(grads, expect):
+        assert torch.allclose(g, e, atol=1e-12)
+
+
+def test_block_weight_is_cached_at_inference_until_the_weight_changes():
+    """Without autograd the block matrix is reused; an in-place update (an optimizer step) or a dtype
+    change rebuilds it; with autograd it is built afresh (and carries the graph)."""
+    conv = SpectralConv(2, 2, (3,))
+    with torch.no_grad():
+        first = conv.block_weight()
+        assert conv.block_weight() is first
+        conv.weight.add_(1.0)
+        second = conv.block_weight()
+        assert second is not first and not torch.allclose(second, first)
+        x = torch.randn(1, 2, 3, dtype=torch.complex64)
+        assert torch.allclose(conv.mix(x), torch.einsum("bik,iok->bok", x, conv.complex_weight()), atol=1e-6)
+    assert conv.block_weight().requires_grad
+    assert conv.block_weight() is not conv.block_weight()
+    conv.double()
+    with torch.no_grad():
+        assert conv.block_weight().dtype == torch.float64
 
 
 def test_kernel_is_translation_equivariant_and_band_limited():

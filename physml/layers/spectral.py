@@ -53,6 +53,7 @@ class SpectralConv(nn.Module):
         scale = 1.0 / (in_channels * out_channels)
         self.weight = nn.Parameter(scale * torch.rand(in_channels, out_channels, *kept, 2))
         self._grid_cache = GridCache()
+        self._block: tuple[tuple, torch.Tensor] | None = None
 
     # ---- helpers on the compact spectrum -------------------------------------------------------
     def complex_weight(self) -> torch.Tensor:
@@ -99,9 +100,42 @@ class SpectralConv(nn.Module):
             compact = torch.cat([compact.narrow(dim, 0, m), zeros, compact.narrow(dim, m, m)], dim=dim)
         return compact
 
-    def mix(self, compact: torch.Tensor) -> torch.Tensor:
-        """Channel mixing per kept frequency: ``(B, in, *kept) → (B, out, *kept)``, Ŷ_o = Σ_i X̂_i R_io."""
-        return torch.einsum("bi...,io...->bo...", compact, self.complex_weight())
+    def block_weight(self) -> torch.Tensor:
+        """R as one real block matrix per kept frequency: ``(K, 2·in, 2·out)``, K = the number of kept
+        frequencies, rows (i, re/im) and columns (o, re/im) interleaved as ``view_as_real`` lays them out.
+
+        A complex row x times R_k is the real row [x_r, x_i] times [[Re R_k, Im R_k], [-Im R_k, Re R_k]], so
+        the channel mix is one batched *real* product over the kept frequencies: on CPU 1-3× faster than the
+        complex einsum forward, 1.5-3.4× faster forward + backward (benchmarks/boon_speed.py). Without autograd
+        the matrix is cached until the weight changes (its storage or in-place version); with autograd it is
+        built on every call, so a caller that needs it twice in one forward passes it on.
+        """
+        w = self.weight
+        grad = torch.is_grad_enabled() and w.requires_grad
+        stamp = (w.data_ptr(), w._version, w.dtype, w.device)
+        if not grad and self._block is not None and self._block[0] == stamp:
+            return self._block[1]
+        re, im = w.unbind(-1)
+        rows = torch.stack([w, torch.stack([-im, re], dim=-1)], dim=1)  # (in, re/im, out, *kept, re/im)
+        nk = self.ndim
+        rows = rows.permute(*range(3, 3 + nk), 0, 1, 2, 3 + nk)  # (*kept, in, re/im, out, re/im)
+        block = rows.reshape(-1, 2 * self.in_channels, 2 * self.out_channels)
+        self._block = None if grad else (stamp, block)
+        return block
+
+    def mix(self, compact: torch.Tensor, block: torch.Tensor | None = None) -> torch.Tensor:
+        """Channel mixing per kept frequency: ``(B, in, *kept) → (B, out, *kept)``, Ŷ_o = Σ_i X̂_i R_io.
+
+        One batched real product with :meth:`block_weight` (or ``block``, the same matrix). The output is
+        *mode-major* in memory, ``(*kept, B, out)``, the layout :meth:`contract_axis` and
+        :meth:`add_end_response` read without a copy.
+        """
+        block = self.block_weight() if block is None else block
+        batch, kept = compact.shape[0], compact.shape[2:]
+        modes_first = compact.permute(*range(2, 2 + self.ndim), 0, 1).contiguous()  # (*kept, B, in)
+        rows = torch.view_as_real(modes_first).view(-1, batch, 2 * self.in_channels)
+        out = torch.view_as_complex(torch.bmm(rows, block).view(*kept, batch, self.out_channels, 2))
+        return out.permute(self.ndim, self.ndim + 1, *range(self.ndim))
 
     def spectrum(self, x: torch.Tensor) -> torch.Tensor:
         """Compact kept spectrum of ``x`` ``(B, in, *grid)`` → ``(B, in, *kept)``."""
@@ -242,39 +276,33 @@ class SpectralConv(nn.Module):
                 compact = torch.cat([compact.narrow(dim, 0, m), zeros, compact.narrow(dim, m, m)], dim=dim)
         return compact
 
-    def end_weights(self, n: int) -> torch.Tensor:
-        """1-D only: the kernel as a map from a field's two end values to its output spectrum, one real
-        matrix per kept mode: ``(K, 2·in, 2·out)``.
+    def add_end_response(self, compact: torch.Tensor, values: torch.Tensor, n: int,
+                         block: torch.Tensor | None = None) -> torch.Tensor:
+        """1-D only: ``compact`` ``(B, out, K)`` plus K's output spectrum for a field on ``n`` points that is
+        zero except at its two ends, with real end values ``values`` ``(B, 2, in)`` (end-major, or flat
+        ``(B, 2·in)``).
 
-        A field that is zero except at j = 0 and j = n - 1 has the DFT v₀ + ω_k v_N with
-        ω_k = e^{-2πik(n-1)/n}, so mode k of K's output is R_k v₀ + ω_k R_k v_N. For real end values that is
-        the row [v₀, v_N] (2·in) times the rows [R_k; ω_k R_k], each complex entry stored as (re, im) along
-        the output axis. Built from the current weights (callers rebuild it when they change).
-        """
-        if self.ndim != 1:
-            raise ValueError(f"end_weights is defined on 1-D kernels, this one has {self.ndim} axes")
-        w = self.complex_weight()  # (in, out, K)
-        omega = self.phase(0, n, (n - 1,), -1, w.dtype, w.device)[:, 0]  # (K,)
-        rows = torch.cat([w, w * omega], dim=0).permute(2, 0, 1)  # (K, 2 in, out)
-        return torch.view_as_real(rows).reshape(self.modes[0], 2 * self.in_channels, 2 * self.out_channels)
-
-    def add_end_response(self, compact: torch.Tensor, values: torch.Tensor,
-                         end_weights: torch.Tensor) -> torch.Tensor:
-        """1-D only: ``compact`` ``(B, out, K)`` plus K's output spectrum for a field that is zero except at
-        its two ends, with real end values ``values`` ``(B, 2, in)`` (end-major, or flat ``(B, 2·in)``) and
-        ``end_weights`` from :meth:`end_weights`.
-
-        One batched product over the kept modes, accumulated into the spectrum's mode-major memory, the
-        layout :meth:`mix` leaves: ``compact`` is updated in place when it has that layout (else a
+        That field's DFT is x_k = v₀ + ω_k v_N, ω_k = e^{-2πik(n-1)/n}, and its real rows [Re x_k, Im x_k] go
+        through the same block weights as :meth:`mix` (``block``, or :meth:`block_weight`): one batched real
+        product, accumulated into the spectrum's mode-major memory
+        (the layout :meth:`mix` leaves). ``compact`` is updated in place when it has that layout (else a
         mode-major copy is), and the sum is returned. Equals
         ``compact + mix(face_spectrum(values.transpose(1, 2), (n,), 0, [0, n - 1]))``.
         """
+        if self.ndim != 1:
+            raise ValueError(f"add_end_response is defined on 1-D kernels, this one has {self.ndim} axes")
+        block = self.block_weight() if block is None else block
         batch, modes = compact.shape[0], self.modes[0]
         mode_major = compact.permute(2, 0, 1)
         if not mode_major.is_contiguous():
             mode_major = mode_major.contiguous()
+        ends = values.reshape(batch, 2, self.in_channels)
+        omega = self._grid_cache.get_or_build(
+            ("end_phase", n, compact.dtype, compact.device),
+            lambda: self.phase(0, n, (n - 1,), -1, compact.dtype, compact.device)[:, 0, None, None])  # (K, 1, 1)
+        field = (omega * ends[:, 1]).add_(ends[:, 0])  # (K, B, in): the field's DFT v₀ + ω_k v_N
         real = torch.view_as_real(mode_major).view(modes, batch, 2 * self.out_channels)
-        real.baddbmm_(values.reshape(1, batch, 2 * self.in_channels).expand(modes, -1, -1), end_weights)
+        real.baddbmm_(torch.view_as_real(field).view(modes, batch, 2 * self.in_channels), block)
         return mode_major.permute(1, 2, 0)
 
     def face_spectrum(self, faces: torch.Tensor, shape: Sequence[int], axis: int,

@@ -292,9 +292,10 @@ class BOONFNO(nn.Module):
         conv = fno.spectral[layer]
         conv.check_grid(shape)
         pointwise = fno.apply_pointwise(layer, v)
-        spec = conv.mix(conv.spectrum(v))  # last, so the 1-D path's product finds the weights in cache
+        block = conv.block_weight()  # once: the mix and the correction's product share it
+        spec = conv.mix(conv.spectrum(v), block)
         if len(shape) == 1:
-            return self._corrected_1d(layer, pointwise, targets[0], spec, faces)
+            return self._corrected_1d(layer, pointwise, targets[0], spec, block, faces)
         extra = None
         face_updates = []
         for axis, g in zip(self.axes, targets):
@@ -311,47 +312,59 @@ class BOONFNO(nn.Module):
             extra = face_spec if extra is None else extra + face_spec
             if faces:
                 face_updates.append((dim, n, self._face_update(layer, deltas)))
-        z = conv.to_grid(spec + conv.mix(extra), shape).add_(pointwise)
+        z = conv.to_grid(spec + conv.mix(extra, block), shape).add_(pointwise)
         for dim, n, upd in face_updates:
             z.select(dim, 0).add_(upd[..., 0])
             z.select(dim, n - 1).add_(upd[..., 1])
         return z
 
     def _corrected_1d(self, layer: int, pointwise: torch.Tensor, g: torch.Tensor, spec: torch.Tensor,
-                      faces: bool) -> torch.Tensor:
+                      block: torch.Tensor, faces: bool) -> torch.Tensor:
         """:meth:`_corrected` on a 1-D grid, without transforms of the faces.
 
         ``pointwise`` = W v + b ``(B, C, n)``, ``g`` ``(B, 1 or C, 2)``, ``spec`` = the mixed compact
-        spectrum of v ``(B, C, K)`` (updated in place). Residual r = g - B(K v) - B(W v + b) with B(K v)
-        read from the spectrum through the functional folded into the readout (:meth:`_functional_readout`),
-        then δ = S r at the two ends, and the corrected spectrum m' = m + R δ₀ + ω R δ_N: one batched real
-        product accumulated into the spectrum (:meth:`SpectralConv.add_end_response`, as δ is real).
+        spectrum of v ``(B, C, K)``, mode-major in memory (updated in place), ``block`` = the layer's
+        :meth:`SpectralConv.block_weight`. Residual r = g - B(K v) - B(W v + b) with B(K v) read from the
+        spectrum through the functional folded into the readout (:meth:`_ends_readout`), then δ = S r at the
+        two ends, and the corrected spectrum m' = m + R δ₀ + ω R δ_N: one batched real product with the
+        mix's own block weights, accumulated into the spectrum (:meth:`SpectralConv.add_end_response`).
         """
         conv = self.fno.spectral[layer]
         batch, channels, n = pointwise.shape
         h = self.fno.spacing((n,), 0)
         _, at, weights = self._functional_matrix(n, h, pointwise)
         at_ends = pointwise[..., ::n - 1] if weights is None else pointwise.index_select(2, at) @ weights
-        kernel_ends = conv.contract_axis(spec, 0, self._functional_readout(conv, n, h, spec)).real
-        residual = torch.sub(g, at_ends).sub_(kernel_ends).reshape(batch, 2 * channels)  # channel-major
-        solve_t, end_weights = self._layer_cached(
-            layer, ("ends", n), lambda: (self._elimination(layer, (n,), 0).T, conv.end_weights(n)))
-        deltas = residual @ solve_t  # δ = S r, as rows (B, 2C), end-major
-        z = conv.to_grid(conv.add_end_response(spec, deltas, end_weights), (n,)).add_(pointwise)
+        residual = torch.sub(g, at_ends).sub_(self._kernel_ends(spec, self._ends_readout(conv, n, h, pointwise)))
+        solve_t = self._layer_cached(layer, ("solve_t", n), lambda: self._elimination(layer, (n,), 0).T)
+        deltas = residual.view(batch, 2 * channels) @ solve_t  # δ = S r, as rows (B, 2C), end-major
+        z = conv.to_grid(conv.add_end_response(spec, deltas, n, block), (n,)).add_(pointwise)
         if faces:
             z[..., ::n - 1] += self._face_update(layer, deltas.view(batch, 2, channels).transpose(1, 2))
         return z
 
-    def _functional_readout(self, conv: SpectralConv, n: int, h: float, like: torch.Tensor) -> torch.Tensor:
-        """1-D: the two boundary functionals of K v read straight off its compact spectrum, ``(2, K)``
-        (readout at the functional's positions times its weights); cached per grid, dtype and device (every
-        layer keeps the same modes)."""
+    def _ends_readout(self, conv: SpectralConv, n: int, h: float, like: torch.Tensor) -> torch.Tensor:
+        """1-D: the two boundary functionals read off a compact spectrum, as real rows ``(4, K)``:
+        [Re ρ; Im ρ] for ρ ``(2, K)`` = the readout at the functional's positions times its weights, so
+        that B(f)_end = Re Σ_k ρ_end,k f̂_k = Σ_k Re ρ_end,k Re f̂_k - Im ρ_end,k Im f̂_k. Cached per grid,
+        dtype and device (every layer keeps the same modes)."""
         def compute() -> torch.Tensor:
-            positions, _, weights = self._functional_matrix(n, h, like.real)
-            readout = conv.readout(0, n, positions, like.dtype, like.device)  # (K, P)
-            return (readout if weights is None else readout @ weights.to(like.dtype)).T.contiguous()
+            positions, _, weights = self._functional_matrix(n, h, like)
+            complex_dtype = torch.promote_types(like.dtype, torch.complex64)
+            readout = conv.readout(0, n, positions, complex_dtype, like.device)  # (K, P)
+            rho = (readout if weights is None else readout @ weights.to(complex_dtype)).T  # (2, K)
+            return torch.cat([rho.real, rho.imag]).contiguous()
 
-        return self._grid_cache.get_or_build(("functional_readout", n, h, like.dtype, like.device), compute)
+        return self._grid_cache.get_or_build(("ends_readout", n, h, like.dtype, like.device), compute)
+
+    @staticmethod
+    def _kernel_ends(spec: torch.Tensor, readout: torch.Tensor) -> torch.Tensor:
+        """The two boundary functionals of the field whose compact spectrum is ``spec`` ``(B, C, K)``,
+        ``(B, C, 2)``: one real product on the spectrum's mode-major memory with ``readout`` ``(4, K)``
+        from :meth:`_ends_readout`."""
+        batch, channels, modes = spec.shape
+        parts = torch.view_as_real(spec.permute(2, 0, 1).contiguous()).view(modes, -1)  # (K, B·C·re/im)
+        out = (readout @ parts).view(2, 2, batch, channels, 2)  # (Re ρ / Im ρ, end, B, C, re/im)
+        return torch.sub(out[0, ..., 0], out[1, ..., 1]).permute(1, 2, 0)
 
     def _face_update(self, layer: int, deltas: torch.Tensor) -> torch.Tensor:
         """W δ for input modifications δ ``(B, C, *face, 2)`` (the pointwise map's share at the faces)."""
