@@ -13,6 +13,7 @@ import json
 import math
 import os
 import shutil
+import statistics
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
@@ -112,6 +113,26 @@ def boon_table(params: ParamsModel, metrics: Mapping[tuple[str, str, str], Mappi
     return _table(rows, header)
 
 
+def paired_difference(study: Mapping[str, Any]) -> tuple[float, float] | None:
+    """Mean and standard error of d_i = e_i(boon) - e_i(none) over a seed study's seeds (each seed trains
+    both networks, so the pairs share data and initial draw); None without both or with fewer than 2 seeds.
+
+    mean = (1/n) Σ d_i, s.e. = sd(d) / √n with the sample standard deviation: |mean| < 2 s.e. is a
+    difference the seed alone could make.
+    """
+    errors = study.get("rel_l2", {})
+    if "boon" not in errors or "none" not in errors or len(errors["boon"]) < 2:
+        return None
+    d = [b - f for b, f in zip(errors["boon"], errors["none"], strict=True)]
+    return statistics.fmean(d), statistics.stdev(d) / math.sqrt(len(d))
+
+
+def _paired_text(diff: tuple[float, float]) -> str:
+    mean, se = diff
+    verdict = "within seed noise" if abs(mean) < 2 * se else ("BOON lower" if mean < 0 else "BOON higher")
+    return f"{_fmt(mean)} ± {_fmt(se)} ({verdict})"
+
+
 def seed_study_table(params: ParamsModel, studies: Mapping[tuple[str, str], Mapping[str, Any]]) -> str:
     """Markdown table: one row per studied case, relative L2 mean ± spread over the seeds per constraint."""
     constraints = params.matrix.boon.constraints
@@ -122,8 +143,11 @@ def seed_study_table(params: ParamsModel, studies: Mapping[tuple[str, str], Mapp
         row += [f"{_fmt(study['rel_l2_mean'][c])} ± {_fmt(study['rel_l2_spread'][c])}" if c in study["rel_l2_mean"]
                 else "–" for c in constraints]
         row.append(f"{study['boon_ahead']}/{n}" if "boon_ahead" in study else "–")
+        diff = paired_difference(study)
+        row.append(_paired_text(diff) if diff is not None else "–")
         rows.append(row)
-    return _table(rows, ["case", "model", "seeds", *(f"{c} rel_l2" for c in constraints), "BOON ≤ FNO"])
+    return _table(rows, ["case", "model", "seeds", *(f"{c} rel_l2" for c in constraints), "BOON ≤ FNO",
+                         "BOON − FNO per seed (mean ± s.e.)"])
 
 
 def _seed_study_figure(params: ParamsModel, studies: Mapping[tuple[str, str], Mapping[str, Any]], path: Path) -> str:
@@ -180,7 +204,8 @@ def quality_checks(params: ParamsModel, metrics: Mapping[tuple[str, str, str], M
                 checks.append((f"{case}/{model}: BOON relative L2 ≤ FNO's (mean over {n} seeds)",
                                mean["boon"] <= mean["none"],
                                f"{_fmt(mean['boon'])} ± {_fmt(spread['boon'])} vs {_fmt(mean['none'])} ± "
-                               f"{_fmt(spread['none'])}; BOON ahead on {study['boon_ahead']}/{n} seeds "
+                               f"{_fmt(spread['none'])}; BOON ahead on {study['boon_ahead']}/{n} seeds; paired "
+                               f"difference {_paired_text(paired_difference(study))} "
                                f"(project seed: {_fmt(first['boon'][0])} vs {_fmt(first['none'][0])})"))
             elif plain and boon and "rel_l2" in plain and "rel_l2" in boon:
                 checks.append((f"{case}/{model}: BOON relative L2 ≤ FNO's", boon["rel_l2"] <= plain["rel_l2"],
@@ -253,8 +278,9 @@ def write_report(params: ParamsModel, root: Path) -> Path:
                "The table above is one training per network, with the project seed. The seed alone (initial "
                "weights, data order) moves the relative L2 by several per cent, so each case was also trained "
                "with every seed of `matrix.boon.seeds` (same data, budget and settings); mean ± sample "
-               "standard deviation over the seeds, and on how many seeds BOON's L2 is at most the FNO's. The "
-               "L2 quality bar compares these means.",
+               "standard deviation over the seeds, on how many seeds BOON's L2 is at most the FNO's, and the "
+               "per-seed difference BOON − FNO with its standard error (a difference under two standard errors "
+               "is one the seed alone could make). The L2 quality bar compares the means.",
                seed_study_table(params, studies)] if studies else []),
             f"## Quality bars ({passed}/{len(checks)} hold)",
             _table([[name, "yes" if ok else "**no**", detail] for name, ok, detail in checks], ["check", "holds", "value"]),

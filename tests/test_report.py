@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from physml.config import load_params
-from physml.report import collect_seed_studies, quality_checks, seed_study_table, write_report
+from physml.report import collect_seed_studies, paired_difference, quality_checks, seed_study_table, write_report
 from physml.stages import Layout
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -18,7 +18,8 @@ def _study(seeds: list[int], none: list[float], boon: list[float]) -> dict:
     return {"case": "heat_neumann", "model": "fno", "seeds": seeds,
             "rel_l2": {"none": none, "boon": boon},
             "rel_l2_mean": {"none": float(np.mean(none)), "boon": float(np.mean(boon))},
-            "rel_l2_spread": {"none": float(np.std(none, ddof=1)), "boon": float(np.std(boon, ddof=1))},
+            "rel_l2_spread": {"none": float(np.std(none, ddof=1)) if len(none) > 1 else 0.0,
+                              "boon": float(np.std(boon, ddof=1)) if len(boon) > 1 else 0.0},
             "boon_ahead": sum(b <= f for b, f in zip(boon, none))}
 
 
@@ -46,6 +47,19 @@ def test_the_l2_bar_compares_seed_means_when_a_study_exists() -> None:
     assert not _l2_bar(quality_checks(params, metrics, {("heat_neumann", "fno"): worse}), "heat_neumann")[1]
     table = seed_study_table(params, {("heat_neumann", "fno"): study})
     assert f"| heat_neumann | fno | {n} |" in table and f"| {n - 1}/{n} |" in table
+
+
+def test_paired_difference_is_the_mean_and_standard_error_of_the_per_seed_differences() -> None:
+    """d = boon - none per seed; mean ± sd/√n; the report calls |mean| < 2 s.e. seed noise."""
+    params = load_params(ROOT / "params.yaml")
+    study = _study([1, 2, 3, 4], none=[0.020, 0.030, 0.025, 0.021], boon=[0.019, 0.032, 0.022, 0.021])
+    mean, se = paired_difference(study)
+    # d = (-0.001, 0.002, -0.003, 0): mean -0.0005, squared deviations sum to 13e-6, s.e. = sqrt(13e-6 / 3) / 2
+    assert abs(mean + 0.0005) < 1e-15 and abs(se - (13e-6 / 3) ** 0.5 / 2) < 1e-15
+    assert "within seed noise" in seed_study_table(params, {("heat_neumann", "fno"): study})
+    clear = _study([1, 2, 3], none=[0.02, 0.03, 0.025], boon=[0.01, 0.012, 0.011])
+    assert "BOON lower" in seed_study_table(params, {("heat_neumann", "fno"): clear})
+    assert paired_difference(_study([1], [0.02], [0.01])) is None
 
 
 def test_a_study_of_other_seeds_is_stale_and_left_out_of_the_report(tmp_path: Path) -> None:
