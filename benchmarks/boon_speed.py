@@ -6,7 +6,9 @@
    Neumann and periodic. In 1-D also the floor: the plain forward plus the one
    kernel product an exact correction must add per layer (:func:`plain_with_kernel_product`): what the
    correction costs before any readout, solve or end values, as much arithmetic as one more channel mix.
-2. Our FNO training step (forward, relative L2, backward, Adam) / neuraloperator's FNO with the same
+2. BOON training step / plain FNO training step, Dirichlet, at the same sizes (no target: what training with
+   the correction costs).
+3. Our FNO training step (forward, relative L2, backward, Adam) / neuraloperator's FNO with the same
    width and kept modes on the same batch, neither padded (target ≤ 1.0). neuraloperator is not a
    dependency: it is imported if installed (e.g. in a throwaway venv that sees this one's torch),
    skipped otherwise. Two neuraloperator set-ups: "matched" (no channel MLP, projection width 128,
@@ -137,6 +139,29 @@ def _train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Ten
     opt.step()
 
 
+def boon_training_ratios(repeats: int, device: torch.device) -> None:
+    """BOON training step / plain FNO training step (forward, relative L2, backward, Adam) at the reference
+    sizes, Dirichlet: what training with the correction costs (no target; the correction's solve matrix
+    and its gradient are rebuilt every step, as the weights change)."""
+    print("BOON training step / plain FNO training step (Dirichlet; no target)")
+    cases = [("1-D      B=20 N=512 w=64 m=16", lambda: fno_1d(width=64, modes=16), (20, 512), (20, 2)),
+             ("1-D+time B=20 500x25 (+9 padded) w=32 m=12",
+              lambda: fno_1d_time(nt=25, width=32, modes=12, time_padding=9), (20, 500), (20, 25, 2))]
+    for label, make, u_shape, bc_shape in cases:
+        fno, base = make().to(device), make().to(device)
+        boon = BOONFNO(fno, "dirichlet")
+        u = torch.randn(*u_shape, device=device)
+        bc = torch.randn(*bc_shape, device=device)
+        target = torch.randn(*u_shape, *((25,) if len(bc_shape) == 3 else ()), device=device)
+        opt_boon = torch.optim.Adam(boon.parameters(), lr=1e-3)
+        opt_base = torch.optim.Adam(base.parameters(), lr=1e-3)
+        fns: dict[str, Callable[[], object]] = {
+            "fno": lambda: _train_step(base, opt_base, u, target, base),
+            "boon": lambda: _train_step(boon, opt_boon, u, target, lambda x: boon(x, bc))}
+        t = timed(fns, repeats, device)
+        print(f"  {label}: plain {statistics.median(t['fno']) * 1e3:.1f} ms; boon {_fmt(paired_ratio(t, 'boon', 'fno'))}")
+
+
 def training_step_ratios(repeats: int, device: torch.device) -> None:
     print("our FNO training step / neuraloperator FNO training step (target <= 1.0)")
     try:
@@ -204,6 +229,7 @@ def main() -> None:
     print(f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, "
           f"repeats {args.repeats}; timing settings: {settings}")
     boon_forward_ratios(args.repeats, device)
+    boon_training_ratios(max(args.repeats // 4, 5), device)
     training_step_ratios(args.repeats, device)
 
 

@@ -192,19 +192,32 @@ class SpectralConv(nn.Module):
         invariance). Returns ``(len(offsets), out, in)``; no data and no FFT involved.
         """
         self.check_grid(shape)
-        w = self.complex_weight()
-        real_dtype = self.weight.dtype
-        n_total = math.prod(shape)
-        c = self._last_axis_weights(shape[-1], w.device, real_dtype)
-        k_axis = self.frequencies(axis, w.device).to(real_dtype)
-        delta = torch.as_tensor(list(offsets), device=w.device, dtype=real_dtype)
-        phase = torch.exp(2j * math.pi * torch.outer(delta, k_axis) / shape[axis])  # (D, K_axis)
-        # Sum over the kept axes other than `axis` first (weighted by c on the last axis).
-        weighted = w * c.to(w.dtype)
-        other = [2 + a for a in range(self.ndim) if a != axis]
-        summed = weighted.sum(dim=other) if other else weighted  # (in, out, K_axis)
-        resp = torch.einsum("iok,dk->doi", summed, phase.to(w.dtype)).real / n_total
-        return resp
+        w = self.weight  # (in, out, *kept, re/im)
+        weights = self._response_weights(tuple(shape), axis, tuple(offsets), w.dtype, w.device)  # (kept·2, D)
+        resp = w.reshape(self.in_channels * self.out_channels, -1) @ weights
+        return resp.view(self.in_channels, self.out_channels, -1).permute(2, 1, 0)
+
+    def _response_weights(self, shape: tuple[int, ...], axis: int, offsets: tuple[int, ...], dtype: torch.dtype,
+                          device: torch.device) -> torch.Tensor:
+        """:meth:`response` as one real matrix on the weights' memory: ``(prod(kept)·2, D)`` with entries
+        c_k cos(θ_dk) / N on the real parts and -c_k sin(θ_dk) / N on the imaginary parts, θ_dk =
+        2π k_axis Δ_d / n_axis (Re(R e^{iθ}) = Re R cos θ - Im R sin θ). Cached per grid, axis, offsets,
+        dtype and device."""
+        def compute() -> torch.Tensor:
+            kept = self.weight.shape[2:-1]
+            k_axis = self.frequencies(axis, device).to(dtype)
+            delta = torch.as_tensor(offsets, device=device, dtype=dtype)
+            theta = 2 * math.pi * torch.outer(delta, k_axis) / shape[axis]  # (D, K_axis)
+            along = [1] * self.ndim
+            along[axis] = -1
+            theta = theta.view(len(offsets), *along)
+            last = [1] * (self.ndim - 1) + [-1]
+            c = self._last_axis_weights(shape[-1], device, dtype).view(*last) / math.prod(shape)
+            cos = (torch.cos(theta) * c).expand(len(offsets), *kept)
+            sin = (torch.sin(theta) * c).expand(len(offsets), *kept)
+            return torch.stack([cos, -sin], dim=-1).reshape(len(offsets), -1).T.contiguous()
+
+        return self._grid_cache.get_or_build(("response", shape, axis, offsets, dtype, device), compute)
 
     def values_at(self, compact: torch.Tensor, shape: Sequence[int], axis: int,
                   positions: Sequence[int]) -> torch.Tensor:
