@@ -1,14 +1,16 @@
 """Speed of BOON and of our FNO, as ratios measured in this run (never absolute numbers in tests).
 
-1. BOON-corrected forward / plain FNO forward at the reference sizes (target ≤ 1.1):
+1. The channel mix as one batched real product (SpectralConv.mix) / the same product as a complex einsum,
+   forward + backward (no target: the choice of formulation).
+2. BOON-corrected forward / plain FNO forward at the reference sizes (target ≤ 1.1):
    1-D (batch 20, 512 points, width 64, 16 modes) and 1-D + time (batch 20, 500 × 25 with the time axis
    padded by 9 inside the layers as in the reference and params.yaml, width 32, 12 modes), Dirichlet,
    Neumann and periodic. In 1-D also the floor: the plain forward plus the one
    kernel product an exact correction must add per layer (:func:`plain_with_kernel_product`): what the
    correction costs before any readout, solve or end values, as much arithmetic as one more channel mix.
-2. BOON training step / plain FNO training step, Dirichlet, at the same sizes (no target: what training with
+3. BOON training step / plain FNO training step, Dirichlet, at the same sizes (no target: what training with
    the correction costs).
-3. Our FNO training step (forward, relative L2, backward, Adam) / neuraloperator's FNO with the same
+4. Our FNO training step (forward, relative L2, backward, Adam) / neuraloperator's FNO with the same
    width and kept modes on the same batch, neither padded (target ≤ 1.0). neuraloperator is not a
    dependency: it is imported if installed (e.g. in a throwaway venv that sees this one's torch),
    skipped otherwise. Two neuraloperator set-ups: "matched" (no channel MLP, projection width 128,
@@ -46,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from physml.allocator import keep_large_blocks_on_heap  # noqa: E402
 from physml.models.boon import BOONFNO  # noqa: E402
+from physml.layers.spectral import SpectralConv  # noqa: E402
 from physml.models.fno import fno_1d, fno_1d_time  # noqa: E402
 
 
@@ -139,6 +142,30 @@ def _train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Ten
     opt.step()
 
 
+def mix_ratios(repeats: int, device: torch.device) -> None:
+    """The channel mix (:meth:`SpectralConv.mix`, one batched real product with block weights) / the same
+    product as a complex einsum, forward + backward on the reference sizes' compact spectra."""
+    print("channel mix forward + backward: block-real bmm / complex einsum (lower is better)")
+    cases = [("1-D      B=20 w=64 kept 16", 20, 64, (16,)),
+             ("1-D+time B=20 w=32 kept 24x12", 20, 32, (12, 12)),
+             ("cavity   B=10 w=20 kept 16x16x8", 10, 20, (8, 8, 8))]
+    for label, batch, width, modes in cases:
+        conv = SpectralConv(width, width, modes).to(device)
+        kept = conv.weight.shape[2:-1]
+        x = torch.randn(batch, width, *kept, dtype=torch.cfloat, device=device, requires_grad=True)
+
+        def einsum_mix() -> None:
+            out = torch.einsum("bi...,io...->bo...", x, conv.complex_weight())
+            out.abs().sum().backward()
+
+        def block_mix() -> None:
+            conv.mix(x).abs().sum().backward()
+
+        t = timed({"einsum": einsum_mix, "block": block_mix}, repeats, device)
+        print(f"  {label}: einsum {statistics.median(t['einsum']) * 1e3:.2f} ms; "
+              f"block {_fmt(paired_ratio(t, 'block', 'einsum'))}")
+
+
 def boon_training_ratios(repeats: int, device: torch.device) -> None:
     """BOON training step / plain FNO training step (forward, relative L2, backward, Adam) at the reference
     sizes, Dirichlet: what training with the correction costs (no target; the correction's solve matrix
@@ -228,6 +255,7 @@ def main() -> None:
                 ", ".join(f"{k}={v}" for k, v in STABLE_ENV.items()) + ", large blocks on the heap")
     print(f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, "
           f"repeats {args.repeats}; timing settings: {settings}")
+    mix_ratios(args.repeats, device)
     boon_forward_ratios(args.repeats, device)
     boon_training_ratios(max(args.repeats // 4, 5), device)
     training_step_ratios(args.repeats, device)
