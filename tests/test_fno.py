@@ -120,6 +120,20 @@ def test_block_weight_is_cached_at_inference_until_the_weight_changes():
         assert conv.block_weight().dtype == torch.float64
 
 
+def test_block_weight_cache_follows_a_swapped_weight_tensor():
+    """``weight.data = new`` (what loading or re-initialising may do) gives a tensor of the same version 0:
+    the cache notices it by its storage, whose old memory it holds so that no new tensor can reuse it."""
+    torch.manual_seed(5)
+    conv = SpectralConv(4, 4, (3,))
+    with torch.no_grad():
+        old = conv.block_weight()
+        conv.weight.data = torch.rand_like(conv.weight)
+        cached = conv.block_weight()
+    with torch.enable_grad():
+        fresh = conv.block_weight().detach()
+    assert torch.equal(cached, fresh) and not torch.equal(cached, old)
+
+
 def test_kernel_is_translation_equivariant_and_band_limited():
     """K commutes with circular shifts (a convolution) and its output has no energy above the kept modes.
 

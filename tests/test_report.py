@@ -28,23 +28,31 @@ def _l2_bar(checks: list[tuple[str, bool, str]], case: str) -> tuple[str, bool, 
     return bar
 
 
-def test_the_l2_bar_compares_seed_means_when_a_study_exists() -> None:
+def test_the_l2_bar_uses_the_paired_seed_differences_when_a_study_exists() -> None:
     params = load_params(ROOT / "params.yaml")
     seeds = params.study_seeds()
     n = len(seeds)
-    assert n > 1
+    assert n > 2
     metrics = {("heat_neumann", "fno", "none"): {"rel_l2": 0.0168, "boundary_max_abs": 6.0},
                ("heat_neumann", "fno", "boon"): {"rel_l2": 0.0176, "boundary_max_abs": 5e-14}}
     name, ok, _ = _l2_bar(quality_checks(params, metrics), "heat_neumann")
-    assert not ok and "mean" not in name  # the project seed's pair alone: BOON trails
-    none = [0.0168] + [0.02] * (n - 1)
-    boon = [0.0176] + [0.017] * (n - 1)
+    assert not ok and "seeds" not in name  # the project seed's pair alone: BOON trails
+    none = [0.0168] + [0.02 + 0.001 * i for i in range(n - 1)]
+    boon = [0.0176] + [0.017 + 0.001 * i for i in range(n - 1)]
     study = _study(seeds, none, boon)
     name, ok, detail = _l2_bar(quality_checks(params, metrics, {("heat_neumann", "fno"): study}), "heat_neumann")
-    assert ok and name.endswith(f"(mean over {n} seeds)")
+    assert ok and name.endswith(f"beyond seed noise ({n} seeds)")
+    assert "(BOON lower)" in detail
     assert f"BOON ahead on {n - 1}/{n} seeds" in detail and "project seed: 0.0176 vs 0.0168" in detail
-    worse = _study(seeds, [0.01] * n, [0.02] * n)
-    assert not _l2_bar(quality_checks(params, metrics, {("heat_neumann", "fno"): worse}), "heat_neumann")[1]
+    # a tie: BOON's mean is a little higher, but by less than two standard errors of the paired differences
+    tie = _study([1, 2, 3, 4, 5], [0.020, 0.022, 0.018, 0.021, 0.019], [0.021, 0.020, 0.019, 0.023, 0.018])
+    mean, se = paired_difference(tie)
+    assert 0 < mean < 2 * se and tie["rel_l2_mean"]["boon"] > tie["rel_l2_mean"]["none"]
+    name, ok, detail = _l2_bar(quality_checks(params, metrics, {("heat_neumann", "fno"): tie}), "heat_neumann")
+    assert ok and "(within seed noise)" in detail and name.endswith("(5 seeds)")
+    worse = _study(seeds, [0.01 + 0.001 * i for i in range(n)], [0.02 + 0.0011 * i for i in range(n)])
+    name, ok, detail = _l2_bar(quality_checks(params, metrics, {("heat_neumann", "fno"): worse}), "heat_neumann")
+    assert not ok and "(BOON higher)" in detail
     table = seed_study_table(params, {("heat_neumann", "fno"): study})
     assert f"| heat_neumann | fno | {n} |" in table and f"| {n - 1}/{n} |" in table
 

@@ -53,7 +53,7 @@ class SpectralConv(nn.Module):
         scale = 1.0 / (in_channels * out_channels)
         self.weight = nn.Parameter(scale * torch.rand(in_channels, out_channels, *kept, 2))
         self._grid_cache = GridCache()
-        self._block: tuple[tuple, torch.Tensor] | None = None
+        self._block: tuple[tuple, torch.Tensor, torch.Tensor] | None = None
 
     # ---- helpers on the compact spectrum -------------------------------------------------------
     def complex_weight(self) -> torch.Tensor:
@@ -105,22 +105,24 @@ class SpectralConv(nn.Module):
         frequencies, rows (i, re/im) and columns (o, re/im) interleaved as ``view_as_real`` lays them out.
 
         A complex row x times R_k is the real row [x_r, x_i] times [[Re R_k, Im R_k], [-Im R_k, Re R_k]], so
-        the channel mix is one batched *real* product over the kept frequencies: on CPU 1-3× faster than the
-        complex einsum forward, 1.5-3.4× faster forward + backward (benchmarks/boon_speed.py). Without autograd
-        the matrix is cached until the weight changes (its storage or in-place version); with autograd it is
-        built on every call, so a caller that needs it twice in one forward passes it on.
+        the channel mix is one batched *real* product over the kept frequencies: forward + backward 1.1×
+        (1-D, width 64) to 2.7× (cavity) faster than the complex einsum on two CPU cores
+        (benchmarks/boon_speed.py prints the ratios). Without autograd
+        the matrix is cached until the weight changes (its storage or in-place version; the cache holds the
+        weight's storage, so no other tensor can take its address meanwhile); with autograd it is built on
+        every call, so a caller that needs it twice in one forward passes it on.
         """
         w = self.weight
         grad = torch.is_grad_enabled() and w.requires_grad
         stamp = (w.data_ptr(), w._version, w.dtype, w.device)
         if not grad and self._block is not None and self._block[0] == stamp:
-            return self._block[1]
+            return self._block[2]
         re, im = w.unbind(-1)
         rows = torch.stack([w, torch.stack([-im, re], dim=-1)], dim=1)  # (in, re/im, out, *kept, re/im)
         nk = self.ndim
         rows = rows.permute(*range(3, 3 + nk), 0, 1, 2, 3 + nk)  # (*kept, in, re/im, out, re/im)
         block = rows.reshape(-1, 2 * self.in_channels, 2 * self.out_channels)
-        self._block = None if grad else (stamp, block)
+        self._block = None if grad else (stamp, w.detach(), block)
         return block
 
     def mix(self, compact: torch.Tensor, block: torch.Tensor | None = None) -> torch.Tensor:
@@ -297,9 +299,9 @@ class SpectralConv(nn.Module):
 
         That field's DFT is x_k = v₀ + ω_k v_N, ω_k = e^{-2πik(n-1)/n}, and its real rows [Re x_k, Im x_k] go
         through the same block weights as :meth:`mix` (``block``, or :meth:`block_weight`): one batched real
-        product, accumulated into the spectrum's mode-major memory
-        (the layout :meth:`mix` leaves). ``compact`` is updated in place when it has that layout (else a
-        mode-major copy is), and the sum is returned. Equals
+        product, accumulated into the spectrum's mode-major memory (the layout :meth:`mix` leaves).
+        ``compact`` is updated in place when it has that layout (else a mode-major copy is), and the sum is
+        returned. Equals
         ``compact + mix(face_spectrum(values.transpose(1, 2), (n,), 0, [0, n - 1]))``.
         """
         if self.ndim != 1:

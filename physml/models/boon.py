@@ -211,15 +211,16 @@ class BOONFNO(nn.Module):
 
     def _layer_cached(self, layer: int, key: tuple, build: Callable[[], Any]) -> Any:
         """``build()``, made from ``layer``'s weights (a tensor or a tuple of them); without autograd cached
-        under ``key`` until those weights change (their storage or in-place version)."""
+        under ``key`` until those weights change (their storage or in-place version; the cache holds their
+        storage, so no other tensor can take its address meanwhile)."""
         if torch.is_grad_enabled():
             return build()
         weights = (self.fno.spectral[layer].weight, self.fno.pointwise[layer].weight)
         stamp = tuple((w.data_ptr(), w._version, w.dtype, w.device) for w in weights)
         hit = self._weight_cache.get((layer, *key))
         if hit is None or hit[0] != stamp:
-            hit = self._weight_cache[(layer, *key)] = (stamp, build())
-        return hit[1]
+            hit = self._weight_cache[(layer, *key)] = (stamp, tuple(w.detach() for w in weights), build())
+        return hit[2]
 
     def _elimination(self, layer: int, shape: tuple[int, ...], axis: int) -> torch.Tensor:
         conv = self.fno.spectral[layer]
