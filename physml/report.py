@@ -287,8 +287,8 @@ def write_report(params: ParamsModel, root: Path) -> Path:
                "weights, data order) moves the relative L2 by several per cent, so each case was also trained "
                "with every seed of `matrix.boon.seeds` (same data, budget and settings); mean ± sample "
                "standard deviation over the seeds, on how many seeds BOON's L2 is at most the FNO's, and the "
-               "per-seed difference BOON − FNO with its standard error (a difference under two standard errors "
-               "is one the seed alone could make). The L2 quality bar holds unless BOON's difference is above zero by "
+               "per-seed difference BOON − FNO with its standard error (a difference under "
+               f"{NOISE_SE:g} standard errors is one the seed alone could make). The L2 quality bar holds unless BOON's difference is above zero by "
                "more than that.",
                seed_study_table(params, studies)] if studies else []),
             f"## Quality bars ({passed}/{len(checks)} hold)",

@@ -201,8 +201,8 @@ class BOONFNO(nn.Module):
         S = [[P, -P X], [-A_NN⁻¹ A_N0 P, A_NN⁻¹ + A_NN⁻¹ A_N0 P X]] (blocks from the closed-form
         responses). With exact inverses (``rcond`` = 0) that is the block inverse of A = [[A₀₀, A₀N],
         [A_N0, A_NN]], so S is computed as one inverse of the assembled 2C×2C matrix (LU with pivoting
-        across both ends; in training about a sixth of a 1-D step was the two-step form's small products
-        and their gradients); with ``rcond`` > 0, P and A_NN⁻¹ are guarded pseudo-inverses. Without autograd
+        across both ends, and fewer small products to differentiate in every training step); with
+        ``rcond`` > 0, P and A_NN⁻¹ are guarded pseudo-inverses. Without autograd
         (inference) S is cached per layer, grid and axis until the layer's weights change (their storage
         or in-place version), so repeated forwards skip it.
         """
