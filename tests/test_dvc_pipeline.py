@@ -1,5 +1,6 @@
-"""`dvc repro` on a copy of the project with a tiny params.yaml: the whole matrix builds, changing one
-model's params re-runs only what depends on it, a no-op re-run does nothing, metrics/plots are readable."""
+"""`dvc repro` on a copy of the project with a tiny params.yaml: the whole matrix builds, editing a code file
+makes stale exactly the stages that run it, changing one model's params re-runs only what depends on it, a
+no-op re-run does nothing, metrics/plots are readable."""
 
 from __future__ import annotations
 
@@ -34,6 +35,17 @@ def _stale(project: Path) -> set[str]:
     return set(out)
 
 
+def _touched(project: Path, rel: str) -> set[str]:
+    """Stages `dvc status` reports as changed while ``rel`` carries one more line (then restored)."""
+    path = project / rel
+    text = path.read_text()
+    path.write_text(text + "# touched\n")
+    try:
+        return _stale(project)
+    finally:
+        path.write_text(text)
+
+
 @pytest.mark.services
 def test_dvc_repro_tiny_matrix(tmp_path: Path) -> None:
     project = tmp_path / "project"
@@ -49,6 +61,15 @@ def test_dvc_repro_tiny_matrix(tmp_path: Path) -> None:
     _run(project, str(BIN / "dvc"), "repro", "--quiet")
     assert (project / "reports" / "quick" / "index.md").is_file()
     assert _stale(project) == set()
+
+    # the code deps: editing a file re-runs the stages that run it, and only those
+    kernel = _touched(project, "physml/layers/spectral.py")
+    assert {s.split("@")[0] for s in kernel} == {"train_boon", "constrain_boon", "seed_study_boon"}, kernel
+    anp = _touched(project, "physml/models/anp.py")  # the ensemble builds on the ANP's layers
+    assert {s.split("@")[0] for s in anp} == {"train_probconserv", "constrain_probconserv"}, anp
+    assert any(s.endswith("-anp") for s in anp) and any(s.endswith("-ensemble") for s in anp), anp
+    gaussian = _touched(project, "physml/constraints/gaussian.py")
+    assert {s.split("@")[0] for s in gaussian} == {"constrain_probconserv"}, gaussian
 
     metrics = json.loads(_run(project, str(BIN / "dvc"), "metrics", "show", "--json"))
     shown = json.dumps(metrics)
