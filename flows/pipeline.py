@@ -3,9 +3,10 @@ with the BOON seed study (train → seed-study → report) beside constrain and 
 
 Thin by design: every task calls one function of :mod:`physml.stages` (the same functions ``dvc repro``
 reaches through the CLI) and passes paths and run ids, never tensors. Tasks are cached on their inputs:
-the cache key hashes the task's arguments, the relevant params.yaml sections and a digest of the
-upstream files it reads, so a re-run skips finished work, a changed input recomputes exactly what
-depends on it, and a deleted output is rebuilt (``refresh_cache``). Transient failures (a locked SQLite
+the cache key hashes the task's arguments, the relevant params.yaml sections, a digest of the
+upstream files it reads and a content digest of the code files dvc.yaml lists for its stage (one list
+of code deps for both runners), so a re-run skips finished work, a changed input or code file
+recomputes exactly what depends on it, and a deleted output is rebuilt (``refresh_cache``). Transient failures (a locked SQLite
 store, a flaky worker) are retried. ``dask=True`` fans the cases out on a DaskTaskRunner.
 """
 
@@ -17,6 +18,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import yaml
 from prefect import flow, task
 from prefect.futures import wait
 
@@ -25,6 +27,8 @@ from physml.config import ParamsModel, load_params
 
 RETRIES = 2
 RETRY_DELAY_S = 5
+PROJECT = Path(__file__).resolve().parents[1]  # holds dvc.yaml
+CODE_ROOT = Path(stages.__file__).resolve().parents[1]  # holds the imported physml package: the code that runs
 
 
 def _digest_tree(*paths: Path) -> str:
@@ -35,6 +39,41 @@ def _digest_tree(*paths: Path) -> str:
         for p in files:
             st = p.stat()
             h.update(f"{p}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def code_files(stage: str, case: str, model: str | None = None, project: Path = PROJECT,
+               code_root: Path = CODE_ROOT) -> list[Path]:
+    """The code deps of one stage of ``project``'s ``dvc.yaml`` for ``case`` (× ``model``): its ``physml/``
+    entries, with the stage's ``${key}`` / ``${item.case}`` / ``${item.model}`` filled in (files or folders),
+    under ``code_root``, the folder of the physml package that is imported (a checkout or site-packages)."""
+    stages_spec = yaml.safe_load((project / "dvc.yaml").read_text())["stages"]
+    if stage not in stages_spec:
+        raise ValueError(f"stage must be one of the stages of dvc.yaml {sorted(stages_spec)}, got {stage!r}")
+    spec = stages_spec[stage]
+    deps = spec.get("do", spec).get("deps", [])
+    fill = {"${key}": case, "${item.case}": case, "${item.model}": model or ""}
+    out = []
+    for dep in deps:
+        for name, value in fill.items():
+            dep = dep.replace(name, value)
+        if dep.startswith("physml/"):
+            out.append(code_root / dep)
+    return out
+
+
+def digest_code(paths: list[Path], code_root: Path = CODE_ROOT) -> str:
+    """Content digest of the ``.py`` files at or below ``paths`` (relative name and bytes; modification
+    times do not count, so a fresh checkout of the same code gives the same digest). A missing path →
+    FileNotFoundError, as ``dvc repro`` fails on a missing dependency."""
+    h = hashlib.sha256()
+    for path in paths:
+        if not path.exists():
+            raise FileNotFoundError(f"code dependency {path} (from dvc.yaml) does not exist")
+        files = [path] if path.is_file() else sorted(path.rglob("*.py"))
+        for f in files:
+            h.update(f"{f.relative_to(code_root)}\n".encode())
+            h.update(f.read_bytes())
     return h.hexdigest()
 
 
@@ -104,30 +143,38 @@ def pipeline(params_path: str = "params.yaml", profile: str | None = None, root:
     pairs = list(dict.fromkeys((c, m) for c, m, _ in params.experiments()))
     cases = list(dict.fromkeys(c for c, _ in pairs))
 
-    def submit(t: Any, output: Path, *args: Any, config: str, upstream: Path | list[Path], wait_for: list | None = None) -> Any:
+    def submit(t: Any, output: Path, case: str, model: str | None, config: str, upstream: Path | list[Path],
+               stage: str) -> Any:
         ups = upstream if isinstance(upstream, list) else [upstream]
         t = t.with_options(refresh_cache=not output.exists())
-        return t.submit(*args, params_path, profile, root, config, _digest_tree(*ups), wait_for=wait_for or [])
+        digest = f"{_digest_tree(*ups)}:{digest_code(code_files(stage, case, model))}"
+        args = (case,) if model is None else (case, model)
+        return t.submit(*args, params_path, profile, root, config, digest)
 
-    gen = {c: submit(generate_task, lay.data(c) / "dataset.json", c, config=_sections(params, c, None), upstream=[]) for c in cases}
+    def family(case: str) -> str:
+        return "boon" if case in params.matrix.boon.cases else "probconserv"
+
+    gen = {c: submit(generate_task, lay.data(c) / "dataset.json", c, None, config=_sections(params, c, None), upstream=[],
+                     stage="generate") for c in cases}
     wait(list(gen.values()))
     trained = {
-        (c, m): submit(train_task, lay.models(c, m) / "train_summary.json", c, m, config=_sections(params, c, m), upstream=lay.data(c))
+        (c, m): submit(train_task, lay.models(c, m) / "train_summary.json", c, m, config=_sections(params, c, m),
+                       upstream=lay.data(c), stage=f"train_{family(c)}")
         for c, m in pairs
     }
     constrained, studies = {}, {}
     for (c, m), fut in trained.items():
         fut.wait()
         constrained[(c, m)] = submit(constrain_task, lay.predictions(c, m), c, m, config=_sections(params, c, m),
-                                     upstream=[lay.data(c), lay.models(c, m)])
-        if c in params.matrix.boon.cases:
+                                     upstream=[lay.data(c), lay.models(c, m)], stage=f"constrain_{family(c)}")
+        if family(c) == "boon":
             studies[(c, m)] = submit(seed_study_task, lay.seed_study_file(c, m), c, m, config=_sections(params, c, m),
-                                     upstream=[lay.data(c), lay.models(c, m)])
+                                     upstream=[lay.data(c), lay.models(c, m)], stage="seed_study_boon")
     runs = {}
     for (c, m), fut in constrained.items():
         fut.wait()
         runs[(c, m)] = submit(evaluate_task, lay.metrics(c, m), c, m, config=_sections(params, c, m),
-                              upstream=[lay.predictions(c, m)])
+                              upstream=[lay.predictions(c, m)], stage=f"evaluate_{family(c)}")
     run_ids = {f"{c}/{m}": fut.result() for (c, m), fut in runs.items()}
     study_ids = {f"{c}/{m}": fut.result() for (c, m), fut in studies.items()}
     report = report_task(params_path, profile, root)

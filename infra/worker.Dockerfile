@@ -32,7 +32,7 @@ RUN pip install --index-url "${TORCH_INDEX_URL}" "${TORCH_SPEC}"
 
 # 2. physml with the pipeline extra (prefect, prefect-dask, dask, dvc) and the k8s worker plugin.
 WORKDIR /opt/physml
-COPY pyproject.toml README.md* params.yaml dvc.yaml* dvc.lock* prefect.yaml* ./
+COPY pyproject.toml README.md* params.yaml dvc.yaml dvc.lock* prefect.yaml* ./
 COPY physml ./physml
 COPY flows ./flows
 RUN pip install ".[pipeline]" "prefect[kubernetes]" "dvc[s3,gs]" \

@@ -115,11 +115,12 @@ def test_dockerfile_installs_cuda_torch_before_physml_pipeline() -> None:
     physml_step = next(i for i, r in enumerate(runs) if '".[pipeline]"' in r)
     assert torch_step < physml_step, "CUDA torch must be installed before physml's torch range is resolved"
     assert "import torch, physml" in runs[physml_step]  # the image build fails if either import fails
-    copied = " ".join(a for op, a in steps if op == "COPY")
-    for needed in ("pyproject.toml", "physml", "flows"):
-        assert needed in copied
+    copied = " ".join(a for op, a in steps if op == "COPY").split()
+    for needed in ("pyproject.toml", "physml", "flows", "dvc.yaml"):  # dvc.yaml: the flow's code deps
+        assert needed in copied, needed
     ignore = (INFRA / "worker.Dockerfile.dockerignore").read_text().splitlines()
     assert "*" in ignore and "!physml/" in ignore and "!flows/" in ignore and "!pyproject.toml" in ignore
+    assert "!dvc.yaml" in ignore
 
 
 def test_image_workdir_is_the_paper_working_directory_and_template_default() -> None:

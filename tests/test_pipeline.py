@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import shutil
+
 import pytest
 import yaml
 
@@ -18,6 +20,7 @@ from physml.config import load_params
 from physml.stages import Layout
 
 BIN = Path(sys.executable).parent
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _env(root: Path) -> dict[str, str]:
@@ -50,16 +53,58 @@ def _mlflow_runs(root: Path, case: str) -> list:
     return [] if exp is None else client.search_runs([exp.experiment_id], max_results=1000)
 
 
+def test_flow_code_deps_follow_dvc_yaml() -> None:
+    from flows.pipeline import CODE_ROOT, code_files, digest_code
+
+    boon = code_files("train_boon", "stokes2", "fno")
+    assert CODE_ROOT / "physml/layers" in boon and CODE_ROOT / "physml/models/boon.py" in boon
+    anp = code_files("train_probconserv", "heat", "anp")
+    assert CODE_ROOT / "physml/models/anp.py" in anp and CODE_ROOT / "physml/models/boon.py" not in anp
+    assert CODE_ROOT / "physml/pdes/stefan.py" in code_files("generate", "stefan")
+    assert all(p.is_relative_to(CODE_ROOT / "physml") for p in boon + anp)
+    with pytest.raises(ValueError, match="stage must be one of"):
+        code_files("train", "heat", "anp")
+    # every task the flow submits for the committed params.yaml has existing code deps
+    params = load_params(REPO / "params.yaml")
+    for case, model, _ in params.experiments():
+        family = "boon" if case in params.matrix.boon.cases else "probconserv"
+        stages = ["generate", f"train_{family}", f"constrain_{family}", f"evaluate_{family}"]
+        for stage in stages + (["seed_study_boon"] if family == "boon" else []):
+            assert len(digest_code(code_files(stage, case, model))) == 64
+
+
+def test_code_digest_follows_content_not_modification_time(tmp_path: Path) -> None:
+    from flows.pipeline import digest_code
+
+    pkg = tmp_path / "physml" / "layers"
+    pkg.mkdir(parents=True)
+    (pkg / "a.py").write_text("x = 1\n")
+    (pkg / "notes.txt").write_text("not code\n")
+    paths = [tmp_path / "physml" / "layers"]
+    first = digest_code(paths, code_root=tmp_path)
+    os.utime(pkg / "a.py", ns=(1, 1))
+    (pkg / "notes.txt").write_text("changed, still not code\n")
+    assert digest_code(paths, code_root=tmp_path) == first
+    (pkg / "a.py").write_text("x = 2\n")
+    assert digest_code(paths, code_root=tmp_path) != first
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        digest_code([tmp_path / "physml" / "gone.py"], code_root=tmp_path)
+
+
 @pytest.mark.services
 def test_prefect_pipeline_end_to_end_cached_and_rebuilt(tiny_params_file: Path) -> None:
     root = tiny_params_file.parent
+    code = root / "code"  # the flow runs from a copy of the project's code, so that a code file can change
+    for rel in ("flows", "physml"):
+        shutil.copytree(REPO / rel, code / rel, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy2(REPO / "dvc.yaml", code / "dvc.yaml")
     script = (
         "import json, sys; from flows.pipeline import pipeline; "
         f"out = pipeline(params_path={str(tiny_params_file)!r}, root={str(root)!r}); print('RESULT', json.dumps(out))"
     )
 
     def run() -> dict:
-        proc = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).resolve().parents[1], env=_env(root),
+        proc = subprocess.run([sys.executable, "-c", script], cwd=code, env=_env(root),
                               capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")][-1]
@@ -94,14 +139,23 @@ def test_prefect_pipeline_end_to_end_cached_and_rebuilt(tiny_params_file: Path) 
     assert second["runs"] == first["runs"]
 
     # a deleted output is rebuilt, and only what depends on it is recomputed
-    import shutil
-
     shutil.rmtree(lay.predictions("stokes2", "fno"))
-    run()
+    rebuilt = run()
     assert (lay.predictions("stokes2", "fno")).is_dir()
     assert ckpt.stat().st_mtime_ns == stamp
     assert len(_mlflow_runs(root, "stokes2")) == 7  # evaluate re-ran on the rebuilt predictions, the study did not
     assert len(_mlflow_runs(root, "heat")) == 8
+
+    # a changed code file re-runs the tasks whose dvc.yaml stage lists it: the Gaussian update is in
+    # ProbConserv's constrain, so heat's predictions and metrics are rebuilt, its training and BOON's are not
+    gaussian = code / "physml" / "constraints" / "gaussian.py"
+    gaussian.write_text(gaussian.read_text() + "# edited\n")
+    third = run()
+    assert ckpt.stat().st_mtime_ns == stamp
+    assert len(_mlflow_runs(root, "heat")) == 16  # 2 models × 4 constraints evaluated again
+    assert len(_mlflow_runs(root, "stokes2")) == 7
+    assert third["runs"]["stokes2/fno"] == rebuilt["runs"]["stokes2/fno"]
+    assert third["runs"]["heat/anp"] != rebuilt["runs"]["heat/anp"]
 
 
 @pytest.mark.services
