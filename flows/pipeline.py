@@ -13,6 +13,7 @@ store, a flaky worker) are retried. ``dask=True`` fans the cases out on a DaskTa
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 from pathlib import Path
@@ -42,12 +43,19 @@ def _digest_tree(*paths: Path) -> str:
     return h.hexdigest()
 
 
+@functools.lru_cache(maxsize=4)
+def _dvc_stages(path: Path, mtime_ns: int) -> dict[str, Any]:
+    """The ``stages`` of a dvc.yaml, parsed once per version of the file (``mtime_ns`` is the cache key)."""
+    return yaml.safe_load(path.read_text())["stages"]
+
+
 def code_files(stage: str, case: str, model: str | None = None, project: Path = PROJECT,
                code_root: Path = CODE_ROOT) -> list[Path]:
     """The code deps of one stage of ``project``'s ``dvc.yaml`` for ``case`` (× ``model``): its ``physml/``
     entries, with the stage's ``${key}`` / ``${item.case}`` / ``${item.model}`` filled in (files or folders),
     under ``code_root``, the folder of the physml package that is imported (a checkout or site-packages)."""
-    stages_spec = yaml.safe_load((project / "dvc.yaml").read_text())["stages"]
+    path = project / "dvc.yaml"
+    stages_spec = _dvc_stages(path, path.stat().st_mtime_ns)
     if stage not in stages_spec:
         raise ValueError(f"stage must be one of the stages of dvc.yaml {sorted(stages_spec)}, got {stage!r}")
     spec = stages_spec[stage]
