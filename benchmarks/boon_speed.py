@@ -47,8 +47,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from physml.allocator import keep_large_blocks_on_heap  # noqa: E402
-from physml.models.boon import BOONFNO  # noqa: E402
 from physml.layers.spectral import SpectralConv  # noqa: E402
+from physml.models.boon import BOONFNO  # noqa: E402
 from physml.models.fno import fno_1d, fno_1d_time  # noqa: E402
 
 

@@ -131,10 +131,19 @@ def paired_difference(study: Mapping[str, Any]) -> tuple[float, float] | None:
     return statistics.fmean(d), statistics.stdev(d) / math.sqrt(len(d))
 
 
-def _paired_text(diff: tuple[float, float]) -> str:
+def paired_verdict(diff: tuple[float, float]) -> str:
+    """"BOON lower" / "BOON higher" when the mean paired difference is at least NOISE_SE standard errors
+    from zero on that side, else "within seed noise" (the L2 bar holds unless "BOON higher")."""
     mean, se = diff
-    verdict = "within seed noise" if abs(mean) < NOISE_SE * se else ("BOON lower" if mean < 0 else "BOON higher")
-    return f"{_fmt(mean)} ± {_fmt(se)} ({verdict})"
+    if mean > 0 and mean >= NOISE_SE * se:
+        return "BOON higher"
+    if mean < 0 and -mean >= NOISE_SE * se:
+        return "BOON lower"
+    return "within seed noise"
+
+
+def _paired_text(diff: tuple[float, float]) -> str:
+    return f"{_fmt(diff[0])} ± {_fmt(diff[1])} ({paired_verdict(diff)})"
 
 
 def seed_study_table(params: ParamsModel, studies: Mapping[tuple[str, str], Mapping[str, Any]]) -> str:
@@ -210,7 +219,7 @@ def quality_checks(params: ParamsModel, metrics: Mapping[tuple[str, str, str], M
                 mean, spread, n = study["rel_l2_mean"], study["rel_l2_spread"], len(study["seeds"])
                 first = study["rel_l2"]
                 checks.append((f"{case}/{model}: BOON relative L2 not above FNO's beyond seed noise ({n} seeds)",
-                               diff[0] <= 0 or diff[0] < NOISE_SE * diff[1],
+                               paired_verdict(diff) != "BOON higher",
                                f"BOON − FNO per seed {_paired_text(diff)}; means {_fmt(mean['boon'])} ± "
                                f"{_fmt(spread['boon'])} vs {_fmt(mean['none'])} ± {_fmt(spread['none'])}; BOON "
                                f"ahead on {study['boon_ahead']}/{n} seeds (project seed: {_fmt(first['boon'][0])} "
@@ -288,8 +297,8 @@ def write_report(params: ParamsModel, root: Path) -> Path:
                "with every seed of `matrix.boon.seeds` (same data, budget and settings); mean ± sample "
                "standard deviation over the seeds, on how many seeds BOON's L2 is at most the FNO's, and the "
                "per-seed difference BOON − FNO with its standard error (a difference under "
-               f"{NOISE_SE:g} standard errors is one the seed alone could make). The L2 quality bar holds unless BOON's difference is above zero by "
-               "more than that.",
+               f"{NOISE_SE:g} standard errors is one the seed alone could make). The L2 quality bar holds "
+               "unless BOON's difference is above zero by more than that.",
                seed_study_table(params, studies)] if studies else []),
             f"## Quality bars ({passed}/{len(checks)} hold)",
             _table([[name, "yes" if ok else "**no**", detail] for name, ok, detail in checks], ["check", "holds", "value"]),

@@ -68,6 +68,9 @@ def test_paired_difference_is_the_mean_and_standard_error_of_the_per_seed_differ
     clear = _study([1, 2, 3], none=[0.02, 0.03, 0.025], boon=[0.01, 0.012, 0.011])
     assert "BOON lower" in seed_study_table(params, {("heat_neumann", "fno"): clear})
     assert paired_difference(_study([1], [0.02], [0.01])) is None
+    same = _study([1, 2, 3], none=[0.02, 0.03, 0.025], boon=[0.02, 0.03, 0.025])  # identical networks
+    assert paired_difference(same) == (0.0, 0.0)
+    assert "(within seed noise)" in seed_study_table(params, {("heat_neumann", "fno"): same})
 
 
 def test_a_study_of_other_seeds_is_stale_and_left_out_of_the_report(tmp_path: Path) -> None:
