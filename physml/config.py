@@ -37,7 +37,7 @@ MIN_NX = 8
 
 CONSTRAINTS: dict[str, tuple[str, ...]] = {
     "probconserv": ("none", "softc", "hardc", "probconserv"),
-    "boon": ("none", "boon", "boon_posthoc"),
+    "boon": ("none", "overwrite", "boon", "boon_posthoc"),
 }
 MODELS: dict[str, tuple[str, ...]] = {"probconserv": ("anp", "ensemble"), "boon": ("fno",)}
 MATRIX_FAMILY: dict[str, str] = {"probconserv": "probconserv", "boon": "operator"}

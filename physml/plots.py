@@ -33,8 +33,10 @@ METHOD_COLORS: dict[str, str] = {
     "probconserv": "tab:green",
 }
 
-OPERATOR_LABELS: dict[str, str] = {"none": "FNO", "boon": "BOON", "boon_posthoc": "BOON (post hoc)"}
-OPERATOR_COLORS: dict[str, str] = {"none": "tab:blue", "boon": "tab:green", "boon_posthoc": "tab:orange"}
+OPERATOR_LABELS: dict[str, str] = {"none": "FNO", "overwrite": "FNO + boundary overwrite", "boon": "BOON",
+                                   "boon_posthoc": "BOON (post hoc)"}
+OPERATOR_COLORS: dict[str, str] = {"none": "tab:blue", "overwrite": "tab:gray", "boon": "tab:green",
+                                   "boon_posthoc": "tab:orange"}
 
 
 def method_label(name: str, model: str | None = None) -> str:

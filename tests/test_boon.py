@@ -1,7 +1,8 @@
 """BOON's guarantees: whatever the (random) weights and boundary data, the corrected FNO satisfies
 Dirichlet values, the Neumann stencil derivative and periodic equality exactly (round-off); on 1-D
 grids the two-step elimination alone already makes each kernel layer exact; post hoc it keeps weights;
-it trains through the shared fit()."""
+it trains through the shared fit(). The overwrite control meets the same conditions by changing the plain
+FNO's output at the boundary entries only."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from physml.models.boon import NEUMANN_STENCILS, BOONFNO
+from physml.models.boon import NEUMANN_STENCILS, BOONFNO, OverwriteFNO
 from physml.models.fno import fno_1d, fno_1d_time, fno_2d_time
 
 TOL = {torch.float64: 1e-12, torch.float32: 1e-5}
@@ -200,6 +201,46 @@ def test_conditioning_guard_keeps_the_condition_and_bounds_the_correction(bounda
     assert float(exact.abs().max()) > 1e3 * float(bounded.abs().max())
     with pytest.raises(ValueError, match="rcond"):
         BOONFNO(fno, boundary, rcond=1.0)
+
+
+@pytest.mark.parametrize("boundary", ["dirichlet", "neumann", "periodic"])
+def test_overwrite_control_meets_the_condition_and_changes_only_the_ends(boundary):
+    """y = E(FNO(u)): the condition holds to round-off; every entry off the two ends is the FNO's own (1-D
+    and 1-D + time); the control shares the FNO's parameters and checks its data like BOON."""
+    torch.manual_seed(7)
+    n, nt = 24, 5
+    u = torch.randn(3, n, dtype=torch.float64)
+    fno = fno_1d_time(nt=nt, width=8, modes=(5, 3), time_padding=2).double()
+    g = None if boundary == "periodic" else torch.randn(3, nt, 2, dtype=torch.float64)
+    control = OverwriteFNO(fno, boundary, neumann_order=2)
+    y, plain = control(u, g), fno(u)
+    assert {id(p) for p in control.parameters()} == {id(p) for p in fno.parameters()}
+    assert torch.equal(y[:, 1:-1], plain[:, 1:-1])
+    if boundary == "dirichlet":
+        assert max(max_err(y[:, 0], g[..., 0]), max_err(y[:, -1], g[..., 1])) == 0.0
+    elif boundary == "neumann":
+        left, right = stencil_derivative(y, 1, 1.0 / (n - 1), 2)
+        assert max(max_err(left, g[..., 0]), max_err(right, g[..., 1])) <= 1e-10
+    else:
+        assert max_err(y[:, 0], y[:, -1]) == 0.0
+        assert torch.allclose(y[:, 0], (plain[:, 0] + plain[:, -1]) / 2, atol=1e-15)
+    with pytest.raises(ValueError, match="bc for grid axis 0 must have shape"):
+        OverwriteFNO(fno, "dirichlet")(u, torch.randn(3, 2, dtype=torch.float64))
+    with pytest.raises(ValueError, match="grid axis 0 has 5 points.*at least 6"):
+        OverwriteFNO(fno_1d(width=4, modes=1), "neumann", neumann_order=2)(torch.randn(2, 5), torch.randn(2, 2))
+
+
+def test_overwrite_control_on_the_cavity_walls():
+    """2-D + time, (u, v): x-walls and y-walls (y-walls own the corners) exact, interior untouched."""
+    torch.manual_seed(8)
+    fno = fno_2d_time(nt=4, in_channels=2, out_channels=2, width=6, modes=(3, 3, 2)).double()
+    u = torch.randn(2, 12, 10, 2, dtype=torch.float64)
+    gx, gy = torch.randn(2, 10, 4, 2, 2, dtype=torch.float64), torch.randn(2, 12, 4, 2, 2, dtype=torch.float64)
+    y, plain = OverwriteFNO(fno, "dirichlet")(u, [gx, gy]), fno(u)
+    assert y.shape == plain.shape == (2, 12, 10, 4, 2)
+    assert torch.equal(y[:, 1:-1, 1:-1], plain[:, 1:-1, 1:-1])
+    assert max(max_err(y[:, 0, 1:-1], gx[:, 1:-1, :, 0]), max_err(y[:, -1, 1:-1], gx[:, 1:-1, :, 1]),
+               max_err(y[:, :, 0], gy[:, :, :, 0]), max_err(y[:, :, -1], gy[:, :, :, 1])) == 0.0
 
 
 def test_bad_inputs_name_the_argument():

@@ -2,7 +2,8 @@
 
 What is checked is what BOON guarantees (Saad et al., ICLR 2023): whatever the (barely trained) weights,
 the corrected operator meets the boundary condition to float64 round-off — Dirichlet values on every wall,
-Neumann data on the one-sided second-order stencil — while the plain FNO does not; the metrics files are
+Neumann data on the one-sided second-order stencil — while the plain FNO does not; the overwrite control meets
+it as exactly and is the plain FNO everywhere else; the metrics files are
 flat {name: float}; and wrong-shaped boundary data stop the experiment with a clear error.
 """
 
@@ -61,7 +62,7 @@ def test_round_trip_heat_neumann_files_and_flat_metrics(heat_run: tuple[ParamsMo
     summary = json.loads((models / "train_summary.json").read_text())
     assert summary["plain"]["epochs"] == 2 and summary["boon"]["parameters"] == summary["plain"]["parameters"]
     metrics_dir = lay.metrics("heat_neumann", "fno")
-    assert set(results) == {"none", "boon", "boon_posthoc"}
+    assert set(results) == {"none", "overwrite", "boon", "boon_posthoc"}
     for name, values in results.items():
         on_disk = json.loads((metrics_dir / f"{name}.json").read_text())
         assert on_disk == values
@@ -80,11 +81,11 @@ def test_boon_meets_neumann_data_on_the_stencil(heat_run: tuple[ParamsModel, Pat
     lay = stages.Layout(root, params.profile)
     with h5py.File(lay.predictions("heat_neumann", "fno") / "predictions.h5", "r") as fh:
         x, t = fh["x"][:], fh["t"][:]
-        preds = {k: fh[k][:] for k in ("none", "boon", "boon_posthoc")}
+        preds = {k: fh[k][:] for k in ("none", "overwrite", "boon", "boon_posthoc")}
     h = x[1] - x[0]
     with h5py.File(lay.data("heat_neumann") / "test.h5", "r") as fh:
         U = fh["params"][:, 2]
-    for name in ("boon", "boon_posthoc"):
+    for name in ("overwrite", "boon", "boon_posthoc"):
         u = preds[name]
         left = (-3 * u[..., 0] + 4 * u[..., 1] - u[..., 2]) / (2 * h)
         right = (3 * u[..., -1] - 4 * u[..., -2] + u[..., -3]) / (2 * h)
@@ -92,6 +93,7 @@ def test_boon_meets_neumann_data_on_the_stencil(heat_run: tuple[ParamsModel, Pat
         assert np.max(np.abs(right - U[:, None] * np.sin(np.pi * t)[None, :])) <= TOL
         assert results[name]["boundary_max_abs"] <= TOL
     assert results["none"]["boundary_max_abs"] > 1e-3  # the plain FNO knows nothing of the flux
+    np.testing.assert_array_equal(preds["overwrite"][..., 1:-1], preds["none"][..., 1:-1])  # only the ends move
 
 
 def test_seed_study_first_seed_is_the_main_evaluation_and_the_others_train_anew(
@@ -105,7 +107,7 @@ def test_seed_study_first_seed_is_the_main_evaluation_and_the_others_train_anew(
     lay = stages.Layout(root, params.profile)
     assert study == json.loads(lay.seed_study_file("heat_neumann", "fno").read_text())
     assert study["seeds"] == [params.seed, params.seed + 1, params.seed + 2]
-    for name in ("none", "boon", "boon_posthoc"):
+    for name in ("none", "overwrite", "boon", "boon_posthoc"):
         values = study["rel_l2"][name]
         assert len(values) == 3 and values[0] == results[name]["rel_l2"]
         assert len(set(values)) == 3, values
@@ -164,10 +166,10 @@ def test_cavity_shapes_and_wall_velocities(tmp_path: Path) -> None:
     with h5py.File(lay.data("cavity") / "test.h5", "r") as fh:
         truth_shape, lid = fh["u"].shape, fh["params"][:, 0]
     with h5py.File(path, "r") as fh:
-        preds = {k: fh[k][:] for k in ("none", "boon", "boon_posthoc")}
+        preds = {k: fh[k][:] for k in ("none", "overwrite", "boon", "boon_posthoc")}
     for name, u in preds.items():
         assert u.shape == (*truth_shape[:-1], 2), name
-    for name in ("boon", "boon_posthoc"):
+    for name in ("overwrite", "boon", "boon_posthoc"):
         u = preds[name]
         expected_top = np.zeros_like(u[:, :, -1])
         expected_top[..., 0] = lid[:, None, None]
@@ -176,6 +178,7 @@ def test_cavity_shapes_and_wall_velocities(tmp_path: Path) -> None:
         assert np.max(np.abs(u[:, :, :-1, 0])) <= TOL and np.max(np.abs(u[:, :, :-1, -1])) <= TOL
         assert results[name]["boundary_max_abs"] <= TOL
     assert results["none"]["boundary_max_abs"] > 1e-3
+    np.testing.assert_array_equal(preds["overwrite"][:, :, 1:-1, 1:-1], preds["none"][:, :, 1:-1, 1:-1])
     assert (lay.metrics("cavity", "fno") / "figures" / "error_over_time.png").is_file()
 
 

@@ -73,6 +73,24 @@ def test_paired_difference_is_the_mean_and_standard_error_of_the_per_seed_differ
     assert "(within seed noise)" in seed_study_table(params, {("heat_neumann", "fno"): same})
 
 
+def test_the_seed_table_compares_boon_with_the_overwrite_control_per_seed() -> None:
+    """d = boon - overwrite per seed, its own column beside BOON − FNO; absent when no seed has it."""
+    params = load_params(ROOT / "params.yaml")
+    assert "overwrite" in params.matrix.boon.constraints
+    study = _study([1, 2, 3], none=[0.03, 0.04, 0.035], boon=[0.010, 0.012, 0.011])
+    study["rel_l2"]["overwrite"] = [0.009, 0.010, 0.0095]  # the control ahead of BOON on every seed
+    mean, se = paired_difference(study, "overwrite")
+    assert abs(mean - 0.0015) < 1e-15 and mean > 2 * se
+    table = seed_study_table(params, {("heat_neumann", "fno"): study})
+    header, _, row = table.splitlines()
+    columns = [c.strip() for c in header.strip("|").split("|")]
+    cells = dict(zip(columns, (c.strip() for c in row.strip("|").split("|")), strict=True))
+    assert "(BOON lower)" in cells["BOON − FNO per seed (mean ± s.e.)"]
+    assert "(BOON higher)" in cells["BOON − overwrite per seed (mean ± s.e.)"]
+    del study["rel_l2"]["overwrite"]
+    assert paired_difference(study, "overwrite") is None
+
+
 def test_a_study_of_other_seeds_is_stale_and_left_out_of_the_report(tmp_path: Path) -> None:
     params = load_params(ROOT / "params.yaml")
     lay = Layout(tmp_path, params.profile)

@@ -1,8 +1,11 @@
 """BOON experiments: train, constrain and evaluate the FNO family on the operator cases (Saad et al., ICLR 2023).
 
-One experiment is ``case × fno × constraint`` with constraint ∈ {none, boon, boon_posthoc}:
+One experiment is ``case × fno × constraint`` with constraint ∈ {none, overwrite, boon, boon_posthoc}:
 
 * ``none``: the plain FNO (Li et al. 2021), trained with the relative L2 loss;
+* ``overwrite``: the plain FNO with only its output's boundary entries set to meet the condition
+  (:class:`physml.models.boon.OverwriteFNO`): the control, as exact on the boundary as BOON, that tells how
+  much of BOON's gain is more than the boundary entries themselves;
 * ``boon``: the FNO whose kernel layers are boundary-corrected *during training*
   (:class:`physml.models.boon.BOONFNO`), same initial weights, data order and budget;
 * ``boon_posthoc``: the plain FNO's weights wrapped by the correction at inference only.
@@ -53,12 +56,12 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from physml import pdes
-from physml.config import ParamsModel
+from physml.config import CONSTRAINTS as _ALL_CONSTRAINTS, ParamsModel
 from physml.data import open_dataset
 from physml.atomic import atomic_path
 from physml.metrics import relative_l2
 from physml.models import build_model
-from physml.models.boon import NEUMANN_STENCILS, BOONFNO
+from physml.models.boon import NEUMANN_STENCILS, BOONFNO, BoundaryFNO, OverwriteFNO
 from physml.threads import torch_threads
 from physml.training import TrainConfig, fit, load_checkpoint, select_device, write_wall_clock
 
@@ -78,7 +81,7 @@ __all__ = [
     "train",
 ]
 
-CONSTRAINTS: tuple[str, ...] = ("none", "boon", "boon_posthoc")
+CONSTRAINTS: tuple[str, ...] = _ALL_CONSTRAINTS["boon"]
 NEUMANN_ORDER = 2
 """Order of the one-sided stencil on which the Neumann data are enforced and measured."""
 PLAIN_FILE, BOON_FILE, SUMMARY_FILE, PREDICTIONS_FILE = "plain.pt", "boon.pt", "train_summary.json", "predictions.h5"
@@ -270,7 +273,7 @@ def _model_config(case: str, variant: str, fno_cfg: Mapping[str, Any]) -> dict[s
 
 
 def _call(model: nn.Module, inputs: torch.Tensor, bc: Sequence[torch.Tensor]) -> torch.Tensor:
-    if isinstance(model, BOONFNO):
+    if isinstance(model, BoundaryFNO):
         return model(inputs, list(bc) if len(bc) > 1 else bc[0])
     return model(inputs)
 
@@ -373,6 +376,8 @@ def _constraint_predictions(case: str, params: ParamsModel, model_dir: Path, spl
     for name in constraints:
         if name == "none":
             net = plain
+        elif name == "overwrite":
+            net = OverwriteFNO(plain, var.boundary, neumann_order=NEUMANN_ORDER)
         elif name == "boon":
             net, _, _ = load_checkpoint(model_dir / BOON_FILE, build_model, expect_case=case)
         else:
@@ -387,8 +392,10 @@ def _constraint_predictions(case: str, params: ParamsModel, model_dir: Path, spl
 def constrain(case: str, model: str, params: ParamsModel, data_dir: Path, model_dir: Path, out_dir: Path) -> Path:
     """Test-split predictions of every BOON constraint → ``out_dir/predictions.h5`` (written atomically).
 
-    ``none``: plain FNO; ``boon``: the BOON-trained FNO; ``boon_posthoc``: the plain FNO's weights in the
-    corrected forward, with the conditioning guard ``models.fno.<profile>.posthoc_rcond``. Arrays in the dataset layout ``(N, nt, *S)`` (cavity: S = (ny, nx, 2) for (u, v)).
+    ``none``: plain FNO; ``overwrite``: the plain FNO with its output's boundary entries set;
+    ``boon``: the BOON-trained FNO; ``boon_posthoc``: the plain FNO's weights in the corrected forward, with
+    the conditioning guard ``models.fno.<profile>.posthoc_rcond``. Arrays in the dataset layout
+    ``(N, nt, *S)`` (cavity: S = (ny, nx, 2) for (u, v)).
     """
     _check_fno(case, model)
     constraints = list(params.matrix.boon.constraints)

@@ -42,6 +42,11 @@ axis, last axis (left, right); ``(B, *face, 2, c_out)`` when the model has c_out
 So (B, 2) for 1-D single step, (B, nt, 2) for 1-D + time, and for the 2-D cavity (bounded axes x, y,
 grid (nx, ny, nt)) a pair: x-walls ``(B, ny, nt, 2)`` (x = lo, x = hi) and y-walls ``(B, nx, nt, 2)``
 (y = lo, y = hi); at the corners the y-wall data win (the last axis is written last).
+
+:class:`OverwriteFNO` is the control: the plain FNO with step 3 alone, on its output (the boundary entries
+set, nothing else changed). It meets the condition as exactly, so BOON's gain over it is what correcting
+the kernels adds beyond the boundary entries themselves. Both share :class:`BoundaryFNO` (the condition,
+the checks of its data and step 3).
 """
 
 from __future__ import annotations
@@ -57,7 +62,7 @@ from physml.layers.grid_cache import GridCache
 from physml.layers.spectral import SpectralConv
 from physml.models.fno import FNO
 
-__all__ = ["BOUNDARY_TYPES", "NEUMANN_STENCILS", "BOONFNO"]
+__all__ = ["BOUNDARY_TYPES", "NEUMANN_STENCILS", "BoundaryFNO", "BOONFNO", "OverwriteFNO"]
 
 BOUNDARY_TYPES = ("dirichlet", "neumann", "periodic")
 
@@ -66,26 +71,22 @@ BOUNDARY_TYPES = ("dirichlet", "neumann", "periodic")
 NEUMANN_STENCILS: dict[int, tuple[float, ...]] = {1: (-1.0, 1.0), 2: (-1.5, 2.0, -0.5)}
 
 
-class BOONFNO(nn.Module):
-    """An FNO whose kernel layers are boundary-corrected (BOON). Shares the FNO's parameters.
+class BoundaryFNO(nn.Module):
+    """An FNO whose output meets a boundary condition exactly: the condition, the checks of its data and
+    the setting of the output's boundary entries (:meth:`enforce`). Shares the FNO's parameters;
+    ``model.fno`` is the wrapped model itself, not a copy.
 
-    Use it to train (its parameters are the FNO's) or post hoc on a trained :class:`FNO` (same
-    weights, corrected forward); ``boon.fno`` is the wrapped model itself, not a copy.
+    :class:`BOONFNO` corrects every kernel layer as well; :class:`OverwriteFNO` does nothing else.
 
     Args:
         fno: the base operator.
         boundary: "dirichlet", "neumann" or "periodic".
         axes: bounded grid axes (spatial only; default all spatial axes: x, or x and y).
         neumann_order: 1 or 2, order of the one-sided stencil (Neumann only).
-        rcond: conditioning guard of the elimination. 0 (default): exact inverses of the C×C blocks.
-            > 0: Moore–Penrose pseudo-inverses that drop singular values below ``rcond`` × the largest,
-            so a near-singular block (as in the kernels of an FNO trained without the correction) gives
-            a bounded input modification instead of an exploding one. The output's boundary entries are
-            set exactly either way (step 3), so the condition holds to round-off whatever ``rcond``.
     """
 
     def __init__(self, fno: FNO, boundary: str = "dirichlet", axes: Sequence[int] | None = None,
-                 neumann_order: int = 1, rcond: float = 0.0) -> None:
+                 neumann_order: int = 1) -> None:
         super().__init__()
         if not isinstance(fno, FNO):
             raise ValueError(f"fno must be a physml.models.fno.FNO, got {type(fno).__name__}")
@@ -93,8 +94,6 @@ class BOONFNO(nn.Module):
             raise ValueError(f"boundary must be one of {BOUNDARY_TYPES}, got {boundary!r}")
         if neumann_order not in NEUMANN_STENCILS:
             raise ValueError(f"neumann_order must be one of {tuple(NEUMANN_STENCILS)}, got {neumann_order!r}")
-        if not (0.0 <= float(rcond) < 1.0):
-            raise ValueError(f"rcond must lie in [0, 1), got {rcond!r}")
         axes = tuple(range(fno.n_space)) if axes is None else tuple(int(a) for a in axes)
         if not axes or len(set(axes)) != len(axes) or any(not 0 <= a < fno.n_space for a in axes):
             raise ValueError(f"axes must be distinct spatial axes in [0, {fno.n_space}), got {axes!r}")
@@ -102,8 +101,6 @@ class BOONFNO(nn.Module):
         self.boundary = boundary
         self.axes = axes
         self.neumann_order = neumann_order
-        self.rcond = float(rcond)
-        self._weight_cache: dict[tuple, tuple] = {}
         self._grid_cache = GridCache()
         self.stencil = (1.0,) if boundary == "dirichlet" else NEUMANN_STENCILS[neumann_order]
 
@@ -118,7 +115,7 @@ class BOONFNO(nn.Module):
         for axis in self.axes:
             if shape[axis] < self.min_points():
                 raise ValueError(
-                    f"grid axis {axis} has {shape[axis]} points; the {self.boundary} correction"
+                    f"grid axis {axis} has {shape[axis]} points; the {self.boundary} condition"
                     f"{f' with the order-{self.neumann_order} stencil' if self.boundary == 'neumann' else ''}"
                     f" needs at least {self.min_points()}")
         if self.boundary == "periodic":
@@ -188,6 +185,30 @@ class BOONFNO(nn.Module):
             return near, weights, scale
 
         return self._grid_cache.get_or_build(("neumann_ends", n, h, like.dtype, like.device), compute)
+
+
+class BOONFNO(BoundaryFNO):
+    """An FNO whose kernel layers are boundary-corrected (BOON). Shares the FNO's parameters.
+
+    Use it to train (its parameters are the FNO's) or post hoc on a trained :class:`FNO` (same
+    weights, corrected forward); ``boon.fno`` is the wrapped model itself, not a copy.
+
+    Args:
+        fno, boundary, axes, neumann_order: as :class:`BoundaryFNO`.
+        rcond: conditioning guard of the elimination. 0 (default): exact inverses of the C×C blocks.
+            > 0: Moore–Penrose pseudo-inverses that drop singular values below ``rcond`` × the largest,
+            so a near-singular block (as in the kernels of an FNO trained without the correction) gives
+            a bounded input modification instead of an exploding one. The output's boundary entries are
+            set exactly either way (step 3), so the condition holds to round-off whatever ``rcond``.
+    """
+
+    def __init__(self, fno: FNO, boundary: str = "dirichlet", axes: Sequence[int] | None = None,
+                 neumann_order: int = 1, rcond: float = 0.0) -> None:
+        super().__init__(fno, boundary, axes, neumann_order)
+        if not (0.0 <= float(rcond) < 1.0):
+            raise ValueError(f"rcond must lie in [0, 1), got {rcond!r}")
+        self.rcond = float(rcond)
+        self._weight_cache: dict[tuple, tuple] = {}
 
     # ---- one corrected layer --------------------------------------------------------------------
     def elimination(self, layer: int, shape: tuple[int, ...], axis: int) -> torch.Tensor:
@@ -405,3 +426,22 @@ class BOONFNO(nn.Module):
         its boundary data."""
         g = g if g.shape[1] == 1 else g.mean(dim=1, keepdim=True)
         return F.pad(g, (0, 0, 0, self.fno.time_padding)) if self.fno.time_padding else g
+
+
+class OverwriteFNO(BoundaryFNO):
+    """The plain FNO with only its output's boundary entries set to meet the condition; no kernel correction.
+
+    y = E(FNO(u)), E = :meth:`BoundaryFNO.enforce`: Dirichlet ends replaced by the data, Neumann ends solved
+    from the stencil, periodic ends averaged. Every other entry is the FNO's own. The control of the BOON
+    experiments: the cheapest post hoc way to an exact condition, so the share of BOON's gain that is more
+    than the boundary entries themselves is BOON's error against this one's, not against the FNO's.
+    Arguments as :class:`BoundaryFNO`; shapes and ``bc`` as :class:`BOONFNO`.
+    """
+
+    def forward(self, u: torch.Tensor, bc: torch.Tensor | Sequence[torch.Tensor] | None = None) -> torch.Tensor:
+        fno = self.fno
+        shape = fno.grid_shape(u)
+        targets = self._targets(bc, shape, u.shape[0], u)
+        out = fno(u)
+        out = out.unsqueeze(-1) if fno.out_channels == 1 else out  # (B, *grid, c_out)
+        return fno.formatted(self.enforce(out.movedim(-1, 1), targets, shape).movedim(1, -1))
