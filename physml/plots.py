@@ -33,7 +33,7 @@ METHOD_COLORS: dict[str, str] = {
     "probconserv": "tab:green",
 }
 
-OPERATOR_LABELS: dict[str, str] = {"none": "FNO", "overwrite": "FNO + boundary overwrite", "boon": "BOON",
+OPERATOR_LABELS: dict[str, str] = {"none": "FNO", "overwrite": "FNO + overwrite", "boon": "BOON",
                                    "boon_posthoc": "BOON (post hoc)"}
 OPERATOR_COLORS: dict[str, str] = {"none": "tab:blue", "overwrite": "tab:gray", "boon": "tab:green",
                                    "boon_posthoc": "tab:orange"}
@@ -244,7 +244,7 @@ def field_error_panel(
     for ax in axes[0]:
         ax.set_xlabel("x")
     axes[0][0].set_ylabel("t")
-    fig.suptitle(title)
+    fig.suptitle(title, y=1.04)
     return save_figure(fig, path)
 
 

@@ -302,8 +302,8 @@ def write_report(params: ParamsModel, root: Path) -> Path:
                "weights, data order) moves the relative L2 by several per cent, so each case was also trained "
                "with every seed of `matrix.boon.seeds` (same data, budget and settings); mean ± sample "
                "standard deviation over the seeds, on how many seeds BOON's L2 is at most the FNO's, and the "
-               "per-seed difference BOON − FNO, and BOON − overwrite (the control), with its standard error (a "
-               "difference under "
+               "per-seed differences BOON − FNO and BOON − overwrite (the control), each with its standard "
+               "error (a difference under "
                f"{NOISE_SE:g} standard errors is one the seed alone could make). The L2 quality bar holds "
                "unless BOON's difference is above zero by more than that.",
                seed_study_table(params, studies)] if studies else []),
