@@ -167,8 +167,8 @@ def seed_study_table(params: ParamsModel, studies: Mapping[tuple[str, str], Mapp
                          *(f"BOON − {names[b]} per seed (mean ± s.e.)" for b in baselines)])
 
 
-def _seed_study_figure(params: ParamsModel, studies: Mapping[tuple[str, str], Mapping[str, Any]], path: Path) -> str:
-    """Draw every study's per-seed errors into ``path``; returns the report's markdown for it."""
+def seed_study_figure(params: ParamsModel, studies: Mapping[tuple[str, str], Mapping[str, Any]], path: Path) -> Path:
+    """Every study's relative L2 per seed and constraint (one dot per seed, a bar at the mean) → ``path``."""
     from physml import plots
 
     labels = plots.OPERATOR_LABELS
@@ -177,7 +177,13 @@ def _seed_study_figure(params: ParamsModel, studies: Mapping[tuple[str, str], Ma
               for (case, model), study in studies.items()}
     colors = {labels.get(c, c): color for c, color in plots.OPERATOR_COLORS.items()}
     n = len(params.study_seeds())
-    plots.errors_per_seed(groups, path, f"seed study: test relative L2 of {n} trainings per network (bar: mean)", colors)
+    return plots.errors_per_seed(groups, path, f"seed study: test relative L2 of {n} trainings per network (bar: mean)",
+                                 colors)
+
+
+def _seed_study_figure(params: ParamsModel, studies: Mapping[tuple[str, str], Mapping[str, Any]], path: Path) -> str:
+    """Draw every study's per-seed errors into ``path``; returns the report's markdown for it."""
+    seed_study_figure(params, studies, path)
     return f"### seed study · relative L2 per seed\n\n![seed study](figures/{path.name})\n"
 
 

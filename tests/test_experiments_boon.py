@@ -143,6 +143,14 @@ def test_seed_study_is_one_mlflow_run_with_the_values_per_seed(heat_run: tuple[P
     assert run.data.metrics["boon_ahead"] == study["boon_ahead"]
     history = client.get_metric_history(run_id, "none.rel_l2")
     assert [(m.step, m.value) for m in sorted(history, key=lambda m: m.step)] == list(enumerate(study["rel_l2"]["none"]))
+    from physml.report import paired_difference
+
+    for baseline in ("none", "overwrite"):
+        mean, se = paired_difference(study, baseline)
+        metrics = run.data.metrics
+        assert metrics[f"boon_minus_{baseline}.mean"] == mean and metrics[f"boon_minus_{baseline}.se"] == se
+    (figure,) = client.list_artifacts(run_id, "figures")
+    assert figure.path == "figures/seed_study.png" and figure.file_size > 0
 
 
 def test_seed_study_needs_the_main_training_and_a_boon_case(tmp_path: Path) -> None:
