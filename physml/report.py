@@ -2,8 +2,9 @@
 
 Reads every ``metrics/<profile>/<case>/<model>/<constraint>.json`` the evaluate stage wrote, tabulates
 them (ProbConserv: case × model rows, one column group per constraint; BOON: case rows, FNO vs the FNO
-with its boundary entries overwritten vs BOON trained vs BOON post hoc), copies the figures next to the index, checks the quality bars the issues set
-for the quick profile, and records which data and model versions produced the numbers.
+with its boundary entries overwritten vs BOON trained vs BOON post hoc), copies the figures next to the
+index, checks the quality bars the issues set for the quick profile, and records which data and model
+versions produced the numbers.
 """
 
 from __future__ import annotations
@@ -115,6 +116,8 @@ def boon_table(params: ParamsModel, metrics: Mapping[tuple[str, str, str], Mappi
 
 #: A paired difference smaller than this many standard errors is one the seed alone could make.
 NOISE_SE = 2.0
+#: The constraints BOON is compared with seed by seed (:func:`paired_difference`), and their names in tables.
+PAIRED_BASELINES: dict[str, str] = {"none": "FNO", "overwrite": "overwrite"}
 
 
 def paired_difference(study: Mapping[str, Any], baseline: str = "none") -> tuple[float, float] | None:
@@ -150,7 +153,7 @@ def _paired_text(diff: tuple[float, float]) -> str:
 def seed_study_table(params: ParamsModel, studies: Mapping[tuple[str, str], Mapping[str, Any]]) -> str:
     """Markdown table: one row per studied case, relative L2 mean ± spread over the seeds per constraint."""
     constraints = params.matrix.boon.constraints
-    baselines = [b for b in ("none", "overwrite") if b in constraints]
+    baselines = [b for b in PAIRED_BASELINES if b in constraints]
     rows = []
     for (case, model), study in studies.items():
         n = len(study["seeds"])
@@ -162,9 +165,8 @@ def seed_study_table(params: ParamsModel, studies: Mapping[tuple[str, str], Mapp
             diff = paired_difference(study, baseline)
             row.append(_paired_text(diff) if diff is not None else "–")
         rows.append(row)
-    names = {"none": "FNO", "overwrite": "overwrite"}
     return _table(rows, ["case", "model", "seeds", *(f"{c} rel_l2" for c in constraints), "BOON ≤ FNO",
-                         *(f"BOON − {names[b]} per seed (mean ± s.e.)" for b in baselines)])
+                         *(f"BOON − {PAIRED_BASELINES[b]} per seed (mean ± s.e.)" for b in baselines)])
 
 
 def seed_study_figure(params: ParamsModel, studies: Mapping[tuple[str, str], Mapping[str, Any]], path: Path) -> Path:

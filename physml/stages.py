@@ -195,7 +195,7 @@ def track_seed_study(case: str, model: str, params: ParamsModel, root: Path) -> 
 
     Metrics: ``<constraint>.rel_l2`` at step i (the i-th seed), ``<constraint>.rel_l2_mean`` and
     ``<constraint>.rel_l2_spread``, ``boon_ahead``, and the paired differences ``boon_minus_<baseline>.mean``
-    / ``.se`` against the FNO (``none``) and the ``overwrite`` control (:func:`physml.report.paired_difference`);
+    / ``.se`` against each of :data:`physml.report.PAIRED_BASELINES` (the FNO and the ``overwrite`` control);
     params: the model's settings and the seeds; figure ``seed_study.png`` (the report's seed figure for
     this case alone). No network is registered (the registry holds the main training's). Returns the run id
     (None off rank 0).
@@ -204,7 +204,7 @@ def track_seed_study(case: str, model: str, params: ParamsModel, root: Path) -> 
     import tempfile
 
     from physml import tracking
-    from physml.report import paired_difference, seed_study_figure
+    from physml.report import PAIRED_BASELINES, paired_difference, seed_study_figure
 
     _check_model(params, case, model)
     path = Layout(Path(root), params.profile).seed_study_file(case, model)
@@ -221,7 +221,7 @@ def track_seed_study(case: str, model: str, params: ParamsModel, root: Path) -> 
                          for c in study["rel_l2"]} | ({"boon_ahead": study["boon_ahead"]} if "boon_ahead" in study else {}))
         for i in range(len(study["seeds"])):
             run.log_metrics({c: {"rel_l2": values[i]} for c, values in study["rel_l2"].items()}, step=i)
-        diffs = {b: paired_difference(study, b) for b in ("none", "overwrite")}
+        diffs = {b: paired_difference(study, b) for b in PAIRED_BASELINES}
         run.log_metrics({f"boon_minus_{b}": {"mean": d[0], "se": d[1]} for b, d in diffs.items() if d is not None})
         with tempfile.TemporaryDirectory() as tmp:
             run.log_figure(seed_study_figure(params, {(case, model): study}, Path(tmp) / "seed_study.png"), "seed_study")
