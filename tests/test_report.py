@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from physml.config import load_params
-from physml.report import collect_seed_studies, paired_difference, quality_checks, seed_study_table, write_report
+from physml.report import (collect_seed_studies, l2_factor, paired_difference, quality_checks, seed_study_table,
+                           write_report)
 from physml.stages import Layout
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,3 +109,45 @@ def test_a_study_of_other_seeds_is_stale_and_left_out_of_the_report(tmp_path: Pa
     assert (index.parent / "figures" / "seed_study.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "### Seed study" in text and "| heat_neumann | fno |" in text.split("### Seed study")[1]
     assert "| wave | fno |" not in text.split("### Seed study")[1].split("## Quality bars")[0]
+
+
+def test_the_paper_profile_holds_boon_to_the_articles_factor() -> None:
+    """Paper profile: FNO ÷ BOON relative L2 ≥ PAPER_L2_FACTOR (the article's 2–20×), on the seed means when a
+    study exists; the quick profile has no such bar."""
+    quick = load_params(ROOT / "params.yaml").with_profile("quick")
+    paper = quick.with_profile("paper")
+
+    def factor_bar(params, boon: float, studies=None) -> list[tuple[str, bool, str]]:
+        metrics = {("burgers_dirichlet", "fno", "none"): {"rel_l2": 0.01, "boundary_max_abs": 0.2},
+                   ("burgers_dirichlet", "fno", "boon"): {"rel_l2": boon, "boundary_max_abs": 0.0}}
+        return [c for c in quality_checks(params, metrics, studies) if "the article's 2–20×" in c[0]]
+
+    assert factor_bar(quick, 0.001) == []
+    (name, ok, detail), = factor_bar(paper, 0.004)
+    assert name.startswith("burgers_dirichlet/fno: BOON relative L2 ≥ 2× lower") and ok
+    assert "FNO ÷ BOON = 2.50" in detail and "project seed" in detail
+    (_, ok, detail), = factor_bar(paper, 0.006)
+    assert not ok and "FNO ÷ BOON = 1.67" in detail
+    seeds = paper.study_seeds()
+    study = _study(seeds, [0.01, 0.012, 0.014][:len(seeds)], [0.002, 0.003, 0.004][:len(seeds)])
+    (_, ok, detail), = factor_bar(paper, 0.006, {("burgers_dirichlet", "fno"): study})
+    assert ok and f"means over {len(seeds)} seeds" in detail  # the seed means decide, not the project seed
+    assert l2_factor(0.01, 0.0) == math.inf
+
+
+def test_a_profile_run_in_part_names_the_cases_it_has_not_run(tmp_path: Path) -> None:
+    params = load_params(ROOT / "params.yaml").with_profile("paper")
+    lay = Layout(tmp_path, params.profile)
+    folder = lay.metrics("burgers_dirichlet", "fno")
+    folder.mkdir(parents=True)
+    for constraint, l2 in (("none", 0.012), ("overwrite", 0.011), ("boon", 0.003), ("boon_posthoc", 0.05)):
+        (folder / f"{constraint}.json").write_text(json.dumps({"rel_l2": l2, "boundary_max_abs": 0.0}))
+    text = write_report(params, tmp_path).read_text()
+    (line,) = [ln for ln in text.splitlines() if ln.startswith("**Not run in this profile**")]
+    assert "burgers_dirichlet" not in line
+    assert all(case in line for case in ("stefan", "heat_neumann", "cavity"))
+    (row,) = [ln for ln in text.splitlines() if ln.startswith("| burgers_dirichlet | fno |")]
+    assert row.endswith("| 4.00 |")  # FNO ÷ BOON = 0.012 / 0.003
+    assert not any(ln.startswith("| heat_neumann | fno | –") for ln in text.splitlines())
+    probconserv = text.split("## ProbConserv")[1].split("## BOON")[0]
+    assert "_No metrics in this profile._" in probconserv and "| case |" not in probconserv
