@@ -256,6 +256,7 @@ def quality_checks(params: ParamsModel, metrics: Mapping[tuple[str, str, str], M
             if boon is not None and "boundary_max_abs" in boon:
                 checks.append((f"{case}/{model}: BOON boundary error at round-off", boon["boundary_max_abs"] <= 1e-5,
                                _fmt(boon["boundary_max_abs"])))
+            pair = bool(plain and boon and "rel_l2" in plain and "rel_l2" in boon)
             study = studies.get((case, model))
             diff = paired_difference(study) if study is not None and len(study["seeds"]) > 1 else None
             if diff is not None:
@@ -267,10 +268,10 @@ def quality_checks(params: ParamsModel, metrics: Mapping[tuple[str, str, str], M
                                f"{_fmt(spread['boon'])} vs {_fmt(mean['none'])} ± {_fmt(spread['none'])}; BOON "
                                f"ahead on {study['boon_ahead']}/{n} seeds (project seed: {_fmt(first['boon'][0])} "
                                f"vs {_fmt(first['none'][0])})"))
-            elif plain and boon and "rel_l2" in plain and "rel_l2" in boon:
+            elif pair:
                 checks.append((f"{case}/{model}: BOON relative L2 ≤ FNO's", boon["rel_l2"] <= plain["rel_l2"],
                                f"{_fmt(boon['rel_l2'])} vs {_fmt(plain['rel_l2'])}"))
-            if params.profile == PAPER_PROFILE and plain and boon and "rel_l2" in plain and "rel_l2" in boon:
+            if params.profile == PAPER_PROFILE and pair:
                 if diff is not None:
                     e_plain, e_boon = study["rel_l2_mean"]["none"], study["rel_l2_mean"]["boon"]
                     source = f"means over {len(study['seeds'])} seeds"
