@@ -179,15 +179,11 @@ def track(case: str, model: str, params: ParamsModel, root: Path) -> dict[str, s
 
 def _dataset_version(case: str, params: ParamsModel, root: Path) -> str | None:
     """The md5 of ``case``'s data in dvc.lock (data from ``dvc repro``), else the generator's fingerprint."""
-    import json
-
     from physml import tracking
+    from physml.experiments import data_version
 
     version = tracking.dataset_version(case, Path(root) / "dvc.lock", data_root=f"data/{params.profile}")
-    if version is None:
-        marker = Layout(Path(root), params.profile).data(case) / "dataset.json"
-        version = json.loads(marker.read_text())["fingerprint"] if marker.is_file() else None
-    return version
+    return version if version is not None else data_version(Layout(Path(root), params.profile).data(case))
 
 
 def track_seed_study(case: str, model: str, params: ParamsModel, root: Path) -> str | None:

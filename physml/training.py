@@ -9,7 +9,8 @@ epoch; it holds only tensors and json-able values, so it loads with ``torch.load
      "case": str, "model_config": dict (json-able, includes "case"),
      "model_state": best weights (state dict),
      "best_val": float, "best_epoch": int, "history": [per-epoch dicts],
-     "train_config": dict,
+     "train_config": dict, "data_version": str | None (what the model was trained on, e.g. the
+     dataset's fingerprint),
      "resume": {"epoch": last finished epoch, "model_state": its weights, "optimizer_state",
                 "scheduler_state", "rng": torch / numpy / python / cuda generator states}}
 
@@ -271,6 +272,7 @@ def fit(
     progress: bool = True,
     val_fn: ValFn | None = None,
     on_epoch_end: Callable[[dict[str, float]], None] | None = None,
+    data_version: str | None = None,
 ) -> TrainResult:
     """Train ``model`` to minimise ``loss_fn(model, batch)``; keep and checkpoint the best validation epoch.
 
@@ -281,8 +283,9 @@ def fit(
     ``on_epoch_end`` receives each history row {"epoch", "train_loss", "val_loss", "lr"} (e.g. to log
     to MLflow). Nothing in the checkpoint depends on wall-clock time, so the same training gives the same
     file, byte for byte (:func:`write_wall_clock` keeps the seconds beside the model folder). With
-    ``resume`` and an existing checkpoint of the same model_config and TrainConfig (``epochs`` may
-    differ), training continues after the last finished epoch.
+    ``resume`` and an existing checkpoint of the same model_config, TrainConfig (``epochs`` may
+    differ) and ``data_version`` (:func:`resumable`), training continues after the last finished epoch;
+    with an incompatible one → ValueError naming what differs.
     On return the model holds the best weights (on the training device).
 
     Under torch.distributed the caller wraps the model (e.g. in DistributedDataParallel); each rank
@@ -317,7 +320,7 @@ def fit(
     history: list[dict[str, float]] = []
     if resume and checkpoint_path.exists():
         payload = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
-        _check_compatible(payload, model_config, config, checkpoint_path)
+        _check_compatible(payload, model_config, config, data_version, checkpoint_path)
         state = payload["resume"]
         inner.load_state_dict(state["model_state"])
         optimizer.load_state_dict(state["optimizer_state"])
@@ -392,6 +395,7 @@ def fit(
                 "best_epoch": best_epoch,
                 "history": history,
                 "train_config": config.to_dict(),
+                "data_version": data_version,
                 "resume": {
                     "epoch": epoch,
                     "model_state": _cpu_state(inner),
@@ -418,10 +422,28 @@ def fit(
     return TrainResult(best_val=best_val, best_epoch=best_epoch, history=history, checkpoint_path=checkpoint_path)
 
 
+def resumable(path: str | Path, model_config: Mapping[str, Any], config: TrainConfig,
+              data_version: str | None = None) -> bool:
+    """Whether ``fit(..., resume=True)`` would continue the checkpoint at ``path``: it exists, is a physml
+    training checkpoint, and was written with the same ``model_config``, ``TrainConfig`` (epochs and device
+    aside: more epochs continue the run) and ``data_version``. Callers pass ``resume=resumable(...)``, so a
+    change of settings or data retrains from scratch, and an unfinished retraining is never resumed as
+    the old one (the old checkpoint still records the old settings)."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    try:
+        _check_compatible(read_checkpoint(path), _check_json(model_config), config, data_version, path)
+    except Exception:  # noqa: BLE001 - an unreadable or incompatible checkpoint is retrained
+        return False
+    return True
+
+
 def _check_compatible(
-    payload: Mapping[str, Any], model_config: Mapping[str, Any], config: TrainConfig, path: Path
+    payload: Mapping[str, Any], model_config: Mapping[str, Any], config: TrainConfig, data_version: str | None,
+    path: Path,
 ) -> None:
-    """A checkpoint may be resumed only by the same model_config and TrainConfig (epochs aside)."""
+    """A checkpoint may be resumed only by the same model_config, TrainConfig (epochs aside) and data."""
     if payload.get("format") != CHECKPOINT_FORMAT or "resume" not in payload:
         raise ValueError(f"{path}: not a physml training checkpoint (format {payload.get('format')!r})")
     if payload["model_config"] != model_config:
@@ -435,6 +457,9 @@ def _check_compatible(
     saved.pop("device", None), current.pop("device")
     if saved != current:
         raise ValueError(f"{path}: checkpoint TrainConfig {saved} differs from {current}; pass resume=False")
+    if payload.get("data_version") != data_version:
+        raise ValueError(f"{path}: checkpoint trained on data {payload.get('data_version')!r}, not {data_version!r}; "
+                         "pass resume=False")
 
 
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -457,7 +482,7 @@ def load_checkpoint(
     """Rebuild the best model of a checkpoint: ``build_model(model_config)`` then its state dict.
 
     Returns (model in eval mode, model_config, extra) with extra = {"best_val", "best_epoch",
-    "history", "train_config"}. ``expect_case``: the case (or cases) the caller expects; a checkpoint
+    "history", "train_config", "data_version"}. ``expect_case``: the case (or cases) the caller expects; a checkpoint
     of another case → ValueError.
     """
     payload = read_checkpoint(path, map_location)
@@ -472,4 +497,5 @@ def load_checkpoint(
     model.to(map_location)
     model.eval()
     extra = {key: payload[key] for key in ("best_val", "best_epoch", "history", "train_config")}
+    extra["data_version"] = payload.get("data_version")
     return model, model_config, extra

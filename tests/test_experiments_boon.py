@@ -15,6 +15,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+import torch
 
 from physml import pdes, stages
 from physml.config import ParamsModel, load_params
@@ -160,6 +161,46 @@ def test_seed_study_needs_the_main_training_and_a_boon_case(tmp_path: Path) -> N
         stages.seed_study("stokes2", "fno", params, tmp_path, progress=False)
     with pytest.raises(ValueError, match="seed study: 'heat' is not a matrix.boon case"):
         stages.seed_study("heat", "anp", params, tmp_path, progress=False)
+
+
+def test_train_resumes_only_the_same_settings_on_the_same_data(tmp_path: Path) -> None:
+    """Run outside DVC (which deletes a stage's outputs first), ``physml train`` finds the last run's checkpoints:
+    with the same data and settings it resumes them (finished: nothing retrains); with another learning-rate
+    schedule, or with regenerated data, it trains afresh, and each checkpoint records the data it saw."""
+    def with_changes(params: ParamsModel, lr_step: int | None = None, n_train: int | None = None) -> ParamsModel:
+        data = params.model_dump(mode="json", exclude_none=True)
+        if lr_step is not None:
+            data["models"]["fno"]["quick"]["train"]["lr_step"] = lr_step
+        if n_train is not None:
+            data["cases"]["heat_neumann"]["sizes"]["quick"]["train"] = n_train
+        return ParamsModel.model_validate(data)
+
+    params = tiny_params(heat_neumann={"nx": 16, "nt": 4})
+    lay = stages.Layout(tmp_path, params.profile)
+    stages.generate("heat_neumann", params, tmp_path, progress=False)
+    stages.train("heat_neumann", "fno", params, tmp_path, progress=False)
+    ckpt = lay.models("heat_neumann", "fno") / "boon.pt"
+
+    def recorded() -> tuple[str | None, int, int]:
+        payload = torch.load(ckpt, weights_only=True)
+        summary = json.loads((ckpt.parent / "train_summary.json").read_text())
+        return payload["data_version"], payload["train_config"]["lr_step"], summary["n_train"]
+
+    fingerprint = json.loads((lay.data("heat_neumann") / "dataset.json").read_text())["fingerprint"]
+    assert recorded() == (fingerprint, 10, 6)
+    stamp = ckpt.stat().st_mtime_ns
+    stages.train("heat_neumann", "fno", params, tmp_path, progress=False)
+    assert ckpt.stat().st_mtime_ns == stamp
+
+    stages.train("heat_neumann", "fno", with_changes(params, lr_step=4), tmp_path, progress=False)
+    assert recorded() == (fingerprint, 4, 6)
+
+    more_data = with_changes(params, lr_step=4, n_train=7)
+    stages.generate("heat_neumann", more_data, tmp_path, progress=False)
+    new_fingerprint = json.loads((lay.data("heat_neumann") / "dataset.json").read_text())["fingerprint"]
+    assert new_fingerprint != fingerprint
+    stages.train("heat_neumann", "fno", more_data, tmp_path, progress=False)
+    assert recorded() == (new_fingerprint, 4, 7)
 
 
 def test_cavity_shapes_and_wall_velocities(tmp_path: Path) -> None:

@@ -10,7 +10,15 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
-from physml.training import TrainConfig, fit, load_checkpoint, read_checkpoint, seed_everything, select_device
+from physml.training import (
+    TrainConfig,
+    fit,
+    load_checkpoint,
+    read_checkpoint,
+    resumable,
+    seed_everything,
+    select_device,
+)
 
 
 class DictData(Dataset):
@@ -116,6 +124,29 @@ def test_extending_epochs_continues_and_changed_config_is_refused(tmp_path: Path
             tmp_path / "m.pt", CFG, progress=False)
     with pytest.raises(ValueError, match="model_config"):
         fit(make(), mse, train, val, longer, tmp_path / "m.pt", {**CFG, "width": 33}, progress=False)
+
+
+def test_resumable_only_with_the_same_model_settings_and_data(tmp_path: Path) -> None:
+    """The checkpoint records the data version it was trained on; resuming needs the same model_config,
+    TrainConfig (epochs aside) and data version; anything else (or a missing or corrupt file) is not resumable,
+    and fit(resume=True) on other data stops with an error naming both versions."""
+    train, val = DictData(32, 9), DictData(8, 10)
+    config = TrainConfig(epochs=1, batch_size=8, lr=1e-3, lr_step=10, device="cpu")
+    path = tmp_path / "m.pt"
+    fit(make(), mse, train, val, config, path, CFG, progress=False, data_version="abc")
+    assert read_checkpoint(path)["data_version"] == "abc"
+    assert load_checkpoint(path, build)[2]["data_version"] == "abc"
+    assert resumable(path, CFG, config, "abc")
+    assert resumable(path, CFG, TrainConfig(epochs=5, batch_size=8, lr=1e-3, lr_step=10, device="cpu"), "abc")
+    assert not resumable(path, CFG, TrainConfig(epochs=1, batch_size=8, lr=1e-3, lr_step=5, device="cpu"), "abc")
+    assert not resumable(path, {**CFG, "width": 16}, config, "abc")
+    assert not resumable(path, CFG, config, "abd")
+    assert not resumable(path, CFG, config)
+    assert not resumable(tmp_path / "none.pt", CFG, config, "abc")
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    assert not resumable(tmp_path / "bad.pt", CFG, config, "abc")
+    with pytest.raises(ValueError, match="trained on data 'abc', not 'abd'"):
+        fit(make(), mse, train, val, config, path, CFG, progress=False, data_version="abd")
 
 
 def test_wrong_case_and_bad_inputs_are_rejected(tmp_path: Path) -> None:

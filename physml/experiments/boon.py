@@ -58,12 +58,13 @@ from torch.utils.data import TensorDataset
 from physml import pdes
 from physml.config import CONSTRAINTS as _ALL_CONSTRAINTS, ParamsModel
 from physml.data import open_dataset
+from physml.experiments import data_version
 from physml.atomic import atomic_path
 from physml.metrics import relative_l2
 from physml.models import build_model
 from physml.models.boon import NEUMANN_STENCILS, BOONFNO, BoundaryFNO, OverwriteFNO
 from physml.threads import torch_threads
-from physml.training import TrainConfig, fit, load_checkpoint, select_device, write_wall_clock
+from physml.training import TrainConfig, fit, load_checkpoint, resumable, select_device, write_wall_clock
 
 __all__ = [
     "CONSTRAINTS",
@@ -312,22 +313,25 @@ def train(case: str, model: str, params: ParamsModel, data_dir: Path, out_dir: P
     """Train the plain FNO (``plain.pt``) and, when ``boon`` is in the matrix, the BOON-corrected FNO
     (``boon.pt``) on ``case`` with the same initial weights, data order and budget; returns ``out_dir``.
 
-    Loss: relative L2 over the whole output field; best validation epoch kept (:func:`physml.training.fit`,
-    resumable). ``train_summary.json``: per variant {best_val, best_epoch, epochs, parameters}; wall-clock
+    Loss: relative L2 over the whole output field; best validation epoch kept (:func:`physml.training.fit`).
+    A checkpoint of the same data and settings is resumed (an interrupted run continues); any other is
+    retrained from scratch (:func:`physml.training.resumable`). ``train_summary.json``: per variant {best_val, best_epoch, epochs, parameters}; wall-clock
     seconds go beside the folder (:func:`physml.training.write_wall_clock`).
     """
     _check_fno(case, model)
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     train_split, val_split = load_split(case, data_dir, "train"), load_split(case, data_dir, "val")
-    seconds = _train_variants(case, model, params, train_split, val_split, out_dir, params.seed, progress)
+    seconds = _train_variants(case, model, params, train_split, val_split, data_version(data_dir), out_dir,
+                              params.seed, progress)
     write_wall_clock(out_dir, seconds)
     return out_dir
 
 
 def _train_variants(case: str, model: str, params: ParamsModel, train_split: OperatorSplit, val_split: OperatorSplit,
-                    out_dir: Path, seed: int, progress: bool) -> dict[str, float]:
+                    data: str | None, out_dir: Path, seed: int, progress: bool) -> dict[str, float]:
     """Fit the plain and (when ``boon`` is a constraint) the BOON FNO from the initial weights and data order of
-    ``seed`` into ``out_dir``, then write its ``train_summary.json``; returns wall-clock seconds per variant."""
+    ``seed`` into ``out_dir``, then write its ``train_summary.json``; returns wall-clock seconds per variant.
+    ``data``: the splits' data version (:func:`physml.experiments.data_version`), kept in each checkpoint."""
     fno_cfg = fno_config(case, params, train_split.x, train_split.t)
     config = replace(_train_config(case, params), seed=seed)
     variants = ["plain"] + (["boon"] if "boon" in params.matrix.boon.constraints else [])
@@ -338,11 +342,12 @@ def _train_variants(case: str, model: str, params: ParamsModel, train_split: Ope
     with torch_threads():
         for variant in variants:
             torch.manual_seed(seed)
-            net = build_model(_model_config(case, variant, fno_cfg))
+            cfg = _model_config(case, variant, fno_cfg)
+            path = out_dir / (PLAIN_FILE if variant == "plain" else BOON_FILE)
+            net = build_model(cfg)
             started = time.perf_counter()
-            result = fit(net, _loss, train_data, val_data, config,
-                         out_dir / (PLAIN_FILE if variant == "plain" else BOON_FILE),
-                         _model_config(case, variant, fno_cfg), progress=progress)
+            result = fit(net, _loss, train_data, val_data, config, path, cfg,
+                         resume=resumable(path, cfg, config, data), progress=progress, data_version=data)
             seconds[variant] = time.perf_counter() - started
             summary[variant] = {"best_val": result.best_val, "best_epoch": result.best_epoch, "epochs": config.epochs,
                                 "parameters": sum(p.numel() for p in net.parameters())}
@@ -531,7 +536,8 @@ def seed_study(case: str, model: str, params: ParamsModel, data_dir: Path, model
     for seed in seeds:
         seed_dir = model_dir if seed == params.seed else study_dir / f"seed_{seed}"
         if seed != params.seed:
-            _train_variants(case, model, params, train_split, val_split, seed_dir, seed, progress)
+            _train_variants(case, model, params, train_split, val_split, data_version(data_dir), seed_dir, seed,
+                            progress)
         preds, _ = _constraint_predictions(case, params, seed_dir, test, constraints)
         for name, pred in preds.items():
             rel_l2[name].append(_metrics(case, pred, test.truth, test.boundary, test.x)[0]["rel_l2"])

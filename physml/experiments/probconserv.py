@@ -43,6 +43,7 @@ from physml.atomic import atomic_path, staging_dir
 from physml.config import ParamsModel
 from physml.constraints import condition, conservation_constraint, hardc, probconserv
 from physml.data.reader import SplitDataset
+from physml.experiments import data_version
 from physml.metrics import (
     conservation_error,
     gaussian_log_likelihood,
@@ -53,7 +54,7 @@ from physml.metrics import (
 )
 from physml.models import Predictive, build_model, model_loss
 from physml.threads import torch_threads
-from physml.training import TrainConfig, fit, load_checkpoint, read_checkpoint, seed_everything, write_wall_clock
+from physml.training import TrainConfig, fit, load_checkpoint, resumable, seed_everything, write_wall_clock
 
 MODELS = ("anp", "ensemble")
 BATCH_KEYS = ("context_t", "context_x", "context_u", "target_t", "target_x", "target_u", "mass")
@@ -99,11 +100,6 @@ def _load_split(data_dir: Path, split: str, case: str) -> dict[str, np.ndarray]:
     return out
 
 
-def _fingerprint(data_dir: Path) -> str | None:
-    marker = Path(data_dir) / "dataset.json"
-    return json.loads(marker.read_text()).get("fingerprint") if marker.is_file() else None
-
-
 class _InMemory(Dataset):
     """A split held in memory as float32 tensors; item i = {key: tensor of function i} (BATCH_KEYS)."""
 
@@ -146,20 +142,6 @@ def _train_config(case: str, model: str, params: ParamsModel) -> TrainConfig:
                        lr_step=t.lr_step, lr_gamma=t.lr_gamma, grad_clip=t.grad_clip, seed=params.seed, device="auto")
 
 
-def _can_resume(path: Path, cfg: Mapping[str, Any], tc: TrainConfig, same_data: bool) -> bool:
-    """Resume ``path`` only if it was trained on the same data with the same model and optimiser settings."""
-    if not path.exists():
-        return False
-    try:
-        payload = read_checkpoint(path)
-    except Exception:  # noqa: BLE001 - an unreadable checkpoint is simply retrained
-        return False
-    saved, current = dict(payload.get("train_config", {})), tc.to_dict()
-    for d in (saved, current):
-        d.pop("epochs", None), d.pop("device", None)
-    return same_data and payload.get("model_config") == dict(cfg) and saved == current
-
-
 # ---- train --------------------------------------------------------------------------------------
 def train(case: str, model: str, params: ParamsModel, data_dir: Path, out_dir: Path, progress: bool = True) -> Path:
     """Train ``plain.pt`` and, if "softc" is a constraint of the matrix, ``softc.pt`` through one ``fit``.
@@ -168,8 +150,8 @@ def train(case: str, model: str, params: ParamsModel, data_dir: Path, out_dir: P
     Both networks start from the same seed (``params.seed``), so they differ only by the penalty.
     Writes ``out_dir/train_summary.json`` = {"plain"|"softc": {best_val, best_epoch, epochs, parameters},
     "data_fingerprint", "model"} (wall-clock seconds beside the folder: :func:`physml.training.write_wall_clock`)
-    and returns ``out_dir``. A checkpoint of the same data and settings is
-    resumed (an interrupted run continues); any other is retrained from scratch.
+    and returns ``out_dir``. A checkpoint of the same data and settings is resumed (an interrupted run
+    continues); any other is retrained from scratch (:func:`physml.training.resumable`).
     """
     _check_model(model)
     _problem(case)
@@ -177,14 +159,9 @@ def train(case: str, model: str, params: ParamsModel, data_dir: Path, out_dir: P
     train_arrays = _load_split(data_dir, "train", case)
     val_arrays = _load_split(data_dir, "val", case)
     tc = _train_config(case, model, params)
-    fp = _fingerprint(data_dir)
-    summary_path, inputs_path = out_dir / SUMMARY, out_dir / ".inputs.json"
-    inputs = {"data_fingerprint": fp, "softc_penalty": float(params.models.softc.penalty)}
-    recorded = [json.loads(f.read_text()) for f in (summary_path, inputs_path) if f.is_file()]
-    same_inputs = fp is not None and any(all(r.get(k) == v for k, v in inputs.items()) for r in recorded)
+    fp = data_version(data_dir)
+    summary_path = out_dir / SUMMARY
     out_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_path(inputs_path) as tmp:
-        tmp.write_text(json.dumps(inputs))
     summary_path.unlink(missing_ok=True)
 
     jobs = [("plain", model_config(case, model, params))]
@@ -193,19 +170,19 @@ def train(case: str, model: str, params: ParamsModel, data_dir: Path, out_dir: P
     else:
         (out_dir / "softc.pt").unlink(missing_ok=True)
 
-    summary: dict[str, Any] = {"case": case, "model": model, **inputs}
+    summary: dict[str, Any] = {"case": case, "model": model, "data_fingerprint": fp,
+                               "softc_penalty": float(params.models.softc.penalty)}
     seconds: dict[str, float] = {}
     train_ds, val_ds = _InMemory(train_arrays), _InMemory(val_arrays)
     with torch_threads():
         for name, cfg in jobs:
             path = out_dir / f"{name}.pt"
-            resume = _can_resume(path, cfg, tc, same_inputs)
-            if not resume:
-                path.unlink(missing_ok=True)
+            resume = resumable(path, cfg, tc, fp)
             started = time.perf_counter()
             seed_everything(tc.seed)  # the initial weights too, not only fit()'s batch order
             net = build_model(cfg)
-            result = fit(net, model_loss, train_ds, val_ds, tc, path, cfg, resume=resume, progress=progress)
+            result = fit(net, model_loss, train_ds, val_ds, tc, path, cfg, resume=resume, progress=progress,
+                         data_version=fp)
             seconds[name] = time.perf_counter() - started
             summary[name] = {
                 "best_val": float(result.best_val),
@@ -216,7 +193,6 @@ def train(case: str, model: str, params: ParamsModel, data_dir: Path, out_dir: P
     with atomic_path(summary_path) as tmp:
         tmp.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     write_wall_clock(out_dir, seconds)
-    inputs_path.unlink(missing_ok=True)
     return out_dir
 
 
