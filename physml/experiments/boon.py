@@ -315,8 +315,9 @@ def train(case: str, model: str, params: ParamsModel, data_dir: Path, out_dir: P
 
     Loss: relative L2 over the whole output field; best validation epoch kept (:func:`physml.training.fit`).
     A checkpoint of the same data and settings is resumed (an interrupted run continues); any other is
-    retrained from scratch (:func:`physml.training.resumable`). ``train_summary.json``: per variant {best_val, best_epoch, epochs, parameters}; wall-clock
-    seconds go beside the folder (:func:`physml.training.write_wall_clock`).
+    retrained from scratch (:func:`physml.training.resumable`). ``train_summary.json``: per variant
+    {best_val, best_epoch, epochs, parameters}; wall-clock seconds go beside the folder
+    (:func:`physml.training.write_wall_clock`).
     """
     _check_fno(case, model)
     data_dir, out_dir = Path(data_dir), Path(out_dir)
