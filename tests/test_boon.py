@@ -161,6 +161,21 @@ def test_inference_shortcuts_give_the_training_forward(boundary, make):
     assert not torch.allclose(again, refreshed, atol=1e-6)
 
 
+def test_inference_cache_is_per_grid_and_dtype():
+    """The 1-D inference forward fetches every layer's weights-only part once (cached); a second grid size or a
+    dtype change must not reuse another grid's or dtype's entries."""
+    torch.manual_seed(4)
+    model = BOONFNO(fno_1d(width=6, modes=4), "neumann", neumann_order=2)
+    for n, dtype in [(24, torch.float32), (31, torch.float32), (24, torch.float64), (24, torch.float32)]:
+        model = model.to(dtype)
+        u, bc = torch.randn(2, n, dtype=dtype), torch.randn(2, 2, dtype=dtype)
+        with torch.no_grad():
+            cached = model(u, bc)
+        fresh = model(u, bc).detach()
+        assert cached.shape == (2, n) and cached.dtype == dtype
+        assert torch.allclose(cached, fresh, atol=1e-6 if dtype == torch.float32 else 1e-12, rtol=0)
+
+
 def test_post_hoc_keeps_weights_and_changes_only_near_the_boundary_data():
     torch.manual_seed(5)
     fno = fno_1d(width=8, modes=4).double()

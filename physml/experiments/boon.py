@@ -533,12 +533,12 @@ def seed_study(case: str, model: str, params: ParamsModel, data_dir: Path, model
     study_dir.mkdir(parents=True, exist_ok=True)
     if len(seeds) > 1:
         train_split, val_split = load_split(case, data_dir, "train"), load_split(case, data_dir, "val")
+        data = data_version(data_dir)
     rel_l2: dict[str, list[float]] = {c: [] for c in constraints}
     for seed in seeds:
         seed_dir = model_dir if seed == params.seed else study_dir / f"seed_{seed}"
         if seed != params.seed:
-            _train_variants(case, model, params, train_split, val_split, data_version(data_dir), seed_dir, seed,
-                            progress)
+            _train_variants(case, model, params, train_split, val_split, data, seed_dir, seed, progress)
         preds, _ = _constraint_predictions(case, params, seed_dir, test, constraints)
         for name, pred in preds.items():
             rel_l2[name].append(_metrics(case, pred, test.truth, test.boundary, test.x)[0]["rel_l2"])

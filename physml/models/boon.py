@@ -52,7 +52,7 @@ the checks of its data and step 3).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -187,6 +187,18 @@ class BoundaryFNO(nn.Module):
         return self._grid_cache.get_or_build(("neumann_ends", n, h, like.dtype, like.device), compute)
 
 
+class _Layer1d(NamedTuple):
+    """What one corrected layer on a 1-D grid needs besides its input and data (:meth:`BOONFNO._layers_1d`)."""
+
+    conv: SpectralConv  #: the kernel K
+    pointwise: nn.Conv1d  #: W and b
+    block: torch.Tensor  #: K's block weights ``(K, 2C, 2C)`` (:meth:`SpectralConv.block_weight`)
+    solve_t: torch.Tensor  #: Sᵀ ``(2C, 2C)`` (:meth:`BOONFNO.elimination`), so that δ = r Sᵀ on rows
+    at: torch.Tensor  #: grid indices the two boundary functionals read
+    weights: torch.Tensor | None  #: their weights ``(P, 2)``; None for Dirichlet (the end values themselves)
+    readout: torch.Tensor  #: the functionals on a compact spectrum ``(4, K)`` (:meth:`BOONFNO._ends_readout`)
+
+
 class BOONFNO(BoundaryFNO):
     """An FNO whose kernel layers are boundary-corrected (BOON). Shares the FNO's parameters.
 
@@ -319,11 +331,11 @@ class BOONFNO(BoundaryFNO):
         shape = tuple(v.shape[2:])
         conv = fno.spectral[layer]
         conv.check_grid(shape)
+        if len(shape) == 1:
+            return self._corrected_1d(self._layer_1d(layer, shape[0], v), v, targets[0], faces)
         pointwise = fno.apply_pointwise(layer, v)
         block = conv.block_weight()  # once: the mix and the correction's product share it
         spec = conv.mix(conv.spectrum(v), block)
-        if len(shape) == 1:
-            return self._corrected_1d(layer, pointwise, targets[0], spec, block, faces)
         extra = None
         face_updates = []
         for axis, g in zip(self.axes, targets):
@@ -339,35 +351,64 @@ class BOONFNO(BoundaryFNO):
             face_spec = conv.face_spectrum(deltas, shape, axis, [0, n - 1])
             extra = face_spec if extra is None else extra + face_spec
             if faces:
-                face_updates.append((dim, n, self._face_update(layer, deltas)))
+                face_updates.append((dim, n, self._face_update(fno.pointwise[layer], deltas)))
         z = conv.to_grid(spec + conv.mix(extra, block), shape).add_(pointwise)
         for dim, n, upd in face_updates:
             z.select(dim, 0).add_(upd[..., 0])
             z.select(dim, n - 1).add_(upd[..., 1])
         return z
 
-    def _corrected_1d(self, layer: int, pointwise: torch.Tensor, g: torch.Tensor, spec: torch.Tensor,
-                      block: torch.Tensor, faces: bool) -> torch.Tensor:
+    def _layer_1d(self, layer: int, n: int, like: torch.Tensor) -> _Layer1d:
+        """``layer``'s :class:`_Layer1d` on a 1-D grid of ``n`` points, in the dtype/device of ``like``."""
+        conv, pointwise = self.fno.spectral[layer], self.fno.pointwise[layer]
+        conv.check_grid((n,))
+        h = self.fno.spacing((n,), 0)
+        _, at, weights = self._functional_matrix(n, h, like)
+        return _Layer1d(conv, pointwise, conv.block_weight(), self._elimination(layer, (n,), 0).T, at, weights,
+                        self._ends_readout(conv, n, h, like))
+
+    def _layers_1d(self, n: int, like: torch.Tensor) -> list[_Layer1d]:
+        """Every layer's :class:`_Layer1d` on a 1-D grid of ``n`` points, in the dtype/device of ``like``.
+
+        With autograd built afresh (the block weights and the solve matrix carry gradients); without it
+        built once and cached until a weight of any layer changes (its storage or in-place version), so an
+        inference forward spends one lookup on all of them.
+        """
+        fno = self.fno
+
+        def build() -> list[_Layer1d]:
+            return [self._layer_1d(layer, n, like) for layer in range(fno.n_layers)]
+
+        if torch.is_grad_enabled():
+            return build()
+        params = [w for conv, pointwise in zip(fno.spectral, fno.pointwise) for w in (conv.weight, pointwise.weight)]
+        stamp = tuple((w.data_ptr(), w._version, w.dtype, w.device) for w in params)
+        key = ("layers_1d", n, like.dtype, like.device)
+        hit = self._weight_cache.get(key)
+        if hit is None or hit[0] != stamp:
+            hit = self._weight_cache[key] = (stamp, tuple(w.detach() for w in params), build())
+        return hit[2]
+
+    def _corrected_1d(self, step: _Layer1d, v: torch.Tensor, g: torch.Tensor, faces: bool) -> torch.Tensor:
         """:meth:`_corrected` on a 1-D grid, without transforms of the faces.
 
-        ``pointwise`` = W v + b ``(B, C, n)``, ``g`` ``(B, 1 or C, 2)``, ``spec`` = the mixed compact
-        spectrum of v ``(B, C, K)``, mode-major in memory (updated in place), ``block`` = the layer's
-        :meth:`SpectralConv.block_weight`. Residual r = g - B(K v) - B(W v + b) with B(K v) read from the
-        spectrum through the functional folded into the readout (:meth:`_ends_readout`), then δ = S r at the
-        two ends, and the corrected spectrum m' = m + R δ₀ + ω R δ_N: one batched real product with the
-        mix's own block weights, accumulated into the spectrum (:meth:`SpectralConv.add_end_response`).
+        ``step``: the layer (:meth:`_layers_1d`), ``v`` ``(B, C, n)``, ``g`` ``(B, 1 or C, 2)``. With the
+        pointwise part W v + b and the mixed compact spectrum m of v (mode-major in memory): the residual
+        r = g - B(K v) - B(W v + b), B(K v) read off m through the functional folded into the readout
+        (:meth:`_ends_readout`); then δ = S r at the two ends, and the corrected spectrum
+        m' = m + R δ₀ + ω R δ_N: one batched real product with the mix's own block weights, accumulated into
+        m (:meth:`SpectralConv.add_end_response`).
         """
-        conv = self.fno.spectral[layer]
-        batch, channels, n = pointwise.shape
-        h = self.fno.spacing((n,), 0)
-        _, at, weights = self._functional_matrix(n, h, pointwise)
+        conv, pointwise_map, block, solve_t, at, weights, readout = step
+        batch, channels, n = v.shape
+        pointwise = F.conv1d(v, pointwise_map.weight, pointwise_map.bias)  # W v + b
+        spec = conv.mix(conv.spectrum(v), block)
         at_ends = pointwise[..., ::n - 1] if weights is None else pointwise.index_select(2, at) @ weights
-        residual = torch.sub(g, at_ends).sub_(self._kernel_ends(spec, self._ends_readout(conv, n, h, pointwise)))
-        solve_t = self._layer_cached(layer, ("solve_t", n), lambda: self._elimination(layer, (n,), 0).T)
+        residual = torch.sub(g, at_ends).sub_(self._kernel_ends(spec, readout))
         deltas = residual.view(batch, 2 * channels) @ solve_t  # δ = S r, as rows (B, 2C), end-major
         z = conv.to_grid(conv.add_end_response(spec, deltas, n, block), (n,)).add_(pointwise)
         if faces:
-            z[..., ::n - 1] += self._face_update(layer, deltas.view(batch, 2, channels).transpose(1, 2))
+            z[..., ::n - 1] += self._face_update(pointwise_map, deltas.view(batch, 2, channels).transpose(1, 2))
         return z
 
     def _ends_readout(self, conv: SpectralConv, n: int, h: float, like: torch.Tensor) -> torch.Tensor:
@@ -394,9 +435,10 @@ class BOONFNO(BoundaryFNO):
         out = (readout @ parts).view(2, 2, batch, channels, 2)  # (Re ρ / Im ρ, end, B, C, re/im)
         return torch.sub(out[0, ..., 0], out[1, ..., 1]).permute(1, 2, 0)
 
-    def _face_update(self, layer: int, deltas: torch.Tensor) -> torch.Tensor:
+    @staticmethod
+    def _face_update(pointwise: nn.Module, deltas: torch.Tensor) -> torch.Tensor:
         """W δ for input modifications δ ``(B, C, *face, 2)`` (the pointwise map's share at the faces)."""
-        return torch.einsum("oi,bi...e->bo...e", self.fno.pointwise[layer].weight[:, :, 0], deltas)
+        return torch.einsum("oi,bi...e->bo...e", pointwise.weight[:, :, 0], deltas)
 
     def forward(self, u: torch.Tensor, bc: torch.Tensor | Sequence[torch.Tensor] | None = None) -> torch.Tensor:
         """Corrected operator output: same shapes as :meth:`FNO.forward`; ``bc`` as in the module doc."""
@@ -406,6 +448,8 @@ class BOONFNO(BoundaryFNO):
         inner = tuple(v.shape[2:])  # the layers' grid: the time axis padded (FNO.time_padding)
         out_targets = self._targets(bc, shape, u.shape[0], v)
         hidden = [None if g is None else self._hidden_target(g) for g in out_targets]
+        # 1-D Dirichlet/Neumann: every layer's weights-only part fetched once (cached at inference)
+        steps = self._layers_1d(inner[0], v) if len(inner) == 1 and self.boundary != "periodic" else None
         for layer in range(fno.n_layers):
             last = layer == fno.n_layers - 1
             if self.boundary == "periodic":  # σ maps the layer's equal ends to equal values
@@ -415,7 +459,8 @@ class BOONFNO(BoundaryFNO):
             # Dirichlet/Neumann: each layer's face entries are set once, after σ (σ on the interior
             # only: for Dirichlet the faces are g, for Neumann they are solved from the activated
             # interior). The last layer's faces only reach the output's faces, which are set at the end.
-            z = self._corrected(layer, v, hidden, faces=False)
+            z = (self._corrected(layer, v, hidden, faces=False) if steps is None
+                 else self._corrected_1d(steps[layer], v, hidden[0], faces=False))
             v = z if last else self.enforce(F.gelu(z), hidden, inner)
         out = self.enforce(fno.projected(fno.cropped(v)).movedim(-1, 1), out_targets, shape)  # (B, c_out, *grid)
         return fno.formatted(out.movedim(1, -1))
