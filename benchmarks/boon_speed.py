@@ -8,6 +8,7 @@
    Neumann and periodic. In 1-D also the floor: the plain forward plus the one
    kernel product an exact correction must add per layer (:func:`plain_with_kernel_product`): what the
    correction costs before any readout, solve or end values, as much arithmetic as one more channel mix.
+   DEVELOPERS.md ("Speed of the BOON forward") splits the rest of the 1-D ratio into its parts.
 3. BOON training step / plain FNO training step, Dirichlet, at the same sizes (no target: what training with
    the correction costs).
 4. Our FNO training step (forward, relative L2, backward, Adam) / neuraloperator's FNO with the same
