@@ -239,20 +239,23 @@ class BOONFNO(BoundaryFNO):
         (inference) S is cached per layer, grid and axis until the layer's weights change (their storage
         or in-place version), so repeated forwards skip it.
         """
-        return self._layer_cached(layer, ("solve", tuple(shape), axis),
-                                  lambda: self._elimination(layer, shape, axis))
+        return self._weights_cached(("solve", layer, tuple(shape), axis), self._layer_weights(layer),
+                                    lambda: self._elimination(layer, shape, axis))
 
-    def _layer_cached(self, layer: int, key: tuple, build: Callable[[], Any]) -> Any:
-        """``build()``, made from ``layer``'s weights (a tensor or a tuple of them); without autograd cached
-        under ``key`` until those weights change (their storage or in-place version; the cache holds their
-        storage, so no other tensor can take its address meanwhile)."""
+    def _layer_weights(self, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The weights ``layer``'s correction is made from: its kernel's and its pointwise map's."""
+        return self.fno.spectral[layer].weight, self.fno.pointwise[layer].weight
+
+    def _weights_cached(self, key: tuple, weights: Sequence[torch.Tensor], build: Callable[[], Any]) -> Any:
+        """``build()``, made from ``weights``; without autograd cached under ``key`` until one of them changes
+        (its storage or in-place version; the cache holds their storage, so no other tensor can take its
+        address meanwhile)."""
         if torch.is_grad_enabled():
             return build()
-        weights = (self.fno.spectral[layer].weight, self.fno.pointwise[layer].weight)
         stamp = tuple((w.data_ptr(), w._version, w.dtype, w.device) for w in weights)
-        hit = self._weight_cache.get((layer, *key))
+        hit = self._weight_cache.get(key)
         if hit is None or hit[0] != stamp:
-            hit = self._weight_cache[(layer, *key)] = (stamp, tuple(w.detach() for w in weights), build())
+            hit = self._weight_cache[key] = (stamp, tuple(w.detach() for w in weights), build())
         return hit[2]
 
     def _elimination(self, layer: int, shape: tuple[int, ...], axis: int) -> torch.Tensor:
@@ -374,20 +377,9 @@ class BOONFNO(BoundaryFNO):
         built once and cached until a weight of any layer changes (its storage or in-place version), so an
         inference forward spends one lookup on all of them.
         """
-        fno = self.fno
-
-        def build() -> list[_Layer1d]:
-            return [self._layer_1d(layer, n, like) for layer in range(fno.n_layers)]
-
-        if torch.is_grad_enabled():
-            return build()
-        params = [w for conv, pointwise in zip(fno.spectral, fno.pointwise) for w in (conv.weight, pointwise.weight)]
-        stamp = tuple((w.data_ptr(), w._version, w.dtype, w.device) for w in params)
-        key = ("layers_1d", n, like.dtype, like.device)
-        hit = self._weight_cache.get(key)
-        if hit is None or hit[0] != stamp:
-            hit = self._weight_cache[key] = (stamp, tuple(w.detach() for w in params), build())
-        return hit[2]
+        weights = [w for layer in range(self.fno.n_layers) for w in self._layer_weights(layer)]
+        return self._weights_cached(("layers_1d", n, like.dtype, like.device), weights,
+                                    lambda: [self._layer_1d(layer, n, like) for layer in range(self.fno.n_layers)])
 
     def _corrected_1d(self, step: _Layer1d, v: torch.Tensor, g: torch.Tensor, faces: bool) -> torch.Tensor:
         """:meth:`_corrected` on a 1-D grid, without transforms of the faces.
