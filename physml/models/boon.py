@@ -190,8 +190,8 @@ class BoundaryFNO(nn.Module):
 class _Layer1d(NamedTuple):
     """What one corrected layer on a 1-D grid needs besides its input and data (:meth:`BOONFNO._layers_1d`)."""
 
+    layer: int  #: its index in the FNO (W v + b is :meth:`FNO.apply_pointwise` of it)
     conv: SpectralConv  #: the kernel K
-    pointwise: nn.Conv1d  #: W and b
     block: torch.Tensor  #: K's block weights ``(K, 2C, 2C)`` (:meth:`SpectralConv.block_weight`)
     solve_t: torch.Tensor  #: Sᵀ ``(2C, 2C)`` (:meth:`BOONFNO.elimination`), so that δ = r Sᵀ on rows
     at: torch.Tensor  #: grid indices the two boundary functionals read
@@ -363,11 +363,11 @@ class BOONFNO(BoundaryFNO):
 
     def _layer_1d(self, layer: int, n: int, like: torch.Tensor) -> _Layer1d:
         """``layer``'s :class:`_Layer1d` on a 1-D grid of ``n`` points, in the dtype/device of ``like``."""
-        conv, pointwise = self.fno.spectral[layer], self.fno.pointwise[layer]
+        conv = self.fno.spectral[layer]
         conv.check_grid((n,))
         h = self.fno.spacing((n,), 0)
         _, at, weights = self._functional_matrix(n, h, like)
-        return _Layer1d(conv, pointwise, conv.block_weight(), self._elimination(layer, (n,), 0).T, at, weights,
+        return _Layer1d(layer, conv, conv.block_weight(), self._elimination(layer, (n,), 0).T, at, weights,
                         self._ends_readout(conv, n, h, like))
 
     def _layers_1d(self, n: int, like: torch.Tensor) -> list[_Layer1d]:
@@ -391,16 +391,16 @@ class BOONFNO(BoundaryFNO):
         m' = m + R δ₀ + ω R δ_N: one batched real product with the mix's own block weights, accumulated into
         m (:meth:`SpectralConv.add_end_response`).
         """
-        conv, pointwise_map, block, solve_t, at, weights, readout = step
+        layer, conv, block, solve_t, at, weights, readout = step
         batch, channels, n = v.shape
-        pointwise = F.conv1d(v, pointwise_map.weight, pointwise_map.bias)  # W v + b
+        pointwise = self.fno.apply_pointwise(layer, v)  # W v + b
         spec = conv.mix(conv.spectrum(v), block)
         at_ends = pointwise[..., ::n - 1] if weights is None else pointwise.index_select(2, at) @ weights
         residual = torch.sub(g, at_ends).sub_(self._kernel_ends(spec, readout))
         deltas = residual.view(batch, 2 * channels) @ solve_t  # δ = S r, as rows (B, 2C), end-major
         z = conv.to_grid(conv.add_end_response(spec, deltas, n, block), (n,)).add_(pointwise)
         if faces:
-            z[..., ::n - 1] += self._face_update(pointwise_map, deltas.view(batch, 2, channels).transpose(1, 2))
+            z[..., ::n - 1] += self._face_update(self.fno.pointwise[layer], deltas.view(batch, 2, channels).transpose(1, 2))
         return z
 
     def _ends_readout(self, conv: SpectralConv, n: int, h: float, like: torch.Tensor) -> torch.Tensor:
