@@ -89,19 +89,21 @@ def _fmt(r: tuple[float, float, float]) -> str:
     return f"{r[0]:.3f}x [{r[1]:.2f}-{r[2]:.2f}]"
 
 
-def plain_with_kernel_product(fno: torch.nn.Module, u: torch.Tensor, deltas: torch.Tensor) -> torch.Tensor:
+def plain_with_kernel_product(fno: torch.nn.Module, u: torch.Tensor, deltas: torch.Tensor,
+                              end_blocks: list[torch.Tensor]) -> torch.Tensor:
     """1-D: the plain FNO forward plus, in every layer, the one product the exact correction cannot avoid.
 
-    Whatever the solve, BOON must add the kernel's response to the end modifications δ (B, 2, width) to
-    each layer's spectrum: R δ₀ + ω R δ_N (:meth:`SpectralConv.add_end_response`, with the block weights
-    the layer's mix uses, cached at inference), as much arithmetic as one more channel mix. Here δ is fixed, so there is no readout, no solve and no end values: this forward's time over the
-    plain one is the floor of a BOON forward built on this FNO's layers.
+    Whatever the solve, BOON must add the kernel's response to the end modifications δ (B, 2·width, end-major)
+    to each layer's spectrum: R δ₀ + ω R δ_N (:meth:`SpectralConv.add_end_response` with the layer's
+    ``end_blocks`` entry, :meth:`SpectralConv.end_block`, built once as BOON caches it at inference), as much
+    arithmetic as one more channel mix. Here δ is fixed, so there is no readout, no solve and no end values:
+    this forward's time over the plain one is the floor of a BOON forward built on this FNO's layers.
     """
     v = fno.lifted(u)
     n = v.shape[-1]
     for layer in range(fno.n_layers):
         conv = fno.spectral[layer]
-        spec = conv.add_end_response(conv.mix(conv.spectrum(v)), deltas, n)
+        spec = conv.add_end_response(conv.mix(conv.spectrum(v)), deltas, end_blocks[layer])
         v = conv.to_grid(spec, (n,)).add_(fno.apply_pointwise(layer, v))
         if layer < fno.n_layers - 1:
             v = torch.nn.functional.gelu(v)
@@ -125,8 +127,10 @@ def boon_forward_ratios(repeats: int, device: torch.device) -> None:
             fns[boundary] = (lambda m=model, d=data: m(u, d))
         variants = ["dirichlet", "neumann", "periodic"]
         if fno.grid_ndim == 1:
-            deltas = torch.randn(u_shape[0], 2, fno.width, device=device)
-            fns["floor"] = lambda: plain_with_kernel_product(fno, u, deltas)
+            deltas = torch.randn(u_shape[0], 2 * fno.width, device=device)
+            with torch.no_grad():
+                end_blocks = [conv.end_block(u_shape[1]) for conv in fno.spectral]
+            fns["floor"] = lambda: plain_with_kernel_product(fno, u, deltas, end_blocks)
             variants.append("floor")
         with torch.no_grad():
             t = timed(fns, repeats, device)

@@ -19,8 +19,9 @@ def test_floor_forward_is_the_plain_forward_plus_the_end_response() -> None:
     fno = fno_1d(width=8, modes=4).double().eval()
     u = torch.randn(3, 32, dtype=torch.float64)
     with torch.no_grad():
-        zero = torch.zeros(3, 2, 8, dtype=torch.float64)
-        assert torch.allclose(plain_with_kernel_product(fno, u, zero), fno(u), atol=1e-14)
-        deltas = torch.randn(3, 2, 8, dtype=torch.float64)
-        moved = plain_with_kernel_product(fno, u, deltas)
+        end_blocks = [conv.end_block(32) for conv in fno.spectral]
+        zero = torch.zeros(3, 16, dtype=torch.float64)
+        assert torch.allclose(plain_with_kernel_product(fno, u, zero, end_blocks), fno(u), atol=1e-14)
+        deltas = torch.randn(3, 16, dtype=torch.float64)
+        moved = plain_with_kernel_product(fno, u, deltas, end_blocks)
         assert (moved - fno(u)).abs().max() > 1e-3

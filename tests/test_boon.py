@@ -136,10 +136,34 @@ def test_elimination_alone_makes_each_1d_layer_exact(boundary):
         v = torch.nn.functional.gelu(z)
 
 
+@pytest.mark.parametrize("boundary, order", [("dirichlet", 1), ("neumann", 1), ("neumann", 2)])
+def test_1d_layer_absorbs_its_input_ends_with_exact_inverses(boundary, order):
+    """1-D, S = A⁻¹: moving the input's ends by a moves the correction δ by -a, so a corrected layer's output
+    does not depend on its input's end values, and the forward that skips setting the hidden layers' ends
+    equals the one that sets them, to round-off. With pseudo-inverses (rcond > 0) the ends are set."""
+    torch.manual_seed(6)
+    n = 40
+    model = BOONFNO(fno_1d(width=8, modes=6).double(), boundary, neumann_order=order)
+    v = model.fno.lifted(torch.randn(3, n, dtype=torch.float64))
+    moved = v.clone()
+    moved[..., ::n - 1] += 10 * torch.randn(3, 8, 2, dtype=torch.float64)
+    data = [torch.randn(3, 1, 2, dtype=torch.float64)]
+    for layer in range(model.fno.n_layers):
+        same = model.corrected_layer(layer, moved, data, enforce=False)
+        assert torch.allclose(same, model.corrected_layer(layer, v, data, enforce=False), atol=1e-11, rtol=0)
+    u, bc = torch.randn(3, n, dtype=torch.float64), torch.randn(3, 2, dtype=torch.float64)
+    assert model._absorbs_input_ends()
+    skipped = model(u, bc)
+    model._absorbs_input_ends = lambda: False  # the forward that sets every hidden layer's ends
+    assert torch.allclose(skipped, model(u, bc), atol=1e-12, rtol=0)
+    assert not BOONFNO(model.fno, boundary, neumann_order=order, rcond=0.1)._absorbs_input_ends()
+
+
 @pytest.mark.parametrize("boundary", ["dirichlet", "neumann"])
 @pytest.mark.parametrize("make", [lambda: fno_1d(width=8, modes=6), lambda: fno_1d_time(nt=6, width=8, modes=(6, 3))])
 def test_inference_shortcuts_give_the_training_forward(boundary, make):
-    """Without autograd the forward reuses each layer's cached solve matrix S; it must equal the forward
+    """Without autograd the forward reuses each layer's cached solve matrix S (on 1-D grids folded into the
+    kernel's end response); it must equal the forward
     with autograd (S rebuilt from the weights every time), and an in-place change of a kernel's or a
     pointwise map's weights must refresh the cache."""
     torch.manual_seed(9)

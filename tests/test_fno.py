@@ -51,10 +51,10 @@ def test_partial_transforms_match_full_transforms(shape, modes, axis):
 
 @pytest.mark.parametrize("n", [16, 17])
 def test_1d_end_operators_equal_the_partial_transforms(n):
-    """1-D: values_at reads K(x) at grid points whatever the spectrum's memory layout; add_end_response (one
-    batched real product on the end values, with the mix's block weights) adds mix(face_spectrum(.)), the kernel's
-    output spectrum for a field supported at the two ends, in place on the mix's layout and into a copy on
-    another, with the same gradients as the transform route."""
+    """1-D: values_at reads K(x) at grid points whatever the spectrum's memory layout; add_end_response with
+    end_block (one batched real product on the end values) adds mix(face_spectrum(.)), the kernel's output
+    spectrum for a field supported at the two ends, in place on the mix's layout and into a copy on another,
+    with the same gradients as the transform route; a matrix folded into the end block acts on the rows."""
     torch.manual_seed(2)
     conv = SpectralConv(3, 4, (5,)).double()
     x = torch.randn(2, 3, n, dtype=torch.float64)
@@ -64,23 +64,29 @@ def test_1d_end_operators_equal_the_partial_transforms(n):
     assert torch.allclose(conv.values_at(m, (n,), 0, positions), full, atol=1e-13)
     assert torch.allclose(conv.values_at(m.contiguous(), (n,), 0, positions), full, atol=1e-13)
     values = torch.randn(2, 2, 3, dtype=torch.float64)  # (B, end, C_in)
+    rows = values.reshape(2, 6)  # end-major rows (v₀, v_N)
 
     def by_transform() -> torch.Tensor:
         return conv.mix(conv.spectrum(x)) + conv.mix(conv.face_spectrum(values.transpose(1, 2), (n,), 0, [0, n - 1]))
 
     expect = by_transform()
+    end_block = conv.end_block(n)
+    assert end_block.shape == (5, 6, 8)
     batch_major = m.contiguous()
-    assert torch.allclose(conv.add_end_response(batch_major, values, n), expect, atol=1e-13)
+    assert torch.allclose(conv.add_end_response(batch_major, rows, end_block), expect, atol=1e-13)
     assert torch.equal(batch_major, m)  # another layout: summed into a copy
-    assert torch.allclose(conv.add_end_response(m, values, n), expect, atol=1e-13)
+    fold = torch.randn(6, 6, dtype=torch.float64)  # rows @ fold are the end values
+    folded = conv.add_end_response(m.contiguous(), torch.linalg.solve(fold.T, rows.T).T, fold @ end_block)
+    assert torch.allclose(folded, expect, atol=1e-12)
+    assert torch.allclose(conv.add_end_response(m, rows, end_block), expect, atol=1e-13)
     assert torch.allclose(m, expect, atol=1e-13)  # the mix's layout: summed in place
     by_transform().abs().sum().backward()
     expect_grad = conv.weight.grad.clone()
     conv.weight.grad = None
-    conv.add_end_response(conv.mix(conv.spectrum(x)), values, n).abs().sum().backward()
+    conv.add_end_response(conv.mix(conv.spectrum(x)), rows, conv.end_block(n)).abs().sum().backward()
     assert torch.allclose(conv.weight.grad, expect_grad, atol=1e-12)
     with pytest.raises(ValueError, match="1-D kernels"):
-        SpectralConv(2, 2, (2, 2)).add_end_response(torch.zeros(1, 2, 2, 2, dtype=torch.cfloat), torch.zeros(1, 2, 2), 8)
+        SpectralConv(2, 2, (2, 2)).end_block(8)
 
 
 @pytest.mark.parametrize("kept", [(5,), (4, 3), (4, 2, 3)])

@@ -291,33 +291,45 @@ class SpectralConv(nn.Module):
                 compact = torch.cat([compact.narrow(dim, 0, m), zeros, compact.narrow(dim, m, m)], dim=dim)
         return compact
 
-    def add_end_response(self, compact: torch.Tensor, values: torch.Tensor, n: int,
-                         block: torch.Tensor | None = None) -> torch.Tensor:
-        """1-D only: ``compact`` ``(B, out, K)`` plus K's output spectrum for a field on ``n`` points that is
-        zero except at its two ends, with real end values ``values`` ``(B, 2, in)`` (end-major, or flat
-        ``(B, 2·in)``).
+    def end_block(self, n: int, block: torch.Tensor | None = None) -> torch.Tensor:
+        """1-D only: K's output spectrum for a field on ``n`` points that is zero except at its two ends, as one
+        real matrix per kept frequency, ``(K, 2·in, 2·out)``: rows (end, i), the real end values v₀ then v_N;
+        columns (o, re/im) interleaved as :meth:`mix` lays its output out.
 
-        That field's DFT is x_k = v₀ + ω_k v_N, ω_k = e^{-2πik(n-1)/n}, and its real rows [Re x_k, Im x_k] go
-        through the same block weights as :meth:`mix` (``block``, or :meth:`block_weight`): one batched real
-        product, accumulated into the spectrum's mode-major memory (the layout :meth:`mix` leaves).
-        ``compact`` is updated in place when it has that layout (else a mode-major copy is), and the sum is
-        returned. Equals
-        ``compact + mix(face_spectrum(values.transpose(1, 2), (n,), 0, [0, n - 1]))``.
+        That field's DFT is x_k = v₀ + ω_k v_N, ω_k = e^{-2πik(n-1)/n}, so its row through the block weights
+        (``block``, or :meth:`block_weight`) is [Re x_k, Im x_k] B_k = v₀ B_k^re + v_N (Re ω_k B_k^re +
+        Im ω_k B_k^im), with B_k^re, B_k^im the block's rows that take the real and the imaginary parts:
+        E_k = [B_k^re; Re ω_k B_k^re + Im ω_k B_k^im]. Built from the block (elementwise), so it carries
+        gradients with it.
         """
         if self.ndim != 1:
-            raise ValueError(f"add_end_response is defined on 1-D kernels, this one has {self.ndim} axes")
+            raise ValueError(f"end_block is defined on 1-D kernels, this one has {self.ndim} axes")
         block = self.block_weight() if block is None else block
-        batch, modes = compact.shape[0], self.modes[0]
+        rows = block.view(self.modes[0], self.in_channels, 2, 2 * self.out_channels)
+        real_rows, imag_rows = rows[:, :, 0], rows[:, :, 1]
+        complex_dtype = torch.promote_types(block.dtype, torch.complex64)
+        omega = torch.view_as_real(self.phase(0, n, (n - 1,), -1, complex_dtype, block.device)[:, 0])  # (K, re/im)
+        far = torch.addcmul(omega[:, 0, None, None] * real_rows, omega[:, 1, None, None], imag_rows)
+        return torch.cat([real_rows, far], dim=1)
+
+    @staticmethod
+    def add_end_response(compact: torch.Tensor, rows: torch.Tensor, end_block: torch.Tensor) -> torch.Tensor:
+        """1-D: ``compact`` ``(B, out, K)`` plus ``rows`` ``(B, R)`` times ``end_block`` ``(K, R, 2·out)`` per kept
+        frequency: with :meth:`end_block` (R = 2·in) and rows the real end values (v₀, v_N), that is K's output
+        spectrum for a field zero except at its two ends, ``compact + mix(face_spectrum(v, (n,), 0, [0, n - 1]))``
+        with v = ``rows.view(B, 2, in).transpose(1, 2)``; a matrix M folded in on the left (``M @ end_block``)
+        takes rows r with r M = the end values instead (BOON folds its solve in so).
+
+        One batched real product, accumulated into the spectrum's mode-major memory (the layout :meth:`mix`
+        leaves): ``compact`` is updated in place when it has that layout (else a mode-major copy is), and
+        the sum is returned.
+        """
+        batch, out, modes = compact.shape
         mode_major = compact.permute(2, 0, 1)
         if not mode_major.is_contiguous():
             mode_major = mode_major.contiguous()
-        ends = values.reshape(batch, 2, self.in_channels)
-        omega = self._grid_cache.get_or_build(
-            ("end_phase", n, compact.dtype, compact.device),
-            lambda: self.phase(0, n, (n - 1,), -1, compact.dtype, compact.device)[:, 0, None, None])  # (K, 1, 1)
-        field = (omega * ends[:, 1]).add_(ends[:, 0])  # (K, B, in): the field's DFT v₀ + ω_k v_N
-        real = torch.view_as_real(mode_major).view(modes, batch, 2 * self.out_channels)
-        real.baddbmm_(torch.view_as_real(field).view(modes, batch, 2 * self.in_channels), block)
+        real = torch.view_as_real(mode_major).view(modes, batch, 2 * out)
+        real.baddbmm_(rows.unsqueeze(0).expand(modes, *rows.shape), end_block)
         return mode_major.permute(1, 2, 0)
 
     def face_spectrum(self, faces: torch.Tensor, shape: Sequence[int], axis: int,

@@ -15,16 +15,17 @@ its *boundary-corrected* version along every bounded spatial axis (size N, ends 
    one solve matrix S (:meth:`BOONFNO.elimination`). The correction enters the layer through its spectrum
    (:meth:`SpectralConv.face_spectrum`), so the kernel's inverse transform runs once; on 1-D grids the
    kernel's response to δ is one batched real product per kept mode, accumulated into the layer's
-   spectrum (δ is real, and the two ends' spectra differ by one phase per mode), and the functional of
-   K v is read straight off the spectrum.
+   spectrum (δ is real, and the two ends' spectra differ by one phase per mode; at inference the solve S
+   is folded into it), and the functional of K v is read straight off the spectrum.
 3. Set the output's boundary entries to satisfy the condition (a no-op up to round-off on 1-D grids,
    where step 2 is exact; on multi-axis grids step 2 treats every face point on its own with the
    same-position blocks, as the reference's per-face probes do, and this step makes it exact). The
    forward pass therefore skips the pointwise map's share at the faces (W δ), which this step overwrites.
 
 Activations act on interior points only (Dirichlet and Neumann: each hidden layer's faces are set after
-σ); after the projection the output's boundary entries are set once more, so the condition holds to
-round-off *whatever the weights*.
+σ; on 1-D grids with exact inverses that is a no-op the forward skips, since the next layer's correction
+absorbs any end values its input has); after the projection the output's boundary entries are set once
+more, so the condition holds to round-off *whatever the weights*.
 Hidden layers are corrected towards the same data (the mean over output channels when there are
 several; zeros on the padded time steps of an FNO with ``time_padding``), as in the reference.
 
@@ -193,10 +194,11 @@ class _Layer1d(NamedTuple):
     layer: int  #: its index in the FNO (W v + b is :meth:`FNO.apply_pointwise` of it)
     conv: SpectralConv  #: the kernel K
     block: torch.Tensor  #: K's block weights ``(K, 2C, 2C)`` (:meth:`SpectralConv.block_weight`)
-    solve_t: torch.Tensor  #: Sᵀ ``(2C, 2C)`` (:meth:`BOONFNO.elimination`), so that δ = r Sᵀ on rows
+    solve_t: torch.Tensor | None  #: Sᵀ ``(2C, 2C)`` (:meth:`BOONFNO.elimination`): δ = r Sᵀ; None if folded
+    end_block: torch.Tensor  #: E ``(K, 2C, 2C)``, K's end response (:meth:`SpectralConv.end_block`), or Sᵀ E
     at: torch.Tensor  #: grid indices the two boundary functionals read
     weights: torch.Tensor | None  #: their weights ``(P, 2)``; None for Dirichlet (the end values themselves)
-    readout: torch.Tensor  #: the functionals on a compact spectrum ``(4, K)`` (:meth:`BOONFNO._ends_readout`)
+    readout: torch.Tensor  #: the functionals on a compact spectrum, complex ``(2, K)`` (:meth:`BOONFNO._ends_readout`)
 
 
 class BOONFNO(BoundaryFNO):
@@ -239,12 +241,12 @@ class BOONFNO(BoundaryFNO):
         (inference) S is cached per layer, grid and axis until the layer's weights change (their storage
         or in-place version), so repeated forwards skip it.
         """
-        return self._weights_cached(("solve", layer, tuple(shape), axis), self._layer_weights(layer),
+        return self._weights_cached(("solve", layer, tuple(shape), axis), self._layer_weights()[layer],
                                     lambda: self._elimination(layer, shape, axis))
 
-    def _layer_weights(self, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The weights ``layer``'s correction is made from: its kernel's and its pointwise map's."""
-        return self.fno.spectral[layer].weight, self.fno.pointwise[layer].weight
+    def _layer_weights(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per layer, the weights its correction is made from: its kernel's and its pointwise map's."""
+        return [(conv.weight, pointwise.weight) for conv, pointwise in zip(self.fno.spectral, self.fno.pointwise)]
 
     def _weights_cached(self, key: tuple, weights: Sequence[torch.Tensor], build: Callable[[], Any]) -> Any:
         """``build()``, made from ``weights``; without autograd cached under ``key`` until one of them changes
@@ -361,71 +363,83 @@ class BOONFNO(BoundaryFNO):
             z.select(dim, n - 1).add_(upd[..., 1])
         return z
 
-    def _layer_1d(self, layer: int, n: int, like: torch.Tensor) -> _Layer1d:
-        """``layer``'s :class:`_Layer1d` on a 1-D grid of ``n`` points, in the dtype/device of ``like``."""
+    def _layer_1d(self, layer: int, n: int, like: torch.Tensor, fold: bool = False) -> _Layer1d:
+        """``layer``'s :class:`_Layer1d` on a 1-D grid of ``n`` points, in the dtype/device of ``like``.
+
+        ``fold``: fold the solve into the end response (``end_block`` = Sᵀ E, ``solve_t`` None), so the residual
+        r itself goes through the layer's one end-response product, without δ = S r and its small products.
+        Only where the step is reused (inference, cached): Sᵀ E costs K·(2C)³ multiply-adds, 2CK/B times
+        the solve it replaces, and that again in every backward.
+        """
         conv = self.fno.spectral[layer]
         conv.check_grid((n,))
         h = self.fno.spacing((n,), 0)
         _, at, weights = self._functional_matrix(n, h, like)
-        return _Layer1d(layer, conv, conv.block_weight(), self._elimination(layer, (n,), 0).T, at, weights,
-                        self._ends_readout(conv, n, h, like))
+        block = conv.block_weight()
+        solve_t = self._elimination(layer, (n,), 0).T
+        end_block = conv.end_block(n, block)
+        if fold:
+            solve_t, end_block = None, (solve_t @ end_block).contiguous()
+        return _Layer1d(layer, conv, block, solve_t, end_block, at, weights, self._ends_readout(conv, n, h, like))
 
     def _layers_1d(self, n: int, like: torch.Tensor) -> list[_Layer1d]:
         """Every layer's :class:`_Layer1d` on a 1-D grid of ``n`` points, in the dtype/device of ``like``.
 
         With autograd built afresh (the block weights and the solve matrix carry gradients); without it
-        built once and cached until a weight of any layer changes (its storage or in-place version), so an
-        inference forward spends one lookup on all of them.
+        built once, with the solve folded into the end response, and cached until a weight of any layer
+        changes (its storage or in-place version), so an inference forward spends one lookup on all of them.
         """
-        weights = [w for layer in range(self.fno.n_layers) for w in self._layer_weights(layer)]
+        weights = [w for pair in self._layer_weights() for w in pair]
+        fold = not torch.is_grad_enabled()
         return self._weights_cached(("layers_1d", n, like.dtype, like.device), weights,
-                                    lambda: [self._layer_1d(layer, n, like) for layer in range(self.fno.n_layers)])
+                                    lambda: [self._layer_1d(i, n, like, fold) for i in range(self.fno.n_layers)])
 
     def _corrected_1d(self, step: _Layer1d, v: torch.Tensor, g: torch.Tensor, faces: bool) -> torch.Tensor:
         """:meth:`_corrected` on a 1-D grid, without transforms of the faces.
 
         ``step``: the layer (:meth:`_layers_1d`), ``v`` ``(B, C, n)``, ``g`` ``(B, 1 or C, 2)``. With the
         pointwise part W v + b and the mixed compact spectrum m of v (mode-major in memory): the residual
-        r = g - B(K v) - B(W v + b), B(K v) read off m through the functional folded into the readout
-        (:meth:`_ends_readout`); then δ = S r at the two ends, and the corrected spectrum
-        m' = m + R δ₀ + ω R δ_N: one batched real product with the mix's own block weights, accumulated into
-        m (:meth:`SpectralConv.add_end_response`).
+        r = g - B(K v) - B(W v + b), B(K v) read off m (:meth:`_kernel_ends`); then δ = S r at the two
+        ends, and the corrected spectrum m' = m + E δ, E the kernel's response to end values
+        (:meth:`SpectralConv.end_block`): one batched real product accumulated into m
+        (:meth:`SpectralConv.add_end_response`); with S folded into E (``solve_t`` None) the product takes
+        r itself. ``faces`` (the face terms W δ) needs δ, so an unfolded step.
         """
-        layer, conv, block, solve_t, at, weights, readout = step
         batch, channels, n = v.shape
-        pointwise = self.fno.apply_pointwise(layer, v)  # W v + b
-        spec = conv.mix(conv.spectrum(v), block)
-        at_ends = pointwise[..., ::n - 1] if weights is None else pointwise.index_select(2, at) @ weights
-        residual = torch.sub(g, at_ends).sub_(self._kernel_ends(spec, readout))
-        deltas = residual.view(batch, 2 * channels) @ solve_t  # δ = S r, as rows (B, 2C), end-major
-        z = conv.to_grid(conv.add_end_response(spec, deltas, n, block), (n,)).add_(pointwise)
+        pointwise = self.fno.apply_pointwise(step.layer, v)  # W v + b
+        spec = step.conv.mix(step.conv.spectrum(v), step.block)
+        at_ends = (pointwise[..., ::n - 1] if step.weights is None
+                   else pointwise.index_select(2, step.at) @ step.weights)
+        residual = torch.sub(g, at_ends).sub_(self._kernel_ends(spec, step.readout)).view(batch, 2 * channels)
+        rows = residual if step.solve_t is None else residual @ step.solve_t  # r, or δ = S r (end-major)
+        z = step.conv.to_grid(step.conv.add_end_response(spec, rows, step.end_block), (n,)).add_(pointwise)
         if faces:
-            z[..., ::n - 1] += self._face_update(self.fno.pointwise[layer], deltas.view(batch, 2, channels).transpose(1, 2))
+            if step.solve_t is None:
+                raise ValueError("the face terms W δ need δ: pass an unfolded layer (fold=False)")
+            deltas = rows.view(batch, 2, channels).transpose(1, 2)
+            z[..., ::n - 1] += self._face_update(self.fno.pointwise[step.layer], deltas)
         return z
 
     def _ends_readout(self, conv: SpectralConv, n: int, h: float, like: torch.Tensor) -> torch.Tensor:
-        """1-D: the two boundary functionals read off a compact spectrum, as real rows ``(4, K)``:
-        [Re ρ; Im ρ] for ρ ``(2, K)`` = the readout at the functional's positions times its weights, so
-        that B(f)_end = Re Σ_k ρ_end,k f̂_k = Σ_k Re ρ_end,k Re f̂_k - Im ρ_end,k Im f̂_k. Cached per grid,
+        """1-D: the two boundary functionals read off a compact spectrum, complex ``(2, K)``: ρ = the readout at
+        the functional's positions times its weights, so that B(f)_end = Re Σ_k ρ_end,k f̂_k. Cached per grid,
         dtype and device (every layer keeps the same modes)."""
         def compute() -> torch.Tensor:
             positions, _, weights = self._functional_matrix(n, h, like)
             complex_dtype = torch.promote_types(like.dtype, torch.complex64)
             readout = conv.readout(0, n, positions, complex_dtype, like.device)  # (K, P)
-            rho = (readout if weights is None else readout @ weights.to(complex_dtype)).T  # (2, K)
-            return torch.cat([rho.real, rho.imag]).contiguous()
+            return (readout if weights is None else readout @ weights.to(complex_dtype)).T.contiguous()
 
         return self._grid_cache.get_or_build(("ends_readout", n, h, like.dtype, like.device), compute)
 
     @staticmethod
     def _kernel_ends(spec: torch.Tensor, readout: torch.Tensor) -> torch.Tensor:
-        """The two boundary functionals of the field whose compact spectrum is ``spec`` ``(B, C, K)``,
-        ``(B, C, 2)``: one real product on the spectrum's mode-major memory with ``readout`` ``(4, K)``
-        from :meth:`_ends_readout`."""
+        """The two boundary functionals of the field whose compact spectrum is ``spec`` ``(B, C, K)``, as
+        ``(B, C, 2)``: one complex product of ``readout`` ``(2, K)`` (:meth:`_ends_readout`) with the spectrum's
+        mode-major memory (copied once if it has another layout), real part."""
         batch, channels, modes = spec.shape
-        parts = torch.view_as_real(spec.permute(2, 0, 1).contiguous()).view(modes, -1)  # (K, B·C·re/im)
-        out = (readout @ parts).view(2, 2, batch, channels, 2)  # (Re ρ / Im ρ, end, B, C, re/im)
-        return torch.sub(out[0, ..., 0], out[1, ..., 1]).permute(1, 2, 0)
+        ends = (readout @ spec.permute(2, 0, 1).reshape(modes, batch * channels)).real  # (2, B·C)
+        return ends.view(2, batch, channels).permute(1, 2, 0)
 
     @staticmethod
     def _face_update(pointwise: nn.Module, deltas: torch.Tensor) -> torch.Tensor:
@@ -442,6 +456,7 @@ class BOONFNO(BoundaryFNO):
         hidden = [None if g is None else self._hidden_target(g) for g in out_targets]
         # 1-D Dirichlet/Neumann: every layer's weights-only part fetched once (cached at inference)
         steps = self._layers_1d(inner[0], v) if len(inner) == 1 and self.boundary != "periodic" else None
+        set_hidden_ends = steps is None or not self._absorbs_input_ends()
         for layer in range(fno.n_layers):
             last = layer == fno.n_layers - 1
             if self.boundary == "periodic":  # σ maps the layer's equal ends to equal values
@@ -450,12 +465,25 @@ class BOONFNO(BoundaryFNO):
                 continue
             # Dirichlet/Neumann: each layer's face entries are set once, after σ (σ on the interior
             # only: for Dirichlet the faces are g, for Neumann they are solved from the activated
-            # interior). The last layer's faces only reach the output's faces, which are set at the end.
+            # interior), unless the next layer's correction absorbs them (:meth:`_absorbs_input_ends`).
+            # The last layer's faces only reach the output's faces, which are set at the end.
             z = (self._corrected(layer, v, hidden, faces=False) if steps is None
                  else self._corrected_1d(steps[layer], v, hidden[0], faces=False))
-            v = z if last else self.enforce(F.gelu(z), hidden, inner)
+            v = z if last else self.enforce(F.gelu(z), hidden, inner) if set_hidden_ends else F.gelu(z)
         out = self.enforce(fno.projected(fno.cropped(v)).movedim(-1, 1), out_targets, shape)  # (B, c_out, *grid)
         return fno.formatted(out.movedim(1, -1))
+
+    def _absorbs_input_ends(self) -> bool:
+        """Whether, on a 1-D grid, a corrected layer's output is independent of its input's end values.
+
+        The correction moves the input's ends by δ = S r, r = g - B(L v + b). Changing the input's ends by a
+        (v → v + a₀ e₀ + a_N e_N) changes r by -A a, so with S = A⁻¹ (exact inverses, ``rcond`` = 0) δ
+        changes by -a: the corrected input v + a + δ, and so the layer's output, stay the same. Setting
+        the hidden layers' ends after σ is then a no-op up to round-off, and the forward skips it. With
+        pseudo-inverses (``rcond`` > 0) S ≠ A⁻¹ and the ends are set. On multi-axis grids every face point is
+        corrected on its own (step 2 is not exact there), so the faces are always set.
+        """
+        return self.boundary != "periodic" and self.rcond == 0.0
 
     def _hidden_target(self, g: torch.Tensor) -> torch.Tensor:
         """The hidden layers' data from the output's ``g`` ``(B, c_out, *face, 2)``: the mean over output
