@@ -163,9 +163,8 @@ def test_1d_layer_absorbs_its_input_ends_with_exact_inverses(boundary, order):
 @pytest.mark.parametrize("make", [lambda: fno_1d(width=8, modes=6), lambda: fno_1d_time(nt=6, width=8, modes=(6, 3))])
 def test_inference_shortcuts_give_the_training_forward(boundary, make):
     """Without autograd the forward reuses each layer's cached solve matrix S (on 1-D grids folded into the
-    kernel's end response); it must equal the forward
-    with autograd (S rebuilt from the weights every time), and an in-place change of a kernel's or a
-    pointwise map's weights must refresh the cache."""
+    kernel's end response); it must equal the forward with autograd (S rebuilt from the weights every
+    time), and an in-place change of a kernel's or a pointwise map's weights must refresh the cache."""
     torch.manual_seed(9)
     model = BOONFNO(make().double(), boundary)
     u = torch.randn(3, 24, dtype=torch.float64)

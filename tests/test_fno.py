@@ -87,6 +87,10 @@ def test_1d_end_operators_equal_the_partial_transforms(n):
     assert torch.allclose(conv.weight.grad, expect_grad, atol=1e-12)
     with pytest.raises(ValueError, match="1-D kernels"):
         SpectralConv(2, 2, (2, 2)).end_block(8)
+    with pytest.raises(ValueError, match=r"1-D spectrum \(B, out, K\)"):
+        conv.add_end_response(torch.zeros(2, 4, 5, 3, dtype=torch.cdouble), rows, end_block)
+    with pytest.raises(ValueError, match="end block"):
+        conv.add_end_response(m, rows[:, :4], end_block)
 
 
 @pytest.mark.parametrize("kept", [(5,), (4, 3), (4, 2, 3)])

@@ -324,6 +324,10 @@ class SpectralConv(nn.Module):
         leaves): ``compact`` is updated in place when it has that layout (else a mode-major copy is), and
         the sum is returned.
         """
+        if compact.dim() != 3 or rows.dim() != 2 or end_block.shape != (compact.shape[2], rows.shape[1],
+                                                                         2 * compact.shape[1]):
+            raise ValueError(f"add_end_response needs a 1-D spectrum (B, out, K), rows (B, R) and an end block "
+                             f"(K, R, 2·out); got {tuple(compact.shape)}, {tuple(rows.shape)}, {tuple(end_block.shape)}")
         batch, out, modes = compact.shape
         mode_major = compact.permute(2, 0, 1)
         if not mode_major.is_contiguous():
