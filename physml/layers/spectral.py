@@ -105,8 +105,9 @@ class SpectralConv(nn.Module):
         frequencies, rows (i, re/im) and columns (o, re/im) interleaved as ``view_as_real`` lays them out.
 
         A complex row x times R_k is the real row [x_r, x_i] times [[Re R_k, Im R_k], [-Im R_k, Re R_k]], so
-        the channel mix is one batched *real* product over the kept frequencies: forward + backward 1.1×
-        (1-D, width 64) to 2.7× (cavity) faster than the complex einsum on two CPU cores
+        the channel mix is one batched *real* product over the kept frequencies: forward + backward 1.4×
+        (1-D + time) to 2.7-3.8× (cavity) faster than the complex einsum on two CPU cores; in 1-D (16 kept
+        modes, width 64) it ranged from 1.1× faster to 1.2× slower between the VMs measured
         (benchmarks/boon_speed.py prints the ratios). Without autograd
         the matrix is cached until the weight changes (its storage or in-place version; the cache holds the
         weight's storage, so no other tensor can take its address meanwhile); with autograd it is built on

@@ -241,12 +241,12 @@ class BOONFNO(BoundaryFNO):
         (inference) S is cached per layer, grid and axis until the layer's weights change (their storage
         or in-place version), so repeated forwards skip it.
         """
-        return self._weights_cached(("solve", layer, tuple(shape), axis), self._layer_weights()[layer],
+        return self._weights_cached(("solve", layer, tuple(shape), axis), self._layer_weights(layer),
                                     lambda: self._elimination(layer, shape, axis))
 
-    def _layer_weights(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Per layer, the weights its correction is made from: its kernel's and its pointwise map's."""
-        return [(conv.weight, pointwise.weight) for conv, pointwise in zip(self.fno.spectral, self.fno.pointwise)]
+    def _layer_weights(self, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The weights ``layer``'s correction is made from: its kernel's and its pointwise map's."""
+        return self.fno.spectral[layer].weight, self.fno.pointwise[layer].weight
 
     def _weights_cached(self, key: tuple, weights: Sequence[torch.Tensor], build: Callable[[], Any]) -> Any:
         """``build()``, made from ``weights``; without autograd cached under ``key`` until one of them changes
@@ -376,7 +376,7 @@ class BOONFNO(BoundaryFNO):
         h = self.fno.spacing((n,), 0)
         _, at, weights = self._functional_matrix(n, h, like)
         block = conv.block_weight()
-        solve_t = self._elimination(layer, (n,), 0).T
+        solve_t = self.elimination(layer, (n,), 0).T
         end_block = conv.end_block(n, block)
         if fold:
             solve_t, end_block = None, (solve_t @ end_block).contiguous()
@@ -389,7 +389,7 @@ class BOONFNO(BoundaryFNO):
         built once, with the solve folded into the end response, and cached until a weight of any layer
         changes (its storage or in-place version), so an inference forward spends one lookup on all of them.
         """
-        weights = [w for pair in self._layer_weights() for w in pair]
+        weights = [w for layer in range(self.fno.n_layers) for w in self._layer_weights(layer)]
         fold = not torch.is_grad_enabled()
         return self._weights_cached(("layers_1d", n, like.dtype, like.device), weights,
                                     lambda: [self._layer_1d(i, n, like, fold) for i in range(self.fno.n_layers)])
@@ -469,7 +469,9 @@ class BOONFNO(BoundaryFNO):
             # The last layer's faces only reach the output's faces, which are set at the end.
             z = (self._corrected(layer, v, hidden, faces=False) if steps is None
                  else self._corrected_1d(steps[layer], v, hidden[0], faces=False))
-            v = z if last else self.enforce(F.gelu(z), hidden, inner) if set_hidden_ends else F.gelu(z)
+            v = z if last else F.gelu(z)
+            if not last and set_hidden_ends:
+                self.enforce(v, hidden, inner)
         out = self.enforce(fno.projected(fno.cropped(v)).movedim(-1, 1), out_targets, shape)  # (B, c_out, *grid)
         return fno.formatted(out.movedim(1, -1))
 
