@@ -10,7 +10,7 @@ epoch; it holds only tensors and json-able values, so it loads with ``torch.load
      "model_state": best weights (state dict),
      "best_val": float, "best_epoch": int, "history": [per-epoch dicts],
      "train_config": dict, "data_version": str | None (what the model was trained on, e.g. the
-     dataset's fingerprint),
+     dataset's fingerprint), "code_version": str (:func:`code_version` of the model and the loss),
      "resume": {"epoch": last finished epoch, "model_state": its weights, "optimizer_state",
                 "scheduler_state", "rng": torch / numpy / python / cuda generator states}}
 
@@ -24,9 +24,13 @@ e and resumed therefore continues at e + 1 and ends with the same weights as an 
 from __future__ import annotations
 
 import copy
+import hashlib
+import inspect
 import json
 import math
 import random
+import sys
+import types
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -248,6 +252,34 @@ def _default_val(loss_fn: LossFn) -> ValFn:
     return validate
 
 
+def code_version(model: nn.Module, loss_fn: LossFn) -> str:
+    """Fingerprint of the physml source a training of ``model`` with ``loss_fn`` runs, kept in its checkpoint
+    so that a finished or interrupted training is never resumed by changed code (:func:`resumable`).
+
+    Hashes (sha256 over each file's path inside the package and its bytes, in path order) the physml modules
+    that define the classes of ``model``, of its submodules and of their bases, the physml modules those
+    import names from, the module of ``loss_fn`` and this one. Deliberately broad there (an edited
+    docstring retrains too) and blind elsewhere (plumbing, and what the loss's module imports: a loss
+    that calls into another module should live beside the model or be passed as that module's function).
+    """
+    def physml_module(name: object) -> bool:
+        return isinstance(name, str) and name.split(".")[0] == "physml"
+
+    root = Path(__file__).resolve().parent
+    classes = {cls.__module__ for m in _unwrap(model).modules() for cls in type(m).__mro__}
+    names = {name for name in classes if physml_module(name)}
+    for name in list(names):
+        for value in vars(sys.modules[name]).values():
+            owner = value.__name__ if isinstance(value, types.ModuleType) else getattr(value, "__module__", None)
+            if physml_module(owner):
+                names.add(owner)
+    names |= {name for name in (getattr(loss_fn, "__module__", None), __name__) if physml_module(name)}
+    digest = hashlib.sha256()
+    for path in sorted(Path(inspect.getfile(sys.modules[name])).resolve() for name in names):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
 def write_wall_clock(model_dir: Path, seconds: Mapping[str, float]) -> Path:
     """Training wall-clock seconds per network, written *beside* ``model_dir`` as ``<name>.seconds.json``.
 
@@ -284,8 +316,9 @@ def fit(
     to MLflow). Nothing in the checkpoint depends on wall-clock time, so the same training gives the same
     file, byte for byte (:func:`write_wall_clock` keeps the seconds beside the model folder). With
     ``resume`` and an existing checkpoint of the same model_config, TrainConfig (``epochs`` may
-    differ) and ``data_version`` (:func:`resumable`), training continues after the last finished epoch;
-    with an incompatible one → ValueError naming what differs.
+    differ), ``data_version`` and code (:func:`code_version` of ``model`` and ``loss_fn``; see
+    :func:`resumable`), training continues after the last finished epoch; with an incompatible one →
+    ValueError naming what differs.
     On return the model holds the best weights (on the training device).
 
     Under torch.distributed the caller wraps the model (e.g. in DistributedDataParallel); each rank
@@ -303,6 +336,7 @@ def fit(
     device = select_device(config.device)
     rank, world = _dist_info()
     validate = val_fn if val_fn is not None else _default_val(loss_fn)
+    code = code_version(model, loss_fn)
 
     seed_everything(config.seed)
     model.to(device)
@@ -320,7 +354,7 @@ def fit(
     history: list[dict[str, float]] = []
     if resume and checkpoint_path.exists():
         payload = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
-        _check_compatible(payload, model_config, config, data_version, checkpoint_path)
+        _check_compatible(payload, model_config, config, data_version, code, checkpoint_path)
         state = payload["resume"]
         inner.load_state_dict(state["model_state"])
         optimizer.load_state_dict(state["optimizer_state"])
@@ -396,6 +430,7 @@ def fit(
                 "history": history,
                 "train_config": config.to_dict(),
                 "data_version": data_version,
+                "code_version": code,
                 "resume": {
                     "epoch": epoch,
                     "model_state": _cpu_state(inner),
@@ -423,17 +458,19 @@ def fit(
 
 
 def resumable(path: str | Path, model_config: Mapping[str, Any], config: TrainConfig,
-              data_version: str | None = None) -> bool:
+              data_version: str | None = None, *, code_version: str) -> bool:
     """Whether ``fit(..., resume=True)`` would continue the checkpoint at ``path``: it exists, is a physml
     training checkpoint, and was written with the same ``model_config``, ``TrainConfig`` (epochs and device
-    aside: more epochs continue the run) and ``data_version``. Callers pass ``resume=resumable(...)``, so a
-    change of settings or data retrains from scratch, and an unfinished retraining is never resumed as
-    the old one (the old checkpoint still records the old settings)."""
+    aside: more epochs continue the run), ``data_version`` and ``code_version`` (:func:`code_version` of the
+    model and loss about to be fitted). Callers pass ``resume=resumable(...)``, so a change of settings,
+    data or code retrains from scratch, and an unfinished retraining is never resumed as the old one (the
+    old checkpoint still records the old settings)."""
     path = Path(path)
     if not path.is_file():
         return False
     try:
-        _check_compatible(read_checkpoint(path), _check_json(model_config), config, data_version, path)
+        _check_compatible(read_checkpoint(path), _check_json(model_config), config, data_version, code_version,
+                          path)
     except Exception:  # noqa: BLE001 - an unreadable or incompatible checkpoint is retrained
         return False
     return True
@@ -441,9 +478,9 @@ def resumable(path: str | Path, model_config: Mapping[str, Any], config: TrainCo
 
 def _check_compatible(
     payload: Mapping[str, Any], model_config: Mapping[str, Any], config: TrainConfig, data_version: str | None,
-    path: Path,
+    code_version: str, path: Path,
 ) -> None:
-    """A checkpoint may be resumed only by the same model_config, TrainConfig (epochs aside) and data."""
+    """A checkpoint may be resumed only by the same model_config, TrainConfig (epochs aside), data and code."""
     if payload.get("format") != CHECKPOINT_FORMAT or "resume" not in payload:
         raise ValueError(f"{path}: not a physml training checkpoint (format {payload.get('format')!r})")
     if payload["model_config"] != model_config:
@@ -460,6 +497,9 @@ def _check_compatible(
     if payload.get("data_version") != data_version:
         raise ValueError(f"{path}: checkpoint trained on data {payload.get('data_version')!r}, not {data_version!r}; "
                          "pass resume=False")
+    if payload.get("code_version") != code_version:
+        raise ValueError(f"{path}: checkpoint written by other code (physml source fingerprint "
+                         f"{str(payload.get('code_version'))[:12]}, now {code_version[:12]}); pass resume=False")
 
 
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -12,6 +12,7 @@ from torch.utils.data import Dataset, TensorDataset
 
 from physml.training import (
     TrainConfig,
+    code_version,
     fit,
     load_checkpoint,
     read_checkpoint,
@@ -136,15 +137,16 @@ def test_resumable_only_with_the_same_model_settings_and_data(tmp_path: Path) ->
     fit(make(), mse, train, val, config, path, CFG, progress=False, data_version="abc")
     assert read_checkpoint(path)["data_version"] == "abc"
     assert load_checkpoint(path, build)[2]["data_version"] == "abc"
-    assert resumable(path, CFG, config, "abc")
-    assert resumable(path, CFG, TrainConfig(epochs=5, batch_size=8, lr=1e-3, lr_step=10, device="cpu"), "abc")
-    assert not resumable(path, CFG, TrainConfig(epochs=1, batch_size=8, lr=1e-3, lr_step=5, device="cpu"), "abc")
-    assert not resumable(path, {**CFG, "width": 16}, config, "abc")
-    assert not resumable(path, CFG, config, "abd")
-    assert not resumable(path, CFG, config)
-    assert not resumable(tmp_path / "none.pt", CFG, config, "abc")
+    code = code_version(make(), mse)
+    assert resumable(path, CFG, config, "abc", code_version=code)
+    assert resumable(path, CFG, TrainConfig(epochs=5, batch_size=8, lr=1e-3, lr_step=10, device="cpu"), "abc", code_version=code)
+    assert not resumable(path, CFG, TrainConfig(epochs=1, batch_size=8, lr=1e-3, lr_step=5, device="cpu"), "abc", code_version=code)
+    assert not resumable(path, {**CFG, "width": 16}, config, "abc", code_version=code)
+    assert not resumable(path, CFG, config, "abd", code_version=code)
+    assert not resumable(path, CFG, config, code_version=code)
+    assert not resumable(tmp_path / "none.pt", CFG, config, "abc", code_version=code)
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
-    assert not resumable(tmp_path / "bad.pt", CFG, config, "abc")
+    assert not resumable(tmp_path / "bad.pt", CFG, config, "abc", code_version=code)
     with pytest.raises(ValueError, match="trained on data 'abc', not 'abd'"):
         fit(make(), mse, train, val, config, path, CFG, progress=False, data_version="abd")
 
@@ -200,3 +202,40 @@ def test_only_rank_zero_writes_under_torch_distributed(tmp_path: Path) -> None:
         assert result.best_epoch in (1, 2) and (tmp_path / "m.pt").exists()
     finally:
         dist.destroy_process_group()
+
+
+def test_a_checkpoint_of_other_code_is_not_resumed(tmp_path: Path) -> None:
+    """The checkpoint records the source fingerprint of the model and loss it trained; a checkpoint written
+    by other code (here: its fingerprint edited) is not resumable, and fit(resume=True) refuses it by name."""
+    train, val = DictData(32, 11), DictData(8, 12)
+    config = TrainConfig(epochs=1, batch_size=8, lr=1e-3, device="cpu")
+    path = tmp_path / "m.pt"
+    fit(make(), mse, train, val, config, path, CFG, progress=False)
+    code = code_version(make(), mse)
+    assert read_checkpoint(path)["code_version"] == code
+    assert resumable(path, CFG, config, code_version=code)
+    payload = read_checkpoint(path)
+    payload["code_version"] = "0" * 64
+    torch.save(payload, path)
+    assert not resumable(path, CFG, config, code_version=code)
+    with pytest.raises(ValueError, match="written by other code"):
+        fit(make(), mse, train, val, config, path, CFG, progress=False)
+
+
+def test_code_version_covers_the_model_classes_and_what_they_import(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fingerprint follows the files a model's forward runs: BOON's adds physml/models/boon.py to the
+    FNO's; an edit of physml/layers/spectral.py (imported by the FNO) changes both FNO fingerprints and not
+    the ANP's; another FNO of other sizes has the same code."""
+    from physml.models.anp import ANP, ANPConfig
+    from physml.models.boon import BOONFNO
+    from physml.models.fno import fno_1d
+
+    fno, anp = fno_1d(width=4, modes=4), ANP(ANPConfig(case="heat", hidden=8, latent=8, heads=2))
+    before = {"fno": code_version(fno, mse), "boon": code_version(BOONFNO(fno), mse), "anp": code_version(anp, mse)}
+    assert len(set(before.values())) == 3
+    assert code_version(fno_1d(width=8, modes=2), mse) == before["fno"]
+    read = Path.read_bytes
+    monkeypatch.setattr(Path, "read_bytes",
+                        lambda self: read(self) + (b"#" if self.as_posix().endswith("physml/layers/spectral.py") else b""))
+    after = {"fno": code_version(fno, mse), "boon": code_version(BOONFNO(fno), mse), "anp": code_version(anp, mse)}
+    assert after["fno"] != before["fno"] and after["boon"] != before["boon"] and after["anp"] == before["anp"]

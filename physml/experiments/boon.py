@@ -64,7 +64,8 @@ from physml.metrics import relative_l2
 from physml.models import build_model
 from physml.models.boon import NEUMANN_STENCILS, BOONFNO, BoundaryFNO, OverwriteFNO
 from physml.threads import torch_threads
-from physml.training import TrainConfig, fit, load_checkpoint, resumable, select_device, write_wall_clock
+from physml.training import (TrainConfig, code_version, fit, load_checkpoint, resumable, select_device,
+                             write_wall_clock)
 
 __all__ = [
     "CONSTRAINTS",
@@ -347,8 +348,9 @@ def _train_variants(case: str, model: str, params: ParamsModel, train_split: Ope
             path = out_dir / (PLAIN_FILE if variant == "plain" else BOON_FILE)
             net = build_model(cfg)
             started = time.perf_counter()
-            result = fit(net, _loss, train_data, val_data, config, path, cfg,
-                         resume=resumable(path, cfg, config, data), progress=progress, data_version=data)
+            resume = resumable(path, cfg, config, data, code_version=code_version(net, _loss))
+            result = fit(net, _loss, train_data, val_data, config, path, cfg, resume=resume, progress=progress,
+                         data_version=data)
             seconds[variant] = time.perf_counter() - started
             summary[variant] = {"best_val": result.best_val, "best_epoch": result.best_epoch, "epochs": config.epochs,
                                 "parameters": sum(p.numel() for p in net.parameters())}

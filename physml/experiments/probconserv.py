@@ -54,7 +54,8 @@ from physml.metrics import (
 )
 from physml.models import Predictive, build_model, model_loss
 from physml.threads import torch_threads
-from physml.training import TrainConfig, fit, load_checkpoint, resumable, seed_everything, write_wall_clock
+from physml.training import (TrainConfig, code_version, fit, load_checkpoint, resumable, seed_everything,
+                             write_wall_clock)
 
 MODELS = ("anp", "ensemble")
 BATCH_KEYS = ("context_t", "context_x", "context_u", "target_t", "target_x", "target_u", "mass")
@@ -177,10 +178,10 @@ def train(case: str, model: str, params: ParamsModel, data_dir: Path, out_dir: P
     with torch_threads():
         for name, cfg in jobs:
             path = out_dir / f"{name}.pt"
-            resume = resumable(path, cfg, tc, fp)
             started = time.perf_counter()
             seed_everything(tc.seed)  # the initial weights too, not only fit()'s batch order
             net = build_model(cfg)
+            resume = resumable(path, cfg, tc, fp, code_version=code_version(net, model_loss))
             result = fit(net, model_loss, train_ds, val_ds, tc, path, cfg, resume=resume, progress=progress,
                          data_version=fp)
             seconds[name] = time.perf_counter() - started
