@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# The GPU checks of issue 4 (BOON) in one call of the device tool: the forward-time ratios on the GPU and
+# paper-profile BOON cases trained there. Run in the repository root of the device machine:
+#
+#   bash infra/gpu/check.sh [BUDGET_SECONDS]        (default 480: one call of at most 10 minutes, with
+#                                                    time left for the machine's start and the transfers)
+#
+# Environment: CASES (default "burgers_dirichlet stokes2", in that order), PROFILE (paper), DEVICE (cuda),
+# OUT (results folder; the device tool sets it), PYTHON (python3), WHEELS (.whl). The wheels in .whl/
+# (infra/gpu/fetch_wheels.sh, carried with the call) are installed first: the machine has no pydantic or pandera. physml runs from the checkout,
+# uninstalled, and MLflow is not used (--no-track). Data come from data/<profile>/<case> when it is carried
+# and complete, else the case is generated there. Results in $OUT, at most 8 files as the tool returns them:
+# boon_speed.txt, one <case>.json per case (rel_l2 and boundary error per constraint, FNO ÷ BOON, stage
+# seconds) and check.log. Every step runs under what is left of the budget; a case that cannot start with
+# 60 s left is skipped and says so. Dry run here, on the CPU:
+#   DEVICE=cpu PROFILE=quick CASES=burgers_dirichlet WHEELS=none PYTHON=.venv/bin/python \
+#     PYTHONPATH=infra/gpu/without_services bash infra/gpu/check.sh   (mlflow, prefect, dvc unimportable as there)
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+budget=${1:-480}
+out=${OUT:-/tmp/physml-gpu-check}
+cases=${CASES:-burgers_dirichlet stokes2}
+profile=${PROFILE:-paper}
+device=${DEVICE:-cuda}
+mkdir -p "$out"
+log="$out/check.log"
+left() { echo $((budget - SECONDS)); }
+
+wheels=${WHEELS:-.whl}
+if [ -d "$wheels" ] && ls "$wheels"/*.whl > /dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$wheels"/*.whl \
+    || { echo "installing $wheels/ failed" | tee -a "$log"; exit 1; }
+  export PYTHONPATH=/tmp/site
+fi
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 MLFLOW_DISABLE_TELEMETRY=true
+python=${PYTHON:-python3}
+
+{
+  echo "== $(date -u +%FT%TZ) budget ${budget}s, device $device, profile $profile, cases: $cases"
+  "$python" -c 'import torch; print("torch", torch.__version__, "|",
+        torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU")'
+} 2>&1 | tee -a "$log"
+
+speed_limit=$(( $(left) / 4 ))
+timeout "$speed_limit" "$python" benchmarks/boon_speed.py --device "$device" --repeats 40 2>&1 | tee "$out/boon_speed.txt"
+rc=${PIPESTATUS[0]}
+[ "$rc" = 0 ] || echo "boon_speed.py stopped (exit $rc, 124 = the limit of ${speed_limit}s)" | tee -a "$log"
+
+for case in $cases; do
+  if [ "$(left)" -lt 60 ]; then
+    echo "== $case skipped: $(left)s of the budget left" | tee -a "$log"
+    continue
+  fi
+  echo "== $case ($profile), $(left)s left" | tee -a "$log"
+  seconds=()
+  status=done
+  case_start=$(date +%s)
+  for stage in generate train constrain evaluate; do
+    case $stage in
+      generate) args=(--no-progress) ;;
+      train) args=(--model fno --no-progress) ;;
+      constrain) args=(--model fno) ;;
+      evaluate) args=(--model fno --no-track) ;;
+    esac
+    begun=$SECONDS
+    if ! timeout "$(left)" "$python" -m physml.cli "$stage" --case "$case" --profile "$profile" "${args[@]}" >> "$log" 2>&1; then
+      status="stopped in $stage (exit or budget)"
+      echo "   $stage stopped after $((SECONDS - begun))s" | tee -a "$log"
+      break
+    fi
+    seconds+=("$stage=$((SECONDS - begun))")
+    echo "   $stage $((SECONDS - begun))s" | tee -a "$log"
+  done
+  "$python" - "$case" "$profile" "$status" "$case_start" "$out/$case.json" "${seconds[@]}" <<'PY' 2>&1 | tee -a "$log"
+import json, sys
+from pathlib import Path
+
+case, profile, status, start, target, *stage_seconds = sys.argv[1:]
+folder = Path("metrics") / profile / case / "fno"
+metrics = {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))
+           if p.stem != "seeds" and p.stat().st_mtime >= float(start)}  # this run's, not carried ones
+result = {"case": case, "profile": profile, "status": status,
+          "seconds": {k: int(v) for k, v in (s.split("=") for s in stage_seconds)},
+          "metrics": {c: {k: m[k] for k in ("rel_l2", "boundary_max_abs") if k in m} for c, m in metrics.items()}}
+if "none" in metrics and "boon" in metrics:
+    result["fno_over_boon_rel_l2"] = metrics["none"]["rel_l2"] / metrics["boon"]["rel_l2"]
+Path(target).write_text(json.dumps(result, indent=2) + "\n")
+print(json.dumps(result))
+PY
+done
+echo "== finished with $(left)s of the budget left" | tee -a "$log"
