@@ -458,19 +458,18 @@ def fit(
 
 
 def resumable(path: str | Path, model_config: Mapping[str, Any], config: TrainConfig,
-              data_version: str | None = None, *, code_version: str) -> bool:
+              data_version: str | None = None, *, code: str) -> bool:
     """Whether ``fit(..., resume=True)`` would continue the checkpoint at ``path``: it exists, is a physml
     training checkpoint, and was written with the same ``model_config``, ``TrainConfig`` (epochs and device
-    aside: more epochs continue the run), ``data_version`` and ``code_version`` (:func:`code_version` of the
-    model and loss about to be fitted). Callers pass ``resume=resumable(...)``, so a change of settings,
+    aside: more epochs continue the run), ``data_version`` and ``code`` (:func:`code_version` of the model
+    and loss about to be fitted). Callers pass ``resume=resumable(...)``, so a change of settings,
     data or code retrains from scratch, and an unfinished retraining is never resumed as the old one (the
     old checkpoint still records the old settings)."""
     path = Path(path)
     if not path.is_file():
         return False
     try:
-        _check_compatible(read_checkpoint(path), _check_json(model_config), config, data_version, code_version,
-                          path)
+        _check_compatible(read_checkpoint(path), _check_json(model_config), config, data_version, code, path)
     except Exception:  # noqa: BLE001 - an unreadable or incompatible checkpoint is retrained
         return False
     return True
@@ -478,7 +477,7 @@ def resumable(path: str | Path, model_config: Mapping[str, Any], config: TrainCo
 
 def _check_compatible(
     payload: Mapping[str, Any], model_config: Mapping[str, Any], config: TrainConfig, data_version: str | None,
-    code_version: str, path: Path,
+    code: str, path: Path,
 ) -> None:
     """A checkpoint may be resumed only by the same model_config, TrainConfig (epochs aside), data and code."""
     if payload.get("format") != CHECKPOINT_FORMAT or "resume" not in payload:
@@ -497,9 +496,9 @@ def _check_compatible(
     if payload.get("data_version") != data_version:
         raise ValueError(f"{path}: checkpoint trained on data {payload.get('data_version')!r}, not {data_version!r}; "
                          "pass resume=False")
-    if payload.get("code_version") != code_version:
+    if payload.get("code_version") != code:
         raise ValueError(f"{path}: checkpoint written by other code (physml source fingerprint "
-                         f"{str(payload.get('code_version'))[:12]}, now {code_version[:12]}); pass resume=False")
+                         f"{str(payload.get('code_version'))[:12]}, now {code[:12]}); pass resume=False")
 
 
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

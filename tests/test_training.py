@@ -138,15 +138,17 @@ def test_resumable_only_with_the_same_model_settings_and_data(tmp_path: Path) ->
     assert read_checkpoint(path)["data_version"] == "abc"
     assert load_checkpoint(path, build)[2]["data_version"] == "abc"
     code = code_version(make(), mse)
-    assert resumable(path, CFG, config, "abc", code_version=code)
-    assert resumable(path, CFG, TrainConfig(epochs=5, batch_size=8, lr=1e-3, lr_step=10, device="cpu"), "abc", code_version=code)
-    assert not resumable(path, CFG, TrainConfig(epochs=1, batch_size=8, lr=1e-3, lr_step=5, device="cpu"), "abc", code_version=code)
-    assert not resumable(path, {**CFG, "width": 16}, config, "abc", code_version=code)
-    assert not resumable(path, CFG, config, "abd", code_version=code)
-    assert not resumable(path, CFG, config, code_version=code)
-    assert not resumable(tmp_path / "none.pt", CFG, config, "abc", code_version=code)
+    longer = TrainConfig(epochs=5, batch_size=8, lr=1e-3, lr_step=10, device="cpu")
+    other_step = TrainConfig(epochs=1, batch_size=8, lr=1e-3, lr_step=5, device="cpu")
+    assert resumable(path, CFG, config, "abc", code=code)
+    assert resumable(path, CFG, longer, "abc", code=code)
+    assert not resumable(path, CFG, other_step, "abc", code=code)
+    assert not resumable(path, {**CFG, "width": 16}, config, "abc", code=code)
+    assert not resumable(path, CFG, config, "abd", code=code)
+    assert not resumable(path, CFG, config, code=code)
+    assert not resumable(tmp_path / "none.pt", CFG, config, "abc", code=code)
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
-    assert not resumable(tmp_path / "bad.pt", CFG, config, "abc", code_version=code)
+    assert not resumable(tmp_path / "bad.pt", CFG, config, "abc", code=code)
     with pytest.raises(ValueError, match="trained on data 'abc', not 'abd'"):
         fit(make(), mse, train, val, config, path, CFG, progress=False, data_version="abd")
 
@@ -213,19 +215,21 @@ def test_a_checkpoint_of_other_code_is_not_resumed(tmp_path: Path) -> None:
     fit(make(), mse, train, val, config, path, CFG, progress=False)
     code = code_version(make(), mse)
     assert read_checkpoint(path)["code_version"] == code
-    assert resumable(path, CFG, config, code_version=code)
+    assert resumable(path, CFG, config, code=code)
     payload = read_checkpoint(path)
     payload["code_version"] = "0" * 64
     torch.save(payload, path)
-    assert not resumable(path, CFG, config, code_version=code)
+    assert not resumable(path, CFG, config, code=code)
     with pytest.raises(ValueError, match="written by other code"):
         fit(make(), mse, train, val, config, path, CFG, progress=False)
 
 
-def test_code_version_covers_the_model_classes_and_what_they_import(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("edited", ["physml/layers/spectral.py", "physml/layers/grid_cache.py"])
+def test_code_version_covers_the_model_classes_and_what_they_import(edited: str,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """The fingerprint follows the files a model's forward runs: BOON's adds physml/models/boon.py to the
-    FNO's; an edit of physml/layers/spectral.py (imported by the FNO) changes both FNO fingerprints and not
-    the ANP's; another FNO of other sizes has the same code."""
+    FNO's; an edit of the FNO's kernel module (a submodule's class) or of the grid cache it imports changes
+    both FNO fingerprints and not the ANP's; another FNO of other sizes has the same code."""
     from physml.models.anp import ANP, ANPConfig
     from physml.models.boon import BOONFNO
     from physml.models.fno import fno_1d
@@ -235,7 +239,6 @@ def test_code_version_covers_the_model_classes_and_what_they_import(monkeypatch:
     assert len(set(before.values())) == 3
     assert code_version(fno_1d(width=8, modes=2), mse) == before["fno"]
     read = Path.read_bytes
-    monkeypatch.setattr(Path, "read_bytes",
-                        lambda self: read(self) + (b"#" if self.as_posix().endswith("physml/layers/spectral.py") else b""))
+    monkeypatch.setattr(Path, "read_bytes", lambda self: read(self) + (b"#" if self.as_posix().endswith(edited) else b""))
     after = {"fno": code_version(fno, mse), "boon": code_version(BOONFNO(fno), mse), "anp": code_version(anp, mse)}
     assert after["fno"] != before["fno"] and after["boon"] != before["boon"] and after["anp"] == before["anp"]

@@ -348,7 +348,7 @@ def _train_variants(case: str, model: str, params: ParamsModel, train_split: Ope
             path = out_dir / (PLAIN_FILE if variant == "plain" else BOON_FILE)
             net = build_model(cfg)
             started = time.perf_counter()
-            resume = resumable(path, cfg, config, data, code_version=code_version(net, _loss))
+            resume = resumable(path, cfg, config, data, code=code_version(net, _loss))
             result = fit(net, _loss, train_data, val_data, config, path, cfg, resume=resume, progress=progress,
                          data_version=data)
             seconds[variant] = time.perf_counter() - started

@@ -181,7 +181,7 @@ def train(case: str, model: str, params: ParamsModel, data_dir: Path, out_dir: P
             started = time.perf_counter()
             seed_everything(tc.seed)  # the initial weights too, not only fit()'s batch order
             net = build_model(cfg)
-            resume = resumable(path, cfg, tc, fp, code_version=code_version(net, model_loss))
+            resume = resumable(path, cfg, tc, fp, code=code_version(net, model_loss))
             result = fit(net, model_loss, train_ds, val_ds, tc, path, cfg, resume=resume, progress=progress,
                          data_version=fp)
             seconds[name] = time.perf_counter() - started
