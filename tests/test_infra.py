@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
 import shlex
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -275,3 +277,41 @@ def test_readme_documents_every_infra_file() -> None:
     for line in readme.splitlines():
         if line.startswith(("prefect ", "PHYSML_PROJECT_DIR")):
             shlex.split(line.split("#")[0])  # every shown command is well-quoted
+
+
+GPU_CHECK = INFRA / "gpu" / "check.sh"
+WITHOUT_SERVICES = INFRA / "gpu" / "without_services"
+
+
+def _gpu_check(tmp_path: Path, budget: int, cases: str) -> tuple[subprocess.CompletedProcess, Path]:
+    out = tmp_path / "out"
+    env = {**os.environ, "OUT": str(out), "DEVICE": "cpu", "PROFILE": "quick", "CASES": cases, "SPEED": "no",
+           "WHEELS": "none", "PYTHON": sys.executable, "PYTHONPATH": str(WITHOUT_SERVICES)}
+    run = subprocess.run(["bash", str(GPU_CHECK), str(budget)], capture_output=True, text=True, env=env, timeout=120)
+    return run, out
+
+
+def test_gpu_check_reports_a_stage_that_stops_and_skips_what_the_budget_cannot_start(tmp_path: Path) -> None:
+    """check.sh runs a case's stages while 60 s or more of its budget are left, writes <case>.json with where
+    it stopped (here: an unknown case, refused by generate), and skips the cases the budget cannot start."""
+    run, out = _gpu_check(tmp_path, 90, "nosuchcase")
+    assert run.returncode == 0, run.stderr
+    result = json.loads((out / "nosuchcase.json").read_text())
+    assert result["status"] == "stopped in generate (exit or budget)" and result["metrics"] == {}
+    assert "nosuchcase" in (out / "check.log").read_text()
+    run, out = _gpu_check(tmp_path, 59, "burgers_dirichlet stokes2")
+    log = (out / "check.log").read_text()
+    assert "burgers_dirichlet skipped" in log and "stokes2 skipped" in log
+    assert not (out / "burgers_dirichlet.json").exists()
+
+
+def test_without_services_blocks_what_the_gpu_machine_lacks_and_the_stages_import_without_them() -> None:
+    """The dry run's premise: with infra/gpu/without_services on PYTHONPATH mlflow, prefect and dvc fail to
+    import, and the modules the CLI stages run (evaluate with --no-track) import all the same."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(WITHOUT_SERVICES), str(ROOT)])}
+    for name in ("mlflow", "prefect", "dvc"):
+        blocked = subprocess.run([sys.executable, "-c", f"import {name}"], capture_output=True, text=True, env=env)
+        assert blocked.returncode != 0 and "not installed on the GPU machine" in blocked.stderr
+    stages = "import physml.cli, physml.stages, physml.experiments.boon, physml.data.generate"
+    ok = subprocess.run([sys.executable, "-c", stages], capture_output=True, text=True, env=env)
+    assert ok.returncode == 0, ok.stderr

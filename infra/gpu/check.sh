@@ -6,7 +6,8 @@
 #                                                    time left for the machine's start and the transfers)
 #
 # Environment: CASES (default "burgers_dirichlet stokes2", in that order), PROFILE (paper), DEVICE (cuda),
-# OUT (results folder; the device tool sets it), PYTHON (python3), WHEELS (.whl). The wheels in .whl/
+# OUT (results folder; the device tool sets it), PYTHON (python3), WHEELS (.whl), SPEED (no: skip the speed
+# benchmark, e.g. in a second call for the cases alone). The wheels in .whl/
 # (infra/gpu/fetch_wheels.sh, carried with the call) are installed first: the machine has no pydantic or pandera. physml runs from the checkout,
 # uninstalled, and MLflow is not used (--no-track). Data come from data/<profile>/<case> when it is carried
 # and complete, else the case is generated there. Results in $OUT, at most 8 files as the tool returns them:
@@ -41,10 +42,12 @@ python=${PYTHON:-python3}
         torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU")'
 } 2>&1 | tee -a "$log"
 
-speed_limit=$(( $(left) / 4 ))
-timeout "$speed_limit" "$python" benchmarks/boon_speed.py --device "$device" --repeats 40 2>&1 | tee "$out/boon_speed.txt"
-rc=${PIPESTATUS[0]}
-[ "$rc" = 0 ] || echo "boon_speed.py stopped (exit $rc, 124 = the limit of ${speed_limit}s)" | tee -a "$log"
+if [ "${SPEED:-yes}" != no ]; then
+  speed_limit=$(( $(left) / 4 ))
+  timeout "$speed_limit" "$python" benchmarks/boon_speed.py --device "$device" --repeats 40 2>&1 | tee "$out/boon_speed.txt"
+  rc=${PIPESTATUS[0]}
+  [ "$rc" = 0 ] || echo "boon_speed.py stopped (exit $rc, 124 = the limit of ${speed_limit}s)" | tee -a "$log"
+fi
 
 for case in $cases; do
   if [ "$(left)" -lt 60 ]; then
