@@ -389,7 +389,8 @@ class BOONFNO(BoundaryFNO):
         built once, with the solve folded into the end response, and cached until a weight of any layer
         changes (its storage or in-place version), so an inference forward spends one lookup on all of them.
         """
-        weights = [w for layer in range(self.fno.n_layers) for w in self._layer_weights(layer)]
+        weights = [w for conv, pointwise in zip(self.fno.spectral, self.fno.pointwise)
+                   for w in (conv.weight, pointwise.weight)]  # as _layer_weights, without indexing per layer
         fold = not torch.is_grad_enabled()
         return self._weights_cached(("layers_1d", n, like.dtype, like.device), weights,
                                     lambda: [self._layer_1d(i, n, like, fold) for i in range(self.fno.n_layers)])
@@ -457,20 +458,22 @@ class BOONFNO(BoundaryFNO):
         # 1-D Dirichlet/Neumann: every layer's weights-only part fetched once (cached at inference)
         steps = self._layers_1d(inner[0], v) if len(inner) == 1 and self.boundary != "periodic" else None
         set_hidden_ends = steps is None or not self._absorbs_input_ends()
+        # v is rebound at once (no name keeps a layer's pre-activation alive into the next layer), so the
+        # allocator hands each new field the block just freed, still in cache, as the plain FNO's loop does
         for layer in range(fno.n_layers):
-            last = layer == fno.n_layers - 1
             if self.boundary == "periodic":  # σ maps the layer's equal ends to equal values
-                z = self.corrected_layer(layer, v, hidden)
-                v = z if last else F.gelu(z)
-                continue
+                v = self.corrected_layer(layer, v, hidden)
+            else:
+                v = (self._corrected(layer, v, hidden, faces=False) if steps is None
+                     else self._corrected_1d(steps[layer], v, hidden[0], faces=False))
+            if layer == fno.n_layers - 1:
+                break
+            v = F.gelu(v)
             # Dirichlet/Neumann: each layer's face entries are set once, after σ (σ on the interior
             # only: for Dirichlet the faces are g, for Neumann they are solved from the activated
             # interior), unless the next layer's correction absorbs them (:meth:`_absorbs_input_ends`).
             # The last layer's faces only reach the output's faces, which are set at the end.
-            z = (self._corrected(layer, v, hidden, faces=False) if steps is None
-                 else self._corrected_1d(steps[layer], v, hidden[0], faces=False))
-            v = z if last else F.gelu(z)
-            if not last and set_hidden_ends:
+            if self.boundary != "periodic" and set_hidden_ends:
                 self.enforce(v, hidden, inner)
         out = self.enforce(fno.projected(fno.cropped(v)).movedim(-1, 1), out_targets, shape)  # (B, c_out, *grid)
         return fno.formatted(out.movedim(1, -1))
