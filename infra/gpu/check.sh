@@ -66,8 +66,10 @@ for case in $cases; do
       evaluate) args=(--model fno --no-track) ;;
     esac
     begun=$SECONDS
-    if ! timeout "$(left)" "$python" -m physml.cli "$stage" --case "$case" --profile "$profile" "${args[@]}" >> "$log" 2>&1; then
-      status="stopped in $stage (exit or budget)"
+    rc=0
+    timeout "$(left)" "$python" -m physml.cli "$stage" --case "$case" --profile "$profile" "${args[@]}" >> "$log" 2>&1 || rc=$?
+    if [ "$rc" -ne 0 ]; then
+      if [ "$rc" -eq 124 ]; then status="stopped in $stage (budget)"; else status="stopped in $stage (exit $rc)"; fi
       echo "   $stage stopped after $((SECONDS - begun))s" | tee -a "$log"
       break
     fi
