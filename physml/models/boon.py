@@ -245,8 +245,13 @@ class BOONFNO(BoundaryFNO):
                                     lambda: self._elimination(layer, shape, axis))
 
     def _layer_weights(self, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The weights ``layer``'s correction is made from: its kernel's and its pointwise map's."""
-        return self.fno.spectral[layer].weight, self.fno.pointwise[layer].weight
+        """The weights ``layer``'s correction is made from (:meth:`_correction_weights`)."""
+        return self._correction_weights(self.fno.spectral[layer], self.fno.pointwise[layer])
+
+    @staticmethod
+    def _correction_weights(conv: SpectralConv, pointwise: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+        """The weights a layer's correction is made from: its kernel's and its pointwise map's."""
+        return conv.weight, pointwise.weight
 
     def _weights_cached(self, key: tuple, weights: Sequence[torch.Tensor], build: Callable[[], Any]) -> Any:
         """``build()``, made from ``weights``; without autograd cached under ``key`` until one of them changes
@@ -389,8 +394,8 @@ class BOONFNO(BoundaryFNO):
         built once, with the solve folded into the end response, and cached until a weight of any layer
         changes (its storage or in-place version), so an inference forward spends one lookup on all of them.
         """
-        weights = [w for conv, pointwise in zip(self.fno.spectral, self.fno.pointwise)
-                   for w in (conv.weight, pointwise.weight)]  # as _layer_weights, without indexing per layer
+        weights = [w for modules in zip(self.fno.spectral, self.fno.pointwise)  # not indexed per layer: cheaper
+                   for w in self._correction_weights(*modules)]
         fold = not torch.is_grad_enabled()
         return self._weights_cached(("layers_1d", n, like.dtype, like.device), weights,
                                     lambda: [self._layer_1d(i, n, like, fold) for i in range(self.fno.n_layers)])
