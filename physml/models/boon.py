@@ -462,7 +462,7 @@ class BOONFNO(BoundaryFNO):
         hidden = [None if g is None else self._hidden_target(g) for g in out_targets]
         # 1-D Dirichlet/Neumann: every layer's weights-only part fetched once (cached at inference)
         steps = self._layers_1d(inner[0], v) if len(inner) == 1 and self.boundary != "periodic" else None
-        set_hidden_ends = steps is None or not self._absorbs_input_ends()
+        set_hidden_ends = self.boundary != "periodic" and (steps is None or not self._absorbs_input_ends())
         # v is rebound at once (no name keeps a layer's pre-activation alive into the next layer), so the
         # allocator hands each new field the block just freed, still in cache, as the plain FNO's loop does
         for layer in range(fno.n_layers):
@@ -478,7 +478,7 @@ class BOONFNO(BoundaryFNO):
             # only: for Dirichlet the faces are g, for Neumann they are solved from the activated
             # interior), unless the next layer's correction absorbs them (:meth:`_absorbs_input_ends`).
             # The last layer's faces only reach the output's faces, which are set at the end.
-            if self.boundary != "periodic" and set_hidden_ends:
+            if set_hidden_ends:
                 self.enforce(v, hidden, inner)
         out = self.enforce(fno.projected(fno.cropped(v)).movedim(-1, 1), out_targets, shape)  # (B, c_out, *grid)
         return fno.formatted(out.movedim(1, -1))
