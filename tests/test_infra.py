@@ -283,10 +283,10 @@ GPU_CHECK = INFRA / "gpu" / "check.sh"
 WITHOUT_SERVICES = INFRA / "gpu" / "without_services"
 
 
-def _gpu_check(tmp_path: Path, budget: int, cases: str) -> tuple[subprocess.CompletedProcess, Path]:
+def _gpu_check(tmp_path: Path, budget: int, cases: str, **extra: str) -> tuple[subprocess.CompletedProcess, Path]:
     out = tmp_path / "out"
     env = {**os.environ, "OUT": str(out), "DEVICE": "cpu", "PROFILE": "quick", "CASES": cases, "SPEED": "no",
-           "WHEELS": "none", "PYTHON": sys.executable, "PYTHONPATH": str(WITHOUT_SERVICES)}
+           "WHEELS": "none", "PYTHON": sys.executable, "PYTHONPATH": str(WITHOUT_SERVICES), **extra}
     run = subprocess.run(["bash", str(GPU_CHECK), str(budget)], capture_output=True, text=True, env=env, timeout=120)
     return run, out
 
@@ -304,6 +304,23 @@ def test_gpu_check_reports_a_stage_that_stops_and_skips_what_the_budget_cannot_s
     log = (out / "check.log").read_text()
     assert "burgers_dirichlet skipped" in log and "stokes2 skipped" in log
     assert not (out / "burgers_dirichlet.json").exists()
+
+
+def test_gpu_check_stops_a_stage_at_the_budget_and_says_so(tmp_path: Path) -> None:
+    """A stage still running when the budget ends is stopped there, and <case>.json says "stopped in <stage>
+    (budget)". The interpreter is a wrapper whose physml stages outlast any budget (everything else runs as
+    usual), so the budget, not the stage, decides; a case may start with CASE_MIN_SECONDS (here 1) left."""
+    slow = tmp_path / "python"
+    slow.write_text(f'#!/usr/bin/env bash\n[ "$1 $2" = "-m physml.cli" ] && exec sleep 600\nexec "{sys.executable}" "$@"\n')
+    slow.chmod(0o755)
+    run, out = _gpu_check(tmp_path, 12, "burgers_dirichlet", PYTHON=str(slow), CASE_MIN_SECONDS="1")
+    assert run.returncode == 0, run.stderr
+    result = json.loads((out / "burgers_dirichlet.json").read_text())
+    assert result["status"] == "stopped in generate (budget)" and result["seconds"] == {}
+    assert "generate stopped after" in (out / "check.log").read_text()
+    for bad in ({"CASE_MIN_SECONDS": "0"}, {"CASE_MIN_SECONDS": "soon"}):
+        refused, _ = _gpu_check(tmp_path, 12, "burgers_dirichlet", **bad)
+        assert refused.returncode == 2 and "CASE_MIN_SECONDS" in refused.stderr
 
 
 def test_without_services_blocks_what_the_gpu_machine_lacks_and_the_stages_import_without_them() -> None:

@@ -7,13 +7,15 @@
 #
 # Environment: CASES (default "burgers_dirichlet stokes2", in that order), PROFILE (paper), DEVICE (cuda),
 # OUT (results folder; the device tool sets it), PYTHON (python3), WHEELS (.whl), SPEED (no: skip the speed
-# benchmark, e.g. in a second call for the cases alone). The wheels in .whl/
+# benchmark, e.g. in a second call for the cases alone), CASE_MIN_SECONDS (60: a case starts only with this
+# much of the budget left). The wheels in .whl/
 # (infra/gpu/fetch_wheels.sh, carried with the call) are installed first: the machine has no pydantic or pandera. physml runs from the checkout,
 # uninstalled, and MLflow is not used (--no-track). Data come from data/<profile>/<case> when it is carried
 # and complete, else the case is generated there. Results in $OUT, at most 8 files as the tool returns them:
 # boon_speed.txt, one <case>.json per case (rel_l2 and boundary error per constraint, FNO ÷ BOON, stage
-# seconds) and check.log. Every step runs under what is left of the budget; a case that cannot start with
-# 60 s left is skipped and says so. Dry run here, on the CPU:
+# seconds) and check.log. Every step runs under what is left of the budget (never unbounded: `timeout 0`
+# would mean no limit, so a step with under a second left is not started and counts as stopped by the
+# budget); a case that cannot start with CASE_MIN_SECONDS left is skipped and says so. Dry run here, on the CPU:
 #   DEVICE=cpu PROFILE=quick CASES=burgers_dirichlet WHEELS=none PYTHON=.venv/bin/python \
 #     PYTHONPATH=infra/gpu/without_services bash infra/gpu/check.sh   (mlflow, prefect, dvc unimportable as there)
 set -uo pipefail
@@ -23,9 +25,15 @@ out=${OUT:-/tmp/physml-gpu-check}
 cases=${CASES:-burgers_dirichlet stokes2}
 profile=${PROFILE:-paper}
 device=${DEVICE:-cuda}
+case_min=${CASE_MIN_SECONDS:-60}
+[[ "$budget" =~ ^[0-9]+$ && "$case_min" =~ ^[1-9][0-9]*$ ]] \
+  || { echo "budget must be an integer >= 0 and CASE_MIN_SECONDS one >= 1, got '$budget' and '$case_min'" >&2; exit 2; }
 mkdir -p "$out"
 log="$out/check.log"
 left() { echo $((budget - SECONDS)); }
+# limited SECONDS COMMAND...: COMMAND under `timeout SECONDS`, or exit 124 (as timeout's) without starting it
+# when under a second is left, since `timeout 0` means no limit and a negative one is an error
+limited() { local seconds=$1; shift; [ "$seconds" -ge 1 ] || return 124; timeout "$seconds" "$@"; }
 
 wheels=${WHEELS:-.whl}
 if [ -d "$wheels" ] && ls "$wheels"/*.whl > /dev/null 2>&1; then
@@ -44,13 +52,13 @@ python=${PYTHON:-python3}
 
 if [ "${SPEED:-yes}" != no ]; then
   speed_limit=$(( $(left) / 4 ))
-  timeout "$speed_limit" "$python" benchmarks/boon_speed.py --device "$device" --repeats 40 2>&1 | tee "$out/boon_speed.txt"
+  limited "$speed_limit" "$python" benchmarks/boon_speed.py --device "$device" --repeats 40 2>&1 | tee "$out/boon_speed.txt"
   rc=${PIPESTATUS[0]}
   [ "$rc" = 0 ] || echo "boon_speed.py stopped (exit $rc, 124 = the limit of ${speed_limit}s)" | tee -a "$log"
 fi
 
 for case in $cases; do
-  if [ "$(left)" -lt 60 ]; then
+  if [ "$(left)" -lt "$case_min" ]; then
     echo "== $case skipped: $(left)s of the budget left" | tee -a "$log"
     continue
   fi
@@ -67,7 +75,7 @@ for case in $cases; do
     esac
     begun=$SECONDS
     rc=0
-    timeout "$(left)" "$python" -m physml.cli "$stage" --case "$case" --profile "$profile" "${args[@]}" >> "$log" 2>&1 || rc=$?
+    limited "$(left)" "$python" -m physml.cli "$stage" --case "$case" --profile "$profile" "${args[@]}" >> "$log" 2>&1 || rc=$?
     if [ "$rc" -ne 0 ]; then
       if [ "$rc" -eq 124 ]; then status="stopped in $stage (budget)"; else status="stopped in $stage (exit $rc)"; fi
       echo "   $stage stopped after $((SECONDS - begun))s" | tee -a "$log"
