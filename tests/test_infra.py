@@ -313,7 +313,7 @@ def test_gpu_check_stops_a_stage_at_the_budget_and_says_so(tmp_path: Path) -> No
     slow = tmp_path / "python"
     slow.write_text(f'#!/usr/bin/env bash\n[ "$1 $2" = "-m physml.cli" ] && exec sleep 600\nexec "{sys.executable}" "$@"\n')
     slow.chmod(0o755)
-    run, out = _gpu_check(tmp_path, 12, "burgers_dirichlet", PYTHON=str(slow), CASE_MIN_SECONDS="1")
+    run, out = _gpu_check(tmp_path, 15, "burgers_dirichlet", PYTHON=str(slow), CASE_MIN_SECONDS="1")
     assert run.returncode == 0, run.stderr
     result = json.loads((out / "burgers_dirichlet.json").read_text())
     assert result["status"] == "stopped in generate (budget)" and result["seconds"] == {}
