@@ -44,6 +44,19 @@ def mse(pred: np.ndarray, true: np.ndarray, axis: int | tuple[int, ...] | None =
     return float(out) if np.ndim(out) == 0 else out
 
 
+def _check_reduce(reduce: str, allowed: tuple[str, ...]) -> None:
+    if reduce not in allowed:
+        raise ValueError(f"reduce must be one of {allowed}, got {reduce!r}")
+
+
+def _broadcasts_into(shape: tuple[int, ...], target: tuple[int, ...]) -> bool:
+    """Whether an array of ``shape`` broadcasts to ``target`` without widening it."""
+    try:
+        return np.broadcast_shapes(shape, target) == target
+    except ValueError:
+        return False
+
+
 def relative_l2(pred: np.ndarray, true: np.ndarray, space_axes: int = 1, reduce: Reduce = "mean") -> np.ndarray | float:
     """Relative L2 error ‖pred − true‖₂ / ‖true‖₂ over the trailing ``space_axes`` axes.
 
@@ -51,6 +64,7 @@ def relative_l2(pred: np.ndarray, true: np.ndarray, space_axes: int = 1, reduce:
     returned with the leading shape (``reduce="none"``). BOON/FNO convention (Li et al. 2021, Saad et al. 2023).
     A sample/time whose true field is identically zero has no relative error: ValueError.
     """
+    _check_reduce(reduce, ("mean", "none"))
     p, t = _f64("pred", pred), _f64("true", true)
     _same_shape(pred=p, true=t)
     if not 1 <= space_axes <= p.ndim:
@@ -74,10 +88,16 @@ def conservation_error(mean: np.ndarray, G: np.ndarray, b: np.ndarray, reduce: L
     gives the signed error (..., nt, k); ``"mean_abs"`` the mean |CE| reported in tables (Hansen et al.
     2023, §4; reference ``analyze_conservation``). ProbConserv's CE is 0 up to round-off.
     """
+    _check_reduce(reduce, ("none", "mean_abs"))
     mu, g, rhs = _f64("mean", mean), _f64("G", G), _f64("b", b)
     if g.ndim < 2 or g.shape[-1] != mu.shape[-1]:
         raise ValueError(f"G must have shape (..., k, {mu.shape[-1]}), got {g.shape}")
-    ce = np.einsum("...kn,...n->...k", g, mu) - rhs
+    quadrature = np.einsum("...kn,...n->...k", g, mu)  # G μ, (..., k)
+    # b must not widen G μ: a (..., nt) b against (..., nt, 1) would compare every slice with every mass
+    if rhs.ndim < 1 or rhs.shape[-1] != g.shape[-2] or not _broadcasts_into(rhs.shape, quadrature.shape):
+        raise ValueError(f"b must have shape (..., k) = {quadrature.shape} (one value per row of G), "
+                         f"got {rhs.shape}")
+    ce = quadrature - rhs
     return float(np.mean(np.abs(ce))) if reduce == "mean_abs" else ce
 
 
@@ -126,6 +146,7 @@ def gaussian_log_likelihood(
     analysis (``loglik`` in ``analyze_mean_squared_error``); averaged over all points (``reduce="mean"``)
     or returned pointwise. For a full covariance pass its diagonal.
     """
+    _check_reduce(reduce, ("mean", "none"))
     y, mu, v = _f64("true", true), _f64("mean", mean), _f64("var", var)
     _same_shape(true=y, mean=mu, var=v)
     if np.any(v < 0):

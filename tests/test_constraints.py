@@ -207,6 +207,40 @@ def test_bad_noise_asymmetric_cov_and_singular_system_raise():
     assert np.all(np.isfinite(m))
 
 
+def test_gradient_with_respect_to_a_scalar_noise_variance_matches_finite_differences():
+    """A 0-d noise_var tensor is differentiated through the whole update (S and the Joseph form), as a
+    (k,) one is: d/dσ² of Σ μ' + Σ Σ' against central differences."""
+    rng = np.random.default_rng(11)
+    n, k = 6, 2
+    mean, G, b = (torch.tensor(rng.normal(size=shape)) for shape in ((n,), (k, n), (k,)))
+    A = torch.tensor(rng.normal(size=(n, n)))
+    for cov in (torch.tensor(rng.uniform(0.5, 2.0, n)), A @ A.T / n + 0.1 * torch.eye(n, dtype=torch.float64)):
+        def loss(sig: torch.Tensor) -> torch.Tensor:
+            m, c = condition(mean, cov, G, b, noise_var=sig, full_cov=True)
+            return m.sum() + c.sum()
+
+        for sig in (torch.tensor(0.3, dtype=torch.float64), torch.full((k,), 0.3, dtype=torch.float64)):
+            leaf = sig.clone().requires_grad_(True)
+            (grad,) = torch.autograd.grad(loss(leaf), leaf)
+            step = 1e-5
+            numeric = float(loss(sig + step) - loss(sig - step)) / (2 * step)
+            assert float(grad.sum()) == pytest.approx(numeric, rel=1e-7)
+
+
+def test_probconserv_errors_name_its_own_argument_and_a_shared_full_covariance_is_explained():
+    args = _good()
+    with pytest.raises(ValueError, match="^var has negative variances"):
+        probconserv(args["mean"], -args["cov"], args["G"], args["b"])
+    with pytest.raises(ValueError, match=r"^var must have shape"):
+        probconserv(args["mean"], args["cov"][:, :4], args["G"], args["b"])
+    # a full (n, n) covariance has as many axes as a (B, n) mean, so it reads as B rows of variances
+    with pytest.raises(ValueError, match=r"do not broadcast.*cov \(5, 5\) has as many axes as mean.*cov\[None\]"):
+        condition(args["mean"], np.eye(5), args["G"], args["b"])
+    shared, _ = condition(args["mean"], np.eye(5)[None], args["G"], args["b"])
+    looped = [condition(args["mean"][i], np.eye(5), args["G"][i], args["b"][i])[0] for i in range(2)]
+    np.testing.assert_allclose(shared, np.stack(looped), rtol=1e-14)
+
+
 def test_hardc_is_the_least_squares_projection_and_keeps_variance():
     rng = np.random.default_rng(8)
     for _ in range(30):

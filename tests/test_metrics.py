@@ -95,6 +95,11 @@ def test_conservation_error_zero_for_exact_heat_and_probconserv_posterior():
     np.testing.assert_allclose(conservation_error(drift, G, b)[:, 0], 2 * np.pi * 0.05 * t, rtol=1e-12)
     m, _ = probconserv(drift, np.full(u.shape, 1e-2), G, b)
     assert conservation_error(m, G, b, reduce="mean_abs") < 1e-15
+    # b of shape (nt,) instead of (nt, 1) would compare every slice's quadrature with every mass
+    with pytest.raises(ValueError, match=r"b must have shape \(\.\.\., k\) = \(10, 1\)"):
+        conservation_error(drift, G, b[:, 0])
+    with pytest.raises(ValueError, match="reduce must be one of"):
+        conservation_error(drift, G, b, reduce="mean")
 
 
 def test_conservation_error_of_exact_pme_converges_with_the_grid():

@@ -93,7 +93,10 @@ def condition(
     Shapes (leading batch axes ``...`` — e.g. functions × time slices — broadcast between arguments):
 
     - ``mean``: (..., n)
-    - ``cov``: (..., n, n) a full symmetric covariance, or (..., n) the diagonal (variances)
+    - ``cov``: (..., n, n) a full symmetric covariance, or (..., n) the diagonal (variances). Which one is
+      read from the number of axes: one more than ``mean`` is full, as many as ``mean`` is diagonal. So a
+      full covariance shared by a batch of means carries the batch axes (``cov[None]`` or
+      ``expand``): an (n, n) array with a (B, n) mean is B rows of variances.
     - ``G``: (..., k, n); ``b``: (..., k)
     - ``noise_var``: a scalar or (..., k), ≥ 0
 
@@ -105,12 +108,18 @@ def condition(
     Raises ValueError for non-finite inputs, negative variances or noise, a non-symmetric full
     covariance, inconsistent shapes, and a singular G Σ Gᵀ + σ² I (naming the batch index).
     """
+    return _condition(mean, cov, G, b, noise_var, full_cov, keep_dtype, cov_name="cov")
+
+
+def _condition(mean: ArrayLike, cov: ArrayLike, G: ArrayLike, b: ArrayLike, noise_var: float | ArrayLike,
+               full_cov: bool, keep_dtype: bool, cov_name: str) -> tuple[ArrayLike, ArrayLike]:
+    """:func:`condition`, its messages naming the covariance ``cov_name`` (the caller's argument)."""
     as_numpy = not isinstance(mean, torch.Tensor)
     device = mean.device if isinstance(mean, torch.Tensor) else torch.device("cpu")
     out_dtype = mean.dtype if keep_dtype else None
 
     mu = _as_f64("mean", mean, device)
-    S0 = _as_f64("cov", cov, device)
+    S0 = _as_f64(cov_name, cov, device)
     Gt = _as_f64("G", G, device)
     bt = _as_f64("b", b, device)
     sig = _as_f64("noise_var", noise_var, device)
@@ -129,7 +138,7 @@ def condition(
         diagonal = True
     else:
         raise ValueError(
-            f"cov must have shape (..., {n}) (diagonal) or (..., {n}, {n}) (full) matching mean's "
+            f"{cov_name} must have shape (..., {n}) (diagonal) or (..., {n}, {n}) (full) matching mean's "
             f"{tuple(mu.shape)}, got {tuple(S0.shape)}"
         )
     if sig.ndim > 0 and sig.shape[-1] not in (1, k):
@@ -138,24 +147,29 @@ def condition(
     try:
         batch = torch.broadcast_shapes(mu.shape[:-1], cov_batch, Gt.shape[:-2], bt.shape[:-1], sig.shape[:-1])
     except RuntimeError as exc:
+        shared_full = diagonal and S0.ndim >= 2 and S0.shape[-2] == n
+        hint = (f"; {cov_name} {tuple(S0.shape)} has as many axes as mean, so it is read as variances: a full "
+                f"covariance shared by the batch needs its batch axes ({cov_name}[None] or expand)"
+                if shared_full else "")
         raise ValueError(
-            f"leading (batch) axes do not broadcast: mean {tuple(mu.shape[:-1])}, cov {tuple(cov_batch)}, "
-            f"G {tuple(Gt.shape[:-2])}, b {tuple(bt.shape[:-1])}, noise_var {tuple(sig.shape[:-1])}"
+            f"leading (batch) axes do not broadcast: mean {tuple(mu.shape[:-1])}, {cov_name} {tuple(cov_batch)}, "
+            f"G {tuple(Gt.shape[:-2])}, b {tuple(bt.shape[:-1])}, noise_var {tuple(sig.shape[:-1])}{hint}"
         ) from exc
 
-    for name, x in (("mean", mu), ("cov", S0), ("G", Gt), ("b", bt), ("noise_var", sig)):
+    for name, x in (("mean", mu), (cov_name, S0), ("G", Gt), ("b", bt), ("noise_var", sig)):
         _check_finite(name, x)
     if bool((sig < 0).any()):
         raise ValueError("noise_var must be ≥ 0 (a variance)")
     variances = S0 if diagonal else torch.diagonal(S0, dim1=-2, dim2=-1)
     if bool((variances < 0).any()):
-        raise ValueError("cov has negative variances; variances must be ≥ 0")
+        raise ValueError(f"{cov_name} has negative variances; variances must be ≥ 0")
     if not diagonal:
         # max|Σ_ij| ≤ max_i Σ_ii for a covariance, so the largest variance is the scale
         scale = float(variances.amax()) if S0.numel() else 0.0
         asym = _max_asymmetry(S0)
         if asym > _SYMMETRY_RTOL * scale:
-            raise ValueError(f"cov must be symmetric: max|Σ − Σᵀ| = {asym:.3g} > {_SYMMETRY_RTOL:g} · max variance")
+            raise ValueError(f"{cov_name} must be symmetric: max|Σ − Σᵀ| = {asym:.3g} > {_SYMMETRY_RTOL:g} · "
+                             "max variance")
 
     mu = mu.expand(*batch, n)
     Gt = Gt.expand(*batch, k, n)
@@ -177,9 +191,10 @@ def condition(
         S0 = S0.expand(*batch, n, n)
         A = Gt @ S0  # G Σ, (..., k, n)
     S = A @ Gt.mT  # G Σ Gᵀ, (..., k, k)
-    S = S + torch.diag_embed(sig.expand(*batch, k)) if sig.ndim > 0 else S + float(sig) * torch.eye(
-        k, dtype=torch.float64, device=device
-    )
+    # a scalar noise_var stays a tensor here (not float()), so that its gradient reaches S as it reaches _joseph
+    noise = torch.diag_embed(sig.expand(*batch, k)) if sig.ndim > 0 else sig * torch.eye(k, dtype=torch.float64,
+                                                                                         device=device)
+    S = S + noise
     S = 0.5 * (S + S.mT)
 
     L, info = torch.linalg.cholesky_ex(S)
@@ -267,7 +282,7 @@ def probconserv(
     Shapes as in :func:`condition`; ``var`` is the (..., n) diagonal or (..., n, n) full covariance.
     The evaluation setting of the paper ("limit") is ``noise_var = 0``.
     """
-    return condition(mean, var, G, b, noise_var=noise_var, full_cov=full_cov)
+    return _condition(mean, var, G, b, noise_var, full_cov, keep_dtype=False, cov_name="var")
 
 
 def hardc(mean: ArrayLike, var: ArrayLike, G: ArrayLike, b: ArrayLike) -> tuple[ArrayLike, ArrayLike]:
