@@ -6,6 +6,7 @@ FNO's output at the boundary entries only."""
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -182,6 +183,42 @@ def test_inference_shortcuts_give_the_training_forward(boundary, make):
         again = model(u, bc)
     assert torch.allclose(again, model(u, bc).detach(), atol=1e-12, rtol=0)
     assert not torch.allclose(again, refreshed, atol=1e-6)
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_inference_forward_after_optimizer_steps_uses_the_new_weights(fused):
+    """Adam(fused=True) writes the weights without bumping their version, which the inference cache would
+    miss; the training forward before every step drops the cache, so validation after each step sees the
+    weights just written (compared with a fresh model on a copy of them)."""
+    torch.manual_seed(12)
+    model = BOONFNO(fno_1d(width=8, modes=6), "dirichlet")
+    u, bc, target = torch.randn(4, 24), torch.randn(4, 2), torch.randn(4, 24)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2, fused=fused)
+    for _ in range(3):
+        with torch.no_grad():
+            model(u, bc)  # fills the inference cache
+        optimizer.zero_grad()
+        ((model(u, bc) - target) ** 2).mean().backward()
+        optimizer.step()
+        with torch.no_grad():
+            validated = model(u, bc)
+            fresh = BOONFNO(copy.deepcopy(model.fno), "dirichlet")(u, bc)
+        assert torch.equal(validated, fresh)
+
+
+@pytest.mark.parametrize("make", [lambda: fno_1d(width=8, modes=6), lambda: fno_1d_time(nt=6, width=8, modes=(6, 3))])
+@pytest.mark.parametrize("boundary", ["dirichlet", "neumann"])
+def test_training_after_an_inference_mode_forward(boundary, make):
+    """A first forward under torch.inference_mode (as some validation loops run) builds the grid caches; they
+    must still serve a training forward and its backward afterwards (no inference tensors kept)."""
+    torch.manual_seed(13)
+    model = BOONFNO(make(), boundary)
+    u = torch.randn(3, 24)
+    bc = torch.randn(3, *((2,) if model.fno.nt is None else (model.fno.nt, 2)))
+    with torch.inference_mode():
+        model(u, bc)
+    model(u, bc).square().mean().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
 
 
 def test_inference_cache_is_per_grid_and_dtype():

@@ -49,6 +49,24 @@ def test_partial_transforms_match_full_transforms(shape, modes, axis):
     assert torch.allclose(conv.face_spectrum(faces, shape, axis, [0, n - 1]), conv.spectrum(field), atol=1e-12)
 
 
+def test_float32_phases_and_responses_are_rounded_once():
+    """In float32 the closed forms carry only their final rounding: the phases e^{±2πi k j / n} at 512
+    points and 16 modes (where 2π k j / n reaches ~100 rad) and the kernel's responses agree with the
+    float64 ones to a few float32 epsilons, relative to their scale."""
+    torch.manual_seed(3)
+    conv = SpectralConv(4, 4, (16,))
+    n, eps = 512, torch.finfo(torch.float32).eps
+    for sign in (1, -1):
+        exact = conv.phase(0, n, range(n), sign, torch.complex128, torch.device("cpu"))
+        single = conv.phase(0, n, range(n), sign, torch.complex64, torch.device("cpu"))
+        assert float((single.to(torch.complex128) - exact).abs().max()) <= eps
+    offsets = list(range(-3, 4)) + [n - 1, -(n - 1)]
+    with torch.no_grad():
+        single = conv.response((n,), 0, offsets)
+        exact = conv.double().response((n,), 0, offsets)
+    assert float((single.double() - exact).abs().max()) <= 4 * eps * float(exact.abs().max())
+
+
 @pytest.mark.parametrize("n", [16, 17])
 def test_1d_end_operators_equal_the_partial_transforms(n):
     """1-D: values_at reads K(x) at grid points whatever the spectrum's memory layout; add_end_response with

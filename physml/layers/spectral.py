@@ -165,16 +165,24 @@ class SpectralConv(nn.Module):
               device: torch.device) -> torch.Tensor:
         """e^{sign·2πi k j / n} for the kept frequencies k of ``axis`` and grid indices j in ``positions``.
 
-        Returns ``(K_axis, len(positions))`` in the complex ``dtype``; cached per arguments (it depends on
-        the grid only), so a forward pass does not rebuild it.
+        Returns ``(K_axis, len(positions))`` in the complex ``dtype``, computed in double precision from the
+        exact fraction of a turn (:meth:`_turns`), so a complex64 phase is rounded once, at the end; cached per
+        arguments (it depends on the grid only), so a forward pass does not rebuild it.
         """
         def compute() -> torch.Tensor:
-            real = torch.empty((), dtype=dtype).real.dtype
-            k = self.frequencies(axis, device).to(real)
-            j = torch.as_tensor(list(positions), device=device, dtype=real)
-            return torch.exp(sign * 2j * math.pi * torch.outer(k, j) / n).to(dtype)
+            return torch.exp(sign * 2j * math.pi * self._turns(axis, n, positions, device)).to(dtype)
 
         return self._grid_cache.get_or_build(("phase", axis, n, tuple(positions), sign, dtype, device), compute)
+
+    def _turns(self, axis: int, n: int, positions: Sequence[int], device: torch.device) -> torch.Tensor:
+        """(k j mod n) / n for the kept frequencies k of ``axis`` and the integers j in ``positions``: the
+        fraction of a turn of e^{2πi k j / n}, ``(K_axis, len(positions))`` in float64. The product k j is
+        reduced modulo n in integers first, so the angle is exact before it is scaled (in float32, 2π k j / n
+        itself reaches ~100 rad at 512 points and 16 modes, and its phase would carry 50× float32's
+        epsilon)."""
+        k = self.frequencies(axis, device)
+        j = torch.as_tensor(list(positions), device=device, dtype=k.dtype)
+        return torch.remainder(torch.outer(k, j), n).to(torch.float64) / n
 
     def _last_axis_weights(self, n_last: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
         """Hermitian multiplicity of each kept last-axis frequency: 1 at 0 (and Nyquist), else 2."""
@@ -208,17 +216,15 @@ class SpectralConv(nn.Module):
         dtype and device."""
         def compute() -> torch.Tensor:
             kept = self.weight.shape[2:-1]
-            k_axis = self.frequencies(axis, device).to(dtype)
-            delta = torch.as_tensor(offsets, device=device, dtype=dtype)
-            theta = 2 * math.pi * torch.outer(delta, k_axis) / shape[axis]  # (D, K_axis)
+            theta = 2 * math.pi * self._turns(axis, shape[axis], offsets, device).T  # (D, K_axis), float64
             along = [1] * self.ndim
             along[axis] = -1
             theta = theta.view(len(offsets), *along)
             last = [1] * (self.ndim - 1) + [-1]
-            c = self._last_axis_weights(shape[-1], device, dtype).view(*last) / math.prod(shape)
+            c = self._last_axis_weights(shape[-1], device, torch.float64).view(*last) / math.prod(shape)
             cos = (torch.cos(theta) * c).expand(len(offsets), *kept)
             sin = (torch.sin(theta) * c).expand(len(offsets), *kept)
-            return torch.stack([cos, -sin], dim=-1).reshape(len(offsets), -1).T.contiguous()
+            return torch.stack([cos, -sin], dim=-1).reshape(len(offsets), -1).T.to(dtype).contiguous()
 
         return self._grid_cache.get_or_build(("response", shape, axis, offsets, dtype, device), compute)
 
@@ -267,9 +273,9 @@ class SpectralConv(nn.Module):
         ``(K_axis, P)``, cached like :meth:`phase`. On a 1-D grid the field's values at ``positions`` are
         ``contract_axis(compact, 0, readout.T).real``, and linear combinations of them fold into it."""
         def compute() -> torch.Tensor:
-            phase = self.phase(axis, n, positions, 1, dtype, device)
+            phase = self.phase(axis, n, positions, 1, torch.complex128, device)  # rounded to dtype once, below
             if axis == self.ndim - 1:
-                phase = self._last_axis_weights(n, device, phase.real.dtype)[:, None] * phase
+                phase = self._last_axis_weights(n, device, torch.float64)[:, None] * phase
             return (phase / n).to(dtype)
 
         return self._grid_cache.get_or_build(("readout", axis, n, tuple(positions), dtype, device), compute)

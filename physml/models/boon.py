@@ -256,8 +256,11 @@ class BOONFNO(BoundaryFNO):
     def _weights_cached(self, key: tuple, weights: Sequence[torch.Tensor], build: Callable[[], Any]) -> Any:
         """``build()``, made from ``weights``; without autograd cached under ``key`` until one of them changes
         (its storage or in-place version; the cache holds their storage, so no other tensor can take its
-        address meanwhile)."""
+        address meanwhile). A call with autograd drops every cached entry: some optimizers write the weights
+        without bumping their version (``Adam(fused=True)``), and a forward with autograd precedes every
+        step of theirs. (Writes through ``.data`` bypass the version too; ``load_state_dict`` does not.)"""
         if torch.is_grad_enabled():
+            self._weight_cache.clear()
             return build()
         stamp = tuple((w.data_ptr(), w._version, w.dtype, w.device) for w in weights)
         hit = self._weight_cache.get(key)
@@ -433,8 +436,9 @@ class BOONFNO(BoundaryFNO):
         def compute() -> torch.Tensor:
             positions, _, weights = self._functional_matrix(n, h, like)
             complex_dtype = torch.promote_types(like.dtype, torch.complex64)
-            readout = conv.readout(0, n, positions, complex_dtype, like.device)  # (K, P)
-            return (readout if weights is None else readout @ weights.to(complex_dtype)).T.contiguous()
+            readout = conv.readout(0, n, positions, torch.complex128, like.device)  # (K, P), rounded once below
+            readout = readout if weights is None else readout @ weights.to(torch.complex128)
+            return readout.T.to(complex_dtype).contiguous()
 
         return self._grid_cache.get_or_build(("ends_readout", n, h, like.dtype, like.device), compute)
 
