@@ -44,7 +44,8 @@ MATRIX_FAMILY: dict[str, str] = {"probconserv": "probconserv", "boon": "operator
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: .inf and .nan in params.yaml stop here, with their key path, not later in a stage
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 def _fmt(v: float) -> str:
@@ -303,7 +304,8 @@ class _ModelPerProfile(PerProfile):
                 try:
                     self.resolved(prof, case)
                 except ValidationError as exc:
-                    errors += [f".cases.{case}.{prof}.{line}" for line in _format_errors(exc).splitlines()]
+                    lines = _format_errors(exc, type(self[prof])).splitlines()
+                    errors += [f".cases.{case}.{prof}.{line}" for line in lines]
         if errors:
             raise ValueError("\n".join(errors))
         return self
@@ -542,7 +544,9 @@ def _check_matrix(path: str, group_name: str, group: MatrixGroup, cases: dict[st
     return errors
 
 
-def _format_errors(exc: ValidationError) -> str:
+def _format_errors(exc: ValidationError, root: type[BaseModel] | None = None) -> str:
+    """One line per error of ``exc``: key path, message, allowed range; ``root`` is the model validated
+    (default :class:`ParamsModel`), where the fields' bounds are looked up."""
     lines = []
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"])
@@ -550,11 +554,44 @@ def _format_errors(exc: ValidationError) -> str:
         if err["type"] == "literal_error" and loc == "profile":
             msg = f"{msg} (got {err.get('input')!r})"
         ctx = err.get("ctx") or {}
-        if "ge" in ctx or "gt" in ctx or "le" in ctx:
-            msg = f"{msg}; allowed range " + _range_from_ctx(ctx) + f" (got {err.get('input')!r})"
+        if any(bound in ctx for bound in ("ge", "gt", "le", "lt")):
+            bounds = {**_field_bounds(root or ParamsModel, err["loc"]), **ctx}  # ctx: the failed bound only
+            msg = f"{msg}; allowed range " + _range_from_ctx(bounds) + f" (got {err.get('input')!r})"
         for line in msg.splitlines():  # a line starting with "." continues the key path (nested validators)
             lines.append(f"{loc}{line}" if line.startswith(".") else f"{loc}: {line}" if loc else line)
     return "\n".join(lines)
+
+
+def _field_bounds(root: type[BaseModel], loc: tuple[Any, ...]) -> dict[str, float]:
+    """Every numeric bound (ge, gt, le, lt) of the field at ``loc`` in the model ``root``, found by walking the
+    models along the path (dict keys and union members on the way); {} where the path leaves them."""
+    node: Any = root
+    field = None
+    for part in loc:
+        node = _model_in(node)
+        if node is None or not isinstance(part, str):
+            return {}
+        if part not in node.model_fields:
+            continue  # a dict key (a case or model name): the walk stays on the dict's value model
+        field = node.model_fields[part]
+        node = field.annotation
+    bounds: dict[str, float] = {}
+    for item in field.metadata if field is not None else ():
+        for name in ("ge", "gt", "le", "lt"):
+            if getattr(item, name, None) is not None:
+                bounds[name] = getattr(item, name)
+    return bounds
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model an annotation holds: itself, a dict's values, or a union's model member."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
 
 
 def _range_from_ctx(ctx: dict[str, Any]) -> str:

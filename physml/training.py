@@ -461,7 +461,8 @@ def resumable(path: str | Path, model_config: Mapping[str, Any], config: TrainCo
               data_version: str | None = None, *, code: str) -> bool:
     """Whether ``fit(..., resume=True)`` would continue the checkpoint at ``path``: it exists, is a physml
     training checkpoint, and was written with the same ``model_config``, ``TrainConfig`` (epochs and device
-    aside: more epochs continue the run), ``data_version`` and ``code`` (:func:`code_version` of the model
+    aside: more epochs continue the run; it may not have done more than ``config.epochs``), ``data_version``
+    and ``code`` (:func:`code_version` of the model
     and loss about to be fitted). Callers pass ``resume=resumable(...)``, so a change of settings,
     data or code retrains from scratch, and an unfinished retraining is never resumed as the old one (the
     old checkpoint still records the old settings)."""
@@ -479,7 +480,7 @@ def _check_compatible(
     payload: Mapping[str, Any], model_config: Mapping[str, Any], config: TrainConfig, data_version: str | None,
     code: str, path: Path,
 ) -> None:
-    """A checkpoint may be resumed only by the same model_config, TrainConfig (epochs aside), data and code."""
+    """A checkpoint may be resumed only by the same model_config, TrainConfig (up to more epochs), data and code."""
     if payload.get("format") != CHECKPOINT_FORMAT or "resume" not in payload:
         raise ValueError(f"{path}: not a physml training checkpoint (format {payload.get('format')!r})")
     if payload["model_config"] != model_config:
@@ -493,6 +494,10 @@ def _check_compatible(
     saved.pop("device", None), current.pop("device")
     if saved != current:
         raise ValueError(f"{path}: checkpoint TrainConfig {saved} differs from {current}; pass resume=False")
+    done = int(payload["resume"]["epoch"])
+    if done > config.epochs:
+        raise ValueError(f"{path}: checkpoint has {done} epochs done, more than the {config.epochs} asked for (more "
+                         "epochs continue a run, fewer do not cut it back); pass resume=False")
     if payload.get("data_version") != data_version:
         raise ValueError(f"{path}: checkpoint trained on data {payload.get('data_version')!r}, not {data_version!r}; "
                          "pass resume=False")

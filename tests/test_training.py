@@ -129,7 +129,7 @@ def test_extending_epochs_continues_and_changed_config_is_refused(tmp_path: Path
 
 def test_resumable_only_with_the_same_model_settings_and_data(tmp_path: Path) -> None:
     """The checkpoint records the data version it was trained on; resuming needs the same model_config,
-    TrainConfig (epochs aside) and data version; anything else (or a missing or corrupt file) is not resumable,
+    TrainConfig (up to more epochs) and data version; anything else (or a missing or corrupt file) is not resumable,
     and fit(resume=True) on other data stops with an error naming both versions."""
     train, val = DictData(32, 9), DictData(8, 10)
     config = TrainConfig(epochs=1, batch_size=8, lr=1e-3, lr_step=10, device="cpu")
@@ -151,6 +151,12 @@ def test_resumable_only_with_the_same_model_settings_and_data(tmp_path: Path) ->
     assert not resumable(tmp_path / "bad.pt", CFG, config, "abc", code=code)
     with pytest.raises(ValueError, match="trained on data 'abc', not 'abd'"):
         fit(make(), mse, train, val, config, path, CFG, progress=False, data_version="abd")
+    # more epochs continue a run, fewer do not cut a longer one back (it would come back unchanged)
+    two = TrainConfig(epochs=2, batch_size=8, lr=1e-3, lr_step=10, device="cpu")
+    fit(make(), mse, train, val, two, tmp_path / "two.pt", CFG, progress=False, data_version="abc")
+    assert not resumable(tmp_path / "two.pt", CFG, config, "abc", code=code)
+    with pytest.raises(ValueError, match="2 epochs done, more than the 1 asked for"):
+        fit(make(), mse, train, val, config, tmp_path / "two.pt", CFG, progress=False, data_version="abc")
 
 
 def test_wrong_case_and_bad_inputs_are_rejected(tmp_path: Path) -> None:

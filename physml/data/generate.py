@@ -165,14 +165,16 @@ def _probconserv_check(problem: Problem, p: Mapping[str, float], sample: Mapping
 
 def _source_digest(problem: Problem) -> str:
     """sha256 of what the data depend on: the modules of the problem's class and its bases (its own,
-    ``_exact1d.py``, ``base.py``), the shared solver modules of physml/pdes and the data code."""
+    ``_exact1d.py``, ``base.py``), the shared solver modules of physml/pdes, the data code and the config
+    model (``physml/config.py``: it resolves the output times and each split's parameter draws)."""
     h = hashlib.sha256()
     pdes_dir = Path(inspect.getfile(Problem)).parent
     classes = [c for c in type(problem).__mro__ if c.__module__.startswith("physml.")]
     files = list(dict.fromkeys(
         [inspect.getfile(c) for c in classes]
         + [str(pdes_dir / name) for name in SHARED_SOLVER_MODULES]
-        + [str(f) for f in sorted(Path(__file__).parent.glob("*.py"))]))
+        + [str(f) for f in sorted(Path(__file__).parent.glob("*.py"))]
+        + [inspect.getfile(ParamsModel)]))
     for f in files:
         h.update(Path(f).read_bytes())
     return h.hexdigest()
