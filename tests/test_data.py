@@ -154,6 +154,19 @@ def test_changing_one_case_leaves_another_untouched(generated: Path, tmp_path: P
     assert _h5(tmp_path, "heat", "train").read_bytes() == _h5(generated, "heat", "train").read_bytes()
 
 
+def test_data_fingerprint_follows_the_config_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    """physml/config.py resolves the output times and the splits' parameter draws, so an edit of it is an edit
+    of every case's data source: the source digest (and with it the fingerprint) changes."""
+    from physml.data import generate
+
+    problem = pdes.get("heat")
+    before = generate._source_digest(problem)
+    config_file = Path(sys.modules[ParamsModel.__module__].__file__).resolve()
+    read = Path.read_bytes
+    monkeypatch.setattr(Path, "read_bytes", lambda self: read(self) + (b"\n" if self.resolve() == config_file else b""))
+    assert generate._source_digest(problem) != before
+
+
 def test_up_to_date_case_is_not_recomputed(tiny: ParamsModel, generated: Path) -> None:
     marker = generated / "quick" / "heat" / MARKER
     before = marker.stat().st_mtime_ns
