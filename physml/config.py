@@ -47,6 +47,18 @@ class _Strict(BaseModel):
     # allow_inf_nan=False: .inf and .nan in params.yaml stop here, with their key path, not later in a stage
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_booleans(cls, value: Any) -> Any:
+        """No setting is a boolean, and pydantic's lax mode would read ``true`` as 1 (``epochs: true``)."""
+        if isinstance(value, bool) or (isinstance(value, list | tuple) and any(isinstance(v, bool) for v in value)):
+            raise ValueError(_boolean_error(value))
+        return value
+
+
+def _boolean_error(value: Any) -> str:
+    return f"{value!r} is a boolean; no setting in params.yaml is one: give a number or a name"
+
 
 def _fmt(v: float) -> str:
     return f"{v:g}"
@@ -66,7 +78,9 @@ class ParamSpec(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _scalar_is_fixed(cls, data: Any) -> Any:
-        if isinstance(data, (int, float)) and not isinstance(data, bool):
+        if isinstance(data, bool):
+            raise ValueError(_boolean_error(data))
+        if isinstance(data, (int, float)):
             return {"fixed": float(data)}
         if isinstance(data, dict) and isinstance(data.get("test"), list) and len(data["test"]) != 2:
             raise ValueError(

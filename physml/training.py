@@ -31,6 +31,7 @@ import math
 import random
 import sys
 import types
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -224,6 +225,22 @@ def _check_json(model_config: Mapping[str, Any]) -> dict[str, Any]:
 def _cpu_state(module_or_state: nn.Module | Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     state = module_or_state.state_dict() if isinstance(module_or_state, nn.Module) else module_or_state
     return {key: value.detach().to("cpu", copy=True) for key, value in state.items()}
+
+
+def _interned(obj: Any) -> Any:
+    """``obj`` with every str in its dicts, lists and tuples interned.
+
+    Pickle memoises by object identity, so a key read back from a checkpoint (a new str) and the same
+    key written in this module (an interned literal) pickle to different bytes; interning them makes a
+    resumed training's checkpoint the same file, byte for byte, as an uninterrupted one.
+    """
+    if type(obj) is str:
+        return sys.intern(obj)
+    if type(obj) in (dict, OrderedDict):
+        return type(obj)((_interned(k), _interned(v)) for k, v in obj.items())
+    if type(obj) in (list, tuple):
+        return type(obj)(_interned(v) for v in obj)
+    return obj
 
 
 def _epoch_order(n: int, seed: int, epoch: int, rank: int, world: int) -> list[int]:
@@ -442,7 +459,7 @@ def fit(
             # through a file handle: given a path, torch.save names the archive's records after the
             # (temporary) file name, and the checkpoint's bytes would differ from run to run
             with atomic_path(checkpoint_path) as tmp, open(tmp, "wb") as handle:
-                torch.save(checkpoint, handle)
+                torch.save(_interned(checkpoint), handle)
         if world > 1:
             torch.distributed.barrier()
         if on_epoch_end is not None and rank == 0:

@@ -10,6 +10,7 @@ flat {name: float}; and wrong-shaped boundary data stop the experiment with a cl
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import h5py
@@ -241,6 +242,17 @@ def test_wrong_shaped_boundary_data_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"boundary has shape \(6, 3, 1\); stokes2 needs \(6, 3, 2\)"):
         stages.train("stokes2", "fno", params, tmp_path, progress=False)
     assert not (stages.Layout(tmp_path, params.profile).models("stokes2", "fno") / "plain.pt").exists()
+
+
+def test_a_split_missing_from_finished_data_stops_training(heat_run: tuple[ParamsModel, Path, dict], tmp_path: Path) -> None:
+    """The completion marker lists every split file; one gone → the data are incomplete, nothing is trained."""
+    params, root, _ = heat_run
+    data = tmp_path / "data"
+    shutil.copytree(stages.Layout(root, params.profile).data("heat_neumann"), data)
+    (data / "test.h5").unlink()
+    with pytest.raises(ValueError, match=rf"{data}: the data are incomplete .* run `physml generate`"):
+        boon.train("heat_neumann", "fno", params, data, tmp_path / "m", progress=False)
+    assert not (tmp_path / "m").exists()
 
 
 def test_neumann_stencil_of_the_reference_solution_converges_at_order_two() -> None:

@@ -22,6 +22,7 @@ import torch
 
 from physml import stages
 from physml.config import SplitSizes, load_params
+from physml.data import MARKER
 from physml.experiments import probconserv as pc
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -130,6 +131,17 @@ def test_bad_inputs_name_the_field(run: dict, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="run the constrain stage"):
         pc.evaluate("stefan", "anp", run["params"], stages.Layout(run["root"], "quick").data("stefan"), tmp_path, tmp_path / "out")
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+def test_data_whose_generation_did_not_finish_are_not_trained_on(run: dict, tmp_path: Path) -> None:
+    """Without the completion marker (a failed generation keeps the splits it finished) training stops
+    before it writes anything."""
+    data = tmp_path / "data"
+    shutil.copytree(stages.Layout(run["root"], "quick").data("stefan"), data)
+    (data / MARKER).unlink()
+    with pytest.raises(ValueError, match=rf"{data}: the data are incomplete \(no completion marker dataset.json"):
+        pc.train("stefan", "ensemble", run["params"], data, tmp_path / "m", progress=False)
+    assert not (tmp_path / "m").exists()
 
 
 def test_training_twice_gives_an_identical_model_folder(run: dict, tmp_path: Path) -> None:

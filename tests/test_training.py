@@ -111,6 +111,8 @@ def test_resume_after_interruption_equals_uninterrupted_run(tmp_path: Path) -> N
         assert torch.equal(a["resume"]["model_state"][key], b["resume"]["model_state"][key])
         assert torch.equal(a["model_state"][key], b["model_state"][key])
     assert [r["val_loss"] for r in a["history"]] == [r["val_loss"] for r in b["history"]]
+    # the same file, byte for byte, so that DVC does not rerun what follows a resumed training
+    assert (tmp_path / "cut.pt").read_bytes() == (tmp_path / "full.pt").read_bytes()
 
 
 def test_extending_epochs_continues_and_changed_config_is_refused(tmp_path: Path) -> None:

@@ -322,9 +322,9 @@ def train(case: str, model: str, params: ParamsModel, data_dir: Path, out_dir: P
     """
     _check_fno(case, model)
     data_dir, out_dir = Path(data_dir), Path(out_dir)
+    data = data_version(data_dir)
     train_split, val_split = load_split(case, data_dir, "train"), load_split(case, data_dir, "val")
-    seconds = _train_variants(case, model, params, train_split, val_split, data_version(data_dir), out_dir,
-                              params.seed, progress)
+    seconds = _train_variants(case, model, params, train_split, val_split, data, out_dir, params.seed, progress)
     write_wall_clock(out_dir, seconds)
     return out_dir
 

@@ -157,10 +157,10 @@ def train(case: str, model: str, params: ParamsModel, data_dir: Path, out_dir: P
     _check_model(model)
     _problem(case)
     data_dir, out_dir = Path(data_dir), Path(out_dir)
+    fp = data_version(data_dir)
     train_arrays = _load_split(data_dir, "train", case)
     val_arrays = _load_split(data_dir, "val", case)
     tc = _train_config(case, model, params)
-    fp = data_version(data_dir)
     summary_path = out_dir / SUMMARY
     out_dir.mkdir(parents=True, exist_ok=True)
     summary_path.unlink(missing_ok=True)
