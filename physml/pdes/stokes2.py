@@ -73,10 +73,11 @@ class StokesSecondProblem(Problem):
 
         error, order = residual_study(residual, (0.02, 0.01))
         t = np.linspace(0.0, 1.2, 26)
-        wall = float(np.abs(self.solve(p, np.array([0.0]), t)[:, 0] - p["U"] * np.cos(p["omega"] * t)).max())
+        # the closed form itself, not solve(), whose end columns are pinned to boundary_data
+        wall = float(np.abs(self._exact(p, np.array([0.0]), t)[:, 0] - p["U"] * np.cos(p["omega"] * t)).max())
         return [
             VerificationRecord(self.name, "central-difference residual of u_t - ν u_xx (h=0.02→0.01)",
                                "exact U exp(-κx) cos(ωt - κx), ω=3.5, ν=0.1, U=2", error, order, 2.0),
-            VerificationRecord(self.name, "wall value u(0,t) - U cos(ωt), 26 times to t=1.2",
+            VerificationRecord(self.name, "wall value of the closed form u(0,t) - U cos(ωt), 26 times to t=1.2",
                                "Dirichlet wall datum", wall, tolerance=1e-14),
         ]
