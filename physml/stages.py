@@ -177,7 +177,7 @@ def track(case: str, model: str, params: ParamsModel, root: Path) -> dict[str, s
     return run_ids
 
 
-def _dataset_version(case: str, params: ParamsModel, root: Path) -> str | None:
+def _dataset_version(case: str, params: ParamsModel, root: Path) -> str:
     """The md5 of ``case``'s data in dvc.lock (data from ``dvc repro``), else the generator's fingerprint."""
     from physml import tracking
     from physml.experiments import data_version

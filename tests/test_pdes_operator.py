@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import pytest
 
@@ -9,7 +11,9 @@ from physml import pdes
 from physml.pdes.base import Problem
 from physml.pdes.burgers_dirichlet import burgers_dirichlet_mol, cole_hopf_sine
 from physml.pdes.heat_neumann import HeatNeumann
-from physml.pdes.numerics import ExpTerm, heat_neumann_dct, trapezoid_mass
+from physml.pdes.numerics import ExpTerm, heat_neumann_dct, pinned_ends, trapezoid_mass
+from physml.pdes.stokes2 import StokesSecondProblem
+from physml.pdes.wave import Wave
 
 CASES = ("heat_neumann", "stokes2", "burgers_dirichlet", "wave")
 PARAMS = {
@@ -58,6 +62,40 @@ def test_verification_records_meet_design_order(name: str, records: dict[str, li
         assert rec.passed, rec
     for rec in studies:
         assert abs(rec.order - rec.expected_order) <= 0.3, rec
+
+
+class _MovingWave(Wave):
+    """A wrong wave solver: + v sin(πx) sin(πct)/(πc) still solves the PDE with fixed ends and the same u(x, 0),
+    but starts with velocity v sin(πx)."""
+
+    def __init__(self, v: float) -> None:
+        self.v = v
+
+    def solve(self, params: Mapping[str, float], x: np.ndarray, t: np.ndarray) -> np.ndarray:
+        c = params["c"]
+        return super().solve(params, x, t) + self.v * np.outer(np.sin(np.pi * c * t), np.sin(np.pi * x)) / (np.pi * c)
+
+
+class _ShiftedStokes(StokesSecondProblem):
+    """A wrong Stokes solver: the phase shifted by ``d``, so the wall moves as U cos(ωt + d), while solve() still
+    pins its end column to the datum U cos(ωt)."""
+
+    def __init__(self, d: float) -> None:
+        self.d = d
+
+    def solve(self, params: Mapping[str, float], x: np.ndarray, t: np.ndarray) -> np.ndarray:
+        p = self.check_params(params)
+        kappa = np.sqrt(p["omega"] / (2.0 * p["nu"]))
+        u = p["U"] * np.exp(-kappa * x)[None, :] * np.cos(p["omega"] * t[:, None] - kappa * x[None, :] + self.d)
+        return pinned_ends(u, np.asarray(x, dtype=np.float64), self.x_domain, self.boundary_data(p, t))
+
+
+@pytest.mark.parametrize(("wrong", "row"), [(_MovingWave(1e-4), "initial velocity"), (_MovingWave(0.3), "initial velocity"),
+                                            (_ShiftedStokes(1e-3), "wall value"), (_ShiftedStokes(0.1), "wall value")])
+def test_initial_and_wall_rows_fail_for_a_solver_that_breaks_them(wrong: Problem, row: str) -> None:
+    """The rows check solve() itself: a small initial velocity or a wall phase error makes them fail."""
+    (record,) = [r for r in wrong.verification() if row in r.check]
+    assert not record.passed, record
 
 
 def test_numerical_solvers_are_second_order(records: dict[str, list]) -> None:

@@ -5,18 +5,24 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from physml.data import MARKER, is_complete
+from physml.data import MARKER
 
 
 def data_version(data_dir: str | Path) -> str:
     """The fingerprint that a case's data folder records in its completion marker: what a checkpoint
     trained on it stores, so that new data are never resumed as old (:func:`physml.training.resumable`).
 
-    A folder whose generation did not finish (no ``dataset.json``, or a split file it lists is missing)
-    → ValueError: a failed generation keeps the splits it finished, and those are not trained on.
+    A folder whose generation did not finish (no ``dataset.json``: a failed generation keeps the splits it
+    finished, and those are not trained on) or that lost a file the marker lists → ValueError naming it.
     """
     data_dir = Path(data_dir)
-    if not is_complete(data_dir):
-        raise ValueError(f"{data_dir}: the data are incomplete (no completion marker {MARKER}, or a split it "
-                         f"lists is missing); generation did not finish there — run `physml generate` for this case")
-    return str(json.loads((data_dir / MARKER).read_text())["fingerprint"])
+    marker = data_dir / MARKER
+    if not marker.is_file():
+        raise ValueError(f"{data_dir}: no completion marker {MARKER}: the data were not generated there, or their "
+                         f"generation did not finish; run `physml generate` for this case")
+    info = json.loads(marker.read_text())
+    missing = sorted(name for name in info.get("files", {}) if not (data_dir / name).is_file())
+    if missing:
+        raise ValueError(f"{data_dir}: files listed in {MARKER} are missing: {', '.join(missing)}; "
+                         f"run `physml generate` for this case")
+    return str(info["fingerprint"])
