@@ -57,7 +57,8 @@ class _Strict(BaseModel):
 
 
 def _boolean_error(value: Any) -> str:
-    return f"{value!r} is a boolean; no setting in params.yaml is one: give a number or a name"
+    what = "is a boolean" if isinstance(value, bool) else "holds a boolean"
+    return f"{value!r} {what}; no setting in params.yaml is one: give a number or a name"
 
 
 def _fmt(v: float) -> str:

@@ -122,7 +122,7 @@ BAD = [
     # YAML's true/false: pydantic's lax mode would read them as 1/0
     ("models.fno.quick.train.epochs", True, "models.fno.quick.train.epochs", "is a boolean"),
     ("cases.heat_neumann.parameters.k", True, "cases.heat_neumann.parameters.k", "is a boolean"),
-    ("cases.heat.parameters.k.train", [False, 1.0], "cases.heat.parameters.k.train", "is a boolean"),
+    ("cases.heat.parameters.k.train", [False, 1.0], "cases.heat.parameters.k.train", "[False, 1.0] holds a boolean"),
     ("seed", False, "seed", "is a boolean"),
     ("matrix.probconserv.seeds", {"quick": 3}, "matrix.probconserv.seeds.quick", "implemented for matrix.boon only; allowed: 1"),
     ("models.anp.quick.heads", 3, "models.anp.quick", "heads = 3 must divide hidden = 32"),
