@@ -13,6 +13,7 @@ from physml.data.generate import (
     generate_case,
     generate_split,
     is_complete,
+    missing_files,
     split_seed_sequence,
 )
 from physml.data.reader import SplitDataset, open_dataset, split_path
@@ -29,6 +30,7 @@ __all__ = [
     "generate_split",
     "is_complete",
     "manifest_schema",
+    "missing_files",
     "open_dataset",
     "split_path",
     "split_seed_sequence",

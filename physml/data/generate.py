@@ -318,6 +318,11 @@ def _operator_sample(problem: Problem, p: Mapping[str, float], x: np.ndarray, ti
     return sample, residual
 
 
+def missing_files(case_dir: Path, info: Mapping[str, Any]) -> list[str]:
+    """The files that the completion marker's content ``info`` lists and ``case_dir`` lacks, sorted."""
+    return sorted(name for name in info.get("files", {}) if not (case_dir / name).is_file())
+
+
 def is_complete(case_dir: Path, fp: str | None = None) -> bool:
     """True when ``dataset.json`` exists (and, with ``fp``, records that fingerprint) and every split file does."""
     marker = case_dir / MARKER
@@ -326,7 +331,7 @@ def is_complete(case_dir: Path, fp: str | None = None) -> bool:
     info = json.loads(marker.read_text())
     if fp is not None and info.get("fingerprint") != fp:
         return False
-    return all((case_dir / f).is_file() for f in info.get("files", {}))
+    return not missing_files(case_dir, info)
 
 
 def generate_case(case: str, params: ParamsModel, out_dir: Path, progress: bool = True, force: bool = False) -> Path:

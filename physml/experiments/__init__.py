@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from physml.data import MARKER
+from physml.data import MARKER, missing_files
 
 
 def data_version(data_dir: str | Path) -> str:
@@ -21,7 +21,7 @@ def data_version(data_dir: str | Path) -> str:
         raise ValueError(f"{data_dir}: no completion marker {MARKER}: the data were not generated there, or their "
                          f"generation did not finish; run `physml generate` for this case")
     info = json.loads(marker.read_text())
-    missing = sorted(name for name in info.get("files", {}) if not (data_dir / name).is_file())
+    missing = missing_files(data_dir, info)
     if missing:
         raise ValueError(f"{data_dir}: files listed in {MARKER} are missing: {', '.join(missing)}; "
                          f"run `physml generate` for this case")
