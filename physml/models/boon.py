@@ -3,29 +3,37 @@
 Each Fourier layer z = L v + b, L = K + W (truncated-Fourier kernel plus pointwise map), is replaced by
 its *boundary-corrected* version along every bounded spatial axis (size N, ends j = 0 and j = N-1):
 
-1. Probe L with unit vectors at the two ends. Here in closed form from the spectral weights
+1. Probe the layer with unit vectors at the two ends. Here in closed form from the spectral weights
    (:meth:`SpectralConv.response`), once per forward, as C×C blocks (output channel × input channel):
-   A_ab = Σ_{j'∈S_a} s_{j'} (K e_{j_b})_{j'} + s_{j_b} W  for ends a, b ∈ {0, N}, where the boundary
-   functional (s, S) is the point value for Dirichlet and the one-sided finite-difference stencil for
-   Neumann.
-2. Modify the input's boundary entries, v' = v + δ₀ e₀ + δ_N e_N, so that the functional of the output
-   equals the data g: A [δ₀; δ_N] = g - B(L v + b). Solved by the paper's two-step elimination: the left
-   end with the effective pivot (Schur complement) Ã₀₀ = A₀₀ - A₀N A_NN⁻¹ A_N0, then the right end with
-   the corrected left: δ₀ = Ã₀₀⁻¹ (r₀ - A₀N A_NN⁻¹ r_N), δ_N = A_NN⁻¹ (r_N - A_N0 δ₀), composed into
-   one solve matrix S (:meth:`BOONFNO.elimination`). The correction enters the layer through its spectrum
-   (:meth:`SpectralConv.face_spectrum`), so the kernel's inverse transform runs once; on 1-D grids the
-   kernel's response to δ is one batched real product per kept mode, accumulated into the layer's
-   spectrum (δ is real, and the two ends' spectra differ by one phase per mode; at inference the solve S
-   is folded into it), and the functional of K v is read straight off the spectrum.
-3. Set the output's boundary entries to satisfy the condition (a no-op up to round-off on 1-D grids,
-   where step 2 is exact; on multi-axis grids step 2 treats every face point on its own with the
-   same-position blocks, as the reference's per-face probes do, and this step makes it exact). The
-   forward pass therefore skips the pointwise map's share at the faces (W δ), which this step overwrites.
+   the end values' responses A_ab = (K e_{j_b})_{j_a} (+ W for Dirichlet, where a = b) for ends a, b ∈ {0, N}.
+2. Modify the input's boundary entries, v' = v + δ₀ e₀ + δ_N e_N, so that the end values of the output
+   take a target t: A [δ₀; δ_N] = t - P(K v), P the two end values. Solved by the paper's two-step
+   elimination: the left end with the effective pivot (Schur complement) Ã₀₀ = A₀₀ - A₀N A_NN⁻¹ A_N0, then
+   the right end with the corrected left: δ₀ = Ã₀₀⁻¹ (r₀ - A₀N A_NN⁻¹ r_N), δ_N = A_NN⁻¹ (r_N - A_N0 δ₀),
+   composed into one solve matrix S (:meth:`BOONFNO.elimination`). The targets:
+
+   * Dirichlet: t = g - P(W v + b), so the layer's end values are the data g.
+   * Neumann, the reference's: t = T P(v) with T = diag(Ã₀₀, A_NN) and A from K alone, so the kernel's end
+     values depend on the input's end values only (the kernel's boundary rows eliminated), and the
+     input's ends, set from the stencil at the layer before, carry the data into the interior. W is not
+     corrected. (Solving instead for the stencil derivative of the layer's output, the data-driven analogue
+     of the Dirichlet target, trains worse on heat_neumann: measured in params.yaml, cases.heat_neumann.)
+
+   The correction enters the layer through its spectrum (:meth:`SpectralConv.face_spectrum`), so the
+   kernel's inverse transform runs once; on 1-D grids the kernel's response to δ is one batched real
+   product per kept mode, accumulated into the layer's spectrum (δ is real, and the two ends' spectra
+   differ by one phase per mode; at inference the solve S is folded into it), and P(K v) is read straight
+   off the spectrum.
+3. Set the output's boundary entries to satisfy the condition (Dirichlet: a no-op up to round-off on 1-D
+   grids, where step 2 is exact; on multi-axis grids step 2 treats every face point on its own with the
+   same-position blocks, as the reference's per-face probes do, and this step makes it exact. Neumann: the
+   end values solved from the stencil). The forward pass therefore skips the pointwise map's share at the
+   faces (W δ), which this step overwrites.
 
 Activations act on interior points only (Dirichlet and Neumann: each hidden layer's faces are set after
-σ; on 1-D grids with exact inverses that is a no-op the forward skips, since the next layer's correction
-absorbs any end values its input has); after the projection the output's boundary entries are set once
-more, so the condition holds to round-off *whatever the weights*.
+σ; for Dirichlet on 1-D grids with exact inverses that is a no-op the forward skips, since the next
+layer's correction absorbs any end values its input has); after the projection the output's boundary
+entries are set once more, so the condition holds to round-off *whatever the weights*.
 Hidden layers are corrected towards the same data (the mean over output channels when there are
 several; zeros on the padded time steps of an FNO with ``time_padding``), as in the reference.
 
@@ -188,6 +196,13 @@ class BoundaryFNO(nn.Module):
         return self._grid_cache.get_or_build(("neumann_ends", n, h, like.dtype, like.device), compute)
 
 
+class Elimination(NamedTuple):
+    """One layer's correction along one axis (:meth:`BOONFNO.elimination`)."""
+
+    solve: torch.Tensor  #: S ``(2C, 2C)``: δ = S r, r channel-major (c, end), δ end-major (end, c)
+    end_map: torch.Tensor | None  #: Neumann: T ``(2C, 2C)``, channel-major both ways, target t = T P(v); else None
+
+
 class _Layer1d(NamedTuple):
     """What one corrected layer on a 1-D grid needs besides its input and data (:meth:`BOONFNO._layers_1d`)."""
 
@@ -196,9 +211,8 @@ class _Layer1d(NamedTuple):
     block: torch.Tensor  #: K's block weights ``(K, 2C, 2C)`` (:meth:`SpectralConv.block_weight`)
     solve_t: torch.Tensor | None  #: Sᵀ ``(2C, 2C)`` (:meth:`BOONFNO.elimination`): δ = r Sᵀ; None if folded
     end_block: torch.Tensor  #: E ``(K, 2C, 2C)``, K's end response (:meth:`SpectralConv.end_block`), or Sᵀ E
-    at: torch.Tensor  #: grid indices the two boundary functionals read
-    weights: torch.Tensor | None  #: their weights ``(P, 2)``; None for Dirichlet (the end values themselves)
-    readout: torch.Tensor  #: the functionals on a compact spectrum, complex ``(2, K)`` (:meth:`BOONFNO._ends_readout`)
+    end_map_t: torch.Tensor | None  #: Neumann: Tᵀ ``(2C, 2C)``, channel-major (:meth:`BOONFNO.elimination`)
+    readout: torch.Tensor  #: the end values on a compact spectrum, complex ``(2, K)`` (:meth:`BOONFNO._ends_readout`)
 
 
 class BOONFNO(BoundaryFNO):
@@ -225,21 +239,28 @@ class BOONFNO(BoundaryFNO):
         self._weight_cache: dict[tuple, tuple] = {}
 
     # ---- one corrected layer --------------------------------------------------------------------
-    def elimination(self, layer: int, shape: tuple[int, ...], axis: int) -> torch.Tensor:
-        """The solve matrix S ``(2C, 2C)`` of ``layer``'s correction along ``axis``: the input modification
-        δ = S r for the residual r = g - B(L v + b), with r in channel-major order (c, end) and δ in
-        end-major order (end, c), so that the two ends' modifications are contiguous blocks.
+    def elimination(self, layer: int, shape: tuple[int, ...], axis: int) -> Elimination:
+        """``layer``'s correction along ``axis``: the solve matrix S ``(2C, 2C)``, the input modification
+        δ = S r for the residual r = t - P(K v) (P: the two end values), with r in channel-major order
+        (c, end) and δ in end-major order (end, c), so that the two ends' modifications are contiguous
+        blocks; and for Neumann the end map T (below).
+
+        The blocks A_ab (C×C, ends a, b) are the end values' response to unit vectors at the ends (closed
+        form, :meth:`SpectralConv.response`): of L = K + W for Dirichlet, whose target is t = g - P(W v + b),
+        so the layer's end values come out as g; of K alone for Neumann, whose target is t = T P(v) with
+        T = diag(Ã₀₀, A_NN) (end-major), so the kernel's end values depend on the input's end values only
+        (the reference's elimination; its W is not corrected, and the layer's ends are then solved from the
+        stencil, :meth:`BoundaryFNO.enforce`).
 
         S is the paper's two-step elimination written as one matrix. With
         X = A₀N A_NN⁻¹ and the inverted effective pivot P = Ã₀₀⁻¹ = (A₀₀ - X A_N0)⁻¹:
         δ₀ = P (r₀ - X r_N), then δ_N = A_NN⁻¹ (r_N - A_N0 δ₀), so in end-major blocks
-        S = [[P, -P X], [-A_NN⁻¹ A_N0 P, A_NN⁻¹ + A_NN⁻¹ A_N0 P X]] (blocks from the closed-form
-        responses). With exact inverses (``rcond`` = 0) that is the block inverse of A = [[A₀₀, A₀N],
-        [A_N0, A_NN]], so S is computed as one inverse of the assembled 2C×2C matrix (LU with pivoting
-        across both ends, and fewer small products to differentiate in every training step); with
-        ``rcond`` > 0, P and A_NN⁻¹ are guarded pseudo-inverses. Without autograd
-        (inference) S is cached per layer, grid and axis until the layer's weights change (their storage
-        or in-place version), so repeated forwards skip it.
+        S = [[P, -P X], [-A_NN⁻¹ A_N0 P, A_NN⁻¹ + A_NN⁻¹ A_N0 P X]]. With exact inverses (``rcond`` = 0)
+        that is the block inverse of A = [[A₀₀, A₀N], [A_N0, A_NN]], so S is computed as one inverse of the
+        assembled 2C×2C matrix (LU with pivoting across both ends, and fewer small products to differentiate
+        in every training step); with ``rcond`` > 0, P and A_NN⁻¹ (also in Ã₀₀) are guarded pseudo-inverses.
+        Without autograd (inference) both are cached per layer, grid and axis until the layer's weights
+        change (their storage or in-place version), so repeated forwards skip them.
         """
         return self._weights_cached(("solve", layer, tuple(shape), axis), self._layer_weights(layer),
                                     lambda: self._elimination(layer, shape, axis))
@@ -268,22 +289,14 @@ class BOONFNO(BoundaryFNO):
             hit = self._weight_cache[key] = (stamp, tuple(w.detach() for w in weights), build())
         return hit[2]
 
-    def _elimination(self, layer: int, shape: tuple[int, ...], axis: int) -> torch.Tensor:
-        conv = self.fno.spectral[layer]
-        w_pw = self.fno.pointwise[layer].weight[:, :, 0]  # (C_out, C_in)
+    def _elimination(self, layer: int, shape: tuple[int, ...], axis: int) -> Elimination:
         n = shape[axis]
-        left_pos, left_w, right_pos, right_w = self._functional(n, self.fno.spacing(shape, axis))
-        ends = (0, n - 1)
-        offsets = sorted({p - e for p in left_pos + right_pos for e in ends})
-        index = {d: i for i, d in enumerate(offsets)}
-        resp = conv.response(shape, axis, offsets)  # (D, C_out, C_in)
-
-        def block(positions: list[int], weights: list[float], end: int) -> torch.Tensor:
-            out = sum(wgt * resp[index[p - end]] for p, wgt in zip(positions, weights))
-            return out + sum(wgt * w_pw for p, wgt in zip(positions, weights) if p == end)
-
-        a00, a0n = block(left_pos, left_w, 0), block(left_pos, left_w, n - 1)
-        an0, ann = block(right_pos, right_w, 0), block(right_pos, right_w, n - 1)
+        resp = self.fno.spectral[layer].response(shape, axis, [-(n - 1), 0, n - 1])  # (3, C_out, C_in)
+        a00 = ann = resp[1]
+        a0n, an0 = resp[0], resp[2]
+        if self.boundary == "dirichlet":
+            w_pw = self.fno.pointwise[layer].weight[:, :, 0]  # (C_out, C_in)
+            a00 = ann = a00 + w_pw
         if self.rcond == 0.0:
             solve = torch.linalg.inv(torch.cat([torch.cat([a00, a0n], dim=1), torch.cat([an0, ann], dim=1)], dim=0))
         else:
@@ -294,28 +307,18 @@ class BOONFNO(BoundaryFNO):
             solve = torch.cat([torch.cat([pivot_inv, -pivot_inv @ x], dim=1),
                                torch.cat([-back, ann_inv + back @ x], dim=1)], dim=0)
         c = solve.shape[0] // 2
-        return solve.view(2, c, 2, c).transpose(2, 3).reshape(2 * c, 2 * c)  # rows (end, c), columns (c, end)
+        solve = solve.view(2, c, 2, c).transpose(2, 3).reshape(2 * c, 2 * c)  # rows (end, c), columns (c, end)
+        if self.boundary == "dirichlet":
+            return Elimination(solve, None)
+        schur = a00 - a0n @ (torch.linalg.solve(ann, an0) if self.rcond == 0.0 else self._inverse(ann) @ an0)
+        end_map = torch.zeros(c, 2, c, 2, dtype=solve.dtype, device=solve.device)  # rows (c, end), cols (c, end)
+        end_map[:, 0, :, 0] = schur
+        end_map[:, 1, :, 1] = ann
+        return Elimination(solve, end_map.view(2 * c, 2 * c))
 
     def _inverse(self, a: torch.Tensor) -> torch.Tensor:
         """A⁻¹, or with ``rcond`` > 0 the pseudo-inverse without the singular values below rcond·σ_max."""
         return torch.linalg.inv(a) if self.rcond == 0.0 else torch.linalg.pinv(a, rtol=self.rcond)
-
-    def _functional_matrix(self, n: int, h: float,
-                           like: torch.Tensor) -> tuple[list[int], torch.Tensor, torch.Tensor | None]:
-        """Positions the two boundary functionals read (as a list and as an index tensor), and their weights
-        as a ``(P, 2)`` matrix (columns: left end, right end); None for Dirichlet, whose functionals are the
-        two end values themselves. Cached per grid, dtype and device."""
-        def compute() -> tuple[list[int], torch.Tensor, torch.Tensor | None]:
-            left_pos, left_w, right_pos, right_w = self._functional(n, h)
-            at = torch.as_tensor(left_pos + right_pos, device=like.device)
-            if self.boundary == "dirichlet":
-                return left_pos + right_pos, at, None
-            weights = torch.zeros(len(left_pos) + len(right_pos), 2, dtype=like.dtype, device=like.device)
-            weights[:len(left_pos), 0] = torch.as_tensor(left_w, dtype=like.dtype)
-            weights[len(left_pos):, 1] = torch.as_tensor(right_w, dtype=like.dtype)
-            return left_pos + right_pos, at, weights
-
-        return self._grid_cache.get_or_build(("functional", n, h, like.dtype, like.device), compute)
 
     def corrected_layer(self, layer: int, v: torch.Tensor, targets: list[torch.Tensor | None],
                         enforce: bool = True) -> torch.Tensor:
@@ -354,16 +357,21 @@ class BOONFNO(BoundaryFNO):
         for axis, g in zip(self.axes, targets):
             n = shape[axis]
             dim = 2 + axis
-            positions, at, weights = self._functional_matrix(n, fno.spacing(shape, axis), v)
-            at_faces = pointwise.index_select(dim, at).movedim(dim, -1)  # (B, C, *face, P): W v + b there
-            vals = conv.values_at(spec, shape, axis, positions) + at_faces
-            current = vals if weights is None else vals @ weights  # (B, C, *face, 2): B(L v + b)
-            residual = (g - current).movedim(1, -2).flatten(-2)  # (B, *face, 2C), channel-major
-            deltas = residual @ self.elimination(layer, shape, axis).T  # (B, *face, 2C), end-major
+            ends = [0, n - 1]
+            solve, end_map = self.elimination(layer, shape, axis)
+            kernel_ends = conv.values_at(spec, shape, axis, ends)  # (B, C, *face, 2): P(K v)
+            if end_map is None:  # Dirichlet: t = g - P(W v + b)
+                at_faces = pointwise[(slice(None),) * dim + (slice(None, None, n - 1),)].movedim(dim, -1)
+                residual = (g - at_faces - kernel_ends).movedim(1, -2).flatten(-2)  # (B, *face, 2C), channel-major
+            else:  # Neumann: t = T P(v)
+                v_ends = v[(slice(None),) * dim + (slice(None, None, n - 1),)].movedim(dim, -1)
+                residual = (v_ends.movedim(1, -2).flatten(-2) @ end_map.T
+                            - kernel_ends.movedim(1, -2).flatten(-2))
+            deltas = residual @ solve.T  # (B, *face, 2C), end-major
             deltas = deltas.unflatten(-1, (2, -1)).movedim(-1, 1)  # (B, C, *face, 2)
-            face_spec = conv.face_spectrum(deltas, shape, axis, [0, n - 1])
+            face_spec = conv.face_spectrum(deltas, shape, axis, ends)
             extra = face_spec if extra is None else extra + face_spec
-            if faces:
+            if faces and end_map is None:
                 face_updates.append((dim, n, self._face_update(fno.pointwise[layer], deltas)))
         z = conv.to_grid(spec + conv.mix(extra, block), shape).add_(pointwise)
         for dim, n, upd in face_updates:
@@ -381,14 +389,14 @@ class BOONFNO(BoundaryFNO):
         """
         conv = self.fno.spectral[layer]
         conv.check_grid((n,))
-        h = self.fno.spacing((n,), 0)
-        _, at, weights = self._functional_matrix(n, h, like)
         block = conv.block_weight()
-        solve_t = self.elimination(layer, (n,), 0).T
+        solve, end_map = self.elimination(layer, (n,), 0)
+        solve_t = solve.T
         end_block = conv.end_block(n, block)
         if fold:
             solve_t, end_block = None, (solve_t @ end_block).contiguous()
-        return _Layer1d(layer, conv, block, solve_t, end_block, at, weights, self._ends_readout(conv, n, h, like))
+        end_map_t = None if end_map is None else end_map.T
+        return _Layer1d(layer, conv, block, solve_t, end_block, end_map_t, self._ends_readout(conv, n, like))
 
     def _layers_1d(self, n: int, like: torch.Tensor) -> list[_Layer1d]:
         """Every layer's :class:`_Layer1d` on a 1-D grid of ``n`` points, in the dtype/device of ``like``.
@@ -408,7 +416,8 @@ class BOONFNO(BoundaryFNO):
 
         ``step``: the layer (:meth:`_layers_1d`), ``v`` ``(B, C, n)``, ``g`` ``(B, 1 or C, 2)``. With the
         pointwise part W v + b and the mixed compact spectrum m of v (mode-major in memory): the residual
-        r = g - B(K v) - B(W v + b), B(K v) read off m (:meth:`_kernel_ends`); then δ = S r at the two
+        r = t - P(K v), P(K v) read off m (:meth:`_kernel_ends`), t = g - P(W v + b) (Dirichlet) or T P(v)
+        (Neumann, :meth:`elimination`); then δ = S r at the two
         ends, and the corrected spectrum m' = m + E δ, E the kernel's response to end values
         (:meth:`SpectralConv.end_block`): one batched real product accumulated into m
         (:meth:`SpectralConv.add_end_response`); with S folded into E (``solve_t`` None) the product takes
@@ -417,34 +426,34 @@ class BOONFNO(BoundaryFNO):
         batch, channels, n = v.shape
         pointwise = self.fno.apply_pointwise(step.layer, v)  # W v + b
         spec = step.conv.mix(step.conv.spectrum(v), step.block)
-        at_ends = (pointwise[..., ::n - 1] if step.weights is None
-                   else pointwise.index_select(2, step.at) @ step.weights)
-        residual = torch.sub(g, at_ends).sub_(self._kernel_ends(spec, step.readout)).view(batch, 2 * channels)
+        kernel_ends = self._kernel_ends(spec, step.readout)  # P(K v)
+        if step.end_map_t is None:  # Dirichlet: t = g - P(W v + b)
+            residual = torch.sub(g, pointwise[..., ::n - 1]).sub_(kernel_ends).view(batch, 2 * channels)
+        else:  # Neumann: t = T P(v)
+            target = v[..., ::n - 1].reshape(batch, 2 * channels) @ step.end_map_t
+            residual = target.view(batch, channels, 2).sub_(kernel_ends).view(batch, 2 * channels)
         rows = residual if step.solve_t is None else residual @ step.solve_t  # r, or δ = S r (end-major)
         z = step.conv.to_grid(step.conv.add_end_response(spec, rows, step.end_block), (n,)).add_(pointwise)
-        if faces:
+        if faces and step.end_map_t is None:
             if step.solve_t is None:
                 raise ValueError("the face terms W δ need δ: pass an unfolded layer (fold=False)")
             deltas = rows.view(batch, 2, channels).transpose(1, 2)
             z[..., ::n - 1] += self._face_update(self.fno.pointwise[step.layer], deltas)
         return z
 
-    def _ends_readout(self, conv: SpectralConv, n: int, h: float, like: torch.Tensor) -> torch.Tensor:
-        """1-D: the two boundary functionals read off a compact spectrum, complex ``(2, K)``: ρ = the readout at
-        the functional's positions times its weights, so that B(f)_end = Re Σ_k ρ_end,k f̂_k. Cached per grid,
-        dtype and device (every layer keeps the same modes)."""
+    def _ends_readout(self, conv: SpectralConv, n: int, like: torch.Tensor) -> torch.Tensor:
+        """1-D: the two end values read off a compact spectrum, complex ``(2, K)``: P(f)_end = Re Σ_k ρ_end,k f̂_k.
+        Cached per grid, dtype and device (every layer keeps the same modes)."""
         def compute() -> torch.Tensor:
-            positions, _, weights = self._functional_matrix(n, h, like)
             complex_dtype = torch.promote_types(like.dtype, torch.complex64)
-            readout = conv.readout(0, n, positions, torch.complex128, like.device)  # (K, P), rounded once below
-            readout = readout if weights is None else readout @ weights.to(torch.complex128)
+            readout = conv.readout(0, n, [0, n - 1], torch.complex128, like.device)  # (K, 2), rounded once below
             return readout.T.to(complex_dtype).contiguous()
 
-        return self._grid_cache.get_or_build(("ends_readout", n, h, like.dtype, like.device), compute)
+        return self._grid_cache.get_or_build(("ends_readout", n, like.dtype, like.device), compute)
 
     @staticmethod
     def _kernel_ends(spec: torch.Tensor, readout: torch.Tensor) -> torch.Tensor:
-        """The two boundary functionals of the field whose compact spectrum is ``spec`` ``(B, C, K)``, as
+        """The two end values of the field whose compact spectrum is ``spec`` ``(B, C, K)``, as
         ``(B, C, 2)``: one complex product of ``readout`` ``(2, K)`` (:meth:`_ends_readout`) with the spectrum's
         mode-major memory (copied once if it has another layout), real part."""
         batch, channels, modes = spec.shape
@@ -490,14 +499,15 @@ class BOONFNO(BoundaryFNO):
     def _absorbs_input_ends(self) -> bool:
         """Whether, on a 1-D grid, a corrected layer's output is independent of its input's end values.
 
-        The correction moves the input's ends by δ = S r, r = g - B(L v + b). Changing the input's ends by a
-        (v → v + a₀ e₀ + a_N e_N) changes r by -A a, so with S = A⁻¹ (exact inverses, ``rcond`` = 0) δ
-        changes by -a: the corrected input v + a + δ, and so the layer's output, stay the same. Setting
+        Dirichlet: the correction moves the input's ends by δ = S r, r = g - P(L v + b). Changing the input's
+        ends by a (v → v + a₀ e₀ + a_N e_N) changes r by -A a, so with S = A⁻¹ (exact inverses, ``rcond`` = 0)
+        δ changes by -a: the corrected input v + a + δ, and so the layer's output, stay the same. Setting
         the hidden layers' ends after σ is then a no-op up to round-off, and the forward skips it. With
-        pseudo-inverses (``rcond`` > 0) S ≠ A⁻¹ and the ends are set. On multi-axis grids every face point is
-        corrected on its own (step 2 is not exact there), so the faces are always set.
+        pseudo-inverses (``rcond`` > 0) S ≠ A⁻¹ and the ends are set. Neumann: the target T P(v) carries the
+        input's ends into the layer (they are the stencil's values), so they are always set. On multi-axis
+        grids every face point is corrected on its own (step 2 is not exact there), so the faces are always set.
         """
-        return self.boundary != "periodic" and self.rcond == 0.0
+        return self.boundary == "dirichlet" and self.rcond == 0.0
 
     def _hidden_target(self, g: torch.Tensor) -> torch.Tensor:
         """The hidden layers' data from the output's ``g`` ``(B, c_out, *face, 2)``: the mean over output
