@@ -3,21 +3,23 @@
 Each Fourier layer z = L v + b, L = K + W (truncated-Fourier kernel plus pointwise map), is replaced by
 its *boundary-corrected* version along every bounded spatial axis (size N, ends j = 0 and j = N-1):
 
-1. Probe the layer with unit vectors at the two ends. Here in closed form from the spectral weights
+1. Probe L with unit vectors at the two ends. Here in closed form from the spectral weights
    (:meth:`SpectralConv.response`), once per forward, as C×C blocks (output channel × input channel):
-   the end values' responses A_ab = (K e_{j_b})_{j_a} (+ W for Dirichlet, where a = b) for ends a, b ∈ {0, N}.
+   the end values' responses A_ab = (K e_{j_b})_{j_a} + [a = b] W for ends a, b ∈ {0, N}.
 2. Modify the input's boundary entries, v' = v + δ₀ e₀ + δ_N e_N, so that the end values of the output
-   take a target t: A [δ₀; δ_N] = t - P(K v), P the two end values. Solved by the paper's two-step
+   take a target: A [δ₀; δ_N] = t - P(K v), P the two end values. Solved by the paper's two-step
    elimination: the left end with the effective pivot (Schur complement) Ã₀₀ = A₀₀ - A₀N A_NN⁻¹ A_N0, then
    the right end with the corrected left: δ₀ = Ã₀₀⁻¹ (r₀ - A₀N A_NN⁻¹ r_N), δ_N = A_NN⁻¹ (r_N - A_N0 δ₀),
    composed into one solve matrix S (:meth:`BOONFNO.elimination`). The targets:
 
    * Dirichlet: t = g - P(W v + b), so the layer's end values are the data g.
-   * Neumann, the reference's: t = T P(v) with T = diag(Ã₀₀, A_NN) and A from K alone, so the kernel's end
-     values depend on the input's end values only (the kernel's boundary rows eliminated), and the
-     input's ends, set from the stencil at the layer before, carry the data into the interior. W is not
-     corrected. (Solving instead for the stencil derivative of the layer's output, the data-driven analogue
-     of the Dirichlet target, trains worse on heat_neumann: measured in params.yaml, cases.heat_neumann.)
+   * Neumann, as the reference eliminates: t = T P(v) with T = diag(Ã₀₀ - W, A_NN - W), so that the
+     layer's end values are diag(Ã₀₀, A_NN) P(v): they depend on the input's end values only (L's boundary
+     rows eliminated), and the input's ends, set from the stencil at the layer before, carry the data into
+     the interior. (Solving instead for the stencil derivative of the layer's output, the data-driven
+     analogue of the Dirichlet target, trains worse on heat_neumann; the reference eliminates with K's
+     blocks alone, which trains as well but makes post hoc use on a plain FNO blow up, since a plain
+     kernel's end blocks are near-singular without W: measured in params.yaml, cases.heat_neumann.)
 
    The correction enters the layer through its spectrum (:meth:`SpectralConv.face_spectrum`), so the
    kernel's inverse transform runs once; on 1-D grids the kernel's response to δ is one batched real
@@ -245,12 +247,12 @@ class BOONFNO(BoundaryFNO):
         (c, end) and δ in end-major order (end, c), so that the two ends' modifications are contiguous
         blocks; and for Neumann the end map T (below).
 
-        The blocks A_ab (C×C, ends a, b) are the end values' response to unit vectors at the ends (closed
-        form, :meth:`SpectralConv.response`): of L = K + W for Dirichlet, whose target is t = g - P(W v + b),
-        so the layer's end values come out as g; of K alone for Neumann, whose target is t = T P(v) with
-        T = diag(Ã₀₀, A_NN) (end-major), so the kernel's end values depend on the input's end values only
-        (the reference's elimination; its W is not corrected, and the layer's ends are then solved from the
-        stencil, :meth:`BoundaryFNO.enforce`).
+        The blocks A_ab (C×C, ends a, b) are the end values' responses of L = K + W to unit vectors at the
+        ends (closed form, :meth:`SpectralConv.response`; W on the blocks a = b). Dirichlet's target is
+        t = g - P(W v + b), so the layer's end values come out as g. Neumann's is t = T P(v), with the end
+        map T = diag(Ã₀₀ - W, A_NN - W) (so that P(L(v + δ)) = diag(Ã₀₀, A_NN) P(v)): the layer's end values
+        depend on the input's end values only, as after the reference's elimination, and the layer's ends
+        are then solved from the stencil (:meth:`BoundaryFNO.enforce`).
 
         S is the paper's two-step elimination written as one matrix. With
         X = A₀N A_NN⁻¹ and the inverted effective pivot P = Ã₀₀⁻¹ = (A₀₀ - X A_N0)⁻¹:
@@ -292,11 +294,9 @@ class BOONFNO(BoundaryFNO):
     def _elimination(self, layer: int, shape: tuple[int, ...], axis: int) -> Elimination:
         n = shape[axis]
         resp = self.fno.spectral[layer].response(shape, axis, [-(n - 1), 0, n - 1])  # (3, C_out, C_in)
-        a00 = ann = resp[1]
+        w_pw = self.fno.pointwise[layer].weight[:, :, 0]  # (C_out, C_in)
+        a00 = ann = resp[1] + w_pw
         a0n, an0 = resp[0], resp[2]
-        if self.boundary == "dirichlet":
-            w_pw = self.fno.pointwise[layer].weight[:, :, 0]  # (C_out, C_in)
-            a00 = ann = a00 + w_pw
         if self.rcond == 0.0:
             solve = torch.linalg.inv(torch.cat([torch.cat([a00, a0n], dim=1), torch.cat([an0, ann], dim=1)], dim=0))
         else:
@@ -312,8 +312,8 @@ class BOONFNO(BoundaryFNO):
             return Elimination(solve, None)
         schur = a00 - a0n @ (torch.linalg.solve(ann, an0) if self.rcond == 0.0 else self._inverse(ann) @ an0)
         end_map = torch.zeros(c, 2, c, 2, dtype=solve.dtype, device=solve.device)  # rows (c, end), cols (c, end)
-        end_map[:, 0, :, 0] = schur
-        end_map[:, 1, :, 1] = ann
+        end_map[:, 0, :, 0] = schur - w_pw
+        end_map[:, 1, :, 1] = ann - w_pw
         return Elimination(solve, end_map.view(2 * c, 2 * c))
 
     def _inverse(self, a: torch.Tensor) -> torch.Tensor:
@@ -362,7 +362,7 @@ class BOONFNO(BoundaryFNO):
             kernel_ends = conv.values_at(spec, shape, axis, ends)  # (B, C, *face, 2): P(K v)
             if end_map is None:  # Dirichlet: t = g - P(W v + b)
                 at_faces = pointwise[(slice(None),) * dim + (slice(None, None, n - 1),)].movedim(dim, -1)
-                residual = (g - at_faces - kernel_ends).movedim(1, -2).flatten(-2)  # (B, *face, 2C), channel-major
+                residual = (g - (kernel_ends + at_faces)).movedim(1, -2).flatten(-2)  # (B, *face, 2C), channel-major
             else:  # Neumann: t = T P(v)
                 v_ends = v[(slice(None),) * dim + (slice(None, None, n - 1),)].movedim(dim, -1)
                 residual = (v_ends.movedim(1, -2).flatten(-2) @ end_map.T
@@ -371,7 +371,7 @@ class BOONFNO(BoundaryFNO):
             deltas = deltas.unflatten(-1, (2, -1)).movedim(-1, 1)  # (B, C, *face, 2)
             face_spec = conv.face_spectrum(deltas, shape, axis, ends)
             extra = face_spec if extra is None else extra + face_spec
-            if faces and end_map is None:
+            if faces:
                 face_updates.append((dim, n, self._face_update(fno.pointwise[layer], deltas)))
         z = conv.to_grid(spec + conv.mix(extra, block), shape).add_(pointwise)
         for dim, n, upd in face_updates:
@@ -434,7 +434,7 @@ class BOONFNO(BoundaryFNO):
             residual = target.view(batch, channels, 2).sub_(kernel_ends).view(batch, 2 * channels)
         rows = residual if step.solve_t is None else residual @ step.solve_t  # r, or δ = S r (end-major)
         z = step.conv.to_grid(step.conv.add_end_response(spec, rows, step.end_block), (n,)).add_(pointwise)
-        if faces and step.end_map_t is None:
+        if faces:
             if step.solve_t is None:
                 raise ValueError("the face terms W δ need δ: pass an unfolded layer (fold=False)")
             deltas = rows.view(batch, 2, channels).transpose(1, 2)
