@@ -1,7 +1,9 @@
 """BOON's guarantees: whatever the (random) weights and boundary data, the corrected FNO satisfies
 Dirichlet values, the Neumann stencil derivative and periodic equality exactly (round-off); on 1-D
 grids the two-step elimination alone already makes each Dirichlet layer exact, and the Neumann one
-(the reference's) leaves the layer's end values depending on the input's end values only; post hoc it keeps weights;
+(the reference's) leaves the layer's end values depending on the input's end values only; with exact inverses
+a 1-D layer's output does not depend on its input's ends (Neumann: solved from the stencil inside the
+correction), so the forward need not set them; post hoc it keeps weights;
 it trains through the shared fit(). The overwrite control meets the same conditions by changing the plain
 FNO's output at the boundary entries only."""
 
@@ -160,9 +162,7 @@ def test_neumann_elimination_decouples_the_layers_ends_from_the_interior():
 
 def test_1d_dirichlet_layer_absorbs_its_input_ends_with_exact_inverses():
     """1-D Dirichlet, S = A⁻¹: moving the input's ends by a moves the correction δ by -a, so a corrected layer's
-    output does not depend on its input's end values, and the forward that skips setting the hidden layers'
-    ends equals the one that sets them, to round-off. With pseudo-inverses (rcond > 0) the ends are set, and
-    always for Neumann, whose correction carries the input's ends into the layer."""
+    output does not depend on its input's end values. With pseudo-inverses (rcond > 0) it does."""
     torch.manual_seed(6)
     n = 40
     model = BOONFNO(fno_1d(width=8, modes=6).double(), "dirichlet")
@@ -173,13 +173,49 @@ def test_1d_dirichlet_layer_absorbs_its_input_ends_with_exact_inverses():
     for layer in range(model.fno.n_layers):
         same = model.corrected_layer(layer, moved, data, enforce=False)
         assert torch.allclose(same, model.corrected_layer(layer, v, data, enforce=False), atol=1e-11, rtol=0)
+    guarded = BOONFNO(model.fno, "dirichlet", rcond=0.1)
+    assert not torch.allclose(guarded.corrected_layer(0, moved, data, enforce=False),
+                              guarded.corrected_layer(0, v, data, enforce=False), atol=1e-3)
+
+
+@pytest.mark.parametrize("order", sorted(NEUMANN_STENCILS))
+def test_1d_neumann_layer_that_solves_its_input_ends_absorbs_them(order):
+    """1-D Neumann, S = A⁻¹: a hidden layer that solves its input's ends p from the stencil inside its correction
+    (residual D p - W e - P(K v), e the input's own ends) gives, whatever e, the output of the layer on the input
+    with its ends set to p (the reference's order: ends set after σ, then the layer), to round-off."""
+    torch.manual_seed(7)
+    n = 40
+    model = BOONFNO(fno_1d(width=8, modes=6).double(), "neumann", neumann_order=order)
+    v = model.fno.lifted(torch.randn(3, n, dtype=torch.float64))
+    g = torch.randn(3, 1, 2, dtype=torch.float64)
+    steps = model._layers_1d(n, v)
+    for layer, step in enumerate(steps):
+        ends_set = model.enforce(v.clone(), [g], (n,))
+        expected = model._corrected_1d(step, ends_set, g, faces=False)
+        moved = v.clone()
+        moved[..., ::n - 1] += 10 * torch.randn(3, 8, 2, dtype=torch.float64)
+        for field in (v, moved):
+            got = model._corrected_1d(step, field, g, faces=False, solve_ends=True)
+            assert torch.allclose(got[..., 1:-1], expected[..., 1:-1], atol=1e-11, rtol=0)
+        assert not torch.allclose(model._corrected_1d(step, moved, g, faces=False)[..., 1:-1], expected[..., 1:-1],
+                                  atol=1e-3)  # the own-ends target T P(v) does depend on e
+        v = torch.nn.functional.gelu(expected)
+
+
+@pytest.mark.parametrize("boundary", ["dirichlet", "neumann"])
+def test_1d_forward_that_skips_the_hidden_ends_equals_the_one_that_sets_them(boundary):
+    """With exact inverses the 1-D forward does not set the hidden layers' ends after σ (each next correction
+    absorbs them; Neumann's solves them from the stencil itself); it must equal the forward that sets them, to
+    round-off. With pseudo-inverses (rcond > 0) they are set."""
+    torch.manual_seed(8)
+    n = 40
+    model = BOONFNO(fno_1d(width=8, modes=6).double(), boundary)
     u, bc = torch.randn(3, n, dtype=torch.float64), torch.randn(3, 2, dtype=torch.float64)
     assert model._absorbs_input_ends()
     skipped = model(u, bc)
     model._absorbs_input_ends = lambda: False  # the forward that sets every hidden layer's ends
     assert torch.allclose(skipped, model(u, bc), atol=1e-12, rtol=0)
-    assert not BOONFNO(model.fno, "dirichlet", rcond=0.1)._absorbs_input_ends()
-    assert not BOONFNO(model.fno, "neumann", neumann_order=2)._absorbs_input_ends()
+    assert not BOONFNO(model.fno, boundary, rcond=0.1)._absorbs_input_ends()
 
 
 @pytest.mark.parametrize("boundary", ["dirichlet", "neumann"])

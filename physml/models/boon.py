@@ -20,6 +20,10 @@ its *boundary-corrected* version along every bounded spatial axis (size N, ends 
      analogue of the Dirichlet target, trains worse on heat_neumann; the reference eliminates with K's
      blocks alone, which trains as well but makes post hoc use on a plain FNO blow up, since a plain
      kernel's end blocks are near-singular without W: measured in params.yaml, cases.heat_neumann.)
+     Equivalently, the layer's end values are D p + b, D = diag(Ã₀₀, A_NN) and p the input's ends: the
+     Dirichlet target with data D p + b. On 1-D grids with exact inverses a hidden layer so solves its
+     input's ends p from the stencil inside its correction (:meth:`BOONFNO._stencil_map`), and the ends
+     need not be set after σ (below).
 
    The correction enters the layer through its spectrum (:meth:`SpectralConv.face_spectrum`), so the
    kernel's inverse transform runs once; on 1-D grids the kernel's response to δ is one batched real
@@ -33,9 +37,10 @@ its *boundary-corrected* version along every bounded spatial axis (size N, ends 
    faces (W δ), which this step overwrites.
 
 Activations act on interior points only (Dirichlet and Neumann: each hidden layer's faces are set after
-σ; for Dirichlet on 1-D grids with exact inverses that is a no-op the forward skips, since the next
-layer's correction absorbs any end values its input has); after the projection the output's boundary
-entries are set once more, so the condition holds to round-off *whatever the weights*.
+σ; on 1-D grids with exact inverses that is a no-op the forward skips, since the next layer's correction
+absorbs any end values its input has, and Neumann's solves them from the stencil itself); after the
+projection the output's boundary entries are set once more, so the condition holds to round-off *whatever
+the weights*.
 Hidden layers are corrected towards the same data (the mean over output channels when there are
 several; zeros on the padded time steps of an FNO with ``time_padding``), as in the reference.
 
@@ -80,6 +85,11 @@ BOUNDARY_TYPES = ("dirichlet", "neumann", "periodic")
 #: Left-end one-sided stencils a_k: u_x(x₀) ≈ (1/h) Σ_k a_k u_k (first order; second order).
 #: The right end uses b_k = -a_k on u_{N-1-k}.
 NEUMANN_STENCILS: dict[int, tuple[float, ...]] = {1: (-1.0, 1.0), 2: (-1.5, 2.0, -0.5)}
+
+
+def _ends(z: torch.Tensor, dim: int, n: int) -> torch.Tensor:
+    """The entries of ``z`` at both ends (0 and n - 1) of its axis ``dim`` of size ``n``, as one strided view."""
+    return z[(slice(None),) * dim + (slice(None, None, n - 1),)]
 
 
 class BoundaryFNO(nn.Module):
@@ -170,7 +180,7 @@ class BoundaryFNO(nn.Module):
         for axis, g in zip(self.axes, targets):
             dim = 2 + axis
             n = shape[axis]
-            ends = z[(slice(None),) * dim + (slice(None, None, n - 1),)]  # both ends, one view
+            ends = _ends(z, dim, n)
             if self.boundary == "periodic":
                 ends.copy_(ends.mean(dim, keepdim=True))
             elif self.boundary == "dirichlet":
@@ -214,6 +224,7 @@ class _Layer1d(NamedTuple):
     solve_t: torch.Tensor | None  #: Sᵀ ``(2C, 2C)`` (:meth:`BOONFNO.elimination`): δ = r Sᵀ; None if folded
     end_block: torch.Tensor  #: E ``(K, 2C, 2C)``, K's end response (:meth:`SpectralConv.end_block`), or Sᵀ E
     end_map_t: torch.Tensor | None  #: Neumann: Tᵀ ``(2C, 2C)``, channel-major (:meth:`BOONFNO.elimination`)
+    stencil: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None  #: Neumann: :meth:`BOONFNO._stencil_map`
     readout: torch.Tensor  #: the end values on a compact spectrum, complex ``(2, K)`` (:meth:`BOONFNO._ends_readout`)
 
 
@@ -302,7 +313,8 @@ class BOONFNO(BoundaryFNO):
         else:
             ann_inv = self._inverse(ann)
             x = a0n @ ann_inv
-            pivot_inv = self._inverse(a00 - x @ an0)
+            schur = a00 - x @ an0  # Ã₀₀
+            pivot_inv = self._inverse(schur)
             back = ann_inv @ an0 @ pivot_inv
             solve = torch.cat([torch.cat([pivot_inv, -pivot_inv @ x], dim=1),
                                torch.cat([-back, ann_inv + back @ x], dim=1)], dim=0)
@@ -310,7 +322,8 @@ class BOONFNO(BoundaryFNO):
         solve = solve.view(2, c, 2, c).transpose(2, 3).reshape(2 * c, 2 * c)  # rows (end, c), columns (c, end)
         if self.boundary == "dirichlet":
             return Elimination(solve, None)
-        schur = a00 - a0n @ (torch.linalg.solve(ann, an0) if self.rcond == 0.0 else self._inverse(ann) @ an0)
+        if self.rcond == 0.0:
+            schur = a00 - a0n @ torch.linalg.solve(ann, an0)
         end_map = torch.zeros(c, 2, c, 2, dtype=solve.dtype, device=solve.device)  # rows (c, end), cols (c, end)
         end_map[:, 0, :, 0] = schur - w_pw
         end_map[:, 1, :, 1] = ann - w_pw
@@ -361,10 +374,10 @@ class BOONFNO(BoundaryFNO):
             solve, end_map = self.elimination(layer, shape, axis)
             kernel_ends = conv.values_at(spec, shape, axis, ends)  # (B, C, *face, 2): P(K v)
             if end_map is None:  # Dirichlet: t = g - P(W v + b)
-                at_faces = pointwise[(slice(None),) * dim + (slice(None, None, n - 1),)].movedim(dim, -1)
+                at_faces = _ends(pointwise, dim, n).movedim(dim, -1)
                 residual = (g - (kernel_ends + at_faces)).movedim(1, -2).flatten(-2)  # (B, *face, 2C), channel-major
             else:  # Neumann: t = T P(v)
-                v_ends = v[(slice(None),) * dim + (slice(None, None, n - 1),)].movedim(dim, -1)
+                v_ends = _ends(v, dim, n).movedim(dim, -1)
                 residual = (v_ends.movedim(1, -2).flatten(-2) @ end_map.T
                             - kernel_ends.movedim(1, -2).flatten(-2))
             deltas = residual @ solve.T  # (B, *face, 2C), end-major
@@ -396,7 +409,37 @@ class BOONFNO(BoundaryFNO):
         if fold:
             solve_t, end_block = None, (solve_t @ end_block).contiguous()
         end_map_t = None if end_map is None else end_map.T
-        return _Layer1d(layer, conv, block, solve_t, end_block, end_map_t, self._ends_readout(conv, n, like))
+        stencil = None if end_map is None else self._stencil_map(layer, end_map, n, like)
+        return _Layer1d(layer, conv, block, solve_t, end_block, end_map_t, stencil, self._ends_readout(conv, n, like))
+
+    def _stencil_map(self, layer: int, end_map: torch.Tensor, n: int,
+                     like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Neumann, 1-D: the target of a hidden layer that solves its input's ends from the stencil itself.
+
+        The layer's end values are to be D p + b, with D = diag(Ã₀₀, A_NN) = T + diag(W, W) (T the end map of
+        :meth:`elimination`) and p the input's end values solved from the stencil and the hidden layers' data g
+        (one channel, :meth:`_hidden_target`): p = Σ_s α_s v_s + β g over the points s near each end
+        (:meth:`BoundaryFNO._neumann_ends`). As a Dirichlet-type residual r = t - P(W v + b) - P(K v) on the input
+        v as it is (its own ends e), the target's part t - P(W v + b) is D p - W e: linear in v at the ends and
+        near them, and in g, so it is ``v[..., positions]`` ``(B, C·S)`` channel-major times M_v ``(C·S, 2C)``
+        plus g ``(B, 2)`` times M_g ``(2, 2C)`` (columns channel-major (c, end)). With exact inverses the
+        correction then absorbs e (:meth:`_absorbs_input_ends`): the layer's output equals the one on the
+        input with its ends set to p, so the forward does not set them.
+
+        Returns ``positions`` ``(S,)`` (the two ends, then the near points of :meth:`_neumann_ends`), M_v and M_g.
+        """
+        c = self.fno.width
+        near, weights, scale = self._neumann_ends(n, self.fno.spacing((n,), 0), like)
+        w_pw = self.fno.pointwise[layer].weight[:, :, 0]  # (C_out, C_in)
+        blocks = end_map.view(c, 2, c, 2)
+        d = torch.stack([blocks[:, 0, :, 0], blocks[:, 1, :, 1]]) + w_pw  # (end, C_out, C_in): D's blocks
+        eye = torch.eye(2, dtype=weights.dtype, device=weights.device)
+        on_d = torch.cat([torch.zeros_like(eye), weights])  # (S, end): the ends, then the near points
+        on_w = torch.cat([eye, torch.zeros_like(weights)])
+        v_map = torch.einsum("ja,aoi->ijoa", on_d, d) - torch.einsum("ja,oi->ijoa", on_w, w_pw)
+        g_map = torch.einsum("ab,ao->aob", torch.diag(scale), d.sum(-1))  # D β g, g the same on every channel
+        positions = torch.cat([torch.as_tensor([0, n - 1], device=near.device), near])
+        return positions, v_map.reshape(c * len(on_d), 2 * c), g_map.reshape(2, 2 * c)
 
     def _layers_1d(self, n: int, like: torch.Tensor) -> list[_Layer1d]:
         """Every layer's :class:`_Layer1d` on a 1-D grid of ``n`` points, in the dtype/device of ``like``.
@@ -411,13 +454,15 @@ class BOONFNO(BoundaryFNO):
         return self._weights_cached(("layers_1d", n, like.dtype, like.device), weights,
                                     lambda: [self._layer_1d(i, n, like, fold) for i in range(self.fno.n_layers)])
 
-    def _corrected_1d(self, step: _Layer1d, v: torch.Tensor, g: torch.Tensor, faces: bool) -> torch.Tensor:
+    def _corrected_1d(self, step: _Layer1d, v: torch.Tensor, g: torch.Tensor, faces: bool,
+                      solve_ends: bool = False) -> torch.Tensor:
         """:meth:`_corrected` on a 1-D grid, without transforms of the faces.
 
         ``step``: the layer (:meth:`_layers_1d`), ``v`` ``(B, C, n)``, ``g`` ``(B, 1 or C, 2)``. With the
         pointwise part W v + b and the mixed compact spectrum m of v (mode-major in memory): the residual
         r = t - P(K v), P(K v) read off m (:meth:`_kernel_ends`), t = g - P(W v + b) (Dirichlet) or T P(v)
-        (Neumann, :meth:`elimination`); then δ = S r at the two
+        (Neumann, :meth:`elimination`; with ``solve_ends`` the layer's input ends are first solved from the
+        stencil, :meth:`_stencil_map`); then δ = S r at the two
         ends, and the corrected spectrum m' = m + E δ, E the kernel's response to end values
         (:meth:`SpectralConv.end_block`): one batched real product accumulated into m
         (:meth:`SpectralConv.add_end_response`); with S folded into E (``solve_t`` None) the product takes
@@ -429,6 +474,10 @@ class BOONFNO(BoundaryFNO):
         kernel_ends = self._kernel_ends(spec, step.readout)  # P(K v)
         if step.end_map_t is None:  # Dirichlet: t = g - P(W v + b)
             residual = torch.sub(g, pointwise[..., ::n - 1]).sub_(kernel_ends).view(batch, 2 * channels)
+        elif solve_ends:  # Neumann, the input's ends solved from the stencil: t - P(W v + b) = D p - W e
+            positions, v_map, g_map = step.stencil
+            target = torch.addmm(g.reshape(batch, 2) @ g_map, v.index_select(-1, positions).view(batch, -1), v_map)
+            residual = target.view(batch, channels, 2).sub_(kernel_ends).view(batch, 2 * channels)
         else:  # Neumann: t = T P(v)
             target = v[..., ::n - 1].reshape(batch, 2 * channels) @ step.end_map_t
             residual = target.view(batch, channels, 2).sub_(kernel_ends).view(batch, 2 * channels)
@@ -483,13 +532,15 @@ class BOONFNO(BoundaryFNO):
                 v = self.corrected_layer(layer, v, hidden)
             else:
                 v = (self._corrected(layer, v, hidden, faces=False) if steps is None
-                     else self._corrected_1d(steps[layer], v, hidden[0], faces=False))
+                     else self._corrected_1d(steps[layer], v, hidden[0], faces=False,
+                                             solve_ends=layer > 0 and not set_hidden_ends))
             if layer == fno.n_layers - 1:
                 break
             v = F.gelu(v)
             # Dirichlet/Neumann: each layer's face entries are set once, after σ (σ on the interior
             # only: for Dirichlet the faces are g, for Neumann they are solved from the activated
-            # interior), unless the next layer's correction absorbs them (:meth:`_absorbs_input_ends`).
+            # interior), unless the next layer's correction absorbs them (:meth:`_absorbs_input_ends`;
+            # Neumann's then solves them from the stencil itself).
             # The last layer's faces only reach the output's faces, which are set at the end.
             if set_hidden_ends:
                 self.enforce(v, hidden, inner)
@@ -497,17 +548,19 @@ class BOONFNO(BoundaryFNO):
         return fno.formatted(out.movedim(1, -1))
 
     def _absorbs_input_ends(self) -> bool:
-        """Whether, on a 1-D grid, a corrected layer's output is independent of its input's end values.
+        """Whether, on a 1-D grid, the hidden layers' corrections make their outputs independent of their
+        inputs' end values, so that the forward need not set those ends after σ.
 
         Dirichlet: the correction moves the input's ends by δ = S r, r = g - P(L v + b). Changing the input's
         ends by a (v → v + a₀ e₀ + a_N e_N) changes r by -A a, so with S = A⁻¹ (exact inverses, ``rcond`` = 0)
         δ changes by -a: the corrected input v + a + δ, and so the layer's output, stay the same. Setting
-        the hidden layers' ends after σ is then a no-op up to round-off, and the forward skips it. With
-        pseudo-inverses (``rcond`` > 0) S ≠ A⁻¹ and the ends are set. Neumann: the target T P(v) carries the
-        input's ends into the layer (they are the stencil's values), so they are always set. On multi-axis
-        grids every face point is corrected on its own (step 2 is not exact there), so the faces are always set.
+        the hidden layers' ends after σ is then a no-op up to round-off, and the forward skips it. Neumann: the
+        same holds for the residual D p - W e - P(K v) of a layer that solves its input's ends p from the
+        stencil itself (:meth:`_stencil_map`), whose output so equals the one on the input with its ends set
+        to p. With pseudo-inverses (``rcond`` > 0) S ≠ A⁻¹ and the ends are set. On multi-axis grids every
+        face point is corrected on its own (step 2 is not exact there), so the faces are always set.
         """
-        return self.boundary == "dirichlet" and self.rcond == 0.0
+        return self.boundary in ("dirichlet", "neumann") and self.rcond == 0.0
 
     def _hidden_target(self, g: torch.Tensor) -> torch.Tensor:
         """The hidden layers' data from the output's ``g`` ``(B, c_out, *face, 2)``: the mean over output
