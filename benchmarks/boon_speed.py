@@ -17,7 +17,9 @@
    skipped otherwise. Two neuraloperator set-ups: "matched" (no channel MLP, projection width 128,
    like ours and the reference) and its defaults (channel MLP in every layer, two-layer lifting).
 
-Usage: ``python benchmarks/boon_speed.py [--repeats 60] [--threads N] [--device cpu|cuda] [--as-is]``.
+Usage: ``python benchmarks/boon_speed.py [--repeats 60] [--threads N] [--device cpu|cuda] [--as-is]
+[--only mix|forward|training|neuralop ...]`` (``--only``: run those sections alone, e.g. ``--only forward`` to
+repeat the target's ratios in several processes).
 Every round times each model once, in a random order; a ratio is the median over rounds of the
 paired ratio (model / baseline in the same round), printed with its interquartile range [q1-q3].
 
@@ -236,6 +238,11 @@ def training_step_ratios(repeats: int, device: torch.device) -> None:
               f"vs matched {_fmt(paired_ratio(t, 'ours', 'matched'))}; vs defaults {_fmt(paired_ratio(t, 'ours', 'defaults'))}")
 
 
+#: The sections in the order they run, with the divisor of ``--repeats`` each uses (its rounds cost more).
+SECTIONS: dict[str, tuple[Callable[[int, torch.device], None], int]] = {
+    "mix": (mix_ratios, 1), "forward": (boon_forward_ratios, 1), "training": (boon_training_ratios, 4),
+    "neuralop": (training_step_ratios, 1)}
+
 #: Environment for stable CPU timings (see the module docstring); read by libgomp at start-up.
 STABLE_ENV = {"OMP_WAIT_POLICY": "ACTIVE"}
 
@@ -247,6 +254,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--as-is", action="store_true",
                         help="keep this process's OpenMP/malloc settings (default: re-run with STABLE_ENV)")
+    parser.add_argument("--only", nargs="+", choices=list(SECTIONS), default=list(SECTIONS),
+                        help="run only these sections (default: all, in this order)")
     args = parser.parse_args()
     if not args.as_is and any(os.environ.get(k) != v for k, v in STABLE_ENV.items()):
         os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **STABLE_ENV})
@@ -260,10 +269,9 @@ def main() -> None:
                 ", ".join(f"{k}={v}" for k, v in STABLE_ENV.items()) + ", large blocks on the heap")
     print(f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, "
           f"repeats {args.repeats}; timing settings: {settings}")
-    mix_ratios(args.repeats, device)
-    boon_forward_ratios(args.repeats, device)
-    boon_training_ratios(max(args.repeats // 4, 5), device)
-    training_step_ratios(args.repeats, device)
+    for name, (section, share) in SECTIONS.items():
+        if name in args.only:
+            section(max(args.repeats // share, 5), device)
 
 
 if __name__ == "__main__":

@@ -149,34 +149,58 @@ PAPER_PROFILE = "paper"
 PAIRED_BASELINES: dict[str, str] = {"none": "FNO", "overwrite": "overwrite"}
 
 
-def paired_difference(study: Mapping[str, Any], baseline: str = "none") -> tuple[float, float] | None:
-    """Mean and standard error of d_i = e_i(boon) - e_i(baseline) over a seed study's seeds (each seed trains
-    both networks, so the pairs share data and initial draw; ``overwrite`` is the plain network of the same
-    seed with its boundary entries set); None without both or with fewer than 2 seeds.
+def paired_difference(study: Mapping[str, Any], baseline: str = "none",
+                      constraint: str = "boon") -> tuple[float, float] | None:
+    """Mean and standard error of d_i = e_i(constraint) - e_i(baseline) over a seed study's seeds (each seed
+    trains both networks, so the pairs share data and initial draw; ``overwrite`` and ``boon_posthoc`` are the
+    plain network of the same seed with its boundary entries set, or its kernels corrected); None without both
+    or with fewer than 2 seeds.
 
     mean = (1/n) Σ d_i, s.e. = sd(d) / √n with the sample standard deviation: |mean| < NOISE_SE · s.e. is
     a difference the seed alone could make.
     """
     errors = study.get("rel_l2", {})
-    if "boon" not in errors or baseline not in errors or len(errors["boon"]) < 2:
+    if constraint not in errors or baseline not in errors or len(errors[constraint]) < 2:
         return None
-    d = [b - f for b, f in zip(errors["boon"], errors[baseline], strict=True)]
+    d = [b - f for b, f in zip(errors[constraint], errors[baseline], strict=True)]
     return statistics.fmean(d), statistics.stdev(d) / math.sqrt(len(d))
 
 
-def paired_verdict(diff: tuple[float, float]) -> str:
-    """"BOON lower" / "BOON higher" when the mean paired difference is at least NOISE_SE standard errors
+def paired_verdict(diff: tuple[float, float], name: str = "BOON") -> str:
+    """"<name> lower" / "<name> higher" when the mean paired difference is at least NOISE_SE standard errors
     from zero on that side, else "within seed noise" (the L2 bar holds unless "BOON higher")."""
     mean, se = diff
     if mean > 0 and mean >= NOISE_SE * se:
-        return "BOON higher"
+        return f"{name} higher"
     if mean < 0 and -mean >= NOISE_SE * se:
-        return "BOON lower"
+        return f"{name} lower"
     return "within seed noise"
 
 
-def _paired_text(diff: tuple[float, float]) -> str:
-    return f"{_fmt(diff[0])} ± {_fmt(diff[1])} ({paired_verdict(diff)})"
+def _paired_text(diff: tuple[float, float], name: str = "BOON") -> str:
+    return f"{_fmt(diff[0])} ± {_fmt(diff[1])} ({paired_verdict(diff, name)})"
+
+
+def posthoc_summary(studies: Mapping[tuple[str, str], Mapping[str, Any]]) -> str | None:
+    """What the seed studies say about correcting an already trained FNO: post hoc BOON (``boon_posthoc``)
+    against the overwrite control on the same plain network, per seed (:func:`paired_difference`), and which
+    of the two is the better post hoc method on every case where the seeds tell them apart. None when no
+    study has both."""
+    diffs = {case: d for (case, _), study in studies.items()
+             if (d := paired_difference(study, "overwrite", "boon_posthoc")) is not None}
+    if not diffs:
+        return None
+    verdicts = {case: paired_verdict(d, "post hoc") for case, d in diffs.items()}
+    text = ("Post hoc: `boon_posthoc` corrects the kernels of the FNO trained without the correction (its own "
+            "weights, no retraining); `overwrite` makes the same network meet the condition by setting its "
+            "boundary entries alone. Post hoc − overwrite per seed (mean ± s.e.): "
+            + "; ".join(f"{case} {_paired_text(d, 'post hoc')}" for case, d in diffs.items()) + ".")
+    if all(v == "post hoc higher" for v in verdicts.values()):
+        text += (" The control is lower on every case: to make an already trained FNO meet the condition, set "
+                 "its boundary entries; BOON's gain over the control needs training with the correction.")
+    elif all(v == "post hoc lower" for v in verdicts.values()):
+        text += " Post hoc BOON is lower than the control on every case."
+    return text
 
 
 def seed_study_table(params: ParamsModel, studies: Mapping[tuple[str, str], Mapping[str, Any]]) -> str:
@@ -359,7 +383,8 @@ def write_report(params: ParamsModel, root: Path) -> Path:
                "error (a difference under "
                f"{NOISE_SE:g} standard errors is one the seed alone could make). The L2 quality bar holds "
                "unless BOON's difference is above zero by more than that.",
-               seed_study_table(params, studies)] if studies else []),
+               seed_study_table(params, studies),
+               *([summary] if (summary := posthoc_summary(studies)) else [])] if studies else []),
             f"## Quality bars ({passed}/{len(checks)} hold)",
             _table([[name, "yes" if ok else "**no**", detail] for name, ok, detail in checks], ["check", "holds", "value"]),
             "## Figures",

@@ -7,8 +7,8 @@ import math
 from pathlib import Path
 
 from physml.config import load_params
-from physml.report import (collect_seed_studies, l2_factor, paired_difference, quality_checks, seed_study_table,
-                           write_report)
+from physml.report import (collect_seed_studies, l2_factor, paired_difference, posthoc_summary, quality_checks,
+                           seed_study_table, write_report)
 from physml.stages import Layout
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,6 +91,22 @@ def test_the_seed_table_compares_boon_with_the_overwrite_control_per_seed() -> N
     assert "(BOON higher)" in cells["BOON − overwrite per seed (mean ± s.e.)"]
     del study["rel_l2"]["overwrite"]
     assert paired_difference(study, "overwrite") is None
+
+
+def test_the_posthoc_summary_compares_posthoc_boon_with_the_overwrite_control_per_seed() -> None:
+    """d = boon_posthoc - overwrite per seed on each case; the advice to prefer the control appears only when the
+    seeds put it lower on every case, and a case without both is left out."""
+    worse = _study([1, 2, 3], none=[0.03, 0.04, 0.035], boon=[0.01, 0.012, 0.011])
+    worse["rel_l2"] |= {"overwrite": [0.028, 0.037, 0.033], "boon_posthoc": [0.05, 0.06, 0.056]}
+    tie = _study([1, 2, 3], none=[0.03, 0.04, 0.035], boon=[0.01, 0.012, 0.011])
+    tie["rel_l2"] |= {"overwrite": [0.028, 0.037, 0.033], "boon_posthoc": [0.029, 0.036, 0.034]}
+    bare = _study([1, 2, 3], none=[0.03, 0.04, 0.035], boon=[0.01, 0.012, 0.011])
+    text = posthoc_summary({("stokes2", "fno"): worse, ("wave", "fno"): bare})
+    assert "stokes2 0.0227 ± 3.33e-04 (post hoc higher)" in text  # d = (0.022, 0.023, 0.023)
+    assert "wave" not in text and "The control is lower on every case" in text
+    text = posthoc_summary({("stokes2", "fno"): worse, ("wave", "fno"): tie})
+    assert "wave" in text and "(within seed noise)" in text and "The control is lower" not in text
+    assert posthoc_summary({("wave", "fno"): bare}) is None
 
 
 def test_a_study_of_other_seeds_is_stale_and_left_out_of_the_report(tmp_path: Path) -> None:
