@@ -183,9 +183,8 @@ def _paired_text(diff: tuple[float, float], name: str = "BOON") -> str:
 
 def posthoc_summary(studies: Mapping[tuple[str, str], Mapping[str, Any]]) -> str | None:
     """What the seed studies say about correcting an already trained FNO: post hoc BOON (``boon_posthoc``)
-    against the overwrite control on the same plain network, per seed (:func:`paired_difference`), and which
-    of the two is the better post hoc method on every case where the seeds tell them apart. None when no
-    study has both."""
+    against the overwrite control on the same plain network, per seed (:func:`paired_difference`), and, when the
+    seeds put one of the two lower on every case, which. None when no study has both."""
     diffs = {case: d for (case, _), study in studies.items()
              if (d := paired_difference(study, "overwrite", "boon_posthoc")) is not None}
     if not diffs:
@@ -197,7 +196,7 @@ def posthoc_summary(studies: Mapping[tuple[str, str], Mapping[str, Any]]) -> str
             + "; ".join(f"{case} {_paired_text(d, 'post hoc')}" for case, d in diffs.items()) + ".")
     if all(v == "post hoc higher" for v in verdicts.values()):
         text += (" The control is lower on every case: to make an already trained FNO meet the condition, set "
-                 "its boundary entries; BOON's gain over the control needs training with the correction.")
+                 "its boundary entries rather than correct its kernels.")
     elif all(v == "post hoc lower" for v in verdicts.values()):
         text += " Post hoc BOON is lower than the control on every case."
     return text
