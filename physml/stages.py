@@ -191,7 +191,8 @@ def track_seed_study(case: str, model: str, params: ParamsModel, root: Path) -> 
 
     Metrics: ``<constraint>.rel_l2`` at step i (the i-th seed), ``<constraint>.rel_l2_mean`` and
     ``<constraint>.rel_l2_spread``, ``boon_ahead``, and the paired differences ``boon_minus_<baseline>.mean``
-    / ``.se`` against each of :data:`physml.report.PAIRED_BASELINES` (the FNO and the ``overwrite`` control);
+    / ``.se`` against each of :data:`physml.report.PAIRED_BASELINES` (the FNO and the ``overwrite`` control) and
+    ``boon_posthoc_minus_overwrite.mean`` / ``.se`` (post hoc BOON against the control, as the report compares them);
     params: the model's settings and the seeds; figure ``seed_study.png`` (the report's seed figure for
     this case alone). No network is registered (the registry holds the main training's). Returns the run id
     (None off rank 0).
@@ -217,8 +218,9 @@ def track_seed_study(case: str, model: str, params: ParamsModel, root: Path) -> 
                          for c in study["rel_l2"]} | ({"boon_ahead": study["boon_ahead"]} if "boon_ahead" in study else {}))
         for i in range(len(study["seeds"])):
             run.log_metrics({c: {"rel_l2": values[i]} for c, values in study["rel_l2"].items()}, step=i)
-        diffs = {b: paired_difference(study, b) for b in PAIRED_BASELINES}
-        run.log_metrics({f"boon_minus_{b}": {"mean": d[0], "se": d[1]} for b, d in diffs.items() if d is not None})
+        diffs = {f"boon_minus_{b}": paired_difference(study, b) for b in PAIRED_BASELINES}
+        diffs["boon_posthoc_minus_overwrite"] = paired_difference(study, "overwrite", "boon_posthoc")
+        run.log_metrics({name: {"mean": d[0], "se": d[1]} for name, d in diffs.items() if d is not None})
         with tempfile.TemporaryDirectory() as tmp:
             run.log_figure(seed_study_figure(params, {(case, model): study}, Path(tmp) / "seed_study.png"), "seed_study")
         return run.run_id
