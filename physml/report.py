@@ -185,19 +185,19 @@ def posthoc_summary(studies: Mapping[tuple[str, str], Mapping[str, Any]]) -> str
     """What the seed studies say about correcting an already trained FNO: post hoc BOON (``boon_posthoc``)
     against the overwrite control on the same plain network, per seed (:func:`paired_difference`), and, when the
     seeds put one of the two lower on every case, which. None when no study has both."""
-    diffs = {case: d for (case, _), study in studies.items()
+    diffs = {f"{case}/{model}": d for (case, model), study in studies.items()
              if (d := paired_difference(study, "overwrite", "boon_posthoc")) is not None}
     if not diffs:
         return None
-    verdicts = {case: paired_verdict(d, "post hoc") for case, d in diffs.items()}
+    verdicts = [paired_verdict(d, "post hoc") for d in diffs.values()]
     text = ("Post hoc: `boon_posthoc` corrects the kernels of the FNO trained without the correction (its own "
             "weights, no retraining); `overwrite` makes the same network meet the condition by setting its "
             "boundary entries alone. Post hoc − overwrite per seed (mean ± s.e.): "
-            + "; ".join(f"{case} {_paired_text(d, 'post hoc')}" for case, d in diffs.items()) + ".")
-    if all(v == "post hoc higher" for v in verdicts.values()):
+            + "; ".join(f"{name} {_paired_text(d, 'post hoc')}" for name, d in diffs.items()) + ".")
+    if all(v == "post hoc higher" for v in verdicts):
         text += (" The control is lower on every case: to make an already trained FNO meet the condition, set "
                  "its boundary entries rather than correct its kernels.")
-    elif all(v == "post hoc lower" for v in verdicts.values()):
+    elif all(v == "post hoc lower" for v in verdicts):
         text += " Post hoc BOON is lower than the control on every case."
     return text
 

@@ -102,10 +102,10 @@ def test_the_posthoc_summary_compares_posthoc_boon_with_the_overwrite_control_pe
     tie["rel_l2"] |= {"overwrite": [0.028, 0.037, 0.033], "boon_posthoc": [0.029, 0.036, 0.034]}
     bare = _study([1, 2, 3], none=[0.03, 0.04, 0.035], boon=[0.01, 0.012, 0.011])
     text = posthoc_summary({("stokes2", "fno"): worse, ("wave", "fno"): bare})
-    assert "stokes2 0.0227 ± 3.33e-04 (post hoc higher)" in text  # d = (0.022, 0.023, 0.023)
+    assert "stokes2/fno 0.0227 ± 3.33e-04 (post hoc higher)" in text  # d = (0.022, 0.023, 0.023)
     assert "wave" not in text and "The control is lower on every case" in text
     text = posthoc_summary({("stokes2", "fno"): worse, ("wave", "fno"): tie})
-    assert "wave" in text and "(within seed noise)" in text and "The control is lower" not in text
+    assert "wave/fno" in text and "(within seed noise)" in text and "The control is lower" not in text
     assert posthoc_summary({("wave", "fno"): bare}) is None
 
 

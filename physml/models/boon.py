@@ -213,6 +213,7 @@ class Elimination(NamedTuple):
 
     solve: torch.Tensor  #: S ``(2C, 2C)``: δ = S r, r channel-major (c, end), δ end-major (end, c)
     end_map: torch.Tensor | None  #: Neumann: T ``(2C, 2C)``, channel-major both ways, target t = T P(v); else None
+    end_values: torch.Tensor | None  #: Neumann: D's blocks (Ã₀₀, A_NN) ``(2, C, C)``, the end values D P(v) + b; else None
 
 
 class _Layer1d(NamedTuple):
@@ -321,13 +322,13 @@ class BOONFNO(BoundaryFNO):
         c = solve.shape[0] // 2
         solve = solve.view(2, c, 2, c).transpose(2, 3).reshape(2 * c, 2 * c)  # rows (end, c), columns (c, end)
         if self.boundary == "dirichlet":
-            return Elimination(solve, None)
+            return Elimination(solve, None, None)
         if self.rcond == 0.0:
             schur = a00 - a0n @ torch.linalg.solve(ann, an0)
         end_map = torch.zeros(c, 2, c, 2, dtype=solve.dtype, device=solve.device)  # rows (c, end), cols (c, end)
         end_map[:, 0, :, 0] = schur - w_pw
         end_map[:, 1, :, 1] = ann - w_pw
-        return Elimination(solve, end_map.view(2 * c, 2 * c))
+        return Elimination(solve, end_map.view(2 * c, 2 * c), torch.stack([schur, ann]))
 
     def _inverse(self, a: torch.Tensor) -> torch.Tensor:
         """A⁻¹, or with ``rcond`` > 0 the pseudo-inverse without the singular values below rcond·σ_max."""
@@ -371,7 +372,7 @@ class BOONFNO(BoundaryFNO):
             n = shape[axis]
             dim = 2 + axis
             ends = [0, n - 1]
-            solve, end_map = self.elimination(layer, shape, axis)
+            solve, end_map, _ = self.elimination(layer, shape, axis)
             kernel_ends = conv.values_at(spec, shape, axis, ends)  # (B, C, *face, 2): P(K v)
             if end_map is None:  # Dirichlet: t = g - P(W v + b)
                 at_faces = _ends(pointwise, dim, n).movedim(dim, -1)
@@ -403,20 +404,20 @@ class BOONFNO(BoundaryFNO):
         conv = self.fno.spectral[layer]
         conv.check_grid((n,))
         block = conv.block_weight()
-        solve, end_map = self.elimination(layer, (n,), 0)
+        solve, end_map, end_values = self.elimination(layer, (n,), 0)
         solve_t = solve.T
         end_block = conv.end_block(n, block)
         if fold:
             solve_t, end_block = None, (solve_t @ end_block).contiguous()
         end_map_t = None if end_map is None else end_map.T
-        stencil = None if end_map is None else self._stencil_map(layer, end_map, n, like)
+        stencil = None if end_values is None else self._stencil_map(layer, end_values, n, like)
         return _Layer1d(layer, conv, block, solve_t, end_block, end_map_t, stencil, self._ends_readout(conv, n, like))
 
-    def _stencil_map(self, layer: int, end_map: torch.Tensor, n: int,
+    def _stencil_map(self, layer: int, end_values: torch.Tensor, n: int,
                      like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Neumann, 1-D: the target of a hidden layer that solves its input's ends from the stencil itself.
 
-        The layer's end values are to be D p + b, with D = diag(Ã₀₀, A_NN) = T + diag(W, W) (T the end map of
+        The layer's end values are to be D p + b, with D = diag(Ã₀₀, A_NN) (``end_values``, its two blocks, from
         :meth:`elimination`) and p the input's end values solved from the stencil and the hidden layers' data g
         (one channel, :meth:`_hidden_target`): p = Σ_s α_s v_s + β g over the points s near each end
         (:meth:`BoundaryFNO._neumann_ends`). As a Dirichlet-type residual r = t - P(W v + b) - P(K v) on the input
@@ -431,13 +432,11 @@ class BOONFNO(BoundaryFNO):
         c = self.fno.width
         near, weights, scale = self._neumann_ends(n, self.fno.spacing((n,), 0), like)
         w_pw = self.fno.pointwise[layer].weight[:, :, 0]  # (C_out, C_in)
-        blocks = end_map.view(c, 2, c, 2)
-        d = torch.stack([blocks[:, 0, :, 0], blocks[:, 1, :, 1]]) + w_pw  # (end, C_out, C_in): D's blocks
         eye = torch.eye(2, dtype=weights.dtype, device=weights.device)
         on_d = torch.cat([torch.zeros_like(eye), weights])  # (S, end): the ends, then the near points
         on_w = torch.cat([eye, torch.zeros_like(weights)])
-        v_map = torch.einsum("ja,aoi->ijoa", on_d, d) - torch.einsum("ja,oi->ijoa", on_w, w_pw)
-        g_map = torch.einsum("ab,ao->aob", torch.diag(scale), d.sum(-1))  # D β g, g the same on every channel
+        v_map = torch.einsum("ja,aoi->ijoa", on_d, end_values) - torch.einsum("ja,oi->ijoa", on_w, w_pw)
+        g_map = torch.einsum("ab,ao->aob", torch.diag(scale), end_values.sum(-1))  # D β g, g the same on every channel
         positions = torch.cat([torch.as_tensor([0, n - 1], device=near.device), near])
         return positions, v_map.reshape(c * len(on_d), 2 * c), g_map.reshape(2, 2 * c)
 
