@@ -271,7 +271,7 @@ def main() -> None:
           f"repeats {args.repeats}; timing settings: {settings}")
     for name, (section, share) in SECTIONS.items():
         if name in args.only:
-            section(max(args.repeats // share, 5), device)
+            section(args.repeats if share == 1 else max(args.repeats // share, 5), device)
 
 
 if __name__ == "__main__":

@@ -202,6 +202,21 @@ def test_1d_neumann_layer_that_solves_its_input_ends_absorbs_them(order):
         v = torch.nn.functional.gelu(expected)
 
 
+def test_1d_neumann_layer_that_solves_its_ends_refuses_face_terms_and_channel_data():
+    """The stencil target of a layer that solves its input's ends takes the hidden layers' one-channel data, and
+    the face terms W δ would not describe the solved ends: either misuse is an error, not a wrong field."""
+    n = 40
+    model = BOONFNO(fno_1d(width=8, modes=6).double(), "neumann")
+    v = model.fno.lifted(torch.randn(3, n, dtype=torch.float64))
+    step = model._layer_1d(1, n, v)  # unfolded: faces=True alone would be allowed
+    one, per_channel = torch.randn(3, 1, 2, dtype=torch.float64), torch.randn(3, 8, 2, dtype=torch.float64)
+    model._corrected_1d(step, v, one, faces=True)
+    with pytest.raises(ValueError, match=r"solve_ends .*faces=True"):
+        model._corrected_1d(step, v, one, faces=True, solve_ends=True)
+    with pytest.raises(ValueError, match=r"one-channel data .*\(3, 8, 2\)"):
+        model._corrected_1d(step, v, per_channel, faces=False, solve_ends=True)
+
+
 @pytest.mark.parametrize("boundary", ["dirichlet", "neumann"])
 def test_1d_forward_that_skips_the_hidden_ends_equals_the_one_that_sets_them(boundary):
     """With exact inverses the 1-D forward does not set the hidden layers' ends after σ (each next correction

@@ -257,14 +257,15 @@ class BOONFNO(BoundaryFNO):
         """``layer``'s correction along ``axis``: the solve matrix S ``(2C, 2C)``, the input modification
         δ = S r for the residual r = t - P(K v) (P: the two end values), with r in channel-major order
         (c, end) and δ in end-major order (end, c), so that the two ends' modifications are contiguous
-        blocks; and for Neumann the end map T (below).
+        blocks; and for Neumann the end map T and the two blocks of D = diag(Ã₀₀, A_NN) (``end_values``, below).
 
         The blocks A_ab (C×C, ends a, b) are the end values' responses of L = K + W to unit vectors at the
         ends (closed form, :meth:`SpectralConv.response`; W on the blocks a = b). Dirichlet's target is
         t = g - P(W v + b), so the layer's end values come out as g. Neumann's is t = T P(v), with the end
-        map T = diag(Ã₀₀ - W, A_NN - W) (so that P(L(v + δ)) = diag(Ã₀₀, A_NN) P(v)): the layer's end values
-        depend on the input's end values only, as after the reference's elimination, and the layer's ends
-        are then solved from the stencil (:meth:`BoundaryFNO.enforce`).
+        map T = diag(Ã₀₀ - W, A_NN - W) (so that P(L(v + δ)) = D P(v), D = diag(Ã₀₀, A_NN)): the layer's end
+        values depend on the input's end values only, as after the reference's elimination, and the layer's
+        ends are then solved from the stencil (:meth:`BoundaryFNO.enforce`). D's blocks are returned as well,
+        for the 1-D hidden layers that solve their input's ends themselves (:meth:`_stencil_map`).
 
         S is the paper's two-step elimination written as one matrix. With
         X = A₀N A_NN⁻¹ and the inverted effective pivot P = Ã₀₀⁻¹ = (A₀₀ - X A_N0)⁻¹:
@@ -468,6 +469,9 @@ class BOONFNO(BoundaryFNO):
         r itself. ``faces`` (the face terms W δ) needs δ, so an unfolded step.
         """
         batch, channels, n = v.shape
+        if solve_ends and (faces or g.shape[1] != 1):
+            raise ValueError("solve_ends takes the hidden layers' one-channel data (B, 1, 2) and no face terms "
+                             f"(its W δ would not describe the solved ends); got data {tuple(g.shape)}, faces={faces}")
         pointwise = self.fno.apply_pointwise(step.layer, v)  # W v + b
         spec = step.conv.mix(step.conv.spectrum(v), step.block)
         kernel_ends = self._kernel_ends(spec, step.readout)  # P(K v)
