@@ -107,6 +107,11 @@ def test_the_posthoc_summary_compares_posthoc_boon_with_the_overwrite_control_pe
     text = posthoc_summary({("stokes2", "fno"): worse, ("wave", "fno"): tie})
     assert "wave/fno" in text and "(within seed noise)" in text and "The control is lower" not in text
     assert posthoc_summary({("wave", "fno"): bare}) is None
+    better = _study([1, 2, 3], none=[0.03, 0.04, 0.035], boon=[0.01, 0.012, 0.011])
+    better["rel_l2"] |= {"overwrite": [0.028, 0.037, 0.033], "boon_posthoc": [0.018, 0.026, 0.022]}
+    text = posthoc_summary({("stokes2", "fno"): better})
+    assert "(post hoc lower)" in text and "Post hoc BOON is lower than the control on every case." in text
+    assert "The control is lower" not in text
 
 
 def test_a_study_of_other_seeds_is_stale_and_left_out_of_the_report(tmp_path: Path) -> None:
