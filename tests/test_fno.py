@@ -162,6 +162,27 @@ def test_block_weight_cache_follows_a_swapped_weight_tensor():
     assert torch.equal(cached, fresh) and not torch.equal(cached, old)
 
 
+def test_block_weight_cache_sees_fused_optimizer_steps():
+    """Fused Adam writes the weight without bumping its in-place version (torch 2.13); a block matrix cached
+    by an inference forward between ``backward()`` and ``step()`` must still be rebuilt after the step."""
+    torch.manual_seed(6)
+    conv = SpectralConv(3, 3, (4,))
+    optimizer = torch.optim.Adam(conv.parameters(), lr=0.1, fused=True)
+    x = torch.randn(2, 3, 4, dtype=torch.complex64)
+    for _ in range(2):
+        optimizer.zero_grad()
+        conv.mix(x).abs().sum().backward()
+        with torch.no_grad():
+            conv.block_weight()
+        version = conv.weight._version
+        optimizer.step()
+        assert conv.weight._version == version  # the write the version does not see
+        with torch.no_grad():
+            cached = conv.block_weight()
+        with torch.enable_grad():
+            assert torch.equal(cached, conv.block_weight().detach())
+
+
 def test_kernel_is_translation_equivariant_and_band_limited():
     """K commutes with circular shifts (a convolution) and its output has no energy above the kept modes.
 
@@ -224,6 +245,10 @@ def test_bad_input_is_rejected():
         FNO(n_space=1, nt=5, modes=(3, 3, 3))
     with pytest.raises(ValueError, match="u must have shape"):
         fno_1d(width=4, modes=2)(torch.randn(2, 8, 8))
+    with pytest.raises(ValueError, match="batch size 0"):
+        fno_1d(width=4, modes=2)(torch.randn(0, 8))
+    with pytest.raises(ValueError, match=r"u has dtype torch.float64 and the model torch.float32"):
+        fno_1d(width=4, modes=2)(torch.randn(2, 8, dtype=torch.float64))
     with pytest.raises(ValueError, match="domain"):
         fno_1d(domain=(1.0, 0.0))
     with pytest.raises(ValueError, match="time_padding"):

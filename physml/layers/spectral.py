@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from physml.layers.grid_cache import GridCache
+from physml.layers.weight_stamp import weight_stamp
 
 __all__ = ["SpectralConv", "SpectralConv1d", "SpectralConv2d", "SpectralConv3d"]
 
@@ -109,13 +110,13 @@ class SpectralConv(nn.Module):
         (1-D + time) to 2.7-3.8× (cavity) faster than the complex einsum on two CPU cores; in 1-D (16 kept
         modes, width 64) it ranged from 1.1× faster to 1.2× slower between the VMs measured
         (benchmarks/boon_speed.py prints the ratios). Without autograd
-        the matrix is cached until the weight changes (its storage or in-place version; the cache holds the
-        weight's storage, so no other tensor can take its address meanwhile); with autograd it is built on
-        every call, so a caller that needs it twice in one forward passes it on.
+        the matrix is cached until the weight may have changed (:func:`~physml.layers.weight_stamp.weight_stamp`:
+        its storage, its in-place version, or any optimizer step since); with autograd it is built on every
+        call, so a caller that needs it twice in one forward passes it on.
         """
         w = self.weight
         grad = torch.is_grad_enabled() and w.requires_grad
-        stamp = (w.data_ptr(), w._version, w.dtype, w.device)
+        stamp = weight_stamp((w,))
         if not grad and self._block is not None and self._block[0] == stamp:
             return self._block[2]
         re, im = w.unbind(-1)

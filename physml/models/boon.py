@@ -50,14 +50,18 @@ Conditions (per sample, per face point, e.g. per time step):
 * ``neumann``: u_x = g at both ends (the x-derivative, not the outward flux), with the one-sided stencil
   of order 1, u_x(x₀) ≈ (u₁ - u₀)/h, or order 2, u_x(x₀) ≈ (-3u₀ + 4u₁ - u₂)/(2h) (mirrored at the right
   end: (u_N - u_{N-1})/h, (3u_N - 4u_{N-1} + u_{N-2})/(2h)). The boundary value is solved from it,
-  u₀ = (h g - Σ_{k≥1} a_k u_k)/a₀, so the *stencil* derivative equals g exactly.
+  u₀ = (h g - Σ_{k≥1} a_k u_k)/a₀, so the *stencil* derivative equals g exactly, up to the round-off any
+  stencil derivative of stored values carries: about ε Σ_k |a_k u_k| / h (float32 at 500 points with
+  |u| ≈ 5: ~1e-4; float64: ~1e-12).
 * ``periodic``: the two ends are set to their average (no data).
 
 Boundary data ``bc`` for one bounded grid axis: ``(B, *face, 2)`` with face = the grid shape without that
 axis, last axis (left, right); ``(B, *face, 2, c_out)`` when the model has c_out > 1 output channels.
 So (B, 2) for 1-D single step, (B, nt, 2) for 1-D + time, and for the 2-D cavity (bounded axes x, y,
 grid (nx, ny, nt)) a pair: x-walls ``(B, ny, nt, 2)`` (x = lo, x = hi) and y-walls ``(B, nx, nt, 2)``
-(y = lo, y = hi); at the corners the y-wall data win (the last axis is written last).
+(y = lo, y = hi); at the corners the y-wall data win (the last axis is written last). So with Neumann data
+the x-walls' stencil derivative does not hold at their two corner face points (y = lo, y = hi), whose
+stencil points the y-walls' values have replaced.
 
 :class:`OverwriteFNO` is the control: the plain FNO with step 3 alone, on its output (the boundary entries
 set, nothing else changed). It meets the condition as exactly, so BOON's gain over it is what correcting
@@ -67,6 +71,7 @@ the checks of its data and step 3).
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -76,6 +81,7 @@ from torch import nn
 
 from physml.layers.grid_cache import GridCache
 from physml.layers.spectral import SpectralConv
+from physml.layers.weight_stamp import weight_stamp
 from physml.models.fno import FNO
 
 __all__ = ["BOUNDARY_TYPES", "NEUMANN_STENCILS", "BoundaryFNO", "BOONFNO", "OverwriteFNO"]
@@ -85,6 +91,11 @@ BOUNDARY_TYPES = ("dirichlet", "neumann", "periodic")
 #: Left-end one-sided stencils a_k: u_x(x₀) ≈ (1/h) Σ_k a_k u_k (first order; second order).
 #: The right end uses b_k = -a_k on u_{N-1-k}.
 NEUMANN_STENCILS: dict[int, tuple[float, ...]] = {1: (-1.0, 1.0), 2: (-1.5, 2.0, -0.5)}
+
+
+def _is_int(value: Any) -> bool:
+    """Whether ``value`` is an integer (Python's or numpy's), not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def _ends(z: torch.Tensor, dim: int, n: int) -> torch.Tensor:
@@ -113,17 +124,20 @@ class BoundaryFNO(nn.Module):
             raise ValueError(f"fno must be a physml.models.fno.FNO, got {type(fno).__name__}")
         if boundary not in BOUNDARY_TYPES:
             raise ValueError(f"boundary must be one of {BOUNDARY_TYPES}, got {boundary!r}")
-        if neumann_order not in NEUMANN_STENCILS:
+        if not _is_int(neumann_order) or neumann_order not in NEUMANN_STENCILS:
             raise ValueError(f"neumann_order must be one of {tuple(NEUMANN_STENCILS)}, got {neumann_order!r}")
-        axes = tuple(range(fno.n_space)) if axes is None else tuple(int(a) for a in axes)
-        if not axes or len(set(axes)) != len(axes) or any(not 0 <= a < fno.n_space for a in axes):
-            raise ValueError(f"axes must be distinct spatial axes in [0, {fno.n_space}), got {axes!r}")
+        given = axes
+        axes = tuple(range(fno.n_space)) if axes is None else tuple(axes) if isinstance(axes, Sequence) else None
+        if (axes is None or not axes or len(set(axes)) != len(axes)
+                or any(not _is_int(a) or not 0 <= a < fno.n_space for a in axes)):
+            raise ValueError(f"axes must be a sequence of distinct spatial axes (ints in [0, {fno.n_space})), "
+                             f"got {given!r}")
         self.fno = fno
         self.boundary = boundary
-        self.axes = axes
+        self.axes = tuple(int(a) for a in axes)
         self.neumann_order = neumann_order
         self._grid_cache = GridCache()
-        self.stencil = (1.0,) if boundary == "dirichlet" else NEUMANN_STENCILS[neumann_order]
+        self.stencil = NEUMANN_STENCILS[neumann_order] if boundary == "neumann" else (1.0,)
 
     # ---- input checks ---------------------------------------------------------------------------
     def min_points(self) -> int:
@@ -145,6 +159,9 @@ class BoundaryFNO(nn.Module):
             return [None] * len(self.axes)
         if bc is None:
             raise ValueError(f"bc is required for {self.boundary} boundaries")
+        if not isinstance(bc, (torch.Tensor, list, tuple)):
+            raise ValueError(f"bc must be a torch.Tensor or a list of them (one per bounded axis {self.axes}), "
+                             f"got {type(bc).__name__}")
         items = [bc] if isinstance(bc, torch.Tensor) else list(bc)
         if len(items) != len(self.axes):
             raise ValueError(f"bc must hold one tensor per bounded axis {self.axes}, got {len(items)}")
@@ -157,6 +174,11 @@ class BoundaryFNO(nn.Module):
                 got = tuple(g.shape) if isinstance(g, torch.Tensor) else type(g).__name__
                 raise ValueError(f"bc for grid axis {axis} must have shape {want} (B, *face, 2"
                                  f"{', c_out' if c_out > 1 else ''}), got {got}")
+            if g.is_complex() or not (g.is_floating_point() and torch.isfinite(g).all()):
+                bad = (torch.nonzero(~torch.isfinite(g).reshape(batch, -1).all(dim=1)).flatten().tolist()
+                       if g.is_floating_point() else [])
+                raise ValueError(f"bc for grid axis {axis} must hold finite real floats; got "
+                                 + (f"NaN or inf in samples {bad}" if bad else f"dtype {g.dtype}"))
             g = g.to(device=like.device, dtype=like.dtype)
             g = g.unsqueeze(-1) if c_out == 1 else g
             out.append(g.movedim(-1, 1))  # (B, c_out, *face, 2)
@@ -275,7 +297,8 @@ class BOONFNO(BoundaryFNO):
         assembled 2C×2C matrix (LU with pivoting across both ends, and fewer small products to differentiate
         in every training step); with ``rcond`` > 0, P and A_NN⁻¹ (also in Ã₀₀) are guarded pseudo-inverses.
         Without autograd (inference) both are cached per layer, grid and axis until the layer's weights
-        change (their storage or in-place version), so repeated forwards skip them.
+        may have changed (:meth:`_weights_cached`), so repeated forwards skip them. A singular A with
+        ``rcond`` = 0 (e.g. a dead channel) is a ValueError that names the layer.
         """
         return self._weights_cached(("solve", layer, tuple(shape), axis), self._layer_weights(layer),
                                     lambda: self._elimination(layer, shape, axis))
@@ -290,21 +313,28 @@ class BOONFNO(BoundaryFNO):
         return conv.weight, pointwise.weight
 
     def _weights_cached(self, key: tuple, weights: Sequence[torch.Tensor], build: Callable[[], Any]) -> Any:
-        """``build()``, made from ``weights``; without autograd cached under ``key`` until one of them changes
-        (its storage or in-place version; the cache holds their storage, so no other tensor can take its
-        address meanwhile). A call with autograd drops every cached entry: some optimizers write the weights
-        without bumping their version (``Adam(fused=True)``), and a forward with autograd precedes every
-        step of theirs. (Writes through ``.data`` bypass the version too; ``load_state_dict`` does not.)"""
+        """``build()``, made from ``weights``; without autograd cached under ``key`` until one of them may have
+        changed or ``rcond`` did (:func:`~physml.layers.weight_stamp.weight_stamp`: storage, in-place
+        version, any optimizer step since, fused ones included; writes through ``.data`` pass unnoticed).
+        A call with autograd builds afresh and drops every cached entry, so training holds no stale copies."""
         if torch.is_grad_enabled():
             self._weight_cache.clear()
             return build()
-        stamp = tuple((w.data_ptr(), w._version, w.dtype, w.device) for w in weights)
+        stamp = (self.rcond, weight_stamp(weights))
         hit = self._weight_cache.get(key)
         if hit is None or hit[0] != stamp:
             hit = self._weight_cache[key] = (stamp, tuple(w.detach() for w in weights), build())
         return hit[2]
 
     def _elimination(self, layer: int, shape: tuple[int, ...], axis: int) -> Elimination:
+        try:
+            return self._elimination_blocks(layer, shape, axis)
+        except torch.linalg.LinAlgError as err:
+            raise ValueError(f"BOON layer {layer}'s end blocks along grid axis {axis} are singular ({err}); "
+                             "pass rcond > 0 (e.g. 1e-6) to use guarded pseudo-inverses") from err
+
+    def _elimination_blocks(self, layer: int, shape: tuple[int, ...], axis: int) -> Elimination:
+        """:meth:`elimination` built from the layer's current weights (not cached)."""
         n = shape[axis]
         resp = self.fno.spectral[layer].response(shape, axis, [-(n - 1), 0, n - 1])  # (3, C_out, C_in)
         w_pw = self.fno.pointwise[layer].weight[:, :, 0]  # (C_out, C_in)
@@ -446,7 +476,7 @@ class BOONFNO(BoundaryFNO):
 
         With autograd built afresh (the block weights and the solve matrix carry gradients); without it
         built once, with the solve folded into the end response, and cached until a weight of any layer
-        changes (its storage or in-place version), so an inference forward spends one lookup on all of them.
+        may have changed (:meth:`_weights_cached`), so an inference forward spends one lookup on all of them.
         """
         weights = [w for modules in zip(self.fno.spectral, self.fno.pointwise)  # not indexed per layer: cheaper
                    for w in self._correction_weights(*modules)]

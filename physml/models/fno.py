@@ -115,12 +115,18 @@ class FNO(nn.Module):
 
     # ---- pieces shared with the BOON forward ---------------------------------------------------
     def grid_shape(self, u: torch.Tensor) -> tuple[int, ...]:
-        """Grid shape of an input ``u`` (spatial sizes, then nt); ValueError on a wrong shape."""
+        """Grid shape of an input ``u`` (spatial sizes, then nt); ValueError on a wrong shape, an empty batch
+        or a dtype other than the weights'."""
         expect = 1 + self.n_space + (self.in_channels > 1)
         if u.dim() != expect or (self.in_channels > 1 and u.shape[-1] != self.in_channels):
             chan = f", {self.in_channels}" if self.in_channels > 1 else ""
             space = ", ".join(f"n{i}" for i in range(self.n_space))
             raise ValueError(f"u must have shape (B, {space}{chan}), got {tuple(u.shape)}")
+        if u.shape[0] == 0:
+            raise ValueError("u holds no samples (batch size 0)")
+        if u.dtype != self.lift.weight.dtype:
+            raise ValueError(f"u has dtype {u.dtype} and the model {self.lift.weight.dtype}; convert one of them "
+                             "(u.to(dtype) or model.to(dtype))")
         space = tuple(u.shape[1:1 + self.n_space])
         return space + ((self.nt,) if self.nt is not None else ())
 
