@@ -24,6 +24,7 @@ $(VENV)/.installed: pyproject.toml
 
 quick: setup
 	$(BIN)/dvc repro
+	$(BIN)/physml track
 
 test: setup
 	$(BIN)/python -m pytest -q

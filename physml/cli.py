@@ -155,6 +155,28 @@ def _add_seed_study_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_seed_study)
 
 
+def _cmd_track(args: argparse.Namespace) -> int:
+    from physml import stages
+
+    params = _load(args)
+    results = stages.track_results(params, args.root, case=args.case, model=args.model)
+    for pair, runs in results.items():
+        print(f"{pair}: {len(runs)} MLflow runs ({', '.join(runs)})")
+    if not results:
+        print(f"no finished results of profile {params.profile!r} under {args.root}: run the pipeline first")
+    return 0
+
+
+def _add_track_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("track", help="log to MLflow every finished result (metrics, seed studies, registered "
+                                     "networks) that no run holds yet, e.g. a fresh clone's committed ones")
+    p.add_argument("--case", default=None, help="only this case (default: every case of the matrix)")
+    p.add_argument("--model", default=None, help="only this model (default: every model of the matrix)")
+    _add_common(p)
+    p.add_argument("--root", type=Path, default=Path("."), help="project root (default: .)")
+    p.set_defaults(func=_cmd_track)
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from physml import stages
 
@@ -176,6 +198,7 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_constrain_parser,
     _add_evaluate_parser,
     _add_seed_study_parser,
+    _add_track_parser,
     _add_report_parser,
 ]
 

@@ -566,12 +566,12 @@ def _format_errors(exc: ValidationError, root: type[BaseModel] | None = None) ->
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"])
         msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "literal_error" and loc == "profile":
-            msg = f"{msg} (got {err.get('input')!r})"
         ctx = err.get("ctx") or {}
         if any(bound in ctx for bound in ("ge", "gt", "le", "lt")):
             bounds = {**_field_bounds(root or ParamsModel, err["loc"]), **ctx}  # ctx: the failed bound only
-            msg = f"{msg}; allowed range " + _range_from_ctx(bounds) + f" (got {err.get('input')!r})"
+            msg = f"{msg}; allowed range " + _range_from_ctx(bounds)
+        if isinstance(err.get("input"), (str, int, float, bool)) and "(got " not in msg:
+            msg = f"{msg} (got {err['input']!r})"
         for line in msg.splitlines():  # a line starting with "." continues the key path (nested validators)
             lines.append(f"{loc}{line}" if line.startswith(".") else f"{loc}: {line}" if loc else line)
     return "\n".join(lines)
@@ -628,10 +628,15 @@ def validate_params(data: Any) -> ParamsModel:
 def load_params(path: str | Path = "params.yaml") -> ParamsModel:
     """Read and validate params.yaml; ValueError naming each bad key path and its allowed range."""
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"params file {str(path)!r} is a directory, not a YAML file")
     if not path.is_file():
         raise ValueError(f"params file {str(path)!r} does not exist")
-    with path.open() as fh:
-        data = yaml.safe_load(fh)
+    try:
+        with path.open() as fh:
+            data = yaml.safe_load(fh)
+    except yaml.YAMLError as exc:
+        raise ValueError(f"params file {str(path)!r} is not valid YAML: {' '.join(str(exc).split())}") from None
     return validate_params(data)
 
 

@@ -130,14 +130,33 @@ def seed_study(case: str, model: str, params: ParamsModel, root: Path, progress:
 CHAMPION_METRIC = {"probconserv": ("probconserv", "mse", False), "operator": ("boon", "rel_l2", False)}
 
 
-def track(case: str, model: str, params: ParamsModel, root: Path) -> dict[str, str]:
+#: The MLflow tag that names what a run logged: sha256 of its inputs (:func:`_result_digest`).
+RESULT_TAG = "result_digest"
+
+
+def _result_digest(*parts: object) -> str:
+    """sha256 over ``parts`` (files by their bytes, anything else by its JSON form), in order."""
+    import hashlib
+    import json
+
+    digest = hashlib.sha256()
+    for part in parts:
+        data = part.read_bytes() if isinstance(part, Path) else json.dumps(part, sort_keys=True, default=str).encode()
+        digest.update(data + b"\0")
+    return digest.hexdigest()
+
+
+def track(case: str, model: str, params: ParamsModel, root: Path, only_missing: bool = False) -> dict[str, str]:
     """Log every constraint's metrics and figures of ``case`` × ``model`` to MLflow.
 
     One run per model × constraint in the experiment of ``case``, tagged with the dataset's version
-    (its md5 in dvc.lock when the data came from ``dvc repro``, else the generator's fingerprint). The
+    (its md5 in dvc.lock when the data came from ``dvc repro``, else the generator's fingerprint) and with
+    :data:`RESULT_TAG`, a digest of what it logs (metrics file, checkpoints, settings, dataset version). The
     run of the family's headline constraint also logs the network it used as a state dict, registers
     it as a new version of ``physml-<case>-<model>`` and moves the ``champion`` alias to it only if its
-    evaluation metric beats the current champion's. Returns constraint → run id.
+    evaluation metric beats the current champion's. ``only_missing``: skip a constraint whose result a
+    finished run already holds (same digest), so that results made elsewhere, e.g. committed ones that
+    ``dvc repro`` finds up to date, are logged once. Returns constraint → run id (logged now or found).
     """
     import json
 
@@ -152,11 +171,17 @@ def track(case: str, model: str, params: ParamsModel, root: Path) -> dict[str, s
     group = params.matrix.probconserv if problem.family == "probconserv" else params.matrix.boon
     settings = params.model_settings(model, case).model_dump()
     figures = {p.stem: p for p in sorted((lay.metrics(case, model) / "figures").glob("*.png"))}
+    checkpoints = _result_digest(*sorted(lay.models(case, model).glob("*.pt")))
     run_ids: dict[str, str] = {}
     for constraint in group.constraints:
         metrics_file = lay.metrics(case, model) / f"{constraint}.json"
         if not metrics_file.is_file():
             raise ValueError(f"{metrics_file} is missing: run the evaluate stage for {case} × {model} first")
+        digest = _result_digest(metrics_file, checkpoints, params.profile, params.seed, settings, version)
+        found = tracking.find_run(case, RESULT_TAG, digest) if only_missing else None
+        if found is not None:
+            run_ids[constraint] = found
+            continue
         state = None
         if constraint == headline:
             ckpt = lay.models(case, model) / ("boon.pt" if problem.family == "operator" else "plain.pt")
@@ -168,6 +193,7 @@ def track(case: str, model: str, params: ParamsModel, root: Path) -> dict[str, s
             figures=figures if constraint == headline else None,
             state_dict=state,
             dataset_version=version,
+            tags={RESULT_TAG: digest},
         )
         if record is None:
             continue
@@ -186,7 +212,7 @@ def _dataset_version(case: str, params: ParamsModel, root: Path) -> str:
     return version if version is not None else data_version(Layout(Path(root), params.profile).data(case))
 
 
-def track_seed_study(case: str, model: str, params: ParamsModel, root: Path) -> str | None:
+def track_seed_study(case: str, model: str, params: ParamsModel, root: Path, only_missing: bool = False) -> str | None:
     """Log the seed study of ``case`` × ``model`` as the MLflow run ``<model>-seed_study`` of ``physml-<case>``.
 
     Metrics: ``<constraint>.rel_l2`` at step i (the i-th seed), ``<constraint>.rel_l2_mean`` and
@@ -194,8 +220,9 @@ def track_seed_study(case: str, model: str, params: ParamsModel, root: Path) -> 
     / ``.se`` against each of :data:`physml.report.PAIRED_BASELINES` (the FNO and the ``overwrite`` control) and
     ``boon_posthoc_minus_overwrite.mean`` / ``.se`` (post hoc BOON against the control, as the report compares them);
     params: the model's settings and the seeds; figure ``seed_study.png`` (the report's seed figure for
-    this case alone). No network is registered (the registry holds the main training's). Returns the run id
-    (None off rank 0).
+    this case alone). No network is registered (the registry holds the main training's). Tagged with
+    :data:`RESULT_TAG` (seeds.json, settings, dataset version); ``only_missing`` as :func:`track`. Returns the
+    run id (None off rank 0).
     """
     import json
     import tempfile
@@ -209,8 +236,13 @@ def track_seed_study(case: str, model: str, params: ParamsModel, root: Path) -> 
         raise ValueError(f"{path} is missing: run the seed study for {case} × {model} first")
     study = json.loads(path.read_text())
     settings = params.model_settings(model, case).model_dump()
-    with tracking.start_run(case, model, "seed_study", params.profile,
-                            dataset_version=_dataset_version(case, params, root)) as run:
+    version = _dataset_version(case, params, root)
+    digest = _result_digest(path, params.profile, params.seed, settings, version)
+    found = tracking.find_run(case, RESULT_TAG, digest) if only_missing else None
+    if found is not None:
+        return found
+    with tracking.start_run(case, model, "seed_study", params.profile, dataset_version=version,
+                            tags={RESULT_TAG: digest}) as run:
         if isinstance(run, tracking.SilentRun):
             return None
         run.log_params({"seed": params.seed, "seeds": ",".join(map(str, study["seeds"])), **settings})
@@ -224,6 +256,36 @@ def track_seed_study(case: str, model: str, params: ParamsModel, root: Path) -> 
         with tempfile.TemporaryDirectory() as tmp:
             run.log_figure(seed_study_figure(params, {(case, model): study}, Path(tmp) / "seed_study.png"), "seed_study")
         return run.run_id
+
+
+def track_results(params: ParamsModel, root: Path, case: str | None = None,
+                  model: str | None = None) -> dict[str, dict[str, str]]:
+    """Log to MLflow every finished result of the active profile that no run holds yet (:func:`track` and
+    :func:`track_seed_study` with ``only_missing``): each case × model of the matrix (or only ``case`` /
+    ``model``) whose metrics files all exist, and its seed study where there is one. A fresh clone's
+    committed results, which ``dvc repro`` finds up to date and so does not evaluate, reach MLflow this way;
+    a second call logs nothing. Returns ``"case/model"`` → constraint (or ``seed_study``) → run id, for the
+    pairs with results only."""
+    pairs = list(dict.fromkeys((c, m) for c, m, _ in params.experiments()))
+    for field, value, allowed in (("case", case, [c for c, _ in pairs]), ("model", model, [m for _, m in pairs])):
+        if value is not None and value not in allowed:
+            raise ValueError(f"matrix: {field} {value!r} is in no experiment group; configured: "
+                             f"{', '.join(dict.fromkeys(allowed))}")
+    lay = Layout(Path(root), params.profile)
+    out: dict[str, dict[str, str]] = {}
+    for c, m in pairs:
+        if (case is not None and c != case) or (model is not None and m != model):
+            continue
+        group = params.matrix.probconserv if pdes.get(c).family == "probconserv" else params.matrix.boon
+        if not all((lay.metrics(c, m) / f"{k}.json").is_file() for k in group.constraints):
+            continue
+        runs = dict(track(c, m, params, root, only_missing=True))
+        if lay.seed_study_file(c, m).is_file():
+            study = track_seed_study(c, m, params, root, only_missing=True)
+            if study is not None:
+                runs["seed_study"] = study
+        out[f"{c}/{m}"] = runs
+    return out
 
 
 def report(params: ParamsModel, root: Path) -> Path:

@@ -447,12 +447,13 @@ def log_experiment(
     state_dict: Mapping[str, Any] | None = None,
     dataset_version: str | None = None,
     register: bool = True,
+    tags: Mapping[str, Any] | None = None,
     uri: str | None = None,
 ) -> RunRecord | None:
     """Log one finished experiment in one call: tags, params, metrics, figures (name -> Figure or
     png path), and the model ``state_dict`` (registered as a new version when ``register``).
     Returns ``None`` on processes other than rank 0."""
-    with start_run(case, model, constraint, profile, dataset_version=dataset_version, uri=uri) as run:
+    with start_run(case, model, constraint, profile, dataset_version=dataset_version, tags=tags, uri=uri) as run:
         if isinstance(run, SilentRun):
             return None
         if params:
@@ -472,6 +473,22 @@ def log_experiment(
             model_name=registered_model_name(case, model) if version is not None else None,
             model_version=version,
         )
+
+
+def find_run(case: str, tag: str, value: str, uri: str | None = None) -> str | None:
+    """The id of a FINISHED run in experiment ``physml-<case>`` whose tag ``tag`` is ``value``, else None
+    (also when the experiment does not exist yet; nothing is created)."""
+    _check_name("tag", tag)
+    _check_name("tag value", value)
+    resolved = uri or tracking_uri()
+    mlc = client(resolved)
+    experiment = _retry(lambda: mlc.get_experiment_by_name(experiment_name(case)))
+    if experiment is None:
+        return None
+    runs = _retry(lambda: mlc.search_runs(
+        [experiment.experiment_id], filter_string=f"tags.{tag} = '{value}' and attributes.status = 'FINISHED'",
+        max_results=1))
+    return runs[0].info.run_id if runs else None
 
 
 # ---- registry ---------------------------------------------------------------------------------

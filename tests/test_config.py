@@ -164,3 +164,20 @@ def test_with_profile_rejects_unknown() -> None:
 def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="does not exist"):
         load_params(tmp_path / "nope.yaml")
+    with pytest.raises(ValueError, match="is a directory, not a YAML file"):
+        load_params(tmp_path)
+
+
+def test_malformed_yaml_is_a_clear_error(tmp_path: Path) -> None:
+    """A YAML syntax error is a ValueError (the CLI's one-line message), with the parser's line and column."""
+    bad = tmp_path / "params.yaml"
+    bad.write_text("profile: quick\nseed: [\n")
+    with pytest.raises(ValueError, match=r"params file .*params.yaml' is not valid YAML: .*line 3"):
+        load_params(bad)
+
+
+def test_a_value_of_the_wrong_type_is_echoed(raw: dict[str, Any]) -> None:
+    data = copy.deepcopy(raw)
+    data["models"]["anp"]["quick"]["train"]["epochs"] = "eight"
+    with pytest.raises(ValueError, match=r"models.anp.quick.train.epochs: Input should be a valid integer.*\(got 'eight'\)"):
+        validate_params(data)

@@ -215,3 +215,35 @@ def test_two_runs_at_once_lose_no_mlflow_record_and_corrupt_no_output(tiny_param
         ds = open_dataset(case_dir / f"{split}.h5")
         assert len(ds) == load_params(tiny_params_file).sizes("heat").of(split)
     assert not list(case_dir.glob(".*.partial"))
+
+
+@pytest.mark.services
+def test_track_logs_untracked_results_once(tiny_params_file: Path) -> None:
+    """Results made without MLflow (as a fresh clone's committed ones, which ``dvc repro`` finds up to date and
+    does not evaluate) reach it through ``physml track``: one run per constraint, the seed study, the registered
+    network with its champion; a second ``track`` finds them all and logs nothing, while ``evaluate`` still
+    logs a new run per constraint each time it runs."""
+    root = tiny_params_file.parent
+    _physml(root, "generate", "--case", "stokes2", "--no-progress")
+    _physml(root, "train", "--case", "stokes2", "--model", "fno", "--no-progress")
+    _physml(root, "constrain", "--case", "stokes2", "--model", "fno")
+    _physml(root, "evaluate", "--case", "stokes2", "--model", "fno", "--no-track")
+    _physml(root, "seed-study", "--case", "stokes2", "--model", "fno", "--no-progress", "--no-track")
+    assert _mlflow_runs(root, "stokes2") == []
+    n_boon = len(load_params(tiny_params_file).matrix.boon.constraints)
+    first = _physml(root, "track")
+    assert f"stokes2/fno: {n_boon + 1} MLflow runs" in first.stdout
+    runs = _mlflow_runs(root, "stokes2")
+    assert sorted(r.data.tags["mlflow.runName"] for r in runs) == sorted(
+        [f"fno-{c}" for c in load_params(tiny_params_file).matrix.boon.constraints] + ["fno-seed_study"])
+    assert all(r.info.status == "FINISHED" and len(r.data.tags["result_digest"]) == 64 for r in runs)
+    from physml import tracking
+
+    assert tracking.champion_version("physml-stokes2-fno", uri=f"sqlite:///{root / 'mlflow.db'}") == "1"
+    again = _physml(root, "track", "--case", "stokes2")
+    assert len(_mlflow_runs(root, "stokes2")) == n_boon + 1
+    assert again.stdout == first.stdout  # the same run ids, found
+    _physml(root, "evaluate", "--case", "stokes2", "--model", "fno")
+    assert len(_mlflow_runs(root, "stokes2")) == 2 * n_boon + 1
+    refused = _physml(root, "track", "--case", "nosuchcase", check=False)
+    assert refused.returncode == 2 and "case 'nosuchcase' is in no experiment group" in refused.stderr
