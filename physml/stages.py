@@ -77,6 +77,11 @@ def _check_model(params: ParamsModel, case: str, model: str) -> None:
                      f"{', '.join(params.matrix.probconserv.cases + params.matrix.boon.cases)}")
 
 
+def _group(params: ParamsModel, case: str) -> Any:
+    """The matrix group (``params.matrix.probconserv`` or ``.boon``) of ``case``'s problem family."""
+    return params.matrix.probconserv if pdes.get(case).family == "probconserv" else params.matrix.boon
+
+
 def generate(case: str, params: ParamsModel, root: Path, progress: bool = True) -> Path:
     """Write every split of ``case`` (see :func:`physml.data.generate.generate_case`)."""
     from physml.data.generate import generate_case
@@ -168,7 +173,7 @@ def track(case: str, model: str, params: ParamsModel, root: Path, only_missing: 
     problem = pdes.get(case)
     headline, metric, higher = CHAMPION_METRIC[problem.family]
     version = _dataset_version(case, params, root)
-    group = params.matrix.probconserv if problem.family == "probconserv" else params.matrix.boon
+    group = _group(params, case)
     settings = params.model_settings(model, case).model_dump()
     figures = {p.stem: p for p in sorted((lay.metrics(case, model) / "figures").glob("*.png"))}
     checkpoints = _result_digest(*sorted(lay.models(case, model).glob("*.pt")))
@@ -276,10 +281,9 @@ def track_results(params: ParamsModel, root: Path, case: str | None = None,
     for c, m in pairs:
         if (case is not None and c != case) or (model is not None and m != model):
             continue
-        group = params.matrix.probconserv if pdes.get(c).family == "probconserv" else params.matrix.boon
-        if not all((lay.metrics(c, m) / f"{k}.json").is_file() for k in group.constraints):
+        if not all((lay.metrics(c, m) / f"{k}.json").is_file() for k in _group(params, c).constraints):
             continue
-        runs = dict(track(c, m, params, root, only_missing=True))
+        runs = track(c, m, params, root, only_missing=True)
         if lay.seed_study_file(c, m).is_file():
             study = track_seed_study(c, m, params, root, only_missing=True)
             if study is not None:
