@@ -131,6 +131,29 @@ def test_batched_equals_loop_and_broadcasting():
     assert v.shape == var.shape
 
 
+def test_draws_sharing_a_covariance_are_conditioned_with_one_gain():
+    """Matheron's rule: S draws (B, S, n) of N(μ, Σ) with Σ (B, 1, n, n) — each draw moves by the textbook
+    gain, and Σ' is computed once per function: along the draws it is a broadcast view, not S copies."""
+    rng = np.random.default_rng(12)
+    _, _, full, G, b = _random_case(rng, batch=(3,))
+    draws = rng.normal(size=(3, 50, full.shape[-1]))
+    m, c = condition(draws, full[:, None], G[:, None], b[:, None])
+    assert c.shape == (3, 50) + full.shape[-2:] and c.strides[1] == 0 and not c.flags.writeable
+    for i in range(3):
+        for j in (0, 49):
+            mi, ci = _dense_textbook(draws[i, j], full[i], G[i], b[i])
+            np.testing.assert_allclose(m[i, j], mi, rtol=1e-10, atol=1e-10 * np.abs(mi).max())
+            np.testing.assert_allclose(c[i, j], ci, rtol=1e-8, atol=1e-10 * np.abs(full[i]).max())
+    mt, ct = condition(torch.from_numpy(draws), torch.from_numpy(full[:, None]), G[:, None], b[:, None])
+    assert ct.shape == c.shape and ct.stride(1) == 0
+    np.testing.assert_allclose(mt.numpy(), m, rtol=1e-12, atol=1e-12)
+
+
+def test_keep_dtype_accepts_a_plain_list():
+    m, v = condition([1.0, 2.0, 3.0], [1.0, 1.0, 1.0], [[1.0, 1.0, 1.0]], [0.0], keep_dtype=True)
+    assert m.dtype == np.float64 and abs(m.sum()) < 1e-12 and v.shape == (3,)
+
+
 def test_torch_equals_numpy_keeps_device_and_gradient():
     rng = np.random.default_rng(6)
     for _ in range(20):
@@ -292,6 +315,23 @@ def test_trapezoid_weights_converge_at_second_order_on_a_smooth_field():
         errs.append(abs((w * np.exp(x)).sum() - (np.e - 1)))
     orders = np.log2(np.array(errs[:-1]) / np.array(errs[1:]))
     assert np.all(np.abs(orders - 2.0) < 0.1)
+
+
+def test_trapezoid_weights_take_an_end_point_rounded_in_float32_as_the_end():
+    """float32(2π) = 2π + 1.7e-7: it is the domain's end, not outside it (the SoftC penalty on grid data);
+    a point one float32 step further than that rounding is still refused."""
+    L = 2 * np.pi
+    x32 = np.linspace(0.0, L, 11).astype(np.float32)
+    assert float(x32[-1]) > L
+    w = trapezoid_weights(x32, (0.0, L), periodic=True)
+    np.testing.assert_allclose(w.sum(), L, rtol=1e-15)
+    from physml.models.anp import slice_weights
+    np.testing.assert_allclose(slice_weights(torch.from_numpy(x32)[None, None], (0.0, L), True).double().sum(),
+                               L, rtol=1e-6)
+    with pytest.raises(ValueError, match="domain"):
+        trapezoid_weights(np.array([0.0, L * (1 + 1e-5)], dtype=np.float32), (0.0, L))
+    with pytest.raises(ValueError, match="domain"):
+        trapezoid_weights(np.array([0.0, L + 1e-9]), (0.0, L))
 
 
 @pytest.mark.parametrize(

@@ -97,8 +97,20 @@ def test_probconserv_and_hardc_conserve_mass_exactly_the_black_box_does_not(run:
     G, b = pc.conservation_system("stefan", arrays)
     with h5py.File(run[model]["pred"], "r") as fh:
         samples = fh["probconserv/samples"][...]
+        mean, cov = fh["probconserv/mean"][:, -1], fh["probconserv/cov_last"][...]
+        mass_var = {c: fh[f"{c}/mass_var"][...] for c in ("none", "probconserv")}
     ce = np.einsum("nm,nsm->ns", G[:, -1, 0], samples) - b[:, -1]
     assert np.max(np.abs(ce)) < 1e-12
+    # ... and they are draws of the posterior N(μ', Σ'), not merely some projection onto G u = b: their mean
+    # within 5 Monte Carlo standard errors of μ' at every point, their variances within ±50 % of diag Σ' (8σ)
+    s = samples.shape[1]
+    var = np.diagonal(cov, axis1=-2, axis2=-1)
+    assert np.all(np.abs(samples.mean(1) - mean) <= 5 * np.sqrt(var / s) + 1e-9)
+    wide = var > 1e-6 * var.max()
+    ratio = samples.var(1, ddof=1)[wide] / var[wide]
+    assert 0.5 < ratio.min() and ratio.max() < 1.5, (ratio.min(), ratio.max())
+    # the mass of a ProbConserv slice has no variance (G Σ' Gᵀ = 0), the black box's has
+    assert mass_var["probconserv"].max() <= 1e-12 * mass_var["none"].max() and mass_var["none"].min() > 0
 
 
 def test_a_checkpoint_of_another_case_is_rejected(run: dict, tmp_path: Path) -> None:

@@ -105,6 +105,12 @@ def condition(
     a NumPy array if ``mean`` is one, otherwise a tensor on ``mean``'s device (differentiable). The
     computation runs in float64; ``keep_dtype=True`` casts the outputs back to ``mean``'s dtype.
 
+    Σ' and the gain Σ Gᵀ S⁻¹ depend on ``cov``, ``G`` and ``noise_var`` only, so they are computed once per
+    entry of *their* broadcast batch: batch axes that only ``mean`` or ``b`` carry (e.g. S draws of the
+    prior conditioned pathwise by Matheron's rule, u' = u − Σ Gᵀ S⁻¹ (G u − b), with ``cov`` of shape
+    (..., 1, n, n)) cost O(k n) per entry, and along them cov' is a broadcast view (stride 0, read-only
+    for NumPy), not S copies.
+
     Raises ValueError for non-finite inputs, negative variances or noise, a non-symmetric full
     covariance, inconsistent shapes, and a singular G Σ Gᵀ + σ² I (naming the batch index).
     """
@@ -116,7 +122,7 @@ def _condition(mean: ArrayLike, cov: ArrayLike, G: ArrayLike, b: ArrayLike, nois
     """:func:`condition`, its messages naming the covariance ``cov_name`` (the caller's argument)."""
     as_numpy = not isinstance(mean, torch.Tensor)
     device = mean.device if isinstance(mean, torch.Tensor) else torch.device("cpu")
-    out_dtype = mean.dtype if keep_dtype else None
+    out_dtype = (mean.dtype if isinstance(mean, (np.ndarray, torch.Tensor)) else np.asarray(mean).dtype) if keep_dtype else None
 
     mu = _as_f64("mean", mean, device)
     S0 = _as_f64(cov_name, cov, device)
@@ -146,6 +152,7 @@ def _condition(mean: ArrayLike, cov: ArrayLike, G: ArrayLike, b: ArrayLike, nois
     cov_batch = S0.shape[:-1] if diagonal else S0.shape[:-2]
     try:
         batch = torch.broadcast_shapes(mu.shape[:-1], cov_batch, Gt.shape[:-2], bt.shape[:-1], sig.shape[:-1])
+        gain_batch = torch.broadcast_shapes(cov_batch, Gt.shape[:-2], sig.shape[:-1])  # what Σ' depends on
     except RuntimeError as exc:
         shared_full = diagonal and S0.ndim >= 2 and S0.shape[-2] == n
         hint = (f"; {cov_name} {tuple(S0.shape)} has as many axes as mean, so it is read as variances: a full "
@@ -172,28 +179,28 @@ def _condition(mean: ArrayLike, cov: ArrayLike, G: ArrayLike, b: ArrayLike, nois
                              "max variance")
 
     mu = mu.expand(*batch, n)
-    Gt = Gt.expand(*batch, k, n)
     bt = bt.expand(*batch, k)
+    Gt = Gt.expand(*gain_batch, k, n)
 
     if k == 0:
         new_mu = mu.clone()
         if diagonal:
-            v = S0.expand(*batch, n)
+            v = S0.expand(*gain_batch, n)
             new_cov = torch.diag_embed(v) if full_cov else v.clone()
         else:
-            new_cov = S0.expand(*batch, n, n).clone()
-        return _finish(new_mu, new_cov, as_numpy, out_dtype)
+            new_cov = S0.expand(*gain_batch, n, n).clone()
+        return _finish(new_mu, new_cov, (*batch, *new_cov.shape[len(gain_batch):]), as_numpy, out_dtype)
 
     if diagonal:
-        v = S0.expand(*batch, n)
+        v = S0.expand(*gain_batch, n)
         A = Gt * v.unsqueeze(-2)  # G Σ, (..., k, n)
     else:
-        S0 = S0.expand(*batch, n, n)
+        S0 = S0.expand(*gain_batch, n, n)
         A = Gt @ S0  # G Σ, (..., k, n)
     S = A @ Gt.mT  # G Σ Gᵀ, (..., k, k)
     # a scalar noise_var stays a tensor here (not float()), so that its gradient reaches S as it reaches _joseph
-    noise = torch.diag_embed(sig.expand(*batch, k)) if sig.ndim > 0 else sig * torch.eye(k, dtype=torch.float64,
-                                                                                         device=device)
+    noise = torch.diag_embed(sig.expand(*gain_batch, k)) if sig.ndim > 0 else sig * torch.eye(k, dtype=torch.float64,
+                                                                                              device=device)
     S = S + noise
     S = 0.5 * (S + S.mT)
 
@@ -204,7 +211,7 @@ def _condition(mean: ArrayLike, cov: ArrayLike, G: ArrayLike, b: ArrayLike, nois
     if bool(bad.any()):
         flat = int(torch.nonzero(bad.reshape(-1))[0, 0])
         raise ValueError(
-            f"G Σ Gᵀ + noise_var·I is singular at batch index {_batch_index(flat, tuple(batch))}: the constraints "
+            f"G Σ Gᵀ + noise_var·I is singular at batch index {_batch_index(flat, tuple(gain_batch))}: the constraints "
             "are linearly dependent or the covariance has no variance along them; use independent rows of G, "
             "a positive noise_var, or positive variances on the constrained entries"
         )
@@ -213,7 +220,7 @@ def _condition(mean: ArrayLike, cov: ArrayLike, G: ArrayLike, b: ArrayLike, nois
     # right-hand side directly was measured up to 100× slower in torch's batched CPU path.
     eye_k = torch.eye(k, dtype=torch.float64, device=device).expand_as(L)
     Linv = torch.linalg.solve_triangular(L, eye_k, upper=False)  # (..., k, k)
-    W = Linv @ A  # L⁻¹ G Σ, (..., k, n)
+    W = Linv @ A  # L⁻¹ G Σ, (gain batch, k, n)
     r = (Gt @ mu.unsqueeze(-1)).squeeze(-1) - bt  # G μ − b, (..., k)
     y = Linv @ r.unsqueeze(-1)  # L⁻¹ r, (..., k, 1)
     new_mu = mu - (W.mT @ y).squeeze(-1)
@@ -221,8 +228,8 @@ def _condition(mean: ArrayLike, cov: ArrayLike, G: ArrayLike, b: ArrayLike, nois
     if diagonal and not full_cov:
         new_cov = (v - (W * W).sum(dim=-2)).clamp_min(0.0)
     else:
-        new_cov = _joseph(torch.diag_embed(v) if diagonal else S0, A, Gt, Linv, W, sig, tuple(batch), n, k)
-    return _finish(new_mu, new_cov, as_numpy, out_dtype)
+        new_cov = _joseph(torch.diag_embed(v) if diagonal else S0, A, Gt, Linv, W, sig, tuple(gain_batch), n, k)
+    return _finish(new_mu, new_cov, (*batch, *new_cov.shape[len(gain_batch):]), as_numpy, out_dtype)
 
 
 def _joseph(
@@ -257,16 +264,17 @@ def _joseph(
 
 
 def _finish(
-    new_mu: torch.Tensor, new_cov: torch.Tensor, as_numpy: bool, out_dtype: object
+    new_mu: torch.Tensor, new_cov: torch.Tensor, cov_shape: tuple[int, ...], as_numpy: bool, out_dtype: object
 ) -> tuple[ArrayLike, ArrayLike]:
+    """Cast, then broadcast Σ' (computed on the gain's batch) to ``cov_shape`` as a view, not a copy."""
     if as_numpy:
         m, c = new_mu.detach().cpu().numpy(), new_cov.detach().cpu().numpy()
         if out_dtype is not None:
             m, c = m.astype(out_dtype, copy=False), c.astype(out_dtype, copy=False)
-        return m, c
+        return m, (c if c.shape == cov_shape else np.broadcast_to(c, cov_shape))
     if out_dtype is not None:
-        return new_mu.to(out_dtype), new_cov.to(out_dtype)
-    return new_mu, new_cov
+        new_mu, new_cov = new_mu.to(out_dtype), new_cov.to(out_dtype)
+    return new_mu, new_cov.expand(cov_shape)
 
 
 def probconserv(
