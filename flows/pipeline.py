@@ -3,11 +3,18 @@ with the BOON seed study (train → seed-study → report) beside constrain and 
 
 Thin by design: every task calls one function of :mod:`physml.stages` (the same functions ``dvc repro``
 reaches through the CLI) and passes paths and run ids, never tensors. Tasks are cached on their inputs:
-the cache key hashes the task's arguments, the relevant params.yaml sections, a digest of the
-upstream files it reads and a content digest of the code files dvc.yaml lists for its stage (one list
-of code deps for both runners), so a re-run skips finished work, a changed input or code file
-recomputes exactly what depends on it, and a deleted output is rebuilt (``refresh_cache``). Transient failures (a locked SQLite
-store, a flaky worker) are retried. ``dask=True`` fans the cases out on a DaskTaskRunner.
+the cache key hashes the task's arguments, the params.yaml values its dvc.yaml stage declares (resolved
+for the case, model and profile), a digest of the upstream files it reads and a content digest of the
+code files dvc.yaml lists for its stage (one list of code deps for both runners), so a re-run skips
+finished work and a changed input or code file recomputes exactly what depends on it.
+
+A cached result is a path; the outputs themselves are files that a later run with other settings may
+overwrite. So each finished task leaves a stamp under ``<root>/.physml-flow/`` (its key, and the size and
+modification time of every output file), and a task is served from the cache only when its stamp holds
+this run's key and its outputs are as the stamp recorded them (``refresh_cache`` otherwise): settings
+changed and changed back, an output deleted or rewritten, or another checkout's cache all recompute.
+Transient failures (a locked SQLite store, a flaky worker) are retried. ``dask=True`` fans the cases out
+on a DaskTaskRunner.
 """
 
 from __future__ import annotations
@@ -32,15 +39,44 @@ PROJECT = Path(__file__).resolve().parents[1]  # holds dvc.yaml
 CODE_ROOT = Path(stages.__file__).resolve().parents[1]  # holds the imported physml package: the code that runs
 
 
+def _files(*paths: Path) -> list[Path]:
+    """The files at or below ``paths`` (a missing path has none), sorted per path."""
+    out: list[Path] = []
+    for base in map(Path, paths):
+        out += [base] if base.is_file() else sorted(p for p in base.rglob("*") if p.is_file()) if base.exists() else []
+    return out
+
+
 def _digest_tree(*paths: Path) -> str:
     """Cheap digest of files below ``paths``: relative name, size and modification time."""
     h = hashlib.sha256()
-    for base in paths:
-        files = sorted(p for p in Path(base).rglob("*") if p.is_file()) if Path(base).exists() else []
-        for p in files:
-            st = p.stat()
-            h.update(f"{p}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    for p in _files(*paths):
+        st = p.stat()
+        h.update(f"{p}:{st.st_size}:{st.st_mtime_ns}\n".encode())
     return h.hexdigest()
+
+
+def _manifest(outputs: list[Path]) -> dict[str, list[Any]]:
+    """Every output file with its size and modification time; a declared output that is missing → None."""
+    found: dict[str, list[Any]] = {str(p): None for p in outputs if not p.exists()}
+    found.update({str(p): [p.stat().st_size, p.stat().st_mtime_ns] for p in _files(*outputs)})
+    return found
+
+
+def _stamp_is_current(stamp: Path, key: str, outputs: list[Path]) -> bool:
+    """Whether ``stamp`` records ``key`` and the outputs as they are now (see the module docstring)."""
+    try:
+        recorded = json.loads(stamp.read_text())
+    except (OSError, ValueError):
+        return False
+    return recorded.get("key") == key and recorded.get("outputs") == _manifest(outputs)
+
+
+def _write_stamp(stamp: Path, key: str, outputs: list[Path]) -> None:
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    tmp = stamp.with_name(stamp.name + ".tmp")
+    tmp.write_text(json.dumps({"key": key, "outputs": _manifest(outputs)}, sort_keys=True))
+    tmp.replace(stamp)
 
 
 @functools.lru_cache(maxsize=4)
@@ -85,20 +121,35 @@ def digest_code(paths: list[Path], code_root: Path = CODE_ROOT) -> str:
     return h.hexdigest()
 
 
-def _sections(params: ParamsModel, case: str, model: str | None) -> str:
-    """The params.yaml content a (case, model) stage depends on, as canonical json."""
-    data: dict[str, Any] = {"profile": params.profile, "seed": params.seed, "case": params.case(case).model_dump()}
-    if model is not None:
+def _sections(params: ParamsModel, case: str, model: str | None, stage: str = "train") -> str:
+    """The params.yaml values a (case, model) stage reads, as canonical json: those its dvc.yaml stage
+    declares, resolved for the case, model and profile (``stage``: generate, train, constrain, evaluate or
+    seed-study). Its family's constraints, not the other family's; SoftC's penalty only for a ProbConserv
+    training; the seed count only for the seed study."""
+    data: dict[str, Any] = {"profile": params.profile, "seed": params.seed}
+    if model is None:
+        data["case"] = params.case(case).model_dump()
+        return json.dumps(data, sort_keys=True, default=str)
+    group = stages._group(params, case)
+    data["constraints"] = list(group.constraints)
+    if stage != "evaluate":
         data["model"] = params.model_settings(model, case).model_dump()
+    if stage == "train" and case in params.matrix.probconserv.cases:
         data["softc"] = params.models.softc.model_dump()
-        data["matrix"] = params.matrix.model_dump()
+    if stage == "seed-study":
+        data["seeds"] = params.study_seeds()
     return json.dumps(data, sort_keys=True, default=str)
 
 
-def _cache_key(context: Any, arguments: dict[str, Any]) -> str:
+def _key(task_name: str, arguments: dict[str, Any]) -> str:
     """Task name + arguments (incl. the upstream digest the flow passes in)."""
-    payload = json.dumps({"task": context.task.name, **arguments}, sort_keys=True, default=str)
+    payload = json.dumps({"task": task_name, **arguments}, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _cache_key(context: Any, arguments: dict[str, Any]) -> str:
+    """Prefect's cache key of a task run: :func:`_key` of its name and arguments."""
+    return _key(context.task.name, arguments)
 
 
 def _load(params_path: str, profile: str | None) -> ParamsModel:
@@ -151,40 +202,56 @@ def pipeline(params_path: str = "params.yaml", profile: str | None = None, root:
     pairs = list(dict.fromkeys((c, m) for c, m, _ in params.experiments()))
     cases = list(dict.fromkeys(c for c, _ in pairs))
 
-    def submit(t: Any, output: Path, case: str, model: str | None, config: str, upstream: Path | list[Path],
-               stage: str) -> Any:
-        ups = upstream if isinstance(upstream, list) else [upstream]
-        t = t.with_options(refresh_cache=not output.exists())
-        digest = f"{_digest_tree(*ups)}:{digest_code(code_files(stage, case, model))}"
-        args = (case,) if model is None else (case, model)
-        return t.submit(*args, params_path, profile, root, config, digest)
+    stamps: dict[Any, tuple[Path, str, list[Path]]] = {}  # future → its stamp, key and outputs
+
+    def submit(t: Any, outputs: list[Path], case: str, model: str | None, upstream: list[Path], stage: str) -> Any:
+        """Submit task ``t`` for (case, model), served from the cache only if its stamp is current."""
+        step = t.name  # generate, train, constrain, evaluate, seed-study
+        config = _sections(params, case, model, step)
+        digest = f"{_digest_tree(*upstream)}:{digest_code(code_files(stage, case, model))}"
+        args = {"case": case} if model is None else {"case": case, "model": model}
+        arguments = {**args, "params_path": params_path, "profile": profile, "root": root, "config": config,
+                     "upstream": digest}
+        key = _key(step, arguments)
+        stamp = Path(root) / ".physml-flow" / params.profile / step / f"{case}{'' if model is None else '--' + model}.json"
+        fut = t.with_options(refresh_cache=not _stamp_is_current(stamp, key, outputs)).submit(**arguments)
+        stamps[fut] = (stamp, key, outputs)
+        return fut
+
+    def finished(fut: Any) -> Any:
+        """Wait for ``fut``; if it completed, stamp its outputs as they are now."""
+        fut.wait()
+        if fut.state.is_completed():
+            _write_stamp(*stamps[fut])
+        return fut
 
     def family(case: str) -> str:
         return "boon" if case in params.matrix.boon.cases else "probconserv"
 
-    gen = {c: submit(generate_task, lay.data(c) / "dataset.json", c, None, config=_sections(params, c, None), upstream=[],
-                     stage="generate") for c in cases}
+    gen = {c: submit(generate_task, [lay.data(c)], c, None, upstream=[], stage="generate") for c in cases}
     wait(list(gen.values()))
+    for fut in gen.values():
+        finished(fut)
     trained = {
-        (c, m): submit(train_task, lay.models(c, m) / "train_summary.json", c, m, config=_sections(params, c, m),
-                       upstream=lay.data(c), stage=f"train_{family(c)}")
+        (c, m): submit(train_task, [lay.models(c, m)], c, m, upstream=[lay.data(c)], stage=f"train_{family(c)}")
         for c, m in pairs
     }
     constrained, studies = {}, {}
     for (c, m), fut in trained.items():
-        fut.wait()
-        constrained[(c, m)] = submit(constrain_task, lay.predictions(c, m), c, m, config=_sections(params, c, m),
+        finished(fut)
+        constrained[(c, m)] = submit(constrain_task, [lay.predictions(c, m)], c, m,
                                      upstream=[lay.data(c), lay.models(c, m)], stage=f"constrain_{family(c)}")
         if family(c) == "boon":
-            studies[(c, m)] = submit(seed_study_task, lay.seed_study_file(c, m), c, m, config=_sections(params, c, m),
+            studies[(c, m)] = submit(seed_study_task, [lay.seed_study_file(c, m), lay.seed_models(c, m)], c, m,
                                      upstream=[lay.data(c), lay.models(c, m)], stage="seed_study_boon")
     runs = {}
     for (c, m), fut in constrained.items():
-        fut.wait()
-        runs[(c, m)] = submit(evaluate_task, lay.metrics(c, m), c, m, config=_sections(params, c, m),
-                              upstream=[lay.predictions(c, m)], stage=f"evaluate_{family(c)}")
-    run_ids = {f"{c}/{m}": fut.result() for (c, m), fut in runs.items()}
-    study_ids = {f"{c}/{m}": fut.result() for (c, m), fut in studies.items()}
+        finished(fut)
+        metrics = [lay.metrics(c, m) / f"{k}.json" for k in stages._group(params, c).constraints]
+        runs[(c, m)] = submit(evaluate_task, [*metrics, lay.metrics(c, m) / "figures"], c, m,
+                              upstream=[lay.data(c), lay.predictions(c, m)], stage=f"evaluate_{family(c)}")
+    run_ids = {f"{c}/{m}": finished(fut).result() for (c, m), fut in runs.items()}
+    study_ids = {f"{c}/{m}": finished(fut).result() for (c, m), fut in studies.items()}
     report = report_task(params_path, profile, root)
     print(f"report: {report}")
     return {"report": report, "runs": run_ids, "seed_study_runs": study_ids}

@@ -158,10 +158,12 @@ def track(case: str, model: str, params: ParamsModel, root: Path, only_missing: 
     (its md5 in dvc.lock when the data came from ``dvc repro``, else the generator's fingerprint) and with
     :data:`RESULT_TAG`, a digest of what it logs (metrics file, checkpoints, settings, dataset version). The
     run of the family's headline constraint also logs the network it used as a state dict, registers
-    it as a new version of ``physml-<case>-<model>`` and moves the ``champion`` alias to it only if its
-    evaluation metric beats the current champion's. ``only_missing``: skip a constraint whose result a
-    finished run already holds (same digest), so that results made elsewhere, e.g. committed ones that
-    ``dvc repro`` finds up to date, are logged once. Returns constraint → run id (logged now or found).
+    it as a new version of ``physml-<case>-<model>-<profile>`` and moves the ``champion`` alias to it only if
+    its evaluation metric beats the current champion's. ``only_missing``: skip a constraint whose result a
+    finished run of this model and constraint already holds (same digest), so that results made elsewhere,
+    e.g. committed ones that ``dvc repro`` finds up to date, are logged once; a found headline run is still
+    made a registered version (if its registration failed) and offered for champion, so an interrupted
+    promotion is finished. Returns constraint → run id (logged now or found).
     """
     import json
 
@@ -183,9 +185,14 @@ def track(case: str, model: str, params: ParamsModel, root: Path, only_missing: 
         if not metrics_file.is_file():
             raise ValueError(f"{metrics_file} is missing: run the evaluate stage for {case} × {model} first")
         digest = _result_digest(metrics_file, checkpoints, params.profile, params.seed, settings, version)
-        found = tracking.find_run(case, RESULT_TAG, digest) if only_missing else None
+        found = tracking.find_run(case, RESULT_TAG, digest, model=model, constraint=constraint) if only_missing else None
         if found is not None:
             run_ids[constraint] = found
+            registered = (tracking.registered_version(case, model, params.profile, found)
+                          if constraint == headline and tracking.is_main_process() else None)
+            if registered is not None:
+                name = tracking.registered_model_name(case, model, params.profile)
+                tracking.promote_if_better(name, registered, metric, higher_is_better=higher)
             continue
         state = None
         if constraint == headline:
@@ -209,12 +216,14 @@ def track(case: str, model: str, params: ParamsModel, root: Path, only_missing: 
 
 
 def _dataset_version(case: str, params: ParamsModel, root: Path) -> str:
-    """The md5 of ``case``'s data in dvc.lock (data from ``dvc repro``), else the generator's fingerprint."""
+    """The md5 DVC records (or would record) for ``case``'s data folder, from the files on disk
+    (:func:`physml.tracking.dataset_version`), else the generator's fingerprint."""
     from physml import tracking
     from physml.experiments import data_version
 
-    version = tracking.dataset_version(case, Path(root) / "dvc.lock", data_root=f"data/{params.profile}")
-    return version if version is not None else data_version(Layout(Path(root), params.profile).data(case))
+    data = Layout(Path(root), params.profile).data(case)
+    version = tracking.dataset_version(data)
+    return version if version is not None else data_version(data)
 
 
 def track_seed_study(case: str, model: str, params: ParamsModel, root: Path, only_missing: bool = False) -> str | None:
@@ -243,7 +252,7 @@ def track_seed_study(case: str, model: str, params: ParamsModel, root: Path, onl
     settings = params.model_settings(model, case).model_dump()
     version = _dataset_version(case, params, root)
     digest = _result_digest(path, params.profile, params.seed, settings, version)
-    found = tracking.find_run(case, RESULT_TAG, digest) if only_missing else None
+    found = tracking.find_run(case, RESULT_TAG, digest, model=model, constraint="seed_study") if only_missing else None
     if found is not None:
         return found
     with tracking.start_run(case, model, "seed_study", params.profile, dataset_version=version,

@@ -4,10 +4,12 @@ Layout (DESIGN.md, "The shape"):
 
 - one MLflow *experiment* per PDE case, named ``physml-<case>``;
 - one *run* per ``model × constraint`` combination, tagged ``case``, ``model``, ``constraint``,
-  ``profile`` and ``dataset_version`` (the md5 that ``dvc.lock`` records for the case's data);
-- one *registered model* per ``case × model``, named ``physml-<case>-<model>``, whose versions
-  point at a run's ``model/`` artifact (a torch ``state_dict``); the alias ``champion`` marks the
-  version with the best evaluation metric (:func:`promote_if_better`).
+  ``profile`` and ``dataset_version`` (the md5 DVC records for the case's data folder, computed from the
+  files on disk: :func:`dataset_version`);
+- one *registered model* per ``case × model × profile``, named ``physml-<case>-<model>-<profile>``, whose
+  versions point at a run's ``model/`` artifact (a torch ``state_dict``); the alias ``champion`` marks the
+  version with the best evaluation metric (:func:`promote_if_better`). Profiles train networks of other
+  sizes on other test sets, so a quick run never competes with the paper profile's champion.
 
 Where it writes: ``PHYSML_TRACKING_URI`` (else ``MLFLOW_TRACKING_URI``, else
 ``sqlite:///<project>/mlflow.db``); artifacts of new experiments go to ``PHYSML_ARTIFACT_ROOT``
@@ -26,6 +28,7 @@ are resolved by reading back what the other process created.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
 import re
@@ -112,9 +115,9 @@ def experiment_name(case: str) -> str:
     return f"physml-{_check_name('case', case)}"
 
 
-def registered_model_name(case: str, model: str) -> str:
-    """The registered model of a ``case × model`` pair: ``physml-<case>-<model>``."""
-    return f"physml-{_check_name('case', case)}-{_check_name('model', model)}"
+def registered_model_name(case: str, model: str, profile: str) -> str:
+    """The registered model of ``case × model`` in ``profile``: ``physml-<case>-<model>-<profile>``."""
+    return f"physml-{_check_name('case', case)}-{_check_name('model', model)}-{_check_name('profile', profile)}"
 
 
 def _check_name(field: str, value: Any) -> str:
@@ -129,32 +132,27 @@ def _check_name(field: str, value: Any) -> str:
 # ---- what -------------------------------------------------------------------------------------
 
 
-def dataset_version(case: str, lock_path: Path | str | None = None, data_root: str = "data") -> str | None:
-    """The md5 that ``dvc.lock`` records for ``<data_root>/<case>`` (a directory out ``….dir``).
+def dataset_version(data_dir: Path | str) -> str | None:
+    """The md5 DVC records for a data folder (``<md5>.dir``), computed from the files on disk.
 
-    When the case's data is several outs below that folder (e.g. one file per split), the version
-    is the md5 of the sorted ``path:md5`` lines, so it changes whenever any of them changes.
-    ``None`` when there is no lock file or no out for the case. Reads the YAML; never imports dvc.
+    DVC 3 hashes a directory out as the md5 of the JSON list ``[{"md5": <file md5>, "relpath": <path>}, …]``
+    sorted by path (``sort_keys``, default separators), with ``.dir`` appended; this is the same, so the tag
+    equals ``dvc.lock``'s entry whenever the lock describes these files, and names the data that were
+    actually used when it does not (a Prefect run that regenerated them, an edited lock). ``None`` when
+    the folder does not exist. Never imports dvc.
     """
-    _check_name("case", case)
-    path = Path(lock_path) if lock_path is not None else project_dir() / "dvc.lock"
-    if not path.is_file():
+    root = Path(data_dir)
+    if not root.is_dir():
         return None
-    lock = yaml.safe_load(path.read_text()) or {}
-    target = f"{data_root.rstrip('/')}/{case}"
-    found: dict[str, str] = {}
-    for stage in (lock.get("stages") or {}).values():
-        for out in (stage or {}).get("outs") or []:
-            out_path = str(out.get("path", "")).rstrip("/")
-            md5 = out.get("md5")
-            if md5 and (out_path == target or out_path.startswith(target + "/")):
-                found[out_path] = str(md5)
-    if not found:
-        return None
-    if target in found:
-        return found[target]
-    joined = "\n".join(f"{p}:{found[p]}" for p in sorted(found))
-    return hashlib.md5(joined.encode()).hexdigest()
+    entries = []
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        md5 = hashlib.md5()
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda fh=fh: fh.read(1 << 20), b""):
+                md5.update(chunk)
+        entries.append({"md5": md5.hexdigest(), "relpath": path.relative_to(root).as_posix()})
+    entries.sort(key=lambda e: e["relpath"])
+    return hashlib.md5(json.dumps(entries, sort_keys=True).encode()).hexdigest() + ".dir"
 
 
 def is_main_process() -> bool:
@@ -274,6 +272,16 @@ def _ensure_registered_model(mlc: MlflowClient, name: str) -> None:
             raise
 
 
+def _register(mlc: MlflowClient, run_id: str, case: str, model: str, profile: str,
+              artifact_path: str = MODEL_ARTIFACT_PATH) -> str:
+    """A new version of ``physml-<case>-<model>-<profile>`` from the run's ``artifact_path``; its number."""
+    name = registered_model_name(case, model, profile)
+    _ensure_registered_model(mlc, name)
+    version = _retry(lambda: mlc.create_model_version(name, source=f"runs:/{run_id}/{artifact_path}", run_id=run_id,
+                                                      tags={"case": case, "model": model, "profile": profile}))
+    return str(version.version)
+
+
 # ---- runs -------------------------------------------------------------------------------------
 
 
@@ -290,12 +298,14 @@ class RunRecord:
 class ExperimentRun:
     """One MLflow run of ``case × model × constraint``; every write goes through a lock retry."""
 
-    def __init__(self, mlc: MlflowClient, run_id: str, experiment_id: str, case: str, model: str) -> None:
+    def __init__(self, mlc: MlflowClient, run_id: str, experiment_id: str, case: str, model: str,
+                 profile: str) -> None:
         self.client = mlc
         self.run_id = run_id
         self.experiment_id = experiment_id
         self.case = case
         self.model = model
+        self.profile = profile
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Log (nested) parameters as dotted string params."""
@@ -352,19 +362,9 @@ class ExperimentRun:
         return f"runs:/{self.run_id}/{artifact_path}"
 
     def register(self, artifact_path: str = MODEL_ARTIFACT_PATH) -> str:
-        """Register the run's model artifact as a new version of ``physml-<case>-<model>``;
+        """Register the run's model artifact as a new version of ``physml-<case>-<model>-<profile>``;
         returns the version number (as MLflow's string)."""
-        name = registered_model_name(self.case, self.model)
-        _ensure_registered_model(self.client, name)
-        version = _retry(
-            lambda: self.client.create_model_version(
-                name,
-                source=f"runs:/{self.run_id}/{artifact_path}",
-                run_id=self.run_id,
-                tags={"case": self.case, "model": self.model},
-            )
-        )
-        return str(version.version)
+        return _register(self.client, self.run_id, self.case, self.model, self.profile, artifact_path)
 
 
 class SilentRun:
@@ -424,7 +424,7 @@ def start_run(
     info = _retry(
         lambda: mlc.create_run(experiment_id, tags=run_tags, run_name=run_name or f"{model}-{constraint}")
     ).info
-    run = ExperimentRun(mlc, info.run_id, experiment_id, case, model)
+    run = ExperimentRun(mlc, info.run_id, experiment_id, case, model, profile)
     if dataset_version is not None:
         run.log_params({"dataset_version": dataset_version})
     try:
@@ -470,25 +470,40 @@ def log_experiment(
         return RunRecord(
             run_id=run.run_id,
             experiment_id=run.experiment_id,
-            model_name=registered_model_name(case, model) if version is not None else None,
+            model_name=registered_model_name(case, model, profile) if version is not None else None,
             model_version=version,
         )
 
 
-def find_run(case: str, tag: str, value: str, uri: str | None = None) -> str | None:
-    """The id of a FINISHED run in experiment ``physml-<case>`` whose tag ``tag`` is ``value``, else None
-    (also when the experiment does not exist yet; nothing is created)."""
-    _check_name("tag", tag)
-    _check_name("tag value", value)
+def find_run(case: str, tag: str, value: str, uri: str | None = None, **match: str) -> str | None:
+    """The id of a FINISHED run in experiment ``physml-<case>`` whose tag ``tag`` is ``value`` and whose
+    tags equal ``match`` (e.g. ``model=…, constraint=…``), else None (also when the experiment does not
+    exist yet; nothing is created)."""
+    conditions = [f"tags.{_check_name('tag', tag)} = '{_check_name('tag value', value)}'"]
+    conditions += [f"tags.{_check_name('tag', k)} = '{_check_name('tag value', v)}'" for k, v in sorted(match.items())]
     resolved = uri or tracking_uri()
     mlc = client(resolved)
     experiment = _retry(lambda: mlc.get_experiment_by_name(experiment_name(case)))
     if experiment is None:
         return None
     runs = _retry(lambda: mlc.search_runs(
-        [experiment.experiment_id], filter_string=f"tags.{tag} = '{value}' and attributes.status = 'FINISHED'",
+        [experiment.experiment_id], filter_string=" and ".join([*conditions, "attributes.status = 'FINISHED'"]),
         max_results=1))
     return runs[0].info.run_id if runs else None
+
+
+def registered_version(case: str, model: str, profile: str, run_id: str, uri: str | None = None) -> str | None:
+    """The version of ``physml-<case>-<model>-<profile>`` made from run ``run_id``, registering the run's
+    ``model/`` artifact now if no version is (its registration failed, or the store predates the profile in
+    the name); ``None`` if the run logged no model."""
+    mlc = client(uri or tracking_uri())
+    name = registered_model_name(case, model, profile)
+    found = _retry(lambda: mlc.search_model_versions(f"name = '{name}' and run_id = '{run_id}'"))
+    if found:
+        return str(min(int(v.version) for v in found))
+    if not _retry(lambda: mlc.list_artifacts(run_id, MODEL_ARTIFACT_PATH)):
+        return None
+    return _register(mlc, run_id, case, model, profile)
 
 
 # ---- registry ---------------------------------------------------------------------------------
@@ -586,6 +601,7 @@ __all__ = [
     "client",
     "dataset_version",
     "experiment_name",
+    "find_run",
     "flatten_params",
     "is_main_process",
     "load_state_dict",
@@ -593,6 +609,7 @@ __all__ = [
     "project_dir",
     "promote_if_better",
     "registered_model_name",
+    "registered_version",
     "start_run",
     "tracking_uri",
     "version_metric",

@@ -61,6 +61,21 @@ def test_dvc_repro_tiny_matrix(tmp_path: Path) -> None:
     _run(project, str(BIN / "dvc"), "repro", "--quiet")
     assert (project / "reports" / "quick" / "index.md").is_file()
     assert _stale(project) == set()
+    # the dataset version MLflow runs are tagged with is the md5 dvc.lock records, computed from the files
+    from physml import tracking
+
+    lock = yaml.safe_load((project / "dvc.lock").read_text())["stages"]
+    for case in tiny_params()["cases"]:
+        (out,) = lock[f"generate@{case}"]["outs"]
+        assert tracking.dataset_version(project / out["path"]) == out["md5"], case
+
+    # a model setting only the constrain stage reads (the ANP's latent draws at prediction) re-runs it
+    data = yaml.safe_load((project / "params.yaml").read_text())
+    data["models"]["anp"]["quick"]["n_latent_samples"] += 1
+    (project / "params.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    assert "constrain_probconserv@heat-anp" in _stale(project)
+    data["models"]["anp"]["quick"]["n_latent_samples"] -= 1
+    (project / "params.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
 
     # the code deps: editing a file re-runs the stages that run it, and only those
     kernel = _touched(project, "physml/layers/spectral.py")

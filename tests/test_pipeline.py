@@ -90,6 +90,133 @@ def test_code_digest_follows_content_not_modification_time(tmp_path: Path) -> No
         digest_code([tmp_path / "physml" / "gone.py"], code_root=tmp_path)
 
 
+# Runs the real flow (a real ephemeral Prefect) with each physml stage replaced by a stub that records its
+# call and writes outputs naming the settings they were made with, so that the cache decisions are cheap to
+# watch. argv: params file, root, a JSON list of steps; each step edits params.yaml (a dotted key and its
+# value), deletes a file or folder, or runs the flow; prints one JSON list of the stages each run called.
+_STUB_FLOW = r"""
+import json, shutil, sys
+from pathlib import Path
+import yaml
+from physml import stages
+import flows.pipeline as fp
+
+CALLS = []
+
+def _write(path, obj):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj, sort_keys=True))
+
+def _lay(params, root):
+    return stages.Layout(Path(root), params.profile)
+
+def generate(case, params, root, progress=True):
+    CALLS.append(["generate", case])
+    _write(_lay(params, root).data(case) / "dataset.json", params.case(case).model_dump(mode="json"))
+    return _lay(params, root).data(case)
+
+def train(case, model, params, root, progress=True):
+    CALLS.append(["train", case, model])
+    _write(_lay(params, root).models(case, model) / "train_summary.json",
+           {"settings": params.model_settings(model, case).model_dump(mode="json")})
+    return _lay(params, root).models(case, model)
+
+def constrain(case, model, params, root):
+    CALLS.append(["constrain", case, model])
+    made_from = json.loads((_lay(params, root).models(case, model) / "train_summary.json").read_text())
+    _write(_lay(params, root).predictions(case, model) / "pred.json", made_from)
+    return _lay(params, root).predictions(case, model)
+
+def evaluate(case, model, params, root):
+    CALLS.append(["evaluate", case, model])
+    made_from = json.loads((_lay(params, root).predictions(case, model) / "pred.json").read_text())
+    for constraint in stages._group(params, case).constraints:
+        _write(_lay(params, root).metrics(case, model) / f"{constraint}.json", made_from)
+    _write(_lay(params, root).metrics(case, model) / "figures" / "fig.json", {})
+
+def track(case, model, params, root, only_missing=False):
+    return {}
+
+def seed_study(case, model, params, root, progress=True):
+    CALLS.append(["seed-study", case, model])
+    _write(_lay(params, root).seed_study_file(case, model), {"seeds": params.study_seeds()})
+    _write(_lay(params, root).seed_models(case, model) / "seeds.json", {})
+
+def track_seed_study(case, model, params, root, only_missing=False):
+    return "run"
+
+def report(params, root):
+    return _lay(params, root).reports()
+
+for name in ("generate", "train", "constrain", "evaluate", "track", "seed_study", "track_seed_study", "report"):
+    setattr(stages, name, globals()[name])
+
+params_file, root, steps = Path(sys.argv[1]), Path(sys.argv[2]), json.loads(sys.argv[3])
+out = []
+for step in steps:
+    if step[0] == "set":
+        data = yaml.safe_load(params_file.read_text())
+        *parents, leaf = step[1].split(".")
+        node = data
+        for k in parents:
+            node = node[k]
+        node[leaf] = step[2]
+        params_file.write_text(yaml.safe_dump(data, sort_keys=False))
+    elif step[0] == "delete":
+        target = root / step[1]
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+    else:
+        CALLS.clear()
+        fp.pipeline(params_path=str(params_file), root=str(root))
+        out.append(list(CALLS))
+print("CALLS", json.dumps(out))
+"""
+
+
+@pytest.mark.services
+def test_flow_cache_serves_only_outputs_its_stamp_vouches_for(tiny_params_file: Path, tmp_path: Path) -> None:
+    """A cached task is skipped only when the files on disk are the ones its inputs made: settings changed
+    and changed back retrain (the second change's files are on disk), a deleted metrics file is rebuilt
+    though its folder remains, a value only another stage reads recomputes nothing here, and another checkout
+    with the same settings computes its own outputs."""
+    root = tiny_params_file.parent
+
+    def runs(params_file: Path, project: Path, *steps: list) -> list[list[list[str]]]:
+        proc = subprocess.run([sys.executable, "-c", _STUB_FLOW, str(params_file), str(project), json.dumps(steps)],
+                              cwd=REPO, env=_env(project), capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        line = [ln for ln in proc.stdout.splitlines() if ln.startswith("CALLS ")][-1]
+        return json.loads(line[len("CALLS "):])
+
+    epochs = "models.anp.quick.train.epochs"
+    first, again, changed, reverted, softc, seeds, deleted = runs(
+        tiny_params_file, root,
+        ["run"], ["run"],
+        ["set", epochs, 2], ["run"],
+        ["set", epochs, 1], ["run"],
+        ["set", "models.softc.penalty", 7.0], ["run"],
+        ["set", "matrix.boon.seeds.quick", 3], ["run"],
+        ["delete", "metrics/quick/stokes2/fno/none.json"], ["run"],
+    )
+    assert ["train", "heat", "anp"] in first and ["seed-study", "stokes2", "fno"] in first
+    assert again == []
+    anp = [["train", "heat", "anp"], ["constrain", "heat", "anp"], ["evaluate", "heat", "anp"]]
+    assert changed == anp
+    assert reverted == anp  # before: served from the first run's cache entry, with epochs=2's files on disk
+    summary = json.loads((root / "models/quick/heat/anp/train_summary.json").read_text())
+    assert summary["settings"]["train"]["epochs"] == 1
+    assert all(call[1] == "heat" and call[0] != "generate" for call in softc) and len(softc) == 6
+    assert seeds == [["seed-study", "stokes2", "fno"]]
+    assert deleted == [["evaluate", "stokes2", "fno"]]
+    assert (root / "metrics/quick/stokes2/fno/none.json").is_file()
+
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy2(tiny_params_file, other / "params.yaml")
+    (elsewhere,) = runs(other / "params.yaml", other, ["run"])
+    assert sorted(map(tuple, elsewhere)) == sorted(map(tuple, first))
+
+
 @pytest.mark.services
 def test_prefect_pipeline_end_to_end_cached_and_rebuilt(tiny_params_file: Path) -> None:
     root = tiny_params_file.parent
@@ -128,7 +255,7 @@ def test_prefect_pipeline_end_to_end_cached_and_rebuilt(tiny_params_file: Path) 
     from physml import tracking
 
     for case, model in (("heat", "anp"), ("heat", "ensemble"), ("stokes2", "fno")):
-        name = tracking.registered_model_name(case, model)
+        name = tracking.registered_model_name(case, model, "quick")
         assert tracking.champion_version(name, uri=f"sqlite:///{root / 'mlflow.db'}") == "1"
     ckpt = lay.models("heat", "anp") / "plain.pt"
     stamp = ckpt.stat().st_mtime_ns
@@ -239,7 +366,7 @@ def test_track_logs_untracked_results_once(tiny_params_file: Path) -> None:
     assert all(r.info.status == "FINISHED" and len(r.data.tags["result_digest"]) == 64 for r in runs)
     from physml import tracking
 
-    assert tracking.champion_version("physml-stokes2-fno", uri=f"sqlite:///{root / 'mlflow.db'}") == "1"
+    assert tracking.champion_version("physml-stokes2-fno-quick", uri=f"sqlite:///{root / 'mlflow.db'}") == "1"
     again = _physml(root, "track", "--case", "stokes2")
     assert len(_mlflow_runs(root, "stokes2")) == n_boon + 1
     assert again.stdout == first.stdout  # the same run ids, found

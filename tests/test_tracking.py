@@ -9,10 +9,11 @@ concurrent promotions leave the best version as champion.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -54,38 +55,22 @@ def test_uri_defaults_to_sqlite_in_project_and_env_overrides(tmp_path: Path, mon
     assert tracking.tracking_uri() == "sqlite:////elsewhere/m.db"
 
 
-def test_dataset_version_reads_md5_from_dvc_lock(tmp_path: Path) -> None:
-    lock = tmp_path / "dvc.lock"
-    assert tracking.dataset_version("heat", lock) is None  # no lock yet
-    lock.write_text(
-        textwrap.dedent(
-            """\
-            schema: '2.0'
-            stages:
-              generate@heat:
-                cmd: physml generate heat
-                outs:
-                - path: data/heat
-                  hash: md5
-                  md5: 0123456789abcdef0123456789abcdef.dir
-                  size: 10
-                  nfiles: 3
-              generate@pme:
-                cmd: physml generate pme
-                outs:
-                - path: data/pme/train.h5
-                  md5: aaaa
-                - path: data/pme/test.h5
-                  md5: bbbb
-            """
-        )
-    )
-    assert tracking.dataset_version("heat", lock) == "0123456789abcdef0123456789abcdef.dir"
-    assert tracking.dataset_version("stefan", lock) is None
-    pme = tracking.dataset_version("pme", lock)
-    assert pme is not None and len(pme) == 32
-    lock.write_text(lock.read_text().replace("md5: bbbb", "md5: cccc"))
-    assert tracking.dataset_version("pme", lock) not in (None, pme)  # any split changing changes it
+def test_dataset_version_is_the_md5_dvc_records_for_the_folder(tmp_path: Path) -> None:
+    """DVC 3's directory hash (md5 of the sorted [{md5, relpath}] JSON, ``.dir``), from the files; any file's
+    bytes, name or presence changes it. (tests/test_dvc_pipeline.py checks it against a real dvc.lock.)"""
+    data = tmp_path / "heat"
+    assert tracking.dataset_version(data) is None  # no data yet
+    (data / "sub").mkdir(parents=True)
+    (data / "train.h5").write_bytes(b"abc")
+    (data / "sub" / "x.csv").write_bytes(b"1,2\n")
+    listing = [{"md5": hashlib.md5(b"1,2\n").hexdigest(), "relpath": "sub/x.csv"},
+               {"md5": hashlib.md5(b"abc").hexdigest(), "relpath": "train.h5"}]
+    first = tracking.dataset_version(data)
+    assert first == hashlib.md5(json.dumps(listing, sort_keys=True).encode()).hexdigest() + ".dir"
+    (data / "train.h5").write_bytes(b"abd")
+    second = tracking.dataset_version(data)
+    (data / "train.h5").rename(data / "val.h5")
+    assert len({first, second, tracking.dataset_version(data)}) == 3
 
 
 def test_log_experiment_round_trip(store: str, tmp_path: Path) -> None:
@@ -106,7 +91,7 @@ def test_log_experiment_round_trip(store: str, tmp_path: Path) -> None:
     )
     plt.close(fig)
     assert record is not None
-    assert record.model_name == "physml-heat-anp" and record.model_version == "1"
+    assert record.model_name == "physml-heat-anp-quick" and record.model_version == "1"
 
     mlc = tracking.client(store)
     run = mlc.get_run(record.run_id)
@@ -123,7 +108,7 @@ def test_log_experiment_round_trip(store: str, tmp_path: Path) -> None:
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert str(tmp_path / "mlartifacts") in run.info.artifact_uri
 
-    loaded = tracking.load_state_dict("physml-heat-anp", 1)
+    loaded = tracking.load_state_dict("physml-heat-anp-quick", 1)
     original = net.state_dict()
     assert loaded.keys() == original.keys()
     assert all(torch.equal(loaded[k], original[k]) for k in original)
@@ -143,7 +128,7 @@ def _version_with(case: str, mse: float, accuracy: float) -> str:
 
 
 def test_champion_moves_only_to_a_strictly_better_version(store: str) -> None:
-    name = tracking.registered_model_name("wave", "fno")
+    name = tracking.registered_model_name("wave", "fno", "quick")
     v1 = _version_with("wave", mse=0.5, accuracy=0.7)
     assert tracking.champion_version(name) is None
     assert tracking.promote_if_better(name, v1, "mse") is True  # no champion yet
@@ -168,6 +153,33 @@ def test_champion_moves_only_to_a_strictly_better_version(store: str) -> None:
         tracking.promote_if_better(name, v2, "nll")
 
 
+def test_profiles_have_their_own_registered_model_and_champion(store: str) -> None:
+    """A quick run (smaller network, other test set) never takes the paper profile's champion."""
+    paper = tracking.log_experiment("wave", "fno", "boon", "paper", metrics={"mse": 0.01}, state_dict={"w": torch.zeros(1)})
+    quick = tracking.log_experiment("wave", "fno", "boon", "quick", metrics={"mse": 0.005}, state_dict={"w": torch.ones(1)})
+    assert paper is not None and quick is not None
+    assert (paper.model_name, quick.model_name) == ("physml-wave-fno-paper", "physml-wave-fno-quick")
+    assert tracking.promote_if_better(paper.model_name, paper.model_version, "mse") is True
+    assert tracking.promote_if_better(quick.model_name, quick.model_version, "mse") is True
+    assert tracking.load_state_dict("physml-wave-fno-paper")["w"].item() == 0.0
+
+
+def test_find_run_matches_tags_and_registered_version_finishes_a_failed_registration(store: str) -> None:
+    """Two runs with one digest are told apart by their model/constraint tags; a run whose model was logged
+    but never registered (a failed registration) gets its version once, and a run without a model none."""
+    for constraint in ("hardc", "probconserv"):
+        tracking.log_experiment("heat", "anp", constraint, "quick", metrics={"mse": 0.1}, tags={"digest": "d1"},
+                                state_dict={"w": torch.ones(1)}, register=False)
+    hardc = tracking.find_run("heat", "digest", "d1", model="anp", constraint="hardc")
+    probconserv = tracking.find_run("heat", "digest", "d1", model="anp", constraint="probconserv")
+    assert None not in (hardc, probconserv) and hardc != probconserv
+    assert tracking.find_run("heat", "digest", "d1", model="ensemble") is None
+    version = tracking.registered_version("heat", "anp", "quick", probconserv)
+    assert version == "1" and tracking.registered_version("heat", "anp", "quick", probconserv) == "1"
+    bare = tracking.log_experiment("heat", "anp", "none", "quick", metrics={"mse": 0.2})
+    assert bare is not None and tracking.registered_version("heat", "anp", "quick", bare.run_id) is None
+
+
 def test_only_rank_zero_logs(store: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RANK", "1")
     assert tracking.is_main_process() is False
@@ -186,7 +198,7 @@ def test_failed_block_marks_run_failed_and_bad_names_are_rejected(store: str) ->
         with tracking.start_run("pme", "ensemble", "", "quick"):
             pass
     with pytest.raises(ValueError, match="case must be"):
-        tracking.registered_model_name("heat/../x", "anp")
+        tracking.registered_model_name("heat/../x", "anp", "quick")
     with pytest.raises(ValueError, match="metric 'mse' must be a real number"):
         tracking.log_experiment("pme", "ensemble", "none", "quick", metrics={"mse": "low"})
 
@@ -231,7 +243,7 @@ def test_two_processes_logging_at_once_lose_nothing(store: str, tmp_path: Path) 
         mine = [r for r in runs if r.data.tags["constraint"] == f"c{tag}"]
         assert sorted(int(r.data.params["i"]) for r in mine) == list(range(n))
         assert sorted(r.data.metrics["mse"] for r in mine) == [float(i) for i in range(n)]
-    versions = mlc.search_model_versions("name='physml-burgers-anp'", max_results=1000)
+    versions = mlc.search_model_versions("name='physml-burgers-anp-quick'", max_results=1000)
     assert sorted(int(v.version) for v in versions) == list(range(1, 2 * n + 1))
     assert {v.run_id for v in versions} == {r.info.run_id for r in runs}
 
@@ -243,7 +255,7 @@ from physml import tracking
 version, start = sys.argv[1], float(sys.argv[2])
 while time.time() < start:
     time.sleep(0.001)
-tracking.promote_if_better(tracking.registered_model_name("wave", "fno"), version, "mse")
+tracking.promote_if_better(tracking.registered_model_name("wave", "fno", "quick"), version, "mse")
 """
 
 
@@ -252,7 +264,7 @@ def test_concurrent_promotions_leave_the_best_version_champion(store: str) -> No
     compare–set of each is serialised, so the champion ends on the lowest error whatever the order."""
     import time
 
-    name = tracking.registered_model_name("wave", "fno")
+    name = tracking.registered_model_name("wave", "fno", "quick")
     versions = {mse: _version_with("wave", mse=mse, accuracy=0.0) for mse in (0.9, 0.4, 0.2, 0.6)}
     start = time.time() + 6.0  # every process imported and waiting before the gun
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
