@@ -155,7 +155,7 @@ def track(case: str, model: str, params: ParamsModel, root: Path, only_missing: 
     """Log every constraint's metrics and figures of ``case`` × ``model`` to MLflow.
 
     One run per model × constraint in the experiment of ``case``, tagged with the dataset's version
-    (its md5 in dvc.lock when the data came from ``dvc repro``, else the generator's fingerprint) and with
+    (the md5 DVC records for its data folder, computed from the files: :func:`_dataset_version`) and with
     :data:`RESULT_TAG`, a digest of what it logs (metrics file, checkpoints, settings, dataset version). The
     run of the family's headline constraint also logs the network it used as a state dict, registers
     it as a new version of ``physml-<case>-<model>-<profile>`` and moves the ``champion`` alias to it only if

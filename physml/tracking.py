@@ -47,7 +47,6 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 import mlflow  # noqa: E402  (after the telemetry switches above)
 import mlflow.artifacts  # noqa: E402
 import mlflow.pytorch  # noqa: E402
-import yaml  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
 from mlflow.entities import Metric, Param, RunTag  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402

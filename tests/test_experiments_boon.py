@@ -271,6 +271,20 @@ def test_neumann_stencil_of_the_reference_solution_converges_at_order_two() -> N
     assert np.all(orders > 1.8), (errors, orders)
 
 
+def test_output_times_the_operators_cannot_represent_are_refused(tmp_path: Path) -> None:
+    """A single-step case (u₀ ↦ u(T)) with several output times, and a multi-step case with uneven times (its
+    FNO's time coordinates and modes assume a uniform grid), stop at loading with the reason, before training."""
+    for case, grid, reason in (("burgers_dirichlet", {"nx": 16, "nt": 3}, "single-step operator"),
+                               ("stokes2", {"nx": 16, "nt": 3, "times": [0.1, 0.2, 0.9]}, "not equally spaced")):
+        params = tiny_params(**{case: grid})
+        data = stages.generate(case, params, tmp_path, progress=False)
+        with pytest.raises(ValueError, match=reason):
+            boon.load_split(case, data, "train")
+        with pytest.raises(ValueError, match=reason):
+            stages.train(case, "fno", params, tmp_path, progress=False)
+        assert not stages.Layout(tmp_path, "quick").models(case, "fno").exists()
+
+
 def test_layouts_round_trip_and_unknown_case() -> None:
     rng = np.random.default_rng(0)
     for case, shape in (("stokes2", (2, 5, 7)), ("burgers_dirichlet", (2, 1, 7)), ("cavity", (2, 3, 5, 5, 2))):

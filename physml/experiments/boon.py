@@ -223,6 +223,13 @@ def load_split(case: str, data_dir: str | Path, split: str) -> OperatorSplit:
         raise ValueError(f"{path}: u0 {u0.shape} / u {u.shape} must be {(n, *field)} / {(n, nt, *field)} for {case}")
     if var.multistep and nt < 2:
         raise ValueError(f"{path}: t has {nt} output times; the 1-D/2-D + time operator of {case} needs nt >= 2")
+    if not var.multistep and nt != 1:
+        raise ValueError(f"{path}: t has {nt} output times; {case} is a single-step operator u₀ ↦ u(T) and needs "
+                         "exactly one (grid nt: 1)")
+    if var.multistep and not np.allclose(np.diff(t), (t[-1] - t[0]) / (nt - 1), rtol=1e-9, atol=0.0):
+        raise ValueError(f"{path}: the output times {t.tolist()} are not equally spaced; the FNO's time axis is a "
+                         f"uniform grid from t[0] to t[-1] (its coordinates and its Fourier modes), so {case} needs "
+                         "uniform times (grid nt, not an uneven times list)")
     want = _expected_boundary_shape(case, n, nt)
     if boundary.shape != want:
         raise ValueError(f"{path}: boundary has shape {boundary.shape}; {case} needs {want} "

@@ -261,9 +261,10 @@ def _final_slice_samples(mean: np.ndarray, cov: np.ndarray, n: int, seed: int,
                          G: np.ndarray | None = None, b: np.ndarray | None = None) -> np.ndarray:
     """n draws of u at each function's last target time: mean (N, nx), cov (N, nx, nx) → (N, n, nx).
 
-    With a constraint (G (N, 1, nx), b (N, 1)) the draws of N(mean, cov) are conditioned one by one
+    With a constraint (G (N, 1, nx), b (N, 1)) the draws of N(mean, cov) are conditioned pathwise
     (Matheron's rule: u' = u − Σ Gᵀ (G Σ Gᵀ)⁻¹ (G u − b) is distributed as the conditioned Gaussian
-    N(μ', Σ')), so every sample satisfies G u' = b to round-off.
+    N(μ', Σ')), with one gain per function shared by its draws (:func:`condition` with ``cov`` (N, 1, nx, nx)),
+    so every sample satisfies G u' = b to round-off.
     """
     rng = np.random.default_rng(seed)
     draws = np.swapaxes(sample_gaussian(mean, cov, n, rng), 0, 1)
