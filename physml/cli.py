@@ -212,13 +212,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``physml``; bad input (ValueError) → message on stderr and exit code 2."""
+    """Entry point of ``physml``; bad input (ValueError), a file that cannot be read or written (OSError) or a
+    training that diverged (FloatingPointError) → one line on stderr and exit code 2."""
     args = build_parser().parse_args(argv)
     try:
         with _stage_threads(args):
             return int(args.func(args))
-    except ValueError as exc:
+    except (ValueError, OSError) as exc:
         print(f"physml {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except FloatingPointError as exc:
+        print(f"physml {args.command}: error: {exc} (lower the learning rate, models.<model>.<profile>.train.lr, "
+              "or check the data)", file=sys.stderr)
         return 2
 
 

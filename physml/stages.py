@@ -89,11 +89,48 @@ def generate(case: str, params: ParamsModel, root: Path, progress: bool = True) 
     return generate_case(case, params, Path(root) / "data", progress=progress)
 
 
+def _check_inputs(case: str, model: str, params: ParamsModel, lay: Layout, step: str) -> None:
+    """Refuse inputs that other settings made, before a stage reads them (a manual ``physml <step>`` after an
+    edit of params.yaml, or a stage run out of order): the data must be complete, unchanged since
+    generation and made from ``params`` (:func:`physml.data.generate.fingerprint`: the case's config,
+    profile, seed and the generation code); the networks constrain and the seed study read must have
+    been trained on those data; the predictions evaluate reads must have been made from those data and
+    those networks. Each refusal names the file and the command that remakes it. ``step``: train,
+    constrain, seed-study or evaluate.
+    """
+    from physml.data.generate import fingerprint
+    from physml.experiments import checkpoints_digest, data_version
+    from physml.training import read_checkpoint
+
+    data = lay.data(case)
+    current = data_version(data)
+    if current != fingerprint(case, params):
+        raise ValueError(f"{data}: generated with other settings than params.yaml gives now (cases.{case}, profile, "
+                         f"seed or the generation code changed since); run `physml generate --case {case}`")
+    if step in ("constrain", "seed-study"):
+        for ckpt in sorted(lay.models(case, model).glob("*.pt")):
+            made = read_checkpoint(ckpt).get("data_version")
+            if made != current:
+                raise ValueError(f"{ckpt}: trained on other data than {data} now holds; run `physml train --case {case} "
+                                 f"--model {model}`")
+    if step == "evaluate":
+        import h5py
+
+        predictions = lay.predictions(case, model) / "predictions.h5"
+        if predictions.is_file():
+            with h5py.File(predictions, "r") as fh:
+                made = (fh.attrs.get("data_version"), fh.attrs.get("checkpoints"))
+            if made != (current, checkpoints_digest(lay.models(case, model))):
+                raise ValueError(f"{predictions}: made from other data or other networks than {data} and "
+                                 f"{lay.models(case, model)} now hold; run `physml constrain --case {case} --model {model}`")
+
+
 def train(case: str, model: str, params: ParamsModel, root: Path, progress: bool = True) -> Path:
     """Train every network ``case`` × ``model`` needs (e.g. the plain and the SoftC black box)."""
     _check_model(params, case, model)
     keep_large_blocks_on_heap()
     lay = Layout(Path(root), params.profile)
+    _check_inputs(case, model, params, lay, "train")
     return experiment_module(case).train(case, model, params, lay.data(case), lay.models(case, model), progress=progress)
 
 
@@ -102,6 +139,7 @@ def constrain(case: str, model: str, params: ParamsModel, root: Path) -> Path:
     _check_model(params, case, model)
     keep_large_blocks_on_heap()
     lay = Layout(Path(root), params.profile)
+    _check_inputs(case, model, params, lay, "constrain")
     return experiment_module(case).constrain(
         case, model, params, lay.data(case), lay.models(case, model), lay.predictions(case, model)
     )
@@ -111,6 +149,7 @@ def evaluate(case: str, model: str, params: ParamsModel, root: Path) -> dict[str
     """Metrics (``<constraint>.json``) and figures of every constraint for ``case`` × ``model``."""
     _check_model(params, case, model)
     lay = Layout(Path(root), params.profile)
+    _check_inputs(case, model, params, lay, "evaluate")
     return experiment_module(case).evaluate(
         case, model, params, lay.data(case), lay.predictions(case, model), lay.metrics(case, model)
     )
@@ -126,6 +165,7 @@ def seed_study(case: str, model: str, params: ParamsModel, root: Path, progress:
     from physml.experiments import boon
 
     lay = Layout(Path(root), params.profile)
+    _check_inputs(case, model, params, lay, "seed-study")
     return boon.seed_study(case, model, params, lay.data(case), lay.models(case, model), lay.seed_models(case, model),
                            lay.seed_study_file(case, model), progress=progress)
 

@@ -242,6 +242,8 @@ def test_wrong_shaped_boundary_data_is_a_clear_error(tmp_path: Path) -> None:
         del fh["boundary"]
         fh.create_dataset("boundary", data=good[:, :, :1])
     with pytest.raises(ValueError, match=r"boundary has shape \(6, 3, 1\); stokes2 needs \(6, 3, 2\)"):
+        boon.load_split("stokes2", case_dir, "train")
+    with pytest.raises(ValueError, match=r"train.h5 differ from what dataset.json recorded"):  # edited after generation
         stages.train("stokes2", "fno", params, tmp_path, progress=False)
     assert not (stages.Layout(tmp_path, params.profile).models("stokes2", "fno") / "plain.pt").exists()
 
@@ -269,6 +271,40 @@ def test_neumann_stencil_of_the_reference_solution_converges_at_order_two() -> N
         errors.append(boon.boundary_error("heat_neumann", u, problem.boundary_data(p, t)[None], x))
     orders = np.log2(np.array(errors[:-1]) / np.array(errors[1:]))
     assert np.all(orders > 1.8), (errors, orders)
+
+
+def test_stages_refuse_inputs_other_settings_made(tmp_path: Path) -> None:
+    """A stage run by hand after an edit, or out of order, stops naming the file and the command that remakes
+    it: data generated with other case settings, a data file changed since generation, networks trained on
+    other data, predictions made from other networks."""
+    params = tiny_params(stokes2={"nx": 16, "nt": 3})
+    lay = stages.Layout(tmp_path, "quick")
+    stages.generate("stokes2", params, tmp_path, progress=False)
+    stages.train("stokes2", "fno", params, tmp_path, progress=False)
+    stages.constrain("stokes2", "fno", params, tmp_path)
+    stages.evaluate("stokes2", "fno", params, tmp_path)
+
+    edited = params.model_dump(mode="json", exclude_none=True)
+    edited["cases"]["stokes2"]["parameters"]["nu"] = 0.2
+    with pytest.raises(ValueError, match=r"generated with other settings .*physml generate --case stokes2"):
+        stages.train("stokes2", "fno", ParamsModel.model_validate(edited), tmp_path, progress=False)
+
+    test_file = lay.data("stokes2") / "test.h5"
+    original = test_file.read_bytes()
+    test_file.write_bytes(original[:-8] + bytes(8))
+    with pytest.raises(ValueError, match=r"test.h5 differ from what dataset.json recorded .*--force"):
+        stages.evaluate("stokes2", "fno", params, tmp_path)
+    test_file.write_bytes(original)
+
+    other = params.model_copy(update={"seed": params.seed + 1})
+    stages.generate("stokes2", other, tmp_path, progress=False)
+    with pytest.raises(ValueError, match=r"boon.pt: trained on other data .*physml train --case stokes2 --model fno"):
+        stages.constrain("stokes2", "fno", other, tmp_path)
+    stages.train("stokes2", "fno", other, tmp_path, progress=False)
+    with pytest.raises(ValueError, match=r"predictions.h5: made from other data or other networks .*physml constrain"):
+        stages.evaluate("stokes2", "fno", other, tmp_path)
+    stages.constrain("stokes2", "fno", other, tmp_path)
+    assert set(stages.evaluate("stokes2", "fno", other, tmp_path)) == set(params.matrix.boon.constraints)
 
 
 def test_output_times_the_operators_cannot_represent_are_refused(tmp_path: Path) -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
 from physml.data import MARKER, missing_files
+from physml.data.generate import _sha256 as sha256_file
 
 
 def data_version(data_dir: str | Path) -> str:
@@ -13,7 +15,9 @@ def data_version(data_dir: str | Path) -> str:
     trained on it stores, so that new data are never resumed as old (:func:`physml.training.resumable`).
 
     A folder whose generation did not finish (no ``dataset.json``: a failed generation keeps the splits it
-    finished, and those are not trained on) or that lost a file the marker lists → ValueError naming it.
+    finished, and those are not trained on), that lost a file the marker lists, or whose files no longer
+    have the sha256 the marker recorded (edited, truncated or swapped in from another dataset) → ValueError
+    naming it.
     """
     data_dir = Path(data_dir)
     marker = data_dir / MARKER
@@ -25,4 +29,17 @@ def data_version(data_dir: str | Path) -> str:
     if missing:
         raise ValueError(f"{data_dir}: files listed in {MARKER} are missing: {', '.join(missing)}; "
                          f"run `physml generate` for this case")
+    changed = sorted(name for name, digest in info.get("files", {}).items() if sha256_file(data_dir / name) != digest)
+    if changed:
+        raise ValueError(f"{data_dir}: {', '.join(changed)} differ from what {MARKER} recorded when they were "
+                         f"generated; run `physml generate --force` for this case")
     return str(info["fingerprint"])
+
+
+def checkpoints_digest(model_dir: str | Path) -> str:
+    """sha256 over the checkpoints (``*.pt``, by name and bytes) of a model folder: which networks made a
+    predictions file (recorded there by constrain, checked by evaluate)."""
+    h = hashlib.sha256()
+    for path in sorted(Path(model_dir).glob("*.pt")):
+        h.update(f"{path.name}:{sha256_file(path)}\n".encode())
+    return h.hexdigest()

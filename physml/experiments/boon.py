@@ -43,6 +43,7 @@ Files: ``models/…/{plain,boon}.pt`` (checkpoints of :func:`physml.training.fit
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -58,8 +59,8 @@ from torch.utils.data import TensorDataset
 from physml import pdes
 from physml.config import CONSTRAINTS as _ALL_CONSTRAINTS, ParamsModel
 from physml.data import open_dataset
-from physml.experiments import data_version
-from physml.atomic import atomic_path
+from physml.experiments import checkpoints_digest, data_version
+from physml.atomic import atomic_path, staging_dir
 from physml.metrics import relative_l2
 from physml.models import build_model
 from physml.models.boon import NEUMANN_STENCILS, BOONFNO, BoundaryFNO, OverwriteFNO
@@ -425,7 +426,8 @@ def constrain(case: str, model: str, params: ParamsModel, data_dir: Path, model_
     path = out_dir / PREDICTIONS_FILE
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as fh:
         fh.attrs.update({"case": case, "model": model, "constraints": constraints, "dtype": "float64",
-                         "boundary": var.boundary, "fno": json.dumps(plain_cfg["fno"])})
+                         "boundary": var.boundary, "fno": json.dumps(plain_cfg["fno"]),
+                         "data_version": data_version(data_dir), "checkpoints": checkpoints_digest(model_dir)})
         fh.create_dataset("x", data=split.x)
         fh.create_dataset("t", data=split.t)
         for name, arr in preds.items():
@@ -494,6 +496,9 @@ def evaluate(case: str, model: str, params: ParamsModel, data_dir: Path, pred_di
     split = load_split(case, data_dir, "test")
     out_dir = Path(out_dir)
     preds: dict[str, np.ndarray] = {}
+    if not (Path(pred_dir) / PREDICTIONS_FILE).is_file():
+        raise ValueError(f"pred_dir: {Path(pred_dir) / PREDICTIONS_FILE} does not exist; run the constrain stage for "
+                         f"{case} × {model} first")
     with h5py.File(Path(pred_dir) / PREDICTIONS_FILE, "r") as fh:
         for name in params.matrix.boon.constraints:
             if name not in fh:
@@ -506,10 +511,19 @@ def evaluate(case: str, model: str, params: ParamsModel, data_dir: Path, pred_di
             raise ValueError(f"predictions {name!r} have shape {pred.shape}; the test split needs {split.truth.shape}")
         results[name], per_time[name] = _metrics(case, pred, split.truth, split.boundary, split.x)
         per_time[name] = per_time[name].tolist()
-        _write_json(out_dir / f"{name}.json", results[name])
     per_time["truth_boundary_max_abs"] = boundary_error(case, split.truth, split.boundary, split.x)
-    _write_json(out_dir / "figures" / PER_TIME_FILE, per_time)
-    _figures(case, split, preds, per_time, out_dir / "figures")
+    # everything is computed and drawn before anything is moved into place (a failure leaves the old outputs)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with staging_dir(out_dir / "evaluate") as staging:
+        for name in results:
+            _write_json(staging / f"{name}.json", results[name])
+        _write_json(staging / "figures" / PER_TIME_FILE, per_time)
+        _figures(case, split, preds, per_time, staging / "figures")
+        (out_dir / "figures").mkdir(exist_ok=True)
+        for f in (staging / "figures").iterdir():
+            os.replace(f, out_dir / "figures" / f.name)
+        for name in results:
+            os.replace(staging / f"{name}.json", out_dir / f"{name}.json")
     return results
 
 

@@ -30,7 +30,8 @@ Files:
     model_dir/plain.pt, softc.pt           checkpoints of physml.training.fit (best validation epoch)
     model_dir/train_summary.json           best val, epochs per network; data fingerprint
     model_dir.seconds.json                 wall-clock per network, beside the folder (untracked)
-    pred_dir/predictions.h5                /<constraint>/mean, var (N, nt, nx), mass_var (N, nt) = G Σ Gᵀ;
+    pred_dir/predictions.h5                attrs: data_version, checkpoints (what made it);
+                                           /<constraint>/mean, var (N, nt, nx), mass_var (N, nt) = G Σ Gᵀ;
                                            stefan: samples (N, S, nx) of u at each function's last target
                                            time, and cov there
     out_dir/<constraint>.json              flat {metric: float} (DVC metrics)
@@ -57,7 +58,7 @@ from physml.atomic import atomic_path, staging_dir
 from physml.config import ParamsModel
 from physml.constraints import condition, conservation_constraint, hardc, probconserv
 from physml.data.reader import SplitDataset
-from physml.experiments import data_version
+from physml.experiments import checkpoints_digest, data_version
 from physml.metrics import (
     conservation_error,
     gaussian_log_likelihood,
@@ -323,7 +324,8 @@ def constrain(case: str, model: str, params: ParamsModel, data_dir: Path, model_
     final = out_dir / PREDICTIONS
     with atomic_path(final) as tmp, h5py.File(tmp, "w") as fh:
         fh.attrs.update({"case": case, "model": model, "constraints": constraints, "profile": params.profile,
-                         "n_latent_samples": n_samples, "seed": params.seed})
+                         "n_latent_samples": n_samples, "seed": params.seed, "data_version": data_version(data_dir),
+                         "checkpoints": checkpoints_digest(model_dir)})
         for name, arrs in results.items():
             grp = fh.create_group(name)
             for key, value in arrs.items():
