@@ -18,7 +18,7 @@ from pathlib import Path
 
 PARTIAL_SUFFIX = ".partial"
 
-__all__ = ["atomic_path", "remove_stale_partials", "staging_dir"]
+__all__ = ["atomic_path", "move_contents", "remove_stale_partials", "staging_dir"]
 
 
 @contextmanager
@@ -56,6 +56,17 @@ def staging_dir(final: str | Path) -> Iterator[Path]:
         yield tmp
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def move_contents(staging: Path, final: Path) -> None:
+    """Move every file built in ``staging`` to the same relative place under ``final`` (folders created), the
+    files of sub-folders (figures) first and the top-level ones (metrics) last, each with ``os.replace``: on
+    one filesystem every file appears whole, and a reader that sees the metrics sees their figures."""
+    files = [p for p in staging.rglob("*") if p.is_file()]
+    for path in sorted(files, key=lambda p: (len(p.relative_to(staging).parts) == 1, str(p))):
+        target = Path(final) / path.relative_to(staging)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, target)
 
 
 def _fresh_partial(final: Path) -> Path:

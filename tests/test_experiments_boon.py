@@ -273,6 +273,24 @@ def test_neumann_stencil_of_the_reference_solution_converges_at_order_two() -> N
     assert np.all(orders > 1.8), (errors, orders)
 
 
+def test_an_evaluation_that_fails_leaves_the_previous_outputs(heat_run: tuple[ParamsModel, Path, dict],
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Metrics and figures are built in a staging folder: a failure while drawing (a kill, a full disk)
+    leaves every earlier metrics file and figure as it was, and no staging folder behind."""
+    params, root, _ = heat_run
+    out = stages.Layout(root, params.profile).metrics("heat_neumann", "fno")
+    before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in out.rglob("*") if p.is_file()}
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(boon, "_figures", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        stages.evaluate("heat_neumann", "fno", params, root)
+    assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in out.rglob("*") if p.is_file()} == before
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]
+
+
 def test_stages_refuse_inputs_other_settings_made(tmp_path: Path) -> None:
     """A stage run by hand after an edit, or out of order, stops naming the file and the command that remakes
     it: data generated with other case settings, a data file changed since generation, networks trained on

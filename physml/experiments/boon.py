@@ -43,7 +43,7 @@ Files: ``models/…/{plain,boon}.pt`` (checkpoints of :func:`physml.training.fit
 from __future__ import annotations
 
 import json
-import os
+import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -60,7 +60,7 @@ from physml import pdes
 from physml.config import CONSTRAINTS as _ALL_CONSTRAINTS, ParamsModel
 from physml.data import open_dataset
 from physml.experiments import checkpoints_digest, data_version
-from physml.atomic import atomic_path, staging_dir
+from physml.atomic import atomic_path, move_contents, staging_dir
 from physml.metrics import relative_l2
 from physml.models import build_model
 from physml.models.boon import NEUMANN_STENCILS, BOONFNO, BoundaryFNO, OverwriteFNO
@@ -511,6 +511,9 @@ def evaluate(case: str, model: str, params: ParamsModel, data_dir: Path, pred_di
             raise ValueError(f"predictions {name!r} have shape {pred.shape}; the test split needs {split.truth.shape}")
         results[name], per_time[name] = _metrics(case, pred, split.truth, split.boundary, split.x)
         per_time[name] = per_time[name].tolist()
+        bad = [k for k, v in results[name].items() if not math.isfinite(v)]
+        if bad:
+            raise ValueError(f"{case} × {model} × {name}: non-finite metric(s) {bad}")
     per_time["truth_boundary_max_abs"] = boundary_error(case, split.truth, split.boundary, split.x)
     # everything is computed and drawn before anything is moved into place (a failure leaves the old outputs)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -519,11 +522,7 @@ def evaluate(case: str, model: str, params: ParamsModel, data_dir: Path, pred_di
             _write_json(staging / f"{name}.json", results[name])
         _write_json(staging / "figures" / PER_TIME_FILE, per_time)
         _figures(case, split, preds, per_time, staging / "figures")
-        (out_dir / "figures").mkdir(exist_ok=True)
-        for f in (staging / "figures").iterdir():
-            os.replace(f, out_dir / "figures" / f.name)
-        for name in results:
-            os.replace(staging / f"{name}.json", out_dir / f"{name}.json")
+        move_contents(staging, out_dir)
     return results
 
 

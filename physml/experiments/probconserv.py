@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -54,7 +53,7 @@ import torch
 from torch.utils.data import Dataset
 
 from physml import pdes
-from physml.atomic import atomic_path, staging_dir
+from physml.atomic import atomic_path, move_contents, staging_dir
 from physml.config import ParamsModel
 from physml.constraints import condition, conservation_constraint, hardc, probconserv
 from physml.data.reader import SplitDataset
@@ -280,7 +279,8 @@ def constrain(case: str, model: str, params: ParamsModel, data_dir: Path, model_
 
     Per constraint c the file holds ``/c/mean`` and ``/c/var`` (N, nt, nx) (var = the marginal variance;
     for ProbConserv diag Σ'), ``/c/mass_var`` (N, nt), the variance G Σ Gᵀ of each slice's quadrature mass
-    (with the covariances between points: 0 up to round-off after ProbConserv's update), and for cases with a front (stefan) ``/c/cov_last`` (N, nx, nx) and
+    (with the covariances between points: 0 up to round-off after ProbConserv's update), and for cases
+    with a front (stefan) ``/c/cov_last`` (N, nx, nx) and
     ``/c/samples`` (N, S, nx): S draws of u at each function's last target time from N(μ, Σ) (ProbConserv:
     the conditioned N(μ', Σ'), so every draw conserves mass). Written to a temporary file and renamed.
     """
@@ -465,10 +465,5 @@ def evaluate(case: str, model: str, params: ParamsModel, data_dir: Path, pred_di
         _figures(case, model, arrays, preds, G, b, shocks, staging / "figures")
         for c, m in results.items():
             (staging / f"{c}.json").write_text(json.dumps(m, indent=2, sort_keys=True) + "\n")
-        fig_dir = out_dir / "figures"
-        fig_dir.mkdir(exist_ok=True)
-        for f in (staging / "figures").iterdir():
-            os.replace(f, fig_dir / f.name)
-        for c in results:
-            os.replace(staging / f"{c}.json", out_dir / f"{c}.json")
+        move_contents(staging, out_dir)
     return results
