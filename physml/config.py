@@ -344,7 +344,7 @@ class FnoPerProfile(_ModelPerProfile):
 class SoftcConfig(_Strict):
     """SoftC: weight of the conservation penalty added to the training loss."""
 
-    penalty: float = Field(ge=0)
+    penalty: float = Field(gt=0)
 
 
 class ModelsConfig(_Strict):
@@ -367,6 +367,14 @@ class MatrixGroup(_Strict):
     constraints: list[str] = Field(min_length=1)
     seeds: SeedsPerProfile = SeedsPerProfile()
 
+    @field_validator("cases", "models", "constraints")
+    @classmethod
+    def _each_once(cls, names: list[str]) -> list[str]:
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"{', '.join(map(repr, repeated))} listed more than once; each name may appear once")
+        return names
+
 
 class MatrixConfig(_Strict):
     probconserv: MatrixGroup
@@ -377,7 +385,7 @@ class ParamsModel(_Strict):
     """The whole params.yaml, validated against the PDE registry."""
 
     profile: Profile
-    seed: int = Field(ge=0)
+    seed: int = Field(ge=0, le=2**32 - 1)
     cases: dict[str, CaseConfig] = Field(min_length=1)
     models: ModelsConfig
     matrix: MatrixConfig
@@ -497,6 +505,12 @@ def _check_case(path: str, case: CaseConfig, problem: Any) -> list[str]:
                     f"{where}: {value:g} is outside the physical range of {pname} ({p.description}); "
                     f"allowed range {p.describe_range()}"
                 )
+        values = spec.split_spec("test")
+        for prof in PROFILES:
+            n_test = case.sizes[prof].test
+            if isinstance(values, list) and n_test < len(values):
+                errors.append(f"{path}.sizes.{prof}.test: {n_test} test functions cannot hold the {len(values)} values of "
+                              f"{path}.parameters.{pname}.test; allowed: >= {len(values)}")
     if problem.family == "probconserv":
         if case.sampling is None:
             errors.append(f"{path}.sampling: required for probconserv cases ({{n_context, n_target_t, n_target_x}} >= 1)")
