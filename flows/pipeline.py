@@ -31,6 +31,7 @@ from prefect import flow, task
 from prefect.futures import wait
 
 from physml import stages
+from physml.atomic import atomic_path
 from physml.config import ParamsModel, load_params
 
 RETRIES = 2
@@ -43,24 +44,25 @@ def _files(*paths: Path) -> list[Path]:
     """The files at or below ``paths`` (a missing path has none), sorted per path."""
     out: list[Path] = []
     for base in map(Path, paths):
-        out += [base] if base.is_file() else sorted(p for p in base.rglob("*") if p.is_file()) if base.exists() else []
+        if base.is_file():
+            out.append(base)
+        elif base.is_dir():
+            out += sorted(p for p in base.rglob("*") if p.is_file())
     return out
 
 
-def _digest_tree(*paths: Path) -> str:
-    """Cheap digest of files below ``paths``: relative name, size and modification time."""
-    h = hashlib.sha256()
+def _manifest(paths: list[Path]) -> dict[str, list[int] | None]:
+    """Every file at or below ``paths`` with its size and modification time; a path that is missing → None."""
+    found: dict[str, list[int] | None] = {str(p): None for p in paths if not p.exists()}
     for p in _files(*paths):
         st = p.stat()
-        h.update(f"{p}:{st.st_size}:{st.st_mtime_ns}\n".encode())
-    return h.hexdigest()
-
-
-def _manifest(outputs: list[Path]) -> dict[str, list[Any]]:
-    """Every output file with its size and modification time; a declared output that is missing → None."""
-    found: dict[str, list[Any]] = {str(p): None for p in outputs if not p.exists()}
-    found.update({str(p): [p.stat().st_size, p.stat().st_mtime_ns] for p in _files(*outputs)})
+        found[str(p)] = [st.st_size, st.st_mtime_ns]
     return found
+
+
+def _digest_tree(*paths: Path) -> str:
+    """Cheap digest of the files below ``paths`` (:func:`_manifest`: name, size and modification time)."""
+    return hashlib.sha256(json.dumps(_manifest(list(paths)), sort_keys=True).encode()).hexdigest()
 
 
 def _stamp_is_current(stamp: Path, key: str, outputs: list[Path]) -> bool:
@@ -73,10 +75,8 @@ def _stamp_is_current(stamp: Path, key: str, outputs: list[Path]) -> bool:
 
 
 def _write_stamp(stamp: Path, key: str, outputs: list[Path]) -> None:
-    stamp.parent.mkdir(parents=True, exist_ok=True)
-    tmp = stamp.with_name(stamp.name + ".tmp")
-    tmp.write_text(json.dumps({"key": key, "outputs": _manifest(outputs)}, sort_keys=True))
-    tmp.replace(stamp)
+    with atomic_path(stamp) as tmp:
+        tmp.write_text(json.dumps({"key": key, "outputs": _manifest(outputs)}, sort_keys=True))
 
 
 @functools.lru_cache(maxsize=4)
@@ -121,7 +121,7 @@ def digest_code(paths: list[Path], code_root: Path = CODE_ROOT) -> str:
     return h.hexdigest()
 
 
-def _sections(params: ParamsModel, case: str, model: str | None, stage: str = "train") -> str:
+def _sections(params: ParamsModel, case: str, model: str | None, stage: str) -> str:
     """The params.yaml values a (case, model) stage reads, as canonical json: those its dvc.yaml stage
     declares, resolved for the case, model and profile (``stage``: generate, train, constrain, evaluate or
     seed-study). Its family's constraints, not the other family's; SoftC's penalty only for a ProbConserv
