@@ -203,7 +203,9 @@ def track(case: str, model: str, params: ParamsModel, root: Path, only_missing: 
     finished run of this model and constraint already holds (same digest), so that results made elsewhere,
     e.g. committed ones that ``dvc repro`` finds up to date, are logged once; a found headline run is still
     made a registered version (if its registration failed) and offered for champion, so an interrupted
-    promotion is finished. Returns constraint → run id (logged now or found).
+    promotion is finished. Params: the seed, the model's settings in params.yaml, and ``network.*``, the
+    configuration the network was built with (e.g. the FNO's modes after capping to what the grid holds:
+    the cavity's quick profile asks for 8 and builds [6, 6, 8]). Returns constraint → run id (logged now or found).
     """
     import json
 
@@ -219,6 +221,8 @@ def track(case: str, model: str, params: ParamsModel, root: Path, only_missing: 
     settings = params.model_settings(model, case).model_dump()
     figures = {p.stem: p for p in sorted((lay.metrics(case, model) / "figures").glob("*.png"))}
     checkpoints = _result_digest(*sorted(lay.models(case, model).glob("*.pt")))
+    built = read_checkpoint(lay.models(case, model) / "plain.pt")["model_config"]
+    network = {k: v for k, v in built.items() if k not in ("case", "variant")}
     run_ids: dict[str, str] = {}
     for constraint in group.constraints:
         metrics_file = lay.metrics(case, model) / f"{constraint}.json"
@@ -240,7 +244,7 @@ def track(case: str, model: str, params: ParamsModel, root: Path, only_missing: 
             state = read_checkpoint(ckpt)["model_state"]
         record = tracking.log_experiment(
             case, model, constraint, params.profile,
-            params={"seed": params.seed, **settings},
+            params={"seed": params.seed, **settings, "network": network},
             metrics=json.loads(metrics_file.read_text()),
             figures=figures if constraint == headline else None,
             state_dict=state,

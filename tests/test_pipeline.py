@@ -365,6 +365,13 @@ def test_track_logs_untracked_results_once(tiny_params_file: Path) -> None:
         [f"fno-{c}" for c in load_params(tiny_params_file).matrix.boon.constraints] + ["fno-seed_study"])
     assert all(r.info.status == "FINISHED" and len(r.data.tags["result_digest"]) == 64 for r in runs)
     from physml import tracking
+    from physml.training import read_checkpoint
+
+    built = read_checkpoint(root / "models" / "quick" / "stokes2" / "fno" / "plain.pt")["model_config"]["fno"]
+    for run in runs:
+        if run.data.tags["mlflow.runName"] != "fno-seed_study":  # the network as built, not only as asked for
+            assert run.data.params["network.fno.modes"] == str(built["modes"])
+            assert run.data.params["network.boundary"] == "dirichlet"
 
     assert tracking.champion_version("physml-stokes2-fno-quick", uri=f"sqlite:///{root / 'mlflow.db'}") == "1"
     again = _physml(root, "track", "--case", "stokes2")
