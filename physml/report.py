@@ -315,15 +315,18 @@ def _digest(path: Path) -> str:
     return h.hexdigest()[:12]
 
 
-def versions(params: ParamsModel, root: Path) -> list[list[str]]:
-    """(kind, name, version) rows: each dataset's fingerprint and each checkpoint's content hash."""
+def versions(params: ParamsModel, root: Path, metrics: Mapping[tuple[str, str, str], Any]) -> list[list[str]]:
+    """(kind, name, version) rows for what made the report's ``metrics``: the fingerprint of each dataset a
+    metrics file was computed on and the content hash of each checkpoint of those case × model pairs (data
+    and networks of cases the report does not show are left out)."""
     lay = Layout(Path(root), params.profile)
     rows: list[list[str]] = []
-    for case in params.cases:
+    pairs = dict.fromkeys((case, model) for case, model, _ in metrics)
+    for case in (c for c in params.cases if any(c == case for case, _ in pairs)):
         marker = lay.data(case) / "dataset.json"
         if marker.is_file():
             rows.append(["data", case, json.loads(marker.read_text()).get("fingerprint", "?")[:12]])
-    for case, model in dict.fromkeys((c, m) for c, m, _ in params.experiments()):
+    for case, model in pairs:
         for ckpt in sorted(lay.models(case, model).glob("*.pt")):
             rows.append(["model", f"{case}/{model}/{ckpt.stem}", _digest(ckpt)])
     return rows
@@ -394,7 +397,7 @@ def write_report(params: ParamsModel, root: Path) -> Path:
             *figure_lines,
             "## Versions",
             "Datasets by the fingerprint of their config, seed and sources; models by the hash of the checkpoint.",
-            _table(versions(params, root), ["kind", "name", "version"]),
+            _table(versions(params, root, metrics), ["kind", "name", "version"]),
         ]
         (tmp / "index.md").write_text("\n\n".join(parts) + "\n")
         backup = final.with_name(f".{final.name}.old")
