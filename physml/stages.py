@@ -7,11 +7,13 @@ Every stage reads and writes files under one project root, laid out by :class:`L
 path it wrote, so orchestrators pass paths and run ids, never tensors. A stage keyed by ``(case, model)``
 dispatches on the problem's family to :mod:`physml.experiments.probconserv` or
 :mod:`physml.experiments.boon`, which share one signature per stage. The stages that run networks
-(train, constrain, seed_study) first keep large blocks on the heap (:mod:`physml.allocator`).
+(train, constrain, seed_study) first keep large blocks on the heap (:mod:`physml.allocator`). The stages
+that train (train, seed_study) run one at a time per process (:data:`TRAINING_LOCK`).
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -20,6 +22,14 @@ from typing import Any
 from physml import pdes
 from physml.allocator import keep_large_blocks_on_heap
 from physml.config import ParamsModel
+
+
+#: Held by every stage that trains. A training seeds and then draws from the process-wide RNGs (python,
+#: numpy, torch: the initial weights, dropout, the ANP's latent samples), so two trainings in threads of
+#: one process, as the Prefect flow's default task runner starts them, would interleave their draws and
+#: give weights that depend on timing; with the lock each gets the weights it gets alone. (The Dask runner
+#: of :mod:`flows.pipeline` trains in separate processes, in parallel.)
+TRAINING_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -131,7 +141,9 @@ def train(case: str, model: str, params: ParamsModel, root: Path, progress: bool
     keep_large_blocks_on_heap()
     lay = Layout(Path(root), params.profile)
     _check_inputs(case, model, params, lay, "train")
-    return experiment_module(case).train(case, model, params, lay.data(case), lay.models(case, model), progress=progress)
+    with TRAINING_LOCK:
+        return experiment_module(case).train(case, model, params, lay.data(case), lay.models(case, model),
+                                             progress=progress)
 
 
 def constrain(case: str, model: str, params: ParamsModel, root: Path) -> Path:
@@ -166,8 +178,9 @@ def seed_study(case: str, model: str, params: ParamsModel, root: Path, progress:
 
     lay = Layout(Path(root), params.profile)
     _check_inputs(case, model, params, lay, "seed-study")
-    return boon.seed_study(case, model, params, lay.data(case), lay.models(case, model), lay.seed_models(case, model),
-                           lay.seed_study_file(case, model), progress=progress)
+    with TRAINING_LOCK:
+        return boon.seed_study(case, model, params, lay.data(case), lay.models(case, model), lay.seed_models(case, model),
+                               lay.seed_study_file(case, model), progress=progress)
 
 
 #: The metric that decides the MLflow ``champion`` per family: (constraint whose run registers the

@@ -381,3 +381,38 @@ def test_track_logs_untracked_results_once(tiny_params_file: Path) -> None:
     assert len(_mlflow_runs(root, "stokes2")) == 2 * n_boon + 1
     refused = _physml(root, "track", "--case", "nosuchcase", check=False)
     assert refused.returncode == 2 and "case 'nosuchcase' is in no experiment group" in refused.stderr
+
+
+def test_trainings_in_threads_of_one_process_get_the_weights_they_get_alone(tiny_params_file: Path) -> None:
+    """The Prefect flow's default runner trains several networks in threads of one process; training seeds and
+    draws from the process-wide RNGs, so without ``stages.TRAINING_LOCK`` their draws interleave and the weights
+    depend on timing. Three roots with the same data: one trained alone, then two at once in threads — all
+    three checkpoints byte-identical (the checkpoint holds no time and no path)."""
+    import threading
+
+    from physml import stages
+
+    params = load_params(tiny_params_file)
+    root = tiny_params_file.parent
+    stages.generate("heat", params, root, progress=False)
+    roots = [root / name for name in ("alone", "a", "b")]
+    for other in roots:
+        shutil.copytree(root / "data", other / "data")
+    stages.train("heat", "anp", params, roots[0], progress=False)
+    errors: list[BaseException] = []
+
+    def train(where: Path) -> None:
+        try:
+            stages.train("heat", "anp", params, where, progress=False)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=train, args=(where,)) for where in roots[1:]]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    for name in ("plain.pt", "softc.pt"):
+        alone = (Layout(roots[0], "quick").models("heat", "anp") / name).read_bytes()
+        assert all((Layout(where, "quick").models("heat", "anp") / name).read_bytes() == alone for where in roots[1:])
