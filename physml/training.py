@@ -45,6 +45,9 @@ from torch.utils.data import DataLoader, Dataset
 from physml.atomic import atomic_path
 
 CHECKPOINT_FORMAT = 1
+#: The largest seed, as for params.yaml's ``seed`` (:class:`physml.config.ParamsModel`); above about 9e12,
+#: :func:`_epoch_order`'s seed · 1 000 003 + epoch would overflow torch's int64 seed.
+MAX_SEED = 2**32 - 1
 
 LossFn = Callable[[nn.Module, Any], torch.Tensor]
 ValFn = Callable[[nn.Module, Dataset, "TrainConfig"], float]
@@ -83,8 +86,8 @@ class TrainConfig:
             raise ValueError(f"lr_step must be None or an integer >= 1, got {self.lr_step!r}")
         if not (0 < self.lr_gamma <= 1):
             raise ValueError(f"lr_gamma must lie in (0, 1], got {self.lr_gamma!r}")
-        if not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"seed must be an integer >= 0, got {self.seed!r}")
+        if not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"seed must be an integer in [0, {MAX_SEED}], got {self.seed!r}")
         if self.grad_clip is not None and not (math.isfinite(self.grad_clip) and self.grad_clip > 0):
             raise ValueError(f"grad_clip must be None or finite and > 0, got {self.grad_clip!r}")
         if not isinstance(self.num_workers, int) or self.num_workers < 0:
@@ -244,12 +247,29 @@ def _interned(obj: Any) -> Any:
 
 
 def _epoch_order(n: int, seed: int, epoch: int, rank: int, world: int) -> list[int]:
-    """The sample order of one epoch: a permutation seeded by (seed, epoch), sharded by rank."""
+    """The sample order of one epoch: a permutation seeded by (seed, epoch), sharded by rank.
+
+    With ``world`` > 1 the permutation is padded with its own first entries to a multiple of ``world``
+    (as ``DistributedSampler`` does), so every rank gets ⌈n / world⌉ samples, hence as many batches as
+    every other rank, and no rank waits at a gradient all-reduce the others never reach.
+    """
     generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
     order = torch.randperm(n, generator=generator).tolist()
     if world > 1:
-        order = order[rank::world]
+        order = [order[i % n] for i in range(-(-n // world) * world)][rank::world]
     return order
+
+
+def _average_gradients(model: nn.Module, world: int) -> None:
+    """Replace every parameter's gradient by its mean over the ``world`` ranks (one all-reduce per
+    parameter; a parameter without a gradient on this rank contributes zeros), so the replicas stay equal."""
+    for param in model.parameters():
+        if not param.requires_grad:
+            continue
+        if param.grad is None:
+            param.grad = torch.zeros_like(param)
+        torch.distributed.all_reduce(param.grad)
+        param.grad.div_(world)
 
 
 def _default_val(loss_fn: LossFn) -> ValFn:
@@ -274,10 +294,10 @@ def code_version(model: nn.Module, loss_fn: LossFn) -> str:
     so that a finished or interrupted training is never resumed by changed code (:func:`resumable`).
 
     Hashes (sha256 over each file's path inside the package and its bytes, in path order) the physml modules
-    that define the classes of ``model``, of its submodules and of their bases, the physml modules those
-    import names from, the module of ``loss_fn`` and this one. Deliberately broad there (an edited
-    docstring retrains too) and blind elsewhere (plumbing, and what the loss's module imports: a loss
-    that calls into another module should live beside the model or be passed as that module's function).
+    that define the classes of ``model``, of its submodules and of their bases, the module of ``loss_fn``
+    and this one, and every physml module those import names from, transitively (the SoftC loss's
+    quadrature, :mod:`physml.constraints.conservation`, through the model's module). Deliberately broad
+    (an edited docstring retrains too); blind only to code reached without a module-level import.
     """
     def physml_module(name: object) -> bool:
         return isinstance(name, str) and name.split(".")[0] == "physml"
@@ -285,12 +305,14 @@ def code_version(model: nn.Module, loss_fn: LossFn) -> str:
     root = Path(__file__).resolve().parent
     classes = {cls.__module__ for m in _unwrap(model).modules() for cls in type(m).__mro__}
     names = {name for name in classes if physml_module(name)}
-    for name in list(names):
-        for value in vars(sys.modules[name]).values():
-            owner = value.__name__ if isinstance(value, types.ModuleType) else getattr(value, "__module__", None)
-            if physml_module(owner):
-                names.add(owner)
     names |= {name for name in (getattr(loss_fn, "__module__", None), __name__) if physml_module(name)}
+    pending = list(names)
+    while pending:
+        for value in vars(sys.modules[pending.pop()]).values():
+            owner = value.__name__ if isinstance(value, types.ModuleType) else getattr(value, "__module__", None)
+            if physml_module(owner) and owner not in names and owner in sys.modules:
+                names.add(owner)
+                pending.append(owner)
     digest = hashlib.sha256()
     for path in sorted(Path(inspect.getfile(sys.modules[name])).resolve() for name in names):
         digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
@@ -338,9 +360,13 @@ def fit(
     ValueError naming what differs.
     On return the model holds the best weights (on the training device).
 
-    Under torch.distributed the caller wraps the model (e.g. in DistributedDataParallel); each rank
-    trains on its shard of every epoch's permutation, validation losses are averaged over ranks and
-    only rank 0 writes the checkpoint.
+    Under torch.distributed (the caller initialises the process group, e.g. through ``torchrun``; every
+    rank calls ``fit`` with the same seed, hence the same initial weights): each rank trains on an equal
+    shard of every epoch's permutation (:func:`_epoch_order`), the gradients are averaged over the ranks
+    after each backward (:func:`_average_gradients`), so the replicas take the same steps, validation
+    losses are averaged over ranks and only rank 0 writes the checkpoint. A DistributedDataParallel
+    wrapper is accepted and adds nothing: ``loss_fn`` calls the wrapped module's ``loss``, not the
+    wrapper's ``forward``, which is where DDP would synchronise.
     """
     if not callable(loss_fn):
         raise ValueError("loss_fn must be callable (model, batch) -> scalar tensor")
@@ -410,6 +436,8 @@ def fit(
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"non-finite training loss {loss.item()} at epoch {epoch}, batch {step}")
             loss.backward()
+            if world > 1:
+                _average_gradients(model, world)
             if config.grad_clip is not None:
                 nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimizer.step()

@@ -74,6 +74,30 @@ def test_predict_mixes_latent_samples_by_total_variance(trained: dict) -> None:
         model.predict(b["context_t"], b["context_x"], b["context_u"], b["target_t"], b["target_x"][:, 0])
 
 
+def test_predict_is_the_moment_match_of_its_latent_samples(trained: dict) -> None:
+    """μ = (1/S) Σ μ_s and σ² = (1/S) Σ σ_s² + (1/S) Σ (μ_s − μ)², the μ_s, σ_s decoded from S draws
+    z_s = loc + scale ε_s of q(z | C) (ε_s from the seeded generator): recomputed here sample by sample. The
+    epistemic part is positive for S > 1 (a prediction from the latent mean alone would have none)."""
+    from physml.models.anp import as_batch
+
+    model, b, n = trained["anp"], trained["test"], 8
+    pred = _predict(model, b, n_samples=n, seed=5)
+    p = next(model.parameters())
+    keys = ("context_t", "context_x", "context_u", "target_t", "target_x")
+    model.eval()
+    with torch.no_grad():
+        ctx, tgt = model._points(as_batch({k: b[k] for k in keys}, p.device, p.dtype))
+        prior, r = model.latent(ctx), model.deterministic(ctx, tgt)
+        eps = torch.randn((n, *prior.loc.shape), generator=torch.Generator().manual_seed(5), dtype=p.dtype)
+        draws = [model.decode(r, prior.loc + prior.scale * e, tgt) for e in eps]
+    means = torch.stack([m.double().reshape(b["target_x"].shape) for m, _ in draws])
+    variances = torch.stack([(s.double() ** 2).reshape(b["target_x"].shape) for _, s in draws])
+    epistemic = ((means - means.mean(0)) ** 2).mean(0)
+    assert torch.allclose(pred.mean, means.mean(0), rtol=1e-6, atol=1e-9)
+    assert torch.allclose(pred.var, variances.mean(0) + epistemic, rtol=1e-6, atol=1e-12)
+    assert float(epistemic.min()) > 0
+
+
 def test_softc_penalty_reduces_the_conservation_error(trained: dict) -> None:
     b = trained["test"]
     g = slice_weights(b["target_x"].double(), (0.0, TWO_PI), periodic=True)

@@ -35,6 +35,7 @@ import torch
 from torch import nn
 from torch.distributions import Normal, kl_divergence
 
+from physml.constraints.conservation import trapezoid_weights
 from physml.models._config import SpaceTimeConfig
 from physml.models.predictive import Predictive, mixture
 
@@ -131,8 +132,6 @@ def as_batch(batch: Mapping[str, Any], device: torch.device, dtype: torch.dtype)
 def slice_weights(target_x: torch.Tensor, x_range: tuple[float, float], periodic: bool) -> torch.Tensor:
     """Trapezoid weights G (B, nt, nx) of each target slice, from physml.constraints.conservation (in float64,
     from the positions in their own precision, so a rounded end point counts as the end; → dtype)."""
-    from physml.constraints.conservation import trapezoid_weights
-
     w = trapezoid_weights(target_x.detach().cpu().numpy(), x_range, periodic=periodic)
     return torch.as_tensor(w, device=target_x.device, dtype=target_x.dtype)
 

@@ -6,7 +6,8 @@ MLP on (r, target (t, x)) gives a mean μ_m and σ_m = min_std + softplus(·). E
 with the Gaussian negative log-likelihood of the targets (Lakshminarayanan et al., NeurIPS 2017);
 members differ by their random initialisation. They are trained in one ``fit`` with the loss
 Σ_m NLL_m: the members share no parameters, so each one's gradient (and its Adam update) is the
-same as if it were trained alone on the same batches.
+same as if it were trained alone on the same batches, unless ``grad_clip`` is set (the clip scales every
+member's gradient by the norm of all of them together).
 
 The prediction is the mixture's moments (law of total variance):
 μ = (1/M) Σ μ_m,  σ² = (1/M) Σ σ_m² + (1/M) Σ (μ_m − μ)².
