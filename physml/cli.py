@@ -63,8 +63,11 @@ def _add_generate_parser(sub: argparse._SubParsersAction) -> None:
 def _cmd_verify(args: argparse.Namespace) -> int:
     from physml.verify import write_verification_report
 
-    path = write_verification_report(args.out, args.case or None, log=lambda m: print(m, file=sys.stderr))
+    path, n_fail = write_verification_report(args.out, args.case or None, log=lambda m: print(m, file=sys.stderr))
     print(path)
+    if n_fail:
+        print(f"physml verify: error: {n_fail} solver check(s) fail; see {path}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -43,8 +43,10 @@ def collect_records(cases: Iterable[str] | None = None, log: Callable[[str], Non
     return records
 
 
-def write_verification_report(out_dir: Path, cases: Iterable[str] | None = None, log: Callable[[str], None] = lambda _m: None) -> Path:
-    """Write ``out_dir/solver_verification.md`` (and the cavity's Ghia comparison when available)."""
+def write_verification_report(out_dir: Path, cases: Iterable[str] | None = None,
+                              log: Callable[[str], None] = lambda _m: None) -> tuple[Path, int]:
+    """Write ``out_dir/solver_verification.md`` (and the cavity's Ghia comparison when available); returns
+    its path and the number of failing checks."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     names = list(cases or pdes.names())
@@ -73,4 +75,4 @@ def write_verification_report(out_dir: Path, cases: Iterable[str] | None = None,
     path = out_dir / "solver_verification.md"
     with atomic_path(path) as tmp:
         tmp.write_text("\n".join(parts), encoding="utf-8")
-    return path
+    return path, n_fail

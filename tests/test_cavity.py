@@ -111,8 +111,10 @@ def test_walls_equal_boundary_data_exactly(cavity: LidDrivenCavity) -> None:
     assert np.all(data[:, 1, 0] == 0.8) and np.count_nonzero(data) == 6
 
 
-def test_velocity_is_discretely_divergence_free(cavity: LidDrivenCavity) -> None:
-    """u = D_y ψ, v = −D_x ψ with commuting central differences ⇒ D_x u + D_y v = 0 to round-off."""
+def test_velocity_is_formed_from_one_stream_function(cavity: LidDrivenCavity) -> None:
+    """u = D_y ψ, v = −D_x ψ with commuting central differences ⇒ D_x u + D_y v = 0 to round-off. This holds
+    for any ψ, so it checks how the solver forms u and v from ψ (one stream function, central differences),
+    not the flow itself: the Ghia, convergence and similarity tests below check that."""
     n = 24
     x = np.linspace(0.0, 1.0, n + 1)
     sol = cavity.solve(BOON, x, np.array([1.0]))[0]

@@ -61,6 +61,20 @@ def test_verify_writes_the_table(tmp_path: Path) -> None:
     assert rows and all(line.rstrip().endswith("| yes |") for line in rows)
 
 
+def test_verify_exits_non_zero_when_a_check_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """`physml verify` (and `make verify`) is a gate: a failing solver check is written to the table and the
+    command exits 1 naming how many fail."""
+    from physml import pdes
+    from physml.pdes.base import VerificationRecord
+
+    wrong = VerificationRecord(case="wave", check="a check that fails", reference="-", error=1.0, tolerance=1e-3)
+    monkeypatch.setattr(type(pdes.get("wave")), "verification", lambda self: [wrong])
+    assert main(["verify", "--out", str(tmp_path), "--case", "wave"]) == 1
+    assert "1 solver check(s) fail" in capsys.readouterr().err
+    assert "| wave | a check that fails |" in (tmp_path / "solver_verification.md").read_text()
+
+
 def test_prefect_flow_fans_out_one_task_per_case_also_on_dask(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect"))
     monkeypatch.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")

@@ -261,3 +261,50 @@ def test_bad_grids_are_rejected_naming_the_field(name: str) -> None:
         problem.solve(PARAMS[name], np.array([-0.1, 0.5]), np.array([0.0]))
     with pytest.raises(ValueError, match="^t must"):
         problem.solve(PARAMS[name], np.linspace(0, 1, 8), np.array([-1.0]))
+
+
+def _inside(problem: Problem) -> dict[str, float]:
+    """A point inside every parameter's physical range."""
+    values = {}
+    for p in problem.parameters:
+        lo, hi = p.low, p.high
+        if np.isfinite(lo) and np.isfinite(hi):
+            values[p.name] = (lo + hi) / 2
+        else:
+            values[p.name] = lo + 1.0 if np.isfinite(lo) else (hi - 1.0 if np.isfinite(hi) else 0.5)
+    return values
+
+
+@pytest.mark.parametrize("name", pdes.names())
+def test_every_function_of_time_refuses_what_solve_refuses(name: str) -> None:
+    """mass (the b of the ProbConserv update), boundary_flux, boundary_data (what BOON enforces), fronts and
+    shocks: times before t0, non-finite or not a 1-D array, and out-of-range parameters → ValueError naming
+    them (they returned NaN, a wrong mass or an array of the wrong shape)."""
+    from physml.pdes.base import TIME_FUNCTIONS
+
+    problem = pdes.get(name)
+    params = _inside(problem)
+    t0, t1 = problem.t_domain
+    good = np.array([t0 + 0.25 * (t1 - t0), t0 + 0.5 * (t1 - t0)])
+    defined = [f for f in TIME_FUNCTIONS if hasattr(problem, f) and (
+        getattr(type(problem), f) is not getattr(Problem, f, None) or (f == "mass" and problem.conservative))]
+    assert defined, f"{name} defines no function of time"
+    for f in defined:
+        fn = getattr(problem, f)
+        assert np.asarray(fn(params, good)).shape[0] == 2
+        for bad in (np.array([t0 - 0.5]), np.array([np.nan]), np.zeros((2, 2)), np.array([])):
+            with pytest.raises(ValueError, match=r"\bt must"):
+                fn(params, bad)
+        bounded = next(p for p in problem.parameters if np.isfinite(p.low) or np.isfinite(p.high))
+        outside = bounded.low - 1.0 if np.isfinite(bounded.low) else bounded.high + 1.0
+        with pytest.raises(ValueError, match=f"{bounded.name}"):
+            fn({**params, bounded.name: outside}, good)
+
+
+def test_burgers_dirichlet_refuses_a_viscosity_its_grid_cannot_resolve() -> None:
+    """ν → 0 asks for Σ|c_n| / ν intervals (cell Péclet ≤ 1): beyond the cap, an error naming nu and its
+    smallest allowed value instead of an unbounded LSODA run."""
+    problem = pdes.get("burgers_dirichlet")
+    params = {"nu": 1e-6, "c1": 1.0, "c2": 0.5, "c3": 0.0, "c4": 0.0}
+    with pytest.raises(ValueError, match=r"burgers_dirichlet\.nu = 1e-06 needs 1500000 solver intervals.*nu >= 7\.5e-05"):
+        problem.solve(params, np.linspace(0, 1, 9), np.array([0.1]))

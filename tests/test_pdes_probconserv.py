@@ -48,9 +48,9 @@ def quad_mass(case: str, params: dict[str, float], t: float) -> float:
 
 # (case, params, times): times keep the ±2δ stencil away from the instants where a front leaves the
 # domain (there M(t) has a kink and F_R jumps). Several cases make F_R ≠ 0 on purpose.
+# heat is left out of the two lists below: e^{−kt} sin x has zero mass and equal end fluxes for every k,
+# so its rows would hold for a wrong solver too (its flux is checked against −k u_x in its verification)
 CONSERVATION_CASES = [
-    ("heat", {"k": 1.0}, [0.1, 0.5, 0.9]),
-    ("heat", {"k": 5.0}, [0.1, 0.5]),
     ("pme", {"m": 1.0}, [0.1, 0.5, 0.9]),
     ("pme", {"m": 6.0}, [0.05, 0.5, 0.95]),
     ("pme", {"m": 6.0}, [1.2]),  # front beyond x = 1: outflow at the right boundary
@@ -88,7 +88,6 @@ def test_outflow_is_exercised() -> None:
 
 
 MASS_CASES = [
-    ("heat", {"k": 2.0}, [0.0, 0.3, 1.0]),
     ("pme", {"m": 1.0}, [0.0, 0.4, 1.0, 1.5]),
     ("pme", {"m": 50.0}, [0.2, 0.7]),
     ("stefan", {"p_star": 0.5}, [0.0, 0.02, 0.1]),
@@ -259,7 +258,8 @@ def test_bad_grids_rejected(case: str) -> None:
 def test_verification_records_pass_at_their_design_order(case: str) -> None:
     problem = pdes.get(case)
     records = problem.verification()
-    assert any("conservation" in r.check for r in records)
+    # the conservation law in integral form (heat's is trivial, so its verification checks the flux itself)
+    assert any(("boundary flux" if case == "heat" else "conservation") in r.check for r in records)
     for r in records:
         assert r.case == case and np.isfinite(r.error)
         assert r.passed, r

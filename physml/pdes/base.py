@@ -6,13 +6,16 @@ boundary conditions, the flux that enters its integral conservation law, and a r
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from scipy import integrate
+
+from physml.pdes.numerics import check_t
 
 Family = Literal["probconserv", "operator"]
 BoundaryKind = Literal["periodic", "dirichlet", "neumann", "mixed", "none"]
@@ -70,6 +73,20 @@ class Parameter:
         return f"{left}{self.low:g}, {self.high:g}{right}"
 
 
+#: The functions of (params, t) a problem may define; each is called through :func:`_checked_in_time`.
+TIME_FUNCTIONS = ("mass", "boundary_flux", "boundary_data", "front_position", "shock_position")
+
+
+def _checked_in_time(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn(self, params, t)`` called with ``params`` checked against the problem's ranges and ``t`` a finite
+    1-D array of times ≥ t0 (ValueError naming ``t`` or the parameter otherwise), as ``solve`` checks them."""
+    @functools.wraps(fn)
+    def checked(self: Problem, params: Mapping[str, float], t: np.ndarray) -> Any:
+        return fn(self, self.check_params(params), check_t(t, self.t_domain))
+
+    return checked
+
+
 class Problem(ABC):
     """A PDE case with a reference solution.
 
@@ -78,8 +95,17 @@ class Problem(ABC):
 
         d/dt ∫_{x_L}^{x_R} u dx = F(u)(t, x_L) − F(u)(t, x_R)
 
-    can be written as the linear constraint the ProbConserv update uses.
+    can be written as the linear constraint the ProbConserv update uses. Every function of (params, t) a
+    subclass defines (:data:`TIME_FUNCTIONS`: the mass b of that constraint, the boundary data BOON
+    enforces, fronts and shocks) is wrapped when the class is made, so that it refuses out-of-range
+    parameters and times that are not a finite 1-D array ≥ t0, as ``solve`` does.
     """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in TIME_FUNCTIONS:
+            if name in vars(cls):
+                setattr(cls, name, _checked_in_time(vars(cls)[name]))
 
     name: ClassVar[str]
     family: ClassVar[Family]
@@ -147,6 +173,7 @@ class Problem(ABC):
         value, _ = integrate.quad(lambda s: float(self.solve(params, np.array([s]), t0)[0, 0]), lo, hi, limit=200)
         return float(value)
 
+    @_checked_in_time
     def mass(self, params: Mapping[str, float], t: np.ndarray) -> np.ndarray:
         """Total mass M(t) = M(t0) + ∫_{t0}^{t} [F(s, x_L) − F(s, x_R)] ds, shape ``(len(t),)``.
 

@@ -92,8 +92,11 @@ class ViscousBurgersDirichlet(Problem):
     """Viscous Burgers with zero Dirichlet ends and a four-mode sine initial field; see the module docstring.
 
     ``min_intervals``: the solver grid has at least this many intervals, and at least max|u₀|/ν so that
-    the cell Péclet number |u| h / ν stays ≤ 1 (no wiggles from the central advection stencil).
+    the cell Péclet number |u| h / ν stays ≤ 1 (no wiggles from the central advection stencil). A ν so
+    small that this needs more than :attr:`max_intervals` (about 10 s of LSODA at the cap) is refused.
     """
+
+    max_intervals: ClassVar[int] = 20_000
 
     name: ClassVar[str] = "burgers_dirichlet"
     family: ClassVar[str] = "operator"
@@ -122,6 +125,10 @@ class ViscousBurgersDirichlet(Problem):
         t = check_t(t, self.t_domain)
         bound = sum(abs(p[f"c{n}"]) for n in range(1, N_MODES + 1))
         intervals = max(self.min_intervals, math.ceil(bound / p["nu"]))
+        if intervals > self.max_intervals:
+            raise ValueError(f"{self.name}.nu = {p['nu']:g} needs {intervals} solver intervals (Σ|c_n| / ν, for a cell "
+                             f"Péclet number ≤ 1) and the solver takes at most {self.max_intervals}: allowed "
+                             f"nu >= {bound / self.max_intervals:.3g} for these coefficients")
 
         def on_grid(grid: np.ndarray) -> np.ndarray:
             return burgers_dirichlet_mol(self.initial_field(p, grid), p["nu"], t)

@@ -28,6 +28,7 @@ import numpy as np
 from scipy import fft
 from scipy.interpolate import CubicSpline
 
+from physml.atomic import atomic_path
 from physml.pdes.base import Parameter, Problem, VerificationRecord
 from physml.pdes.ghia import GHIA_REYNOLDS, GHIA_U, GHIA_V, GHIA_X, GHIA_Y
 
@@ -146,13 +147,16 @@ class VorticityStreamSolver:
 
 
 def _check_grid(x: np.ndarray) -> int:
-    """Cells per side n of a uniform grid x = linspace(0, 1, n+1); ValueError otherwise."""
-    x = np.asarray(x, dtype=np.float64)
+    """Cells per side n of a uniform grid x = linspace(0, 1, n+1), to the rounding of x's own precision
+    (a float32 grid is off by up to ~3e-8); ValueError otherwise."""
+    given = np.asarray(x)
+    tol = 1e-9 if given.dtype == np.float64 or not np.issubdtype(given.dtype, np.floating) else 8 * np.finfo(given.dtype).eps
+    x = given.astype(np.float64)
     if x.ndim != 1 or x.size < 5:
         raise ValueError(f"cavity x must be a 1-D grid of at least 5 points, got shape {x.shape}")
     n = x.size - 1
-    if not np.allclose(x, np.linspace(0.0, 1.0, n + 1), rtol=0.0, atol=1e-9):
-        raise ValueError("cavity x must be the uniform grid linspace(0, 1, len(x)) including both walls")
+    if not np.allclose(x, np.linspace(0.0, 1.0, n + 1), rtol=0.0, atol=tol):
+        raise ValueError(f"cavity x must be the uniform grid linspace(0, 1, len(x)) including both walls (to {tol:.0e})")
     return n
 
 
@@ -328,7 +332,8 @@ def write_ghia_comparison(out_dir: Path, n: int = GHIA_GRID) -> Path:
         ax.legend()
     fig.suptitle(f"Lid-driven cavity, Re = 100, steady state (t = {flow.time:g})")
     png = out_dir / "cavity_ghia.png"
-    fig.savefig(png, dpi=120)
+    with atomic_path(png) as tmp, open(tmp, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=120)
     lines = [
         "# Lid-driven cavity at Re = 100 against Ghia, Ghia & Shin (1982)",
         "",
@@ -342,7 +347,8 @@ def write_ghia_comparison(out_dir: Path, n: int = GHIA_GRID) -> Path:
     for row in zip(GHIA_Y, GHIA_U, u, GHIA_X, GHIA_V, v, strict=True):
         lines.append("| {:.4f} | {:.5f} | {:.5f} | {:.4f} | {:.5f} | {:.5f} |".format(*row))
     md = out_dir / "cavity_ghia.md"
-    md.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with atomic_path(md) as tmp:
+        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return md
 
 
@@ -381,7 +387,8 @@ class LidDrivenCavity(Problem):
 
         ``x`` is the uniform grid linspace(0, 1, n+1) used for both axes (walls included); ``t`` is
         non-decreasing with t ≥ 0, and t = 0 gives the initial state: fluid at rest, u = U on the lid
-        row, ω = −2U/h on the lid (Thom). ``refine`` > 1 solves on a grid refine times finer and samples
+        row, ω = −2U/h on the lid (Thom, h = 1/(n·refine) the solver's cell, so the walls' ω depends on
+        ``refine``). ``refine`` > 1 solves on a grid refine times finer and samples
         it back at x (error O((h/refine)²)); by default (None) the smallest refine that gives at least
         ``min_intervals`` cells per side (100, the reference's 100 × 100 solve: a 12-cell grid solved as it is
         is 9-27 % off the converged velocity at t = 2). Walls carry the Dirichlet velocities of
