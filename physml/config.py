@@ -623,9 +623,14 @@ def _model_in(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
+def _bound(value: float) -> str:
+    """A bound as written in params.yaml: integers in full (4294967295, not 4.29497e+09)."""
+    return str(value) if isinstance(value, int) else f"{value:g}"
+
+
 def _range_from_ctx(ctx: dict[str, Any]) -> str:
-    left = f"[{ctx['ge']:g}" if "ge" in ctx else f"({ctx['gt']:g}" if "gt" in ctx else "(-inf"
-    right = f"{ctx['le']:g}]" if "le" in ctx else f"{ctx['lt']:g})" if "lt" in ctx else "inf)"
+    left = f"[{_bound(ctx['ge'])}" if "ge" in ctx else f"({_bound(ctx['gt'])}" if "gt" in ctx else "(-inf"
+    right = f"{_bound(ctx['le'])}]" if "le" in ctx else f"{_bound(ctx['lt'])})" if "lt" in ctx else "inf)"
     return f"{left}, {right}"
 
 

@@ -133,7 +133,7 @@ BAD = [
     ("cases.stefan.test_grid.quick", {"nx": 9, "times": [0.0, 0.05]}, "cases.stefan.test_grid.quick.times", "(0, 0.1]"),
     ("cases.stokes2.test_grid", {"quick": {"nx": 9, "nt": 2}, "paper": {"nx": 9, "nt": 2}}, "cases.stokes2.test_grid", "not allowed for operator cases"),
     # values the stages would have failed on, or silently dropped
-    ("seed", 2**64, "seed", "less than or equal to 4294967295"),
+    ("seed", 2**64, "seed", "allowed range [0, 4294967295]"),
     ("models.softc.penalty", 0.0, "models.softc.penalty", "(0, inf)"),
     ("matrix.boon.cases", ["stokes2", "wave", "stokes2"], "matrix.boon.cases", "'stokes2' listed more than once"),
     ("matrix.probconserv.constraints", ["none", "hardc", "none"], "matrix.probconserv.constraints", "listed more than once"),
