@@ -93,8 +93,18 @@ def _group(params: ParamsModel, case: str) -> Any:
 
 
 def generate(case: str, params: ParamsModel, root: Path, progress: bool = True) -> Path:
-    """Write every split of ``case`` (see :func:`physml.data.generate.generate_case`)."""
+    """Write every split of ``case`` (see :func:`physml.data.generate.generate_case`). A BOON case whose
+    output times its operator cannot learn (:func:`physml.experiments.boon.check_output_times`) is refused
+    before anything is solved, not after."""
     from physml.data.generate import generate_case
+
+    if case in params.matrix.boon.cases:
+        from physml.experiments.boon import check_output_times
+
+        grid = params.case(case).grid
+        if grid is not None:
+            times = grid[params.profile].resolve_times(pdes.get(case).t_domain)
+            check_output_times(case, times, f"params.yaml cases.{case}.grid.{params.profile}")
 
     return generate_case(case, params, Path(root) / "data", progress=progress)
 
@@ -109,7 +119,7 @@ def _check_inputs(case: str, model: str, params: ParamsModel, lay: Layout, step:
     constrain, seed-study or evaluate.
     """
     from physml.data.generate import fingerprint
-    from physml.experiments import checkpoints_digest, data_version
+    from physml.experiments import PREDICTIONS_FILE, checkpoints_digest, data_version
     from physml.training import read_checkpoint
 
     data = lay.data(case)
@@ -126,7 +136,7 @@ def _check_inputs(case: str, model: str, params: ParamsModel, lay: Layout, step:
     if step == "evaluate":
         import h5py
 
-        predictions = lay.predictions(case, model) / "predictions.h5"
+        predictions = lay.predictions(case, model) / PREDICTIONS_FILE
         if predictions.is_file():
             with h5py.File(predictions, "r") as fh:
                 made = (fh.attrs.get("data_version"), fh.attrs.get("checkpoints"))

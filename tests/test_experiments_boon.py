@@ -327,11 +327,17 @@ def test_stages_refuse_inputs_other_settings_made(tmp_path: Path) -> None:
 
 def test_output_times_the_operators_cannot_represent_are_refused(tmp_path: Path) -> None:
     """A single-step case (u₀ ↦ u(T)) with several output times, and a multi-step case with uneven times (its
-    FNO's time coordinates and modes assume a uniform grid), stop at loading with the reason, before training."""
+    FNO's time coordinates and modes assume a uniform grid): ``physml generate`` refuses the grid of params.yaml
+    before solving anything; data made by other means stop at loading, before training."""
+    from physml.data.generate import generate_case
+
     for case, grid, reason in (("burgers_dirichlet", {"nx": 16, "nt": 3}, "single-step operator"),
                                ("stokes2", {"nx": 16, "nt": 3, "times": [0.1, 0.2, 0.9]}, "not equally spaced")):
         params = tiny_params(**{case: grid})
-        data = stages.generate(case, params, tmp_path, progress=False)
+        with pytest.raises(ValueError, match=rf"params.yaml cases.{case}.grid.quick.*{reason}"):
+            stages.generate(case, params, tmp_path, progress=False)
+        assert not stages.Layout(tmp_path, "quick").data(case).exists()
+        data = generate_case(case, params, tmp_path / "data", progress=False)
         with pytest.raises(ValueError, match=reason):
             boon.load_split(case, data, "train")
         with pytest.raises(ValueError, match=reason):
@@ -357,3 +363,24 @@ def test_time_padding_reaches_the_multi_step_fnos_only() -> None:
     assert (multi["nt"], multi["time_padding"], multi["modes"]) == (3, 2, [3, 3])  # 3 + 2 steps hold 3 modes
     single = boon.fno_config("burgers_dirichlet", params, x, np.array([1.0]))
     assert (single["nt"], single["time_padding"]) == (None, 0)
+
+
+def test_modes_the_grid_cannot_hold_are_capped_with_a_warning() -> None:
+    """The cavity's quick grid (13 points, 10 + 6 padded times) holds at most [6, 6, 9] modes: asking for 8
+    builds [6, 6, 8] and says so (MLflow logs the built value as network.fno.modes); asking for 4 is silent."""
+    import warnings
+
+    params = load_params(ROOT / "params.yaml").with_profile("quick")
+    x, t = np.linspace(0.0, 1.0, 13), np.linspace(0.2, 2.0, 10)
+    with pytest.warns(UserWarning, match=r"modes = 8 is more than the cavity grid \[13, 13, 16\] holds; its FNO keeps \[6, 6, 8\]"):
+        assert boon.fno_config("cavity", params, x, t)["modes"] == [6, 6, 8]
+    import yaml
+
+    from physml.config import validate_params
+
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["models"]["fno"]["quick"]["modes"] = 4
+    small = validate_params(raw).with_profile("quick")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert boon.fno_config("cavity", small, x, t)["modes"] == [4, 4, 4]

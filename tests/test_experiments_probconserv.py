@@ -23,6 +23,7 @@ import torch
 from physml import stages
 from physml.config import SplitSizes, load_params
 from physml.data import MARKER
+from physml.experiments import PREDICTIONS_FILE
 from physml.experiments import probconserv as pc
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -121,7 +122,7 @@ def test_a_checkpoint_of_another_case_is_rejected(run: dict, tmp_path: Path) -> 
         pc._load_model(model_dir / "plain.pt", "heat", "ensemble")
     with pytest.raises(ValueError, match="holds a 'ensemble' network; expected a 'anp' model"):
         pc.constrain("stefan", "anp", run["params"], lay.data("stefan"), model_dir, tmp_path / "pred")
-    assert not (tmp_path / "pred" / pc.PREDICTIONS).exists()
+    assert not (tmp_path / "pred" / PREDICTIONS_FILE).exists()
 
 
 def test_nan_variance_from_a_model_is_a_clear_error(run: dict, tmp_path: Path) -> None:
@@ -134,7 +135,7 @@ def test_nan_variance_from_a_model_is_a_clear_error(run: dict, tmp_path: Path) -
     torch.save(payload, model_dir / "plain.pt")
     with pytest.raises(ValueError, match=r"plain\.pt: the model's prediction .* is not a valid Gaussian .*NaN"):
         pc.constrain("stefan", "ensemble", run["params"], lay.data("stefan"), model_dir, tmp_path / "pred")
-    assert not (tmp_path / "pred" / pc.PREDICTIONS).exists()
+    assert not (tmp_path / "pred" / PREDICTIONS_FILE).exists()
 
 
 def test_bad_inputs_name_the_field(run: dict, tmp_path: Path) -> None:

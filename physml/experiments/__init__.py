@@ -10,6 +10,10 @@ from pathlib import Path
 from physml.data import MARKER, missing_files
 from physml.data.generate import _sha256 as sha256_file
 
+#: The file constrain writes in a predictions folder and evaluate reads (both families); it records the
+#: data and networks that made it (attrs ``data_version`` and ``checkpoints``).
+PREDICTIONS_FILE = "predictions.h5"
+
 
 def data_version(data_dir: str | Path) -> str:
     """The fingerprint that a case's data folder records in its completion marker: what a checkpoint

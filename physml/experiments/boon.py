@@ -45,6 +45,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -59,7 +60,7 @@ from torch.utils.data import TensorDataset
 from physml import pdes
 from physml.config import CONSTRAINTS as _ALL_CONSTRAINTS, ParamsModel
 from physml.data import open_dataset
-from physml.experiments import checkpoints_digest, data_version
+from physml.experiments import PREDICTIONS_FILE, checkpoints_digest, data_version
 from physml.atomic import atomic_path, move_contents, staging_dir
 from physml.metrics import relative_l2
 from physml.models import build_model
@@ -87,7 +88,7 @@ __all__ = [
 CONSTRAINTS: tuple[str, ...] = _ALL_CONSTRAINTS["boon"]
 NEUMANN_ORDER = 2
 """Order of the one-sided stencil on which the Neumann data are enforced and measured."""
-PLAIN_FILE, BOON_FILE, SUMMARY_FILE, PREDICTIONS_FILE = "plain.pt", "boon.pt", "train_summary.json", "predictions.h5"
+PLAIN_FILE, BOON_FILE, SUMMARY_FILE = "plain.pt", "boon.pt", "train_summary.json"
 PER_TIME_FILE = "per_time.json"
 """Intra-op CPU threads while training and predicting. The quick models are small enough that a second
 thread gains little, and the pipeline runs stages side by side: measured on a shared 2-core box, one BOON
@@ -204,6 +205,25 @@ def _bc_model_layout(case: str, boundary: np.ndarray, nx: int) -> tuple[np.ndarr
     return np.ascontiguousarray(x_walls), np.ascontiguousarray(y_walls)
 
 
+def check_output_times(case: str, t: np.ndarray, where: str) -> None:
+    """Refuse output times ``t`` (nt,) that the operator of ``case`` cannot learn, naming ``where`` they come
+    from: a single-step operator u₀ ↦ u(T) needs exactly one; a multi-step one at least two, equally spaced
+    (the FNO's time axis is a uniform grid from t[0] to t[-1]: its coordinates and its Fourier modes).
+    The data loader checks the files; ``physml generate`` checks params.yaml's grid before solving."""
+    var = _variant(case)
+    t = np.asarray(t, dtype=np.float64)
+    nt = t.size
+    if var.multistep and nt < 2:
+        raise ValueError(f"{where} has {nt} output time(s); the 1-D/2-D + time operator of {case} needs nt >= 2")
+    if not var.multistep and nt != 1:
+        raise ValueError(f"{where} has {nt} output times; {case} is a single-step operator u₀ ↦ u(T) and needs "
+                         "exactly one (grid nt: 1)")
+    if var.multistep and not np.allclose(np.diff(t), (t[-1] - t[0]) / (nt - 1), rtol=1e-9, atol=0.0):
+        raise ValueError(f"{where}: the output times {t.tolist()} are not equally spaced; the FNO's time axis is a "
+                         f"uniform grid from t[0] to t[-1] (its coordinates and its Fourier modes), so {case} needs "
+                         "uniform times (grid nt, not an uneven times list)")
+
+
 def load_split(case: str, data_dir: str | Path, split: str) -> OperatorSplit:
     """Read ``<data_dir>/<split>.h5`` of an operator ``case`` into the model layout.
 
@@ -222,15 +242,7 @@ def load_split(case: str, data_dir: str | Path, split: str) -> OperatorSplit:
     field = (nx,) if var.n_space == 1 else (nx, nx, 3)
     if u0.shape != (n, *field) or u.shape != (n, nt, *field):
         raise ValueError(f"{path}: u0 {u0.shape} / u {u.shape} must be {(n, *field)} / {(n, nt, *field)} for {case}")
-    if var.multistep and nt < 2:
-        raise ValueError(f"{path}: t has {nt} output times; the 1-D/2-D + time operator of {case} needs nt >= 2")
-    if not var.multistep and nt != 1:
-        raise ValueError(f"{path}: t has {nt} output times; {case} is a single-step operator u₀ ↦ u(T) and needs "
-                         "exactly one (grid nt: 1)")
-    if var.multistep and not np.allclose(np.diff(t), (t[-1] - t[0]) / (nt - 1), rtol=1e-9, atol=0.0):
-        raise ValueError(f"{path}: the output times {t.tolist()} are not equally spaced; the FNO's time axis is a "
-                         f"uniform grid from t[0] to t[-1] (its coordinates and its Fourier modes), so {case} needs "
-                         "uniform times (grid nt, not an uneven times list)")
+    check_output_times(case, t, f"{path}: t")
     want = _expected_boundary_shape(case, n, nt)
     if boundary.shape != want:
         raise ValueError(f"{path}: boundary has shape {boundary.shape}; {case} needs {want} "
@@ -272,8 +284,12 @@ def fno_config(case: str, params: ParamsModel, x: np.ndarray, t: np.ndarray) -> 
         nt, padding = int(t.size), settings.time_padding
         grid.append(nt + padding)  # the Fourier layers' grid
         domain.append((float(t[0]), float(t[-1])))
+    modes = _modes(settings.modes, grid)
+    if any(m < settings.modes for m in modes):
+        warnings.warn(f"models.fno modes = {settings.modes} is more than the {case} grid {grid} holds; its FNO keeps "
+                      f"{modes} (n//2 per axis, n//2 + 1 on the last)", UserWarning, stacklevel=2)
     return {"n_space": var.n_space, "nt": nt, "in_channels": var.in_channels, "out_channels": var.out_channels,
-            "width": settings.width, "modes": _modes(settings.modes, grid), "n_layers": settings.layers,
+            "width": settings.width, "modes": modes, "n_layers": settings.layers,
             "domain": [list(d) for d in domain], "time_padding": padding}
 
 

@@ -57,7 +57,7 @@ from physml.atomic import atomic_path, move_contents, staging_dir
 from physml.config import ParamsModel
 from physml.constraints import condition, conservation_constraint, hardc, probconserv
 from physml.data.reader import SplitDataset
-from physml.experiments import checkpoints_digest, data_version
+from physml.experiments import PREDICTIONS_FILE, checkpoints_digest, data_version
 from physml.metrics import (
     conservation_error,
     gaussian_log_likelihood,
@@ -73,7 +73,6 @@ from physml.training import (TrainConfig, code_version, fit, load_checkpoint, re
 
 MODELS = ("anp", "ensemble")
 BATCH_KEYS = ("context_t", "context_x", "context_u", "target_t", "target_x", "target_u", "mass")
-PREDICTIONS = "predictions.h5"
 SUMMARY = "train_summary.json"
 N_POSTERIOR_SAMPLES = 500
 """Samples of u at the last target time per test function (Stefan shock-position posterior)."""
@@ -321,7 +320,7 @@ def constrain(case: str, model: str, params: ParamsModel, data_dir: Path, model_
                 samples = _final_slice_samples(mean[:, -1], cov[:, -1], N_POSTERIOR_SAMPLES, params.seed)
             results[name]["samples"] = samples
 
-    final = out_dir / PREDICTIONS
+    final = out_dir / PREDICTIONS_FILE
     with atomic_path(final) as tmp, h5py.File(tmp, "w") as fh:
         fh.attrs.update({"case": case, "model": model, "constraints": constraints, "profile": params.profile,
                          "n_latent_samples": n_samples, "seed": params.seed, "data_version": data_version(data_dir),
@@ -335,7 +334,7 @@ def constrain(case: str, model: str, params: ParamsModel, data_dir: Path, model_
 
 # ---- evaluate -----------------------------------------------------------------------------------
 def _read_predictions(pred_dir: Path, case: str, model: str, constraints: list[str]) -> dict[str, dict[str, np.ndarray]]:
-    path = Path(pred_dir) / PREDICTIONS
+    path = Path(pred_dir) / PREDICTIONS_FILE
     if not path.is_file():
         raise ValueError(f"pred_dir: {path} does not exist; run the constrain stage for {case} × {model} first")
     out: dict[str, dict[str, np.ndarray]] = {}
