@@ -5,7 +5,11 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 # The CPU build of torch for local work; a GPU worker image installs its CUDA build instead (infra/).
+# PyPI's torch==2.13.0 is the CUDA build (several GB of nvidia-* packages); PyTorch's CPU index offers
+# 2.13.0+cpu, which pip prefers (a local version label sorts above the bare version). Where that index is
+# unreachable but a CPU wheel is at hand (pip's find-links), pip warns about the index and takes the wheel.
 TORCH_SPEC ?= torch==2.13.0
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 export MLFLOW_DISABLE_TELEMETRY := true
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
@@ -17,7 +21,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet "$(TORCH_SPEC)" --extra-index-url "$(TORCH_INDEX)"
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	test -d .dvc || $(BIN)/dvc init --quiet
 	touch $@
@@ -37,5 +41,6 @@ bench: setup
 verify: setup
 	$(BIN)/physml verify
 
+# what the pipeline writes and git does not hold (metrics/ and reports/ are committed results: not removed)
 clean:
-	rm -rf data models metrics mlruns mlflow.db mlartifacts .prefect
+	rm -rf data models predictions mlruns mlflow.db mlflow.db.lock mlflow.db.promote.lock mlartifacts .prefect .physml-flow

@@ -14,7 +14,7 @@ from pathlib import Path
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from physml.config import load_params
+from physml.config import PROFILES, load_params
 from physml.data import generate_case
 
 
@@ -72,12 +72,18 @@ def main() -> None:
     p = argparse.ArgumentParser(description="Prefect flow: generate datasets, one task per case")
     p.add_argument("--case", action="append", help="case (repeatable; default: all)")
     p.add_argument("--params", default="params.yaml")
-    p.add_argument("--profile", default=None)
+    p.add_argument("--profile", default=None, choices=PROFILES, help="default: the file's `profile`")
     p.add_argument("--out", default="data")
     p.add_argument("--force", action="store_true")
     p.add_argument("--dask", action="store_true", help="fan out on a local Dask cluster")
     p.add_argument("--dask-address", default=None, help="existing Dask scheduler address")
     a = p.parse_args()
+    try:  # a bad params file or case fails here, in one line, before a Prefect server starts
+        params = load_params(a.params)
+        for case in a.case or []:
+            params.case(case)
+    except (ValueError, OSError) as exc:
+        p.exit(2, f"{p.prog}: error: {exc}\n")
     run_generate(a.case, a.params, a.profile, a.out, a.force, a.dask, a.dask_address)
 
 

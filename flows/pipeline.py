@@ -32,7 +32,7 @@ from prefect.futures import wait
 
 from physml import stages
 from physml.atomic import atomic_path
-from physml.config import ParamsModel, load_params
+from physml.config import PROFILES, ParamsModel, load_params
 
 RETRIES = 2
 RETRY_DELAY_S = 5
@@ -273,11 +273,15 @@ def run_pipeline(params_path: str = "params.yaml", profile: str | None = None, r
 def main() -> None:
     p = argparse.ArgumentParser(description="Prefect flow: the whole physml pipeline for the params.yaml matrix")
     p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
-    p.add_argument("--profile", default=None, help="quick or paper (default: the file's `profile`)")
+    p.add_argument("--profile", default=None, choices=PROFILES, help="default: the file's `profile`")
     p.add_argument("--root", default=".", help="project root for data/, models/, metrics/, reports/")
     p.add_argument("--dask", action="store_true", help="fan out on a local Dask cluster")
     p.add_argument("--dask-address", default=None, help="existing Dask scheduler address")
     a = p.parse_args()
+    try:
+        _load(a.params, a.profile)  # a bad params file fails here, in one line, before a Prefect server starts
+    except (ValueError, OSError) as exc:
+        p.exit(2, f"{p.prog}: error: {exc}\n")
     run_pipeline(a.params, a.profile, a.root, dask=a.dask, dask_address=a.dask_address)
 
 

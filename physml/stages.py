@@ -369,7 +369,12 @@ def track_results(params: ParamsModel, root: Path, case: str | None = None,
 
 
 def report(params: ParamsModel, root: Path) -> Path:
-    """Write the results index for the active profile (see :func:`physml.report.write_report`)."""
-    from physml.report import write_report
+    """Write the results index for the active profile (see :func:`physml.report.write_report`); a root
+    without any metrics file of the profile (a mistyped ``--root``, or nothing evaluated yet) → ValueError
+    instead of an empty report."""
+    from physml.report import collect_metrics, write_report
 
+    if not collect_metrics(params, Path(root)):
+        raise ValueError(f"{Path(root) / 'metrics' / params.profile}: no metrics file of the {params.profile} profile's "
+                         "matrix; run the evaluate stages first (or check --root)")
     return write_report(params, Path(root))

@@ -416,3 +416,19 @@ def test_trainings_in_threads_of_one_process_get_the_weights_they_get_alone(tiny
     for name in ("plain.pt", "softc.pt"):
         alone = (Layout(roots[0], "quick").models("heat", "anp") / name).read_bytes()
         assert all((Layout(where, "quick").models("heat", "anp") / name).read_bytes() == alone for where in roots[1:])
+
+
+def test_user_errors_are_one_line_before_any_service_starts(tmp_path: Path) -> None:
+    """The flows' command lines refuse a bad profile, a missing params file or an unknown case in one line (no
+    Prefect server started, no traceback); `physml report` refuses a root with no metrics (a mistyped
+    --root used to write an empty report there)."""
+    missing = str(tmp_path / "missing.yaml")
+    for command in (["-m", "flows.pipeline", "--profile", "Quick"], ["-m", "flows.pipeline", "--params", missing],
+                    ["-m", "flows.generate", "--case", "nosuch"]):
+        done = subprocess.run([sys.executable, *command], cwd=REPO, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+        assert done.stderr.strip().splitlines()[-1].split(": error: ")[1] != ""
+    empty = tmp_path / "typo"
+    done = subprocess.run([sys.executable, "-m", "physml.cli", "report", "--root", str(empty)], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "no metrics file" in done.stderr and not (empty / "reports").exists()
