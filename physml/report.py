@@ -163,13 +163,18 @@ def paired_difference(study: Mapping[str, Any], baseline: str = "none",
     if constraint not in errors or baseline not in errors or len(errors[constraint]) < 2:
         return None
     d = [b - f for b, f in zip(errors[constraint], errors[baseline], strict=True)]
+    if not all(math.isfinite(x) for x in d):
+        return math.nan, math.nan  # a diverged seed: no verdict (paired_verdict says so, and the bar fails)
     return statistics.fmean(d), statistics.stdev(d) / math.sqrt(len(d))
 
 
 def paired_verdict(diff: tuple[float, float], name: str = "BOON") -> str:
     """"<name> lower" / "<name> higher" when the mean paired difference is at least NOISE_SE standard errors
-    from zero on that side, else "within seed noise" (the L2 bar holds unless "BOON higher")."""
+    from zero on that side, "non-finite" when a seed's error is not finite, else "within seed noise" (the L2
+    bar holds on "lower" and "within seed noise" only)."""
     mean, se = diff
+    if not (math.isfinite(mean) and math.isfinite(se)):
+        return "non-finite"
     if mean > 0 and mean >= NOISE_SE * se:
         return f"{name} higher"
     if mean < 0 and -mean >= NOISE_SE * se:
@@ -241,6 +246,34 @@ def _seed_study_figure(params: ParamsModel, studies: Mapping[tuple[str, str], Ma
     return f"### seed study · relative L2 per seed\n\n![seed study](figures/{path.name})\n"
 
 
+#: The metrics every constraint's file must hold for the bars of its family.
+REQUIRED_METRICS = {"probconserv": ("mse", "conservation_error"), "operator": ("rel_l2", "boundary_max_abs")}
+
+
+def _completeness(params: ParamsModel, metrics: Mapping[tuple[str, str, str], Mapping[str, float]]) -> list[tuple[str, bool, str]]:
+    """One bar: every case × model with any metrics has a file for each constraint of its matrix group, holding
+    :data:`REQUIRED_METRICS`, so that a lost file (or key) fails a bar instead of silently dropping the bars
+    it feeds. (A case with no metrics at all is named as not run instead.) No bar without metrics."""
+    expected, missing = 0, []
+    for group in (params.matrix.probconserv, params.matrix.boon):
+        for case in group.cases:
+            required = REQUIRED_METRICS[pdes.get(case).family]
+            for model in group.models:
+                if not any((case, model, c) in metrics for c in group.constraints):
+                    continue
+                for c in group.constraints:
+                    expected += 1
+                    m = metrics.get((case, model, c))
+                    if m is None:
+                        missing.append(f"{case}/{model}/{c}.json")
+                    elif lost := [k for k in required if k not in m]:
+                        missing.append(f"{case}/{model}/{c}.json ({', '.join(lost)})")
+    if not expected:
+        return []
+    return [("every constraint's metrics file of the cases run, with the metrics the bars read", not missing,
+             f"missing: {'; '.join(missing)}" if missing else f"{expected} of {expected}")]
+
+
 def quality_checks(params: ParamsModel, metrics: Mapping[tuple[str, str, str], Mapping[str, float]],
                    studies: Mapping[tuple[str, str], Mapping[str, Any]] | None = None) -> list[tuple[str, bool, str]]:
     """The quality bars of the ProbConserv and BOON issues, evaluated on these metrics (bars of a case that
@@ -254,7 +287,7 @@ def quality_checks(params: ParamsModel, metrics: Mapping[tuple[str, str, str], M
     times lower than the FNO's (:func:`l2_factor`), on the seed means when there is a study.
     """
     studies = studies or {}
-    checks: list[tuple[str, bool, str]] = []
+    checks = _completeness(params, metrics)
     pc = params.matrix.probconserv
     for case in pc.cases:
         for model in pc.models:
@@ -286,7 +319,7 @@ def quality_checks(params: ParamsModel, metrics: Mapping[tuple[str, str, str], M
                 mean, spread, n = study["rel_l2_mean"], study["rel_l2_spread"], len(study["seeds"])
                 first = study["rel_l2"]
                 checks.append((f"{case}/{model}: BOON relative L2 not above FNO's beyond seed noise ({n} seeds)",
-                               paired_verdict(diff) != "BOON higher",
+                               paired_verdict(diff) in ("BOON lower", "within seed noise"),
                                f"BOON − FNO per seed {_paired_text(diff)}; means {_fmt(mean['boon'])} ± "
                                f"{_fmt(spread['boon'])} vs {_fmt(mean['none'])} ± {_fmt(spread['none'])}; BOON "
                                f"ahead on {study['boon_ahead']}/{n} seeds (project seed: {_fmt(first['boon'][0])} "

@@ -180,3 +180,34 @@ def test_a_profile_run_in_part_names_the_cases_it_has_not_run(tmp_path: Path) ->
     assert not any(ln.startswith("| heat_neumann | fno | –") for ln in text.splitlines())
     probconserv = text.split("## ProbConserv")[1].split("## BOON")[0]
     assert "_No metrics in this profile._" in probconserv and "| case |" not in probconserv
+
+
+def test_a_lost_metrics_file_or_key_fails_a_bar_instead_of_dropping_its_bars() -> None:
+    """Bars are built from the files that exist; without the completeness bar a deleted probconserv.json (or a
+    boon.json without its boundary error) took its bars away and the header still read N/N hold."""
+    params = load_params(ROOT / "params.yaml").with_profile("quick")
+    metrics = {}
+    for case, model, constraint in params.experiments():
+        family = "operator" if case in params.matrix.boon.cases else "probconserv"
+        metrics[(case, model, constraint)] = ({"rel_l2": 0.01, "boundary_max_abs": 0.0} if family == "operator"
+                                              else {"mse": 1e-3, "conservation_error": 0.0})
+    (bar,) = [c for c in quality_checks(params, metrics) if c[0].startswith("every constraint's metrics file")]
+    assert bar[1] and bar[2] == f"{len(metrics)} of {len(metrics)}"
+    del metrics[("stefan", "anp", "probconserv")]
+    del metrics[("cavity", "fno", "boon")]["boundary_max_abs"]
+    (bar,) = [c for c in quality_checks(params, metrics) if c[0].startswith("every constraint's metrics file")]
+    assert not bar[1]
+    assert bar[2] == "missing: stefan/anp/probconserv.json; cavity/fno/boon.json (boundary_max_abs)"
+    assert quality_checks(params, {}) == []  # nothing run: no bars (the report names the cases not run)
+
+
+def test_a_diverged_seed_fails_the_l2_bar_instead_of_crashing_the_report() -> None:
+    params = load_params(ROOT / "params.yaml").with_profile("quick")
+    seeds = params.study_seeds()
+    study = _study(seeds, [0.02] * len(seeds), [0.01] * (len(seeds) - 1) + [math.inf])
+    assert all(math.isnan(v) for v in paired_difference(study))  # no mean, no spread
+    metrics = {("heat_neumann", "fno", "none"): {"rel_l2": 0.02, "boundary_max_abs": 0.1},
+               ("heat_neumann", "fno", "boon"): {"rel_l2": 0.01, "boundary_max_abs": 0.0}}
+    (bar,) = [c for c in quality_checks(params, metrics, {("heat_neumann", "fno"): study})
+              if "beyond seed noise" in c[0]]
+    assert not bar[1] and "non-finite" in bar[2]
