@@ -115,11 +115,18 @@ def boundary_error(pred: np.ndarray, true: np.ndarray, boundary: np.ndarray) -> 
 
     ``boundary`` is a boolean mask broadcastable to the field shape (e.g. (nx,) with the two ends set) or
     an integer index array into the last axis. BOON's corrected operator has 0 here (Saad et al. 2023).
+    A float array, or an integer array of 0s and 1s as long as the last axis (a mask in the wrong dtype,
+    which would select points 0 and 1), → ValueError.
     """
     p, t = _f64("pred", pred), _f64("true", true)
     _same_shape(pred=p, true=t)
     mask = np.asarray(boundary)
     if mask.dtype != bool:
+        if not np.issubdtype(mask.dtype, np.integer):
+            raise ValueError(f"boundary must be a boolean mask or integer indices, got dtype {mask.dtype}")
+        if mask.ndim >= 1 and mask.shape[-1] == p.shape[-1] > 2 and np.isin(mask, (0, 1)).all():
+            raise ValueError("boundary holds 0s and 1s along the whole last axis: a mask, not indices; "
+                             "pass it as bool (boundary.astype(bool))")
         idx = mask.astype(np.int64).reshape(-1)
         if np.any(idx < -p.shape[-1]) or np.any(idx >= p.shape[-1]):
             raise ValueError(f"boundary indices must lie in [0, {p.shape[-1]}), got {idx.tolist()}")

@@ -221,6 +221,13 @@ def boundary_gradient_over_time(
     return _finish_row(fig, axes[0], path, "u_x", title)
 
 
+def _cell_edges(centres: np.ndarray) -> tuple[float, float]:
+    """The outer edges of cells centred on equally spaced ``centres`` (half a step beyond each end)."""
+    c = np.asarray(centres, dtype=float)
+    half = (c[-1] - c[0]) / (2 * (c.size - 1)) if c.size > 1 else 0.5
+    return float(c[0] - half), float(c[-1] + half)
+
+
 def field_error_panel(
     x: np.ndarray,
     t: np.ndarray,
@@ -229,12 +236,18 @@ def field_error_panel(
     path: str | Path,
     title: str = "",
 ) -> Path:
-    """The true field u(t, x) (nt, nx) and |pred − true| of each method on one colour scale."""
+    """The true field u(t, x) (nt, nx) and |pred − true| of each method on one colour scale.
+
+    Each sample is a cell centred on its (x, t) (the image extends half a step past the first and last
+    sample); the truth's diverging colour scale is symmetric, so white is u = 0.
+    """
     errs = {name: np.abs(f - truth) for name, f in fields.items()}
     vmax = max(float(np.max(e)) for e in errs.values()) or 1.0
     fig, axes = plt.subplots(1, 1 + len(errs), figsize=(3.2 * (1 + len(errs)), 2.9), squeeze=False)
-    extent = (float(x[0]), float(x[-1]), float(t[0]), float(t[-1]))
-    im = axes[0][0].imshow(truth, origin="lower", aspect="auto", extent=extent, cmap="RdBu_r")
+    extent = (*_cell_edges(x), *_cell_edges(t))
+    amplitude = float(np.max(np.abs(truth))) or 1.0
+    im = axes[0][0].imshow(truth, origin="lower", aspect="auto", extent=extent, cmap="RdBu_r",
+                           vmin=-amplitude, vmax=amplitude)
     axes[0][0].set_title("truth u(t, x)")
     fig.colorbar(im, ax=axes[0][0])
     for ax, (name, e) in zip(axes[0][1:], errs.items(), strict=True):
