@@ -308,8 +308,11 @@ def code_version(model: nn.Module, loss_fn: LossFn) -> str:
     names |= {name for name in (getattr(loss_fn, "__module__", None), __name__) if physml_module(name)}
     pending = list(names)
     while pending:
-        for value in vars(sys.modules[pending.pop()]).values():
+        scanned = pending.pop()
+        for value in vars(sys.modules[scanned]).values():
             owner = value.__name__ if isinstance(value, types.ModuleType) else getattr(value, "__module__", None)
+            if isinstance(value, types.ModuleType) and owner.startswith(scanned + "."):
+                continue  # a submodule bound on its package by whichever import came first: not this code's
             if physml_module(owner) and owner not in names and owner in sys.modules:
                 names.add(owner)
                 pending.append(owner)
@@ -433,8 +436,12 @@ def fit(
             loss = loss_fn(model, batch)
             if loss.dim() != 0:
                 raise ValueError(f"loss_fn must return a scalar tensor, got shape {tuple(loss.shape)}")
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"non-finite training loss {loss.item()} at epoch {epoch}, batch {step}")
+            finite = torch.isfinite(loss.detach()).to(torch.float64).reshape(1)
+            if world > 1:  # every rank stops, not only the one that diverged (the others would wait forever)
+                torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
+            if not bool(finite.item()):
+                raise FloatingPointError(f"non-finite training loss ({loss.item()} on rank {rank}) at epoch {epoch}, "
+                                         f"batch {step}")
             loss.backward()
             if world > 1:
                 _average_gradients(model, world)

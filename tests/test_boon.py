@@ -590,3 +590,26 @@ def test_fno_and_boon_train_through_fit_and_boon_boundary_is_exact(tmp_path):
         results[name] = max_err(pred[:, [0, -1]], ab)
     assert results["boon"] <= 1e-6
     assert results["fno"] > 1e-3
+
+
+@pytest.mark.parametrize("make", [lambda: fno_1d(width=4, modes=3, n_layers=2),
+                                  lambda: fno_1d_time(nt=4, width=4, modes=(3, 2), n_layers=2)], ids=["1d", "1d_time"])
+def test_inference_mode_leaves_no_inference_tensor_in_the_caches(make):
+    """A frozen model (post hoc evaluation) run once under torch.inference_mode cached its kernel's block
+    matrix as an inference tensor, and every later forward with autograd failed ("inference tensors cannot be
+    saved for backward"); a model built inside inference_mode could not run at all (no version counter)."""
+    torch.manual_seed(3)
+    fno = make().requires_grad_(False)
+    model = BOONFNO(fno, "dirichlet")
+    u = torch.randn(2, 16)
+    bc = torch.randn(2, 2) if fno.nt is None else torch.randn(2, 4, 2)
+    with torch.inference_mode():
+        expected = model(u, bc).clone()
+    u.requires_grad_(True)
+    out = model(u, bc)
+    out.sum().backward()
+    assert u.grad is not None and torch.allclose(out.detach(), expected, atol=1e-6)
+    with torch.inference_mode():
+        built_there = make()
+        for m in (built_there, BOONFNO(built_there, "neumann")):
+            assert m(u.detach(), *([] if m is built_there else [bc])).shape[:2] == (2, 16)

@@ -213,12 +213,15 @@ from physml.training import TrainConfig, fit
 
 
 class Data(torch.utils.data.Dataset):
-    def __init__(self, n):
+    def __init__(self, n, nan_at=None):
         self.x = torch.linspace(0.0, 6.0, n).unsqueeze(1)
+        self.y = torch.sin(self.x)
+        if nan_at is not None:
+            self.y[nan_at] = float("nan")
     def __len__(self):
         return len(self.x)
     def __getitem__(self, i):
-        return {"x": self.x[i], "y": torch.sin(self.x[i])}
+        return {"x": self.x[i], "y": self.y[i]}
 
 
 def loss(model, batch):
@@ -230,7 +233,8 @@ def rank_main(rank, world, out):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(1, 8), nn.Tanh(), nn.Linear(8, 1))
     config = TrainConfig(epochs=3, batch_size=1, lr=1e-2, device="cpu")
-    fit(model, loss, Data(5), Data(3), config, out / "m.pt", {"case": "toy"}, progress=False)
+    nan_at = int(sys.argv[2]) if len(sys.argv) > 2 else None  # one sample's target NaN: one rank diverges
+    fit(model, loss, Data(5, nan_at), Data(3), config, out / "m.pt", {"case": "toy"}, progress=False)
     torch.save(model.state_dict(), out / f"rank{rank}.pt")
     dist.destroy_process_group()
 
@@ -259,6 +263,20 @@ def test_two_ranks_train_equal_shards_to_equal_weights(tmp_path: Path) -> None:
     assert not all(torch.equal(a, b) for a, b in zip(start.state_dict().values(), first.values()))  # it trained
 
 
+def test_a_rank_that_diverges_stops_every_rank(tmp_path: Path) -> None:
+    """A NaN loss on one rank (its shard holds the bad sample) raised there while the other rank waited in the
+    gradient all-reduce forever; now every rank raises FloatingPointError in the same step."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "two_ranks.py"
+    script.write_text(_TWO_RANKS)
+    done = subprocess.run([sys.executable, str(script), str(tmp_path), "2"], capture_output=True, text=True,
+                          timeout=180)
+    assert done.returncode != 0 and done.stderr.count("FloatingPointError: non-finite training loss") >= 1
+    assert not (tmp_path / "rank0.pt").exists() and not (tmp_path / "rank1.pt").exists()
+
+
 def test_the_epoch_order_gives_every_rank_as_many_samples() -> None:
     from physml.training import _epoch_order
 
@@ -284,6 +302,25 @@ def test_code_version_covers_the_softc_quadrature_of_both_black_boxes(monkeypatc
     monkeypatch.setattr(Path, "read_bytes", lambda self: read(self) + (b"#" if self.as_posix().endswith(edited) else b""))
     after = (code_version(anp, mse), code_version(ensemble, mse))
     assert after[0] != before[0] and after[1] != before[1]
+
+
+def test_code_version_does_not_depend_on_what_else_the_process_imported() -> None:
+    """A package's namespace gains a submodule attribute once anything imports that submodule (importing
+    physml.experiments.probconserv binds it on physml.experiments); the FNO's fingerprint with BOON's loss
+    must be the same in a `physml train` process that never imports it and in the Prefect flow, which does."""
+    import subprocess
+    import sys
+
+    code = (
+        "from physml.experiments import boon\n"
+        "from physml.models.fno import fno_1d\n"
+        "from physml.training import code_version\n"
+        "before = code_version(fno_1d(width=4, modes=4), boon._loss)\n"
+        "import physml.experiments.probconserv, physml.stages, physml.report\n"
+        "print(before == code_version(fno_1d(width=4, modes=4), boon._loss))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.strip() == "True"
 
 
 def test_a_checkpoint_of_other_code_is_not_resumed(tmp_path: Path) -> None:

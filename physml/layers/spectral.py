@@ -119,11 +119,15 @@ class SpectralConv(nn.Module):
         stamp = weight_stamp((w,))
         if not grad and self._block is not None and self._block[0] == stamp:
             return self._block[2]
-        re, im = w.unbind(-1)
-        rows = torch.stack([w, torch.stack([-im, re], dim=-1)], dim=1)  # (in, re/im, out, *kept, re/im)
-        nk = self.ndim
-        rows = rows.permute(*range(3, 3 + nk), 0, 1, 2, 3 + nk)  # (*kept, in, re/im, out, re/im)
-        block = rows.reshape(-1, 2 * self.in_channels, 2 * self.out_channels)
+        # built as a normal tensor even inside torch.inference_mode(): a cached inference tensor would break a
+        # later forward with autograd on frozen weights ("inference tensors cannot be saved for backward")
+        # (inference_mode(False) alone would switch autograd on: the grad mode is set explicitly)
+        with torch.inference_mode(False), torch.set_grad_enabled(grad):
+            re, im = w.unbind(-1)
+            rows = torch.stack([w, torch.stack([-im, re], dim=-1)], dim=1)  # (in, re/im, out, *kept, re/im)
+            nk = self.ndim
+            rows = rows.permute(*range(3, 3 + nk), 0, 1, 2, 3 + nk)  # (*kept, in, re/im, out, re/im)
+            block = rows.reshape(-1, 2 * self.in_channels, 2 * self.out_channels)
         self._block = None if grad else (stamp, w.detach(), block)
         return block
 

@@ -37,5 +37,7 @@ def optimizer_steps() -> int:
 def weight_stamp(weights: Sequence[torch.Tensor]) -> tuple:
     """``(optimizer steps, then (storage address, in-place version, dtype, device) per weight)``: equal
     stamps mean the weights were not written in between, except through ``.data``. A cache that compares
-    stamps must hold the weights' storage, so that no other tensor can take its address meanwhile."""
-    return (_steps, *((w.data_ptr(), w._version, w.dtype, w.device) for w in weights))
+    stamps must hold the weights' storage, so that no other tensor can take its address meanwhile. An
+    inference tensor (made inside ``torch.inference_mode``) has no version counter and cannot be written
+    outside that mode: its version counts as 0."""
+    return (_steps, *((w.data_ptr(), 0 if w.is_inference() else w._version, w.dtype, w.device) for w in weights))
