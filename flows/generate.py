@@ -16,6 +16,7 @@ from prefect.cache_policies import NO_CACHE
 
 from physml.config import PROFILES, load_params
 from physml.data import generate_case
+from physml.stages import check_output_grids
 
 
 @task(name="generate-case", cache_policy=NO_CACHE, retries=0)
@@ -24,6 +25,7 @@ def generate_case_task(case: str, params_path: str, profile: str | None, out: st
     params = load_params(params_path)
     if profile:
         params = params.with_profile(profile)
+    check_output_grids(params, [case])
     return str(generate_case(case, params, Path(out), progress=False, force=force))
 
 
@@ -80,8 +82,10 @@ def main() -> None:
     a = p.parse_args()
     try:  # a bad params file or case fails here, in one line, before a Prefect server starts
         params = load_params(a.params)
+        params = params.with_profile(a.profile) if a.profile else params
         for case in a.case or []:
             params.case(case)
+        check_output_grids(params, a.case or list(params.cases))
     except (ValueError, OSError) as exc:
         p.exit(2, f"{p.prog}: error: {exc}\n")
     run_generate(a.case, a.params, a.profile, a.out, a.force, a.dask, a.dask_address)

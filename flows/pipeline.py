@@ -278,8 +278,8 @@ def main() -> None:
     p.add_argument("--dask", action="store_true", help="fan out on a local Dask cluster")
     p.add_argument("--dask-address", default=None, help="existing Dask scheduler address")
     a = p.parse_args()
-    try:
-        _load(a.params, a.profile)  # a bad params file fails here, in one line, before a Prefect server starts
+    try:  # a bad params file fails here, in one line, before a Prefect server starts
+        stages.check_output_grids(_load(a.params, a.profile))
     except (ValueError, OSError) as exc:
         p.exit(2, f"{p.prog}: error: {exc}\n")
     run_pipeline(a.params, a.profile, a.root, dask=a.dask, dask_address=a.dask_address)

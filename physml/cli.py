@@ -38,11 +38,13 @@ def _add_common(p: argparse.ArgumentParser, profile: bool = True) -> None:
 # ---- generate ------------------------------------------------------------------------------------
 def _cmd_generate(args: argparse.Namespace) -> int:
     from physml.data import generate_case
+    from physml.stages import check_output_grids
 
     params = _load(args)
     cases = list(params.cases) if args.case == "all" else [args.case]
     for case in cases:
         params.case(case)
+    check_output_grids(params, cases)
     for case in cases:
         path = generate_case(case, params, args.out, progress=not args.no_progress, force=args.force)
         print(f"{case}: {path}")

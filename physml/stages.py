@@ -98,15 +98,22 @@ def generate(case: str, params: ParamsModel, root: Path, progress: bool = True) 
     before anything is solved, not after."""
     from physml.data.generate import generate_case
 
-    if case in params.matrix.boon.cases:
-        from physml.experiments.boon import check_output_times
-
-        grid = params.case(case).grid
-        if grid is not None:
-            times = grid[params.profile].resolve_times(pdes.get(case).t_domain)
-            check_output_times(case, times, f"params.yaml cases.{case}.grid.{params.profile}")
+    check_output_grids(params, [case])
 
     return generate_case(case, params, Path(root) / "data", progress=progress)
+
+
+def check_output_grids(params: ParamsModel, cases: list[str] | None = None) -> None:
+    """Refuse, before anything is solved, the output times of params.yaml that a BOON case's operator cannot
+    learn (:func:`physml.experiments.boon.check_output_times`), for ``cases`` (default: every case of the
+    matrix). Every entry point that generates calls it: :func:`generate`, ``physml generate`` and both flows."""
+    for case in params.matrix.boon.cases if cases is None else cases:
+        grid = params.case(case).grid
+        if case in params.matrix.boon.cases and grid is not None:
+            from physml.experiments.boon import check_output_times
+
+            times = grid[params.profile].resolve_times(pdes.get(case).t_domain)
+            check_output_times(case, times, f"params.yaml cases.{case}.grid.{params.profile}")
 
 
 def _check_inputs(case: str, model: str, params: ParamsModel, lay: Layout, step: str) -> None:

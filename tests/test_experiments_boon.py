@@ -329,6 +329,9 @@ def test_output_times_the_operators_cannot_represent_are_refused(tmp_path: Path)
     """A single-step case (u₀ ↦ u(T)) with several output times, and a multi-step case with uneven times (its
     FNO's time coordinates and modes assume a uniform grid): ``physml generate`` refuses the grid of params.yaml
     before solving anything; data made by other means stop at loading, before training."""
+    import yaml
+
+    from physml.cli import main as cli_main
     from physml.data.generate import generate_case
 
     for case, grid, reason in (("burgers_dirichlet", {"nx": 16, "nt": 3}, "single-step operator"),
@@ -336,6 +339,10 @@ def test_output_times_the_operators_cannot_represent_are_refused(tmp_path: Path)
         params = tiny_params(**{case: grid})
         with pytest.raises(ValueError, match=rf"params.yaml cases.{case}.grid.quick.*{reason}"):
             stages.generate(case, params, tmp_path, progress=False)
+        params_file = tmp_path / f"{case}.yaml"
+        params_file.write_text(yaml.safe_dump(params.model_dump(mode="json", exclude_none=True), sort_keys=False))
+        assert cli_main(["generate", "--case", case, "--params", str(params_file), "--out", str(tmp_path / "data"),
+                         "--no-progress"]) == 2  # what dvc repro runs
         assert not stages.Layout(tmp_path, "quick").data(case).exists()
         data = generate_case(case, params, tmp_path / "data", progress=False)
         with pytest.raises(ValueError, match=reason):
