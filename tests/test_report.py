@@ -6,6 +6,8 @@ import json
 import math
 from pathlib import Path
 
+import pytest
+
 from physml.config import load_params
 from physml.report import (collect_seed_studies, l2_factor, paired_difference, posthoc_summary, quality_checks,
                            seed_study_table, write_report)
@@ -201,6 +203,7 @@ def test_a_lost_metrics_file_or_key_fails_a_bar_instead_of_dropping_its_bars() -
     assert quality_checks(params, {}) == []  # nothing run: no bars (the report names the cases not run)
 
 
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # the helper's spread of an inf
 def test_a_diverged_seed_fails_the_l2_bar_instead_of_crashing_the_report() -> None:
     params = load_params(ROOT / "params.yaml").with_profile("quick")
     seeds = params.study_seeds()
