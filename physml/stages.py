@@ -251,8 +251,7 @@ def track(case: str, model: str, params: ParamsModel, root: Path, only_missing: 
     settings = params.model_settings(model, case).model_dump()
     figures = {p.stem: p for p in sorted((lay.metrics(case, model) / "figures").glob("*.png"))}
     checkpoints = _result_digest(*sorted(lay.models(case, model).glob("*.pt")))
-    built = read_checkpoint(lay.models(case, model) / "plain.pt")["model_config"]
-    network = {k: v for k, v in built.items() if k not in ("case", "variant")}
+    network: dict[str, Any] | None = None  # read from the checkpoint once something is logged
     run_ids: dict[str, str] = {}
     for constraint in group.constraints:
         metrics_file = lay.metrics(case, model) / f"{constraint}.json"
@@ -268,6 +267,9 @@ def track(case: str, model: str, params: ParamsModel, root: Path, only_missing: 
                 name = tracking.registered_model_name(case, model, params.profile)
                 tracking.promote_if_better(name, registered, metric, higher_is_better=higher)
             continue
+        if network is None:
+            built = read_checkpoint(lay.models(case, model) / "plain.pt")["model_config"]
+            network = {k: v for k, v in built.items() if k not in ("case", "variant")}
         state = None
         if constraint == headline:
             ckpt = lay.models(case, model) / ("boon.pt" if problem.family == "operator" else "plain.pt")
