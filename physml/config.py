@@ -381,11 +381,17 @@ class MatrixConfig(_Strict):
     boon: MatrixGroup
 
 
+#: The largest seed any network is trained with: numpy's and torch's generators take seeds below 2³², and the
+#: seed study trains with ``seed, seed + 1, …`` (:meth:`ParamsModel.study_seeds`), so ``seed`` plus the study's
+#: seeds must stay at or below it (checked when params.yaml is loaded). ``physml.training`` imports it.
+MAX_SEED = 2**32 - 1
+
+
 class ParamsModel(_Strict):
     """The whole params.yaml, validated against the PDE registry."""
 
     profile: Profile
-    seed: int = Field(ge=0, le=2**32 - 1)
+    seed: int = Field(ge=0, le=MAX_SEED)
     cases: dict[str, CaseConfig] = Field(min_length=1)
     models: ModelsConfig
     matrix: MatrixConfig
@@ -422,6 +428,12 @@ class ParamsModel(_Strict):
             errors += _check_case(path, case, problem)
         for group_name, group in (("probconserv", self.matrix.probconserv), ("boon", self.matrix.boon)):
             errors += _check_matrix(f"matrix.{group_name}", group_name, group, self.cases)
+        for profile in PROFILES:
+            last = self.seed + self.matrix.boon.seeds[profile] - 1
+            if last > MAX_SEED:
+                errors.append(f"seed: the {profile} seed study (matrix.boon.seeds.{profile} = "
+                              f"{self.matrix.boon.seeds[profile]}) would train with seed {last}; allowed range "
+                              f"with that study [0, {MAX_SEED - self.matrix.boon.seeds[profile] + 1}] (got {self.seed})")
         for model in ("anp", "ensemble", "fno"):
             for name in getattr(self.models, model).cases:
                 if name not in self.cases:

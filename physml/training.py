@@ -43,11 +43,11 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from physml.atomic import atomic_path
+# MAX_SEED, the bound of params.yaml's seed, is far below the ~9e12 where _epoch_order's
+# seed · 1 000 003 + epoch would overflow torch's int64 seed
+from physml.config import MAX_SEED
 
 CHECKPOINT_FORMAT = 1
-#: The largest seed, as for params.yaml's ``seed`` (:class:`physml.config.ParamsModel`); above about 9e12,
-#: :func:`_epoch_order`'s seed · 1 000 003 + epoch would overflow torch's int64 seed.
-MAX_SEED = 2**32 - 1
 
 LossFn = Callable[[nn.Module, Any], torch.Tensor]
 ValFn = Callable[[nn.Module, Dataset, "TrainConfig"], float]

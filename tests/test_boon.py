@@ -16,6 +16,7 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
+from physml.layers.weight_stamp import clear_weight_caches
 from physml.models.boon import NEUMANN_STENCILS, BOONFNO, OverwriteFNO
 from physml.models.fno import fno_1d, fno_1d_time, fno_2d_time
 
@@ -168,8 +169,9 @@ def test_cavity_walls_exact(dtype):
     assert max(errs) <= TOL[dtype]
 
 
+@pytest.mark.parametrize("order", sorted(NEUMANN_STENCILS))
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_neumann_walls_2d_exact_except_the_x_walls_corner_points(dtype):
+def test_neumann_walls_2d_exact_except_the_x_walls_corner_points(dtype, order):
     """2-D + time with Neumann data on both axes: the y-walls' stencil derivative holds everywhere; the
     x-walls' holds on every face point but the two corners (y = lo, y = hi), whose stencil points the
     y-walls' values replace (the last axis is written last)."""
@@ -177,10 +179,10 @@ def test_neumann_walls_2d_exact_except_the_x_walls_corner_points(dtype):
     nx, ny, nt = 12, 10, 4
     fno = fno_2d_time(nt=nt, width=6, modes=(3, 3, 2)).to(dtype)
     gx, gy = torch.randn(2, ny, nt, 2, dtype=dtype), torch.randn(2, nx, nt, 2, dtype=dtype)
-    y = BOONFNO(fno, "neumann")(torch.randn(2, nx, ny, dtype=dtype), [gx, gy])
-    left, right = stencil_derivative(y, 2, 1.0 / (ny - 1), 1)
+    y = BOONFNO(fno, "neumann", neumann_order=order)(torch.randn(2, nx, ny, dtype=dtype), [gx, gy])
+    left, right = stencil_derivative(y, 2, 1.0 / (ny - 1), order)
     assert max(max_err(left, gy[..., 0]), max_err(right, gy[..., 1])) <= TOL[dtype]
-    left, right = stencil_derivative(y, 1, 1.0 / (nx - 1), 1)
+    left, right = stencil_derivative(y, 1, 1.0 / (nx - 1), order)
     assert max(max_err(left[:, 1:-1], gx[:, 1:-1, :, 0]), max_err(right[:, 1:-1], gx[:, 1:-1, :, 1])) <= TOL[dtype]
 
 
@@ -344,6 +346,40 @@ def test_inference_forward_after_optimizer_steps_uses_the_new_weights(boundary, 
             assert torch.equal(model(u, bc), BOONFNO(fresh, boundary)(u, bc))
             assert torch.equal(monitor(u, bc), BOONFNO(fresh, boundary)(u, bc))
             assert torch.equal(model.fno(u), fresh(u))
+
+
+@pytest.mark.parametrize("make", [lambda: fno_1d(width=8, modes=6), lambda: fno_2d_time(nt=3, width=6, modes=(3, 3, 2))])
+def test_clear_weight_caches_after_a_write_through_data(make):
+    """A write through ``.data`` moves no version counter, so the inference caches (the kernels' block matrices,
+    BOON's corrections) keep the old weights; :func:`clear_weight_caches` drops them all, and the inference
+    forward then equals the one with autograd, which builds everything afresh."""
+    torch.manual_seed(12)
+    model = BOONFNO(make().double(), "dirichlet")
+    u = torch.randn(2, 12, *(() if model.fno.n_space == 1 else (10,)), dtype=torch.float64)
+    bc = (torch.randn(2, 2, dtype=torch.float64) if model.fno.n_space == 1
+          else [torch.randn(2, 10, 3, 2, dtype=torch.float64), torch.randn(2, 12, 3, 2, dtype=torch.float64)])
+    with torch.no_grad():
+        before = model(u, bc)
+    for conv, pointwise in zip(model.fno.spectral, model.fno.pointwise):
+        conv.weight.data.mul_(1.5)
+        pointwise.weight.data.mul_(0.5)
+    with torch.no_grad():
+        stale = model(u, bc)
+        assert clear_weight_caches(model) == 1 + model.fno.n_layers
+        cleared = model(u, bc)
+    fresh = model(u, bc).detach()  # with autograd: nothing cached is used
+    assert torch.allclose(cleared, fresh, atol=1e-12, rtol=0)
+    assert not torch.allclose(stale, fresh, atol=1e-6) and not torch.allclose(fresh, before, atol=1e-6)
+
+
+def test_the_neumann_stencil_defaults_to_the_pipelines_second_order():
+    """The reference enforces its Neumann data on the second-order one-sided stencil, and so do the pipeline's
+    models (experiments.boon.NEUMANN_ORDER): a model built without the argument must do the same."""
+    from physml.experiments.boon import NEUMANN_ORDER
+
+    fno = fno_1d(width=4, modes=2)
+    assert BOONFNO(fno, "neumann").stencil == OverwriteFNO(fno, "neumann").stencil == NEUMANN_STENCILS[NEUMANN_ORDER]
+    assert NEUMANN_ORDER == 2
 
 
 def test_inference_cache_follows_rcond():

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from physml import pdes
-from physml.config import PROFILES, load_params, validate_params
+from physml.config import MAX_SEED, PROFILES, load_params, validate_params
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = ROOT / "params.yaml"
@@ -160,6 +160,28 @@ def test_study_seeds_start_at_the_project_seed_and_default_to_it_alone(raw: dict
     data = copy.deepcopy(raw)
     del data["matrix"]["boon"]["seeds"]
     assert validate_params(data).study_seeds() == [data["seed"]]
+
+
+def test_the_seed_study_must_stay_within_the_seed_range(raw: dict[str, Any]) -> None:
+    """The study trains with seed, seed + 1, …: every one of them must be a seed training takes."""
+    from physml.training import MAX_SEED as training_max, TrainConfig
+
+    assert training_max == MAX_SEED
+    n = max(raw["matrix"]["boon"]["seeds"].values())
+    assert n > 1, "params.yaml's seed study has one seed in every profile: this test checks nothing"
+    data = copy.deepcopy(raw)
+    data["seed"] = MAX_SEED - n + 1
+    last = validate_params(data)
+    for profile in PROFILES:
+        for seed in last.with_profile(profile).study_seeds():
+            TrainConfig(epochs=1, batch_size=1, lr=1e-3, seed=seed)
+    data["seed"] = MAX_SEED - n + 2
+    profile = max(PROFILES, key=lambda p: raw["matrix"]["boon"]["seeds"][p])
+    with pytest.raises(ValueError) as info:
+        validate_params(data)
+    msg = str(info.value)
+    assert f"seed: the {profile} seed study" in msg and f"would train with seed {MAX_SEED + 1}" in msg, msg
+    assert f"allowed range with that study [0, {MAX_SEED - n + 1}]" in msg, msg
 
 
 def test_with_profile_rejects_unknown() -> None:

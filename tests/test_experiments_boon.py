@@ -157,6 +157,34 @@ def test_seed_study_is_one_mlflow_run_with_the_values_per_seed(heat_run: tuple[P
     assert figure.path == "figures/seed_study.png" and figure.file_size > 0
 
 
+def test_seed_study_refuses_a_non_finite_error_and_writes_nothing(heat_run: tuple[ParamsModel, Path, dict],
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A NaN error would make the seed mean NaN; the study stops, naming the constraint and the seed, and leaves
+    seeds.json as it was (here: absent), as evaluate refuses a non-finite metric."""
+    params, root, _ = heat_run
+    out = stages.Layout(root, params.profile).seed_study_file("heat_neumann", "fno")
+    out.unlink(missing_ok=True)
+    metrics = boon._metrics
+
+    def nan_for_boon(case, pred, truth, boundary, x):
+        values, per_time = metrics(case, pred, truth, boundary, x)
+        return ({**values, "rel_l2": float("nan")} if pred is boon_pred[0] else values), per_time
+
+    boon_pred: list[np.ndarray] = [None]
+    predictions = boon._constraint_predictions
+
+    def remember(*args, **kwargs):
+        preds, rest = predictions(*args, **kwargs)
+        boon_pred[0] = preds["boon"]
+        return preds, rest
+
+    monkeypatch.setattr(boon, "_constraint_predictions", remember)
+    monkeypatch.setattr(boon, "_metrics", nan_for_boon)
+    with pytest.raises(ValueError, match=rf"heat_neumann × fno × boon, seed {params.seed}: non-finite rel_l2"):
+        stages.seed_study("heat_neumann", "fno", params, root, progress=False)
+    assert not out.exists()
+
+
 def test_seed_study_needs_the_main_training_and_a_boon_case(tmp_path: Path) -> None:
     params = tiny_params(seeds=2, stokes2={"nx": 12, "nt": 3})
     stages.generate("stokes2", params, tmp_path, progress=False)

@@ -579,7 +579,11 @@ def seed_study(case: str, model: str, params: ParamsModel, data_dir: Path, model
             _train_variants(case, model, params, train_split, val_split, data, seed_dir, seed, progress)
         preds, _ = _constraint_predictions(case, params, seed_dir, test, constraints)
         for name, pred in preds.items():
-            rel_l2[name].append(_metrics(case, pred, test.truth, test.boundary, test.x)[0]["rel_l2"])
+            error = _metrics(case, pred, test.truth, test.boundary, test.x)[0]["rel_l2"]
+            if not math.isfinite(error):  # as evaluate refuses: no seeds.json whose mean is NaN
+                raise ValueError(f"{case} × {model} × {name}, seed {seed}: non-finite rel_l2 ({error}); "
+                                 f"nothing written to {out_path}")
+            rel_l2[name].append(error)
     result: dict[str, Any] = {
         "case": case, "model": model, "seeds": seeds, "rel_l2": rel_l2,
         "rel_l2_mean": {c: float(np.mean(v)) for c, v in rel_l2.items()},

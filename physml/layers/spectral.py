@@ -131,6 +131,10 @@ class SpectralConv(nn.Module):
         self._block = None if grad else (stamp, w.detach(), block)
         return block
 
+    def clear_weight_cache(self) -> None:
+        """Drop the cached :meth:`block_weight` (see :func:`~physml.layers.weight_stamp.clear_weight_caches`)."""
+        self._block = None
+
     def mix(self, compact: torch.Tensor, block: torch.Tensor | None = None) -> torch.Tensor:
         """Channel mixing per kept frequency: ``(B, in, *kept) → (B, out, *kept)``, Ŷ_o = Σ_i X̂_i R_io.
 

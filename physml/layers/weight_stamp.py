@@ -6,6 +6,7 @@ torch 2.13) update the parameters without bumping it. So a stamp also carries th
 taken in this process, counted by a global post-step hook on :class:`torch.optim.Optimizer` (registered once,
 on import): any optimizer step, fused or not, makes every stamp taken before it stale. Writes through
 ``.data`` still pass unnoticed; ``load_state_dict``, ``copy_`` and in-place ops under ``torch.no_grad`` do not.
+After such a write, :func:`clear_weight_caches` drops every cache a model holds.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+from torch import nn
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
-__all__ = ["optimizer_steps", "weight_stamp"]
+__all__ = ["clear_weight_caches", "optimizer_steps", "weight_stamp"]
 
 _steps = 0
 
@@ -41,3 +43,18 @@ def weight_stamp(weights: Sequence[torch.Tensor]) -> tuple:
     inference tensor (made inside ``torch.inference_mode``) has no version counter and cannot be written
     outside that mode: its version counts as 0."""
     return (_steps, *((w.data_ptr(), 0 if w.is_inference() else w._version, w.dtype, w.device) for w in weights))
+
+
+def clear_weight_caches(model: nn.Module) -> int:
+    """Drop what every submodule of ``model`` (itself included) has cached from its weights, by calling
+    its ``clear_weight_cache()`` where it has one (:class:`~physml.layers.spectral.SpectralConv`'s block
+    matrix, :class:`~physml.models.boon.BOONFNO`'s corrections). Needed only after writing weights through
+    ``.data``, which a stamp cannot see; the next inference forward rebuilds them. Returns how many
+    submodules had a cache to clear."""
+    cleared = 0
+    for module in model.modules():
+        clear = getattr(module, "clear_weight_cache", None)
+        if callable(clear):
+            clear()
+            cleared += 1
+    return cleared

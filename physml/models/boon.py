@@ -114,11 +114,11 @@ class BoundaryFNO(nn.Module):
         fno: the base operator.
         boundary: "dirichlet", "neumann" or "periodic".
         axes: bounded grid axes (spatial only; default all spatial axes: x, or x and y).
-        neumann_order: 1 or 2, order of the one-sided stencil (Neumann only).
+        neumann_order: 1 or 2, order of the one-sided stencil (Neumann only; default 2, the reference's).
     """
 
     def __init__(self, fno: FNO, boundary: str = "dirichlet", axes: Sequence[int] | None = None,
-                 neumann_order: int = 1) -> None:
+                 neumann_order: int = 2) -> None:
         super().__init__()
         if not isinstance(fno, FNO):
             raise ValueError(f"fno must be a physml.models.fno.FNO, got {type(fno).__name__}")
@@ -267,7 +267,7 @@ class BOONFNO(BoundaryFNO):
     """
 
     def __init__(self, fno: FNO, boundary: str = "dirichlet", axes: Sequence[int] | None = None,
-                 neumann_order: int = 1, rcond: float = 0.0) -> None:
+                 neumann_order: int = 2, rcond: float = 0.0) -> None:
         super().__init__(fno, boundary, axes, neumann_order)
         if not (0.0 <= float(rcond) < 1.0):
             raise ValueError(f"rcond must lie in [0, 1), got {rcond!r}")
@@ -312,10 +312,16 @@ class BOONFNO(BoundaryFNO):
         """The weights a layer's correction is made from: its kernel's and its pointwise map's."""
         return conv.weight, pointwise.weight
 
+    def clear_weight_cache(self) -> None:
+        """Drop the corrections cached from the weights (:meth:`_weights_cached`). The kernels cache their block
+        matrices themselves; :func:`~physml.layers.weight_stamp.clear_weight_caches` on the model clears both."""
+        self._weight_cache.clear()
+
     def _weights_cached(self, key: tuple, weights: Sequence[torch.Tensor], build: Callable[[], Any]) -> Any:
         """``build()``, made from ``weights``; without autograd cached under ``key`` until one of them may have
         changed or ``rcond`` did (:func:`~physml.layers.weight_stamp.weight_stamp`: storage, in-place
-        version, any optimizer step since, fused ones included; writes through ``.data`` pass unnoticed).
+        version, any optimizer step since, fused ones included; writes through ``.data`` pass unnoticed: after
+        one, :func:`~physml.layers.weight_stamp.clear_weight_caches`).
         A call with autograd builds afresh and drops every cached entry, so training holds no stale copies."""
         if torch.is_grad_enabled():
             self._weight_cache.clear()

@@ -63,11 +63,7 @@ class Stefan(ExactProblem1D):
 
     def front_position(self, params: Mapping[str, float], t: np.ndarray) -> np.ndarray:
         """x*(t) = 2 z₁ √t (the shock separating u ≥ p* from u = 0), shape ``(len(t),)``."""
-        z1 = self.similarity_root(params)
-        t = np.asarray(t, dtype=np.float64)
-        if t.ndim != 1 or np.any(~np.isfinite(t)) or np.any(t < 0.0):
-            raise ValueError(f"stefan: t must be a 1-D array of finite times >= 0, got {t!r}")
-        return 2.0 * z1 * np.sqrt(t)
+        return 2.0 * self.similarity_root(params) * np.sqrt(t)  # params and t checked (Problem.__init_subclass__)
 
     @staticmethod
     def _field(p: Mapping[str, float], tt: np.ndarray, xx: np.ndarray) -> np.ndarray:
