@@ -177,7 +177,8 @@ def evaluate_task(case: str, model: str, params_path: str, profile: str | None, 
     """Metrics files and figures, then the MLflow runs; returns constraint → MLflow run id."""
     params = _load(params_path, profile)
     stages.evaluate(case, model, params, Path(root))
-    return stages.track(case, model, params, Path(root))
+    # only_missing: a retry after a tracking failure finds the runs already logged instead of logging them twice
+    return stages.track(case, model, params, Path(root), only_missing=True)
 
 
 @task(name="seed-study", cache_key_fn=_cache_key, persist_result=True, retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S)
@@ -185,7 +186,7 @@ def seed_study_task(case: str, model: str, params_path: str, profile: str | None
     """BOON: the same training over every seed of matrix.boon.seeds, then its MLflow run; returns the run id."""
     params = _load(params_path, profile)
     stages.seed_study(case, model, params, Path(root), progress=False)
-    return stages.track_seed_study(case, model, params, Path(root))
+    return stages.track_seed_study(case, model, params, Path(root), only_missing=True)
 
 
 @task(name="report", retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S)

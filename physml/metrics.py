@@ -84,7 +84,8 @@ def conservation_error(mean: np.ndarray, G: np.ndarray, b: np.ndarray, reduce: L
     """Conservation error CE = G μ − b: quadrature of the predicted mean minus the true mass, per time slice.
 
     ``mean`` (..., nt, m), ``G`` (..., nt, 1, m) and ``b`` (..., nt, 1) as built by
-    :func:`physml.constraints.conservation_constraint` (any (..., k, m) / (..., k) works). ``reduce="none"``
+    :func:`physml.constraints.conservation_constraint` (any (..., k, m) / (..., k) works; G's batch axes are
+    mean's, each of size 1 or the same). ``reduce="none"``
     gives the signed error (..., nt, k); ``"mean_abs"`` the mean |CE| reported in tables (Hansen et al.
     2023, §4; reference ``analyze_conservation``). ProbConserv's CE is 0 up to round-off.
     """
@@ -92,6 +93,11 @@ def conservation_error(mean: np.ndarray, G: np.ndarray, b: np.ndarray, reduce: L
     mu, g, rhs = _f64("mean", mean), _f64("G", G), _f64("b", b)
     if g.ndim < 2 or g.shape[-1] != mu.shape[-1]:
         raise ValueError(f"G must have shape (..., k, {mu.shape[-1]}), got {g.shape}")
+    # G has mean's axes plus k: a G without its k axis, (N, nt, m) against an (N, nt, m) mean, would otherwise
+    # pass as nt rows per slice (when N = nt), each slice's quadrature compared with every slice's mass
+    if g.ndim != mu.ndim + 1 or not _broadcasts_into(g.shape[:-2], mu.shape[:-1]):
+        raise ValueError(f"G must have shape (..., k, {mu.shape[-1]}) with mean's batch axes {mu.shape[:-1]} "
+                         f"(one axis more than mean, size 1 to share), got {g.shape}")
     quadrature = np.einsum("...kn,...n->...k", g, mu)  # G μ, (..., k)
     # b must not widen G μ: a (..., nt) b against (..., nt, 1) would compare every slice with every mass
     if rhs.ndim < 1 or rhs.shape[-1] != g.shape[-2] or not _broadcasts_into(rhs.shape, quadrature.shape):

@@ -13,6 +13,7 @@ that train (train, seed_study) run one at a time per process (:data:`TRAINING_LO
 
 from __future__ import annotations
 
+import json
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Any
 
 from physml import pdes
 from physml.allocator import keep_large_blocks_on_heap
+from physml.atomic import atomic_path
 from physml.config import ParamsModel
 
 
@@ -30,6 +32,10 @@ from physml.config import ParamsModel
 #: give weights that depend on timing; with the lock each gets the weights it gets alone. (The Dask runner
 #: of :mod:`flows.pipeline` trains in separate processes, in parallel.)
 TRAINING_LOCK = threading.Lock()
+
+#: Written beside a case × model's networks by :func:`train` once they are trained: the params.yaml settings
+#: they were trained with (:func:`_training_settings`), which constrain, the seed study and track check.
+TRAINED_WITH = "trained_with.json"
 
 
 @dataclass(frozen=True)
@@ -116,14 +122,44 @@ def check_output_grids(params: ParamsModel, cases: list[str] | None = None) -> N
             check_output_times(case, times, f"params.yaml cases.{case}.grid.{params.profile}")
 
 
+def _training_settings(params: ParamsModel, case: str, model: str) -> dict[str, Any]:
+    """What in params.yaml makes ``case`` × ``model``'s networks: the seed, the model's settings for the case
+    (architecture and training), and for ProbConserv the SoftC penalty."""
+    settings: dict[str, Any] = {"seed": params.seed, "model": params.model_settings(model, case).model_dump(mode="json")}
+    if pdes.get(case).family == "probconserv":
+        settings["softc"] = params.models.softc.model_dump(mode="json")
+    return settings
+
+
+def _differences(a: Any, b: Any, path: str = "") -> list[str]:
+    """The key paths where two json-like values differ (``model.train.lr``), sorted."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return sorted(d for k in set(a) | set(b) for d in _differences(a.get(k), b.get(k), f"{path}.{k}" if path else k))
+    return [] if a == b else [path or "(all)"]
+
+
+def _check_trained_with(case: str, model: str, params: ParamsModel, lay: Layout) -> None:
+    """Refuse networks trained with other settings than ``params`` gives now (:data:`TRAINED_WITH`), or whose
+    training left no record (not trained by :func:`train`, or it did not finish), naming the keys that differ."""
+    retrain = f"run `physml train --case {case} --model {model}`"
+    record = lay.models(case, model) / TRAINED_WITH
+    if not record.is_file():
+        raise ValueError(f"{record} is missing: no record of the settings the networks of {case} × {model} were "
+                         f"trained with (not trained, or their training did not finish); {retrain}")
+    differ = _differences(json.loads(record.read_text()), _training_settings(params, case, model))
+    if differ:
+        raise ValueError(f"{lay.models(case, model)}: trained with other settings than params.yaml gives now "
+                         f"({', '.join(differ)}); {retrain}")
+
+
 def _check_inputs(case: str, model: str, params: ParamsModel, lay: Layout, step: str) -> None:
     """Refuse inputs that other settings made, before a stage reads them (a manual ``physml <step>`` after an
     edit of params.yaml, or a stage run out of order): the data must be complete, unchanged since
     generation and made from ``params`` (:func:`physml.data.generate.fingerprint`: the case's config,
     profile, seed and the generation code); the networks constrain and the seed study read must have
-    been trained on those data; the predictions evaluate reads must have been made from those data and
-    those networks. Each refusal names the file and the command that remakes it. ``step``: train,
-    constrain, seed-study or evaluate.
+    been trained on those data and with the settings ``params`` gives (:func:`_check_trained_with`); the
+    predictions evaluate reads must have been made from those data and those networks. Each refusal names
+    the file and the command that remakes it. ``step``: train, constrain, seed-study or evaluate.
     """
     from physml.data.generate import fingerprint
     from physml.experiments import PREDICTIONS_FILE, checkpoints_digest, data_version
@@ -135,11 +171,12 @@ def _check_inputs(case: str, model: str, params: ParamsModel, lay: Layout, step:
         raise ValueError(f"{data}: generated with other settings than params.yaml gives now (cases.{case}, profile, "
                          f"seed or the generation code changed since); run `physml generate --case {case}`")
     if step in ("constrain", "seed-study"):
+        _check_trained_with(case, model, params, lay)
         for ckpt in sorted(lay.models(case, model).glob("*.pt")):
             made = read_checkpoint(ckpt).get("data_version")
             if made != current:
-                raise ValueError(f"{ckpt}: trained on other data than {data} now holds; run `physml train --case {case} "
-                                 f"--model {model}`")
+                raise ValueError(f"{ckpt}: trained on other data than {data} now holds; run `physml train --case "
+                                 f"{case} --model {model}`")
     if step == "evaluate":
         import h5py
 
@@ -158,9 +195,14 @@ def train(case: str, model: str, params: ParamsModel, root: Path, progress: bool
     keep_large_blocks_on_heap()
     lay = Layout(Path(root), params.profile)
     _check_inputs(case, model, params, lay, "train")
+    record = lay.models(case, model) / TRAINED_WITH
+    record.unlink(missing_ok=True)  # written again only when every network is trained
     with TRAINING_LOCK:
-        return experiment_module(case).train(case, model, params, lay.data(case), lay.models(case, model),
-                                             progress=progress)
+        out = experiment_module(case).train(case, model, params, lay.data(case), lay.models(case, model),
+                                            progress=progress)
+    with atomic_path(record) as tmp:
+        tmp.write_text(json.dumps(_training_settings(params, case, model), indent=2, sort_keys=True) + "\n")
+    return out
 
 
 def constrain(case: str, model: str, params: ParamsModel, root: Path) -> Path:
@@ -212,7 +254,6 @@ RESULT_TAG = "result_digest"
 def _result_digest(*parts: object) -> str:
     """sha256 over ``parts`` (files by their bytes, anything else by its JSON form), in order."""
     import hashlib
-    import json
 
     digest = hashlib.sha256()
     for part in parts:
@@ -237,7 +278,6 @@ def track(case: str, model: str, params: ParamsModel, root: Path, only_missing: 
     configuration the network was built with (e.g. the FNO's modes after capping to what the grid holds:
     the cavity's quick profile asks for 8 and builds [6, 6, 8]). Returns constraint → run id (logged now or found).
     """
-    import json
 
     from physml import tracking
     from physml.training import read_checkpoint
@@ -247,6 +287,7 @@ def track(case: str, model: str, params: ParamsModel, root: Path, only_missing: 
     problem = pdes.get(case)
     headline, metric, higher = CHAMPION_METRIC[problem.family]
     version = _dataset_version(case, params, root)
+    uri = tracking.tracking_uri(project=Path(root))  # the store of root's project unless the environment names one
     group = _group(params, case)
     settings = params.model_settings(model, case).model_dump()
     figures = {p.stem: p for p in sorted((lay.metrics(case, model) / "figures").glob("*.png"))}
@@ -258,16 +299,18 @@ def track(case: str, model: str, params: ParamsModel, root: Path, only_missing: 
         if not metrics_file.is_file():
             raise ValueError(f"{metrics_file} is missing: run the evaluate stage for {case} × {model} first")
         digest = _result_digest(metrics_file, checkpoints, params.profile, params.seed, settings, version)
-        found = tracking.find_run(case, RESULT_TAG, digest, model=model, constraint=constraint) if only_missing else None
+        found = (tracking.find_run(case, RESULT_TAG, digest, uri=uri, model=model, constraint=constraint)
+                 if only_missing else None)
         if found is not None:
             run_ids[constraint] = found
-            registered = (tracking.registered_version(case, model, params.profile, found)
+            registered = (tracking.registered_version(case, model, params.profile, found, uri=uri)
                           if constraint == headline and tracking.is_main_process() else None)
             if registered is not None:
                 name = tracking.registered_model_name(case, model, params.profile)
-                tracking.promote_if_better(name, registered, metric, higher_is_better=higher)
+                tracking.promote_if_better(name, registered, metric, higher_is_better=higher, uri=uri)
             continue
-        if network is None:
+        if network is None:  # about to log params.yaml's settings as the networks': they must be theirs
+            _check_trained_with(case, model, params, lay)
             built = read_checkpoint(lay.models(case, model) / "plain.pt")["model_config"]
             network = {k: v for k, v in built.items() if k not in ("case", "variant")}
         state = None
@@ -282,12 +325,15 @@ def track(case: str, model: str, params: ParamsModel, root: Path, only_missing: 
             state_dict=state,
             dataset_version=version,
             tags={RESULT_TAG: digest},
+            uri=uri,
+            project=Path(root),
         )
         if record is None:
             continue
         run_ids[constraint] = record.run_id
         if record.model_version is not None:
-            tracking.promote_if_better(record.model_name, record.model_version, metric, higher_is_better=higher)
+            tracking.promote_if_better(record.model_name, record.model_version, metric, higher_is_better=higher,
+                                       uri=uri)
     return run_ids
 
 
@@ -314,7 +360,6 @@ def track_seed_study(case: str, model: str, params: ParamsModel, root: Path, onl
     :data:`RESULT_TAG` (seeds.json, settings, dataset version); ``only_missing`` as :func:`track`. Returns the
     run id (None off rank 0).
     """
-    import json
     import tempfile
 
     from physml import tracking
@@ -328,11 +373,13 @@ def track_seed_study(case: str, model: str, params: ParamsModel, root: Path, onl
     settings = params.model_settings(model, case).model_dump()
     version = _dataset_version(case, params, root)
     digest = _result_digest(path, params.profile, params.seed, settings, version)
-    found = tracking.find_run(case, RESULT_TAG, digest, model=model, constraint="seed_study") if only_missing else None
+    uri = tracking.tracking_uri(project=Path(root))
+    found = (tracking.find_run(case, RESULT_TAG, digest, uri=uri, model=model, constraint="seed_study")
+             if only_missing else None)
     if found is not None:
         return found
     with tracking.start_run(case, model, "seed_study", params.profile, dataset_version=version,
-                            tags={RESULT_TAG: digest}) as run:
+                            tags={RESULT_TAG: digest}, uri=uri, project=Path(root)) as run:
         if isinstance(run, tracking.SilentRun):
             return None
         run.log_params({"seed": params.seed, "seeds": ",".join(map(str, study["seeds"])), **settings})

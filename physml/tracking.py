@@ -1,6 +1,6 @@
 """Experiment tracking and model registry: the one module of physml that talks to MLflow.
 
-Layout (DESIGN.md, "The shape"):
+Layout:
 
 - one MLflow *experiment* per PDE case, named ``physml-<case>``;
 - one *run* per ``model × constraint`` combination, tagged ``case``, ``model``, ``constraint``,
@@ -14,7 +14,8 @@ Layout (DESIGN.md, "The shape"):
 Where it writes: ``PHYSML_TRACKING_URI`` (else ``MLFLOW_TRACKING_URI``, else
 ``sqlite:///<project>/mlflow.db``); artifacts of new experiments go to ``PHYSML_ARTIFACT_ROOT``
 (else ``<project>/mlartifacts`` for a local store; a tracking server chooses its own). The project
-is ``PHYSML_PROJECT_DIR`` or the nearest folder at or above the working directory that holds
+is the root the pipeline's stages write under (``physml … --root``, the flows' ``root``: the stages pass
+it), else ``PHYSML_PROJECT_DIR``, else the nearest folder at or above the working directory that holds
 ``params.yaml``.
 
 Only the main process logs: under ``torch.distributed`` (or ``torchrun``'s ``RANK``), every rank
@@ -246,12 +247,12 @@ def client(uri: str | None = None) -> MlflowClient:
     return mlc
 
 
-def _experiment_id(mlc: MlflowClient, case: str, uri: str) -> str:
+def _experiment_id(mlc: MlflowClient, case: str, uri: str, project: Path | str | None = None) -> str:
     name = experiment_name(case)
     existing = _retry(lambda: mlc.get_experiment_by_name(name))
     if existing is not None:
         return existing.experiment_id
-    location = artifact_root(uri)
+    location = artifact_root(uri, project)
     try:
         return _retry(lambda: mlc.create_experiment(name, artifact_location=location, tags={"case": case}))
     except MlflowException as exc:
@@ -402,20 +403,23 @@ def start_run(
     run_name: str | None = None,
     tags: Mapping[str, Any] | None = None,
     uri: str | None = None,
+    project: Path | str | None = None,
 ) -> Iterator[ExperimentRun | SilentRun]:
     """Open the run of ``case × model × constraint`` in experiment ``physml-<case>``.
 
     Yields an :class:`ExperimentRun` on the main process and a :class:`SilentRun` elsewhere. The
-    run ends FINISHED, or FAILED if the block raises (the exception propagates).
+    run ends FINISHED, or FAILED if the block (or logging its dataset version) raises (the exception
+    propagates). ``uri`` default :func:`tracking_uri` of ``project``; a new experiment's artifacts go to
+    :func:`artifact_root` of ``project`` (default :func:`project_dir`).
     """
     for field, value in (("case", case), ("model", model), ("constraint", constraint), ("profile", profile)):
         _check_name(field, value)
     if not is_main_process():
         yield SilentRun()
         return
-    resolved = uri or tracking_uri()
+    resolved = uri or tracking_uri(project)
     mlc = client(resolved)
-    experiment_id = _experiment_id(mlc, case, resolved)
+    experiment_id = _experiment_id(mlc, case, resolved, project)
     run_tags = {"case": case, "model": model, "constraint": constraint, "profile": profile}
     if dataset_version is not None:
         run_tags["dataset_version"] = dataset_version
@@ -424,9 +428,9 @@ def start_run(
         lambda: mlc.create_run(experiment_id, tags=run_tags, run_name=run_name or f"{model}-{constraint}")
     ).info
     run = ExperimentRun(mlc, info.run_id, experiment_id, case, model, profile)
-    if dataset_version is not None:
-        run.log_params({"dataset_version": dataset_version})
     try:
+        if dataset_version is not None:
+            run.log_params({"dataset_version": dataset_version})
         yield run
     except BaseException:
         _retry(lambda: mlc.set_terminated(info.run_id, status="FAILED"))
@@ -448,11 +452,13 @@ def log_experiment(
     register: bool = True,
     tags: Mapping[str, Any] | None = None,
     uri: str | None = None,
+    project: Path | str | None = None,
 ) -> RunRecord | None:
     """Log one finished experiment in one call: tags, params, metrics, figures (name -> Figure or
     png path), and the model ``state_dict`` (registered as a new version when ``register``).
-    Returns ``None`` on processes other than rank 0."""
-    with start_run(case, model, constraint, profile, dataset_version=dataset_version, tags=tags, uri=uri) as run:
+    Returns ``None`` on processes other than rank 0. ``uri``, ``project``: as :func:`start_run`."""
+    with start_run(case, model, constraint, profile, dataset_version=dataset_version, tags=tags, uri=uri,
+                   project=project) as run:
         if isinstance(run, SilentRun):
             return None
         if params:
@@ -524,6 +530,13 @@ def version_metric(name: str, version: str | int, metric: str, uri: str | None =
     return float(metrics[metric])
 
 
+def version_dataset(name: str, version: str | int, uri: str | None = None) -> str | None:
+    """The ``dataset_version`` tag of the run that produced ``name`` version ``version`` (None if untagged)."""
+    mlc = client(uri)
+    mv = _retry(lambda: mlc.get_model_version(name, str(version)))
+    return _retry(lambda: mlc.get_run(mv.run_id)).data.tags.get("dataset_version") if mv.run_id else None
+
+
 def champion_version(name: str, alias: str = CHAMPION, uri: str | None = None) -> str | None:
     """The version that holds ``alias`` in registered model ``name``; ``None`` when no version does."""
     mlc = client(uri)
@@ -545,7 +558,9 @@ def promote_if_better(
     uri: str | None = None,
 ) -> bool:
     """Give ``version`` the ``alias`` (default ``champion``) iff its evaluation ``metric`` strictly
-    beats the current holder's (lower is better unless ``higher_is_better``), or no version holds it.
+    beats the current holder's (lower is better unless ``higher_is_better``), or no version holds it, or
+    the holder was evaluated on other data (its run's ``dataset_version`` tag differs: a metric on another
+    test set is no comparison, so new data start a new contest and the version evaluated on them wins).
 
     A NaN metric never wins. Returns whether the alias moved to ``version``. On a SQLite store the
     read–compare–set runs under a file lock (``<db>.promote.lock``), so concurrent retraining runs on
@@ -561,7 +576,8 @@ def promote_if_better(
         current = champion_version(name, alias=alias, uri=resolved)
         if current == str(version):
             return False
-        if current is not None:
+        if current is not None and (version_dataset(name, current, uri=resolved)
+                                    == version_dataset(name, version, uri=resolved)):
             old = version_metric(name, current, metric, uri=resolved)
             better = new > old if higher_is_better else new < old
             if not math.isnan(old) and not better:
@@ -611,5 +627,6 @@ __all__ = [
     "registered_version",
     "start_run",
     "tracking_uri",
+    "version_dataset",
     "version_metric",
 ]

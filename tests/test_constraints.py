@@ -154,6 +154,51 @@ def test_keep_dtype_accepts_a_plain_list():
     assert m.dtype == np.float64 and abs(m.sum()) < 1e-12 and v.shape == (3,)
 
 
+def test_keep_dtype_keeps_only_a_floating_dtype():
+    """An integer mean' would be truncated off the constraint (G μ' = 1 against b = 0.5): it stays float64."""
+    m, _ = condition(np.array([0, 0, 1]), np.ones(3), np.ones((1, 3)), np.array([0.5]), keep_dtype=True)
+    assert m.dtype == np.float64 and abs(m.sum() - 0.5) < 1e-12
+    m32, _ = condition(np.zeros(3, dtype=np.float32), np.ones(3), np.ones((1, 3)), np.array([0.5]), keep_dtype=True)
+    assert m32.dtype == np.float32
+
+
+def test_singularity_test_does_not_depend_on_the_units_of_the_rows():
+    """Scaling a row of G (and its b) by 1e-8 states the same constraint: the posterior must not change, nor
+    may the system be called singular. Nor may a tiny but positive variance along one row."""
+    rng = np.random.default_rng(21)
+    mean, var, full, G, b = _random_case(rng)
+    scale = np.ones(len(b))
+    scale[-1] = 1e-8
+    for cov in (var, full):
+        m, c = condition(mean, cov, G, b)
+        ms, cs = condition(mean, cov, G * scale[:, None], b * scale)
+        np.testing.assert_allclose(ms, m, rtol=1e-8, atol=1e-10)
+        np.testing.assert_allclose(cs, c, rtol=1e-6, atol=1e-10)
+    tiny = np.ones(4)
+    tiny[0] = 1e-15
+    m, _ = condition(np.zeros(4), tiny, np.array([[1.0, 0, 0, 0], [0, 1.0, 1.0, 0]]), np.array([1e-9, 1.0]))
+    np.testing.assert_allclose([m[0], m[1] + m[2]], [1e-9, 1.0], rtol=1e-12)
+
+
+def test_a_full_covariance_that_is_not_positive_semi_definite_is_refused():
+    """An indefinite Σ would give negative posterior variances (here −3) that a later clip hides."""
+    bad = np.array([[1.0, 2.0], [2.0, 1.0]])  # eigenvalues 3 and −1
+    with pytest.raises(ValueError, match=r"cov is not positive semi-definite: .* variance of -3"):
+        condition(np.zeros(2), bad, np.array([[1.0, 0.0]]), np.array([0.0]))
+    with pytest.raises(ValueError, match="singular or indefinite .* not positive semi-definite"):
+        condition(np.zeros(2), bad, np.array([[1.0, -1.0]]), np.array([0.0]))
+
+
+def test_read_only_inputs_are_taken_without_a_warning():
+    import warnings
+
+    G = np.broadcast_to(np.ones((1, 3)), (2, 1, 3))  # read-only view
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m, _ = condition(np.zeros((2, 3)), np.ones((2, 3)), G, np.ones((2, 1)))
+    np.testing.assert_allclose(m.sum(-1), 1.0)
+
+
 def test_torch_equals_numpy_keeps_device_and_gradient():
     rng = np.random.default_rng(6)
     for _ in range(20):
@@ -218,12 +263,12 @@ def test_bad_noise_asymmetric_cov_and_singular_system_raise():
         condition(args["mean"], full, args["G"], args["b"])
     # two identical rows: G Σ Gᵀ singular, in batch element 1 only
     G = np.stack([np.eye(5)[:2], np.stack([np.ones(5), np.ones(5)])])
-    with pytest.raises(ValueError, match=r"singular at batch index \(1,\)"):
+    with pytest.raises(ValueError, match=r"singular or indefinite at batch index \(1,\)"):
         condition(args["mean"], args["cov"], G, np.zeros((2, 2)))
     # zero variance on every constrained entry
     var = args["cov"].copy()
     var[0, :] = 0.0
-    with pytest.raises(ValueError, match=r"singular at batch index \(0,\)"):
+    with pytest.raises(ValueError, match=r"singular or indefinite at batch index \(0,\)"):
         condition(args["mean"], var, args["G"], args["b"])
     # the same singular systems are fine with observation noise
     m, _ = condition(args["mean"], var, args["G"], args["b"], noise_var=1e-2)
@@ -275,6 +320,13 @@ def test_hardc_is_the_least_squares_projection_and_keeps_variance():
         np.testing.assert_array_equal(v, var)
     mp, vp = probconserv(mean, var, G, b)
     assert not np.allclose(mp, m) and np.all(vp <= var)
+    n = mean.shape[-1]
+    for bad in (np.ones((n + 1, n)), np.ones((n + 1, n + 1)), np.ones((7, 4, n))):  # not a variance or covariance of mean
+        with pytest.raises(ValueError, match=r"var must have shape .* broadcast to mean's"):
+            hardc(mean, bad, G, b)
+    batch_mean = np.stack([mean, mean])
+    _, full_var = hardc(batch_mean, np.stack([np.eye(n)] * 2), G, b)
+    assert full_var.shape == (2, n, n)
 
 
 def test_update_acts_where_the_model_is_unsure():

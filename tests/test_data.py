@@ -148,10 +148,63 @@ def test_seed_streams_are_per_case_and_split() -> None:
 
 
 def test_changing_one_case_leaves_another_untouched(generated: Path, tmp_path: Path) -> None:
+    """A case's data depend on its own config alone: another case's edit changes neither its fingerprint nor
+    its bytes, and the case generated last after all the others (the fixture) equals the same case generated
+    alone, in a process that drew nothing before it (no random state shared between cases)."""
+    from physml.data import fingerprint
+
     raw = tiny_raw()
-    raw["cases"]["pme"]["parameters"]["m"]["train"] = [2.0, 3.0]
-    generate_case("heat", validate_params(raw), tmp_path, progress=False)
-    assert _h5(tmp_path, "heat", "train").read_bytes() == _h5(generated, "heat", "train").read_bytes()
+    edited = copy.deepcopy(raw)
+    edited["cases"]["pme"]["parameters"]["m"]["train"] = [2.0, 3.0]
+    before, after = validate_params(raw), validate_params(edited)
+    assert fingerprint("heat", after) == fingerprint("heat", before)
+    assert fingerprint("pme", after) != fingerprint("pme", before)
+    last = pdes.names()[-1]
+    script = (f"from pathlib import Path; from physml.config import validate_params; from physml.data import "
+              f"generate_case; import json, sys; generate_case({last!r}, validate_params(json.loads(sys.argv[1])), "
+              f"Path(sys.argv[2]), progress=False)")
+    subprocess.run([sys.executable, "-c", script, json.dumps(edited), str(tmp_path)], check=True, cwd=ROOT)
+    for split in SPLITS:
+        assert _h5(tmp_path, last, split).read_bytes() == _h5(generated, last, split).read_bytes(), split
+
+
+def test_non_finite_boundary_data_fail_the_contract(tiny: ParamsModel, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """BOON trains on the stored boundary data: a NaN there fails the manifest's "finite" check, naming the
+    case, the split and the file, and leaves no split behind, as a NaN in the field does."""
+    problem = pdes.get("heat_neumann")
+    monkeypatch.setattr(type(problem), "boundary_data", lambda self, params, t: np.full((len(t), 2), np.nan))
+    with pytest.raises(ValueError, match=r"heat_neumann/train \(.*train\.h5\): dataset manifest failed validation:\n"
+                                         r"column 'finite': check 'all values finite'"):
+        generate_case("heat_neumann", tiny, tmp_path, progress=False)
+    assert not is_complete(tmp_path / "quick" / "heat_neumann")
+    assert not list((tmp_path / "quick" / "heat_neumann").glob("*.h5"))
+
+
+def test_generation_repairs_an_edited_file(generated: Path, tiny: ParamsModel, tmp_path: Path) -> None:
+    """Up to date means the files the marker lists have the sha256 it recorded: an edited manifest is
+    regenerated (the data are the same: same seed), not kept for training to refuse later."""
+    import shutil
+
+    case_dir = tmp_path / "quick" / "pme"
+    shutil.copytree(generated / "quick" / "pme", case_dir)
+    assert is_complete(case_dir)
+    manifest = case_dir / "train.manifest.csv"
+    original = manifest.read_bytes()
+    manifest.write_bytes(original.replace(b"\n", b"\n ", 1))
+    assert not is_complete(case_dir)
+    generate_case("pme", tiny, tmp_path, progress=False)
+    assert is_complete(case_dir) and manifest.read_bytes() == original
+
+
+def test_a_nan_in_a_required_column_is_named_as_such(generated: Path) -> None:
+    problem = pdes.get("pme")
+    with open_dataset(_h5(generated, "pme", "train")) as ds:
+        bad = copy.deepcopy(ds.manifest)
+    bad.loc[0, "u_max"] = np.nan
+    with pytest.raises(ValueError, match=r"(?s)^pme/train: .*column 'u_max': check not_nullable \(a NaN where a value is "
+                                         r"required\) failed \(e\.g\. row 0\)"):
+        validate_manifest(bad, manifest_schema(problem, (3, 5), {"m": (1.0, 6.0)}), where="pme/train")
 
 
 def test_data_fingerprint_follows_the_config_model(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -25,6 +25,8 @@ def test_predictive_rejects_invalid_distributions() -> None:
         Predictive(mean, torch.full((2, 3), float("inf")))
     with pytest.raises(ValueError, match="shape"):
         Predictive(mean, torch.ones(3, 2))
+    with pytest.raises(ValueError, match=r"var must have the shape of mean \(2, 3\), got \(3,\)"):
+        Predictive(mean, torch.ones(3), cov=torch.eye(3).expand(2, 3, 3))
     with pytest.raises(ValueError, match="symmetric"):
         Predictive(mean, cov=torch.tensor([[1.0, 0.5, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]).expand(2, 3, 3))
     with pytest.raises(ValueError, match="numpy arrays or all torch"):

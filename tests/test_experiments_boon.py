@@ -185,11 +185,52 @@ def test_seed_study_refuses_a_non_finite_error_and_writes_nothing(heat_run: tupl
     assert not out.exists()
 
 
+def test_track_writes_to_the_store_of_its_root_not_of_the_working_directory(
+        heat_run: tuple[ParamsModel, Path, dict], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``physml track --root R`` run from elsewhere: without a tracking URI in the environment, the runs and
+    their artifacts land in R (beside the data and metrics they log), not in the working directory."""
+    import mlflow
+
+    params, root, _ = heat_run
+    for var in ("PHYSML_TRACKING_URI", "MLFLOW_TRACKING_URI", "PHYSML_PROJECT_DIR", "PHYSML_ARTIFACT_ROOT"):
+        monkeypatch.delenv(var, raising=False)
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    runs = stages.track("heat_neumann", "fno", params, root)
+    assert not list(elsewhere.iterdir())
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+    assert client.get_run(runs["boon"]).info.artifact_uri.startswith((root / "mlartifacts").resolve().as_uri())
+    assert stages.track("heat_neumann", "fno", params, root, only_missing=True) == runs
+
+
+def test_networks_trained_with_other_settings_are_refused(heat_run: tuple[ParamsModel, Path, dict],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """After an edit of params.yaml, a manual constrain, seed study or track would use (and attribute to the new
+    settings) networks trained with the old ones: each refuses, naming the keys that differ."""
+    params, root, _ = heat_run
+    data = params.model_dump(mode="json", exclude_none=True)
+    data["models"]["fno"]["quick"]["train"]["lr"] = 0.5
+    edited = ParamsModel.model_validate(data)
+    pattern = r"trained with other settings than params.yaml gives now \(model\.train\.lr\); run `physml train"
+    with pytest.raises(ValueError, match=pattern):
+        stages.constrain("heat_neumann", "fno", edited, root)
+    with pytest.raises(ValueError, match=pattern):
+        stages.seed_study("heat_neumann", "fno", edited, root, progress=False)
+    monkeypatch.setenv("PHYSML_TRACKING_URI", f"sqlite:///{root / 'mlflow-settings.db'}")
+    with pytest.raises(ValueError, match=pattern):
+        stages.track("heat_neumann", "fno", edited, root)
+    assert stages._differences({"a": {"b": 1, "c": 2}}, {"a": {"b": 1, "c": 3}, "d": 0}) == ["a.c", "d"]
+
+
 def test_seed_study_needs_the_main_training_and_a_boon_case(tmp_path: Path) -> None:
     params = tiny_params(seeds=2, stokes2={"nx": 12, "nt": 3})
     stages.generate("stokes2", params, tmp_path, progress=False)
-    with pytest.raises(ValueError, match="no trained networks of the project seed; run train for stokes2"):
+    with pytest.raises(ValueError, match=r"trained_with\.json is missing: .*run `physml train --case stokes2 --model fno`"):
         stages.seed_study("stokes2", "fno", params, tmp_path, progress=False)
+    with pytest.raises(ValueError, match="no trained networks of the project seed; run train for stokes2"):
+        boon.seed_study("stokes2", "fno", params, tmp_path / "data" / "quick" / "stokes2", tmp_path / "models",
+                        tmp_path / "seeds", tmp_path / "seeds.json", progress=False)
     with pytest.raises(ValueError, match="seed study: 'heat' is not a matrix.boon case"):
         stages.seed_study("heat", "anp", params, tmp_path, progress=False)
 
@@ -342,7 +383,7 @@ def test_stages_refuse_inputs_other_settings_made(tmp_path: Path) -> None:
         stages.evaluate("stokes2", "fno", params, tmp_path)
     test_file.write_bytes(original)
 
-    other = params.model_copy(update={"seed": params.seed + 1})
+    other = ParamsModel.model_validate(edited)  # other data, the same training settings
     stages.generate("stokes2", other, tmp_path, progress=False)
     with pytest.raises(ValueError, match=r"boon.pt: trained on other data .*physml train --case stokes2 --model fno"):
         stages.constrain("stokes2", "fno", other, tmp_path)

@@ -105,6 +105,12 @@ def test_conservation_error_zero_for_exact_heat_and_probconserv_posterior():
         conservation_error(drift, G, b[:, 0])
     with pytest.raises(ValueError, match="reduce must be one of"):
         conservation_error(drift, G, b, reduce="mean")
+    # G without its k axis: for 10 functions on 10 slices, (10, 10, m) would pass as 10 rows per slice, each
+    # slice's quadrature against every slice's mass
+    functions = np.stack([drift] * 10)
+    with pytest.raises(ValueError, match=r"G must have shape \(\.\.\., k, 32\) with mean's batch axes \(10, 10\)"):
+        conservation_error(functions, np.stack([G[:, 0]] * 10), np.stack([b[:, 0]] * 10))
+    assert conservation_error(functions, G[None], b[None]).shape == (10, 10, 1)  # a G shared by the functions
 
 
 def test_conservation_error_of_exact_pme_converges_with_the_grid():

@@ -153,6 +153,41 @@ def test_champion_moves_only_to_a_strictly_better_version(store: str) -> None:
         tracking.promote_if_better(name, v2, "nll")
 
 
+def test_a_champion_evaluated_on_other_data_is_no_comparison(store: str) -> None:
+    """A metric on another test set (another dataset_version) does not compare: the version evaluated on the
+    new data takes the champion even with a larger error, and the contest continues on those data."""
+    name = tracking.registered_model_name("wave", "fno", "quick")
+
+    def version(mse: float, data: str) -> str:
+        record = tracking.log_experiment("wave", "fno", "boon", "quick", metrics={"mse": mse}, dataset_version=data,
+                                         state_dict={"w": torch.tensor([mse])})
+        assert record is not None and record.model_version is not None
+        return record.model_version
+
+    old = version(0.1, "md5-old")
+    assert tracking.promote_if_better(name, old, "mse") is True
+    new = version(0.4, "md5-new")
+    assert tracking.version_dataset(name, new) == "md5-new"
+    assert tracking.promote_if_better(name, new, "mse") is True and tracking.champion_version(name) == new
+    assert tracking.promote_if_better(name, version(0.5, "md5-new"), "mse") is False
+    better = version(0.3, "md5-new")
+    assert tracking.promote_if_better(name, better, "mse") is True and tracking.champion_version(name) == better
+
+
+def test_a_failure_while_opening_a_run_leaves_it_failed_not_running(store: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Logging the dataset version is part of the run: if it fails, the run ends FAILED, not RUNNING forever."""
+    def refuse(self, params):
+        raise RuntimeError("store unavailable")
+
+    monkeypatch.setattr(tracking.ExperimentRun, "log_params", refuse)
+    with pytest.raises(RuntimeError, match="store unavailable"):
+        with tracking.start_run("pme", "anp", "none", "quick", dataset_version="md5"):
+            pass
+    mlc = tracking.client(store)
+    (run,) = mlc.search_runs([mlc.get_experiment_by_name("physml-pme").experiment_id])
+    assert run.info.status == "FAILED"
+
+
 def test_profiles_have_their_own_registered_model_and_champion(store: str) -> None:
     """A quick run (smaller network, other test set) never takes the paper profile's champion."""
     paper = tracking.log_experiment("wave", "fno", "boon", "paper", metrics={"mse": 0.01}, state_dict={"w": torch.zeros(1)})

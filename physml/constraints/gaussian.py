@@ -27,7 +27,11 @@ import torch
 ArrayLike = Union[np.ndarray, torch.Tensor]
 
 _SINGULAR_RTOL = 1e-13
-"""S = G Σ Gᵀ + σ² I is declared singular when a squared Cholesky pivot is ≤ this × max(diag S)."""
+"""S = G Σ Gᵀ + σ² I is declared singular when a squared Cholesky pivot is ≤ this × its own diagonal entry of
+S: the test does not depend on the units of G's rows (scaling row i scales S_ii and that pivot alike)."""
+_NEGATIVE_RTOL = 1e-8
+"""A full Σ' whose variances go below −this × the largest prior variance means Σ was not positive
+semi-definite (round-off in the Joseph form stays near 1e-15 of it)."""
 _SYMMETRY_RTOL = 1e-8
 """A full covariance must satisfy max|Σ − Σᵀ| ≤ this × max variance (max|Σ_ij| ≤ max Σ_ii)."""
 
@@ -39,6 +43,8 @@ def _as_f64(name: str, value: object, device: torch.device) -> torch.Tensor:
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{name} must be a real numeric array or tensor, got {type(value).__name__}") from exc
+    if not arr.flags.writeable:  # e.g. np.broadcast_to: torch would warn on a read-only buffer
+        arr = arr.copy()
     return torch.from_numpy(arr).to(device)
 
 
@@ -112,7 +118,8 @@ def condition(
     for NumPy), not S copies.
 
     Raises ValueError for non-finite inputs, negative variances or noise, a non-symmetric full
-    covariance, inconsistent shapes, and a singular G Σ Gᵀ + σ² I (naming the batch index).
+    covariance, inconsistent shapes, a singular or indefinite G Σ Gᵀ + σ² I (naming the batch index), and a full covariance that is not
+    positive semi-definite where the update shows it.
     """
     return _condition(mean, cov, G, b, noise_var, full_cov, keep_dtype, cov_name="cov")
 
@@ -122,7 +129,11 @@ def _condition(mean: ArrayLike, cov: ArrayLike, G: ArrayLike, b: ArrayLike, nois
     """:func:`condition`, its messages naming the covariance ``cov_name`` (the caller's argument)."""
     as_numpy = not isinstance(mean, torch.Tensor)
     device = mean.device if isinstance(mean, torch.Tensor) else torch.device("cpu")
-    out_dtype = (mean.dtype if isinstance(mean, (np.ndarray, torch.Tensor)) else np.asarray(mean).dtype) if keep_dtype else None
+    out_dtype = None
+    if keep_dtype:  # only a floating dtype is kept: an integer mean' would be truncated off the constraint
+        dtype = mean.dtype if isinstance(mean, (np.ndarray, torch.Tensor)) else np.asarray(mean).dtype
+        floating = dtype.is_floating_point if isinstance(dtype, torch.dtype) else np.issubdtype(dtype, np.floating)
+        out_dtype = dtype if floating else None
 
     mu = _as_f64("mean", mean, device)
     S0 = _as_f64(cov_name, cov, device)
@@ -206,14 +217,16 @@ def _condition(mean: ArrayLike, cov: ArrayLike, G: ArrayLike, b: ArrayLike, nois
 
     L, info = torch.linalg.cholesky_ex(S)
     pivots = torch.diagonal(L, dim1=-2, dim2=-1) ** 2
-    smax = torch.diagonal(S, dim1=-2, dim2=-1).amax(dim=-1, keepdim=True)
-    bad = (info != 0) | (pivots <= _SINGULAR_RTOL * smax).any(dim=-1)
+    bad = (info != 0) | (pivots <= _SINGULAR_RTOL * torch.diagonal(S, dim1=-2, dim2=-1)).any(dim=-1)
     if bool(bad.any()):
         flat = int(torch.nonzero(bad.reshape(-1))[0, 0])
+        indefinite = "" if diagonal else (
+            ", or the full covariance is not positive semi-definite (G Σ Gᵀ has a negative direction)")
         raise ValueError(
-            f"G Σ Gᵀ + noise_var·I is singular at batch index {_batch_index(flat, tuple(gain_batch))}: the constraints "
-            "are linearly dependent or the covariance has no variance along them; use independent rows of G, "
-            "a positive noise_var, or positive variances on the constrained entries"
+            f"G Σ Gᵀ + noise_var·I is singular or indefinite at batch index {_batch_index(flat, tuple(gain_batch))}: "
+            "the constraints are linearly dependent or the covariance has no variance along them"
+            f"{indefinite}; use independent rows of G, a positive noise_var, or positive variances on the "
+            "constrained entries"
         )
 
     # L⁻¹ of the small k × k factor, then batched products: a triangular solve with the wide (k × n)
@@ -229,6 +242,11 @@ def _condition(mean: ArrayLike, cov: ArrayLike, G: ArrayLike, b: ArrayLike, nois
         new_cov = (v - (W * W).sum(dim=-2)).clamp_min(0.0)
     else:
         new_cov = _joseph(torch.diag_embed(v) if diagonal else S0, A, Gt, Linv, W, sig, tuple(gain_batch), n, k)
+        if not diagonal:
+            lowest = float(torch.diagonal(new_cov.detach(), dim1=-2, dim2=-1).amin()) if new_cov.numel() else 0.0
+            if lowest < -_NEGATIVE_RTOL * float(variances.detach().amax()):
+                raise ValueError(f"{cov_name} is not positive semi-definite: the conditioned covariance has a variance "
+                                 f"of {lowest:.3g} (a valid covariance keeps them ≥ 0 up to round-off)")
     return _finish(new_mu, new_cov, (*batch, *new_cov.shape[len(gain_batch):]), as_numpy, out_dtype)
 
 
@@ -306,10 +324,20 @@ def hardc(mean: ArrayLike, var: ArrayLike, G: ArrayLike, b: ArrayLike) -> tuple[
     device = new_mu.device if isinstance(new_mu, torch.Tensor) else torch.device("cpu")
     out_var = _as_f64("var", var, device)
     _check_finite("var", out_var)
-    n = new_mu.shape[-1]
-    diag_ok = out_var.ndim >= 1 and out_var.shape[-1] == n
-    if not diag_ok:
-        raise ValueError(f"var must have shape (..., {n}) or (..., {n}, {n}), got {tuple(out_var.shape)}")
+    n, batch = new_mu.shape[-1], tuple(new_mu.shape[:-1])
+    if out_var.ndim == new_mu.ndim and out_var.shape[-1] == n:  # as condition reads it: the variances
+        var_batch = tuple(out_var.shape[:-1])
+    elif out_var.ndim == new_mu.ndim + 1 and out_var.shape[-2:] == (n, n):  # a full covariance per mean
+        var_batch = tuple(out_var.shape[:-2])
+    else:
+        var_batch = None
+    try:
+        fits = var_batch is not None and torch.broadcast_shapes(var_batch, batch) == batch
+    except RuntimeError:
+        fits = False
+    if not fits:
+        raise ValueError(f"var must have shape (..., {n}) or (..., {n}, {n}) with batch axes that broadcast to "
+                         f"mean's {batch}, got {tuple(out_var.shape)}")
     variances = out_var if out_var.ndim == new_mu.ndim else torch.diagonal(out_var, dim1=-2, dim2=-1)
     if bool((variances < 0).any()):
         raise ValueError("var has negative variances; variances must be ≥ 0")

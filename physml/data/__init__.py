@@ -8,6 +8,7 @@
 from physml.data.generate import (
     MARKER,
     SCHEMA_VERSION,
+    changed_files,
     draw_parameters,
     fingerprint,
     generate_case,
@@ -24,6 +25,7 @@ __all__ = [
     "MASS_TOLERANCE",
     "SCHEMA_VERSION",
     "SplitDataset",
+    "changed_files",
     "draw_parameters",
     "fingerprint",
     "generate_case",

@@ -26,6 +26,7 @@ the same seed gives byte-identical arrays and adding a case changes no other cas
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import inspect
 import json
@@ -285,7 +286,8 @@ def generate_split(
                         **p,
                         "u_min": float(np.min(values)),
                         "u_max": float(np.max(values)),
-                        "finite": bool(np.all(np.isfinite(values))),
+                        # every array stored for the sample: the fields and the boundary data or masses
+                        "finite": all(bool(np.all(np.isfinite(v))) for v in sample.values()),
                         "mass_residual": residual,
                         "u_shape": shape_str(sample["target_u" if problem.family == "probconserv" else "u"].shape),
                     }
@@ -294,7 +296,7 @@ def generate_split(
             bar.close()
         manifest = pd.DataFrame(rows, columns=["index", *problem.parameter_names, "u_min", "u_max", "finite", "mass_residual", "u_shape"])
         manifest = manifest.astype({"index": int, "finite": bool, "mass_residual": float, "u_shape": str, "u_min": float, "u_max": float, **{k: float for k in problem.parameter_names}})
-        validate_manifest(manifest, manifest_schema(problem, u_shape, spec))
+        validate_manifest(manifest, manifest_schema(problem, u_shape, spec), where=f"{case}/{split} ({h5_path})")
         with atomic_path(manifest_path) as tmp:
             manifest.to_csv(tmp, index=False, float_format="%.17g")
     except BaseException:
@@ -323,15 +325,32 @@ def missing_files(case_dir: Path, info: Mapping[str, Any]) -> list[str]:
     return sorted(name for name in info.get("files", {}) if not (case_dir / name).is_file())
 
 
+def changed_files(case_dir: Path, info: Mapping[str, Any]) -> list[str]:
+    """The files that the completion marker's content ``info`` lists (all present) whose sha256 differs from
+    its record (edited, truncated or swapped in from another dataset), sorted. Each file is hashed once per
+    process for each set of sizes and modification times: the stages of one command check the same data
+    more than once."""
+    files = info.get("files", {})
+    stats = tuple((name, st.st_size, st.st_mtime_ns) for name in sorted(files) for st in [(case_dir / name).stat()])
+    return list(_changed_files(str(case_dir), json.dumps(files, sort_keys=True), stats))
+
+
+@functools.lru_cache(maxsize=64)
+def _changed_files(case_dir: str, files_json: str, stats: tuple[tuple[str, int, int], ...]) -> tuple[str, ...]:
+    return tuple(sorted(name for name, digest in json.loads(files_json).items()
+                        if _sha256(Path(case_dir) / name) != digest))
+
+
 def is_complete(case_dir: Path, fp: str | None = None) -> bool:
-    """True when ``dataset.json`` exists (and, with ``fp``, records that fingerprint) and every split file does."""
+    """True when ``dataset.json`` exists (and, with ``fp``, records that fingerprint) and every split file
+    does, with the sha256 it recorded (so generation repairs an edited file instead of keeping it)."""
     marker = case_dir / MARKER
     if not marker.is_file():
         return False
     info = json.loads(marker.read_text())
     if fp is not None and info.get("fingerprint") != fp:
         return False
-    return not missing_files(case_dir, info)
+    return not missing_files(case_dir, info) and not changed_files(case_dir, info)
 
 
 def generate_case(case: str, params: ParamsModel, out_dir: Path, progress: bool = True, force: bool = False) -> Path:

@@ -1,7 +1,8 @@
 """The manifest table of a dataset split and its pandera schema.
 
 One row per sample (function): ``index``, one column per PDE parameter, ``u_min``/``u_max`` of the
-reference solution over every stored value, ``finite`` (all stored values finite), ``mass_residual``
+reference solution over every stored value, ``finite`` (every value stored for the sample finite: its
+fields and its boundary data or masses), ``mass_residual``
 (normalised mass-balance residual of the reference solution, NaN where the problem states no
 conservation law) and ``u_shape`` (the per-sample shape of the main field, e.g. ``"10x10"``).
 
@@ -59,11 +60,18 @@ def manifest_schema(problem: Problem, u_shape: Sequence[int], split_spec: dict[s
     return pa.DataFrameSchema(columns, strict=True, coerce=False)
 
 
-def validate_manifest(df: pd.DataFrame, schema: pa.DataFrameSchema) -> pd.DataFrame:
-    """Validate ``df`` (all failures at once); ValueError listing the failing checks and rows."""
+#: What pandera's built-in checks mean for a manifest column.
+_BUILT_IN_CHECKS = {"not_nullable": "not_nullable (a NaN where a value is required)"}
+
+
+def validate_manifest(df: pd.DataFrame, schema: pa.DataFrameSchema, where: str = "") -> pd.DataFrame:
+    """Validate ``df`` (all failures at once); ValueError listing the failing checks and rows, prefixed by
+    ``where`` (e.g. ``"heat/train (data/quick/heat/train.h5)"``) so that a multi-case run names the dataset."""
     try:
         return schema.validate(df, lazy=True)
     except pa.errors.SchemaErrors as exc:
         fails = exc.failure_cases[["column", "check", "index"]].drop_duplicates(["column", "check"]).head(20)
-        lines = [f"column {r.column!r}: check {r.check!r} failed (e.g. row {r.index})" for r in fails.itertuples()]
-        raise ValueError("dataset manifest failed validation:\n" + "\n".join(lines)) from None
+        lines = [f"column {r.column!r}: check {_BUILT_IN_CHECKS.get(str(r.check), repr(r.check))} failed "
+                 f"(e.g. row {r.index})" for r in fails.itertuples()]
+        prefix = f"{where}: " if where else ""
+        raise ValueError(f"{prefix}dataset manifest failed validation:\n" + "\n".join(lines)) from None

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 from pathlib import Path
 
-from physml.data import MARKER, missing_files
+from physml.data import MARKER, changed_files, missing_files
 from physml.data.generate import _sha256 as sha256_file
 
 #: The file constrain writes in a predictions folder and evaluate reads (both families); it records the
@@ -34,21 +33,11 @@ def data_version(data_dir: str | Path) -> str:
     if missing:
         raise ValueError(f"{data_dir}: files listed in {MARKER} are missing: {', '.join(missing)}; "
                          f"run `physml generate` for this case")
-    files = info.get("files", {})
-    stats = tuple((name, st.st_size, st.st_mtime_ns) for name in sorted(files) for st in [(data_dir / name).stat()])
-    changed = _changed_files(str(data_dir), json.dumps(files, sort_keys=True), stats)
+    changed = changed_files(data_dir, info)
     if changed:
         raise ValueError(f"{data_dir}: {', '.join(changed)} differ from what {MARKER} recorded when they were "
                          f"generated; run `physml generate --force` for this case")
     return str(info["fingerprint"])
-
-
-@functools.lru_cache(maxsize=64)
-def _changed_files(data_dir: str, files_json: str, stats: tuple[tuple[str, int, int], ...]) -> tuple[str, ...]:
-    """The files whose sha256 differs from the marker's record, hashed once per process for each set of file
-    sizes and modification times (``stats``: the stages of one command check the same data more than once)."""
-    return tuple(sorted(name for name, digest in json.loads(files_json).items()
-                        if sha256_file(Path(data_dir) / name) != digest))
 
 
 def checkpoints_digest(model_dir: str | Path) -> str:

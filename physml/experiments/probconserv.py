@@ -43,7 +43,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -235,25 +235,24 @@ def _load_model(path: Path, case: str, model: str) -> torch.nn.Module:
     return net
 
 
-def _predict(net: torch.nn.Module, arrays: Mapping[str, np.ndarray], n_samples: int, seed: int, path: Path) -> Predictive:
-    """The model's predictive N(μ, Σ_slice) at the test targets, float64 numpy: mean/var (N, nt, nx),
-    cov (N, nt, nx, nx). Any NaN/inf or negative variance → ValueError naming the checkpoint."""
-    means, covs = [], []
+def _predict_batches(net: torch.nn.Module, arrays: Mapping[str, np.ndarray], n_samples: int, seed: int,
+                     path: Path) -> Iterator[tuple[slice, Predictive]]:
+    """The model's predictive N(μ, Σ_slice) at the test targets, one batch of test functions at a time:
+    ``(functions, Predictive)`` with float64 numpy mean/var (B, nt, nx) and cov (B, nt, nx, nx), at most
+    :data:`PREDICT_COV_ENTRIES` covariance entries per batch. Any NaN/inf or negative variance → ValueError
+    naming the checkpoint and the functions."""
     n, nt, nx = arrays["target_u"].shape
     batch = max(1, min(PREDICT_BATCH, PREDICT_COV_ENTRIES // (nt * nx * nx)))
     for lo in range(0, n, batch):
-        sl = slice(lo, lo + batch)
+        sl = slice(lo, min(lo + batch, n))
         try:
             pred = net.predict(arrays["context_t"][sl], arrays["context_x"][sl], arrays["context_u"][sl],
                                arrays["target_t"][sl], arrays["target_x"][sl], n_samples=n_samples, full_cov=True, seed=seed)
             pred = pred.to_numpy()
         except ValueError as exc:
-            raise ValueError(f"{path}: the model's prediction for test functions [{lo}, {min(lo + batch, n)}) "
+            raise ValueError(f"{path}: the model's prediction for test functions [{sl.start}, {sl.stop}) "
                              f"is not a valid Gaussian ({exc})") from exc
-        means.append(pred.mean)
-        covs.append(pred.cov)
-    cov = np.concatenate(covs)
-    return Predictive(np.concatenate(means), np.diagonal(cov, axis1=-2, axis2=-1).copy(), cov)
+        yield sl, pred
 
 
 def _final_slice_samples(mean: np.ndarray, cov: np.ndarray, n: int, seed: int,
@@ -273,6 +272,25 @@ def _final_slice_samples(mean: np.ndarray, cov: np.ndarray, n: int, seed: int,
     return np.asarray(conditioned)
 
 
+def _constrained(name: str, plain: Predictive, soft: Predictive | None, G: np.ndarray,
+                 b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mean (B, nt, nx), cov (B, nt, nx, nx)) of constraint ``name`` for one batch of functions: the plain
+    model's predictive (none), SoftC's network's (softc), the mean projected (hardc) or the exact update
+    (probconserv) of the plain model's, on that batch's G (B, nt, 1, nx), b (B, nt, 1)."""
+    if name == "none":
+        return plain.mean, plain.cov
+    if name == "softc":
+        assert soft is not None
+        return soft.mean, soft.cov
+    if name == "hardc":
+        mean, cov = hardc(plain.mean, plain.cov, G, b)
+    elif name == "probconserv":
+        mean, cov = probconserv(plain.mean, plain.cov, G, b, noise_var=0.0)
+    else:
+        raise ValueError(f"matrix.probconserv.constraints: unknown constraint {name!r}; allowed: none, softc, hardc, probconserv")
+    return np.asarray(mean), np.asarray(cov)
+
+
 def constrain(case: str, model: str, params: ParamsModel, data_dir: Path, model_dir: Path, out_dir: Path) -> Path:
     """Predict the test split and apply every constraint of the matrix; write ``out_dir/predictions.h5``.
 
@@ -290,35 +308,40 @@ def constrain(case: str, model: str, params: ParamsModel, data_dir: Path, model_
     G, b = conservation_system(case, arrays)
     n_samples = params.model_settings("anp", case).n_latent_samples if model == "anp" else 1
     model_dir, out_dir = Path(model_dir), Path(out_dir)
-    results: dict[str, dict[str, np.ndarray]] = {}
+    # one batch of functions at a time: the full covariances of every function and time slice would not fit
+    # in memory at the paper's sizes (pme: 150 × 201 × 201² floats, 9.7 GB per array); only what is written
+    # is kept, and for a front the last slice's mean and covariance, which the posterior draws need
+    parts: dict[str, dict[str, list[np.ndarray]]] = {name: {} for name in constraints}
+    plain_last: dict[str, list[np.ndarray]] = {"mean": [], "cov": []}
     with torch_threads():
-        plain = _predict(_load_model(model_dir / "plain.pt", case, model), arrays, n_samples, params.seed, model_dir / "plain.pt")
-        soft = None
-        if "softc" in constraints:
-            soft = _predict(_load_model(model_dir / "softc.pt", case, model), arrays, n_samples, params.seed, model_dir / "softc.pt")
-    for name in constraints:
-        if name == "none":
-            mean, cov = plain.mean, plain.cov
-        elif name == "softc":
-            assert soft is not None
-            mean, cov = soft.mean, soft.cov
-        elif name == "hardc":
-            mean, cov = hardc(plain.mean, plain.cov, G, b)
-        elif name == "probconserv":
-            mean, cov = probconserv(plain.mean, plain.cov, G, b, noise_var=0.0)
-        else:
-            raise ValueError(f"matrix.probconserv.constraints: unknown constraint {name!r}; allowed: none, softc, hardc, probconserv")
-        mean, cov = np.asarray(mean), np.asarray(cov)
-        results[name] = {"mean": mean, "var": np.clip(np.diagonal(cov, axis1=-2, axis2=-1), 0.0, None).copy(),
-                         "mass_var": np.clip(np.einsum("ntkx,ntxy,ntky->nt", G, cov, G), 0.0, None)}
-        if case == "stefan":
-            results[name]["cov_last"] = cov[:, -1]
-            if name == "probconserv":
-                samples = _final_slice_samples(plain.mean[:, -1], plain.cov[:, -1], N_POSTERIOR_SAMPLES, params.seed,
-                                               G[:, -1], b[:, -1])
+        plain_net = _load_model(model_dir / "plain.pt", case, model)
+        soft_net = _load_model(model_dir / "softc.pt", case, model) if "softc" in constraints else None
+        plain_batches = _predict_batches(plain_net, arrays, n_samples, params.seed, model_dir / "plain.pt")
+        soft_batches = (_predict_batches(soft_net, arrays, n_samples, params.seed, model_dir / "softc.pt")
+                        if soft_net is not None else None)
+        for sl, plain in plain_batches:
+            soft = next(soft_batches)[1] if soft_batches is not None else None
+            if case == "stefan":
+                plain_last["mean"].append(plain.mean[:, -1].copy())  # copies: a view would keep the batch's Σ
+                plain_last["cov"].append(plain.cov[:, -1].copy())
+            for name in constraints:
+                mean, cov = _constrained(name, plain, soft, G[sl], b[sl])
+                arrs = {"mean": mean, "var": np.clip(np.diagonal(cov, axis1=-2, axis2=-1), 0.0, None),
+                        "mass_var": np.clip(np.einsum("ntkx,ntxy,ntky->nt", G[sl], cov, G[sl]), 0.0, None)}
+                if case == "stefan":
+                    arrs["cov_last"] = cov[:, -1]
+                for key, value in arrs.items():
+                    parts[name].setdefault(key, []).append(np.array(value))
+    results = {name: {key: np.concatenate(values) for key, values in arrs.items()} for name, arrs in parts.items()}
+    if case == "stefan":
+        last_mean, last_cov = np.concatenate(plain_last["mean"]), np.concatenate(plain_last["cov"])
+        for name, arrs in results.items():
+            if name == "probconserv":  # the prior's draws conditioned pathwise: every draw conserves mass
+                arrs["samples"] = _final_slice_samples(last_mean, last_cov, N_POSTERIOR_SAMPLES, params.seed,
+                                                       G[:, -1], b[:, -1])
             else:
-                samples = _final_slice_samples(mean[:, -1], cov[:, -1], N_POSTERIOR_SAMPLES, params.seed)
-            results[name]["samples"] = samples
+                arrs["samples"] = _final_slice_samples(arrs["mean"][:, -1], arrs["cov_last"], N_POSTERIOR_SAMPLES,
+                                                       params.seed)
 
     final = out_dir / PREDICTIONS_FILE
     with atomic_path(final) as tmp, h5py.File(tmp, "w") as fh:

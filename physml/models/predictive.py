@@ -79,6 +79,8 @@ class Predictive:
             if _abs_max(asym) > _SYMMETRY_RTOL * max(scale, 1e-300):
                 raise ValueError("cov must be symmetric (max |Σ − Σᵀ| too large)")
             diag = _diagonal(self.cov)
+            if self.var is not None and tuple(self.var.shape) != tuple(self.mean.shape):
+                raise ValueError(f"var must have the shape of mean {tuple(self.mean.shape)}, got {tuple(self.var.shape)}")
             if self.var is None:
                 object.__setattr__(self, "var", diag)
             elif _abs_max(self.var - diag) > _SYMMETRY_RTOL * max(scale, 1e-300):
