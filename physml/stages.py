@@ -287,7 +287,8 @@ def track(case: str, model: str, params: ParamsModel, root: Path, only_missing: 
     problem = pdes.get(case)
     headline, metric, higher = CHAMPION_METRIC[problem.family]
     version = _dataset_version(case, params, root)
-    uri = tracking.tracking_uri(project=Path(root))  # the store of root's project unless the environment names one
+    project = tracking.store_project(root)
+    uri = tracking.tracking_uri(project=project)  # PHYSML_TRACKING_URI / MLFLOW_TRACKING_URI win
     group = _group(params, case)
     settings = params.model_settings(model, case).model_dump()
     figures = {p.stem: p for p in sorted((lay.metrics(case, model) / "figures").glob("*.png"))}
@@ -326,7 +327,7 @@ def track(case: str, model: str, params: ParamsModel, root: Path, only_missing: 
             dataset_version=version,
             tags={RESULT_TAG: digest},
             uri=uri,
-            project=Path(root),
+            project=project,
         )
         if record is None:
             continue
@@ -373,13 +374,14 @@ def track_seed_study(case: str, model: str, params: ParamsModel, root: Path, onl
     settings = params.model_settings(model, case).model_dump()
     version = _dataset_version(case, params, root)
     digest = _result_digest(path, params.profile, params.seed, settings, version)
-    uri = tracking.tracking_uri(project=Path(root))
+    project = tracking.store_project(root)
+    uri = tracking.tracking_uri(project=project)
     found = (tracking.find_run(case, RESULT_TAG, digest, uri=uri, model=model, constraint="seed_study")
              if only_missing else None)
     if found is not None:
         return found
     with tracking.start_run(case, model, "seed_study", params.profile, dataset_version=version,
-                            tags={RESULT_TAG: digest}, uri=uri, project=Path(root)) as run:
+                            tags={RESULT_TAG: digest}, uri=uri, project=project) as run:
         if isinstance(run, tracking.SilentRun):
             return None
         run.log_params({"seed": params.seed, "seeds": ",".join(map(str, study["seeds"])), **settings})

@@ -14,9 +14,9 @@ Layout:
 Where it writes: ``PHYSML_TRACKING_URI`` (else ``MLFLOW_TRACKING_URI``, else
 ``sqlite:///<project>/mlflow.db``); artifacts of new experiments go to ``PHYSML_ARTIFACT_ROOT``
 (else ``<project>/mlartifacts`` for a local store; a tracking server chooses its own). The project
-is the root the pipeline's stages write under (``physml … --root``, the flows' ``root``: the stages pass
-it), else ``PHYSML_PROJECT_DIR``, else the nearest folder at or above the working directory that holds
-``params.yaml``.
+is ``PHYSML_PROJECT_DIR``, else for the pipeline's stages the root they write under (``physml … --root``,
+the flows' ``root``: :func:`store_project`), else the nearest folder at or above the working directory that
+holds ``params.yaml``.
 
 Only the main process logs: under ``torch.distributed`` (or ``torchrun``'s ``RANK``), every rank
 but 0 gets a :class:`SilentRun` whose methods do nothing.
@@ -82,6 +82,13 @@ def project_dir(start: Path | str | None = None) -> Path:
         if (folder / "params.yaml").is_file():
             return folder
     return here
+
+
+def store_project(root: Path | str) -> Path:
+    """The project whose store the pipeline's stages under ``root`` log to: ``$PHYSML_PROJECT_DIR`` when set
+    (one store for runs made under several roots), else ``root`` (the store beside the data it logs)."""
+    env = os.environ.get(ENV_PROJECT_DIR)
+    return Path(env).expanduser().resolve() if env else Path(root).resolve()
 
 
 def tracking_uri(project: Path | str | None = None) -> str:
@@ -626,6 +633,7 @@ __all__ = [
     "registered_model_name",
     "registered_version",
     "start_run",
+    "store_project",
     "tracking_uri",
     "version_dataset",
     "version_metric",

@@ -187,8 +187,9 @@ def test_seed_study_refuses_a_non_finite_error_and_writes_nothing(heat_run: tupl
 
 def test_track_writes_to_the_store_of_its_root_not_of_the_working_directory(
         heat_run: tuple[ParamsModel, Path, dict], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """``physml track --root R`` run from elsewhere: without a tracking URI in the environment, the runs and
-    their artifacts land in R (beside the data and metrics they log), not in the working directory."""
+    """``physml track --root R`` run from elsewhere: without a tracking URI or project in the environment, the
+    runs and their artifacts land in R (beside the data and metrics they log), not in the working directory;
+    ``PHYSML_PROJECT_DIR`` keeps one store for runs made under several roots."""
     import mlflow
 
     params, root, _ = heat_run
@@ -202,6 +203,11 @@ def test_track_writes_to_the_store_of_its_root_not_of_the_working_directory(
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
     assert client.get_run(runs["boon"]).info.artifact_uri.startswith((root / "mlartifacts").resolve().as_uri())
     assert stages.track("heat_neumann", "fno", params, root, only_missing=True) == runs
+    shared = tmp_path / "project"
+    monkeypatch.setenv("PHYSML_PROJECT_DIR", str(shared))
+    shared.mkdir()
+    stages.track("heat_neumann", "fno", params, root)
+    assert (shared / "mlflow.db").is_file() and (shared / "mlartifacts").is_dir() and not list(elsewhere.iterdir())
 
 
 def test_networks_trained_with_other_settings_are_refused(heat_run: tuple[ParamsModel, Path, dict],
