@@ -162,6 +162,14 @@ def test_keep_dtype_keeps_only_a_floating_dtype():
     assert m32.dtype == np.float32
 
 
+def test_a_row_of_g_too_small_to_test_is_refused_as_zero():
+    """Below ~2e-295 a diagonal entry of S is too small for the relative pivot test (its 1e-13 underflows): such a
+    row is refused as singular rather than giving a mean off its constraint."""
+    G = np.array([[1.0, 0.0, 0.0], [0.0, 1e-160, 0.0]])
+    with pytest.raises(ValueError, match="singular or indefinite at batch index"):
+        condition(np.zeros(3), np.ones(3), G, np.array([1.0, 5e-160]))
+
+
 def test_singularity_test_does_not_depend_on_the_units_of_the_rows():
     """Scaling a row of G (and its b) by 1e-8 states the same constraint: the posterior must not change, nor
     may the system be called singular. Nor may a tiny but positive variance along one row."""
@@ -181,7 +189,16 @@ def test_singularity_test_does_not_depend_on_the_units_of_the_rows():
 
 
 def test_a_full_covariance_that_is_not_positive_semi_definite_is_refused():
-    """An indefinite Σ would give negative posterior variances (here −3) that a later clip hides."""
+    """An indefinite Σ would give negative posterior variances (here −3) that a later clip hides; a valid
+    low-rank Σ rounded through float32 (negatives near n·eps32 once its directions are conditioned away) is not
+    refused."""
+    rng = np.random.default_rng(5)
+    for rank in (1, 2, 3):
+        B = rng.standard_normal((50, rank))
+        low = (B @ B.T).astype(np.float32)
+        low = (low + low.T) / 2
+        G = rng.standard_normal((rank, 50))
+        condition(np.zeros(50), low.astype(np.float64), G, np.zeros(rank))
     bad = np.array([[1.0, 2.0], [2.0, 1.0]])  # eigenvalues 3 and −1
     with pytest.raises(ValueError, match=r"cov is not positive semi-definite: .* variance of -3"):
         condition(np.zeros(2), bad, np.array([[1.0, 0.0]]), np.array([0.0]))
@@ -197,6 +214,7 @@ def test_read_only_inputs_are_taken_without_a_warning():
         warnings.simplefilter("error")
         m, _ = condition(np.zeros((2, 3)), np.ones((2, 3)), G, np.ones((2, 1)))
     np.testing.assert_allclose(m.sum(-1), 1.0)
+    assert not G.flags.writeable and G.strides[0] == 0  # the input itself is left as it was
 
 
 def test_torch_equals_numpy_keeps_device_and_gradient():
@@ -327,6 +345,9 @@ def test_hardc_is_the_least_squares_projection_and_keeps_variance():
     batch_mean = np.stack([mean, mean])
     _, full_var = hardc(batch_mean, np.stack([np.eye(n)] * 2), G, b)
     assert full_var.shape == (2, n, n)
+    # one mean and its variances against a batch of constraints, as condition takes them
+    m2, v2 = hardc(mean, var, np.stack([G, G]), np.stack([b, b]))
+    assert m2.shape == (2, n) and v2.shape == var.shape
 
 
 def test_update_acts_where_the_model_is_unsure():

@@ -13,6 +13,7 @@ import json
 import math
 import shutil
 import threading
+import weakref
 from pathlib import Path
 
 import h5py
@@ -123,7 +124,22 @@ def test_constrain_one_function_at_a_time_writes_the_same_predictions(run: dict,
     lay = stages.Layout(run["root"], "quick")
     nt, nx = run["params"].test_grid("stefan").nt, run["params"].test_grid("stefan").nx
     monkeypatch.setattr(pc, "PREDICT_COV_ENTRIES", nt * nx * nx)  # one function per batch
+    # and no batch's covariance outlives it: when a network's next batch is predicted, its last one is gone
+    alive: dict[int, list[weakref.ref]] = {}
+    left_alive: list[int] = []
+    predict_batches = pc._predict_batches
+
+    def watched(net, *args, **kwargs):
+        refs = alive.setdefault(id(net), [])
+        for sl, pred in predict_batches(net, *args, **kwargs):
+            left_alive.append(sum(r() is not None for r in refs))
+            refs.append(weakref.ref(pred.cov))
+            yield sl, pred
+            del pred
+
+    monkeypatch.setattr(pc, "_predict_batches", watched)
     one = pc.constrain("stefan", model, run["params"], lay.data("stefan"), lay.models("stefan", model), tmp_path)
+    assert len(left_alive) == 2 * 8 and set(left_alive) == {0}, left_alive  # plain and SoftC, 8 functions each
     with h5py.File(run[model]["pred"], "r") as whole, h5py.File(one, "r") as single:
         assert sorted(whole) == sorted(single) == sorted(CONSTRAINTS)
         for name in CONSTRAINTS:

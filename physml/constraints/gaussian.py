@@ -19,6 +19,7 @@ semi-definite to round-off when S is ill-conditioned; it costs O(k n²).
 
 from __future__ import annotations
 
+import warnings
 from typing import Union
 
 import numpy as np
@@ -29,9 +30,14 @@ ArrayLike = Union[np.ndarray, torch.Tensor]
 _SINGULAR_RTOL = 1e-13
 """S = G Σ Gᵀ + σ² I is declared singular when a squared Cholesky pivot is ≤ this × its own diagonal entry of
 S: the test does not depend on the units of G's rows (scaling row i scales S_ii and that pivot alike)."""
-_NEGATIVE_RTOL = 1e-8
+_NEGATIVE_RTOL = 1e-4
 """A full Σ' whose variances go below −this × the largest prior variance means Σ was not positive
-semi-definite (round-off in the Joseph form stays near 1e-15 of it)."""
+semi-definite. Round-off stays far above it: the Joseph form's own near 1e-15; a low-rank Σ rounded through
+float32 (eps 6e-8), whose constrained directions the update removes, leaves up to about n·eps ≈ 1e-5. An
+indefinite Σ gives negatives of order 1 (Σ = [[1, 2], [2, 1]] conditioned on u₁ = 0: −3)."""
+_TINY_PIVOT = torch.finfo(torch.float64).tiny / _SINGULAR_RTOL
+"""Below this a diagonal entry of S is refused as zero: _SINGULAR_RTOL × it would underflow, and the
+relative pivot test would pass any positive pivot."""
 _SYMMETRY_RTOL = 1e-8
 """A full covariance must satisfy max|Σ − Σᵀ| ≤ this × max variance (max|Σ_ij| ≤ max Σ_ii)."""
 
@@ -43,9 +49,13 @@ def _as_f64(name: str, value: object, device: torch.device) -> torch.Tensor:
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{name} must be a real numeric array or tensor, got {type(value).__name__}") from exc
-    if not arr.flags.writeable:  # e.g. np.broadcast_to: torch would warn on a read-only buffer
-        arr = arr.copy()
-    return torch.from_numpy(arr).to(device)
+    if arr.flags.writeable:
+        return torch.from_numpy(arr).to(device)
+    # a read-only buffer (e.g. np.broadcast_to) is shared, not copied (a copy would materialise the broadcast);
+    # nothing here writes into an input, so torch's warning about writing through it does not apply
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(arr).to(device)
 
 
 def _check_finite(name: str, x: torch.Tensor) -> None:
@@ -217,7 +227,8 @@ def _condition(mean: ArrayLike, cov: ArrayLike, G: ArrayLike, b: ArrayLike, nois
 
     L, info = torch.linalg.cholesky_ex(S)
     pivots = torch.diagonal(L, dim1=-2, dim2=-1) ** 2
-    bad = (info != 0) | (pivots <= _SINGULAR_RTOL * torch.diagonal(S, dim1=-2, dim2=-1)).any(dim=-1)
+    diag_s = torch.diagonal(S, dim1=-2, dim2=-1)
+    bad = (info != 0) | ((pivots <= _SINGULAR_RTOL * diag_s) | (diag_s < _TINY_PIVOT)).any(dim=-1)
     if bool(bad.any()):
         flat = int(torch.nonzero(bad.reshape(-1))[0, 0])
         indefinite = "" if diagonal else (
@@ -315,8 +326,9 @@ def hardc(mean: ArrayLike, var: ArrayLike, G: ArrayLike, b: ArrayLike) -> tuple[
     """HardC: the ProbConserv update with Σ replaced by the identity; the variance is left as the model's.
 
     μ' = μ − Gᵀ (G Gᵀ)⁻¹ (G μ − b) is the least-squares (Euclidean) projection of μ onto {G u = b}
-    (Hansen et al. 2023, "HardC-ANP"). ``var`` (shape (..., n) or (..., n, n)) is returned unchanged,
-    as a float64 array/tensor of the same kind as ``mean``.
+    (Hansen et al. 2023, "HardC-ANP"). ``var`` (shape (..., n) or (..., n, n), read against ``mean`` as
+    :func:`condition` reads ``cov``; its batch axes broadcast to μ'’s) is returned unchanged, as a float64
+    array/tensor of the same kind as ``mean``.
     """
     mu = mean if isinstance(mean, torch.Tensor) else np.asarray(mean, dtype=np.float64)
     ones = torch.ones_like(mu, dtype=torch.float64) if isinstance(mu, torch.Tensor) else np.ones_like(mu)
@@ -324,10 +336,10 @@ def hardc(mean: ArrayLike, var: ArrayLike, G: ArrayLike, b: ArrayLike) -> tuple[
     device = new_mu.device if isinstance(new_mu, torch.Tensor) else torch.device("cpu")
     out_var = _as_f64("var", var, device)
     _check_finite("var", out_var)
-    n, batch = new_mu.shape[-1], tuple(new_mu.shape[:-1])
-    if out_var.ndim == new_mu.ndim and out_var.shape[-1] == n:  # as condition reads it: the variances
+    n, batch, mean_ndim = new_mu.shape[-1], tuple(new_mu.shape[:-1]), mu.ndim
+    if out_var.ndim == mean_ndim and out_var.shape[-1] == n:  # as condition reads it: the variances
         var_batch = tuple(out_var.shape[:-1])
-    elif out_var.ndim == new_mu.ndim + 1 and out_var.shape[-2:] == (n, n):  # a full covariance per mean
+    elif out_var.ndim == mean_ndim + 1 and out_var.shape[-2:] == (n, n):  # a full covariance per mean
         var_batch = tuple(out_var.shape[:-2])
     else:
         var_batch = None
@@ -338,7 +350,7 @@ def hardc(mean: ArrayLike, var: ArrayLike, G: ArrayLike, b: ArrayLike) -> tuple[
     if not fits:
         raise ValueError(f"var must have shape (..., {n}) or (..., {n}, {n}) with batch axes that broadcast to "
                          f"mean's {batch}, got {tuple(out_var.shape)}")
-    variances = out_var if out_var.ndim == new_mu.ndim else torch.diagonal(out_var, dim1=-2, dim2=-1)
+    variances = out_var if out_var.ndim == mean_ndim else torch.diagonal(out_var, dim1=-2, dim2=-1)
     if bool((variances < 0).any()):
         raise ValueError("var has negative variances; variances must be ≥ 0")
     return new_mu, (out_var.cpu().numpy() if isinstance(new_mu, np.ndarray) else out_var)

@@ -253,6 +253,7 @@ def _predict_batches(net: torch.nn.Module, arrays: Mapping[str, np.ndarray], n_s
             raise ValueError(f"{path}: the model's prediction for test functions [{sl.start}, {sl.stop}) "
                              f"is not a valid Gaussian ({exc})") from exc
         yield sl, pred
+        del pred  # before the next batch is predicted: at most one batch's covariance alive here
 
 
 def _final_slice_samples(mean: np.ndarray, cov: np.ndarray, n: int, seed: int,
@@ -332,7 +333,10 @@ def constrain(case: str, model: str, params: ParamsModel, data_dir: Path, model_
                     arrs["cov_last"] = cov[:, -1]
                 for key, value in arrs.items():
                     parts[name].setdefault(key, []).append(np.array(value))
+                del mean, cov, arrs
+            del plain, soft  # the batch's covariances go before the next batch is predicted
     results = {name: {key: np.concatenate(values) for key, values in arrs.items()} for name, arrs in parts.items()}
+    del parts
     if case == "stefan":
         last_mean, last_cov = np.concatenate(plain_last["mean"]), np.concatenate(plain_last["cov"])
         for name, arrs in results.items():
