@@ -403,9 +403,9 @@ def write_report(params: ParamsModel, root: Path) -> Path:
             f"{_grid_text(params)}); conservation error = mean over time slices of "
             "|∫ mean dx − true mass|; log-likelihood per target; 90 % interval coverage. `probconserv` is the "
             "exact update applied after training to the plain black box (the reference trains its Stefan and PME "
-            "networks through the constrained likelihood, which physml does not); `softc` penalises the mass of the "
-            "trapezoid rule on the 10 random training positions per slice, which misses the exact solution's own mass "
-            "by about as much as the black box errs, so it is a weak baseline (`physml/experiments/probconserv.py`).",
+            "networks through the constrained likelihood, which physml does not); `softc` penalises the squared "
+            "error of the trapezoid mass of the network's mean on a uniform grid of 65 positions per training time "
+            "(`physml/models/anp.py`, `physml/experiments/probconserv.py`).",
             probconserv_table(params, metrics),
             "## BOON (exact boundary conditions in the FNO kernels)",
             "Relative L2 over the whole test field; boundary error = max |prediction − prescribed boundary data| "

@@ -101,8 +101,9 @@ def test_ensemble_config_is_validated() -> None:
 
 
 def test_softc_ensemble_adds_the_conservation_penalty_of_the_member_mean_while_training() -> None:
-    """loss_SoftC = Σ_m NLL_m + λ·mean (G μ̄ − b)² in train mode; the plain NLL in eval mode."""
-    from physml.models.anp import as_batch, conservation_penalty
+    """loss_SoftC = Σ_m NLL_m + λ·mean (G μ̄ − b)² in train mode, μ̄ on the penalty's uniform grid (not on the
+    training targets); the plain NLL in eval mode."""
+    from physml.models.anp import SOFTC_POINTS, as_batch, conservation_penalty, penalty_batch
 
     batch = default_collate(heat_functions(4, seed=3))
     common = {"case": "heat", "members": 2, "hidden": 8, "layers": 1, "x_range": (0.0, TWO_PI), "periodic": True}
@@ -111,9 +112,12 @@ def test_softc_ensemble_adds_the_conservation_penalty_of_the_member_mean_while_t
     torch.manual_seed(0)
     soft = DeepEnsemble(EnsembleConfig(**common, physics_weight=7.0))
     b = as_batch(batch, torch.device("cpu"), torch.float32)
-    means, _ = soft.member_moments(b)
-    penalty = conservation_penalty(means.mean(0), b, (0.0, TWO_PI), True)
-    assert float(penalty.detach()) > 0
+    dense = penalty_batch(b, (0.0, TWO_PI), True)
+    assert dense["target_x"].shape == (*b["target_t"].shape, SOFTC_POINTS) and "target_u" not in dense
+    means, _ = soft.member_moments(dense)
+    penalty = conservation_penalty(means.mean(0), dense, (0.0, TWO_PI), True)
+    at_targets = conservation_penalty(soft.member_moments(b)[0].mean(0), b, (0.0, TWO_PI), True)
+    assert float(penalty.detach()) > 0 and not torch.allclose(penalty, at_targets)
     torch.testing.assert_close(soft.loss(batch), plain.loss(batch) + 7.0 * penalty)
     soft.eval()
     torch.testing.assert_close(soft.loss(batch), plain.loss(batch))

@@ -20,10 +20,12 @@ Where this departs from the reference (``../shared/reference/probconserv.md``):
   covariance. The reference does that for heat only; for stefan and pme its "physnp" network is trained
   through the constrained likelihood (learnable constraint precision) and updated per latent sample with
   that sample's diagonal variance. That trained variant is not implemented here.
-- ``softc``'s penalty uses the trapezoid rule on the training targets, 10 random positions per slice. On
-  those points the exact solution itself misses b: mean |G u − b| = 0.10 (heat), 0.029 (pme), 0.041 (stefan),
-  0.0098 (advection) and 0.19 (burgers) on the quick training split, about the plain ANP's conservation error
-  on the test grid. So the penalty pulls toward a biased target, and SoftC is a weak baseline here.
+- ``softc``'s penalty takes the network's mean on a uniform grid of
+  :data:`physml.models.anp.SOFTC_POINTS` positions per training time (no labels are needed there), not on the
+  training targets (10 random positions per slice). On those the exact solution itself misses b by about the
+  plain ANP's conservation error on the test grid, mean |G u − b| = 0.10 (heat), 0.029 (pme), 0.041 (stefan),
+  0.0098 (advection), 0.19 (burgers) on the quick training split, so a penalty there pulled toward a biased
+  target (before 2026-11-30); on the grid: 3.5e-17, 8.2e-4, 2.4e-3, 7.5e-4, 0.011.
 
 Files:
 

@@ -25,7 +25,7 @@ from torch import nn
 from torch.distributions import Normal
 
 from physml.models._config import SpaceTimeConfig
-from physml.models.anp import as_batch, conservation_penalty, mlp
+from physml.models.anp import as_batch, conservation_penalty, mlp, penalty_batch
 from physml.models.predictive import Predictive, mixture
 
 
@@ -107,8 +107,9 @@ class DeepEnsemble(nn.Module):
 
     def loss(self, batch: Mapping[str, Any]) -> torch.Tensor:
         """Σ_m of member m's mean (over functions and targets) Gaussian NLL; a SoftC ensemble adds, while
-        training, λ·mean over slices of (G μ̄ − b)² with μ̄ = the members' mean (the penalty of
-        :func:`physml.models.anp.conservation_penalty`, λ = ``physics_weight``)."""
+        training, λ·mean over slices of (G μ̄ − b)² with μ̄ = the members' mean on the uniform grid of
+        :func:`physml.models.anp.penalty_batch` (the penalty of :func:`physml.models.anp.conservation_penalty`,
+        λ = ``physics_weight``)."""
         p = next(self.parameters())
         b = as_batch(batch, p.device, p.dtype)
         if "target_u" not in b:
@@ -118,7 +119,9 @@ class DeepEnsemble(nn.Module):
         loss = nll.flatten(1).mean(1).sum()
         c = self.config
         if c.physics_weight > 0 and self.training:
-            loss = loss + c.physics_weight * conservation_penalty(means.mean(0), b, c.x_range, c.periodic)
+            dense = penalty_batch(b, c.x_range, c.periodic)
+            dense_means, _ = self.member_moments(dense)
+            loss = loss + c.physics_weight * conservation_penalty(dense_means.mean(0), dense, c.x_range, c.periodic)
         return loss
 
     @torch.no_grad()
