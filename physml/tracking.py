@@ -521,14 +521,20 @@ def registered_version(case: str, model: str, profile: str, run_id: str, uri: st
 # ---- registry ---------------------------------------------------------------------------------
 
 
+def _version_run(name: str, version: str | int, uri: str | None) -> Any:
+    """The run that produced ``name`` version ``version`` (None when the version has no run)."""
+    mlc = client(uri)
+    mv = _retry(lambda: mlc.get_model_version(name, str(version)))
+    return _retry(lambda: mlc.get_run(mv.run_id)) if mv.run_id else None
+
+
 def version_metric(name: str, version: str | int, metric: str, uri: str | None = None) -> float:
     """The latest value of ``metric`` in the run that produced ``name`` version ``version``;
     ValueError when that run never logged it."""
-    mlc = client(uri)
-    mv = _retry(lambda: mlc.get_model_version(name, str(version)))
-    if not mv.run_id:
+    run = _version_run(name, version, uri)
+    if run is None:
         raise ValueError(f"version {version} of {name!r} has no run, so no metric {metric!r}")
-    metrics = _retry(lambda: mlc.get_run(mv.run_id)).data.metrics
+    metrics = run.data.metrics
     if metric not in metrics:
         raise ValueError(
             f"metric {metric!r} was not logged by the run of {name!r} version {version}; "
@@ -539,9 +545,8 @@ def version_metric(name: str, version: str | int, metric: str, uri: str | None =
 
 def version_dataset(name: str, version: str | int, uri: str | None = None) -> str | None:
     """The ``dataset_version`` tag of the run that produced ``name`` version ``version`` (None if untagged)."""
-    mlc = client(uri)
-    mv = _retry(lambda: mlc.get_model_version(name, str(version)))
-    return _retry(lambda: mlc.get_run(mv.run_id)).data.tags.get("dataset_version") if mv.run_id else None
+    run = _version_run(name, version, uri)
+    return None if run is None else run.data.tags.get("dataset_version")
 
 
 def champion_version(name: str, alias: str = CHAMPION, uri: str | None = None) -> str | None:
