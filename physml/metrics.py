@@ -187,8 +187,11 @@ def interval_coverage(true: np.ndarray, mean: np.ndarray, var: np.ndarray, level
 def sample_gaussian(mean: np.ndarray, cov: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
     """n draws of N(mean, cov): mean (..., m); cov (..., m) diagonal or (..., m, m) full; returns (n, ..., m).
 
-    Diagonal: μ + √v ⊙ ε. Full: μ + Q √Λ ε with Σ = Q Λ Qᵀ (eigh; Λ clipped at 0), which also handles the
-    singular posterior covariance of an exact (zero-noise) constraint, so every sample satisfies G u = b.
+    Diagonal: μ + √v ⊙ ε. Full: μ + Σ^½ ε with Σ^½ = Q √Λ Qᵀ the symmetric square root of Σ = Q Λ Qᵀ (eigh;
+    Λ clipped at 0), which also handles the singular posterior covariance of an exact (zero-noise)
+    constraint, so every sample satisfies G u = b. Σ^½ is a continuous function of Σ, so round-off in Σ
+    moves the draws by round-off; the factor Q √Λ alone is not (within a repeated eigenvalue's eigenspace
+    eigh may return any rotation of Q, and a low-rank-plus-noise covariance has many such eigenvalues).
     """
     mu, c = _f64("mean", mean), _f64("cov", cov)
     if n < 1:
@@ -205,7 +208,7 @@ def sample_gaussian(mean: np.ndarray, cov: np.ndarray, n: int, rng: np.random.Ge
     scale = float(np.max(np.abs(lam))) if lam.size else 0.0
     if np.any(lam < -1e-8 * max(scale, 1e-300)):
         raise ValueError("cov is not positive semi-definite (eigenvalue below −1e-8·max|λ|)")
-    factor = Q * np.sqrt(np.clip(lam, 0.0, None))[..., None, :]
+    factor = (Q * np.sqrt(np.clip(lam, 0.0, None))[..., None, :]) @ np.swapaxes(Q, -1, -2)
     return mu + np.einsum("...ij,n...j->n...i", factor, eps)
 
 

@@ -132,10 +132,13 @@ def _training_settings(params: ParamsModel, case: str, model: str) -> dict[str, 
 
 
 def _differences(a: Any, b: Any, path: str = "") -> list[str]:
-    """The key paths where two json-like values differ (``model.train.lr``), sorted."""
+    """The key paths where two json-like values differ (``model.train.lr``, ``model.x_range[1]``), sorted; a
+    bool differs from the number it equals in Python (``True == 1``)."""
     if isinstance(a, dict) and isinstance(b, dict):
         return sorted(d for k in set(a) | set(b) for d in _differences(a.get(k), b.get(k), f"{path}.{k}" if path else k))
-    return [] if a == b else [path or "(all)"]
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return sorted(d for i, (x, y) in enumerate(zip(a, b)) for d in _differences(x, y, f"{path}[{i}]"))
+    return [] if a == b and isinstance(a, bool) == isinstance(b, bool) else [path or "(all)"]
 
 
 def _check_trained_with(case: str, model: str, params: ParamsModel, lay: Layout) -> None:

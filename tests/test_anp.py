@@ -74,11 +74,31 @@ def test_predict_mixes_latent_samples_by_total_variance(trained: dict) -> None:
         model.predict(b["context_t"], b["context_x"], b["context_u"], b["target_t"], b["target_x"][:, 0])
 
 
+def test_a_functions_latent_draws_do_not_depend_on_its_batch(trained: dict) -> None:
+    """Function b of a call with seed s draws from function_seeds(s, [b]): predicting the second half of the
+    batch alone, with those functions' seeds, gives their rows of the whole batch's prediction (to the
+    float32 network's round-off); an int seed on the half alone would give other draws."""
+    from physml.models.anp import function_seeds
+
+    model, b = trained["anp"], trained["test"]
+    n, k = b["target_t"].shape[0], b["target_t"].shape[0] // 2
+    half = {key: value[k:] for key, value in b.items()}
+    whole = _predict(model, b, n_samples=8, seed=5)
+    alone = _predict(model, half, n_samples=8, seed=function_seeds(5, range(k, n)))
+    torch.testing.assert_close(alone.mean, whole.mean[k:], rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(alone.var, whole.var[k:], rtol=1e-5, atol=1e-9)
+    restarted = _predict(model, half, n_samples=8, seed=5)
+    assert float((restarted.var - whole.var[k:]).abs().max()) > 1e-3 * float(whole.var[k:].abs().max())
+    for bad in (function_seeds(5, range(k)) + [1], [1.5] * (n - k), [-1] * (n - k), True):
+        with pytest.raises(ValueError, match="seed must be an int, or one int in \\[0, 2\\*\\*63\\) per function"):
+            _predict(model, half, n_samples=2, seed=bad)
+
+
 def test_predict_is_the_moment_match_of_its_latent_samples(trained: dict) -> None:
     """μ = (1/S) Σ μ_s and σ² = (1/S) Σ σ_s² + (1/S) Σ (μ_s − μ)², the μ_s, σ_s decoded from S draws
     z_s = loc + scale ε_s of q(z | C) (ε_s from the seeded generator): recomputed here sample by sample. The
     epistemic part is positive for S > 1 (a prediction from the latent mean alone would have none)."""
-    from physml.models.anp import as_batch
+    from physml.models.anp import as_batch, function_seeds
 
     model, b, n = trained["anp"], trained["test"], 8
     pred = _predict(model, b, n_samples=n, seed=5)
@@ -88,7 +108,9 @@ def test_predict_is_the_moment_match_of_its_latent_samples(trained: dict) -> Non
     with torch.no_grad():
         ctx, tgt = model._points(as_batch({k: b[k] for k in keys}, p.device, p.dtype))
         prior, r = model.latent(ctx), model.deterministic(ctx, tgt)
-        eps = torch.randn((n, *prior.loc.shape), generator=torch.Generator().manual_seed(5), dtype=p.dtype)
+        seeds = function_seeds(5, range(prior.loc.shape[0]))  # function b's draws: its own generator
+        eps = torch.stack([torch.randn((n, prior.loc.shape[-1]), generator=torch.Generator().manual_seed(s), dtype=p.dtype)
+                           for s in seeds], dim=1)
         draws = [model.decode(r, prior.loc + prior.scale * e, tgt) for e in eps]
     means = torch.stack([m.double().reshape(b["target_x"].shape) for m, _ in draws])
     variances = torch.stack([(s.double() ** 2).reshape(b["target_x"].shape) for _, s in draws])

@@ -227,6 +227,10 @@ def test_networks_trained_with_other_settings_are_refused(heat_run: tuple[Params
     with pytest.raises(ValueError, match=pattern):
         stages.track("heat_neumann", "fno", edited, root)
     assert stages._differences({"a": {"b": 1, "c": 2}}, {"a": {"b": 1, "c": 3}, "d": 0}) == ["a.c", "d"]
+    # lists element by element; a bool is not the number it equals; lists of other lengths differ whole
+    assert stages._differences({"r": [0.0, 1.0], "f": True}, {"r": [0.0, 2.0], "f": 1}) == ["f", "r[1]"]
+    assert stages._differences({"r": [[1, 2]]}, {"r": [[1, 3]]}) == ["r[0][1]"]
+    assert stages._differences({"r": [1]}, {"r": [1, 2]}) == ["r"]
 
 
 def test_seed_study_needs_the_main_training_and_a_boon_case(tmp_path: Path) -> None:

@@ -115,12 +115,13 @@ def test_probconserv_and_hardc_conserve_mass_exactly_the_black_box_does_not(run:
     assert mass_var["probconserv"].max() <= 1e-12 * mass_var["none"].max() and mass_var["none"].min() > 0
 
 
-def test_constrain_one_function_at_a_time_writes_the_same_predictions(run: dict, tmp_path: Path,
+@pytest.mark.parametrize("model", ["anp", "ensemble"])
+def test_constrain_one_function_at_a_time_writes_the_same_predictions(run: dict, model: str, tmp_path: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """constrain holds one batch of functions' covariances at a time (the paper's would not fit in memory):
-    batches of one function give the file of one batch for all, every array the same to the bit. (The
-    ensemble: the ANP seeds its latent draws once per predict call, so its batches are part of its prediction.)"""
-    model = "ensemble"
+    batches of one function give the file of one batch for all. The ensemble's arrays are the same to the
+    bit; the ANP draws each function's latent samples from that function's own seed, so its draws are the
+    same too and only the network's float32 arithmetic on a batch of 1 instead of 8 may differ (at round-off)."""
     lay = stages.Layout(run["root"], "quick")
     nt, nx = run["params"].test_grid("stefan").nt, run["params"].test_grid("stefan").nx
     monkeypatch.setattr(pc, "PREDICT_COV_ENTRIES", nt * nx * nx)  # one function per batch
@@ -145,7 +146,11 @@ def test_constrain_one_function_at_a_time_writes_the_same_predictions(run: dict,
         for name in CONSTRAINTS:
             assert sorted(whole[name]) == sorted(single[name])
             for key in whole[name]:
-                np.testing.assert_array_equal(single[name][key][...], whole[name][key][...], err_msg=f"{name}/{key}")
+                a, b = single[name][key][...], whole[name][key][...]
+                if model == "ensemble" or not np.issubdtype(b.dtype, np.floating):
+                    np.testing.assert_array_equal(a, b, err_msg=f"{name}/{key}")
+                else:
+                    np.testing.assert_allclose(a, b, rtol=1e-5, atol=max(1e-7 * np.abs(b).max(), 1e-15), err_msg=f"{name}/{key}")
 
 
 def test_a_checkpoint_of_another_case_is_rejected(run: dict, tmp_path: Path) -> None:

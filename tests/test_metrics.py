@@ -205,6 +205,22 @@ def test_sample_gaussian_moments_and_constrained_samples_satisfy_the_constraint(
         sample_gaussian(mean, -np.eye(n), 5, rng)
 
 
+def test_sample_gaussian_draws_move_by_round_off_when_sigma_does():
+    """A low-rank-plus-noise Σ (the ANP's: S latent draws plus a decoder-noise floor) has one eigenvalue
+    repeated m − S times, whose eigenvectors eigh may rotate freely: with the factor Q √Λ, Σ and Σ perturbed
+    by 1e-13 gave draws 0.5 apart; with Σ^½ = Q √Λ Qᵀ they move by round-off, for the same ε."""
+    rng = np.random.default_rng(11)
+    m, rank = 40, 4
+    A = rng.normal(size=(m, rank))
+    cov = A @ A.T / rank + 0.01 * np.eye(m)
+    E = rng.normal(size=(m, m))
+    nudged = cov + 1e-13 * (E + E.T)
+    a = sample_gaussian(np.zeros(m), cov, 200, np.random.default_rng(0))
+    b = sample_gaussian(np.zeros(m), nudged, 200, np.random.default_rng(0))
+    assert np.abs(a - b).max() < 1e-9
+    np.testing.assert_allclose(np.cov(sample_gaussian(np.zeros(m), cov, 40_000, rng).T), cov, atol=0.05 * np.abs(cov).max())
+
+
 def test_the_field_image_centres_each_cell_on_its_sample(tmp_path) -> None:
     """imshow's extent is the image's outer edges: the time row of t = 2.0 was drawn at 1.91 (heat_neumann quick,
     dt = 0.2) when the extent ran from the first to the last sample."""

@@ -69,6 +69,7 @@ from physml.metrics import (
     shock_position_posterior,
 )
 from physml.models import Predictive, build_model, model_loss
+from physml.models.anp import function_seeds
 from physml.threads import torch_threads
 from physml.training import (TrainConfig, code_version, fit, load_checkpoint, resumable, seed_everything,
                              write_wall_clock)
@@ -241,15 +242,18 @@ def _predict_batches(net: torch.nn.Module, arrays: Mapping[str, np.ndarray], n_s
                      path: Path) -> Iterator[tuple[slice, Predictive]]:
     """The model's predictive N(μ, Σ_slice) at the test targets, one batch of test functions at a time:
     ``(functions, Predictive)`` with float64 numpy mean/var (B, nt, nx) and cov (B, nt, nx, nx), at most
-    :data:`PREDICT_COV_ENTRIES` covariance entries per batch. Any NaN/inf or negative variance → ValueError
-    naming the checkpoint and the functions."""
+    :data:`PREDICT_COV_ENTRIES` covariance entries per batch. Each function's latent draws are seeded by
+    ``seed`` and its index in the split (:func:`~physml.models.anp.function_seeds`), so the batching does
+    not move the numbers. Any NaN/inf or negative variance → ValueError naming the checkpoint and the
+    functions."""
     n, nt, nx = arrays["target_u"].shape
     batch = max(1, min(PREDICT_BATCH, PREDICT_COV_ENTRIES // (nt * nx * nx)))
     for lo in range(0, n, batch):
         sl = slice(lo, min(lo + batch, n))
         try:
             pred = net.predict(arrays["context_t"][sl], arrays["context_x"][sl], arrays["context_u"][sl],
-                               arrays["target_t"][sl], arrays["target_x"][sl], n_samples=n_samples, full_cov=True, seed=seed)
+                               arrays["target_t"][sl], arrays["target_x"][sl], n_samples=n_samples, full_cov=True,
+                               seed=function_seeds(seed, range(sl.start, sl.stop)))
             pred = pred.to_numpy()
         except ValueError as exc:
             raise ValueError(f"{path}: the model's prediction for test functions [{sl.start}, {sl.stop}) "

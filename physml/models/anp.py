@@ -31,10 +31,11 @@ target_x, target_u (B, nt, nx); mass (B, nt).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.distributions import Normal, kl_divergence
@@ -131,6 +132,36 @@ def as_batch(batch: Mapping[str, Any], device: torch.device, dtype: torch.dtype)
         if not bool(torch.isfinite(value).all()):
             raise ValueError(f"{key} contains NaN or inf")
     return out
+
+
+def function_seeds(seed: int, functions: Sequence[int]) -> list[int]:
+    """One 63-bit seed per test function, derived from the run's ``seed`` and the function's index in its
+    split (numpy's ``SeedSequence((seed, index))``), so a function's latent draws do not depend on which
+    functions share its ``predict`` call."""
+    seeds = []
+    for index in functions:
+        hi, lo = np.random.SeedSequence((int(seed), int(index))).generate_state(2, np.uint32)
+        seeds.append(((int(hi) << 32) | int(lo)) & ((1 << 63) - 1))
+    return seeds
+
+
+def _seeds_per_function(seed: int | Sequence[int], n_functions: int) -> list[int]:
+    def is_int(s: object) -> bool:
+        return isinstance(s, (int, np.integer)) and not isinstance(s, bool)
+
+    if is_int(seed):
+        return function_seeds(int(seed), range(n_functions))
+    if isinstance(seed, Sequence) and len(seed) == n_functions and all(is_int(s) and 0 <= s < 2**63 for s in seed):
+        return [int(s) for s in seed]
+    raise ValueError(f"seed must be an int, or one int in [0, 2**63) per function ({n_functions}), got {seed!r}")
+
+
+def latent_noise(seeds: Sequence[int], n_samples: int, size: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """Standard normal ε (n_samples, B, size), B = len(seeds): column b drawn from a generator seeded with
+    ``seeds[b]`` alone."""
+    columns = [torch.randn((n_samples, size), generator=torch.Generator(device=device).manual_seed(s), device=device, dtype=dtype)
+               for s in seeds]
+    return torch.stack(columns, dim=1)
 
 
 def slice_weights(target_x: torch.Tensor, x_range: tuple[float, float], periodic: bool) -> torch.Tensor:
@@ -259,14 +290,17 @@ class ANP(nn.Module):
         target_x: Any,
         n_samples: int = 100,
         full_cov: bool = False,
-        seed: int = 0,
+        seed: int | Sequence[int] = 0,
     ) -> Predictive:
         """Predictive N(μ, Σ) at the targets, mixing ``n_samples`` latent draws z ~ q(z | C).
 
         Inputs: context_t/x/u (B, Nc), target_t (B, nt), target_x (B, nt, nx) (numpy or torch).
         Returns float64 tensors: mean, var (B, nt, nx) by the law of total variance, and with
         ``full_cov`` the covariance (B, nt, nx, nx) of each time slice from the latent samples plus
-        the diagonal decoder noise. ``seed`` fixes the latent draws.
+        the diagonal decoder noise. ``seed`` fixes the latent draws, each function's from its own stream:
+        an int seeds function b of this batch with ``function_seeds(seed, [b])``; a sequence gives one seed
+        per function (length B), so a caller that splits a split into batches passes
+        ``function_seeds(seed, indices)`` and gets the draws of one call with all of them.
         """
         if not isinstance(n_samples, int) or n_samples < 1:
             raise ValueError(f"n_samples must be an integer >= 1, got {n_samples!r}")
@@ -279,11 +313,11 @@ class ANP(nn.Module):
                 p.device,
                 p.dtype,
             )
+            seeds = _seeds_per_function(seed, b["target_t"].shape[0])
             ctx, tgt = self._points(b)
             prior = self.latent(ctx)
             r = self.deterministic(ctx, tgt)
-            generator = torch.Generator(device=p.device).manual_seed(seed)
-            eps = torch.randn((n_samples,) + tuple(prior.loc.shape), generator=generator, device=p.device, dtype=p.dtype)
+            eps = latent_noise(seeds, n_samples, prior.loc.shape[-1], p.device, p.dtype)
             means, variances = [], []
             for s in range(n_samples):
                 mean, std = self.decode(r, prior.loc + prior.scale * eps[s], tgt)

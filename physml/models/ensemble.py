@@ -16,7 +16,7 @@ Shapes: B functions, Nc contexts, nt target times × nx positions.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -134,7 +134,7 @@ class DeepEnsemble(nn.Module):
         target_x: Any,
         n_samples: int | None = None,
         full_cov: bool = False,
-        seed: int = 0,
+        seed: int | Sequence[int] = 0,
     ) -> Predictive:
         """Mixture moments of the members at the targets (float64; shapes as :meth:`ANP.predict`).
 
