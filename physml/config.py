@@ -182,12 +182,16 @@ class Grid(_Strict):
         return self
 
     def resolve_times(self, t_domain: tuple[float, float]) -> np.ndarray:
-        """Output times, shape (nt,)."""
+        """Output times, shape (nt,): t0 + (t1 − t0)·k/nt, k = 1 … nt, the last one t1 exactly (the formula
+        rounds past t1 for some nt, e.g. Stefan's [0, 0.1] with nt = 3 gave 0.10000000000000002, which the
+        conservation constraint then refused as outside the t-domain)."""
         if self.times is not None:
             return np.asarray(self.times, dtype=np.float64)
         t0, t1 = t_domain
         assert self.nt is not None
-        return t0 + (t1 - t0) * np.arange(1, self.nt + 1, dtype=np.float64) / self.nt
+        times = t0 + (t1 - t0) * np.arange(1, self.nt + 1, dtype=np.float64) / self.nt
+        times[-1] = t1
+        return times
 
 
 class SplitSizes(_Strict):
@@ -577,6 +581,10 @@ def _check_matrix(path: str, group_name: str, group: MatrixGroup, cases: dict[st
     for k in group.constraints:
         if k not in CONSTRAINTS[group_name]:
             errors.append(f"{path}.constraints: unknown constraint {k!r}; allowed: {', '.join(CONSTRAINTS[group_name])}")
+    missing = [k for k in CONSTRAINTS[group_name] if k not in group.constraints]
+    if missing:
+        errors.append(f"{path}.constraints: must list every constraint ({', '.join(CONSTRAINTS[group_name])}), since "
+                      f"dvc.yaml's evaluate stages declare one metrics file each; missing: {', '.join(missing)}")
     if group_name != "boon":
         for profile in PROFILES:
             if group.seeds[profile] != 1:

@@ -17,8 +17,9 @@ from scipy import special
 Reduce = Literal["mean", "none"]
 
 MIN_VAR = 1e-8
-"""Variance floor of the log-likelihood: the reference clamps predictive variances at 1e-8
-(``min_var_sample``), which matters for ProbConserv's zero variance along the constraint."""
+"""Variance floor of the log-likelihood, which matters for ProbConserv's zero variance along the constraint.
+physml's own choice: the reference's analysis (``loglik``) has no floor; 1e-8 is the reference's clamp of
+PhysNP's per-sample variance (``min_var_sample``), and the ANP's decoder variance is ≥ 1e-4 anyway."""
 
 
 def _f64(name: str, x: object) -> np.ndarray:
@@ -60,9 +61,12 @@ def _broadcasts_into(shape: tuple[int, ...], target: tuple[int, ...]) -> bool:
 def relative_l2(pred: np.ndarray, true: np.ndarray, space_axes: int = 1, reduce: Reduce = "mean") -> np.ndarray | float:
     """Relative L2 error ‖pred − true‖₂ / ‖true‖₂ over the trailing ``space_axes`` axes.
 
-    Computed per sample and per time step (every leading index), then averaged (``reduce="mean"``) or
-    returned with the leading shape (``reduce="none"``). BOON/FNO convention (Li et al. 2021, Saad et al. 2023).
-    A sample/time whose true field is identically zero has no relative error: ValueError.
+    Computed per leading index (per sample and per time step of a (N, nt, nx) field), then averaged
+    (``reduce="mean"``) or returned with the leading shape (``reduce="none"``). The reference's ``LpLoss``
+    (Li et al. 2021, Saad et al. 2023) takes one ratio per sample over its whole flattened field: pass
+    ``pred.reshape(N, -1)`` for that (physml's BOON evaluation does). The two differ where the field's norm
+    varies over time: true [[0.1, 0.1], [1, 1]] with error [[0.1, 0.1], [0, 0]] is 0.5 per time step and
+    0.0995 flattened. A sample/time whose true field is identically zero has no relative error: ValueError.
     """
     _check_reduce(reduce, ("mean", "none"))
     p, t = _f64("pred", pred), _f64("true", true)
@@ -86,8 +90,9 @@ def conservation_error(mean: np.ndarray, G: np.ndarray, b: np.ndarray, reduce: L
     ``mean`` (..., nt, m), ``G`` (..., nt, 1, m) and ``b`` (..., nt, 1) as built by
     :func:`physml.constraints.conservation_constraint` (any (..., k, m) / (..., k) works; G's batch axes are
     mean's, each of size 1 or the same). ``reduce="none"``
-    gives the signed error (..., nt, k); ``"mean_abs"`` the mean |CE| reported in tables (Hansen et al.
-    2023, §4; reference ``analyze_conservation``). ProbConserv's CE is 0 up to round-off.
+    gives the signed error (..., nt, k); ``"mean_abs"`` the mean |CE| over functions and slices that
+    physml's tables report (the reference's ``analyze_conservation`` averages the *signed* CE at one time of
+    interest, where errors of opposite sign cancel). ProbConserv's CE is 0 up to round-off.
     """
     _check_reduce(reduce, ("none", "mean_abs"))
     mu, g, rhs = _f64("mean", mean), _f64("G", G), _f64("b", b)
@@ -155,9 +160,9 @@ def gaussian_log_likelihood(
 ) -> np.ndarray | float:
     """Per-point Gaussian log-likelihood log N(y; μ, v) = −(y − μ)²/(2v) − ½ log v − ½ log 2π.
 
-    ``var`` is the marginal (diagonal) predictive variance, floored at ``min_var`` as in the reference
-    analysis (``loglik`` in ``analyze_mean_squared_error``); averaged over all points (``reduce="mean"``)
-    or returned pointwise. For a full covariance pass its diagonal.
+    ``var`` is the marginal (diagonal) predictive variance, floored at ``min_var`` (:data:`MIN_VAR`: the
+    reference's ``loglik`` has no floor); averaged over all points (``reduce="mean"``) or returned pointwise.
+    For a full covariance pass its diagonal.
     """
     _check_reduce(reduce, ("mean", "none"))
     y, mu, v = _f64("true", true), _f64("mean", mean), _f64("var", var)

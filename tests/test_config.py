@@ -6,6 +6,7 @@ import copy
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import yaml
 
@@ -45,6 +46,17 @@ def test_both_profiles_resolve(profile: str) -> None:
     exps = params.experiments()
     assert len(exps) == len(set(exps)) == 5 * 2 * 4 + 5 * 1 * 4
     assert ("stefan", "anp", "probconserv") in exps and ("cavity", "fno", "boon") in exps
+
+
+def test_grid_times_end_on_the_domain_end() -> None:
+    """t0 + (t1 − t0)·k/nt rounds past t1 for 22 values of nt ≤ 300 on Stefan's [0, 0.1] (nt = 3: 0.10000000000000002),
+    which the conservation constraint refused after training; the last time is t1 exactly."""
+    from physml.config import Grid
+
+    for nt in range(1, 301):
+        times = Grid(nx=8, nt=nt).resolve_times((0.0, 0.1))
+        assert times[-1] == 0.1 and np.all(np.diff(times) > 0) and times.shape == (nt,), nt
+    np.testing.assert_array_equal(Grid(nx=8, nt=4).resolve_times((1.0, 2.0)), [1.25, 1.5, 1.75, 2.0])
 
 
 def test_paper_profile_is_the_reference_scale() -> None:
@@ -104,6 +116,8 @@ BAD = [
     ("profile", "fast", "profile", "'quick' or 'paper'"),
     ("matrix.probconserv.models", ["anp", "gp"], "matrix.probconserv.models", "allowed: anp, ensemble"),
     ("matrix.boon.constraints", ["none", "magic"], "matrix.boon.constraints", "allowed: none, overwrite, boon, boon_posthoc"),
+    ("matrix.probconserv.constraints", ["none", "hardc", "probconserv"], "matrix.probconserv.constraints",
+     "must list every constraint (none, softc, hardc, probconserv), since dvc.yaml's evaluate stages declare one metrics file each; missing: softc"),
     ("matrix.probconserv.cases", ["heat", "wave"], "matrix.probconserv.cases", "probconserv cases only"),
     ("cases.wave.parameters.a3", _DELETE, "cases.wave.parameters.a3", "[-1, 1]"),
     ("cases.heat.parameters.q", 1.0, "cases.heat.parameters.q", "heat has ['k']"),

@@ -85,6 +85,8 @@ def test_dvc_repro_tiny_matrix(tmp_path: Path) -> None:
     assert any(s.endswith("-anp") for s in anp) and any(s.endswith("-ensemble") for s in anp), anp
     gaussian = _touched(project, "physml/constraints/gaussian.py")
     assert {s.split("@")[0] for s in gaussian} == {"constrain_probconserv"}, gaussian
+    sampling = _touched(project, "physml/metrics.py")  # constrain draws Stefan's posterior samples with it
+    assert {"constrain_probconserv", "evaluate_probconserv", "evaluate_boon"} <= {s.split("@")[0] for s in sampling}, sampling
 
     metrics = json.loads(_run(project, str(BIN / "dvc"), "metrics", "show", "--json"))
     shown = json.dumps(metrics)

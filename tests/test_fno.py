@@ -255,3 +255,18 @@ def test_bad_input_is_rejected():
         fno_1d(time_padding=3)  # single step: no time axis to pad
     with pytest.raises(ValueError, match="time_padding"):
         fno_1d_time(nt=5, time_padding=-1)
+    for bad in (3.5, [4, 2.5], True, "8"):  # not truncated to an integer, not iterated as characters
+        with pytest.raises(ValueError, match="modes must be an int >= 1 or"):
+            fno_1d_time(nt=5, modes=bad)
+
+
+def test_numpy_integers_are_integers():
+    """Sizes read from arrays are numpy integers: they build the same model, and its config stays json."""
+    import json
+
+    import numpy as np
+
+    model = fno_1d_time(nt=np.int64(4), width=np.int32(6), modes=np.int64(3), time_padding=np.int64(2))
+    config = model.config()
+    assert config == fno_1d_time(nt=4, width=6, modes=3, time_padding=2).config()
+    assert json.loads(json.dumps(config)) == config and fno_1d(modes=np.int64(3)).modes == (3,)

@@ -213,6 +213,9 @@ def test_cole_hopf_series_reproduces_the_initial_sine() -> None:
     x = np.linspace(0.0, 1.0, 33)
     for amplitude, nu in ((1.0, 0.1), (0.8, 0.02)):
         np.testing.assert_allclose(cole_hopf_sine(amplitude, nu, x, np.array([0.0]))[0], amplitude * np.sin(np.pi * x), atol=1e-10)
+    # past R = A/(2πν) = 12 the series cancels in float64 (R = 20: a division by zero near x = 1): refused
+    with pytest.raises(ValueError, match="R = A/\\(2πν\\) = 19.9 is outside \\[-12.0, 12.0\\]"):
+        cole_hopf_sine(1.0, 0.008, x, np.array([1.0]))
 
 
 def test_burgers_energy_decays_and_maximum_principle_holds() -> None:

@@ -182,6 +182,8 @@ def test_a_profile_run_in_part_names_the_cases_it_has_not_run(tmp_path: Path) ->
     assert not any(ln.startswith("| heat_neumann | fno | –") for ln in text.splitlines())
     probconserv = text.split("## ProbConserv")[1].split("## BOON")[0]
     assert "_No metrics in this profile._" in probconserv and "| case |" not in probconserv
+    # no clock time in it: the same metrics give the same bytes (the report stage's output in dvc.lock)
+    assert write_report(params, tmp_path).read_text() == text and " UTC" not in text
 
 
 def test_a_lost_metrics_file_or_key_fails_a_bar_instead_of_dropping_its_bars() -> None:

@@ -6,7 +6,9 @@ torch 2.13) update the parameters without bumping it. So a stamp also carries th
 taken in this process, counted by a global post-step hook on :class:`torch.optim.Optimizer` (registered once,
 on import): any optimizer step, fused or not, makes every stamp taken before it stale. Writes through
 ``.data`` still pass unnoticed; ``load_state_dict``, ``copy_`` and in-place ops under ``torch.no_grad`` do not.
-After such a write, :func:`clear_weight_caches` drops every cache a model holds.
+After such a write, :func:`clear_weight_caches` drops every cache a model holds. Weights that are inference
+tensors (a model built inside ``torch.inference_mode``) have no version counter and can be written in place
+inside that mode: their stamps never compare equal, so nothing is cached from them.
 """
 
 from __future__ import annotations
@@ -40,9 +42,9 @@ def weight_stamp(weights: Sequence[torch.Tensor]) -> tuple:
     """``(optimizer steps, then (storage address, in-place version, dtype, device) per weight)``: equal
     stamps mean the weights were not written in between, except through ``.data``. A cache that compares
     stamps must hold the weights' storage, so that no other tensor can take its address meanwhile. An
-    inference tensor (made inside ``torch.inference_mode``) has no version counter and cannot be written
-    outside that mode: its version counts as 0."""
-    return (_steps, *((w.data_ptr(), 0 if w.is_inference() else w._version, w.dtype, w.device) for w in weights))
+    inference tensor (made inside ``torch.inference_mode``) has no version counter, and inside that mode it
+    can be written in place (``load_state_dict``): its entry is a fresh object, equal to no other stamp's."""
+    return (_steps, *((w.data_ptr(), object() if w.is_inference() else w._version, w.dtype, w.device) for w in weights))
 
 
 def clear_weight_caches(model: nn.Module) -> int:

@@ -59,9 +59,10 @@ Boundary data ``bc`` for one bounded grid axis: ``(B, *face, 2)`` with face = th
 axis, last axis (left, right); ``(B, *face, 2, c_out)`` when the model has c_out > 1 output channels.
 So (B, 2) for 1-D single step, (B, nt, 2) for 1-D + time, and for the 2-D cavity (bounded axes x, y,
 grid (nx, ny, nt)) a pair: x-walls ``(B, ny, nt, 2)`` (x = lo, x = hi) and y-walls ``(B, nx, nt, 2)``
-(y = lo, y = hi); at the corners the y-wall data win (the last axis is written last). So with Neumann data
-the x-walls' stencil derivative does not hold at their two corner face points (y = lo, y = hi), whose
-stencil points the y-walls' values have replaced.
+(y = lo, y = hi); at the corners the data of the last entry of ``axes`` win (the walls are written in the
+order of ``axes``: y with the default (0, 1)). So with Neumann data and the default axes the x-walls'
+stencil derivative does not hold at their two corner face points (y = lo, y = hi), whose stencil points
+the y-walls' values have replaced.
 
 :class:`OverwriteFNO` is the control: the plain FNO with step 3 alone, on its output (the boundary entries
 set, nothing else changed). It meets the condition as exactly, so BOON's gain over it is what correcting

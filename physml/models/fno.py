@@ -28,6 +28,7 @@ Everything follows the input's device and dtype.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from typing import Any
 
@@ -40,11 +41,16 @@ from physml.layers.spectral import SpectralConv
 __all__ = ["FNO", "fno_1d", "fno_1d_time", "fno_2d_time"]
 
 
+def _is_int(value: Any) -> bool:
+    """An integer of any kind (``int``, numpy's), not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def _per_axis(value: int | Sequence[int], n: int, name: str) -> tuple[int, ...]:
-    values = (int(value),) * n if isinstance(value, int) else tuple(int(v) for v in value)
-    if len(values) != n or any(v < 1 for v in values):
+    values = (value,) * n if _is_int(value) else tuple(value) if isinstance(value, Sequence) else ()
+    if len(values) != n or any(not _is_int(v) or v < 1 for v in values):
         raise ValueError(f"{name} must be an int >= 1 or {n} ints >= 1, got {value!r}")
-    return values
+    return tuple(int(v) for v in values)
 
 
 class FNO(nn.Module):
@@ -76,18 +82,20 @@ class FNO(nn.Module):
         super().__init__()
         if n_space not in (1, 2):
             raise ValueError(f"n_space must be 1 or 2, got {n_space!r}")
-        if nt is not None and (not isinstance(nt, int) or nt < 2):
+        if nt is not None and (not _is_int(nt) or nt < 2):
             raise ValueError(f"nt must be None or an integer >= 2, got {nt!r}")
         for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("width", width),
                             ("n_layers", n_layers), ("proj_width", proj_width)):
-            if not isinstance(value, int) or value < 1:
+            if not _is_int(value) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        if not isinstance(time_padding, int) or time_padding < 0 or (time_padding and nt is None):
+        if not _is_int(time_padding) or time_padding < 0 or (time_padding and nt is None):
             raise ValueError(f"time_padding must be an integer >= 0, and 0 without nt; got {time_padding!r} "
                              f"with nt={nt!r}")
         self.n_space = n_space
-        self.nt = nt
+        self.nt = None if nt is None else int(nt)
         self.grid_ndim = n_space + (nt is not None)
+        in_channels, out_channels, width = int(in_channels), int(out_channels), int(width)
+        n_layers, proj_width, time_padding = int(n_layers), int(proj_width), int(time_padding)
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.width = width
