@@ -155,6 +155,75 @@ def test_time_padding_keeps_the_condition_exact(dtype, boundary):
         assert max(max_err(yc[:, 0, 1:-1], gx[:, 1:-1, :, 0]), max_err(yc[:, :, -1], gy[..., 1])) <= TOL[dtype]
 
 
+def _dirichlet_reference(fno, u: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """BOON's Dirichlet forward from its definition, found by probing rather than by BOONFNO's algebra (1-D
+    single step: g (B, 2); 1-D + time: g (B, nt, 2); one output channel). In each kernel layer
+    L v = K v + W v + b, the input's end values (per channel and time step) are moved by the d for which L's
+    output ends equal the data: d = A⁻¹ (g − ends(L v)), A (2C × 2C) the response of L's output ends to unit
+    input ends, read off L applied to unit vectors (the same at every time step: L is translation invariant
+    in t). After σ the ends are set to the data, zero on padded time steps; the output's ends to g."""
+    import torch.nn.functional as F
+
+    v = fno.padded(fno.lifted(u))
+    batch, width, n = v.shape[:3]
+    v = v if v.dim() == 4 else v[..., None]  # (B, C, n, T)
+    steps = v.shape[-1]
+    data = (g[:, None, :] if g.dim() == 2 else g).to(u.dtype)  # (B, nt, 2)
+    data = F.pad(data, (0, 0, 0, steps - data.shape[1]))  # (B, T, 2)
+
+    def layer(k: int, x: torch.Tensor) -> torch.Tensor:
+        x = x if fno.nt is not None else x[..., 0]
+        out = fno.spectral[k](x) + fno.apply_pointwise(k, x)
+        return out if fno.nt is not None else out[..., None]
+
+    for k in range(fno.n_layers):
+        A = torch.zeros(2, width, 2, width, dtype=u.dtype)
+        for e, pos in enumerate((0, n - 1)):
+            for c in range(width):
+                unit = torch.zeros(1, width, n, steps, dtype=u.dtype)
+                unit[0, c, pos, 0] = 1.0
+                response = layer(k, unit) - layer(k, torch.zeros_like(unit))  # the linear part, without b
+                A[0, :, e, c], A[1, :, e, c] = response[0, :, 0, 0], response[0, :, -1, 0]
+        A = A.reshape(2 * width, 2 * width)
+        z = layer(k, v)
+        ends = torch.stack([z[:, :, 0], z[:, :, -1]], 1)  # (B, 2, C, T)
+        residual = data.permute(0, 2, 1)[:, :, None, :] - ends
+        d = torch.linalg.solve(A, residual.permute(0, 3, 1, 2).reshape(batch, steps, 2 * width, 1))
+        d = d.view(batch, steps, 2, width).permute(0, 2, 3, 1)  # (B, 2, C, T)
+        moved = v.clone()
+        moved[:, :, 0] += d[:, 0]
+        moved[:, :, -1] += d[:, 1]
+        v = layer(k, moved)
+        if k < fno.n_layers - 1:
+            v = F.gelu(v)
+            v[:, :, 0], v[:, :, -1] = data[:, None, :, 0], data[:, None, :, 1]
+    out = fno.projected(fno.cropped(v if fno.nt is not None else v[..., 0]))[..., 0]
+    out[:, 0], out[:, -1] = g[..., 0], g[..., 1]
+    return out
+
+
+@pytest.mark.parametrize("grad", [False, True])
+def test_dirichlet_forward_is_the_layerwise_correction_found_by_probing(grad):
+    """Every kernel layer is corrected, not only the output: the exactness tests read the output's ends, which
+    the forward sets at the end anyway, and held with the multi-axis correction removed or with the hidden
+    layers corrected towards 0; this compares the whole output with :func:`_dirichlet_reference` (1-D single
+    step, and 1-D + time with padded time steps)."""
+    torch.manual_seed(16)
+    cases = [(fno_1d(width=5, modes=4), torch.randn(2, 2)),
+             (fno_1d(width=5, modes=9), torch.randn(1, 2)),  # modes at the grid's limit, batch 1
+             (fno_1d_time(nt=5, width=5, modes=(4, 3)), torch.randn(2, 5, 2)),
+             (fno_1d_time(nt=5, width=5, modes=(4, 3), time_padding=3), torch.randn(2, 5, 2))]
+    for fno, g in cases:
+        fno, g = fno.double(), g.double()
+        u = torch.randn(g.shape[0], 16, dtype=torch.float64)
+        with torch.set_grad_enabled(grad):
+            y = BOONFNO(fno, "dirichlet")(u, g)
+        with torch.no_grad():
+            expected = _dirichlet_reference(fno, u, g)
+        assert max_err(y.detach(), expected) <= 1e-11 * float(expected.abs().max())
+        assert max_err(fno(u).detach(), expected) > 1e-3  # the comparison can tell the plain FNO apart
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_cavity_walls_exact(dtype):
     """2-D + time, (u, v, ω) channels: x-walls (B, ny, nt, 2, 3), y-walls (B, nx, nt, 2, 3)."""
