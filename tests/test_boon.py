@@ -158,10 +158,13 @@ def test_time_padding_keeps_the_condition_exact(dtype, boundary):
 def _dirichlet_reference(fno, u: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     """BOON's Dirichlet forward from its definition, found by probing rather than by BOONFNO's algebra (1-D
     single step: g (B, 2); 1-D + time: g (B, nt, 2); one output channel). In each kernel layer
-    L v = K v + W v + b, the input's end values (per channel and time step) are moved by the d for which L's
-    output ends equal the data: d = A⁻¹ (g − ends(L v)), A (2C × 2C) the response of L's output ends to unit
-    input ends, read off L applied to unit vectors (the same at every time step: L is translation invariant
-    in t). After σ the ends are set to the data, zero on padded time steps; the output's ends to g."""
+    L v = K v + W v + b, the input's end values (per channel and time step) are moved by
+    d = A⁻¹ (g − ends(L v)), A (2C × 2C) the response of L's output ends to unit input ends at the same time
+    step, read off L applied to unit vectors (the same at every time step: L is translation invariant in t).
+    In 1-D this makes L's output ends equal the data; in 1-D + time each time step is corrected on its own,
+    ignoring the response across time steps (BOONFNO's step 3, module docstring), so the hidden layers' ends
+    only approach the data. After σ the ends are set to the data, zero on padded time steps; the output's
+    ends to g."""
     import torch.nn.functional as F
 
     v = fno.padded(fno.lifted(u))
