@@ -552,7 +552,7 @@ def _check_times(path: str, grid: GridPerProfile | None, t_domain: tuple[float, 
     errors = []
     for prof in PROFILES:
         times = grid[prof].resolve_times(t_domain)
-        if times[0] <= t0 or times[-1] > t1 + 1e-12:
+        if times[0] <= t0 or times[-1] > t1:
             errors.append(
                 f"{path}.{prof}.times: must lie in ({t0:g}, {t1:g}] (the problem's time domain), "
                 f"got [{times[0]:g}, {times[-1]:g}]"

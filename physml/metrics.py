@@ -194,9 +194,10 @@ def sample_gaussian(mean: np.ndarray, cov: np.ndarray, n: int, rng: np.random.Ge
 
     Diagonal: μ + √v ⊙ ε. Full: μ + Σ^½ ε with Σ^½ = Q √Λ Qᵀ the symmetric square root of Σ = Q Λ Qᵀ (eigh;
     Λ clipped at 0), which also handles the singular posterior covariance of an exact (zero-noise)
-    constraint, so every sample satisfies G u = b. Σ^½ is a continuous function of Σ, so round-off in Σ
-    moves the draws by round-off; the factor Q √Λ alone is not (within a repeated eigenvalue's eigenspace
-    eigh may return any rotation of Q, and a low-rank-plus-noise covariance has many such eigenvalues).
+    constraint, so every sample satisfies G u = b. Σ^½ is a continuous function of Σ: for a Σ away from
+    singular, round-off in Σ moves the draws by about round-off (near a singular Σ it is Hölder-½: 1e-13 in
+    Σ moves them by about 1e-6). The factor Q √Λ alone is not continuous: among nearly equal eigenvalues
+    eigh may return any rotation of Q, and a low-rank-plus-noise covariance (the ANP's) has many.
     """
     mu, c = _f64("mean", mean), _f64("cov", cov)
     if n < 1:

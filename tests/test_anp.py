@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch.utils.data import default_collate
@@ -89,9 +90,15 @@ def test_a_functions_latent_draws_do_not_depend_on_its_batch(trained: dict) -> N
     torch.testing.assert_close(alone.var, whole.var[k:], rtol=1e-5, atol=1e-9)
     restarted = _predict(model, half, n_samples=8, seed=5)
     assert float((restarted.var - whole.var[k:]).abs().max()) > 1e-3 * float(whole.var[k:].abs().max())
-    for bad in (function_seeds(5, range(k)) + [1], [1.5] * (n - k), [-1] * (n - k), True):
-        with pytest.raises(ValueError, match="seed must be an int, or one int in \\[0, 2\\*\\*63\\) per function"):
+    for bad in (function_seeds(5, range(k)) + [1], [1.5] * (n - k), [-1] * (n - k), True, -1):
+        with pytest.raises(ValueError, match="seed must be an int >= 0, or one int in \\[0, 2\\*\\*63\\) per function"):
             _predict(model, half, n_samples=2, seed=bad)
+    as_array = _predict(model, half, n_samples=8, seed=np.array(function_seeds(5, range(k, n)), dtype=np.uint64))
+    assert torch.equal(as_array.var, alone.var)
+    empty = _predict(model, {key: value[:0] for key, value in b.items()}, n_samples=2, seed=5)
+    assert empty.mean.shape == (0, *b["target_x"].shape[1:])
+    with pytest.raises(ValueError, match="function_seeds takes an int seed >= 0"):
+        function_seeds(5.7, [0])
 
 
 def test_predict_is_the_moment_match_of_its_latent_samples(trained: dict) -> None:

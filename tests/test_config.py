@@ -145,6 +145,8 @@ BAD = [
     ("models.fno.cases.nope", {"quick": {"width": 8}}, "models.fno.cases.nope", "not a configured case"),
     ("cases.stefan.test_grid.quick.nx", 2, "cases.stefan.test_grid.quick.nx", "[8, inf)"),
     ("cases.stefan.test_grid.quick", {"nx": 9, "times": [0.0, 0.05]}, "cases.stefan.test_grid.quick.times", "(0, 0.1]"),
+    # a time past t1 by less than the old 1e-12 slack passed validation, and constrain refused it after training
+    ("cases.stefan.test_grid.quick", {"nx": 9, "times": [0.05, 0.1 + 5e-13]}, "cases.stefan.test_grid.quick.times", "(0, 0.1]"),
     ("cases.stokes2.test_grid", {"quick": {"nx": 9, "nt": 2}, "paper": {"nx": 9, "nt": 2}}, "cases.stokes2.test_grid", "not allowed for operator cases"),
     # values the stages would have failed on, or silently dropped
     ("seed", 2**64, "seed", "allowed range [0, 4294967295]"),

@@ -270,3 +270,7 @@ def test_numpy_integers_are_integers():
     config = model.config()
     assert config == fno_1d_time(nt=4, width=6, modes=3, time_padding=2).config()
     assert json.loads(json.dumps(config)) == config and fno_1d(modes=np.int64(3)).modes == (3,)
+    assert fno_1d_time(nt=5, modes=np.array([4, 3])).modes == (4, 3)
+    assert json.dumps(FNO(n_space=np.int64(1)).config())
+    with pytest.raises(ValueError, match="n_space must be 1 or 2"):
+        FNO(n_space=True)

@@ -134,26 +134,35 @@ def as_batch(batch: Mapping[str, Any], device: torch.device, dtype: torch.dtype)
     return out
 
 
+def _is_int(value: object) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
 def function_seeds(seed: int, functions: Sequence[int]) -> list[int]:
-    """One 63-bit seed per test function, derived from the run's ``seed`` and the function's index in its
-    split (numpy's ``SeedSequence((seed, index))``), so a function's latent draws do not depend on which
+    """One 63-bit seed per test function, derived from the run's ``seed`` ≥ 0 and the function's index ≥ 0 in
+    its split (numpy's ``SeedSequence((seed, index))``), so a function's latent draws do not depend on which
     functions share its ``predict`` call."""
+    indices = list(functions)
+    if not _is_int(seed) or seed < 0 or not all(_is_int(i) and i >= 0 for i in indices):
+        raise ValueError(f"function_seeds takes an int seed >= 0 and int indices >= 0, got seed {seed!r}, "
+                         f"indices {indices!r}")
     seeds = []
-    for index in functions:
+    for index in indices:
         hi, lo = np.random.SeedSequence((int(seed), int(index))).generate_state(2, np.uint32)
         seeds.append(((int(hi) << 32) | int(lo)) & ((1 << 63) - 1))
     return seeds
 
 
-def _seeds_per_function(seed: int | Sequence[int], n_functions: int) -> list[int]:
-    def is_int(s: object) -> bool:
-        return isinstance(s, (int, np.integer)) and not isinstance(s, bool)
-
-    if is_int(seed):
+def _seeds_per_function(seed: Any, n_functions: int) -> list[int]:
+    """``predict``'s ``seed``: an int ≥ 0 (function b gets ``function_seeds(seed, [b])``) or one int in
+    [0, 2**63) per function (a sequence or a 1-D integer array)."""
+    if _is_int(seed) and seed >= 0:
         return function_seeds(int(seed), range(n_functions))
-    if isinstance(seed, Sequence) and len(seed) == n_functions and all(is_int(s) and 0 <= s < 2**63 for s in seed):
+    if isinstance(seed, (np.ndarray, torch.Tensor)) and seed.ndim == 1:
+        seed = seed.tolist()
+    if isinstance(seed, Sequence) and len(seed) == n_functions and all(_is_int(s) and 0 <= s < 2**63 for s in seed):
         return [int(s) for s in seed]
-    raise ValueError(f"seed must be an int, or one int in [0, 2**63) per function ({n_functions}), got {seed!r}")
+    raise ValueError(f"seed must be an int >= 0, or one int in [0, 2**63) per function ({n_functions}), got {seed!r}")
 
 
 def latent_noise(seeds: Sequence[int], n_samples: int, size: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
@@ -161,7 +170,7 @@ def latent_noise(seeds: Sequence[int], n_samples: int, size: int, device: torch.
     ``seeds[b]`` alone."""
     columns = [torch.randn((n_samples, size), generator=torch.Generator(device=device).manual_seed(s), device=device, dtype=dtype)
                for s in seeds]
-    return torch.stack(columns, dim=1)
+    return torch.stack(columns, dim=1) if columns else torch.empty((n_samples, 0, size), device=device, dtype=dtype)
 
 
 def slice_weights(target_x: torch.Tensor, x_range: tuple[float, float], periodic: bool) -> torch.Tensor:
@@ -290,7 +299,7 @@ class ANP(nn.Module):
         target_x: Any,
         n_samples: int = 100,
         full_cov: bool = False,
-        seed: int | Sequence[int] = 0,
+        seed: int | Sequence[int] | np.ndarray = 0,
     ) -> Predictive:
         """Predictive N(μ, Σ) at the targets, mixing ``n_samples`` latent draws z ~ q(z | C).
 

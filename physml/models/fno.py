@@ -47,6 +47,8 @@ def _is_int(value: Any) -> bool:
 
 
 def _per_axis(value: int | Sequence[int], n: int, name: str) -> tuple[int, ...]:
+    if hasattr(value, "ndim") and hasattr(value, "tolist"):  # a numpy array or tensor: its integers
+        value = value.tolist()
     values = (value,) * n if _is_int(value) else tuple(value) if isinstance(value, Sequence) else ()
     if len(values) != n or any(not _is_int(v) or v < 1 for v in values):
         raise ValueError(f"{name} must be an int >= 1 or {n} ints >= 1, got {value!r}")
@@ -80,8 +82,9 @@ class FNO(nn.Module):
         time_padding: int = 0,
     ) -> None:
         super().__init__()
-        if n_space not in (1, 2):
+        if not _is_int(n_space) or n_space not in (1, 2):
             raise ValueError(f"n_space must be 1 or 2, got {n_space!r}")
+        n_space = int(n_space)
         if nt is not None and (not _is_int(nt) or nt < 2):
             raise ValueError(f"nt must be None or an integer >= 2, got {nt!r}")
         for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("width", width),
