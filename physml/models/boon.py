@@ -72,7 +72,6 @@ the checks of its data and step 3).
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -83,7 +82,7 @@ from torch import nn
 from physml.layers.grid_cache import GridCache
 from physml.layers.spectral import SpectralConv
 from physml.layers.weight_stamp import weight_stamp
-from physml.models.fno import FNO
+from physml.models.fno import FNO, is_int
 
 __all__ = ["BOUNDARY_TYPES", "NEUMANN_STENCILS", "BoundaryFNO", "BOONFNO", "OverwriteFNO"]
 
@@ -92,11 +91,6 @@ BOUNDARY_TYPES = ("dirichlet", "neumann", "periodic")
 #: Left-end one-sided stencils a_k: u_x(x₀) ≈ (1/h) Σ_k a_k u_k (first order; second order).
 #: The right end uses b_k = -a_k on u_{N-1-k}.
 NEUMANN_STENCILS: dict[int, tuple[float, ...]] = {1: (-1.0, 1.0), 2: (-1.5, 2.0, -0.5)}
-
-
-def _is_int(value: Any) -> bool:
-    """Whether ``value`` is an integer (Python's or numpy's), not a bool."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def _ends(z: torch.Tensor, dim: int, n: int) -> torch.Tensor:
@@ -125,12 +119,12 @@ class BoundaryFNO(nn.Module):
             raise ValueError(f"fno must be a physml.models.fno.FNO, got {type(fno).__name__}")
         if boundary not in BOUNDARY_TYPES:
             raise ValueError(f"boundary must be one of {BOUNDARY_TYPES}, got {boundary!r}")
-        if not _is_int(neumann_order) or neumann_order not in NEUMANN_STENCILS:
+        if not is_int(neumann_order) or neumann_order not in NEUMANN_STENCILS:
             raise ValueError(f"neumann_order must be one of {tuple(NEUMANN_STENCILS)}, got {neumann_order!r}")
         given = axes
         axes = tuple(range(fno.n_space)) if axes is None else tuple(axes) if isinstance(axes, Sequence) else None
         if (axes is None or not axes or len(set(axes)) != len(axes)
-                or any(not _is_int(a) or not 0 <= a < fno.n_space for a in axes)):
+                or any(not is_int(a) or not 0 <= a < fno.n_space for a in axes)):
             raise ValueError(f"axes must be a sequence of distinct spatial axes (ints in [0, {fno.n_space})), "
                              f"got {given!r}")
         self.fno = fno

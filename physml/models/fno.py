@@ -41,16 +41,17 @@ from physml.layers.spectral import SpectralConv
 __all__ = ["FNO", "fno_1d", "fno_1d_time", "fno_2d_time"]
 
 
-def _is_int(value: Any) -> bool:
-    """An integer of any kind (``int``, numpy's), not a bool."""
+def is_int(value: Any) -> bool:
+    """Whether ``value`` is an integer (Python's or numpy's), not a bool: the size checks of the FNO and of
+    its boundary wrappers (:mod:`physml.models.boon`)."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def _per_axis(value: int | Sequence[int], n: int, name: str) -> tuple[int, ...]:
     if hasattr(value, "ndim") and hasattr(value, "tolist"):  # a numpy array or tensor: its integers
         value = value.tolist()
-    values = (value,) * n if _is_int(value) else tuple(value) if isinstance(value, Sequence) else ()
-    if len(values) != n or any(not _is_int(v) or v < 1 for v in values):
+    values = (value,) * n if is_int(value) else tuple(value) if isinstance(value, Sequence) else ()
+    if len(values) != n or any(not is_int(v) or v < 1 for v in values):
         raise ValueError(f"{name} must be an int >= 1 or {n} ints >= 1, got {value!r}")
     return tuple(int(v) for v in values)
 
@@ -82,16 +83,16 @@ class FNO(nn.Module):
         time_padding: int = 0,
     ) -> None:
         super().__init__()
-        if not _is_int(n_space) or n_space not in (1, 2):
+        if not is_int(n_space) or n_space not in (1, 2):
             raise ValueError(f"n_space must be 1 or 2, got {n_space!r}")
         n_space = int(n_space)
-        if nt is not None and (not _is_int(nt) or nt < 2):
+        if nt is not None and (not is_int(nt) or nt < 2):
             raise ValueError(f"nt must be None or an integer >= 2, got {nt!r}")
         for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("width", width),
                             ("n_layers", n_layers), ("proj_width", proj_width)):
-            if not _is_int(value) or value < 1:
+            if not is_int(value) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        if not _is_int(time_padding) or time_padding < 0 or (time_padding and nt is None):
+        if not is_int(time_padding) or time_padding < 0 or (time_padding and nt is None):
             raise ValueError(f"time_padding must be an integer >= 0, and 0 without nt; got {time_padding!r} "
                              f"with nt={nt!r}")
         self.n_space = n_space
