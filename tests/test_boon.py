@@ -735,3 +735,56 @@ def test_inference_mode_leaves_no_inference_tensor_in_the_caches(make):
         built_there = make()
         for m in (built_there, BOONFNO(built_there, "neumann")):
             assert m(u.detach(), *([] if m is built_there else [bc])).shape[:2] == (2, 16)
+
+
+def _c2r_that_reads_the_zero_frequencys_imaginary_part(original):
+    """``torch.fft.irfftn`` as cuFFT computes it on 1-D grids of 2^13 and 2^14 points (pytorch/pytorch#154496):
+    an imaginary part at the zero frequency, which a real signal cannot hold and pocketfft drops, comes out as
+    ±Im(z₀)/n alternating along the grid."""
+    def irfftn(z: torch.Tensor, s=None, dim=None, norm=None) -> torch.Tensor:
+        out = original(z, s=s, dim=dim, norm=norm)
+        if dim is not None and len(dim) == 1:
+            n = out.shape[-1]
+            sign = -torch.ones(n, dtype=out.dtype).pow(torch.arange(n))
+            out = out - z.imag[..., :1] * sign / n
+        return out
+
+    return irfftn
+
+
+@pytest.mark.parametrize("boundary", ["plain", "dirichlet", "neumann", "periodic"])
+def test_1d_outputs_do_not_depend_on_how_the_inverse_transform_treats_the_zero_frequency(boundary, monkeypatch):
+    """The kernel's zero-frequency weights are taken real (``SpectralConv.block_weight``), so every spectrum a
+    1-D layer hands to the inverse transform is real there and a backend that reads its imaginary part (cuFFT
+    at 2^13, 2^14 points) gives the same outputs. With complex weights there the outputs moved, and BOON's
+    hidden layers no longer met their data: their closed-form corrections assume the part is dropped."""
+    torch.manual_seed(21)
+    fno = fno_1d(width=6, modes=5).double()
+    model = fno if boundary == "plain" else BOONFNO(fno, boundary)
+    u, g = torch.randn(3, 24, dtype=torch.float64), torch.randn(3, 2, dtype=torch.float64)
+    args = (u,) if boundary in ("plain", "periodic") else (u, g)
+    with torch.no_grad():
+        fno.spectral[0].weight[:, :, 0, 1].fill_(0.5)  # an imaginary zero-frequency weight the transform must not see
+    expected = model(*args).detach()
+    monkeypatch.setattr(torch.fft, "irfftn", _c2r_that_reads_the_zero_frequencys_imaginary_part(torch.fft.irfftn))
+    clear_weight_caches(model)
+    for grad in (False, True):
+        with torch.set_grad_enabled(grad):
+            y = model(*args).detach()
+        assert max_err(y, expected) <= 1e-12
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (cuFFT)")
+@pytest.mark.parametrize("n", [8192, 16384])
+def test_1d_boon_on_cuda_agrees_with_the_cpu_where_cufft_reads_the_zero_frequencys_imaginary_part(n):
+    """On the grids where cuFFT's c2r transform uses an imaginary part at the zero frequency (pytorch/pytorch
+    #154496), the 1-D FNO and its Dirichlet BOON give the CPU's outputs."""
+    torch.manual_seed(22)
+    fno = fno_1d(width=8, modes=16).double()
+    u, g = torch.randn(2, n, dtype=torch.float64), torch.randn(2, 2, dtype=torch.float64)
+    with torch.no_grad():
+        expected = [fno(u), BOONFNO(fno, "dirichlet")(u, g)]
+        fno_gpu = copy.deepcopy(fno).cuda()
+        got = [fno_gpu(u.cuda()).cpu(), BOONFNO(fno_gpu, "dirichlet")(u.cuda(), g.cuda()).cpu()]
+    for y, want in zip(got, expected):
+        assert max_err(y, want) <= 1e-10 * float(want.abs().max())

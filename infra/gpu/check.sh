@@ -12,7 +12,7 @@
 # (infra/gpu/fetch_wheels.sh, carried with the call) are installed first: the machine has no pydantic or pandera. physml runs from the checkout,
 # uninstalled, and MLflow is not used (--no-track). Data come from data/<profile>/<case> when it is carried
 # and complete, else the case is generated there. Results in $OUT, at most 8 files as the tool returns them:
-# boon_speed.txt, one <case>.json per case (rel_l2 and boundary error per constraint, FNO ÷ BOON, stage
+# boon_speed.txt, cuda_tests.txt, one <case>.json per case (rel_l2 and boundary error per constraint, FNO ÷ BOON, stage
 # seconds) and check.log. Every step runs under what is left of the budget (never unbounded: `timeout 0`
 # would mean no limit, so a step with under a second left is not started and counts as stopped by the
 # budget); a case that cannot start with CASE_MIN_SECONDS left is skipped and says so. Dry run here, on the CPU:
@@ -51,6 +51,8 @@ python=${PYTHON:-python3}
 } 2>&1 | tee -a "$log"
 
 if [ "${SPEED:-yes}" != no ]; then
+  # the tests that need CUDA (skipped on a CPU): BOON where cuFFT reads the zero frequency's imaginary part
+  limited 90 "$python" -m pytest -q -p no:cacheprovider tests/test_boon.py -k cuda 2>&1 | tail -n 20 | tee "$out/cuda_tests.txt"
   speed_limit=$(( $(left) / 4 ))
   limited "$speed_limit" "$python" benchmarks/boon_speed.py --device "$device" --repeats 40 2>&1 | tee "$out/boon_speed.txt"
   rc=${PIPESTATUS[0]}

@@ -58,7 +58,8 @@ class SpectralConv(nn.Module):
 
     # ---- helpers on the compact spectrum -------------------------------------------------------
     def complex_weight(self) -> torch.Tensor:
-        """The complex weights R, shape ``(in, out, *kept)``."""
+        """The complex weights R, shape ``(in, out, *kept)`` (the mix uses only the real part of R at the
+        zero frequency, :meth:`block_weight`)."""
         return torch.view_as_complex(self.weight)
 
     def check_grid(self, shape: Sequence[int]) -> None:
@@ -104,6 +105,11 @@ class SpectralConv(nn.Module):
     def block_weight(self) -> torch.Tensor:
         """R as one real block matrix per kept frequency: ``(K, 2·in, 2·out)``, K = the number of kept
         frequencies, rows (i, re/im) and columns (o, re/im) interleaved as ``view_as_real`` lays them out.
+        At the zero frequency (the first block) R is taken real: a real field's spectrum is real there, so the
+        mixed spectrum is too (an imaginary part there is undefined input to a c2r transform), and on 1-D
+        grids every backend's inverse transform returns the same field (on more axes the rest of the last
+        axis's zero-frequency plane is still left to the transform's Hermitian symmetrisation). On the CPU
+        this changes no output and no gradient.
 
         A complex row x times R_k is the real row [x_r, x_i] times [[Re R_k, Im R_k], [-Im R_k, Re R_k]], so
         the channel mix is one batched *real* product over the kept frequencies: forward + backward 1.4×
@@ -128,6 +134,10 @@ class SpectralConv(nn.Module):
             nk = self.ndim
             rows = rows.permute(*range(3, 3 + nk), 0, 1, 2, 3 + nk)  # (*kept, in, re/im, out, re/im)
             block = rows.reshape(-1, 2 * self.in_channels, 2 * self.out_channels)
+            # R at the zero frequency (kept index 0 on every axis) taken real: pocketfft's c2r drops an
+            # imaginary part there, cuFFT's adds it at 2^13 and 2^14 points (pytorch/pytorch#154496)
+            block[0, 0::2, 1::2] = 0
+            block[0, 1::2, 0::2] = 0
         self._block = None if grad else (stamp, w.detach(), block)
         return block
 
