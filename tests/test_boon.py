@@ -155,16 +155,33 @@ def test_time_padding_keeps_the_condition_exact(dtype, boundary):
         assert max(max_err(yc[:, 0, 1:-1], gx[:, 1:-1, :, 0]), max_err(yc[:, :, -1], gy[..., 1])) <= TOL[dtype]
 
 
-def _dirichlet_reference(fno, u: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-    """BOON's Dirichlet forward from its definition, found by probing rather than by BOONFNO's algebra (1-D
-    single step: g (B, 2); 1-D + time: g (B, nt, 2); one output channel). In each kernel layer
-    L v = K v + W v + b, the input's end values (per channel and time step) are moved by
-    d = A⁻¹ (g − ends(L v)), A (2C × 2C) the response of L's output ends to unit input ends at the same time
-    step, read off L applied to unit vectors (the same at every time step: L is translation invariant in t).
-    In 1-D this makes L's output ends equal the data; in 1-D + time each time step is corrected on its own,
-    ignoring the response across time steps (BOONFNO's step 3, module docstring), so the hidden layers' ends
-    only approach the data. After σ the ends are set to the data, zero on padded time steps; the output's
-    ends to g."""
+def _set_ends(v: torch.Tensor, data: torch.Tensor, boundary: str, h: float, order: int) -> None:
+    """Set the ends of ``v`` ``(B, C, n, T)`` in place from ``data`` ``(B, T, 2)``, the same on every channel:
+    Dirichlet to the data; Neumann solved from the textbook stencil (:data:`STENCILS`), so that the one-sided
+    derivative Σ_k a_k u_k / h at the left end, -Σ_k a_k u_{N-k} / h at the right, equals the data."""
+    a = STENCILS[order]
+    left, right = data[:, None, :, 0], data[:, None, :, 1]
+    n = v.shape[2]
+    if boundary == "dirichlet":
+        v[:, :, 0], v[:, :, -1] = left, right
+        return
+    v[:, :, 0] = (h * left - sum(a[k] * v[:, :, k] for k in range(1, len(a)))) / a[0]
+    v[:, :, -1] = (-h * right - sum(a[k] * v[:, :, n - 1 - k] for k in range(1, len(a)))) / a[0]
+
+
+def _probing_reference(fno, u: torch.Tensor, g: torch.Tensor, boundary: str = "dirichlet",
+                       order: int = 2) -> torch.Tensor:
+    """BOON's forward from its definition, found by probing rather than by BOONFNO's algebra (1-D single step:
+    g (B, 2); 1-D + time: g (B, nt, 2); one output channel). In each kernel layer L v = K v + W v + b, the
+    input's end values (per channel and time step) are moved by d = A⁻¹ (t − ends(L v)), A (2C × 2C) the
+    response of L's output ends to unit input ends at the same time step, read off L applied to unit vectors
+    (the same at every time step: L is translation invariant in t). The target t of the layer's end values:
+    Dirichlet, the data; Neumann, D p + b as after the reference's elimination of L's end rows, with
+    D = diag(A₀₀ − A₀N A_NN⁻¹ A_N0, A_NN), p the input's end values and b the layer's bias (L applied to 0).
+    In 1-D this makes L's output ends equal t; in 1-D + time each time step is corrected on its own, ignoring
+    the response across time steps (BOONFNO's step 3, module docstring), so the hidden layers' ends only
+    approach t. After σ the ends are set from the data (:func:`_set_ends`; zero data on padded time steps),
+    and the output's ends from g."""
     import torch.nn.functional as F
 
     v = fno.padded(fno.lifted(u))
@@ -173,6 +190,7 @@ def _dirichlet_reference(fno, u: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     steps = v.shape[-1]
     data = (g[:, None, :] if g.dim() == 2 else g).to(u.dtype)  # (B, nt, 2)
     data = F.pad(data, (0, 0, 0, steps - data.shape[1]))  # (B, T, 2)
+    h = 1.0 / (n - 1)
 
     def layer(k: int, x: torch.Tensor) -> torch.Tensor:
         x = x if fno.nt is not None else x[..., 0]
@@ -180,18 +198,26 @@ def _dirichlet_reference(fno, u: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
         return out if fno.nt is not None else out[..., None]
 
     for k in range(fno.n_layers):
+        zero = torch.zeros(1, width, n, steps, dtype=u.dtype)
+        bias = layer(k, zero)[0, :, 0, 0]  # (C,)
         A = torch.zeros(2, width, 2, width, dtype=u.dtype)
         for e, pos in enumerate((0, n - 1)):
             for c in range(width):
-                unit = torch.zeros(1, width, n, steps, dtype=u.dtype)
+                unit = zero.clone()
                 unit[0, c, pos, 0] = 1.0
-                response = layer(k, unit) - layer(k, torch.zeros_like(unit))  # the linear part, without b
+                response = layer(k, unit) - layer(k, zero)  # the linear part, without b
                 A[0, :, e, c], A[1, :, e, c] = response[0, :, 0, 0], response[0, :, -1, 0]
-        A = A.reshape(2 * width, 2 * width)
         z = layer(k, v)
         ends = torch.stack([z[:, :, 0], z[:, :, -1]], 1)  # (B, 2, C, T)
-        residual = data.permute(0, 2, 1)[:, :, None, :] - ends
-        d = torch.linalg.solve(A, residual.permute(0, 3, 1, 2).reshape(batch, steps, 2 * width, 1))
+        if boundary == "dirichlet":
+            target = data.permute(0, 2, 1)[:, :, None, :].expand_as(ends)
+        else:
+            pivot = A[0, :, 0] - A[0, :, 1] @ torch.linalg.solve(A[1, :, 1], A[1, :, 0])
+            p0, pn = v[:, :, 0], v[:, :, -1]  # (B, C, T)
+            target = torch.stack([torch.einsum("oi,bit->bot", pivot, p0),
+                                  torch.einsum("oi,bit->bot", A[1, :, 1], pn)], 1) + bias[None, None, :, None]
+        residual = (target - ends).permute(0, 3, 1, 2).reshape(batch, steps, 2 * width, 1)
+        d = torch.linalg.solve(A.reshape(2 * width, 2 * width), residual)
         d = d.view(batch, steps, 2, width).permute(0, 2, 3, 1)  # (B, 2, C, T)
         moved = v.clone()
         moved[:, :, 0] += d[:, 0]
@@ -199,9 +225,9 @@ def _dirichlet_reference(fno, u: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
         v = layer(k, moved)
         if k < fno.n_layers - 1:
             v = F.gelu(v)
-            v[:, :, 0], v[:, :, -1] = data[:, None, :, 0], data[:, None, :, 1]
+            _set_ends(v, data, boundary, h, order)
     out = fno.projected(fno.cropped(v if fno.nt is not None else v[..., 0]))[..., 0]
-    out[:, 0], out[:, -1] = g[..., 0], g[..., 1]
+    _set_ends(out.view(batch, 1, n, -1), g.reshape(batch, -1, 2).to(u.dtype), boundary, h, order)
     return out
 
 
@@ -209,7 +235,7 @@ def _dirichlet_reference(fno, u: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
 def test_dirichlet_forward_is_the_layerwise_correction_found_by_probing(grad):
     """Every kernel layer is corrected, not only the output: the exactness tests read the output's ends, which
     the forward sets at the end anyway, and held with the multi-axis correction removed or with the hidden
-    layers corrected towards 0; this compares the whole output with :func:`_dirichlet_reference` (1-D single
+    layers corrected towards 0; this compares the whole output with :func:`_probing_reference` (1-D single
     step, and 1-D + time with padded time steps)."""
     torch.manual_seed(16)
     cases = [(fno_1d(width=5, modes=4), torch.randn(2, 2)),
@@ -222,9 +248,34 @@ def test_dirichlet_forward_is_the_layerwise_correction_found_by_probing(grad):
         with torch.set_grad_enabled(grad):
             y = BOONFNO(fno, "dirichlet")(u, g)
         with torch.no_grad():
-            expected = _dirichlet_reference(fno, u, g)
+            expected = _probing_reference(fno, u, g)
         assert max_err(y.detach(), expected) <= 1e-11 * float(expected.abs().max())
         assert max_err(fno(u).detach(), expected) > 1e-3  # the comparison can tell the plain FNO apart
+
+
+@pytest.mark.parametrize("order", sorted(NEUMANN_STENCILS))
+@pytest.mark.parametrize("grad", [False, True])
+def test_neumann_forward_is_the_layerwise_elimination_found_by_probing(grad, order):
+    """The Neumann forward (1-D: each hidden layer solves its input's ends from the stencil inside its
+    correction instead of setting them after σ; 1-D + time: the multi-axis path) equals
+    :func:`_probing_reference`: every layer's end values D p + b, with D from the probed end blocks, and the
+    ends set from the stencil after σ and at the output."""
+    torch.manual_seed(23)
+    cases = [(fno_1d(width=5, modes=4), torch.randn(2, 2)),
+             (fno_1d(width=5, modes=9), torch.randn(1, 2)),  # modes at the grid's limit, batch 1
+             (fno_1d_time(nt=5, width=5, modes=(4, 3)), torch.randn(2, 5, 2)),
+             (fno_1d_time(nt=5, width=5, modes=(4, 3), time_padding=3), torch.randn(2, 5, 2))]
+    for fno, g in cases:
+        fno, g = fno.double(), g.double()
+        u = torch.randn(g.shape[0], 16, dtype=torch.float64)
+        with torch.set_grad_enabled(grad):
+            y = BOONFNO(fno, "neumann", neumann_order=order)(u, g)
+        with torch.no_grad():
+            expected = _probing_reference(fno, u, g, "neumann", order)
+        assert max_err(y.detach(), expected) <= 1e-11 * float(expected.abs().max())
+        # the control with the same output ends but uncorrected layers is 10^5 times the tolerance away
+        control = OverwriteFNO(fno, "neumann", neumann_order=order)(u, g).detach()
+        assert max_err(control, expected) > 1e-6 * float(expected.abs().max())
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
