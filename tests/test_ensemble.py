@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -121,3 +122,18 @@ def test_softc_ensemble_adds_the_conservation_penalty_of_the_member_mean_while_t
     torch.testing.assert_close(soft.loss(batch), plain.loss(batch) + 7.0 * penalty)
     soft.eval()
     torch.testing.assert_close(soft.loss(batch), plain.loss(batch))
+
+
+def test_loss_is_the_members_gaussian_nll_written_out() -> None:
+    """Σ_m mean over functions and targets of ½ log 2πσ_m² + (u − μ_m)²/(2σ_m²), with μ_m, σ_m² each member's
+    moments: the negative log-likelihood written out, not taken from torch.distributions."""
+    torch.manual_seed(6)
+    model = DeepEnsemble(EnsembleConfig(case="heat", members=3, hidden=8, layers=1, x_range=(0.0, TWO_PI),
+                                        periodic=True)).double()
+    batch = {k: v.double() for k, v in default_collate(heat_functions(4, seed=5)).items()}
+    means, variances = model.member_moments(batch)
+    u = batch["target_u"].unsqueeze(0)
+    nll = 0.5 * torch.log(2 * math.pi * variances) + (u - means) ** 2 / (2 * variances)
+    expected = nll.flatten(1).mean(1).sum()
+    with torch.no_grad():
+        assert float(model.loss(batch)) == pytest.approx(float(expected), rel=1e-12)

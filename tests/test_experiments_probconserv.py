@@ -116,6 +116,41 @@ def test_probconserv_and_hardc_conserve_mass_exactly_the_black_box_does_not(run:
 
 
 @pytest.mark.parametrize("model", ["anp", "ensemble"])
+def test_metrics_recomputed_from_the_predictions_the_stored_mass_and_the_exact_front(run: dict, model: str) -> None:
+    """What ``evaluate`` reports, rebuilt from the files: the constraint's b is the mass stored at generation
+    (not recomputed the way the constraint is); ProbConserv's variance is its posterior's, diag Σ' of the
+    stored last-slice covariance and below the black box's; the final-time MSE is taken at the last target
+    time; the shock metrics are the front of each posterior sample at level p*/2 on the last slice against
+    the exact x*(t) = 2 z₁ √t at that slice's time."""
+    from physml.metrics import shock_positions
+    from physml.pdes import get
+
+    arrays = pc._load_split(stages.Layout(run["root"], "quick").data("stefan"), "test", "stefan")
+    _, b = pc.conservation_system("stefan", arrays)
+    np.testing.assert_allclose(b[..., 0], arrays["mass"], rtol=1e-12, atol=1e-14)
+    stefan = get("stefan")
+    with h5py.File(run[model]["pred"], "r") as fh:
+        pred = {c: {k: fh[f"{c}/{k}"][...] for k in ("mean", "var", "samples", "cov_last")} for c in CONSTRAINTS}
+    posterior, prior = pred["probconserv"], pred["none"]
+    np.testing.assert_allclose(posterior["var"][:, -1], np.diagonal(posterior["cov_last"], axis1=-2, axis2=-1),
+                               rtol=1e-10, atol=1e-14)
+    assert np.all(posterior["var"] <= prior["var"] * (1 + 1e-9) + 1e-15)
+    assert float((prior["var"] - posterior["var"]).max()) > 1e-6
+    true = arrays["target_u"]
+    for c in CONSTRAINTS:
+        m = run[model]["metrics"][c]
+        assert m["mse_final_time"] == pytest.approx(float(np.mean((pred[c]["mean"][:, -1] - true[:, -1]) ** 2)), rel=1e-12)
+        means, fronts = [], []
+        for i in range(true.shape[0]):
+            p_star = float(arrays["params"][i, 0])
+            means.append(shock_positions(pred[c]["samples"][i], arrays["target_x"][i, -1], p_star / 2).mean())
+            fronts.append(float(stefan.front_position({"p_star": p_star}, arrays["target_t"][i, -1:])[0]))
+        assert m["shock_mean"] == pytest.approx(float(np.mean(means)), rel=1e-12)
+        assert m["shock_true"] == pytest.approx(float(np.mean(fronts)), rel=1e-12)
+        assert m["shock_abs_error"] == pytest.approx(float(np.mean(np.abs(np.subtract(means, fronts)))), rel=1e-12)
+
+
+@pytest.mark.parametrize("model", ["anp", "ensemble"])
 def test_constrain_one_function_at_a_time_writes_the_same_predictions(run: dict, model: str, tmp_path: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """constrain holds one batch of functions' covariances at a time (the paper's would not fit in memory):

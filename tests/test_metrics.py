@@ -164,6 +164,9 @@ def test_shock_positions_edge_rules():
     assert shock_positions(np.array([1.0, 1.0, 1.0, 1.0, 1.0]), x, 0.5) == 1.0  # never crosses: right end
     assert shock_positions(np.array([0.0, 1.0, 0.0, 0.0, 0.0]), x, 0.5) == 0.0  # starts below: left end
     assert shock_positions(np.array([1.0, 1.0, 0.0, 0.0, 0.0]), x, 0.5) == pytest.approx(0.375)
+    # a ramp u = 1 − x crosses the level 0.3 at x = 0.7 (between grid points, off their middle)
+    assert shock_positions(1.0 - x, x, 0.3) == pytest.approx(0.7, abs=1e-12)
+    assert shock_positions(1.0 - x[None].repeat(2, 0), x, 0.8) == pytest.approx([0.2, 0.2], abs=1e-12)
     with pytest.raises(ValueError, match="x must have shape"):
         shock_positions(np.ones(4), x, 0.5)
 
