@@ -229,6 +229,8 @@ def shock_positions(samples: np.ndarray, x: np.ndarray, level: float) -> np.ndar
     which is robust to sample noise around 0. Returns positions of shape (...).
     """
     u, xs = _f64("samples", samples), _f64("x", x)
+    if not np.isfinite(level):
+        raise ValueError(f"level must be a finite number, got {level!r}")
     if xs.ndim != 1 or xs.size != u.shape[-1] or xs.size < 1:
         raise ValueError(f"x must have shape ({u.shape[-1]},), got {xs.shape}")
     if np.any(np.diff(xs) < 0):

@@ -342,6 +342,10 @@ def test_hardc_is_the_least_squares_projection_and_keeps_variance():
     for bad in (np.ones((n + 1, n)), np.ones((n + 1, n + 1)), np.ones((7, 4, n))):  # not a variance or covariance of mean
         with pytest.raises(ValueError, match=r"var must have shape .* broadcast to mean's"):
             hardc(mean, bad, G, b)
+    skew = np.eye(n)
+    skew[0, 1] = 5.0
+    with pytest.raises(ValueError, match="var must be symmetric"):  # as condition refuses it for cov
+        hardc(mean, skew, G, b)
     batch_mean = np.stack([mean, mean])
     _, full_var = hardc(batch_mean, np.stack([np.eye(n)] * 2), G, b)
     assert full_var.shape == (2, n, n)
@@ -405,6 +409,15 @@ def test_trapezoid_weights_take_an_end_point_rounded_in_float32_as_the_end():
         trapezoid_weights(np.array([0.0, L * (1 + 1e-5)], dtype=np.float32), (0.0, L))
     with pytest.raises(ValueError, match="domain"):
         trapezoid_weights(np.array([0.0, L + 1e-9]), (0.0, L))
+    # conservation_constraint passes the positions on in their own precision (cast to float64 first, the end
+    # was 1.7e-7 outside the domain, and the message printed both as 6.28319)
+    from physml.pdes import get
+
+    heat = get("heat")
+    G, _ = conservation_constraint(heat, {"k": 1.0}, np.array([0.0, 0.5]), x32[1:])  # ends on float32(2π)
+    np.testing.assert_allclose(G.sum(-1), L, rtol=1e-15)
+    with pytest.raises(ValueError, match=r"domain \[0, 6\.2831853071795862\] .* got range \[0, 6\.283248"):
+        conservation_constraint(heat, {"k": 1.0}, np.array([0.0]), np.array([0.0, L * (1 + 1e-5)]))
 
 
 @pytest.mark.parametrize(

@@ -169,6 +169,8 @@ def test_shock_positions_edge_rules():
     assert shock_positions(1.0 - x[None].repeat(2, 0), x, 0.8) == pytest.approx([0.2, 0.2], abs=1e-12)
     with pytest.raises(ValueError, match="x must have shape"):
         shock_positions(np.ones(4), x, 0.5)
+    with pytest.raises(ValueError, match="level must be a finite number"):  # NaN compared false: the right end
+        shock_positions(1.0 - x, x, float("nan"))
 
 
 def test_shock_posterior_of_noisy_samples_is_centred_on_the_front():

@@ -57,7 +57,8 @@ def trapezoid_weights(
     input_eps = np.finfo(x_in.dtype).eps if np.issubdtype(x_in.dtype, np.floating) else 0.0
     slack = max(1e-12, 4.0 * input_eps) * max(abs(lo), abs(hi), hi - lo)
     if np.any(x < lo - slack) or np.any(x > hi + slack):
-        raise ValueError(f"target_x must lie in the domain [{lo:g}, {hi:g}]; got range [{x.min():g}, {x.max():g}]")
+        raise ValueError(f"target_x must lie in the domain [{lo:.17g}, {hi:.17g}] (to {slack:.2g}); got range "
+                         f"[{x.min():.17g}, {x.max():.17g}]")
     x = np.clip(x, lo, hi)
     dx = np.diff(x, axis=-1)
     if np.any(dx < 0):
@@ -101,7 +102,7 @@ def conservation_constraint(
     t0, t1 = problem.t_domain
     if not np.all(np.isfinite(t)) or np.any(t < t0) or np.any(t > t1):
         raise ValueError(f"target_t must be finite and lie in the t-domain [{t0:g}, {t1:g}]")
-    x = np.asarray(target_x, dtype=np.float64)
+    x = np.asarray(target_x)  # its own precision: trapezoid_weights takes an end rounded in it as the end
     if x.ndim == 1:
         x = np.broadcast_to(x, (t.size, x.size))
     elif x.ndim != 2 or x.shape[0] != t.size:

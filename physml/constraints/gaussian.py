@@ -81,6 +81,15 @@ def _max_asymmetry(X: torch.Tensor) -> float:
     return max(float(torch.sub(a, bt).abs_().amax()) for a, bt in _sym_blocks(X)) if X.numel() else 0.0
 
 
+def _check_symmetric(name: str, cov: torch.Tensor) -> None:
+    """ValueError unless the full covariance ``cov`` (..., n, n) is symmetric to ``_SYMMETRY_RTOL`` times its
+    largest variance (max|Σ_ij| ≤ max_i Σ_ii for a covariance, so the largest variance is the scale)."""
+    scale = float(torch.diagonal(cov, dim1=-2, dim2=-1).amax()) if cov.numel() else 0.0
+    asym = _max_asymmetry(cov)
+    if asym > _SYMMETRY_RTOL * scale:
+        raise ValueError(f"{name} must be symmetric: max|Σ − Σᵀ| = {asym:.3g} > {_SYMMETRY_RTOL:g} · max variance")
+
+
 def _symmetrize(X: torch.Tensor) -> torch.Tensor:
     """(X + Xᵀ) / 2, built row block by row block."""
     parts = [torch.add(a, bt).mul_(0.5) for a, bt in _sym_blocks(X)]
@@ -192,12 +201,7 @@ def _condition(mean: ArrayLike, cov: ArrayLike, G: ArrayLike, b: ArrayLike, nois
     if bool((variances < 0).any()):
         raise ValueError(f"{cov_name} has negative variances; variances must be ≥ 0")
     if not diagonal:
-        # max|Σ_ij| ≤ max_i Σ_ii for a covariance, so the largest variance is the scale
-        scale = float(variances.amax()) if S0.numel() else 0.0
-        asym = _max_asymmetry(S0)
-        if asym > _SYMMETRY_RTOL * scale:
-            raise ValueError(f"{cov_name} must be symmetric: max|Σ − Σᵀ| = {asym:.3g} > {_SYMMETRY_RTOL:g} · "
-                             "max variance")
+        _check_symmetric(cov_name, S0)
 
     mu = mu.expand(*batch, n)
     bt = bt.expand(*batch, k)
@@ -353,4 +357,6 @@ def hardc(mean: ArrayLike, var: ArrayLike, G: ArrayLike, b: ArrayLike) -> tuple[
     variances = out_var if out_var.ndim == mean_ndim else torch.diagonal(out_var, dim1=-2, dim2=-1)
     if bool((variances < 0).any()):
         raise ValueError("var has negative variances; variances must be ≥ 0")
+    if out_var.ndim != mean_ndim:
+        _check_symmetric("var", out_var)
     return new_mu, (out_var.cpu().numpy() if isinstance(new_mu, np.ndarray) else out_var)

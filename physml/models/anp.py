@@ -10,6 +10,13 @@ Hansen et al., ICML 2023, Sec. 4):
   σ_z = 0.1 + 0.9·sigmoid(·);
 - decoder: MLP on (r, z, target (t, x)) → mean and σ = min_std + softplus(·).
 
+Where it departs from the reference code (amazon-science/probconserv, ``attentive_neural_process/module.py``),
+whose architecture the article does not spell out: σ's floor ``min_std`` is 0.01 by default, the reference's
+1e-3 (a variance floor of 1e-4 against 1e-6: the Stefan log-likelihood is carried by points at that floor,
+DEVELOPERS.md); σ_z is Kim et al.'s 0.1 + 0.9·sigmoid, the reference's exp(½·output); the deterministic path
+has one cross-attention layer (``torch.nn.MultiheadAttention`` plus a residual and a LayerNorm), the
+reference's two.
+
 Training objective per function (ELBO, Kim et al. Eq. 4), divided by the number of targets Nt:
 
     L = [ −Σ_targets log N(u_j; μ_j, σ_j²) + KL(q(z | C ∪ T) ‖ q(z | C)) ] / Nt,
