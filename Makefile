@@ -33,10 +33,15 @@ quick: setup
 test: setup
 	$(BIN)/python -m pytest -q
 
+# each benchmark's output, with the date, the CPU and torch's version, also goes to reports/benchmarks/<name>.txt
+# (committed: the source of the speed numbers the docs quote)
 bench: setup
-	$(BIN)/python benchmarks/solvers.py
-	$(BIN)/python benchmarks/constraint_update.py
-	$(BIN)/python benchmarks/boon_speed.py
+	mkdir -p reports/benchmarks
+	set -o pipefail; for name in solvers constraint_update boon_speed; do \
+	  { echo "# $$(date -u +%FT%TZ) · $$(lscpu | sed -n 's/^Model name: *//p') · $$(nproc) cores ·" \
+	      "torch $$($(BIN)/python -c 'import torch; print(torch.__version__)') · benchmarks/$$name.py"; \
+	    $(BIN)/python benchmarks/$$name.py; } | tee reports/benchmarks/$$name.txt.partial \
+	  && mv reports/benchmarks/$$name.txt.partial reports/benchmarks/$$name.txt || exit 1; done
 
 verify: setup
 	$(BIN)/physml verify
