@@ -25,12 +25,14 @@ METHOD_LABELS: dict[str, str] = {
     "softc": "SoftC",
     "hardc": "HardC",
     "probconserv": "ProbConserv",
+    "probconserv_trained": "ProbConserv (trained)",
 }
 METHOD_COLORS: dict[str, str] = {
     "none": "tab:blue",
     "softc": "tab:orange",
     "hardc": "tab:purple",
     "probconserv": "tab:green",
+    "probconserv_trained": "tab:olive",
 }
 
 OPERATOR_LABELS: dict[str, str] = {"none": "FNO", "overwrite": "FNO + overwrite", "boon": "BOON",

@@ -290,7 +290,7 @@ def quality_checks(params: ParamsModel, metrics: Mapping[tuple[str, str, str], M
     pc = params.matrix.probconserv
     for case in pc.cases:
         for model in pc.models:
-            for constraint in ("probconserv", "hardc"):
+            for constraint in ("probconserv", "probconserv_trained", "hardc"):
                 m = metrics.get((case, model, constraint))
                 if m is not None and "conservation_error" in m:
                     ce = m["conservation_error"]
@@ -401,8 +401,9 @@ def write_report(params: ParamsModel, root: Path) -> Path:
             "MSE of the posterior mean at the test targets (the regular `test_grid` of params.yaml: "
             f"{_grid_text(params)}); conservation error = mean over time slices of "
             "|∫ mean dx − true mass|; log-likelihood per target; 90 % interval coverage. `probconserv` is the "
-            "exact update applied after training to the plain black box (the reference trains its Stefan and PME "
-            "networks through the constrained likelihood, which physml does not); `softc` penalises the squared "
+            "exact update applied after training to the plain black box; `probconserv_trained` is a twin trained "
+            "through the constrained likelihood (the reference's Stefan and PME networks), each latent draw or "
+            "member updated, then mixed; `softc` penalises the squared "
             "error of the trapezoid mass of the network's mean on a uniform grid of 65 positions per training time "
             "(`physml/models/anp.py`, `physml/experiments/probconserv.py`).",
             probconserv_table(params, metrics),

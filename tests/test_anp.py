@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import default_collate
 
 from physml.models import ANP, ANPConfig, Predictive, build_model, model_loss
+from physml.constraints import trapezoid_weights
 from physml.models.anp import SOFTC_POINTS, conservation_penalty, penalty_batch, slice_weights
 from physml.training import TrainConfig, fit, load_checkpoint, seed_everything
 
@@ -185,6 +186,14 @@ def test_bad_configs_and_batches_are_rejected() -> None:
         ANPConfig(case="heat", model="softc")
     with pytest.raises(ValueError, match="divisible"):
         ANPConfig(case="heat", hidden=30, heads=4)
+    with pytest.raises(ValueError, match="exclude each other"):
+        ANPConfig(case="heat", model="softc", physics_weight=1.0, constrained_likelihood=True)
+    with pytest.raises(ValueError, match="constraint_noise_var > 0 needs constrained_likelihood"):
+        ANPConfig(case="heat", constraint_noise_var=0.1)
+    with pytest.raises(ValueError, match="constraint_noise_var must be finite and >= 0"):
+        ANPConfig(case="heat", constrained_likelihood=True, constraint_noise_var=-1.0)
+    with pytest.raises(ValueError, match="constrained_likelihood must be true or false"):
+        ANPConfig(case="heat", constrained_likelihood="yes")
     with pytest.raises(ValueError, match="x_range"):
         ANPConfig(case="heat", x_range=(1.0, 0.0))
     with pytest.raises(ValueError, match="unknown"):
@@ -199,6 +208,47 @@ def test_bad_configs_and_batches_are_rejected() -> None:
         model.loss({k: v for k, v in batch.items() if k != "context_u"})
     with pytest.raises(ValueError, match="NaN"):
         model.loss({**batch, "target_u": torch.full_like(batch["target_u"], float("nan"))})
+
+
+def _conditioned_slice_nll(u: np.ndarray, mean: np.ndarray, var: np.ndarray, g: np.ndarray) -> float:
+    """−log N(u; μ', Σ') of one slice's N(mean, diag var) conditioned on g·u = g·u_true, written out:
+    μ' = μ − v g (g·μ − g·u)/(g v g), Σ' = diag v − (v g)(v g)ᵀ/(g v g), its density on the set g·v = g·u."""
+    from scipy.stats import multivariate_normal
+
+    vg = var * g
+    s = float(g @ vg)
+    m = mean - vg * (g @ mean - g @ u) / s
+    cov = np.diag(var) - np.outer(vg, vg) / s
+    return -float(multivariate_normal(m, cov, allow_singular=True).logpdf(u))
+
+
+def test_constrained_loss_is_the_conditioned_gaussians_nll_written_out() -> None:
+    """ProbConserv's trained ANP: in eval mode its loss is the mean over functions of
+    [Σ_slices −log p(u_t | G_t u_t) + KL] / Nt, each slice's Gaussian conditioned on the trapezoid mass of its own
+    targets (here with scipy's density of the singular posterior); it differs from the plain ELBO."""
+    torch.manual_seed(5)
+    model = ANP(ANPConfig(**SMALL, constrained_likelihood=True)).double().eval()
+    plain = ANP(ANPConfig(**SMALL)).double().eval()
+    plain.load_state_dict(model.state_dict())
+    batch = {k: v.double() for k, v in default_collate(heat_functions(3, seed=4)).items()}
+    ctx, tgt = model._points(batch)
+    u = batch["target_u"].flatten(1, 2)
+    prior = model.latent(ctx)
+    posterior = model.latent(torch.cat([ctx, torch.cat([tgt, u.unsqueeze(-1)], dim=-1)], dim=1))
+    with torch.no_grad():
+        mean, std = model.decode(model.deterministic(ctx, tgt), posterior.mean, tgt)
+        kl = torch.distributions.kl_divergence(posterior, prior).sum(-1).numpy()
+    shape = batch["target_x"].shape
+    mean, var = mean.view(shape).numpy(), (std**2).view(shape).numpy()
+    g = trapezoid_weights(batch["target_x"].numpy(), (0.0, TWO_PI), periodic=True)
+    target = batch["target_u"].numpy()
+    nll = np.array([sum(_conditioned_slice_nll(target[i, t], mean[i, t], var[i, t], g[i, t]) for t in range(shape[1]))
+                    for i in range(shape[0])])
+    expected = float(((nll + kl) / u.shape[1]).mean())
+    with torch.no_grad():
+        got, elbo = float(model.loss(batch)), float(plain.loss(batch))
+    assert got == pytest.approx(expected, rel=1e-10)
+    assert abs(got - elbo) > 1e-3 * abs(elbo)
 
 
 def test_loss_is_the_elbo_written_out() -> None:

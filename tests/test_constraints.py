@@ -16,6 +16,7 @@ import torch
 from physml.constraints import (
     condition,
     conservation_constraint,
+    constrained_log_likelihood,
     dirichlet_constraint,
     hardc,
     periodic_constraint,
@@ -362,6 +363,57 @@ def test_update_acts_where_the_model_is_unsure():
     np.testing.assert_allclose(m / m[0], var / var[0], rtol=1e-12)
     mh, _ = hardc(mean, var, G, b)
     np.testing.assert_allclose(mh, np.full(4, 1.0), rtol=1e-12)
+
+
+def test_constrained_log_likelihood_is_the_density_of_the_conditioned_gaussian():
+    """log p(u | G u) by Bayes' rule equals log N(u; μ', Σ') of condition's posterior for b = G u: with noise a
+    proper density on Rⁿ, without it the density on the set G v = G u (scipy's, through Σ''s pseudo-determinant)."""
+    from scipy.stats import multivariate_normal
+
+    rng = np.random.default_rng(21)
+    for k, noise in ((1, 0.0), (2, 0.0), (1, 0.05), (3, 0.7)):
+        for _ in range(5):
+            n = int(rng.integers(k + 2, 12))
+            mean, var, G, u = rng.normal(size=n), rng.uniform(0.05, 2.0, n), rng.normal(size=(k, n)), rng.normal(size=n)
+            m, cov = condition(mean, var, G, G @ u, noise_var=noise, full_cov=True)
+            expected = multivariate_normal(m, cov, allow_singular=True).logpdf(u)
+            got = constrained_log_likelihood(*(torch.tensor(a) for a in (u, mean, var, G)), noise_var=noise)
+            assert float(got) == pytest.approx(expected, rel=1e-10, abs=1e-10), (k, noise)
+
+
+def test_constrained_log_likelihood_ignores_the_mean_along_the_update_direction():
+    """Without noise the mean's component along diag(var) Gᵀ, the direction the update moves it in, is set by
+    the constraint and does not enter; a shift in any other direction does. Batched slices equal a loop."""
+    rng = np.random.default_rng(22)
+    n, slices = 9, 4
+    u, mean, var = (torch.tensor(rng.normal(size=(slices, n))), torch.tensor(rng.normal(size=(slices, n))),
+                    torch.tensor(rng.uniform(0.1, 1.0, (slices, n))))
+    G = torch.tensor(rng.uniform(0.05, 0.2, (slices, 1, n)))
+    ll = constrained_log_likelihood(u, mean, var, G)
+    along = mean + 3.7 * var * G[:, 0]
+    np.testing.assert_allclose(constrained_log_likelihood(u, along, var, G), ll, rtol=1e-12)
+    across = mean + 3.7 * G[:, 0]  # Gᵀ itself is not the update's direction unless var is constant
+    assert float((constrained_log_likelihood(u, across, var, G) - ll).abs().min()) > 1e-3
+    looped = torch.stack([constrained_log_likelihood(u[i], mean[i], var[i], G[i]) for i in range(slices)])
+    np.testing.assert_allclose(ll, looped, rtol=1e-13)
+    # a loss: gradients reach the mean and the variance
+    m, v = mean.clone().requires_grad_(), var.clone().requires_grad_()
+    constrained_log_likelihood(u, m, v, G).sum().backward()
+    assert bool(torch.isfinite(m.grad).all()) and float(v.grad.abs().max()) > 0
+
+
+def test_constrained_log_likelihood_bad_inputs():
+    u, G = torch.zeros(3), torch.ones(1, 3)
+    with pytest.raises(ValueError, match="torch tensors"):
+        constrained_log_likelihood(np.zeros(3), u, torch.ones(3), G)
+    with pytest.raises(ValueError, match="noise_var must be finite and >= 0"):
+        constrained_log_likelihood(u, u, torch.ones(3), G, noise_var=-1.0)
+    with pytest.raises(ValueError, match="var must be > 0"):
+        constrained_log_likelihood(u, u, torch.tensor([1.0, 0.0, 1.0]), G)
+    with pytest.raises(ValueError, match=r"G \(\.\.\., k, n\)"):
+        constrained_log_likelihood(u, u, torch.ones(3), torch.ones(1, 4))
+    with pytest.raises(ValueError, match="rows of G are dependent"):
+        constrained_log_likelihood(u, u, torch.ones(3), torch.ones(2, 3))
 
 
 # ---------------------------------------------------------------------------- builders

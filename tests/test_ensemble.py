@@ -55,6 +55,28 @@ def test_mixture_moments_match_sampling_the_mixture() -> None:
     assert torch.all(p.var >= variances.double().mean(0))
 
 
+def test_mixture_of_full_components_takes_their_mean_covariance() -> None:
+    """Components with full covariances Σ_s (e.g. each conditioned on a constraint): cov = (1/S) Σ_s Σ_s +
+    (1/S) Σ_s (μ_s − μ)(μ_s − μ)ᵀ, given the mean covariance; with diagonal Σ_s it is the diagonal mixture."""
+    g = torch.Generator().manual_seed(1)
+    means = torch.randn(5, 2, 4, generator=g, dtype=torch.float64)
+    roots = torch.randn(5, 2, 4, 4, generator=g, dtype=torch.float64)
+    covs = roots @ roots.mT
+    p = mixture(means, None, full_cov=True, within_cov=covs.mean(0))
+    dev = means - means.mean(0)
+    expected = covs.mean(0) + torch.einsum("sbi,sbj->bij", dev, dev) / 5
+    torch.testing.assert_close(p.cov, expected, rtol=1e-13, atol=1e-13)
+    torch.testing.assert_close(p.var, torch.diagonal(expected, dim1=-2, dim2=-1), rtol=1e-13, atol=1e-13)
+    variances = torch.rand(5, 2, 4, generator=g, dtype=torch.float64)
+    diagonal = mixture(means, variances, full_cov=True)
+    torch.testing.assert_close(mixture(means, None, full_cov=True, within_cov=torch.diag_embed(variances).mean(0)).cov,
+                               diagonal.cov, rtol=1e-14, atol=1e-14)
+    with pytest.raises(ValueError, match="variances .* or their mean covariance"):
+        mixture(means, variances, within_cov=covs.mean(0))
+    with pytest.raises(ValueError, match=r"within_cov must have shape \(2, 4, 4\)"):
+        mixture(means, None, within_cov=covs)
+
+
 @pytest.fixture(scope="module")
 def ensemble(tmp_path_factory: pytest.TempPathFactory) -> tuple[DeepEnsemble, Path]:
     torch.set_num_threads(1)
@@ -122,6 +144,40 @@ def test_softc_ensemble_adds_the_conservation_penalty_of_the_member_mean_while_t
     torch.testing.assert_close(soft.loss(batch), plain.loss(batch) + 7.0 * penalty)
     soft.eval()
     torch.testing.assert_close(soft.loss(batch), plain.loss(batch))
+
+
+def test_constrained_loss_is_each_members_conditioned_nll_written_out() -> None:
+    """With ``constrained_likelihood``: Σ_m mean over functions of Σ_slices −log p(u_t | G_t u_t) / Nt, member m's
+    N(μ_m, diag σ_m²) of each slice conditioned on the trapezoid mass of its own targets (scipy's density of the
+    singular posterior N(μ', Σ'), Σ' = diag σ² − (σ² g)(σ² g)ᵀ/(g σ² g))."""
+    from scipy.stats import multivariate_normal
+
+    from physml.constraints import trapezoid_weights
+
+    torch.manual_seed(6)
+    model = DeepEnsemble(EnsembleConfig(case="heat", members=3, hidden=8, layers=1, x_range=(0.0, TWO_PI),
+                                        periodic=True, constrained_likelihood=True)).double()
+    batch = {k: v.double() for k, v in default_collate(heat_functions(4, seed=5)).items()}
+    with torch.no_grad():
+        means, variances = (a.numpy() for a in model.member_moments(batch))
+    g = trapezoid_weights(batch["target_x"].numpy(), (0.0, TWO_PI), periodic=True)
+    u = batch["target_u"].numpy()
+    n_f, nt, nx = u.shape
+    expected = 0.0
+    for m in range(means.shape[0]):
+        per_function = []
+        for i in range(n_f):
+            nll = 0.0
+            for t in range(nt):
+                v, w, mu = variances[m, i, t], g[i, t], means[m, i, t]
+                vg = v * w
+                mean = mu - vg * (w @ mu - w @ u[i, t]) / (w @ vg)
+                cov = np.diag(v) - np.outer(vg, vg) / (w @ vg)
+                nll -= multivariate_normal(mean, cov, allow_singular=True).logpdf(u[i, t])
+            per_function.append(nll / (nt * nx))
+        expected += np.mean(per_function)
+    with torch.no_grad():
+        assert float(model.loss(batch)) == pytest.approx(expected, rel=1e-10)
 
 
 def test_loss_is_the_members_gaussian_nll_written_out() -> None:

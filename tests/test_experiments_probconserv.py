@@ -28,7 +28,7 @@ from physml.experiments import PREDICTIONS_FILE
 from physml.experiments import probconserv as pc
 
 ROOT = Path(__file__).resolve().parents[1]
-CONSTRAINTS = ["none", "softc", "hardc", "probconserv"]
+CONSTRAINTS = ["none", "softc", "hardc", "probconserv", "probconserv_trained"]
 
 
 def tiny_params():
@@ -67,9 +67,10 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict:
 def test_round_trip_writes_checkpoints_predictions_metrics_and_figures(run: dict, model: str) -> None:
     lay = stages.Layout(run["root"], "quick")
     models = lay.models("stefan", model)
-    assert (models / "plain.pt").is_file() and (models / "softc.pt").is_file()
+    assert all((models / f"{name}.pt").is_file() for name in ("plain", "softc", "probconserv_trained"))
     summary = json.loads((models / "train_summary.json").read_text())
     assert summary["plain"]["epochs"] == 2 and math.isfinite(summary["softc"]["best_val"])
+    assert math.isfinite(summary["probconserv_trained"]["best_val"])
     with h5py.File(run[model]["pred"], "r") as fh:
         assert sorted(fh) == sorted(CONSTRAINTS)
         grid = load_params(ROOT / "params.yaml").with_profile("quick").test_grid("stefan")
@@ -113,6 +114,43 @@ def test_probconserv_and_hardc_conserve_mass_exactly_the_black_box_does_not(run:
     assert 0.5 < ratio.min() and ratio.max() < 1.5, (ratio.min(), ratio.max())
     # the mass of a ProbConserv slice has no variance (G Σ' Gᵀ = 0), the black box's has
     assert mass_var["probconserv"].max() <= 1e-12 * mass_var["none"].max() and mass_var["none"].min() > 0
+
+
+@pytest.mark.parametrize("model", ["anp", "ensemble"])
+def test_trained_probconserv_updates_each_component_then_mixes(run: dict, model: str) -> None:
+    """probconserv_trained, rebuilt from its checkpoint: each component (latent draw, member) N(μ_s, diag v_s) of
+    the twin trained through the constrained likelihood is conditioned on g·u = b, written out
+    (μ'_s = μ_s − v_s g (g·μ_s − b)/(g v_s g), Σ'_s = diag v_s − (v_s g)(v_s g)ᵀ/(g v_s g)), then mixed by the law
+    of total variance; the result conserves mass exactly, with no variance in the mass, and its posterior draws
+    conserve it too."""
+    from physml.models.anp import function_seeds
+
+    lay, params = stages.Layout(run["root"], "quick"), run["params"]
+    arrays = pc._load_split(lay.data("stefan"), "test", "stefan")
+    G, b = pc.conservation_system("stefan", arrays)
+    net = pc._load_model(lay.models("stefan", model) / "probconserv_trained.pt", "stefan", model)
+    assert net.config.constrained_likelihood
+    n = arrays["target_u"].shape[0]
+    n_samples = params.model_settings("anp", "stefan").n_latent_samples if model == "anp" else 1
+    means, variances = (a.numpy() for a in net.predict_components(
+        *(arrays[k] for k in ("context_t", "context_x", "context_u", "target_t", "target_x")), n_samples=n_samples,
+        seed=function_seeds(params.seed, range(n))))
+    g = G[:, :, 0]
+    vg = variances * g
+    mass_var = (vg * g).sum(-1, keepdims=True)
+    conditioned = means - vg * ((g * means).sum(-1, keepdims=True) - b) / mass_var
+    within = (variances - vg**2 / mass_var).mean(0)
+    mean, var = conditioned.mean(0), within + conditioned.var(0)
+    with h5py.File(run[model]["pred"], "r") as fh:
+        stored = {k: fh[f"probconserv_trained/{k}"][...] for k in ("mean", "var", "mass_var", "samples")}
+        post_hoc = fh["probconserv/mean"][...]
+    np.testing.assert_allclose(stored["mean"], mean, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(stored["var"], var, rtol=1e-9, atol=1e-14)
+    assert not np.allclose(stored["mean"], post_hoc)  # another network, not the post hoc update
+    assert run[model]["metrics"]["probconserv_trained"]["conservation_error"] <= 1e-10
+    assert stored["mass_var"].max() <= 1e-12 * var.max()
+    ce = np.einsum("nm,nsm->ns", g[:, -1], stored["samples"]) - b[:, -1]
+    assert np.max(np.abs(ce)) < 1e-7, np.max(np.abs(ce))
 
 
 @pytest.mark.parametrize("model", ["anp", "ensemble"])
@@ -175,7 +213,7 @@ def test_constrain_one_function_at_a_time_writes_the_same_predictions(run: dict,
 
     monkeypatch.setattr(pc, "_predict_batches", watched)
     one = pc.constrain("stefan", model, run["params"], lay.data("stefan"), lay.models("stefan", model), tmp_path)
-    assert len(left_alive) == 2 * 8 and set(left_alive) == {0}, left_alive  # plain and SoftC, 8 functions each
+    assert len(left_alive) == 3 * 8 and set(left_alive) == {0}, left_alive  # plain and two twins, 8 functions each
     with h5py.File(run[model]["pred"], "r") as whole, h5py.File(one, "r") as single:
         assert sorted(whole) == sorted(single) == sorted(CONSTRAINTS)
         for name in CONSTRAINTS:
@@ -250,4 +288,4 @@ def test_training_twice_gives_an_identical_model_folder(run: dict, tmp_path: Pat
     by_the_stage = {stages.TRAINED_WITH}  # the stage's record of the settings, beside what train writes
     assert digests(again) == {k: v for k, v in digests(first).items() if k not in by_the_stage}
     assert "plain.pt" in digests(again)
-    assert set(json.loads((tmp_path / "ensemble.seconds.json").read_text())) == {"plain", "softc"}
+    assert set(json.loads((tmp_path / "ensemble.seconds.json").read_text())) == {"plain", "softc", "probconserv_trained"}

@@ -7,11 +7,12 @@ the builders (conservation.py, boundary.py) only produce (G, b).
 
 from physml.constraints.boundary import dirichlet_constraint, periodic_constraint, stack_constraints, value_constraint
 from physml.constraints.conservation import conservation_constraint, trapezoid_weights
-from physml.constraints.gaussian import condition, hardc, probconserv
+from physml.constraints.gaussian import condition, constrained_log_likelihood, hardc, probconserv
 
 __all__ = [
     "condition",
     "conservation_constraint",
+    "constrained_log_likelihood",
     "dirichlet_constraint",
     "hardc",
     "periodic_constraint",

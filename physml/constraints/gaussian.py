@@ -19,6 +19,7 @@ semi-definite to round-off when S is ill-conditioned; it costs O(k n²).
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Union
 
@@ -360,3 +361,60 @@ def hardc(mean: ArrayLike, var: ArrayLike, G: ArrayLike, b: ArrayLike) -> tuple[
     if out_var.ndim != mean_ndim:
         _check_symmetric("var", out_var)
     return new_mu, (out_var.cpu().numpy() if isinstance(new_mu, np.ndarray) else out_var)
+
+
+def constrained_log_likelihood(
+    u: torch.Tensor,
+    mean: torch.Tensor,
+    var: torch.Tensor,
+    G: torch.Tensor,
+    noise_var: float = 0.0,
+) -> torch.Tensor:
+    """log p(u | G u) of u under N(mean, diag(var)) conditioned on its own constraint values c = G u.
+
+    The likelihood ProbConserv's trained variant is fitted with (Hansen et al. 2023, Sec. 3.2: the prior's
+    log-likelihood plus the constraint's minus the log normaliser). By Bayes' rule, with r = u − μ and
+    S = G diag(var) Gᵀ + σ² I (σ² = ``noise_var``),
+
+        σ² > 0:  log p(u | c) = log N(u; μ, diag var) + log N(c; G u, σ² I) − log N(c; G μ, S)
+                              = log N(u; μ, diag var) − (k/2) log(2π σ²) − log N(G r; 0, S),
+        σ² = 0:  log p(u | c) = log N(u; μ, diag var) − ½ log det(G Gᵀ) − log N(G r; 0, G diag(var) Gᵀ),
+
+    the second a density on the affine set {v : G v = c} with respect to its (n − k)-dimensional volume
+    (the coarea formula: G u has density (det G Gᵀ)^(−1/2) ∫ p over that set). Each is the log
+    density at u of the Gaussian :func:`condition` returns for b = G u: N(μ', Σ') (with Σ' singular along Gᵀ
+    when σ² = 0). The mean's component along diag(var) Gᵀ, the direction the update moves it in, does not
+    enter: the constraint sets it.
+
+    Shapes: ``u``, ``mean``, ``var`` (..., n) with var > 0; ``G`` (..., k, n) with independent rows; leading axes
+    broadcast. Returns (...) in float64, differentiable in ``mean``, ``var`` and ``G``. Tensors only (a loss).
+    """
+    if not all(isinstance(a, torch.Tensor) for a in (u, mean, var, G)):
+        raise ValueError("constrained_log_likelihood takes torch tensors u, mean, var and G")
+    if not (math.isfinite(noise_var) and noise_var >= 0):
+        raise ValueError(f"noise_var must be finite and >= 0, got {noise_var!r}")
+    u, mean, var, G = (a.to(torch.float64) for a in (u, mean, var, G))
+    n = mean.shape[-1]
+    if u.shape[-1] != n or var.shape[-1] != n or G.ndim < 2 or G.shape[-1] != n:
+        raise ValueError(f"u, mean, var must be (..., n) and G (..., k, n) with one n; got {tuple(u.shape)}, "
+                         f"{tuple(mean.shape)}, {tuple(var.shape)}, {tuple(G.shape)}")
+    if not bool((var > 0).all()):
+        raise ValueError("var must be > 0 everywhere (the conditional density needs a proper prior)")
+    k = G.shape[-2]
+    r = u - mean
+    log_prior = -0.5 * (r * r / var + torch.log(2 * math.pi * var)).sum(-1)
+    S = (G * var.unsqueeze(-2)) @ G.mT + noise_var * torch.eye(k, dtype=torch.float64, device=G.device)
+    L, info = torch.linalg.cholesky_ex(S)
+    if bool((info != 0).any()):
+        raise ValueError("G diag(var) Gᵀ + noise_var·I is singular: the rows of G are dependent")
+    y = torch.linalg.solve_triangular(L, (G @ r.unsqueeze(-1)), upper=False).squeeze(-1)
+    log_mass = -0.5 * (y * y).sum(-1) - torch.log(torch.diagonal(L, dim1=-2, dim2=-1)).sum(-1) \
+        - 0.5 * k * math.log(2 * math.pi)
+    if noise_var > 0:
+        log_observation = torch.full_like(log_mass, -0.5 * k * math.log(2 * math.pi * noise_var))
+    else:
+        LG, info = torch.linalg.cholesky_ex(G @ G.mT)
+        if bool((info != 0).any()):
+            raise ValueError("G Gᵀ is singular: the rows of G are dependent")
+        log_observation = -torch.log(torch.diagonal(LG, dim1=-2, dim2=-1)).sum(-1)
+    return log_prior + log_observation - log_mass

@@ -9,7 +9,10 @@ One experiment is ``case × model`` (model ∈ {anp, ensemble}) with every const
 - ``hardc``: μ' = μ − Gᵀ (G Gᵀ)⁻¹ (G μ − b) on the plain prediction, variance unchanged;
 - ``probconserv``: μ' = μ − Σ Gᵀ (G Σ Gᵀ)⁻¹ (G μ − b), Σ' = Σ − Σ Gᵀ (G Σ Gᵀ)⁻¹ G Σ (Eq. 5, σ_G = 0),
   with Σ the model's per-slice predictive covariance (the law-of-total-variance mixture of the ANP's
-  latent samples or the ensemble's members, plus the diagonal decoder noise).
+  latent samples or the ensemble's members, plus the diagonal decoder noise);
+- ``probconserv_trained``: the reference's "physnp": a twin trained through the constrained likelihood
+  (``probconserv_trained.pt``; :func:`physml.models.anp.target_nll`), whose components (latent draws, members)
+  N(μ_s, diag σ_s²) are each updated as above (σ_G = 0) and then mixed (:func:`conditioned_mixture`).
 
 G is the trapezoid quadrature row of one time slice and b = M(t) the exact mass
 (:func:`physml.constraints.conservation_constraint`), one constraint per slice.
@@ -18,8 +21,10 @@ Where this departs from the reference (``../shared/reference/probconserv.md``):
 
 - ``probconserv`` is the update applied once, after training, to the plain black box's predictive
   covariance. The reference does that for heat only; for stefan and pme its "physnp" network is trained
-  through the constrained likelihood (learnable constraint precision) and updated per latent sample with
-  that sample's diagonal variance. That trained variant is not implemented here.
+  through the constrained likelihood and updated per latent sample with that sample's diagonal variance,
+  which is ``probconserv_trained`` here, with two differences: its constraint noise σ_G² is fixed at 0 (the
+  reference learns the precision σ_G⁻² from 1e2, and its loss has no lower bound in it), and both black
+  boxes get it (the reference: the ANP).
 - ``softc``'s penalty takes the network's mean on a uniform grid of
   :data:`physml.models.anp.SOFTC_POINTS` positions per training time (no labels are needed there), not on the
   training targets (10 random positions per slice). On those the exact solution itself misses b by about the
@@ -29,7 +34,8 @@ Where this departs from the reference (``../shared/reference/probconserv.md``):
 
 Files:
 
-    model_dir/plain.pt, softc.pt           checkpoints of physml.training.fit (best validation epoch)
+    model_dir/plain.pt, softc.pt,          checkpoints of physml.training.fit (best validation epoch)
+      probconserv_trained.pt
     model_dir/train_summary.json           best val, epochs per network; data fingerprint
     model_dir.seconds.json                 wall-clock per network, beside the folder (untracked)
     pred_dir/predictions.h5                attrs: data_version, checkpoints (what made it);
@@ -56,7 +62,7 @@ from torch.utils.data import Dataset
 
 from physml import pdes
 from physml.atomic import atomic_path, move_contents, staging_dir
-from physml.config import ParamsModel
+from physml.config import CONSTRAINTS, ParamsModel
 from physml.constraints import condition, conservation_constraint, hardc, probconserv
 from physml.data.reader import SplitDataset
 from physml.experiments import PREDICTIONS_FILE, checkpoints_digest, data_version
@@ -68,13 +74,15 @@ from physml.metrics import (
     sample_gaussian,
     shock_position_posterior,
 )
-from physml.models import Predictive, build_model, model_loss
+from physml.models import Predictive, build_model, mixture, model_loss
 from physml.models.anp import function_seeds
 from physml.threads import torch_threads
 from physml.training import (TrainConfig, code_version, fit, load_checkpoint, resumable, seed_everything,
                              write_wall_clock)
 
 MODELS = ("anp", "ensemble")
+TRAINED = "probconserv_trained"
+"""The constraint whose network is trained through the constrained likelihood (its checkpoint's stem too)."""
 BATCH_KEYS = ("context_t", "context_x", "context_u", "target_t", "target_x", "target_u", "mass")
 SUMMARY = "train_summary.json"
 N_POSTERIOR_SAMPLES = 500
@@ -131,11 +139,15 @@ class _InMemory(Dataset):
         return {k: v[i] for k, v in self.tensors.items()}
 
 
-def model_config(case: str, model: str, params: ParamsModel, softc: bool = False) -> dict[str, Any]:
+def model_config(case: str, model: str, params: ParamsModel, softc: bool = False,
+                 constrained: bool = False) -> dict[str, Any]:
     """The json-able config that rebuilds the network (``physml.models.build_model``) for the active profile.
 
     ``softc``: the SoftC twin, physics_weight = ``params.models.softc.penalty`` (the ANP's is model "softc").
+    ``constrained``: the twin trained through the constrained likelihood (``constrained_likelihood``, σ_G² = 0).
     """
+    if softc and constrained:
+        raise ValueError("model_config: softc and constrained are two different twins; ask for one")
     _check_model(model)
     problem = _problem(case)
     s = params.model_settings(model, case)
@@ -150,6 +162,8 @@ def model_config(case: str, model: str, params: ParamsModel, softc: bool = False
         if not penalty > 0:
             raise ValueError(f"models.softc.penalty: must be > 0 to train a SoftC model, got {penalty}")
         cfg.update(model="softc" if model == "anp" else "ensemble", physics_weight=float(penalty))
+    if constrained:
+        cfg["constrained_likelihood"] = True
     return cfg
 
 
@@ -161,11 +175,13 @@ def _train_config(case: str, model: str, params: ParamsModel) -> TrainConfig:
 
 # ---- train --------------------------------------------------------------------------------------
 def train(case: str, model: str, params: ParamsModel, data_dir: Path, out_dir: Path, progress: bool = True) -> Path:
-    """Train ``plain.pt`` and, if "softc" is a constraint of the matrix, ``softc.pt`` through one ``fit``.
+    """Train ``plain.pt`` and the twins of the matrix's constraints: ``softc.pt`` ("softc") and
+    ``probconserv_trained.pt`` ("probconserv_trained"), each through one ``fit``.
 
-    Loss per function: the model's NLL (ANP: + KL, Kim et al. 2019 Eq. 4); SoftC adds λ (G μ − b)².
-    Both networks start from the same seed (``params.seed``), so they differ only by the penalty.
-    Writes ``out_dir/train_summary.json`` = {"plain"|"softc": {best_val, best_epoch, epochs, parameters},
+    Loss per function: the model's NLL (ANP: + KL, Kim et al. 2019 Eq. 4); SoftC adds λ (G μ − b)²; the
+    trained ProbConserv twin replaces the NLL by the constrained one (:func:`physml.models.anp.target_nll`).
+    Every network starts from the same seed (``params.seed``), so they differ only by the objective.
+    Writes ``out_dir/train_summary.json`` = {"plain"|"softc"|"probconserv_trained": {best_val, best_epoch, epochs, parameters},
     "data_fingerprint", "model"} (wall-clock seconds beside the folder: :func:`physml.training.write_wall_clock`)
     and returns ``out_dir``. A checkpoint of the same data and settings is resumed (an interrupted run
     continues); any other is retrained from scratch (:func:`physml.training.resumable`).
@@ -182,10 +198,12 @@ def train(case: str, model: str, params: ParamsModel, data_dir: Path, out_dir: P
     summary_path.unlink(missing_ok=True)
 
     jobs = [("plain", model_config(case, model, params))]
-    if "softc" in params.matrix.probconserv.constraints:
-        jobs.append(("softc", model_config(case, model, params, softc=True)))
-    else:
-        (out_dir / "softc.pt").unlink(missing_ok=True)
+    constraints = params.matrix.probconserv.constraints
+    for name, cfg in (("softc", {"softc": True}), (TRAINED, {"constrained": True})):
+        if name in constraints:
+            jobs.append((name, model_config(case, model, params, **cfg)))
+        else:
+            (out_dir / f"{name}.pt").unlink(missing_ok=True)
 
     summary: dict[str, Any] = {"case": case, "model": model, "data_fingerprint": fp,
                                "softc_penalty": float(params.models.softc.penalty)}
@@ -238,22 +256,45 @@ def _load_model(path: Path, case: str, model: str) -> torch.nn.Module:
     return net
 
 
+def conditioned_mixture(means: torch.Tensor, variances: torch.Tensor, G: np.ndarray, b: np.ndarray) -> Predictive:
+    """The mixture of the components N(μ_s, diag σ_s²), each conditioned on G u = b (σ_G = 0) first.
+
+    μ'_s, Σ'_s = :func:`~physml.constraints.probconserv` of component s (Eq. 5), then the law of total
+    variance: μ' = (1/S) Σ_s μ'_s, Σ' = (1/S) Σ_s Σ'_s + (1/S) Σ_s (μ'_s − μ')(μ'_s − μ')ᵀ. Every μ'_s has
+    the mass b, so G μ' = b and G Σ' Gᵀ = 0 up to round-off. One component's Σ'_s at a time is held.
+    Shapes: means, variances (S, B, nt, nx); G (B, nt, 1, nx); b (B, nt, 1). Returns float64 tensors with cov.
+    """
+    within, conditioned = None, []
+    for mean_s, var_s in zip(means, variances, strict=True):
+        m, c = probconserv(mean_s, var_s, G, b, noise_var=0.0, full_cov=True)
+        within = c.clone() if within is None else within.add_(c)
+        conditioned.append(m)
+    return mixture(torch.stack(conditioned), None, full_cov=True, within_cov=within / means.shape[0])
+
+
 def _predict_batches(net: torch.nn.Module, arrays: Mapping[str, np.ndarray], n_samples: int, seed: int,
-                     path: Path) -> Iterator[tuple[slice, Predictive]]:
+                     path: Path, G: np.ndarray | None = None, b: np.ndarray | None = None,
+                     ) -> Iterator[tuple[slice, Predictive]]:
     """The model's predictive N(μ, Σ_slice) at the test targets, one batch of test functions at a time:
     ``(functions, Predictive)`` with float64 numpy mean/var (B, nt, nx) and cov (B, nt, nx, nx), at most
     :data:`PREDICT_COV_ENTRIES` covariance entries per batch. Each function's latent draws are seeded by
     ``seed`` and its index in the split (:func:`~physml.models.anp.function_seeds`), so the batching does
-    not move the numbers. Any NaN/inf or negative variance → ValueError naming the checkpoint and the
-    functions."""
+    not move the numbers. With the test split's ``G`` (N, nt, 1, nx) and ``b`` (N, nt, 1) each component is
+    conditioned before the mixing (:func:`conditioned_mixture`). Any NaN/inf or negative variance →
+    ValueError naming the checkpoint and the functions."""
     n, nt, nx = arrays["target_u"].shape
     batch = max(1, min(PREDICT_BATCH, PREDICT_COV_ENTRIES // (nt * nx * nx)))
     for lo in range(0, n, batch):
         sl = slice(lo, min(lo + batch, n))
+        inputs = [arrays[k][sl] for k in ("context_t", "context_x", "context_u", "target_t", "target_x")]
+        seeds = function_seeds(seed, range(sl.start, sl.stop))
         try:
-            pred = net.predict(arrays["context_t"][sl], arrays["context_x"][sl], arrays["context_u"][sl],
-                               arrays["target_t"][sl], arrays["target_x"][sl], n_samples=n_samples, full_cov=True,
-                               seed=function_seeds(seed, range(sl.start, sl.stop)))
+            if G is None or b is None:
+                pred = net.predict(*inputs, n_samples=n_samples, full_cov=True, seed=seeds)
+            else:
+                means, variances = net.predict_components(*inputs, n_samples=n_samples, seed=seeds)
+                pred = conditioned_mixture(means, variances, G[sl], b[sl])
+                del means, variances
             pred = pred.to_numpy()
         except ValueError as exc:
             raise ValueError(f"{path}: the model's prediction for test functions [{sl.start}, {sl.stop}) "
@@ -279,22 +320,23 @@ def _final_slice_samples(mean: np.ndarray, cov: np.ndarray, n: int, seed: int,
     return np.asarray(conditioned)
 
 
-def _constrained(name: str, plain: Predictive, soft: Predictive | None, G: np.ndarray,
+def _constrained(name: str, plain: Predictive, twins: Mapping[str, Predictive], G: np.ndarray,
                  b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(mean (B, nt, nx), cov (B, nt, nx, nx)) of constraint ``name`` for one batch of functions: the plain
-    model's predictive (none), SoftC's network's (softc), the mean projected (hardc) or the exact update
-    (probconserv) of the plain model's, on that batch's G (B, nt, 1, nx), b (B, nt, 1)."""
+    model's predictive (none), a twin network's (softc; probconserv_trained, already conditioned), the mean
+    projected (hardc) or the exact update (probconserv) of the plain model's, on that batch's G (B, nt, 1, nx),
+    b (B, nt, 1)."""
     if name == "none":
         return plain.mean, plain.cov
-    if name == "softc":
-        assert soft is not None
-        return soft.mean, soft.cov
+    if name in twins:
+        return twins[name].mean, twins[name].cov
     if name == "hardc":
         mean, cov = hardc(plain.mean, plain.cov, G, b)
     elif name == "probconserv":
         mean, cov = probconserv(plain.mean, plain.cov, G, b, noise_var=0.0)
     else:
-        raise ValueError(f"matrix.probconserv.constraints: unknown constraint {name!r}; allowed: none, softc, hardc, probconserv")
+        raise ValueError(f"matrix.probconserv.constraints: unknown constraint {name!r}; allowed: "
+                         f"{', '.join(CONSTRAINTS['probconserv'])}")
     return np.asarray(mean), np.asarray(cov)
 
 
@@ -305,8 +347,8 @@ def constrain(case: str, model: str, params: ParamsModel, data_dir: Path, model_
     for ProbConserv diag Σ'), ``/c/mass_var`` (N, nt), the variance G Σ Gᵀ of each slice's quadrature mass
     (with the covariances between points: 0 up to round-off after ProbConserv's update), and for cases
     with a front (stefan) ``/c/cov_last`` (N, nx, nx) and
-    ``/c/samples`` (N, S, nx): S draws of u at each function's last target time from N(μ, Σ) (ProbConserv:
-    the conditioned N(μ', Σ'), so every draw conserves mass). Written to a temporary file and renamed.
+    ``/c/samples`` (N, S, nx): S draws of u at each function's last target time from N(μ, Σ) (ProbConserv, both
+    ways: the conditioned N(μ', Σ'), so every draw conserves mass). Written to a temporary file and renamed.
     """
     _check_model(model)
     _problem(case)
@@ -322,25 +364,28 @@ def constrain(case: str, model: str, params: ParamsModel, data_dir: Path, model_
     plain_last: dict[str, list[np.ndarray]] = {"mean": [], "cov": []}
     with torch_threads():
         plain_net = _load_model(model_dir / "plain.pt", case, model)
-        soft_net = _load_model(model_dir / "softc.pt", case, model) if "softc" in constraints else None
         plain_batches = _predict_batches(plain_net, arrays, n_samples, params.seed, model_dir / "plain.pt")
-        soft_batches = (_predict_batches(soft_net, arrays, n_samples, params.seed, model_dir / "softc.pt")
-                        if soft_net is not None else None)
+        twin_batches = {}
+        for name, system in (("softc", (None, None)), (TRAINED, (G, b))):
+            if name in constraints:
+                path = model_dir / f"{name}.pt"
+                twin_batches[name] = _predict_batches(_load_model(path, case, model), arrays, n_samples, params.seed,
+                                                      path, *system)
         for sl, plain in plain_batches:
-            soft = next(soft_batches)[1] if soft_batches is not None else None
+            twins = {name: next(batches)[1] for name, batches in twin_batches.items()}
             if case == "stefan":
                 plain_last["mean"].append(plain.mean[:, -1].copy())  # copies: a view would keep the batch's Σ
                 plain_last["cov"].append(plain.cov[:, -1].copy())
             for name in constraints:
-                mean, cov = _constrained(name, plain, soft, G[sl], b[sl])
+                mean, cov = _constrained(name, plain, twins, G[sl], b[sl])
                 arrs = {"mean": mean, "var": np.clip(np.diagonal(cov, axis1=-2, axis2=-1), 0.0, None),
                         "mass_var": np.clip(np.einsum("ntkx,ntxy,ntky->nt", G[sl], cov, G[sl]), 0.0, None)}
                 if case == "stefan":
                     arrs["cov_last"] = cov[:, -1]
                 for key, value in arrs.items():
                     parts[name].setdefault(key, []).append(np.array(value))
-                del mean, cov, arrs
-            del plain, soft  # the batch's covariances go before the next batch is predicted
+                del mean, cov, arrs, value  # value: the last one may be a view of a network's Σ
+            del plain, twins  # the batch's covariances go before the next batch is predicted
     results = {name: {key: np.concatenate(values) for key, values in arrs.items()} for name, arrs in parts.items()}
     del parts
     if case == "stefan":
@@ -420,8 +465,8 @@ def _figures(case: str, model: str, arrays: Mapping[str, np.ndarray], preds: Map
 
     problem = _problem(case)
     i = 0
-    order = [c for c in ("none", "softc", "probconserv", "hardc") if c in preds]
-    mass_methods = [c for c in ("none", "softc", "probconserv") if c in preds] or order
+    order = [c for c in ("none", "softc", "probconserv", TRAINED, "hardc") if c in preds]
+    mass_methods = [c for c in ("none", "softc", "probconserv", TRAINED) if c in preds] or order
     written = []
     mass = {}
     for c in mass_methods:

@@ -7,7 +7,9 @@ Every model here takes the same batch (context_t/x/u (B, Nc), target_t (B, nt), 
 with mean/var (B, nt, nx) and optionally cov (B, nt, nx, nx) per time slice.
 
 Model names: "anp" (attentive neural process), "softc" (the ANP trained with the conservation
-penalty), "ensemble" (deep ensemble of conditional neural processes). The operator models of
+penalty), "ensemble" (deep ensemble of conditional neural processes); an "anp" or "ensemble" config with
+``constrained_likelihood`` is trained through ProbConserv's constrained likelihood. Each has
+``predict_components`` too: the Gaussians (latent draws, members) whose mixture ``predict`` returns. The operator models of
 :mod:`physml.experiments.boon` are picked by a "variant" field instead: "plain" (:class:`FNO`) or
 "boon" (:class:`BOONFNO`, the FNO with BOON's boundary-corrected kernels).
 """

@@ -1,7 +1,8 @@
 """What the configs of the ProbConserv black boxes (:class:`~physml.models.anp.ANPConfig`,
 :class:`~physml.models.ensemble.EnsembleConfig`) have in common: a case name, the Gaussian noise floor
 σ ≥ ``min_std`` and the space-time domain ``t_range`` × ``x_range`` that scales the inputs (t, x) to
-[−1, 1]; and their json-able form, the ``model_config`` of a checkpoint.
+[−1, 1]; the training objective's options (a SoftC penalty, or the constrained likelihood); and their
+json-able form, the ``model_config`` of a checkpoint.
 """
 
 from __future__ import annotations
@@ -54,6 +55,19 @@ class SpaceTimeConfig:
         weight = getattr(self, "physics_weight")
         if not (math.isfinite(weight) and weight >= 0):
             raise ValueError(f"physics_weight must be finite and >= 0, got {weight!r}")
+
+    def _check_constrained_likelihood(self) -> None:
+        """``constrained_likelihood`` is a bool, excluded with a SoftC penalty; ``constraint_noise_var`` is finite,
+        ≥ 0, and 0 unless the likelihood is constrained (it has no other use)."""
+        constrained, noise = getattr(self, "constrained_likelihood"), getattr(self, "constraint_noise_var")
+        if not isinstance(constrained, bool):
+            raise ValueError(f"constrained_likelihood must be true or false, got {constrained!r}")
+        if not (isinstance(noise, (int, float)) and math.isfinite(noise) and noise >= 0):
+            raise ValueError(f"constraint_noise_var must be finite and >= 0, got {noise!r}")
+        if noise > 0 and not constrained:
+            raise ValueError("constraint_noise_var > 0 needs constrained_likelihood = true")
+        if constrained and getattr(self, "physics_weight") > 0:
+            raise ValueError("constrained_likelihood and a SoftC penalty (physics_weight > 0) exclude each other")
 
     def to_dict(self) -> dict[str, Any]:
         """json-able dict (tuples become lists), the ``model_config`` of a checkpoint."""

@@ -1,4 +1,4 @@
-"""Attentive neural process (ANP) on 1-D space-time: (t, x) ↦ u, and its SoftC variant.
+"""Attentive neural process (ANP) on 1-D space-time: (t, x) ↦ u, and its SoftC and trained-ProbConserv variants.
 
 Architecture (Kim et al., "Attentive Neural Processes", ICLR 2019; the black box of ProbConserv,
 Hansen et al., ICML 2023, Sec. 4):
@@ -31,6 +31,14 @@ target. As in the reference's SoftC-ANP the validation loss (eval mode) is the E
 reference, whose penalty is the squared PDE residual (u_t − (k u_x)_x)² at the targets, the penalty here is
 the integral conservation law itself.
 
+ProbConserv's trained variant (``constrained_likelihood``; the reference's "physnp") replaces the NLL by
+−Σ_slices log p(u_t | G_t u_t): each slice's Gaussian N(μ, diag σ²) conditioned on the trapezoid mass of its
+own targets (:func:`target_nll`). The mean's component along diag(σ²) Gᵀ does not enter (the constraint will
+set it), so the network is fitted for what the update leaves, the shape of each slice and a variance that is
+calibrated after the update. σ_G² = ``constraint_noise_var`` (default 0, the limit the evaluation uses); the
+reference learns σ_G⁻² from 1e2, but its loss then falls without bound as σ_G → 0 (the term −½ log σ_G²), so it
+is fixed here.
+
 Shapes: B functions, Nc contexts, nt target times × nx positions (Nt = nt·nx targets).
 Batches are dicts with context_t, context_x, context_u (B, Nc); target_t (B, nt);
 target_x, target_u (B, nt, nx); mass (B, nt).
@@ -48,6 +56,7 @@ from torch import nn
 from torch.distributions import Normal, kl_divergence
 
 from physml.constraints.conservation import trapezoid_weights
+from physml.constraints.gaussian import constrained_log_likelihood
 from physml.models._config import SpaceTimeConfig
 from physml.models.predictive import Predictive, mixture
 
@@ -74,6 +83,8 @@ class ANPConfig(SpaceTimeConfig):
     x_range: tuple[float, float] = (0.0, 1.0)
     physics_weight: float = 0.0
     periodic: bool = False
+    constrained_likelihood: bool = False
+    constraint_noise_var: float = 0.0
 
     def __post_init__(self) -> None:
         self._check_case()
@@ -86,6 +97,7 @@ class ANPConfig(SpaceTimeConfig):
             raise ValueError(f"hidden ({self.hidden}) must be divisible by heads ({self.heads})")
         self._check_domain()
         self._check_physics_weight()
+        self._check_constrained_likelihood()
         if (self.model == "softc") != (self.physics_weight > 0):
             raise ValueError("model 'softc' needs physics_weight > 0 and model 'anp' needs physics_weight = 0")
 
@@ -215,6 +227,22 @@ def conservation_penalty(mean: torch.Tensor, batch: Mapping[str, torch.Tensor], 
     return (residual**2).mean()
 
 
+def target_nll(u: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, target_x: torch.Tensor,
+               config: ANPConfig | Any) -> torch.Tensor:
+    """Negative log-likelihood of each function's targets, (B,), from u, mean, std (B, nt, nx).
+
+    Plain: −Σ_j log N(u_j; μ_j, σ_j²). With ``config.constrained_likelihood`` (ProbConserv's trained variant):
+    −Σ_slices log p(u_t | G_t u_t), the Gaussian of the slice conditioned on the trapezoid mass of its own
+    targets (G_t: :func:`slice_weights` over ``config.x_range``; :func:`~physml.constraints.constrained_log_likelihood`
+    with σ_G² = ``config.constraint_noise_var``), computed in float64 and returned in ``mean``'s dtype.
+    """
+    if not config.constrained_likelihood:
+        return -Normal(mean, std).log_prob(u).flatten(1).sum(-1)
+    g = slice_weights(target_x, config.x_range, config.periodic).unsqueeze(-2)
+    ll = constrained_log_likelihood(u, mean, std**2, g, noise_var=config.constraint_noise_var)
+    return -ll.sum(-1).to(mean.dtype)
+
+
 class ANP(nn.Module):
     """Attentive neural process u(t, x) | contexts (see the module docstring)."""
 
@@ -284,7 +312,8 @@ class ANP(nn.Module):
         posterior = self.latent(torch.cat([ctx, torch.cat([tgt, u.unsqueeze(-1)], dim=-1)], dim=1))
         z = posterior.rsample() if self.training else posterior.mean
         mean, std = self.decode(self.deterministic(ctx, tgt), z, tgt)
-        nll = -Normal(mean, std).log_prob(u).sum(-1)
+        shape = b["target_x"].shape
+        nll = target_nll(b["target_u"], mean.view(shape), std.view(shape), b["target_x"], self.config)
         kl = kl_divergence(posterior, prior).sum(-1)
         loss = ((nll + kl) / n_targets).mean()
         c = self.config
@@ -297,7 +326,7 @@ class ANP(nn.Module):
         return loss
 
     @torch.no_grad()
-    def predict(
+    def predict_components(
         self,
         context_t: Any,
         context_x: Any,
@@ -305,18 +334,15 @@ class ANP(nn.Module):
         target_t: Any,
         target_x: Any,
         n_samples: int = 100,
-        full_cov: bool = False,
         seed: int | Sequence[int] | np.ndarray = 0,
-    ) -> Predictive:
-        """Predictive N(μ, Σ) at the targets, mixing ``n_samples`` latent draws z ~ q(z | C).
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The decoder's N(μ_s, diag σ_s²) at the targets for ``n_samples`` latent draws z_s ~ q(z | C).
 
-        Inputs: context_t/x/u (B, Nc), target_t (B, nt), target_x (B, nt, nx) (numpy or torch).
-        Returns float64 tensors: mean, var (B, nt, nx) by the law of total variance, and with
-        ``full_cov`` the covariance (B, nt, nx, nx) of each time slice from the latent samples plus
-        the diagonal decoder noise. ``seed`` fixes the latent draws, each function's from its own stream:
-        an int seeds function b of this batch with ``function_seeds(seed, [b])``; a sequence gives one seed
-        per function (length B), so a caller that splits a split into batches passes
-        ``function_seeds(seed, indices)`` and gets the draws of one call with all of them.
+        Inputs as :meth:`predict`. Returns float64 means and variances, each (S, B, nt, nx). ``seed`` fixes the
+        draws, each function's from its own stream: an int seeds function b of this batch with
+        ``function_seeds(seed, [b])``; a sequence gives one seed per function (length B), so a caller that
+        splits a split into batches passes ``function_seeds(seed, indices)`` and gets the draws of one call
+        with all of them.
         """
         if not isinstance(n_samples, int) or n_samples < 1:
             raise ValueError(f"n_samples must be an integer >= 1, got {n_samples!r}")
@@ -340,7 +366,29 @@ class ANP(nn.Module):
                 means.append(mean)
                 variances.append(std**2)
             shape = (n_samples,) + tuple(b["target_x"].shape)
-            return mixture(torch.stack(means).view(shape), torch.stack(variances).view(shape), full_cov=full_cov)
+            return torch.stack(means).view(shape).double(), torch.stack(variances).view(shape).double()
         finally:
             self.train(was_training)
 
+    @torch.no_grad()
+    def predict(
+        self,
+        context_t: Any,
+        context_x: Any,
+        context_u: Any,
+        target_t: Any,
+        target_x: Any,
+        n_samples: int = 100,
+        full_cov: bool = False,
+        seed: int | Sequence[int] | np.ndarray = 0,
+    ) -> Predictive:
+        """Predictive N(μ, Σ) at the targets, mixing the ``n_samples`` latent draws of :meth:`predict_components`.
+
+        Inputs: context_t/x/u (B, Nc), target_t (B, nt), target_x (B, nt, nx) (numpy or torch).
+        Returns float64 tensors: mean, var (B, nt, nx) by the law of total variance, and with
+        ``full_cov`` the covariance (B, nt, nx, nx) of each time slice from the latent samples plus
+        the diagonal decoder noise. ``seed``: as :meth:`predict_components`.
+        """
+        means, variances = self.predict_components(context_t, context_x, context_u, target_t, target_x,
+                                                   n_samples=n_samples, seed=seed)
+        return mixture(means, variances, full_cov=full_cov)

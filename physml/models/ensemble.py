@@ -25,7 +25,7 @@ from torch import nn
 from torch.distributions import Normal
 
 from physml.models._config import SpaceTimeConfig
-from physml.models.anp import as_batch, conservation_penalty, mlp, penalty_batch
+from physml.models.anp import as_batch, conservation_penalty, mlp, penalty_batch, target_nll
 from physml.models.predictive import Predictive, mixture
 
 
@@ -47,6 +47,8 @@ class EnsembleConfig(SpaceTimeConfig):
     x_range: tuple[float, float] = (0.0, 1.0)
     physics_weight: float = 0.0
     periodic: bool = False
+    constrained_likelihood: bool = False
+    constraint_noise_var: float = 0.0
 
     def __post_init__(self) -> None:
         self._check_case()
@@ -55,6 +57,7 @@ class EnsembleConfig(SpaceTimeConfig):
         self._check_counts("members", "hidden", "layers")
         self._check_domain()
         self._check_physics_weight()
+        self._check_constrained_likelihood()
 
 
 class CNPMember(nn.Module):
@@ -106,7 +109,8 @@ class DeepEnsemble(nn.Module):
         return torch.stack(means), torch.stack(variances)
 
     def loss(self, batch: Mapping[str, Any]) -> torch.Tensor:
-        """Σ_m of member m's mean (over functions and targets) Gaussian NLL; a SoftC ensemble adds, while
+        """Σ_m of member m's mean (over functions and targets) Gaussian NLL (with ``constrained_likelihood``, the
+        NLL of each slice conditioned on its targets' mass: :func:`physml.models.anp.target_nll`); a SoftC ensemble adds, while
         training, λ·mean over slices of (G μ̄ − b)² with μ̄ = the members' mean on the uniform grid of
         :func:`physml.models.anp.penalty_batch` (the penalty of :func:`physml.models.anp.conservation_penalty`,
         λ = ``physics_weight``)."""
@@ -115,14 +119,47 @@ class DeepEnsemble(nn.Module):
         if "target_u" not in b:
             raise ValueError("batch is missing 'target_u'")
         means, variances = self.member_moments(b)
-        nll = -Normal(means, variances.sqrt()).log_prob(b["target_u"].unsqueeze(0))
-        loss = nll.flatten(1).mean(1).sum()
         c = self.config
+        if c.constrained_likelihood:
+            n_targets = b["target_x"][0].numel()
+            loss = sum(target_nll(b["target_u"], m, v.sqrt(), b["target_x"], c).mean() / n_targets
+                       for m, v in zip(means, variances, strict=True))
+        else:
+            nll = -Normal(means, variances.sqrt()).log_prob(b["target_u"].unsqueeze(0))
+            loss = nll.flatten(1).mean(1).sum()
         if c.physics_weight > 0 and self.training:
             dense = penalty_batch(b, c.x_range, c.periodic)
             dense_means, _ = self.member_moments(dense)
             loss = loss + c.physics_weight * conservation_penalty(dense_means.mean(0), dense, c.x_range, c.periodic)
         return loss
+
+    @torch.no_grad()
+    def predict_components(
+        self,
+        context_t: Any,
+        context_x: Any,
+        context_u: Any,
+        target_t: Any,
+        target_x: Any,
+        n_samples: int | None = None,
+        seed: int | Sequence[int] = 0,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each member's N(μ_m, diag σ_m²) at the targets: float64 means and variances, each (M, B, nt, nx).
+
+        ``n_samples`` and ``seed`` exist for the ANP's call signature (the members are the components)."""
+        was_training = self.training
+        self.eval()
+        try:
+            p = next(self.parameters())
+            b = as_batch(
+                {"context_t": context_t, "context_x": context_x, "context_u": context_u, "target_t": target_t, "target_x": target_x},
+                p.device,
+                p.dtype,
+            )
+            means, variances = self.member_moments(b)
+            return means.double(), variances.double()
+        finally:
+            self.train(was_training)
 
     @torch.no_grad()
     def predict(
@@ -142,17 +179,5 @@ class DeepEnsemble(nn.Module):
         M members is computed exactly, so no sampling happens. ``full_cov``: per-slice covariance
         (B, nt, nx, nx) = (1/M) Σ (μ_m − μ)(μ_m − μ)ᵀ + diag((1/M) Σ σ_m²).
         """
-        was_training = self.training
-        self.eval()
-        try:
-            p = next(self.parameters())
-            b = as_batch(
-                {"context_t": context_t, "context_x": context_x, "context_u": context_u, "target_t": target_t, "target_x": target_x},
-                p.device,
-                p.dtype,
-            )
-            means, variances = self.member_moments(b)
-            return mixture(means, variances, full_cov=full_cov)
-        finally:
-            self.train(was_training)
-
+        means, variances = self.predict_components(context_t, context_x, context_u, target_t, target_x)
+        return mixture(means, variances, full_cov=full_cov)

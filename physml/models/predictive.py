@@ -135,23 +135,38 @@ class Predictive:
         return p.mean + np.einsum("...ij,s...j->s...i", root, eps)
 
 
-def mixture(means: torch.Tensor, variances: torch.Tensor, full_cov: bool = False) -> Predictive:
+def mixture(means: torch.Tensor, variances: torch.Tensor | None, full_cov: bool = False,
+            within_cov: torch.Tensor | None = None) -> Predictive:
     """Moment-matched Gaussian of an equal-weight mixture over axis 0 (law of total variance), float64.
 
     ``means``, ``variances``: (S, ..., n) — S components (latent samples, ensemble members), each
     N(μ_s, diag(σ_s²)). Returns mean (1/S) Σ μ_s and var (1/S) Σ σ_s² + (1/S) Σ (μ_s − μ)²; with
     ``full_cov`` also cov (..., n, n) = (1/S) Σ diag(σ_s²) + (1/S) Σ (μ_s − μ)(μ_s − μ)ᵀ.
+
+    Components with full covariances Σ_s (e.g. each conditioned on a constraint) give ``variances=None`` and
+    ``within_cov`` (..., n, n) = (1/S) Σ_s Σ_s, summed by the caller (S full covariances need not be held at
+    once); it takes the place of diag((1/S) Σ σ_s²) above.
     """
-    if means.shape != variances.shape or means.dim() < 2:
-        raise ValueError(f"means and variances must share a shape (S, ..., n); got {tuple(means.shape)}, {tuple(variances.shape)}")
+    if (variances is None) == (within_cov is None):
+        raise ValueError("give the components' variances (S, ..., n) or their mean covariance within_cov (..., n, n)")
+    if means.dim() < 2 or (variances is not None and means.shape != variances.shape):
+        raise ValueError(f"means and variances must share a shape (S, ..., n); got {tuple(means.shape)}, "
+                         f"{None if variances is None else tuple(variances.shape)}")
+    if within_cov is not None and tuple(within_cov.shape) != tuple(means.shape[1:]) + (means.shape[-1],):
+        raise ValueError(f"within_cov must have shape {tuple(means.shape[1:]) + (means.shape[-1],)}, "
+                         f"got {tuple(within_cov.shape)}")
     means = means.double()
-    variances = variances.double()
     mean = means.mean(0)
     dev = means - mean
-    aleatoric = variances.mean(0)
+    if within_cov is not None:
+        within = within_cov.double()
+        aleatoric = torch.diagonal(within, dim1=-2, dim2=-1)
+    else:
+        aleatoric = variances.double().mean(0)
     var = aleatoric + (dev**2).mean(0)
     if not full_cov:
         return Predictive(mean, var)
     cov = torch.einsum("s...i,s...j->...ij", dev, dev) / means.shape[0]
-    cov = 0.5 * (cov + cov.transpose(-1, -2)) + torch.diag_embed(aleatoric)
+    cov = 0.5 * (cov + cov.transpose(-1, -2))
+    cov = cov + (0.5 * (within + within.transpose(-1, -2)) if within_cov is not None else torch.diag_embed(aleatoric))
     return Predictive(mean, torch.diagonal(cov, dim1=-2, dim2=-1).clone(), cov)
