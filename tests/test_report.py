@@ -216,3 +216,20 @@ def test_a_diverged_seed_fails_the_l2_bar_instead_of_crashing_the_report() -> No
     (bar,) = [c for c in quality_checks(params, metrics, {("heat_neumann", "fno"): study})
               if "beyond seed noise" in c[0]]
     assert not bar[1] and "non-finite" in bar[2]
+
+
+def test_stefan_bars_hold_both_probconserv_variants_to_the_black_box() -> None:
+    """The Stefan bars (MSE and shock position below the black box's) and the exact-conservation bar are each
+    decided for the post hoc update and for the twin trained through the constrained likelihood, apart."""
+    params = load_params(ROOT / "params.yaml").with_profile("quick")
+    metrics = {("stefan", "anp", "none"): {"mse": 0.01, "shock_abs_error": 0.05, "conservation_error": 0.02},
+               ("stefan", "anp", "probconserv"): {"mse": 0.005, "shock_abs_error": 0.02, "conservation_error": 0.0},
+               ("stefan", "anp", "probconserv_trained"): {"mse": 0.02, "shock_abs_error": 0.01,
+                                                          "conservation_error": 1e-9}}
+    bars = {name: ok for name, ok, _ in quality_checks(params, metrics)}
+    assert bars["stefan/anp: probconserv MSE < unconstrained MSE"]
+    assert not bars["stefan/anp: probconserv_trained MSE < unconstrained MSE"]
+    assert bars["stefan/anp: probconserv shock position closer to the true front"]
+    assert bars["stefan/anp: probconserv_trained shock position closer to the true front"]
+    assert bars["stefan/anp: probconserv conservation error ≤ 1e-10"]
+    assert not bars["stefan/anp: probconserv_trained conservation error ≤ 1e-10"]
