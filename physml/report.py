@@ -296,14 +296,15 @@ def quality_checks(params: ParamsModel, metrics: Mapping[tuple[str, str, str], M
                     ce = m["conservation_error"]
                     checks.append((f"{case}/{model}: {constraint} conservation error ≤ 1e-10", ce <= 1e-10, _fmt(ce)))
     for model in pc.models:
-        base, ours = metrics.get(("stefan", model, "none")), metrics.get(("stefan", model, "probconserv"))
-        if base and ours:
-            checks.append((f"stefan/{model}: probconserv MSE < unconstrained MSE", ours["mse"] < base["mse"],
-                           f"{_fmt(ours['mse'])} vs {_fmt(base['mse'])}"))
-            if "shock_abs_error" in ours and "shock_abs_error" in base:
-                a, b = ours["shock_abs_error"], base["shock_abs_error"]
-                checks.append((f"stefan/{model}: probconserv shock position closer to the true front", a < b,
-                               f"{_fmt(a)} vs {_fmt(b)}"))
+        for constraint in ("probconserv", "probconserv_trained"):
+            base, ours = metrics.get(("stefan", model, "none")), metrics.get(("stefan", model, constraint))
+            if base and ours:
+                checks.append((f"stefan/{model}: {constraint} MSE < unconstrained MSE", ours["mse"] < base["mse"],
+                               f"{_fmt(ours['mse'])} vs {_fmt(base['mse'])}"))
+                if "shock_abs_error" in ours and "shock_abs_error" in base:
+                    a, b = ours["shock_abs_error"], base["shock_abs_error"]
+                    checks.append((f"stefan/{model}: {constraint} shock position closer to the true front", a < b,
+                                   f"{_fmt(a)} vs {_fmt(b)}"))
     bo = params.matrix.boon
     for case in bo.cases:
         for model in bo.models:

@@ -36,8 +36,8 @@ ProbConserv's trained variant (``constrained_likelihood``; the reference's "phys
 own targets (:func:`target_nll`). The mean's component along diag(σ²) Gᵀ does not enter (the constraint will
 set it), so the network is fitted for what the update leaves, the shape of each slice and a variance that is
 calibrated after the update. σ_G² = ``constraint_noise_var`` (default 0, the limit the evaluation uses); the
-reference learns σ_G⁻² from 1e2, but its loss then falls without bound as σ_G → 0 (the term −½ log σ_G²), so it
-is fixed here.
+reference learns σ_G⁻² from 1e2, but its loss holds the term +½ log σ_G² (the observation's own density at
+c = G u), which falls without bound as σ_G → 0, so it is fixed here.
 
 Shapes: B functions, Nc contexts, nt target times × nx positions (Nt = nt·nx targets).
 Batches are dicts with context_t, context_x, context_u (B, Nc); target_t (B, nt);
@@ -63,7 +63,8 @@ from physml.models.predictive import Predictive, mixture
 
 @dataclass(frozen=True)
 class ANPConfig(SpaceTimeConfig):
-    """Hyper-parameters of an ANP; ``physics_weight > 0`` makes it a SoftC-ANP.
+    """Hyper-parameters of an ANP; ``physics_weight > 0`` makes it a SoftC-ANP, ``constrained_likelihood`` the ANP
+    trained through ProbConserv's constrained likelihood (σ_G² = ``constraint_noise_var``; :func:`target_nll`).
 
     ``t_range``/``x_range``: the case's domain (inputs are scaled to [−1, 1]; ``x_range`` is also the
     quadrature domain of the SoftC penalty, ``periodic`` its wrap-around rule).
@@ -300,7 +301,8 @@ class ANP(nn.Module):
         return out[..., 0], self.config.min_std + nn.functional.softplus(out[..., 1])
 
     def loss(self, batch: Mapping[str, Any]) -> torch.Tensor:
-        """Mean over functions of the per-target ELBO loss (+ the SoftC penalty when training); see the module docstring."""
+        """Mean over functions of the per-target ELBO loss (its NLL the constrained one with ``constrained_likelihood``;
+        + the SoftC penalty when training); see the module docstring."""
         p = next(self.parameters())
         b = as_batch(batch, p.device, p.dtype)
         if "target_u" not in b:

@@ -7,7 +7,8 @@ with the Gaussian negative log-likelihood of the targets (Lakshminarayanan et al
 members differ by their random initialisation. They are trained in one ``fit`` with the loss
 Σ_m NLL_m: the members share no parameters, so each one's gradient (and its Adam update) is the
 same as if it were trained alone on the same batches, unless ``grad_clip`` is set (the clip scales every
-member's gradient by the norm of all of them together).
+member's gradient by the norm of all of them together). With ``constrained_likelihood`` each NLL_m is that of
+the slices conditioned on their targets' mass (ProbConserv's trained variant).
 
 The prediction is the mixture's moments (law of total variance):
 μ = (1/M) Σ μ_m,  σ² = (1/M) Σ σ_m² + (1/M) Σ (μ_m − μ)².
@@ -33,7 +34,8 @@ from physml.models.predictive import Predictive, mixture
 class EnsembleConfig(SpaceTimeConfig):
     """Hyper-parameters of a deep ensemble (``t_range``/``x_range`` scale the inputs to [−1, 1]);
     ``physics_weight`` > 0 makes it a SoftC ensemble (the penalty of :meth:`DeepEnsemble.loss`, with
-    ``periodic`` the wrap-around rule of its quadrature)."""
+    ``periodic`` the wrap-around rule of its quadrature); ``constrained_likelihood`` trains each member through
+    ProbConserv's constrained likelihood (:func:`physml.models.anp.target_nll`)."""
 
     _label = "ensemble"
 
