@@ -365,6 +365,23 @@ def test_update_acts_where_the_model_is_unsure():
     np.testing.assert_allclose(mh, np.full(4, 1.0), rtol=1e-12)
 
 
+def test_factor_is_the_rank_k_downdate_of_a_diagonal_prior():
+    """factor=True returns W with Σ' = diag(v) − Wᵀ W, the full posterior covariance (with and without noise);
+    the mean is the same; a full covariance is refused."""
+    rng = np.random.default_rng(23)
+    for noise in (0.0, 0.2):
+        mean, var, G = rng.normal(size=(3, 8)), rng.uniform(0.1, 1.0, (3, 8)), rng.normal(size=(3, 2, 8))
+        b = rng.normal(size=(3, 2))
+        m_full, cov = condition(mean, var, G, b, noise_var=noise, full_cov=True)
+        m, W = condition(mean, var, G, b, noise_var=noise, factor=True)
+        assert W.shape == (3, 2, 8)
+        np.testing.assert_allclose(m, m_full, rtol=1e-13, atol=1e-14)
+        np.testing.assert_allclose(np.apply_along_axis(np.diag, -1, var) - np.swapaxes(W, -1, -2) @ W, cov,
+                                   rtol=1e-12, atol=1e-14)
+    with pytest.raises(ValueError, match=r"factor=True takes a diagonal var"):
+        probconserv(mean, np.apply_along_axis(np.diag, -1, var), G, b, factor=True)
+
+
 def test_constrained_log_likelihood_is_the_density_of_the_conditioned_gaussian():
     """log p(u | G u) by Bayes' rule equals log N(u; μ', Σ') of condition's posterior for b = G u: with noise a
     proper density on Rⁿ, without it the density on the set G v = G u (scipy's, through Σ''s pseudo-determinant)."""

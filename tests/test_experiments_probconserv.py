@@ -116,6 +116,24 @@ def test_probconserv_and_hardc_conserve_mass_exactly_the_black_box_does_not(run:
     assert mass_var["probconserv"].max() <= 1e-12 * mass_var["none"].max() and mass_var["none"].min() > 0
 
 
+def test_conditioned_mixture_equals_mixing_the_dense_conditioned_components() -> None:
+    """conditioned_mixture's rank-k form against each component's dense Σ'_s (condition with full_cov), mixed
+    by the law of total variance: (1/S) Σ_s Σ'_s + (1/S) Σ_s (μ'_s − μ')(μ'_s − μ')ᵀ."""
+    from physml.constraints import condition
+
+    rng = np.random.default_rng(3)
+    means, variances = torch.tensor(rng.normal(size=(6, 2, 3, 9))), torch.tensor(rng.uniform(0.01, 1.0, (6, 2, 3, 9)))
+    G, b = rng.uniform(0.05, 0.2, (2, 3, 1, 9)), rng.normal(size=(2, 3, 1))
+    got = pc.conditioned_mixture(means, variances, G, b)
+    parts = [condition(means[s].numpy(), variances[s].numpy(), G, b, full_cov=True) for s in range(6)]
+    mu = np.stack([m for m, _ in parts])
+    dev = mu - mu.mean(0)
+    expected = np.mean([c for _, c in parts], axis=0) + np.einsum("sbti,sbtj->btij", dev, dev) / 6
+    np.testing.assert_allclose(got.mean.numpy(), mu.mean(0), rtol=1e-13, atol=1e-14)
+    np.testing.assert_allclose(got.cov.numpy(), expected, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(np.einsum("btki,btij,btkj->bt", G, got.cov.numpy(), G), 0.0, atol=1e-15)
+
+
 @pytest.mark.parametrize("model", ["anp", "ensemble"])
 def test_trained_probconserv_updates_each_component_then_mixes(run: dict, model: str) -> None:
     """probconserv_trained, rebuilt from its checkpoint: each component (latent draw, member) N(μ_s, diag v_s) of

@@ -109,6 +109,7 @@ def condition(
     noise_var: float | ArrayLike = 0.0,
     full_cov: bool = False,
     keep_dtype: bool = False,
+    factor: bool = False,
 ) -> tuple[ArrayLike, ArrayLike]:
     """Condition N(mean, cov) on G u = b + ε, ε ~ N(0, noise_var · I); return (posterior mean, posterior cov).
 
@@ -131,6 +132,10 @@ def condition(
     a NumPy array if ``mean`` is one, otherwise a tensor on ``mean``'s device (differentiable). The
     computation runs in float64; ``keep_dtype=True`` casts the outputs back to ``mean``'s dtype.
 
+    ``factor=True`` (diagonal ``cov`` only) returns ``(mean', W)`` instead, W (..., k, n) = L⁻¹ G Σ with
+    Σ' = diag(cov) − Wᵀ W: the update as a rank-k downdate, for callers that combine many conditioned
+    Gaussians (a mixture's components) in O(k n²) each instead of forming every n × n Σ'.
+
     Σ' and the gain Σ Gᵀ S⁻¹ depend on ``cov``, ``G`` and ``noise_var`` only, so they are computed once per
     entry of *their* broadcast batch: batch axes that only ``mean`` or ``b`` carry (e.g. S draws of the
     prior conditioned pathwise by Matheron's rule, u' = u − Σ Gᵀ S⁻¹ (G u − b), with ``cov`` of shape
@@ -141,11 +146,11 @@ def condition(
     covariance, inconsistent shapes, a singular or indefinite G Σ Gᵀ + σ² I (naming the batch index), and a full covariance that is not
     positive semi-definite where the update shows it.
     """
-    return _condition(mean, cov, G, b, noise_var, full_cov, keep_dtype, cov_name="cov")
+    return _condition(mean, cov, G, b, noise_var, full_cov, keep_dtype, cov_name="cov", factor=factor)
 
 
 def _condition(mean: ArrayLike, cov: ArrayLike, G: ArrayLike, b: ArrayLike, noise_var: float | ArrayLike,
-               full_cov: bool, keep_dtype: bool, cov_name: str) -> tuple[ArrayLike, ArrayLike]:
+               full_cov: bool, keep_dtype: bool, cov_name: str, factor: bool = False) -> tuple[ArrayLike, ArrayLike]:
     """:func:`condition`, its messages naming the covariance ``cov_name`` (the caller's argument)."""
     as_numpy = not isinstance(mean, torch.Tensor)
     device = mean.device if isinstance(mean, torch.Tensor) else torch.device("cpu")
@@ -203,6 +208,8 @@ def _condition(mean: ArrayLike, cov: ArrayLike, G: ArrayLike, b: ArrayLike, nois
         raise ValueError(f"{cov_name} has negative variances; variances must be ≥ 0")
     if not diagonal:
         _check_symmetric(cov_name, S0)
+    if factor and (not diagonal or full_cov):
+        raise ValueError(f"factor=True takes a diagonal {cov_name} (..., n) and full_cov=False")
 
     mu = mu.expand(*batch, n)
     bt = bt.expand(*batch, k)
@@ -210,6 +217,8 @@ def _condition(mean: ArrayLike, cov: ArrayLike, G: ArrayLike, b: ArrayLike, nois
 
     if k == 0:
         new_mu = mu.clone()
+        if factor:
+            return _finish(new_mu, Gt.new_zeros((*gain_batch, 0, n)), (*batch, 0, n), as_numpy, out_dtype)
         if diagonal:
             v = S0.expand(*gain_batch, n)
             new_cov = torch.diag_embed(v) if full_cov else v.clone()
@@ -254,6 +263,8 @@ def _condition(mean: ArrayLike, cov: ArrayLike, G: ArrayLike, b: ArrayLike, nois
     y = Linv @ r.unsqueeze(-1)  # L⁻¹ r, (..., k, 1)
     new_mu = mu - (W.mT @ y).squeeze(-1)
 
+    if factor:
+        return _finish(new_mu, W, (*batch, k, n), as_numpy, out_dtype)
     if diagonal and not full_cov:
         new_cov = (v - (W * W).sum(dim=-2)).clamp_min(0.0)
     else:
@@ -318,13 +329,14 @@ def probconserv(
     b: ArrayLike,
     noise_var: float | ArrayLike = 0.0,
     full_cov: bool = False,
+    factor: bool = False,
 ) -> tuple[ArrayLike, ArrayLike]:
     """ProbConserv update (Hansen et al. 2023, Eq. 5): condition on G u = b with the model's own (co)variance.
 
     Shapes as in :func:`condition`; ``var`` is the (..., n) diagonal or (..., n, n) full covariance.
-    The evaluation setting of the paper ("limit") is ``noise_var = 0``.
+    The evaluation setting of the paper ("limit") is ``noise_var = 0``. ``factor``: as in :func:`condition`.
     """
-    return _condition(mean, var, G, b, noise_var, full_cov, keep_dtype=False, cov_name="var")
+    return _condition(mean, var, G, b, noise_var, full_cov, keep_dtype=False, cov_name="var", factor=factor)
 
 
 def hardc(mean: ArrayLike, var: ArrayLike, G: ArrayLike, b: ArrayLike) -> tuple[ArrayLike, ArrayLike]:
