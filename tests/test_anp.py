@@ -210,24 +210,27 @@ def test_bad_configs_and_batches_are_rejected() -> None:
         model.loss({**batch, "target_u": torch.full_like(batch["target_u"], float("nan"))})
 
 
-def _conditioned_slice_nll(u: np.ndarray, mean: np.ndarray, var: np.ndarray, g: np.ndarray) -> float:
-    """−log N(u; μ', Σ') of one slice's N(mean, diag var) conditioned on g·u = g·u_true, written out:
-    μ' = μ − v g (g·μ − g·u)/(g v g), Σ' = diag v − (v g)(v g)ᵀ/(g v g), its density on the set g·v = g·u."""
+def _conditioned_slice_nll(u: np.ndarray, mean: np.ndarray, var: np.ndarray, g: np.ndarray, noise: float = 0.0) -> float:
+    """−log N(u; μ', Σ') of one slice's N(mean, diag var) conditioned on g·u = g·u_true (+ noise of variance σ²),
+    written out: μ' = μ − v g (g·μ − g·u)/(g v g + σ²), Σ' = diag v − (v g)(v g)ᵀ/(g v g + σ²); for σ² = 0 its
+    density on the set g·v = g·u."""
     from scipy.stats import multivariate_normal
 
     vg = var * g
-    s = float(g @ vg)
+    s = float(g @ vg) + noise
     m = mean - vg * (g @ mean - g @ u) / s
     cov = np.diag(var) - np.outer(vg, vg) / s
     return -float(multivariate_normal(m, cov, allow_singular=True).logpdf(u))
 
 
-def test_constrained_loss_is_the_conditioned_gaussians_nll_written_out() -> None:
+@pytest.mark.parametrize("noise", [0.0, 0.05])
+def test_constrained_loss_is_the_conditioned_gaussians_nll_written_out(noise: float) -> None:
     """ProbConserv's trained ANP: in eval mode its loss is the mean over functions of
     [Σ_slices −log p(u_t | G_t u_t) + KL] / Nt, each slice's Gaussian conditioned on the trapezoid mass of its own
-    targets (here with scipy's density of the singular posterior); it differs from the plain ELBO."""
+    targets (σ_G² = 0: scipy's density of the singular posterior; σ_G² > 0: of the proper one); it differs from
+    the plain ELBO."""
     torch.manual_seed(5)
-    model = ANP(ANPConfig(**SMALL, constrained_likelihood=True)).double().eval()
+    model = ANP(ANPConfig(**SMALL, constrained_likelihood=True, constraint_noise_var=noise)).double().eval()
     plain = ANP(ANPConfig(**SMALL)).double().eval()
     plain.load_state_dict(model.state_dict())
     batch = {k: v.double() for k, v in default_collate(heat_functions(3, seed=4)).items()}
@@ -242,8 +245,8 @@ def test_constrained_loss_is_the_conditioned_gaussians_nll_written_out() -> None
     mean, var = mean.view(shape).numpy(), (std**2).view(shape).numpy()
     g = trapezoid_weights(batch["target_x"].numpy(), (0.0, TWO_PI), periodic=True)
     target = batch["target_u"].numpy()
-    nll = np.array([sum(_conditioned_slice_nll(target[i, t], mean[i, t], var[i, t], g[i, t]) for t in range(shape[1]))
-                    for i in range(shape[0])])
+    nll = np.array([sum(_conditioned_slice_nll(target[i, t], mean[i, t], var[i, t], g[i, t], noise)
+                        for t in range(shape[1])) for i in range(shape[0])])
     expected = float(((nll + kl) / u.shape[1]).mean())
     with torch.no_grad():
         got, elbo = float(model.loss(batch)), float(plain.loss(batch))

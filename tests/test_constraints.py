@@ -380,6 +380,11 @@ def test_factor_is_the_rank_k_downdate_of_a_diagonal_prior():
                                    rtol=1e-12, atol=1e-14)
     with pytest.raises(ValueError, match=r"factor=True takes a diagonal var"):
         probconserv(mean, np.apply_along_axis(np.diag, -1, var), G, b, factor=True)
+    with pytest.raises(ValueError, match=r"factor=True takes a diagonal cov \(\.\.\., n\) and full_cov=False"):
+        condition(mean, var, G, b, full_cov=True, factor=True)
+    m0, W0 = condition(mean, var, G[:, :0], b[:, :0], factor=True)  # no constraint: no downdate
+    assert W0.shape == (3, 0, 8)
+    np.testing.assert_array_equal(m0, mean)
 
 
 def test_constrained_log_likelihood_is_the_density_of_the_conditioned_gaussian():
@@ -431,6 +436,10 @@ def test_constrained_log_likelihood_bad_inputs():
         constrained_log_likelihood(u, u, torch.ones(3), torch.ones(1, 4))
     with pytest.raises(ValueError, match="rows of G are dependent"):
         constrained_log_likelihood(u, u, torch.ones(3), torch.ones(2, 3))
+    with pytest.raises(ValueError, match="u contains NaN"):
+        constrained_log_likelihood(torch.tensor([0.0, float("nan"), 0.0]), u, torch.ones(3), G)
+    with pytest.raises(ValueError, match="batch\\) axes do not broadcast"):
+        constrained_log_likelihood(torch.zeros(2, 3), torch.zeros(4, 3), torch.ones(3), G)
 
 
 # ---------------------------------------------------------------------------- builders

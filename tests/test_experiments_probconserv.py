@@ -150,9 +150,11 @@ def test_trained_probconserv_updates_each_component_then_mixes(run: dict, model:
     assert net.config.constrained_likelihood
     n = arrays["target_u"].shape[0]
     n_samples = params.model_settings("anp", "stefan").n_latent_samples if model == "anp" else 1
-    means, variances = (a.numpy() for a in net.predict_components(
+    components = net.predict_components(
         *(arrays[k] for k in ("context_t", "context_x", "context_u", "target_t", "target_x")), n_samples=n_samples,
-        seed=function_seeds(params.seed, range(n))))
+        seed=function_seeds(params.seed, range(n)))
+    assert all(a.dtype == torch.float64 for a in components)
+    means, variances = (a.numpy() for a in components)
     g = G[:, :, 0]
     vg = variances * g
     mass_var = (vg * g).sum(-1, keepdims=True)
@@ -169,6 +171,14 @@ def test_trained_probconserv_updates_each_component_then_mixes(run: dict, model:
     assert stored["mass_var"].max() <= 1e-12 * var.max()
     ce = np.einsum("nm,nsm->ns", g[:, -1], stored["samples"]) - b[:, -1]
     assert np.max(np.abs(ce)) < 1e-7, np.max(np.abs(ce))
+    # the draws are the twin's posterior's, not the post hoc update's: its stored N(μ', Σ') at the last time
+    # drawn with the run's seed gives them, and their mean is within 5 Monte Carlo standard errors of μ'
+    with h5py.File(run[model]["pred"], "r") as fh:
+        cov_last = fh["probconserv_trained/cov_last"][...]
+    np.testing.assert_array_equal(stored["samples"], pc._final_slice_samples(
+        stored["mean"][:, -1], cov_last, stored["samples"].shape[1], params.seed))
+    s = stored["samples"].shape[1]
+    assert np.all(np.abs(stored["samples"].mean(1) - mean[:, -1]) <= 5 * np.sqrt(var[:, -1] / s) + 1e-9)
 
 
 @pytest.mark.parametrize("model", ["anp", "ensemble"])

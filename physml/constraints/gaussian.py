@@ -132,8 +132,8 @@ def condition(
     a NumPy array if ``mean`` is one, otherwise a tensor on ``mean``'s device (differentiable). The
     computation runs in float64; ``keep_dtype=True`` casts the outputs back to ``mean``'s dtype.
 
-    ``factor=True`` (diagonal ``cov`` only) returns ``(mean', W)`` instead, W (..., k, n) = L⁻¹ G Σ with
-    Σ' = diag(cov) − Wᵀ W: the update as a rank-k downdate, for callers that combine many conditioned
+    ``factor=True`` (diagonal ``cov`` only) returns ``(mean', W)`` instead, W (..., k, n) = L⁻¹ G Σ with L the
+    Cholesky factor of G Σ Gᵀ + σ² I, so that Σ' = diag(cov) − Wᵀ W: the update as a rank-k downdate, for callers that combine many conditioned
     Gaussians (a mixture's components) in O(k n²) each instead of forming every n × n Σ'.
 
     Σ' and the gain Σ Gᵀ S⁻¹ depend on ``cov``, ``G`` and ``noise_var`` only, so they are computed once per
@@ -395,14 +395,17 @@ def constrained_log_likelihood(
     the second a density on the affine set {v : G v = c} with respect to its (n − k)-dimensional volume
     (the coarea formula: G u has density (det G Gᵀ)^(−1/2) ∫ p over that set). Each is the log
     density at u of the Gaussian :func:`condition` returns for b = G u: N(μ', Σ') (with Σ' singular along Gᵀ
-    when σ² = 0). The mean's component along diag(var) Gᵀ, the direction the update moves it in, does not
-    enter: the constraint sets it.
+    when σ² = 0). For σ² = 0 the mean's component along diag(var) Gᵀ, the direction the update moves it in,
+    does not enter: the constraint sets it.
 
     Shapes: ``u``, ``mean``, ``var`` (..., n) with var > 0; ``G`` (..., k, n) with independent rows; leading axes
     broadcast. Returns (...) in float64, differentiable in ``mean``, ``var`` and ``G``. Tensors only (a loss).
+    Non-finite inputs, non-broadcasting shapes, var ≤ 0 or dependent rows → ValueError.
     """
     if not all(isinstance(a, torch.Tensor) for a in (u, mean, var, G)):
         raise ValueError("constrained_log_likelihood takes torch tensors u, mean, var and G")
+    for name, a in (("u", u), ("mean", mean), ("var", var), ("G", G)):
+        _check_finite(name, a.detach())
     if not (math.isfinite(noise_var) and noise_var >= 0):
         raise ValueError(f"noise_var must be finite and >= 0, got {noise_var!r}")
     u, mean, var, G = (a.to(torch.float64) for a in (u, mean, var, G))
@@ -410,6 +413,11 @@ def constrained_log_likelihood(
     if u.shape[-1] != n or var.shape[-1] != n or G.ndim < 2 or G.shape[-1] != n:
         raise ValueError(f"u, mean, var must be (..., n) and G (..., k, n) with one n; got {tuple(u.shape)}, "
                          f"{tuple(mean.shape)}, {tuple(var.shape)}, {tuple(G.shape)}")
+    try:
+        torch.broadcast_shapes(u.shape[:-1], mean.shape[:-1], var.shape[:-1], G.shape[:-2])
+    except RuntimeError as exc:
+        raise ValueError(f"leading (batch) axes do not broadcast: u {tuple(u.shape[:-1])}, mean {tuple(mean.shape[:-1])}, "
+                         f"var {tuple(var.shape[:-1])}, G {tuple(G.shape[:-2])}") from exc
     if not bool((var > 0).all()):
         raise ValueError("var must be > 0 everywhere (the conditional density needs a proper prior)")
     k = G.shape[-2]

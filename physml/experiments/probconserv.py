@@ -267,8 +267,11 @@ def conditioned_mixture(means: torch.Tensor, variances: torch.Tensor, G: np.ndar
     Returns float64 tensors with cov.
     """
     conditioned, factors = probconserv(means, variances, G, b, noise_var=0.0, factor=True)
-    downdate = torch.einsum("s...ki,s...kj->...ij", factors, factors)
-    within = torch.diag_embed(variances.double().mean(0)) - downdate / means.shape[0]
+    within = torch.einsum("s...ki,s...kj->...ij", factors, factors)  # Σ_s W_sᵀ W_s, built into Σ' in place
+    del factors
+    within.div_(-means.shape[0])
+    diagonal = within.diagonal(dim1=-2, dim2=-1)
+    diagonal.add_(variances.double().mean(0)).clamp_(min=0.0)  # v − Σ W² ≥ 0 but for round-off
     return mixture(conditioned, None, full_cov=True, within_cov=within)
 
 
@@ -347,8 +350,9 @@ def constrain(case: str, model: str, params: ParamsModel, data_dir: Path, model_
     for ProbConserv diag Σ'), ``/c/mass_var`` (N, nt), the variance G Σ Gᵀ of each slice's quadrature mass
     (with the covariances between points: 0 up to round-off after ProbConserv's update), and for cases
     with a front (stefan) ``/c/cov_last`` (N, nx, nx) and
-    ``/c/samples`` (N, S, nx): S draws of u at each function's last target time from N(μ, Σ) (ProbConserv, both
-    ways: the conditioned N(μ', Σ'), so every draw conserves mass). Written to a temporary file and renamed.
+    ``/c/samples`` (N, S, nx): S draws of u at each function's last target time from N(μ, Σ) (ProbConserv: the
+    prior's draws conditioned pathwise, so every draw conserves mass to round-off; its trained twin: draws of
+    its singular N(μ', Σ') through Σ'^½, whose mass is b to about √round-off). Written to a temporary file and renamed.
     """
     _check_model(model)
     _problem(case)
