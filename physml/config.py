@@ -252,12 +252,16 @@ class TrainConfig(_Strict):
 
 
 class AnpConfig(_Strict):
-    """ANP sizes; ``heads`` attention heads of width hidden/heads each (must divide ``hidden``)."""
+    """ANP sizes; ``heads`` attention heads of width hidden/heads each (must divide ``hidden``); ``min_std``
+    the floor of the decoder's σ; ``constraint_noise_var`` σ_G² of the constrained likelihood that the
+    ``probconserv_trained`` twin is trained with (0: the exact constraint its evaluation imposes)."""
 
     hidden: int = Field(ge=1)
     latent: int = Field(ge=1)
     heads: int = Field(default=4, ge=1)
     n_latent_samples: int = Field(ge=1)
+    min_std: float = Field(gt=0)
+    constraint_noise_var: float = Field(ge=0)
     train: TrainConfig
 
     @model_validator(mode="after")
@@ -268,9 +272,13 @@ class AnpConfig(_Strict):
 
 
 class EnsembleConfig(_Strict):
+    """Deep-ensemble sizes; ``min_std`` and ``constraint_noise_var`` as in :class:`AnpConfig`, per member."""
+
     members: int = Field(ge=1)
     hidden: int = Field(ge=1)
     layers: int = Field(ge=1)
+    min_std: float = Field(gt=0)
+    constraint_noise_var: float = Field(ge=0)
     train: TrainConfig
 
 

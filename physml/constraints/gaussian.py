@@ -384,8 +384,8 @@ def constrained_log_likelihood(
 ) -> torch.Tensor:
     """log p(u | G u) of u under N(mean, diag(var)) conditioned on its own constraint values c = G u.
 
-    The likelihood ProbConserv's trained variant is fitted with (Hansen et al. 2023, Sec. 3.2: the prior's
-    log-likelihood plus the constraint's minus the log normaliser). By Bayes' rule, with r = u − μ and
+    The likelihood ProbConserv's trained variant is fitted with (ProbConserv-ANP, the reference code's "physnp":
+    the prior's log-likelihood plus the constraint's minus the log normaliser). By Bayes' rule, with r = u − μ and
     S = G diag(var) Gᵀ + σ² I (σ² = ``noise_var``),
 
         σ² > 0:  log p(u | c) = log N(u; μ, diag var) + log N(c; G u, σ² I) − log N(c; G μ, S)

@@ -144,15 +144,16 @@ def model_config(case: str, model: str, params: ParamsModel, softc: bool = False
     """The json-able config that rebuilds the network (``physml.models.build_model``) for the active profile.
 
     ``softc``: the SoftC twin, physics_weight = ``params.models.softc.penalty`` (the ANP's is model "softc").
-    ``constrained``: the twin trained through the constrained likelihood (``constrained_likelihood``, σ_G² = 0).
+    ``constrained``: the twin trained through the constrained likelihood (``constrained_likelihood``, σ_G² =
+    the model's ``constraint_noise_var``).
     """
     if softc and constrained:
         raise ValueError("model_config: softc and constrained are two different twins; ask for one")
     _check_model(model)
     problem = _problem(case)
     s = params.model_settings(model, case)
-    common = {"case": case, "hidden": s.hidden, "t_range": list(problem.t_domain), "x_range": list(problem.x_domain),
-              "periodic": problem.boundary == "periodic"}
+    common = {"case": case, "hidden": s.hidden, "min_std": s.min_std, "t_range": list(problem.t_domain),
+              "x_range": list(problem.x_domain), "periodic": problem.boundary == "periodic"}
     if model == "anp":
         cfg = {**common, "model": "anp", "latent": s.latent, "heads": s.heads}
     else:
@@ -163,7 +164,7 @@ def model_config(case: str, model: str, params: ParamsModel, softc: bool = False
             raise ValueError(f"models.softc.penalty: must be > 0 to train a SoftC model, got {penalty}")
         cfg.update(model="softc" if model == "anp" else "ensemble", physics_weight=float(penalty))
     if constrained:
-        cfg["constrained_likelihood"] = True
+        cfg.update(constrained_likelihood=True, constraint_noise_var=s.constraint_noise_var)
     return cfg
 
 
@@ -306,21 +307,27 @@ def _predict_batches(net: torch.nn.Module, arrays: Mapping[str, np.ndarray], n_s
         del pred  # before the next batch is predicted: at most one batch's covariance alive here
 
 
-def _final_slice_samples(mean: np.ndarray, cov: np.ndarray, n: int, seed: int,
-                         G: np.ndarray | None = None, b: np.ndarray | None = None) -> np.ndarray:
+def _final_slice_samples(mean: np.ndarray, cov: np.ndarray, n: int, seed: int, G: np.ndarray | None = None,
+                         b: np.ndarray | None = None, conditioned: bool = False) -> np.ndarray:
     """n draws of u at each function's last target time: mean (N, nx), cov (N, nx, nx) → (N, n, nx).
 
-    With a constraint (G (N, 1, nx), b (N, 1)) the draws of N(mean, cov) are conditioned pathwise
-    (Matheron's rule: u' = u − Σ Gᵀ (G Σ Gᵀ)⁻¹ (G u − b) is distributed as the conditioned Gaussian
-    N(μ', Σ')), with one gain per function shared by its draws (:func:`condition` with ``cov`` (N, 1, nx, nx)),
-    so every sample satisfies G u' = b to round-off.
+    With a constraint (G (N, 1, nx), b (N, 1)), so that every sample satisfies G u' = b to round-off:
+
+    - N(mean, cov) a prior (``conditioned`` false): its draws are conditioned pathwise (Matheron's rule:
+      u' = u − Σ Gᵀ (G Σ Gᵀ)⁻¹ (G u − b) is distributed as the conditioned Gaussian N(μ', Σ')), with one gain
+      per function shared by its draws (:func:`condition` with ``cov`` (N, 1, nx, nx));
+    - N(mean, cov) already conditioned (``conditioned``: G μ = b and Σ Gᵀ = 0, the trained twin's posterior):
+      its draws lie on {G u = b} in exact arithmetic, but drawn through Σ^½ of a singular Σ they miss it by
+      about √round-off, so they are projected onto it orthogonally, u' = u − Gᵀ (G Gᵀ)⁻¹ (G u − b)
+      (:func:`condition` with Σ = I), the identity on the distribution's support.
     """
     rng = np.random.default_rng(seed)
     draws = np.swapaxes(sample_gaussian(mean, cov, n, rng), 0, 1)
     if G is None or b is None:
         return draws
-    conditioned, _ = condition(draws, cov[:, None], G[:, None], b[:, None])
-    return np.asarray(conditioned)
+    metric = np.ones((1, 1, draws.shape[-1])) if conditioned else cov[:, None]
+    on_constraint, _ = condition(draws, metric, G[:, None], b[:, None])
+    return np.asarray(on_constraint)
 
 
 def _constrained(name: str, plain: Predictive, twins: Mapping[str, Predictive], G: np.ndarray,
@@ -351,8 +358,9 @@ def constrain(case: str, model: str, params: ParamsModel, data_dir: Path, model_
     (with the covariances between points: 0 up to round-off after ProbConserv's update), and for cases
     with a front (stefan) ``/c/cov_last`` (N, nx, nx) and
     ``/c/samples`` (N, S, nx): S draws of u at each function's last target time from N(μ, Σ) (ProbConserv: the
-    prior's draws conditioned pathwise, so every draw conserves mass to round-off; its trained twin: draws of
-    its singular N(μ', Σ') through Σ'^½, whose mass is b to about √round-off). Written to a temporary file and renamed.
+    prior's draws conditioned pathwise; its trained twin: draws of its singular N(μ', Σ') through Σ'^½, projected
+    back onto {G u = b}; so every draw of either conserves mass to round-off). Written to a temporary file and
+    renamed.
     """
     _check_model(model)
     _problem(case)
@@ -398,6 +406,9 @@ def constrain(case: str, model: str, params: ParamsModel, data_dir: Path, model_
             if name == "probconserv":  # the prior's draws conditioned pathwise: every draw conserves mass
                 arrs["samples"] = _final_slice_samples(last_mean, last_cov, N_POSTERIOR_SAMPLES, params.seed,
                                                        G[:, -1], b[:, -1])
+            elif name == TRAINED:  # draws of the conditioned posterior, put back on its support
+                arrs["samples"] = _final_slice_samples(arrs["mean"][:, -1], arrs["cov_last"], N_POSTERIOR_SAMPLES,
+                                                       params.seed, G[:, -1], b[:, -1], conditioned=True)
             else:
                 arrs["samples"] = _final_slice_samples(arrs["mean"][:, -1], arrs["cov_last"], N_POSTERIOR_SAMPLES,
                                                        params.seed)

@@ -193,6 +193,64 @@ def latent_noise(seeds: Sequence[int], n_samples: int, size: int, device: torch.
     return torch.stack(columns, dim=1) if columns else torch.empty((n_samples, 0, size), device=device, dtype=dtype)
 
 
+class ComponentMixture:
+    """``predict`` and ``predict_components`` of a black box whose predictive is an equal-weight mixture of
+    diagonal Gaussians N(μ_s, diag σ_s²): an ANP's latent draws, an ensemble's members. For ``nn.Module``
+    subclasses that define ``_components(batch, n_samples, seed)`` → μ_s, σ_s² (S, B, nt, nx) for a batch of
+    :func:`as_batch`."""
+
+    @torch.no_grad()
+    def predict_components(
+        self,
+        context_t: Any,
+        context_x: Any,
+        context_u: Any,
+        target_t: Any,
+        target_x: Any,
+        n_samples: int = 100,
+        seed: int | Sequence[int] | np.ndarray = 0,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each component's N(μ_s, diag σ_s²) at the targets: float64 means and variances, each (S, B, nt, nx).
+
+        Inputs as :meth:`predict`. The components are the ANP's ``n_samples`` latent draws (``seed`` fixes them,
+        each function's from its own stream: :meth:`ANP._components`) or the ensemble's M members (S = M;
+        ``n_samples`` and ``seed`` are not used). Evaluated in eval mode; the module's mode is restored.
+        """
+        was_training = self.training
+        self.eval()
+        try:
+            p = next(self.parameters())
+            b = as_batch({"context_t": context_t, "context_x": context_x, "context_u": context_u,
+                          "target_t": target_t, "target_x": target_x}, p.device, p.dtype)
+            means, variances = self._components(b, n_samples, seed)
+            return means.double(), variances.double()
+        finally:
+            self.train(was_training)
+
+    @torch.no_grad()
+    def predict(
+        self,
+        context_t: Any,
+        context_x: Any,
+        context_u: Any,
+        target_t: Any,
+        target_x: Any,
+        n_samples: int = 100,
+        full_cov: bool = False,
+        seed: int | Sequence[int] | np.ndarray = 0,
+    ) -> Predictive:
+        """Predictive N(μ, Σ) at the targets: the moments of the mixture of :meth:`predict_components`.
+
+        Inputs: context_t/x/u (B, Nc), target_t (B, nt), target_x (B, nt, nx) (numpy or torch). Returns float64
+        tensors: mean, var (B, nt, nx) by the law of total variance, and with ``full_cov`` the covariance
+        (B, nt, nx, nx) of each time slice, (1/S) Σ_s (μ_s − μ)(μ_s − μ)ᵀ + diag((1/S) Σ_s σ_s²)
+        (:func:`~physml.models.predictive.mixture`). ``n_samples``, ``seed``: as :meth:`predict_components`.
+        """
+        means, variances = self.predict_components(context_t, context_x, context_u, target_t, target_x,
+                                                   n_samples=n_samples, seed=seed)
+        return mixture(means, variances, full_cov=full_cov)
+
+
 def slice_weights(target_x: torch.Tensor, x_range: tuple[float, float], periodic: bool) -> torch.Tensor:
     """Trapezoid weights G (B, nt, nx) of each target slice, from physml.constraints.conservation (in float64,
     from the positions in their own precision, so a rounded end point counts as the end; → dtype)."""
@@ -244,7 +302,7 @@ def target_nll(u: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, target_x:
     return -ll.sum(-1).to(mean.dtype)
 
 
-class ANP(nn.Module):
+class ANP(ComponentMixture, nn.Module):
     """Attentive neural process u(t, x) | contexts (see the module docstring)."""
 
     def __init__(self, config: ANPConfig | Mapping[str, Any]) -> None:
@@ -327,70 +385,23 @@ class ANP(nn.Module):
             loss = loss + c.physics_weight * penalty
         return loss
 
-    @torch.no_grad()
-    def predict_components(
-        self,
-        context_t: Any,
-        context_x: Any,
-        context_u: Any,
-        target_t: Any,
-        target_x: Any,
-        n_samples: int = 100,
-        seed: int | Sequence[int] | np.ndarray = 0,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The decoder's N(μ_s, diag σ_s²) at the targets for ``n_samples`` latent draws z_s ~ q(z | C).
-
-        Inputs as :meth:`predict`. Returns float64 means and variances, each (S, B, nt, nx). ``seed`` fixes the
-        draws, each function's from its own stream: an int seeds function b of this batch with
-        ``function_seeds(seed, [b])``; a sequence gives one seed per function (length B), so a caller that
-        splits a split into batches passes ``function_seeds(seed, indices)`` and gets the draws of one call
-        with all of them.
-        """
+    def _components(self, b: dict[str, torch.Tensor], n_samples: int,
+                    seed: int | Sequence[int] | np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """The decoder's μ_s, σ_s² (S, B, nt, nx) for ``n_samples`` latent draws z_s ~ q(z | C), each function's
+        draws from its own stream: an int ``seed`` seeds function b of this batch with ``function_seeds(seed, [b])``;
+        a sequence gives one seed per function (length B), so a caller that splits a split into batches passes
+        ``function_seeds(seed, indices)`` and gets the draws of one call with all of them."""
         if not isinstance(n_samples, int) or n_samples < 1:
             raise ValueError(f"n_samples must be an integer >= 1, got {n_samples!r}")
-        was_training = self.training
-        self.eval()
-        try:
-            p = next(self.parameters())
-            b = as_batch(
-                {"context_t": context_t, "context_x": context_x, "context_u": context_u, "target_t": target_t, "target_x": target_x},
-                p.device,
-                p.dtype,
-            )
-            seeds = _seeds_per_function(seed, b["target_t"].shape[0])
-            ctx, tgt = self._points(b)
-            prior = self.latent(ctx)
-            r = self.deterministic(ctx, tgt)
-            eps = latent_noise(seeds, n_samples, prior.loc.shape[-1], p.device, p.dtype)
-            means, variances = [], []
-            for s in range(n_samples):
-                mean, std = self.decode(r, prior.loc + prior.scale * eps[s], tgt)
-                means.append(mean)
-                variances.append(std**2)
-            shape = (n_samples,) + tuple(b["target_x"].shape)
-            return torch.stack(means).view(shape).double(), torch.stack(variances).view(shape).double()
-        finally:
-            self.train(was_training)
-
-    @torch.no_grad()
-    def predict(
-        self,
-        context_t: Any,
-        context_x: Any,
-        context_u: Any,
-        target_t: Any,
-        target_x: Any,
-        n_samples: int = 100,
-        full_cov: bool = False,
-        seed: int | Sequence[int] | np.ndarray = 0,
-    ) -> Predictive:
-        """Predictive N(μ, Σ) at the targets, mixing the ``n_samples`` latent draws of :meth:`predict_components`.
-
-        Inputs: context_t/x/u (B, Nc), target_t (B, nt), target_x (B, nt, nx) (numpy or torch).
-        Returns float64 tensors: mean, var (B, nt, nx) by the law of total variance, and with
-        ``full_cov`` the covariance (B, nt, nx, nx) of each time slice from the latent samples plus
-        the diagonal decoder noise. ``seed``: as :meth:`predict_components`.
-        """
-        means, variances = self.predict_components(context_t, context_x, context_u, target_t, target_x,
-                                                   n_samples=n_samples, seed=seed)
-        return mixture(means, variances, full_cov=full_cov)
+        seeds = _seeds_per_function(seed, b["target_t"].shape[0])
+        ctx, tgt = self._points(b)
+        prior = self.latent(ctx)
+        r = self.deterministic(ctx, tgt)
+        eps = latent_noise(seeds, n_samples, prior.loc.shape[-1], ctx.device, ctx.dtype)
+        means, variances = [], []
+        for s in range(n_samples):
+            mean, std = self.decode(r, prior.loc + prior.scale * eps[s], tgt)
+            means.append(mean)
+            variances.append(std**2)
+        shape = (n_samples,) + tuple(b["target_x"].shape)
+        return torch.stack(means).view(shape), torch.stack(variances).view(shape)

@@ -26,8 +26,7 @@ from torch import nn
 from torch.distributions import Normal
 
 from physml.models._config import SpaceTimeConfig
-from physml.models.anp import as_batch, conservation_penalty, mlp, penalty_batch, target_nll
-from physml.models.predictive import Predictive, mixture
+from physml.models.anp import ComponentMixture, as_batch, conservation_penalty, mlp, penalty_batch, target_nll
 
 
 @dataclass(frozen=True)
@@ -77,7 +76,7 @@ class CNPMember(nn.Module):
         return out[..., 0], self.min_std + nn.functional.softplus(out[..., 1])
 
 
-class DeepEnsemble(nn.Module):
+class DeepEnsemble(ComponentMixture, nn.Module):
     """M independent CNP members; ``predict`` has the ANP's signature and returns mixture moments."""
 
     def __init__(self, config: EnsembleConfig | Mapping[str, Any]) -> None:
@@ -135,51 +134,8 @@ class DeepEnsemble(nn.Module):
             loss = loss + c.physics_weight * conservation_penalty(dense_means.mean(0), dense, c.x_range, c.periodic)
         return loss
 
-    @torch.no_grad()
-    def predict_components(
-        self,
-        context_t: Any,
-        context_x: Any,
-        context_u: Any,
-        target_t: Any,
-        target_x: Any,
-        n_samples: int | None = None,
-        seed: int | Sequence[int] = 0,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Each member's N(μ_m, diag σ_m²) at the targets: float64 means and variances, each (M, B, nt, nx).
-
-        ``n_samples`` and ``seed`` exist for the ANP's call signature (the members are the components)."""
-        was_training = self.training
-        self.eval()
-        try:
-            p = next(self.parameters())
-            b = as_batch(
-                {"context_t": context_t, "context_x": context_x, "context_u": context_u, "target_t": target_t, "target_x": target_x},
-                p.device,
-                p.dtype,
-            )
-            means, variances = self.member_moments(b)
-            return means.double(), variances.double()
-        finally:
-            self.train(was_training)
-
-    @torch.no_grad()
-    def predict(
-        self,
-        context_t: Any,
-        context_x: Any,
-        context_u: Any,
-        target_t: Any,
-        target_x: Any,
-        n_samples: int | None = None,
-        full_cov: bool = False,
-        seed: int | Sequence[int] = 0,
-    ) -> Predictive:
-        """Mixture moments of the members at the targets (float64; shapes as :meth:`ANP.predict`).
-
-        ``n_samples`` and ``seed`` exist for the ANP's call signature; the ensemble's mixture over its
-        M members is computed exactly, so no sampling happens. ``full_cov``: per-slice covariance
-        (B, nt, nx, nx) = (1/M) Σ (μ_m − μ)(μ_m − μ)ᵀ + diag((1/M) Σ σ_m²).
-        """
-        means, variances = self.predict_components(context_t, context_x, context_u, target_t, target_x)
-        return mixture(means, variances, full_cov=full_cov)
+    def _components(self, b: dict[str, torch.Tensor], n_samples: int,
+                    seed: int | Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The members' μ_m, σ_m² (M, B, nt, nx): the mixture is exact, so ``n_samples`` and ``seed`` (the ANP's
+        call signature) are not used."""
+        return self.member_moments(b)
