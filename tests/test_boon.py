@@ -273,6 +273,27 @@ def test_cavity_walls_exact(dtype):
     assert max(errs) <= TOL[dtype]
 
 
+def test_square_cavity_walls_keyed_by_axis():
+    """On a square grid the x- and y-walls have one shape, so a swapped pair passes every check; keyed by grid
+    axis the data say which walls are which: {0: x-walls, 1: y-walls} in either order gives the pair's output,
+    and the swapped mapping puts the y-walls' data on the x-walls. Keys that are not the bounded axes are
+    refused."""
+    torch.manual_seed(31)
+    fno = fno_2d_time(nt=4, in_channels=2, out_channels=2, width=4, modes=(3, 3, 2)).double()
+    model = BOONFNO(fno, "dirichlet")
+    u = torch.randn(2, 10, 10, 2, dtype=torch.float64)
+    gx, gy = torch.randn(2, 2, 10, 4, 2, 2, dtype=torch.float64).unbind(1)
+    with torch.no_grad():
+        pair = model(u, [gx, gy])
+        assert torch.equal(model(u, {0: gx, 1: gy}), pair) and torch.equal(model(u, {1: gy, 0: gx}), pair)
+        swapped = model(u, {0: gy, 1: gx})
+    assert max_err(swapped[:, 0, 1:-1], gy[:, 1:-1, :, 0]) <= TOL[torch.float64]
+    assert max_err(pair[:, 0, 1:-1], gx[:, 1:-1, :, 0]) <= TOL[torch.float64]
+    for keys in ((0,), (0, 2), (0, 1, 2), ("0", "1"), (0.0, 1.0)):
+        with pytest.raises(ValueError, match=r"bc as a mapping must be keyed by the bounded grid axes \(0, 1\)"):
+            model(u, dict(zip(keys, (gx, gy, gy))))
+
+
 @pytest.mark.parametrize("order", sorted(NEUMANN_STENCILS))
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_neumann_walls_2d_exact_except_the_x_walls_corner_points(dtype, order):
@@ -655,7 +676,7 @@ def test_bad_inputs_name_the_argument():
     for order in (True, 1.0):
         with pytest.raises(ValueError, match="neumann_order"):
             BOONFNO(fno, "neumann", neumann_order=order)
-    with pytest.raises(ValueError, match="bc must be a torch.Tensor or a list of them"):
+    with pytest.raises(ValueError, match="bc must be a torch.Tensor, a list of them in the order of the bounded axes"):
         BOONFNO(fno, "dirichlet")(torch.randn(3, 16), torch.randn(3, 2).numpy())
     with pytest.raises(ValueError, match="finite real floats; got dtype torch.complex64"):
         BOONFNO(fno, "dirichlet")(torch.randn(2, 16), torch.randn(2, 2, dtype=torch.complex64))

@@ -59,7 +59,9 @@ Boundary data ``bc`` for one bounded grid axis: ``(B, *face, 2)`` with face = th
 axis, last axis (left, right); ``(B, *face, 2, c_out)`` when the model has c_out > 1 output channels.
 So (B, 2) for 1-D single step, (B, nt, 2) for 1-D + time, and for the 2-D cavity (bounded axes x, y,
 grid (nx, ny, nt)) a pair: x-walls ``(B, ny, nt, 2)`` (x = lo, x = hi) and y-walls ``(B, nx, nt, 2)``
-(y = lo, y = hi); at the corners the data of the last entry of ``axes`` win (the walls are written in the
+(y = lo, y = hi), or a mapping ``{0: x_walls, 1: y_walls}`` keyed by grid axis, which on a square grid (where
+the two shapes are equal and a swapped pair would pass every check) says which walls are which; at the corners
+the data of the last entry of ``axes`` win (the walls are written in the
 order of ``axes``: y with the default (0, 1)). So with Neumann data and the default axes the x-walls'
 stencil derivative does not hold at their two corner face points (y = lo, y = hi), whose stencil points
 the y-walls' values have replaced.
@@ -72,7 +74,7 @@ the checks of its data and step 3).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import torch
@@ -84,9 +86,13 @@ from physml.layers.spectral import SpectralConv
 from physml.layers.weight_stamp import weight_stamp
 from physml.models.fno import FNO, is_int
 
-__all__ = ["BOUNDARY_TYPES", "NEUMANN_STENCILS", "BoundaryFNO", "BOONFNO", "OverwriteFNO"]
+__all__ = ["BOUNDARY_TYPES", "NEUMANN_STENCILS", "BoundaryData", "BoundaryFNO", "BOONFNO", "OverwriteFNO"]
 
 BOUNDARY_TYPES = ("dirichlet", "neumann", "periodic")
+
+#: Boundary data ``bc``: one tensor (one bounded axis), one per bounded axis in the order of ``axes``, or a
+#: mapping from each bounded grid axis to its tensor (shapes in the module docstring).
+BoundaryData = torch.Tensor | Sequence[torch.Tensor] | Mapping[int, torch.Tensor]
 
 #: Left-end one-sided stencils a_k: u_x(x₀) ≈ (1/h) Σ_k a_k u_k (first order; second order).
 #: The right end uses b_k = -a_k on u_{N-1-k}.
@@ -139,7 +145,7 @@ class BoundaryFNO(nn.Module):
         """Fewest grid points a bounded axis needs: 3, and 2 × stencil length (ends must not overlap)."""
         return max(3, 2 * len(self.stencil))
 
-    def _targets(self, bc: torch.Tensor | Sequence[torch.Tensor] | None, shape: tuple[int, ...],
+    def _targets(self, bc: BoundaryData | None, shape: tuple[int, ...],
                  batch: int, like: torch.Tensor) -> list[torch.Tensor | None]:
         """Validated data per bounded axis, as ``(B, c_out, *face, 2)`` in the dtype/device of ``like``."""
         for axis in self.axes:
@@ -154,12 +160,19 @@ class BoundaryFNO(nn.Module):
             return [None] * len(self.axes)
         if bc is None:
             raise ValueError(f"bc is required for {self.boundary} boundaries")
-        if not isinstance(bc, (torch.Tensor, list, tuple)):
-            raise ValueError(f"bc must be a torch.Tensor or a list of them (one per bounded axis {self.axes}), "
-                             f"got {type(bc).__name__}")
-        items = [bc] if isinstance(bc, torch.Tensor) else list(bc)
-        if len(items) != len(self.axes):
-            raise ValueError(f"bc must hold one tensor per bounded axis {self.axes}, got {len(items)}")
+        if isinstance(bc, Mapping):  # keyed by grid axis: walls of equal shape cannot be swapped unnoticed
+            keys = list(bc)
+            if not all(is_int(k) for k in keys) or set(keys) != set(self.axes):
+                raise ValueError(f"bc as a mapping must be keyed by the bounded grid axes {self.axes} (one tensor "
+                                 f"each), got keys {keys}")
+            items = [bc[axis] for axis in self.axes]
+        elif isinstance(bc, (torch.Tensor, list, tuple)):
+            items = [bc] if isinstance(bc, torch.Tensor) else list(bc)
+            if len(items) != len(self.axes):
+                raise ValueError(f"bc must hold one tensor per bounded axis {self.axes}, got {len(items)}")
+        else:
+            raise ValueError(f"bc must be a torch.Tensor, a list of them in the order of the bounded axes {self.axes}, "
+                             f"or a mapping from those axes to them; got {type(bc).__name__}")
         c_out = self.fno.out_channels
         out = []
         for axis, g in zip(self.axes, items):
@@ -548,7 +561,7 @@ class BOONFNO(BoundaryFNO):
         """W δ for input modifications δ ``(B, C, *face, 2)`` (the pointwise map's share at the faces)."""
         return torch.einsum("oi,bi...e->bo...e", pointwise.weight[:, :, 0], deltas)
 
-    def forward(self, u: torch.Tensor, bc: torch.Tensor | Sequence[torch.Tensor] | None = None) -> torch.Tensor:
+    def forward(self, u: torch.Tensor, bc: BoundaryData | None = None) -> torch.Tensor:
         """Corrected operator output: same shapes as :meth:`FNO.forward`; ``bc`` as in the module doc."""
         fno = self.fno
         shape = fno.grid_shape(u)
@@ -614,7 +627,7 @@ class OverwriteFNO(BoundaryFNO):
     Arguments as :class:`BoundaryFNO`; shapes and ``bc`` as :class:`BOONFNO`.
     """
 
-    def forward(self, u: torch.Tensor, bc: torch.Tensor | Sequence[torch.Tensor] | None = None) -> torch.Tensor:
+    def forward(self, u: torch.Tensor, bc: BoundaryData | None = None) -> torch.Tensor:
         fno = self.fno
         shape = fno.grid_shape(u)
         targets = self._targets(bc, shape, u.shape[0], u)
