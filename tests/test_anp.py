@@ -208,6 +208,25 @@ def test_bad_configs_and_batches_are_rejected() -> None:
         model.loss({k: v for k, v in batch.items() if k != "context_u"})
     with pytest.raises(ValueError, match="NaN"):
         model.loss({**batch, "target_u": torch.full_like(batch["target_u"], float("nan"))})
+    with pytest.raises(ValueError, match="n_samples must be an integer >= 1"):
+        model.predict(*(batch[k] for k in ("context_t", "context_x", "context_u", "target_t", "target_x")), n_samples=0)
+
+
+def test_a_component_mixture_without_components_says_so() -> None:
+    """The shared ``predict`` of the black boxes needs the subclass's ``_components``; without it the error
+    names the class, and the module is left in the mode it was in."""
+    from physml.models.anp import ComponentMixture
+
+    class NoComponents(ComponentMixture, torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.scale = torch.nn.Parameter(torch.ones(()))
+
+    net = NoComponents()
+    batch = default_collate(heat_functions(2, 0))
+    with pytest.raises(NotImplementedError, match="NoComponents defines no _components"):
+        net.predict(*(batch[k] for k in ("context_t", "context_x", "context_u", "target_t", "target_x")))
+    assert net.training
 
 
 def _conditioned_slice_nll(u: np.ndarray, mean: np.ndarray, var: np.ndarray, g: np.ndarray, noise: float = 0.0) -> float:

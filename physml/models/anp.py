@@ -199,6 +199,11 @@ class ComponentMixture:
     subclasses that define ``_components(batch, n_samples, seed)`` → μ_s, σ_s² (S, B, nt, nx) for a batch of
     :func:`as_batch`."""
 
+    def _components(self, b: dict[str, torch.Tensor], n_samples: int,
+                    seed: int | Sequence[int] | np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """μ_s, σ_s² (S, B, nt, nx), in the network's dtype, for a batch ``b`` of :func:`as_batch`."""
+        raise NotImplementedError(f"{type(self).__name__} defines no _components, so it has no predictive")
+
     @torch.no_grad()
     def predict_components(
         self,
