@@ -406,12 +406,10 @@ def constrain(case: str, model: str, params: ParamsModel, data_dir: Path, model_
             if name == "probconserv":  # the prior's draws conditioned pathwise: every draw conserves mass
                 arrs["samples"] = _final_slice_samples(last_mean, last_cov, N_POSTERIOR_SAMPLES, params.seed,
                                                        G[:, -1], b[:, -1])
-            elif name == TRAINED:  # draws of the conditioned posterior, put back on its support
+            else:  # draws of the constraint's own N(μ, Σ); the trained twin's, conditioned, put back on its support
+                system = (G[:, -1], b[:, -1]) if name == TRAINED else (None, None)
                 arrs["samples"] = _final_slice_samples(arrs["mean"][:, -1], arrs["cov_last"], N_POSTERIOR_SAMPLES,
-                                                       params.seed, G[:, -1], b[:, -1], conditioned=True)
-            else:
-                arrs["samples"] = _final_slice_samples(arrs["mean"][:, -1], arrs["cov_last"], N_POSTERIOR_SAMPLES,
-                                                       params.seed)
+                                                       params.seed, *system, conditioned=name == TRAINED)
 
     final = out_dir / PREDICTIONS_FILE
     with atomic_path(final) as tmp, h5py.File(tmp, "w") as fh:
