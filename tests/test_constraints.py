@@ -270,6 +270,27 @@ def test_bad_shapes_and_variances_raise(name, value, pattern):
         condition(**args)
 
 
+@pytest.mark.parametrize("dtype, accepted", [(torch.float32, True), (torch.float64, False)])
+def test_float32_round_off_asymmetry_is_accepted_float64_is_not(dtype, accepted):
+    """A float32 Σ = A Aᵀ/m is asymmetric by a few float32 ε (~1e-7 of its variances): round-off, accepted by
+    condition, probconserv and hardc (the tolerance is max(1e-8, 16 ε) of the dtype passed). The same size of
+    asymmetry in a float64 Σ is 1e8 float64 ε, an error, refused."""
+    torch.manual_seed(0)
+    A = torch.randn(3, 10, 16, dtype=torch.float64)
+    cov = A @ A.mT / 16 + 1e-4 * torch.eye(10, dtype=torch.float64)
+    cov = cov + 1e-7 * torch.triu(torch.ones(10, 10, dtype=torch.float64), 1) * cov.diagonal(dim1=-2, dim2=-1).amax()
+    cov = cov.to(dtype)
+    mean, G, b = torch.zeros(3, 10, dtype=dtype), torch.full((3, 1, 10), 0.1, dtype=dtype), torch.ones(3, 1, dtype=dtype)
+    calls = (lambda: condition(mean, cov, G, b), lambda: probconserv(mean, cov, G, b), lambda: hardc(mean, cov, G, b))
+    for call in calls:
+        if accepted:
+            mu, _ = call()
+            assert float((G.double() @ mu.double().unsqueeze(-1)).squeeze(-1).sub(b).abs().max()) < 1e-5
+        else:
+            with pytest.raises(ValueError, match=r"must be symmetric: max\|Σ − Σᵀ\| = .* > 1e-08 · max variance"):
+                call()
+
+
 def test_bad_noise_asymmetric_cov_and_singular_system_raise():
     args = _good()
     with pytest.raises(ValueError, match="noise_var must be ≥ 0"):

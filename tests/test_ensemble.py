@@ -40,6 +40,13 @@ def test_predictive_rejects_invalid_distributions() -> None:
     assert np.allclose(p.to_numpy().std, np.sqrt([2.0, 1.0])) and p.to_numpy().mean.dtype == np.float64
     draws = p.sample(40_000, seed=1)
     assert np.allclose(np.cov(draws.T), cov.numpy(), atol=0.05)  # sampling error ~ 2/sqrt(4e4)
+    # the draws go through Σ's symmetric root, continuous in Σ: round-off in Σ moves them by round-off (a
+    # factor Q √Λ from eigh may rotate among near-equal eigenvalues and move them by O(1))
+    near = torch.eye(4, dtype=torch.float64) + 1e-9 * torch.diag(torch.arange(4.0, dtype=torch.float64))
+    bump = torch.zeros(4, 4, dtype=torch.float64)
+    bump[0, 1] = bump[1, 0] = 1e-13
+    a, b = Predictive(torch.zeros(4), cov=near).sample(200, seed=0), Predictive(torch.zeros(4), cov=near + bump).sample(200, seed=0)
+    assert np.abs(a - b).max() < 1e-9
 
 
 def test_mixture_moments_match_sampling_the_mixture() -> None:

@@ -40,7 +40,9 @@ _TINY_PIVOT = torch.finfo(torch.float64).tiny / _SINGULAR_RTOL
 """Below this a diagonal entry of S is refused as zero: _SINGULAR_RTOL × it would underflow, and the
 relative pivot test would pass any positive pivot."""
 _SYMMETRY_RTOL = 1e-8
-"""A full covariance must satisfy max|Σ − Σᵀ| ≤ this × max variance (max|Σ_ij| ≤ max Σ_ii)."""
+"""A full covariance must satisfy max|Σ − Σᵀ| ≤ tol × max variance (max|Σ_ij| ≤ max Σ_ii), tol = max(this,
+16 ε) with ε the machine epsilon of the dtype the caller passed: a float32 Σ built as A Aᵀ is asymmetric by a few
+float32 ε (about 1e-7), which is round-off, not an error (:func:`_symmetry_tolerance`)."""
 
 
 def _as_f64(name: str, value: object, device: torch.device) -> torch.Tensor:
@@ -82,13 +84,26 @@ def _max_asymmetry(X: torch.Tensor) -> float:
     return max(float(torch.sub(a, bt).abs_().amax()) for a, bt in _sym_blocks(X)) if X.numel() else 0.0
 
 
-def _check_symmetric(name: str, cov: torch.Tensor) -> None:
-    """ValueError unless the full covariance ``cov`` (..., n, n) is symmetric to ``_SYMMETRY_RTOL`` times its
-    largest variance (max|Σ_ij| ≤ max_i Σ_ii for a covariance, so the largest variance is the scale)."""
+def _symmetry_tolerance(given: object) -> float:
+    """The relative symmetry tolerance for a covariance passed as ``given``: max(``_SYMMETRY_RTOL``, 16 ε), ε the
+    machine epsilon of its floating dtype (float64 when it has none)."""
+    dtype = getattr(given, "dtype", None)
+    if isinstance(dtype, torch.dtype):
+        eps = torch.finfo(dtype).eps if dtype.is_floating_point else 0.0
+    else:
+        eps = float(np.finfo(dtype).eps) if dtype is not None and np.issubdtype(dtype, np.floating) else 0.0
+    return max(_SYMMETRY_RTOL, 16.0 * eps)
+
+
+def _check_symmetric(name: str, cov: torch.Tensor, given: object = None) -> None:
+    """ValueError unless the full covariance ``cov`` (..., n, n) is symmetric to :func:`_symmetry_tolerance` of
+    the caller's ``given`` array times its largest variance (max|Σ_ij| ≤ max_i Σ_ii for a covariance, so the
+    largest variance is the scale)."""
     scale = float(torch.diagonal(cov, dim1=-2, dim2=-1).amax()) if cov.numel() else 0.0
     asym = _max_asymmetry(cov)
-    if asym > _SYMMETRY_RTOL * scale:
-        raise ValueError(f"{name} must be symmetric: max|Σ − Σᵀ| = {asym:.3g} > {_SYMMETRY_RTOL:g} · max variance")
+    tol = _symmetry_tolerance(given)
+    if asym > tol * scale:
+        raise ValueError(f"{name} must be symmetric: max|Σ − Σᵀ| = {asym:.3g} > {tol:.3g} · max variance")
 
 
 def _symmetrize(X: torch.Tensor) -> torch.Tensor:
@@ -207,7 +222,7 @@ def _condition(mean: ArrayLike, cov: ArrayLike, G: ArrayLike, b: ArrayLike, nois
     if bool((variances < 0).any()):
         raise ValueError(f"{cov_name} has negative variances; variances must be ≥ 0")
     if not diagonal:
-        _check_symmetric(cov_name, S0)
+        _check_symmetric(cov_name, S0, cov)
     if factor and (not diagonal or full_cov):
         raise ValueError(f"factor=True takes a diagonal {cov_name} (..., n) and full_cov=False")
 
@@ -371,7 +386,7 @@ def hardc(mean: ArrayLike, var: ArrayLike, G: ArrayLike, b: ArrayLike) -> tuple[
     if bool((variances < 0).any()):
         raise ValueError("var has negative variances; variances must be ≥ 0")
     if out_var.ndim != mean_ndim:
-        _check_symmetric("var", out_var)
+        _check_symmetric("var", out_var, var)
     return new_mu, (out_var.cpu().numpy() if isinstance(new_mu, np.ndarray) else out_var)
 
 

@@ -16,6 +16,8 @@ from typing import Union
 import numpy as np
 import torch
 
+from physml.metrics import sample_gaussian
+
 Array = Union[np.ndarray, torch.Tensor]
 
 _SYMMETRY_RTOL = 1e-6
@@ -122,17 +124,12 @@ class Predictive:
         return Predictive(conv(self.mean), conv(self.var), conv(self.cov))
 
     def sample(self, n_samples: int, seed: int = 0) -> np.ndarray:
-        """Draws u ~ N(mean, Σ) as a float64 array (n_samples, ..., n); full Σ via its eigendecomposition."""
+        """Draws u ~ N(mean, Σ) as a float64 array (n_samples, ..., n), through
+        :func:`physml.metrics.sample_gaussian` (full Σ: its symmetric square root, continuous in Σ)."""
         if not isinstance(n_samples, int) or n_samples < 1:
             raise ValueError(f"n_samples must be an integer >= 1, got {n_samples!r}")
         p = self.to_numpy()
-        rng = np.random.default_rng(seed)
-        eps = rng.standard_normal((n_samples,) + p.mean.shape)
-        if p.cov is None:
-            return p.mean + np.sqrt(p.var) * eps
-        evals, evecs = np.linalg.eigh(p.cov)
-        root = evecs * np.sqrt(np.clip(evals, 0.0, None))[..., None, :]
-        return p.mean + np.einsum("...ij,s...j->s...i", root, eps)
+        return sample_gaussian(p.mean, p.var if p.cov is None else p.cov, n_samples, np.random.default_rng(seed))
 
 
 def mixture(means: torch.Tensor, variances: torch.Tensor | None, full_cov: bool = False,
