@@ -535,6 +535,10 @@ def _check_case(path: str, case: CaseConfig, problem: Any) -> list[str]:
             if isinstance(values, list) and n_test < len(values):
                 errors.append(f"{path}.sizes.{prof}.test: {n_test} test functions cannot hold the {len(values)} values of "
                               f"{path}.parameters.{pname}.test; allowed: >= {len(values)}")
+    if not errors:  # every parameter present and in its range: the limits that tie them together
+        box = {pname: (min(v for _, v in spec.bounds()), max(v for _, v in spec.bounds()))
+               for pname, spec in case.parameters.items()}
+        errors += [f"{path}.parameters.{e}" for e in problem.check_parameter_box(box)]
     if problem.family == "probconserv":
         if case.sampling is None:
             errors.append(f"{path}.sampling: required for probconserv cases ({{n_context, n_target_t, n_target_x}} >= 1)")

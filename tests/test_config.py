@@ -106,6 +106,8 @@ BAD = [
     ("cases.heat.parameters.k.train", [-1.0, 5.0], "cases.heat.parameters.k.train", "(0, inf)"),
     ("cases.pme.parameters.m.test", {"values": [0.5, 3.0]}, "cases.pme.parameters.m.test", "[1, 50]"),
     ("cases.heat_neumann.parameters.k", -0.01, "cases.heat_neumann.parameters.k", "(0, inf)"),
+    ("cases.heat_neumann.parameters.omega.train", [2.0, 300.0], "cases.heat_neumann.parameters.omega.train", "[0, 256]"),
+    ("cases.burgers_dirichlet.parameters.nu", 5e-5, "cases.burgers_dirichlet.parameters.nu", "allowed nu >= 9.38e-05"),
     ("cases.heat.parameters.k.train", [5.0, 1.0], "cases.heat.parameters.k.train", "lo <= hi"),
     ("cases.heat_neumann.grid.quick.times", [0.1, 0.1, 0.3], "cases.heat_neumann.grid.quick.times", "strictly increasing"),
     ("cases.heat_neumann.grid.quick.nx", 4, "cases.heat_neumann.grid.quick.nx", "[8, inf)"),

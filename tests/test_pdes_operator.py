@@ -163,13 +163,13 @@ def test_heat_neumann_conserves_through_boundary_flux() -> None:
     """Change of the trapezoid mass on the solver's own grid = ∫ (F(0) − F(1)) dt to round-off."""
     p = PARAMS["heat_neumann"]
     t = np.linspace(0.0, 2.0, 26)
-    m = 256
+    m = 1024  # ≥ 256 ω: the solver's grid is this grid
     problem = HeatNeumann(min_intervals=m)
     u = problem.solve(p, np.linspace(0.0, 1.0, m + 1), t)
     discrete = trapezoid_mass(u, 1.0 / m)
     exact = problem.mass(p, t)
     np.testing.assert_allclose(discrete - discrete[0], exact - exact[0], rtol=0, atol=1e-13)
-    assert abs(discrete[0] - exact[0]) < 1e-4  # quadrature of cos(ωπx) at h = 1/256
+    assert abs(discrete[0] - exact[0]) < 1e-5  # quadrature of cos(ωπx) at h = 1/1024
     # the closed-form mass is the generic integral of boundary_flux from the base class
     np.testing.assert_allclose(problem.mass(p, t), Problem.mass(problem, p, t), rtol=0, atol=1e-12)
     fine = np.linspace(0.0, 1.0, 20001)
@@ -311,3 +311,31 @@ def test_burgers_dirichlet_refuses_a_viscosity_its_grid_cannot_resolve() -> None
     params = {"nu": 1e-6, "c1": 1.0, "c2": 0.5, "c3": 0.0, "c4": 0.0}
     with pytest.raises(ValueError, match=r"burgers_dirichlet\.nu = 1e-06 needs 1500000 solver intervals.*nu >= 7\.5e-05"):
         problem.solve(params, np.linspace(0, 1, 9), np.array([0.1]))
+
+
+def test_burgers_dirichlet_box_check_refuses_what_some_draw_would() -> None:
+    """The cap depends on ν and Σ|c_n| together, so the per-parameter ranges cannot state it: the box check
+    takes the smallest ν against the largest Σ|c_n| of the ranges, so a params.yaml whose unlucky draws solve
+    would refuse is refused whole; a box whose every corner solves is accepted."""
+    problem = pdes.get("burgers_dirichlet")
+    box = {"nu": (5e-5, 0.1), "c1": (-1.0, 1.0), "c2": (-0.5, 0.5), "c3": (-0.25, 0.25), "c4": (-0.125, 0.125)}
+    (error,) = problem.check_parameter_box(box)
+    assert error.startswith("nu = 5e-05 needs 37500 solver intervals") and "allowed nu >= 9.38e-05" in error
+    corner = {"nu": 5e-5, "c1": 1.0, "c2": -0.5, "c3": 0.25, "c4": 0.125}
+    with pytest.raises(ValueError, match="needs 37500 solver intervals"):
+        problem.solve(corner, np.linspace(0, 1, 9), np.array([0.01]))
+    assert problem.check_parameter_box({**box, "nu": (1e-4, 0.1)}) == []
+
+
+def test_heat_neumann_resolves_high_wavenumbers() -> None:
+    """u₀ = cos(ωπx), U = 0: u = e^{−k(ωπ)²t} cos(ωπx) exactly. The solver's intervals grow with ω (256 ω), so
+    the error stays ~5e-6 up to the cap ω = 256; beyond it, the range refuses ω."""
+    x, t = np.linspace(0.0, 1.0, 129), np.linspace(0.0, 2.0, 26)
+    problem = pdes.get("heat_neumann")
+    for omega, k in ((50.0, 1e-5), (256.0, 1e-5)):
+        exact = np.exp(-k * (omega * np.pi) ** 2 * t)[:, None] * np.cos(omega * np.pi * x)[None]
+        assert np.abs(problem.solve({"omega": omega, "k": k, "U": 0.0}, x, t) - exact).max() < 1e-5
+    with pytest.raises(ValueError, match=r"heat_neumann\.omega = 300\.0 is outside its allowed range \[0, 256\]"):
+        problem.solve({"omega": 300.0, "k": 1e-5, "U": 0.0}, x, t)
+    with pytest.raises(ValueError, match=r"heat_neumann\.omega = 'abc' is not a number; allowed range \[0, 256\]"):
+        problem.check_params({"omega": "abc", "k": 1e-5, "U": 0.0})

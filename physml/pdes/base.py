@@ -135,11 +135,24 @@ class Problem(ABC):
             raise ValueError(f"{self.name}: missing parameter(s) {missing}; expected {self.parameter_names}")
         out = {}
         for p in self.parameters:
-            value = float(params[p.name])
+            raw = params[p.name]
+            try:
+                value = float(raw)
+            except (TypeError, ValueError):
+                raise ValueError(f"{self.name}.{p.name} = {raw!r} is not a number; allowed range "
+                                 f"{p.describe_range()}") from None
             if not p.contains(value):
                 raise ValueError(f"{self.name}.{p.name} = {value!r} is outside its allowed range {p.describe_range()}")
             out[p.name] = value
         return out
+
+    def check_parameter_box(self, box: Mapping[str, tuple[float, float]]) -> list[str]:
+        """Errors for a box of parameter values ``{name: (low, high)}`` (each inside its own range) in which
+        ``solve`` would refuse some point: limits that tie parameters together, which the per-parameter ranges
+        cannot state. Each error starts with the parameter's name. ``physml.config`` calls this with the
+        params.yaml ranges of a case (train and test together), so a dataset that cannot be generated is
+        refused before any of it is written. Default: none."""
+        return []
 
     @abstractmethod
     def solve(self, params: Mapping[str, float], x: np.ndarray, t: np.ndarray) -> np.ndarray:

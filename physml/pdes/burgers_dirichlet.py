@@ -132,11 +132,9 @@ class ViscousBurgersDirichlet(Problem):
         x = check_x(x, self.x_domain)
         t = check_t(t, self.t_domain)
         bound = sum(abs(p[f"c{n}"]) for n in range(1, N_MODES + 1))
-        intervals = max(self.min_intervals, math.ceil(bound / p["nu"]))
+        intervals = self._intervals(bound, p["nu"])
         if intervals > self.max_intervals:
-            raise ValueError(f"{self.name}.nu = {p['nu']:g} needs {intervals} solver intervals (Σ|c_n| / ν, for a cell "
-                             f"Péclet number ≤ 1) and the solver takes at most {self.max_intervals}: allowed "
-                             f"nu >= {bound / self.max_intervals:.3g} for these coefficients")
+            raise ValueError(f"{self.name}.{self._too_many(intervals, bound, p['nu'], 'these coefficients')}")
 
         def on_grid(grid: np.ndarray) -> np.ndarray:
             return burgers_dirichlet_mol(self.initial_field(p, grid), p["nu"], t)
@@ -144,6 +142,22 @@ class ViscousBurgersDirichlet(Problem):
         u = evaluate_on(x, self.x_domain, intervals, on_grid)
         u[:, (x == self.x_domain[0]) | (x == self.x_domain[1])] = 0.0
         return u
+
+    def _intervals(self, bound: float, nu: float) -> int:
+        """Solver intervals for max|u₀| ≤ ``bound`` = Σ|c_n| at viscosity ``nu``: cell Péclet number ≤ 1."""
+        return max(self.min_intervals, math.ceil(bound / nu))
+
+    def _too_many(self, intervals: int, bound: float, nu: float, coefficients: str) -> str:
+        return (f"nu = {nu:g} needs {intervals} solver intervals (Σ|c_n| / ν = {bound:g} / ν, for a cell Péclet "
+                f"number ≤ 1) and the solver takes at most {self.max_intervals}: allowed nu >= "
+                f"{bound / self.max_intervals:.3g} for {coefficients}")
+
+    def check_parameter_box(self, box: Mapping[str, tuple[float, float]]) -> list[str]:
+        """The smallest ν of the box against the largest Σ|c_n| it allows (:meth:`solve`'s interval cap)."""
+        bound = sum(max(abs(box[f"c{n}"][0]), abs(box[f"c{n}"][1])) for n in range(1, N_MODES + 1))
+        nu = box["nu"][0]
+        intervals = self._intervals(bound, nu)
+        return [] if intervals <= self.max_intervals else [self._too_many(intervals, bound, nu, "the c_n ranges' largest Σ|c_n|")]
 
     def boundary_data(self, params: Mapping[str, float], t: np.ndarray) -> np.ndarray:
         """(u(0, t), u(1, t)) = (0, 0), shape ``(len(t), 2)``."""
