@@ -4,6 +4,7 @@ seeds are deterministic and independent per (case, split)."""
 from __future__ import annotations
 
 import copy
+import re
 import hashlib
 import json
 import os
@@ -295,6 +296,9 @@ def test_killed_run_leaves_nothing_that_looks_complete(tmp_path: Path) -> None:
         ("u_min", -0.5, "u >= 0"),
         ("finite", False, "all values finite"),
         ("mass_residual", 0.1, "mass balance residual"),
+        ("mass_residual", -1.0, "mass balance residual in [0"),
+        ("u_max", float("inf"), "'finite'"),
+        ("u_min", float("-inf"), "'finite'"),
         ("u_shape", "3x4", "u_shape == 3x5"),
         ("m", 0.5, "m in [1, 50]"),
     ],
@@ -310,6 +314,25 @@ def test_manifest_schema_rejects_unphysical_rows(generated: Path, column: str, v
     with pytest.raises(ValueError) as info:
         validate_manifest(bad, schema)
     assert column in str(info.value) and check in str(info.value)
+
+
+def test_manifest_schema_checks_the_table_as_a_whole(generated: Path) -> None:
+    """u_min <= u_max on every row; with n_samples, exactly the rows 0..n-1 in order (a dropped, repeated
+    or renumbered row, or an empty table, fails)."""
+    problem = pdes.get("pme")
+    with open_dataset(_h5(generated, "pme", "train")) as ds:
+        good = ds.manifest
+    n = len(good)
+    schema = manifest_schema(problem, (3, 5), {"m": (1.0, 6.0)}, n_samples=n)
+    validate_manifest(good, schema)
+    swapped = good.copy()
+    swapped.loc[0, "u_min"] = good.loc[0, "u_max"] + 1.0
+    bad_tables = {"u_min <= u_max": swapped, f"rows index = 0..{n - 1}": good.iloc[1:],
+                  "rows index = 0..": good.assign(index=good["index"] + 10)}
+    bad_tables["rows index = 0.. "] = good.iloc[:0]
+    for check, bad in bad_tables.items():
+        with pytest.raises(ValueError, match=r"table: check .*" + re.escape(check.strip())):
+            validate_manifest(bad, schema)
 
 
 def test_torch_adapter_batches(generated: Path) -> None:

@@ -296,7 +296,7 @@ def generate_split(
             bar.close()
         manifest = pd.DataFrame(rows, columns=["index", *problem.parameter_names, "u_min", "u_max", "finite", "mass_residual", "u_shape"])
         manifest = manifest.astype({"index": int, "finite": bool, "mass_residual": float, "u_shape": str, "u_min": float, "u_max": float, **{k: float for k in problem.parameter_names}})
-        validate_manifest(manifest, manifest_schema(problem, u_shape, spec), where=f"{case}/{split} ({h5_path})")
+        validate_manifest(manifest, manifest_schema(problem, u_shape, spec, n_samples=len(rows)), where=f"{case}/{split} ({h5_path})")
         with atomic_path(manifest_path) as tmp:
             manifest.to_csv(tmp, index=False, float_format="%.17g")
     except BaseException:

@@ -14,7 +14,7 @@ class SplitDataset:
     """One complete split (``<split>.h5`` with its ``<split>.manifest.csv``), read lazily.
 
     ``ds["target_u"]`` is the on-disk ``h5py.Dataset`` (slice it to load), ``ds.sample(i)`` one sample's
-    arrays as numpy, ``ds.manifest`` the validated manifest table, ``ds.attrs`` the file attributes.
+    arrays as numpy, ``ds.manifest`` the manifest table (validated against its schema before the split was written), ``ds.attrs`` the file attributes.
     Raises ValueError for a split whose manifest has not landed (an interrupted generation).
     """
 
