@@ -70,8 +70,11 @@ def test_round_trip_heat_neumann_files_and_flat_metrics(heat_run: tuple[ParamsMo
         assert on_disk == values
         assert all(isinstance(v, float) and np.isfinite(v) for v in on_disk.values())
         assert {"rel_l2", "rel_l2_final", "boundary_max_abs"} <= set(on_disk)
-    per_time = json.loads((metrics_dir / "figures" / "per_time.json").read_text())
-    assert len(per_time["t"]) == 4 and all(len(per_time[k]) == 4 for k in results)
+    per_time = json.loads((metrics_dir / "per_time.json").read_text())
+    records = per_time["rel_l2_per_time"]  # records, as dvc plots reads them
+    assert len(records) == 4 and all(set(r) == {"t", *results} for r in records)
+    assert all(records[-1][k] == results[k]["rel_l2_final"] for k in results)
+    assert np.isfinite(per_time["truth_boundary_max_abs"])
     for fig in ("error_over_time.png", "boundary_gradient.png", "field_error.png"):
         assert (metrics_dir / "figures" / fig).stat().st_size > 0
     assert not list(metrics_dir.rglob(".*partial*"))

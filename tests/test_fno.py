@@ -265,6 +265,10 @@ def test_bad_input_is_rejected():
         fno_1d(time_padding=3)  # single step: no time axis to pad
     with pytest.raises(ValueError, match="time_padding"):
         fno_1d_time(nt=5, time_padding=-1)
+    # the time axis is nt + time_padding long inside the layers: its modes are checked at construction
+    with pytest.raises(ValueError, match=r"modes\[-1\] = 4 \(time\) .* nt \+ time_padding = 3 \+ 2 = 5 allows at most 3"):
+        FNO(n_space=1, nt=3, modes=(3, 4), time_padding=2)
+    assert FNO(n_space=1, nt=3, modes=(3, 4), time_padding=3).modes == (3, 4)
     for bad in (3.5, [4, 2.5], True, "8"):  # not truncated to an integer, not iterated as characters
         with pytest.raises(ValueError, match="modes must be an int >= 1 or"):
             fno_1d_time(nt=5, modes=bad)

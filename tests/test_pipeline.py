@@ -72,6 +72,20 @@ def test_flow_code_deps_follow_dvc_yaml() -> None:
             assert len(digest_code(code_files(stage, case, model))) == 64
 
 
+def test_dvc_plots_draw_every_boon_case_over_time() -> None:
+    """dvc.yaml's top-level plots hold one chart per matrix.boon case × model, from the per_time.json records
+    that evaluate writes, with one line per constraint of matrix.boon.constraints."""
+    import yaml
+
+    params = load_params(REPO / "params.yaml")
+    plots = yaml.safe_load((REPO / "dvc.yaml").read_text())["plots"]
+    charts = {next(iter(p)): next(iter(p.values())) for p in plots}
+    want = {f"metrics/${{profile}}/{case}/{model}/per_time.json"
+            for case in params.matrix.boon.cases for model in params.matrix.boon.models}
+    assert set(charts) == want
+    assert all(c["x"] == "t" and c["y"] == list(params.matrix.boon.constraints) for c in charts.values())
+
+
 def test_code_digest_follows_content_not_modification_time(tmp_path: Path) -> None:
     from flows.pipeline import digest_code
 

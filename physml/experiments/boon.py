@@ -37,7 +37,7 @@ boundary values are exact to float64 round-off (≤ 1e-10) for every case.
 
 Files: ``models/…/{plain,boon}.pt`` (checkpoints of :func:`physml.training.fit`) and
 ``train_summary.json``; ``predictions/…/predictions.h5`` (``<constraint>`` arrays in the dataset layout);
-``metrics/…/<constraint>.json`` (flat {metric: float}) and ``figures/`` (``*.png``, ``per_time.json``).
+``metrics/…/<constraint>.json`` (flat {metric: float}), ``per_time.json`` and ``figures/`` (``*.png``).
 """
 
 from __future__ import annotations
@@ -200,7 +200,8 @@ def _bc_model_layout(case: str, boundary: np.ndarray, nx: int) -> tuple[np.ndarr
     comps = list(var.channels)
     walls = boundary[..., comps]  # (N, nt, 4, c): bottom, top, left, right
     n, nt, _, c = walls.shape
-    x_walls = np.broadcast_to(np.stack([walls[:, :, 2], walls[:, :, 3]], axis=2)[:, None], (n, nx, nt, 2, c))
+    ny = nx  # the cavity's grid is square (one x for both axes; load_split checks (nx, nx, 3))
+    x_walls = np.broadcast_to(np.stack([walls[:, :, 2], walls[:, :, 3]], axis=2)[:, None], (n, ny, nt, 2, c))
     y_walls = np.broadcast_to(np.stack([walls[:, :, 0], walls[:, :, 1]], axis=2)[:, None], (n, nx, nt, 2, c))
     return np.ascontiguousarray(x_walls), np.ascontiguousarray(y_walls)
 
@@ -501,9 +502,10 @@ def _metrics(case: str, pred: np.ndarray, truth: np.ndarray, boundary: np.ndarra
 
 
 def evaluate(case: str, model: str, params: ParamsModel, data_dir: Path, pred_dir: Path, out_dir: Path) -> dict[str, dict[str, float]]:
-    """Metrics of every constraint → ``out_dir/<constraint>.json`` (flat {metric: float}); figures and the data
-    behind them in ``out_dir/figures`` (``per_time.json``: relative L2 per output time per constraint, and the
-    truth's own boundary mismatch ``truth_boundary_max_abs``); returns {constraint: metrics}.
+    """Metrics of every constraint → ``out_dir/<constraint>.json`` (flat {metric: float}); figures in
+    ``out_dir/figures``; ``out_dir/per_time.json``: ``rel_l2_per_time``, the relative L2 per output time as
+    records ``{t, <constraint>: value, …}`` (what ``dvc plots`` draws, dvc.yaml's top-level ``plots``), and the
+    truth's own boundary mismatch ``truth_boundary_max_abs``; returns {constraint: metrics}.
 
     rel_l2: mean over test samples of ‖pred − true‖₂/‖true‖₂ over the whole field (all times); rel_l2_final:
     the same at the last output time; boundary_max_abs: :func:`boundary_error` (0 up to round-off for BOON).
@@ -530,13 +532,15 @@ def evaluate(case: str, model: str, params: ParamsModel, data_dir: Path, pred_di
         bad = [k for k, v in results[name].items() if not math.isfinite(v)]
         if bad:
             raise ValueError(f"{case} × {model} × {name}: non-finite metric(s) {bad}")
-    per_time["truth_boundary_max_abs"] = boundary_error(case, split.truth, split.boundary, split.x)
+    records = [{"t": t, **{name: per_time[name][i] for name in preds}} for i, t in enumerate(per_time["t"])]
+    per_time_file = {"rel_l2_per_time": records,
+                     "truth_boundary_max_abs": boundary_error(case, split.truth, split.boundary, split.x)}
     # everything is computed and drawn before anything is moved into place (a failure leaves the old outputs)
     out_dir.mkdir(parents=True, exist_ok=True)
     with staging_dir(out_dir / "evaluate") as staging:
         for name in results:
             _write_json(staging / f"{name}.json", results[name])
-        _write_json(staging / "figures" / PER_TIME_FILE, per_time)
+        _write_json(staging / PER_TIME_FILE, per_time_file)
         _figures(case, split, preds, per_time, staging / "figures")
         move_contents(staging, out_dir)
     return results

@@ -111,6 +111,12 @@ class FNO(nn.Module):
             raise ValueError(f"domain must be {self.grid_ndim} pairs (lo, hi) with hi > lo, got {domain!r}")
         self.domain = tuple(dom)
         self.time_padding = time_padding
+        if self.nt is not None:  # the time axis is the last grid axis, nt + time_padding long inside the layers
+            steps = self.nt + time_padding
+            if steps // 2 + 1 < self.modes[-1]:
+                raise ValueError(f"modes[-1] = {self.modes[-1]} (time) needs (nt + time_padding) // 2 + 1 >= it; "
+                                 f"nt + time_padding = {self.nt} + {time_padding} = {steps} allows at most "
+                                 f"{steps // 2 + 1}")
 
         self.lift = nn.Linear(in_channels + self.grid_ndim, width)
         self.spectral = nn.ModuleList(SpectralConv(width, width, self.modes) for _ in range(n_layers))
