@@ -125,7 +125,7 @@ def _sections(params: ParamsModel, case: str, model: str | None, stage: str) -> 
     """The params.yaml values a (case, model) stage reads, as canonical json: those its dvc.yaml stage
     declares, resolved for the case, model and profile (``stage``: generate, train, constrain, evaluate or
     seed-study). Its family's constraints, not the other family's; SoftC's penalty only for a ProbConserv
-    training; the seed count only for the seed study."""
+    training; post hoc BOON's rcond only for BOON's constrain and seed study; the seed count only for the seed study."""
     data: dict[str, Any] = {"profile": params.profile, "seed": params.seed}
     if model is None:
         data["case"] = params.case(case).model_dump()
@@ -136,6 +136,8 @@ def _sections(params: ParamsModel, case: str, model: str | None, stage: str) -> 
         data["model"] = params.model_settings(model, case).model_dump()
     if stage == "train" and case in params.matrix.probconserv.cases:
         data["softc"] = params.models.softc.model_dump()
+    if stage in ("constrain", "seed-study") and case in params.matrix.boon.cases:
+        data["boon_posthoc"] = params.models.boon_posthoc.model_dump()
     if stage == "seed-study":
         data["seeds"] = params.study_seeds()
     return json.dumps(data, sort_keys=True, default=str)

@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 Profile = Literal["quick", "paper"]
 PROFILES: tuple[str, ...] = ("quick", "paper")
@@ -264,11 +264,14 @@ class AnpConfig(_Strict):
     constraint_noise_var: float = Field(ge=0)
     train: TrainConfig
 
-    @model_validator(mode="after")
-    def _heads_divide_hidden(self) -> AnpConfig:
-        if self.hidden % self.heads:
-            raise ValueError(f"heads = {self.heads} must divide hidden = {self.hidden}")
-        return self
+    @field_validator("heads")
+    @classmethod
+    def _heads_divide_hidden(cls, heads: int, info: ValidationInfo) -> int:
+        hidden = info.data.get("hidden")  # declared before heads; absent when itself invalid
+        if hidden is not None and hidden % heads:
+            allowed = [d for d in range(1, hidden + 1) if hidden % d == 0]
+            raise ValueError(f"{heads} must divide hidden = {hidden}; allowed: {', '.join(map(str, allowed))}")
+        return heads
 
 
 class EnsembleConfig(_Strict):
@@ -284,14 +287,12 @@ class EnsembleConfig(_Strict):
 
 class FnoConfig(_Strict):
     """FNO sizes; ``time_padding``: zero steps appended to the time axis inside the Fourier layers of the
-    multi-step cases (``FNO(time_padding=…)``; ignored on single-step ones); ``posthoc_rcond``: the
-    conditioning guard of post hoc BOON (``BOONFNO(rcond=…)``)."""
+    multi-step cases (``FNO(time_padding=…)``; ignored on single-step ones)."""
 
     width: int = Field(ge=1)
     modes: int = Field(ge=1)
     layers: int = Field(ge=1)
     time_padding: int = Field(default=0, ge=0)
-    posthoc_rcond: float = Field(default=0.0, ge=0, lt=1)
     train: TrainConfig
 
 
@@ -359,11 +360,19 @@ class SoftcConfig(_Strict):
     penalty: float = Field(gt=0)
 
 
+class BoonPosthocConfig(_Strict):
+    """Post hoc BOON (the correction wrapped around the plain-trained FNO after training): ``rcond``, its
+    conditioning guard (``BOONFNO(rcond=…)``). Read only after training, so apart from ``models.fno``."""
+
+    rcond: float = Field(ge=0, lt=1)
+
+
 class ModelsConfig(_Strict):
     anp: AnpPerProfile
     ensemble: EnsemblePerProfile
     softc: SoftcConfig
     fno: FnoPerProfile
+    boon_posthoc: BoonPosthocConfig
 
 
 class SeedsPerProfile(PerProfile):
@@ -446,10 +455,12 @@ class ParamsModel(_Strict):
                 errors.append(f"seed: the {profile} seed study (matrix.boon.seeds.{profile} = "
                               f"{self.matrix.boon.seeds[profile]}) would train with seed {last}; allowed range "
                               f"with that study [0, {MAX_SEED - self.matrix.boon.seeds[profile] + 1}] (got {self.seed})")
-        for model in ("anp", "ensemble", "fno"):
+        for model, family in (("anp", "probconserv"), ("ensemble", "probconserv"), ("fno", "operator")):
+            fits = [c for c in self.cases if c in pdes.names() and pdes.get(c).family == family]
             for name in getattr(self.models, model).cases:
-                if name not in self.cases:
-                    errors.append(f"models.{model}.cases.{name}: not a configured case; allowed: {', '.join(self.cases)}")
+                if name not in fits:
+                    what = "not a configured case" if name not in self.cases else f"a case of the other family ({model} serves {family} cases)"
+                    errors.append(f"models.{model}.cases.{name}: {what}; allowed: {', '.join(fits)}")
         if errors:
             raise ValueError("\n".join(errors))
         return self

@@ -415,7 +415,7 @@ def _constraint_predictions(case: str, params: ParamsModel, model_dir: Path, spl
             net, _, _ = load_checkpoint(model_dir / BOON_FILE, build_model, expect_case=case)
         else:
             fno, _, _ = load_checkpoint(model_dir / PLAIN_FILE, build_model, expect_case=case)
-            rcond = params.model_settings("fno", case).posthoc_rcond
+            rcond = params.models.boon_posthoc.rcond
             net = BOONFNO(fno, var.boundary, neumann_order=NEUMANN_ORDER, rcond=rcond)
         with torch_threads():
             preds[name] = _to_data_layout(case, predict(net, split))
@@ -427,7 +427,7 @@ def constrain(case: str, model: str, params: ParamsModel, data_dir: Path, model_
 
     ``none``: plain FNO; ``overwrite``: the plain FNO with its output's boundary entries set;
     ``boon``: the BOON-trained FNO; ``boon_posthoc``: the plain FNO's weights in the corrected forward, with
-    the conditioning guard ``models.fno.<profile>.posthoc_rcond``. Arrays in the dataset layout
+    the conditioning guard ``models.boon_posthoc.rcond``. Arrays in the dataset layout
     ``(N, nt, *S)`` (cavity: S = (ny, nx, 2) for (u, v)).
     """
     _check_fno(case, model)
