@@ -116,6 +116,31 @@ def test_probconserv_and_hardc_conserve_mass_exactly_the_black_box_does_not(run:
     assert mass_var["probconserv"].max() <= 1e-12 * mass_var["none"].max() and mass_var["none"].min() > 0
 
 
+@pytest.mark.parametrize("model", ["anp", "ensemble"])
+def test_stored_constraints_are_the_textbook_updates_of_the_stored_black_box(run: dict, model: str) -> None:
+    """On the last slice, from the stored black box N(μ, Σ) (/none/mean, /none/cov_last) and the stored G, b:
+    HardC is the orthogonal projection μ − Gᵀ(G Gᵀ)⁻¹(G μ − b) with Σ unchanged; ProbConserv is the Gaussian
+    update μ − Σ Gᵀ(G Σ Gᵀ)⁻¹(G μ − b), Σ − Σ Gᵀ(G Σ Gᵀ)⁻¹ G Σ (Eq. 5), written out here in numpy. Each would
+    fail for the other's weighting: both conserve mass, so the conservation checks alone cannot tell them apart."""
+    arrays = pc._load_split(stages.Layout(run["root"], "quick").data("stefan"), "test", "stefan")
+    G, b = pc.conservation_system("stefan", arrays)
+    g, c = G[:, -1], b[:, -1]  # (N, k, nx), (N, k)
+    with h5py.File(run[model]["pred"], "r") as fh:
+        mu, cov = fh["none/mean"][:, -1], fh["none/cov_last"][...]
+        got = {k: (fh[f"{k}/mean"][:, -1], fh[f"{k}/cov_last"][...]) for k in ("hardc", "probconserv")}
+    r = np.einsum("nkx,nx->nk", g, mu) - c
+    gt = np.swapaxes(g, 1, 2)
+    hardc = mu - np.einsum("nxk,nk->nx", gt, np.linalg.solve(g @ gt, r[..., None])[..., 0])
+    gain = cov @ gt @ np.linalg.inv(g @ cov @ gt)  # Σ Gᵀ (G Σ Gᵀ)⁻¹, (N, nx, k)
+    pc_mean, pc_cov = mu - np.einsum("nxk,nk->nx", gain, r), cov - gain @ g @ cov
+    scale = np.abs(mu).max()
+    np.testing.assert_allclose(got["hardc"][0], hardc, rtol=0, atol=1e-10 * scale)
+    np.testing.assert_allclose(got["hardc"][1], cov, rtol=0, atol=0)
+    np.testing.assert_allclose(got["probconserv"][0], pc_mean, rtol=0, atol=1e-10 * scale)
+    np.testing.assert_allclose(got["probconserv"][1], pc_cov, rtol=0, atol=1e-10 * np.abs(cov).max())
+    assert np.abs(hardc - pc_mean).max() > 1e-6 * scale  # the two weightings differ on this data
+
+
 def test_conditioned_mixture_equals_mixing_the_dense_conditioned_components() -> None:
     """conditioned_mixture's rank-k form against each component's dense Σ'_s (condition with full_cov), mixed
     by the law of total variance: (1/S) Σ_s Σ'_s + (1/S) Σ_s (μ'_s − μ')(μ'_s − μ')ᵀ."""
