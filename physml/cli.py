@@ -29,6 +29,11 @@ def _load(args: argparse.Namespace) -> ParamsModel:
     return params.with_profile(profile) if profile else params
 
 
+def _subparser(sub: argparse._SubParsersAction, name: str, help: str) -> argparse.ArgumentParser:
+    """A subcommand whose one-line ``help`` (in ``physml --help``) is also its own ``--help``'s description."""
+    return sub.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".")
+
+
 def _add_common(p: argparse.ArgumentParser, profile: bool = True) -> None:
     p.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (default: params.yaml)")
     if profile:
@@ -46,16 +51,20 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         params.case(case)
     check_output_grids(params, cases)
     for case in cases:
-        path = generate_case(case, params, args.out, progress=not args.no_progress, force=args.force)
+        out = args.out if args.out is not None else (Path("data") if args.root is None else args.root / "data")
+        path = generate_case(case, params, out, progress=not args.no_progress, force=args.force)
         print(f"{case}: {path}")
     return 0
 
 
 def _add_generate_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("generate", help="generate datasets (train/val/test) for a case or all cases")
+    p = _subparser(sub, "generate", help="generate datasets (train/val/test) for a case or all cases")
     p.add_argument("--case", required=True, help="case name from params.yaml, or 'all'")
     _add_common(p)
-    p.add_argument("--out", type=Path, default=Path("data"), help="data root (default: data)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--out", type=Path, default=None, help="data root (default: data, or ROOT/data with --root)")
+    where.add_argument("--root", type=Path, default=None,
+                       help="project root, as the other stages take it: the data go to ROOT/data")
     p.add_argument("--force", action="store_true", help="regenerate even when up to date")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_generate)
@@ -74,7 +83,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _add_verify_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("verify", help="write reports/solver_verification.md from every problem's verification()")
+    p = _subparser(sub, "verify", help="write reports/solver_verification.md from every problem's verification()")
     p.add_argument("--out", type=Path, default=Path("reports"), help="report folder (default: reports)")
     p.add_argument("--case", action="append", help="only these cases (repeatable; default: all registered)")
     p.set_defaults(func=_cmd_verify)
@@ -98,7 +107,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _add_train_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train the networks of one case × model (plain and constrained variants)")
+    p = _subparser(sub, "train", help="train the networks of one case × model (plain and constrained variants)")
     _add_stage_common(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
@@ -112,7 +121,7 @@ def _cmd_constrain(args: argparse.Namespace) -> int:
 
 
 def _add_constrain_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("constrain", help="predict the test split and apply every constraint of the matrix")
+    p = _subparser(sub, "constrain", help="predict the test split and apply every constraint of the matrix")
     _add_stage_common(p)
     p.set_defaults(func=_cmd_constrain)
 
@@ -132,7 +141,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("evaluate", help="metrics and figures of every constraint; log them to MLflow")
+    p = _subparser(sub, "evaluate", help="metrics and figures of every constraint; log them to MLflow")
     _add_stage_common(p)
     p.add_argument("--no-track", action="store_true", help="write metrics files only, no MLflow runs")
     p.set_defaults(func=_cmd_evaluate)
@@ -152,7 +161,7 @@ def _cmd_seed_study(args: argparse.Namespace) -> int:
 
 
 def _add_seed_study_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("seed-study", help="BOON: retrain the plain and the BOON FNO with every seed of matrix.boon.seeds "
+    p = _subparser(sub, "seed-study", help="BOON: retrain the plain and the BOON FNO with every seed of matrix.boon.seeds "
                                           "and write the relative L2 of each constraint per seed (seeds.json)")
     _add_stage_common(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -166,15 +175,16 @@ def _cmd_track(args: argparse.Namespace) -> int:
     params = _load(args)
     results = stages.track_results(params, args.root, case=args.case, model=args.model)
     for pair, runs in results.items():
-        print(f"{pair}: {len(runs)} MLflow runs ({', '.join(runs)})")
+        print(f"{pair}: {len(runs)} MLflow runs hold its results, logged now or before ({', '.join(runs)})")
     if not results:
         print(f"no finished results of profile {params.profile!r} under {args.root}: run the pipeline first")
     return 0
 
 
 def _add_track_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("track", help="log to MLflow every finished result (metrics, seed studies, registered "
-                                     "networks) that no run holds yet, e.g. a fresh clone's committed ones")
+    p = _subparser(sub, "track", help="log to MLflow every finished result (metrics, seed studies, registered "
+                                     "networks) that no run holds yet, e.g. the results `dvc repro` found up to date "
+                                     "or restored from its cache (data/ and models/ must be there)")
     p.add_argument("--case", default=None, help="only this case (default: every case of the matrix)")
     p.add_argument("--model", default=None, help="only this model (default: every model of the matrix)")
     _add_common(p)
@@ -190,7 +200,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _add_report_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("report", help="write reports/<profile>/index.md: tables, figures, quality bars, versions")
+    p = _subparser(sub, "report", help="write reports/<profile>/index.md: tables, figures, quality bars, versions")
     _add_common(p)
     p.add_argument("--root", type=Path, default=Path("."), help="project root (default: .)")
     p.set_defaults(func=_cmd_report)

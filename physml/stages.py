@@ -413,6 +413,9 @@ def track_results(params: ParamsModel, root: Path, case: str | None = None,
         if value is not None and value not in allowed:
             raise ValueError(f"matrix: {field} {value!r} is in no experiment group; configured: "
                              f"{', '.join(dict.fromkeys(allowed))}")
+    if case is not None and model is not None and (case, model) not in pairs:
+        raise ValueError(f"matrix: {model!r} is not configured for {case}; its models: "
+                         f"{', '.join(m for c, m in pairs if c == case)}")
     lay = Layout(Path(root), params.profile)
     out: dict[str, dict[str, str]] = {}
     for c, m in pairs:

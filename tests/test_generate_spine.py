@@ -41,6 +41,22 @@ def test_cli_generates_and_is_idempotent(tmp_path: Path) -> None:
     assert (out / "quick" / "stefan" / "train.h5").stat().st_mtime_ns == stamp
 
 
+def test_cli_generate_takes_the_project_root_as_the_other_stages_do(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    params = _tiny_params(tmp_path)
+    assert main(["generate", "--case", "wave", "--params", str(params), "--root", str(tmp_path), "--no-progress"]) == 0
+    assert is_complete(tmp_path / "data" / "quick" / "wave")
+    with pytest.raises(SystemExit):  # one or the other
+        main(["generate", "--case", "wave", "--params", str(params), "--root", str(tmp_path), "--out", str(tmp_path)])
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_subcommand_help_describes_the_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["seed-study", "--help"])
+    assert "BOON: retrain the plain and the BOON FNO with every seed" in capsys.readouterr().out
+
+
 def test_cli_rejects_unknown_case_with_the_known_ones(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     params = _tiny_params(tmp_path)
     assert main(["generate", "--case", "nope", "--params", str(params), "--out", str(tmp_path)]) == 2
@@ -55,7 +71,8 @@ def test_cli_help_runs_as_a_program() -> None:
 
 def test_verify_writes_the_table(tmp_path: Path) -> None:
     assert main(["verify", "--out", str(tmp_path), "--case", "heat", "--case", "wave"]) == 0
-    text = (tmp_path / "solver_verification.md").read_text()
+    assert not (tmp_path / "solver_verification.md").exists()  # a partial check leaves the full report alone
+    text = (tmp_path / "solver_verification-heat-wave.md").read_text()
     assert "| case | check | reference | error | measured order | expected order | pass |" in text
     rows = [line for line in text.splitlines() if line.startswith("| heat ") or line.startswith("| wave ")]
     assert rows and all(line.rstrip().endswith("| yes |") for line in rows)
@@ -87,7 +104,13 @@ def test_verify_exits_non_zero_when_a_check_fails(tmp_path: Path, monkeypatch: p
     monkeypatch.setattr(type(pdes.get("wave")), "verification", lambda self: [wrong])
     assert main(["verify", "--out", str(tmp_path), "--case", "wave"]) == 1
     assert "1 solver check(s) fail" in capsys.readouterr().err
-    assert "| wave | a check that fails |" in (tmp_path / "solver_verification.md").read_text()
+    assert "| wave | a check that fails |" in (tmp_path / "solver_verification-wave.md").read_text()
+
+
+def test_verify_refuses_an_unknown_case_before_writing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["verify", "--out", str(tmp_path / "reports"), "--case", "heat", "--case", "nope"]) == 2
+    assert "unknown case 'nope'; known cases: heat" in capsys.readouterr().err
+    assert not (tmp_path / "reports").exists()
 
 
 def test_prefect_flow_fans_out_one_task_per_case_also_on_dask(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -404,6 +404,8 @@ def test_track_logs_untracked_results_once(tiny_params_file: Path) -> None:
     assert len(_mlflow_runs(root, "stokes2")) == 2 * n_boon + 1
     refused = _physml(root, "track", "--case", "nosuchcase", check=False)
     assert refused.returncode == 2 and "case 'nosuchcase' is in no experiment group" in refused.stderr
+    wrong_pair = _physml(root, "track", "--case", "stokes2", "--model", "anp", check=False)
+    assert wrong_pair.returncode == 2 and "'anp' is not configured for stokes2; its models: fno" in wrong_pair.stderr
 
 
 def test_trainings_in_threads_of_one_process_get_the_weights_they_get_alone(tiny_params_file: Path) -> None:
