@@ -119,7 +119,7 @@ def check_output_grids(params: ParamsModel, cases: list[str] | None = None) -> N
             from physml.experiments.boon import check_output_times
 
             times = grid[params.profile].resolve_times(pdes.get(case).t_domain)
-            check_output_times(case, times, f"params.yaml cases.{case}.grid.{params.profile}")
+            check_output_times(case, times, f"cases.{case}.grid.{params.profile} (the params file)")
 
 
 def _training_settings(params: ParamsModel, case: str, model: str) -> dict[str, Any]:
