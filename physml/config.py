@@ -21,6 +21,9 @@ Layout (keys are stable; other stages build on them)::
 from __future__ import annotations
 
 import math
+import re
+import types
+import typing
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -49,11 +52,22 @@ class _Strict(BaseModel):
 
     @field_validator("*", mode="before")
     @classmethod
-    def _no_booleans(cls, value: Any) -> Any:
-        """No setting is a boolean, and pydantic's lax mode would read ``true`` as 1 (``epochs: true``)."""
+    def _no_booleans(cls, value: Any, info: ValidationInfo) -> Any:
+        """No setting is a boolean, and pydantic's lax mode would read ``true`` as 1 (``epochs: true``); no
+        number is a string, which lax mode would read as the number it spells (``epochs: '3'``)."""
         if isinstance(value, bool) or (isinstance(value, list | tuple) and any(isinstance(v, bool) for v in value)):
             raise ValueError(_boolean_error(value))
+        if isinstance(value, str) and _is_numeric(cls.model_fields[info.field_name].annotation):
+            raise ValueError("give a number, not a string")
         return value
+
+
+def _is_numeric(annotation: Any) -> bool:
+    """int, float, or a union of them with None."""
+    if annotation in (int, float):
+        return True
+    args = typing.get_args(annotation) if typing.get_origin(annotation) in (typing.Union, types.UnionType) else ()
+    return bool(args) and all(a in (int, float, type(None)) for a in args) and any(a is not type(None) for a in args)
 
 
 def _boolean_error(value: Any) -> str:
@@ -621,7 +635,7 @@ def _format_errors(exc: ValidationError, root: type[BaseModel] | None = None) ->
     (default :class:`ParamsModel`), where the fields' bounds are looked up."""
     lines = []
     for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"])
+        loc = ".".join(str(p) for p in err["loc"] if not _is_union_tag(p))
         msg = err["msg"].removeprefix("Value error, ")
         ctx = err.get("ctx") or {}
         if any(bound in ctx for bound in ("ge", "gt", "le", "lt")):
@@ -632,6 +646,25 @@ def _format_errors(exc: ValidationError, root: type[BaseModel] | None = None) ->
         for line in msg.splitlines():  # a line starting with "." continues the key path (nested validators)
             lines.append(f"{loc}{line}" if line.startswith(".") else f"{loc}: {line}" if loc else line)
     return "\n".join(lines)
+
+
+_TYPE_TAG = re.compile(r"(int|float|str|bool|list|dict|tuple|none)|[a-z][a-z_-]*\[.*\]")
+"""What pydantic puts into an error's key path for the member of a union it tried (``tuple[float, float]``,
+``float``, ``function-after[...]``); the member models' class names are tags too (:func:`_is_union_tag`)."""
+
+
+def _is_union_tag(part: Any) -> bool:
+    """Whether a part of a pydantic error path names a union member (a type) rather than a params.yaml key."""
+    return isinstance(part, str) and (_TYPE_TAG.fullmatch(part) is not None or part in _model_names())
+
+
+def _model_names() -> set[str]:
+    names, todo = set(), [_Strict]
+    while todo:
+        cls = todo.pop()
+        names.add(cls.__name__)
+        todo += cls.__subclasses__()
+    return names
 
 
 def _field_bounds(root: type[BaseModel], loc: tuple[Any, ...]) -> dict[str, float]:

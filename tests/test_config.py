@@ -141,6 +141,8 @@ BAD = [
     ("cases.heat.parameters.k.train", [False, 1.0], "cases.heat.parameters.k.train", "[False, 1.0] holds a boolean"),
     ("seed", False, "seed", "is a boolean"),
     ("matrix.probconserv.seeds", {"quick": 3}, "matrix.probconserv.seeds.quick", "implemented for matrix.boon only; allowed: 1"),
+    ("models.fno.quick.train.epochs", "3", "models.fno.quick.train.epochs", "give a number, not a string (got '3')"),
+    ("cases.heat.parameters.k.test", {"values": []}, "cases.heat.parameters.k.test.values: List should have at least 1 item", ""),
     ("models.anp.quick.heads", 3, "models.anp.quick.heads", "3 must divide hidden = 32; allowed: 1, 2, 4, 8, 16, 32"),
     ("models.fno.cases.heat", {"quick": {"width": 8}}, "models.fno.cases.heat",
      "a case of the other family (fno serves operator cases); allowed: heat_neumann, stokes2"),
@@ -232,5 +234,5 @@ def test_malformed_yaml_is_a_clear_error(tmp_path: Path) -> None:
 def test_a_value_of_the_wrong_type_is_echoed(raw: dict[str, Any]) -> None:
     data = copy.deepcopy(raw)
     data["models"]["anp"]["quick"]["train"]["epochs"] = "eight"
-    with pytest.raises(ValueError, match=r"models.anp.quick.train.epochs: Input should be a valid integer.*\(got 'eight'\)"):
+    with pytest.raises(ValueError, match=r"models.anp.quick.train.epochs: give a number, not a string \(got 'eight'\)"):
         validate_params(data)
