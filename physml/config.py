@@ -52,7 +52,7 @@ class _Strict(BaseModel):
 
     @field_validator("*", mode="before")
     @classmethod
-    def _no_booleans(cls, value: Any, info: ValidationInfo) -> Any:
+    def _no_booleans_or_numeric_strings(cls, value: Any, info: ValidationInfo) -> Any:
         """No setting is a boolean, and pydantic's lax mode would read ``true`` as 1 (``epochs: true``); no
         number is a string, which lax mode would read as the number it spells (``epochs: '3'``)."""
         if isinstance(value, bool) or (isinstance(value, list | tuple) and any(isinstance(v, bool) for v in value)):

@@ -2,23 +2,27 @@
 
 Matplotlib runs on the non-interactive Agg backend with LaTeX off (no TeX installation needed); every
 figure is written atomically (``physml.atomic.atomic_path``), so a failed plot
-leaves no half-written PNG. Uncertainty bands are mean ± 2σ (≈ 95 % of a Gaussian).
+leaves no half-written PNG. Figures are ``matplotlib.figure.Figure`` objects made here, never pyplot's: pyplot
+keeps one global registry of open figures, which is not safe when a flow draws several stages' figures
+from threads at once. Uncertainty bands are mean ± 2σ (≈ 95 % of a Gaussian).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 
 from physml.atomic import atomic_path  # noqa: E402
 
-plt.rcParams.update({"text.usetex": False, "figure.dpi": 110, "savefig.dpi": 110, "font.size": 9})
+matplotlib.rcParams.update({"text.usetex": False, "figure.dpi": 110, "savefig.dpi": 110, "font.size": 9})
 
 METHOD_LABELS: dict[str, str] = {
     "none": "black box",
@@ -50,18 +54,22 @@ def method_label(name: str, model: str | None = None) -> str:
     return tag if name == "none" else f"{base}-{tag}"
 
 
-def save_figure(fig: plt.Figure, path: str | Path) -> Path:
-    """Save ``fig`` as PNG to ``path`` atomically and close it; returns ``path``."""
+def _subplots(nrows: int = 1, ncols: int = 1, **kwargs: Any) -> tuple[Figure, Any]:
+    """``Figure`` and its axes, as ``pyplot.subplots`` returns them, without pyplot's figure registry;
+    ``kwargs``: ``figsize`` for the figure, the rest for ``Figure.subplots``."""
+    fig = Figure(figsize=kwargs.pop("figsize", None))
+    return fig, fig.subplots(nrows, ncols, **kwargs)
+
+
+def save_figure(fig: Figure, path: str | Path) -> Path:
+    """Save ``fig`` as PNG to ``path`` atomically; returns ``path``."""
     path = Path(path)
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png", bbox_inches="tight")
-    finally:
-        plt.close(fig)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", bbox_inches="tight")
     return path
 
 
-def _finish(ax: plt.Axes, path: str | Path, xlabel: str, ylabel: str, title: str, grid: str = "major") -> Path:
+def _finish(ax: Axes, path: str | Path, xlabel: str, ylabel: str, title: str, grid: str = "major") -> Path:
     """Axis labels, title, grid (``grid``: which ticks get lines) and legend of a one-panel figure, then
     :func:`save_figure`."""
     ax.set_xlabel(xlabel)
@@ -72,19 +80,20 @@ def _finish(ax: plt.Axes, path: str | Path, xlabel: str, ylabel: str, title: str
     return save_figure(ax.figure, path)
 
 
-def _panel_row(n: int, height: float) -> tuple[plt.Figure, np.ndarray]:
-    """A row of ``n`` panels, 3 inches wide each, sharing the y-axis; returns the figure and its axes (n,)."""
-    fig, axes = plt.subplots(1, n, figsize=(3.0 * n, height), sharey=True, squeeze=False)
+def _panel_row(n: int, height: float, sharey: bool = True) -> tuple[Figure, np.ndarray]:
+    """A row of ``n`` panels, 3 inches wide each, sharing the y-axis unless ``sharey`` is false; returns the
+    figure and its axes (n,)."""
+    fig, axes = _subplots(1, n, figsize=(3.0 * n, height), sharey=sharey, squeeze=False)
     return fig, axes[0]
 
 
-def _style_panel(ax: plt.Axes, title: str, xlabel: str) -> None:
+def _style_panel(ax: Axes, title: str, xlabel: str) -> None:
     ax.set_title(title)
     ax.set_xlabel(xlabel)
     ax.grid(alpha=0.3)
 
 
-def _finish_row(fig: plt.Figure, first: plt.Axes, path: str | Path, ylabel: str, title: str) -> Path:
+def _finish_row(fig: Figure, first: Axes, path: str | Path, ylabel: str, title: str) -> Path:
     """y label and legend on the ``first`` panel of a row, ``title`` above the row, then :func:`save_figure`."""
     first.set_ylabel(ylabel)
     first.legend(fontsize=7)
@@ -106,7 +115,7 @@ def mass_over_time(
     (ProbConserv, Hansen et al. 2023, Fig. 1: the black box's mass drifts, ProbConserv's does not).
     """
     order = np.argsort(times)
-    _, ax = plt.subplots(figsize=(5.0, 3.4))
+    _, ax = _subplots(figsize=(5.0, 3.4))
     ax.plot(times[order], true_mass[order], "k-", lw=2.2, label="true mass")
     for name, (mass, std) in predicted.items():
         color = METHOD_COLORS.get(name)
@@ -148,16 +157,30 @@ def shock_histograms(
     title: str = "",
     model: str | None = None,
 ) -> Path:
-    """Histogram (density) of sampled shock positions per method, with the exact front as a vertical line."""
+    """Histogram (density) of sampled shock positions per method, with the exact front as a vertical line.
+
+    ``edges`` given: every panel uses them; otherwise each panel gets 30 bins over the range of its own
+    samples and the exact front, so that a narrow posterior (a few thousandths wide) shows its shape and
+    its distance from the front instead of filling one bin of a common axis. The panels' y-axes are
+    independent (densities of posteriors of different widths differ by orders of magnitude)."""
     names = list(positions)
-    fig, axes = _panel_row(len(names), 2.8)
+    fig, axes = _panel_row(len(names), 2.8, sharey=edges is not None)
     for ax, name in zip(axes, names, strict=True):
         pos = np.asarray(positions[name], dtype=np.float64)
-        ax.hist(pos, bins=edges if edges is not None else 30, density=True, color=METHOD_COLORS.get(name), alpha=0.7)
+        bins = edges if edges is not None else _bins_around(pos, true_front, 30)
+        ax.hist(pos, bins=bins, density=True, color=METHOD_COLORS.get(name), alpha=0.7)
         ax.axvline(true_front, color="k", lw=1.8, label="exact front")
         ax.axvline(float(np.mean(pos)), color="r", lw=1.2, ls="--", label="posterior mean")
         _style_panel(ax, method_label(name, model), "shock position x")
     return _finish_row(fig, axes[0], path, "density", title)
+
+
+def _bins_around(values: np.ndarray, point: float, n: int) -> np.ndarray:
+    """``n`` equal bins (n + 1 edges) over the range of ``values`` and ``point``, widened by 5 % each side
+    (and to a width of at least 1e-6, for samples that all coincide)."""
+    lo, hi = min(float(np.min(values)), point), max(float(np.max(values)), point)
+    pad = max(0.05 * (hi - lo), 5e-7)
+    return np.linspace(lo - pad, hi + pad, n + 1)
 
 
 # ---- BOON (operator learning) figures ---------------------------------------------------------
@@ -169,7 +192,7 @@ def error_over_time(
     colors: Mapping[str, str] | None = None,
 ) -> Path:
     """Mean relative L2 error per output time, one line per method (BOON, Fig. 4/6: the FNO's grows)."""
-    _, ax = plt.subplots(figsize=(5.0, 3.2))
+    _, ax = _subplots(figsize=(5.0, 3.2))
     for name, err in errors.items():
         ax.plot(t, err, "o-", ms=3, lw=1.3, color=(colors or {}).get(name), label=name)
     ax.set_yscale("log")
@@ -187,7 +210,7 @@ def errors_per_seed(
     different error share one axis."""
     methods = list(dict.fromkeys(m for per_case in groups.values() for m in per_case))
     width = 0.8 / max(len(methods), 1)
-    _, ax = plt.subplots(figsize=(max(5.0, 1.2 * len(groups) + 1.5), 3.4))
+    _, ax = _subplots(figsize=(max(5.0, 1.2 * len(groups) + 1.5), 3.4))
     for j, method in enumerate(methods):
         color, label = (colors or {}).get(method), method
         for i, per_case in enumerate(groups.values()):
@@ -214,7 +237,7 @@ def boundary_gradient_over_time(
 ) -> Path:
     """u_x at the insulated (x = 0) and heated (x = 1) ends over time: prescribed data and each method's
     stencil derivative; ``prescribed`` and every ``grads`` value have shape (nt, 2) (BOON, Fig. 3)."""
-    fig, axes = plt.subplots(1, 2, figsize=(8.0, 3.0))
+    fig, axes = _subplots(1, 2, figsize=(8.0, 3.0))
     for j, (ax, end) in enumerate(zip(axes, ("insulated end x = 0", "heated end x = 1"), strict=True)):
         ax.plot(t, prescribed[:, j], "k-", lw=2.2, label="prescribed (truth)")
         for name, g in grads.items():
@@ -245,7 +268,7 @@ def field_error_panel(
     """
     errs = {name: np.abs(f - truth) for name, f in fields.items()}
     vmax = max(float(np.max(e)) for e in errs.values()) or 1.0
-    fig, axes = plt.subplots(1, 1 + len(errs), figsize=(3.2 * (1 + len(errs)), 2.9), squeeze=False)
+    fig, axes = _subplots(1, 1 + len(errs), figsize=(3.2 * (1 + len(errs)), 2.9), squeeze=False)
     extent = (*_cell_edges(x), *_cell_edges(t))
     amplitude = float(np.max(np.abs(truth))) or 1.0
     im = axes[0][0].imshow(truth, origin="lower", aspect="auto", extent=extent, cmap="RdBu_r",
@@ -272,7 +295,7 @@ def operator_profiles(
     colors: Mapping[str, str] | None = None,
 ) -> Path:
     """u(T, x): truth and each method's prediction (single-step operators)."""
-    _, ax = plt.subplots(figsize=(5.0, 3.2))
+    _, ax = _subplots(figsize=(5.0, 3.2))
     ax.plot(x, truth, "k-", lw=2.2, label="truth")
     for name, u in profiles.items():
         ax.plot(x, u, "--", lw=1.3, color=(colors or {}).get(name), label=name)

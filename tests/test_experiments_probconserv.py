@@ -234,8 +234,9 @@ def test_metrics_recomputed_from_the_predictions_the_stored_mass_and_the_exact_f
     """What ``evaluate`` reports, rebuilt from the files: the constraint's b is the mass stored at generation
     (not recomputed the way the constraint is); ProbConserv's variance is its posterior's, diag Σ' of the
     stored last-slice covariance and below the black box's; the final-time MSE is taken at the last target
-    time; the shock metrics are the front of each posterior sample at level p*/2 on the last slice against
-    the exact x*(t) = 2 z₁ √t at that slice's time."""
+    time; the shock metrics are the front of each posterior sample at level p*/2 (and at 0) on the last slice
+    against the exact x*(t) = 2 z₁ √t at that slice's time, and whether x* lies between the fronts' 5 % and
+    95 % quantiles; the exact solution's conservation error is its own trapezoid mass against b."""
     from physml.metrics import shock_positions
     from physml.pdes import get
 
@@ -254,14 +255,23 @@ def test_metrics_recomputed_from_the_predictions_the_stored_mass_and_the_exact_f
     for c in CONSTRAINTS:
         m = run[model]["metrics"][c]
         assert m["mse_final_time"] == pytest.approx(float(np.mean((pred[c]["mean"][:, -1] - true[:, -1]) ** 2)), rel=1e-12)
-        means, fronts = [], []
-        for i in range(true.shape[0]):
-            p_star = float(arrays["params"][i, 0])
-            means.append(shock_positions(pred[c]["samples"][i], arrays["target_x"][i, -1], p_star / 2).mean())
-            fronts.append(float(stefan.front_position({"p_star": p_star}, arrays["target_t"][i, -1:])[0]))
-        assert m["shock_mean"] == pytest.approx(float(np.mean(means)), rel=1e-12)
+        G, _ = pc.conservation_system("stefan", arrays)
+        truth_ce = np.mean(np.abs(np.einsum("ntkx,ntx->ntk", G, true) - b))
+        assert m["conservation_error_truth"] == pytest.approx(float(truth_ce), rel=1e-12)
+        for suffix, fraction in (("", 0.5), ("_level0", 0.0)):
+            means, fronts, covered = [], [], []
+            for i in range(true.shape[0]):
+                p_star = float(arrays["params"][i, 0])
+                pos = shock_positions(pred[c]["samples"][i], arrays["target_x"][i, -1], fraction * p_star)
+                front = float(stefan.front_position({"p_star": p_star}, arrays["target_t"][i, -1:])[0])
+                means.append(pos.mean())
+                fronts.append(front)
+                covered.append(np.quantile(pos, 0.05) <= front <= np.quantile(pos, 0.95))
+            assert m[f"shock_mean{suffix}"] == pytest.approx(float(np.mean(means)), rel=1e-12)
+            assert m[f"shock_abs_error{suffix}"] == pytest.approx(float(np.mean(np.abs(np.subtract(means, fronts)))),
+                                                                  rel=1e-12)
+            assert m[f"shock_coverage_90{suffix}"] == float(np.mean(covered))
         assert m["shock_true"] == pytest.approx(float(np.mean(fronts)), rel=1e-12)
-        assert m["shock_abs_error"] == pytest.approx(float(np.mean(np.abs(np.subtract(means, fronts)))), rel=1e-12)
 
 
 @pytest.mark.parametrize("model", ["anp", "ensemble"])

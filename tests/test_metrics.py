@@ -182,6 +182,22 @@ def test_shock_posterior_of_noisy_samples_is_centred_on_the_front():
     assert post.positions.shape == (400,)
     assert abs(post.error) < 0.005 and post.std < 0.01
     assert post.counts.sum() == 400 and post.edges.size == 51
+    assert post.covers_90
+
+
+def test_a_narrow_shock_posterior_beside_the_front_does_not_cover_it():
+    """The posterior of profiles whose front sits 0.05 left of the exact one: tight (std ≪ 0.05), so the
+    exact front lies outside its central 90 % interval; the same samples judged against their own front do
+    cover it."""
+    rng = np.random.default_rng(4)
+    x = np.linspace(0.0, 1.0, 201)
+    u, front = _stefan_profile(0.5, 0.05, x)
+    shifted = np.interp(x + 0.05, x, u, right=0.0)
+    samples = shifted + 0.02 * rng.standard_normal((400, x.size))
+    beside = shock_position_posterior(samples, x, level=0.25, true_front=front)
+    assert beside.error == pytest.approx(-0.05, abs=0.005) and beside.std < 0.01
+    assert not beside.covers_90
+    assert shock_position_posterior(samples, x, level=0.25, true_front=front - 0.05).covers_90
 
 
 def test_sample_gaussian_moments_and_constrained_samples_satisfy_the_constraint():

@@ -233,3 +233,25 @@ def test_stefan_bars_hold_both_probconserv_variants_to_the_black_box() -> None:
     assert bars["stefan/anp: probconserv_trained shock position closer to the true front"]
     assert bars["stefan/anp: probconserv conservation error ≤ 1e-10"]
     assert not bars["stefan/anp: probconserv_trained conservation error ≤ 1e-10"]
+
+
+def test_the_shock_table_reads_both_levels_and_the_truth_line_names_each_case_once() -> None:
+    """The Stefan shock table has one row per model × constraint with metrics, its columns the bias, std and
+    coverage of the front read at p*/2 and at 0, in that order; the truth line quotes each case's exact
+    conservation error once (it is the same in every constraint's file) and is empty without it."""
+    from physml.report import shock_table, truth_conservation_line
+
+    params = load_params(ROOT / "params.yaml")
+    shock = {"shock_bias": -0.049, "shock_std": 0.005, "shock_coverage_90": 0.5,
+             "shock_bias_level0": -0.006, "shock_std_level0": 0.028, "shock_coverage_90_level0": 0.875}
+    metrics = {("stefan", "anp", "probconserv"): {**shock, "conservation_error_truth": 1.2e-3},
+               ("stefan", "anp", "none"): {**shock, "conservation_error_truth": 1.2e-3},
+               ("heat", "anp", "none"): {"conservation_error_truth": 7e-17}}
+    lines = shock_table(params, metrics).splitlines()
+    assert lines[0] == ("| model | constraint | bias (u = p*/2) | std (u = p*/2) | x* in 90 % (u = p*/2) | "
+                        "bias (u = 0) | std (u = 0) | x* in 90 % (u = 0) |")
+    assert lines[2:] == ["| anp | none | -0.049 | 0.005 | 0.5 | -0.006 | 0.028 | 0.875 |",
+                         "| anp | probconserv | -0.049 | 0.005 | 0.5 | -0.006 | 0.028 | 0.875 |"]
+    line = truth_conservation_line(params, metrics)
+    assert "heat 7.00e-17, stefan 0.0012." in line and line.count("stefan") == 1
+    assert shock_table(params, {}) == "" and truth_conservation_line(params, {}) == ""

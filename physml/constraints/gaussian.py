@@ -399,7 +399,7 @@ def constrained_log_likelihood(
 ) -> torch.Tensor:
     """log p(u | G u) of u under N(mean, diag(var)) conditioned on its own constraint values c = G u.
 
-    The likelihood ProbConserv's trained variant is fitted with (ProbConserv-ANP, the reference code's "physnp":
+    The likelihood ProbConserv's trained variant is fitted with (the reference code's "physnp" training loss:
     the prior's log-likelihood plus the constraint's minus the log normaliser). By Bayes' rule, with r = u − μ and
     S = G diag(var) Gᵀ + σ² I (σ² = ``noise_var``),
 

@@ -84,7 +84,7 @@ def validate_manifest(df: pd.DataFrame, schema: pa.DataFrameSchema, where: str =
         table = cases["schema_context"] == "DataFrameSchema"  # a check of the whole table, not of one column
         cases["column"] = cases["column"].where(~table, None)
         fails = cases[["column", "check", "index"]].drop_duplicates(["column", "check"]).head(20)
-        lines = [f"{'table' if r.column is None or pd.isna(r.column) else f'column {r.column!r}'}: check "
+        lines = [f"{'table' if pd.isna(r.column) else f'column {r.column!r}'}: check "
                  f"{_BUILT_IN_CHECKS.get(str(r.check), repr(r.check))} failed"
                  + ("" if pd.isna(r.index) else f" (e.g. row {int(r.index)})") for r in fails.itertuples()]
         prefix = f"{where}: " if where else ""

@@ -10,7 +10,7 @@ One experiment is ``case × model`` (model ∈ {anp, ensemble}) with every const
 - ``probconserv``: μ' = μ − Σ Gᵀ (G Σ Gᵀ)⁻¹ (G μ − b), Σ' = Σ − Σ Gᵀ (G Σ Gᵀ)⁻¹ G Σ (Eq. 5, σ_G = 0),
   with Σ the model's per-slice predictive covariance (the law-of-total-variance mixture of the ANP's
   latent samples or the ensemble's members, plus the diagonal decoder noise);
-- ``probconserv_trained``: the reference's "physnp": a twin trained through the constrained likelihood
+- ``probconserv_trained``: the reference's "physnp" network: a twin trained through the constrained likelihood
   (``probconserv_trained.pt``; :func:`physml.models.anp.target_nll`), whose components (latent draws, members)
   N(μ_s, diag σ_s²) are each updated as above (σ_G = 0) and then mixed (:func:`conditioned_mixture`).
 
@@ -20,11 +20,16 @@ G is the trapezoid quadrature row of one time slice and b = M(t) the exact mass
 Where this departs from the reference (``../shared/reference/probconserv.md``):
 
 - ``probconserv`` is the update applied once, after training, to the plain black box's predictive
-  covariance. The reference does that for heat only; for stefan and pme its "physnp" network is trained
-  through the constrained likelihood and updated per latent sample with that sample's diagonal variance,
-  which is ``probconserv_trained`` here, with two differences: its constraint noise σ_G² is fixed at 0 (the
-  reference learns the precision σ_G⁻² from 1e2, and its loss has no lower bound in it), and both black
-  boxes get it (the reference: the ANP).
+  covariance (the mixture's moments). The reference's evaluated "ProbConserv-ANP" (``physnp_limit``, every
+  case) also starts from the plain ANP: it trains a "physnp" network through the constrained likelihood but,
+  at evaluation, loads the plain ANP's weights into it (``anp_state_dict: ${methods.anp.state_dict}`` in its
+  experiment configs) and updates each latent draw N(μ_s, diag σ_s²), then mixes the draws. So the paper's
+  numbers are the plain ANP's, conditioned per component; here ``probconserv`` conditions the mixture as one
+  Gaussian (same mean update where the draws agree; the per-component form is
+  :func:`conditioned_mixture`, used by ``probconserv_trained``).
+- ``probconserv_trained`` is the network the reference trains and then does not evaluate, with two
+  differences: its constraint noise σ_G² is fixed at 0 (the reference learns the precision σ_G⁻² from 1e2,
+  and its loss has no lower bound in it), and both black boxes get it (the reference: the ANP).
 - ``softc``'s penalty takes the network's mean on a uniform grid of
   :data:`physml.models.anp.SOFTC_POINTS` positions per training time (no labels are needed there), not on the
   training targets (10 random positions per slice). On those the exact solution itself misses b by about the
@@ -442,10 +447,17 @@ def _read_predictions(pred_dir: Path, case: str, model: str, constraints: list[s
     return out
 
 
-def _shock(case: str, arrays: Mapping[str, np.ndarray], samples: np.ndarray) -> dict[str, Any]:
+SHOCK_LEVELS: dict[str, float] = {"": 0.5, "_level0": 0.0}
+"""Metric-name suffix → the level, as a fraction of p*, at which a sampled profile's front is read:
+p*/2, the middle of the exact jump from p* to 0 (the project's estimator: robust to noise around 0), and
+0, the reference's (the first grid point where u ≤ 0, here interpolated), which tracks where a smeared
+profile's tail reaches zero. A posterior can be centred by one and not the other, so both are reported."""
+
+
+def _shock(case: str, arrays: Mapping[str, np.ndarray], samples: np.ndarray, level: float) -> dict[str, Any]:
     """Per test function i: the shock-position posterior at its last target time t_i from the S samples
-    (level p*/2, the middle of the jump from p* to 0; :func:`physml.metrics.shock_positions`) against the
-    exact front x*(t_i) = 2 z₁ √t_i."""
+    (read at u = ``level``·p*; :func:`physml.metrics.shock_positions`) against the exact front
+    x*(t_i) = 2 z₁ √t_i."""
     problem = _problem(case)
     names = [str(n) for n in arrays["parameter_names"]]
     rows = []
@@ -453,7 +465,7 @@ def _shock(case: str, arrays: Mapping[str, np.ndarray], samples: np.ndarray) -> 
         p = dict(zip(names, (float(v) for v in arrays["params"][i]), strict=True))
         t_last = arrays["target_t"][i, -1]
         front = float(problem.front_position(p, np.array([t_last]))[0])
-        post = shock_position_posterior(samples[i], arrays["target_x"][i, -1], 0.5 * p["p_star"], front)
+        post = shock_position_posterior(samples[i], arrays["target_x"][i, -1], level * p["p_star"], front)
         rows.append((post, front))
     return {"posteriors": rows}
 
@@ -464,6 +476,7 @@ def _metrics(true: np.ndarray, pred: Mapping[str, np.ndarray], G: np.ndarray, b:
         "mse": float(mse(mean, true)),
         "mse_final_time": float(mse(mean[:, -1], true[:, -1])),
         "conservation_error": float(conservation_error(mean, G, b, reduce="mean_abs")),
+        "conservation_error_truth": float(conservation_error(true, G, b, reduce="mean_abs")),
         "log_likelihood": float(gaussian_log_likelihood(true, mean, var)),
         "coverage_50": float(interval_coverage(true, mean, var, 0.5)),
         "coverage_90": float(interval_coverage(true, mean, var, 0.9)),
@@ -502,9 +515,8 @@ def _figures(case: str, model: str, arrays: Mapping[str, np.ndarray], preds: Map
         post = {c: shocks[c]["posteriors"][i][0].positions for c in order}
         front = shocks[order[0]]["posteriors"][i][1]
         written.append(plots.shock_histograms(post, front, fig_dir / "shock_position.png",
-                                              edges=np.linspace(x[0], x[-1], 41),
-                                              title=f"shock-position posterior, p* = {p['p_star']:g}, t = {t_last:.4f}",
-                                              model=model))
+                                              title=f"shock-position posterior (u = p*/2), p* = {p['p_star']:g}, "
+                                                    f"t = {t_last:.4f}", model=model))
     return written
 
 
@@ -514,9 +526,15 @@ def evaluate(case: str, model: str, params: ParamsModel, data_dir: Path, pred_di
     Metrics (Hansen et al. 2023, §4): ``mse`` of the mean over all targets and ``mse_final_time`` at the
     last target time; ``conservation_error`` = mean |G μ − b| over functions and times; ``log_likelihood``
     = mean log N(u; μ, max(var, 1e-8)); ``coverage_50``/``coverage_90`` = fraction of targets inside the
-    central 50 %/90 % interval. Stefan adds the shock-position posterior at each function's last target time,
+    central 50 %/90 % interval; ``conservation_error_truth`` = mean |G u − b| of the exact solution u at the
+    targets, the quadrature's own error on this grid (the same for every constraint: an exact update drives
+    ``conservation_error`` to round-off relative to this trapezoid rule, and a model is not wrong by less than
+    this). Stefan adds the shock-position posterior at each function's last target time,
     averaged over functions: ``shock_mean``, ``shock_std``, ``shock_true`` (exact x*), ``shock_bias`` (mean
-    signed error of the posterior mean) and ``shock_abs_error`` (mean |posterior mean − x*|).
+    signed error of the posterior mean), ``shock_abs_error`` (mean |posterior mean − x*|) and
+    ``shock_coverage_90`` (fraction of functions whose x* lies in the posterior's central 90 % interval),
+    with the front read at u = p*/2, and the same five with the suffix ``_level0`` read at u = 0
+    (:data:`SHOCK_LEVELS`).
     Everything is computed before anything is written; files are replaced atomically.
     """
     _check_model(model)
@@ -535,16 +553,20 @@ def evaluate(case: str, model: str, params: ParamsModel, data_dir: Path, pred_di
     for c in constraints:
         results[c] = _metrics(true, preds[c], G, b)
         if case == "stefan":
-            shocks[c] = _shock(case, arrays, preds[c]["samples"])
-            posts = shocks[c]["posteriors"]
-            err = np.array([po.error for po, _ in posts])
-            results[c].update({
-                "shock_mean": float(np.mean([po.mean for po, _ in posts])),
-                "shock_std": float(np.mean([po.std for po, _ in posts])),
-                "shock_true": float(np.mean([f for _, f in posts])),
-                "shock_bias": float(np.mean(err)),
-                "shock_abs_error": float(np.mean(np.abs(err))),
-            })
+            for suffix, level in SHOCK_LEVELS.items():
+                found = _shock(case, arrays, preds[c]["samples"], level)
+                if not suffix:
+                    shocks[c] = found  # the figures show the project's estimator
+                posts = found["posteriors"]
+                err = np.array([po.error for po, _ in posts])
+                results[c].update({
+                    f"shock_mean{suffix}": float(np.mean([po.mean for po, _ in posts])),
+                    f"shock_std{suffix}": float(np.mean([po.std for po, _ in posts])),
+                    f"shock_bias{suffix}": float(np.mean(err)),
+                    f"shock_abs_error{suffix}": float(np.mean(np.abs(err))),
+                    f"shock_coverage_90{suffix}": float(np.mean([po.covers_90 for po, _ in posts])),
+                })
+            results[c]["shock_true"] = float(np.mean([f for _, f in posts]))
         bad = [k for k, v in results[c].items() if not math.isfinite(v)]
         if bad:
             raise ValueError(f"{case} × {model} × {c}: non-finite metric(s) {bad}")

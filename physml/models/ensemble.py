@@ -7,7 +7,8 @@ with the Gaussian negative log-likelihood of the targets (Lakshminarayanan et al
 members differ by their random initialisation. They are trained in one ``fit`` with the loss
 Σ_m NLL_m: the members share no parameters, so each one's gradient (and its Adam update) is the
 same as if it were trained alone on the same batches, unless ``grad_clip`` is set (the clip scales every
-member's gradient by the norm of all of them together). With ``constrained_likelihood`` each NLL_m is that of
+member's gradient by the norm of all of them together) or ``physics_weight`` > 0 (the SoftC penalty is taken
+on the members' mean). With ``constrained_likelihood`` each NLL_m is that of
 the slices conditioned on their targets' mass (ProbConserv's trained variant).
 
 The prediction is the mixture's moments (law of total variance):
