@@ -119,17 +119,27 @@ def test_prefect_flow_fans_out_one_task_per_case_also_on_dask(tmp_path: Path, mo
     monkeypatch.setenv("DO_NOT_TRACK", "1")
     params = _tiny_params(tmp_path)
     code = f"""
+import prefect_dask
 from prefect.testing.utilities import prefect_test_harness
 from flows.generate import generate, run_generate
+
+through_dask = []
+_submit = prefect_dask.DaskTaskRunner.submit
+def submit(self, task, parameters, *args, **kwargs):  # what the Dask runner was handed, by task and case
+    through_dask.append((task.name, parameters["case"]))
+    return _submit(self, task, parameters, *args, **kwargs)
+prefect_dask.DaskTaskRunner.submit = submit
+
 with prefect_test_harness(server_startup_timeout=60):
     result = generate(cases=["heat", "stokes2"], params_path={str(params)!r}, out={str(tmp_path / 'data')!r})
-    print(sorted(result))
+    print(sorted(result), "dask saw", through_dask)
     on_dask = run_generate(cases=["wave"], params_path={str(params)!r}, out={str(tmp_path / 'data')!r}, dask=True, n_workers=1)
-    print("dask", sorted(on_dask))
+    print("dask", sorted(on_dask), "dask saw", through_dask)
 """
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env, timeout=180)
     assert res.returncode == 0, res.stderr[-3000:]
-    assert "['heat', 'stokes2']" in res.stdout and "dask ['wave']" in res.stdout
+    assert "['heat', 'stokes2'] dask saw []" in res.stdout  # the default runner: nothing through Dask
+    assert "dask ['wave'] dask saw [('generate-case', 'wave')]" in res.stdout
     for case in ("heat", "stokes2", "wave"):
         assert is_complete(tmp_path / "data" / "quick" / case)

@@ -242,7 +242,7 @@ def test_sample_gaussian_draws_move_by_round_off_when_sigma_does():
     np.testing.assert_allclose(np.cov(sample_gaussian(np.zeros(m), cov, 40_000, rng).T), cov, atol=0.05 * np.abs(cov).max())
 
 
-def test_the_field_image_centres_each_cell_on_its_sample(tmp_path) -> None:
+def test_the_field_image_centres_each_cell_on_its_sample(tmp_path, monkeypatch) -> None:
     """imshow's extent is the image's outer edges: the time row of t = 2.0 was drawn at 1.91 (heat_neumann quick,
     dt = 0.2) when the extent ran from the first to the last sample."""
     import matplotlib.image
@@ -252,5 +252,12 @@ def test_the_field_image_centres_each_cell_on_its_sample(tmp_path) -> None:
     t, x = np.linspace(0.2, 2.0, 10), np.linspace(0.0, 1.0, 5)
     truth = np.outer(t, 1.0 + x)
     plots.field_error_panel(x, t, truth, {"fno": truth + 0.1}, tmp_path / "f.png")
-    assert plots._cell_edges(t) == pytest.approx((0.1, 2.1)) and plots._cell_edges(x) == pytest.approx((-0.125, 1.125))
     assert matplotlib.image.imread(tmp_path / "f.png").ndim == 3
+    drawn: list = []
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: drawn.append(fig) or path)
+    plots.field_error_panel(x, t, truth, {"fno": truth + 0.1}, tmp_path / "g.png")
+    (fig,) = drawn
+    images = [ax.images[0] for ax in fig.axes if ax.images]  # the truth and the error panel (not the colour bars)
+    assert len(images) == 2
+    for image in images:
+        assert image.get_extent() == pytest.approx((-0.125, 1.125, 0.1, 2.1))

@@ -316,22 +316,32 @@ def test_killed_training_leaves_no_partial_output_and_next_run_completes(tiny_pa
     tiny_params_file.write_text(yaml.safe_dump(data, sort_keys=False))
     _physml(root, "generate", "--case", "stokes2", "--no-progress")
     out = Layout(root, "quick").models("stokes2", "fno")
-    for delay in (1.0, 2.5, 4.0):
+    summary = out / "train_summary.json"
+
+    def first_file() -> bool:  # the first checkpoint (or its temporary) is being written
+        return out.is_dir() and any(out.iterdir())
+
+    def plain_done() -> bool:  # the plain network is saved; the BOON one is training
+        return (out / "plain.pt").is_file()
+
+    from physml.training import read_checkpoint
+
+    for ready in (first_file, plain_done):
         proc = subprocess.Popen([str(BIN / "physml"), "train", "--case", "stokes2", "--model", "fno", "--no-progress",
                                  "--params", str(tiny_params_file), "--root", str(root)],
                                 cwd=root, env=_env(root), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(delay)
+        deadline = time.monotonic() + 300
+        while not ready():  # poll rather than sleep a fixed time: the kill must land while training runs
+            assert proc.poll() is None, f"training ended before {ready.__name__}"
+            assert time.monotonic() < deadline, f"{ready.__name__} never happened"
+            time.sleep(0.02)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        # the stage is complete only when its summary exists; no summary may point at a missing checkpoint
-        summary = out / "train_summary.json"
-        if summary.exists():
-            from physml.training import read_checkpoint
-
-            for ckpt in out.glob("*.pt"):
-                assert "model_state" in read_checkpoint(ckpt)
-        if summary.exists():
-            summary.unlink()  # force the next attempt to train again
+        # killed mid-run: no summary (the stage's completion marker); every checkpoint left is whole
+        assert not summary.exists(), ready.__name__
+        for ckpt in out.glob("*.pt"):
+            assert "model_state" in read_checkpoint(ckpt)
+    assert (out / "plain.pt").is_file()  # the second kill hit the BOON network's training (no summary yet)
     done = _physml(root, "train", "--case", "stokes2", "--model", "fno", "--no-progress")
     assert done.returncode == 0
     assert (out / "train_summary.json").is_file()

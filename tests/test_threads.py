@@ -23,21 +23,28 @@ def test_stage_threads_reads_the_environment(monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_torch_threads_sets_and_restores(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The block gets the threads asked for, and after it the count is back to what it was: 3 here, neither
+    the default of this 2-core machine nor a count the blocks set, so a missing restore shows."""
     monkeypatch.setenv(threads.ENV, "1")
     before = torch.get_num_threads()
-    with threads.torch_threads():
-        assert torch.get_num_threads() == 1
-    with threads.torch_threads(2):
-        assert torch.get_num_threads() == 2
-    assert torch.get_num_threads() == before
+    torch.set_num_threads(3)
+    try:
+        with threads.torch_threads():
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 3
+        with threads.torch_threads(2):
+            assert torch.get_num_threads() == 2
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_cli_stage_gets_threads_and_the_environment_is_restored(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[str | None] = []
     monkeypatch.setattr(stages, "train", lambda *a, **k: seen.append(os.environ.get(threads.ENV)) or "done")
     monkeypatch.delenv(threads.ENV, raising=False)
-    assert main(["train", "--case", "stefan", "--model", "anp", "--threads", "2", "--no-progress"]) == 0
+    assert main(["train", "--case", "stefan", "--model", "anp", "--threads", "3", "--no-progress"]) == 0
     assert main(["train", "--case", "stefan", "--model", "anp", "--no-progress"]) == 0
-    assert seen == ["2", str(min(2, threads.available_cores()))]
+    assert seen == ["3", str(min(2, threads.available_cores()))]  # 3: not the default, so --threads is read
     assert threads.ENV not in os.environ
     assert main(["train", "--case", "stefan", "--model", "anp", "--threads", "0"]) == 2

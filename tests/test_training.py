@@ -209,6 +209,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
+import physml.training
 from physml.training import TrainConfig, fit
 
 
@@ -234,7 +235,18 @@ def rank_main(rank, world, out):
     model = nn.Sequential(nn.Linear(1, 8), nn.Tanh(), nn.Linear(8, 1))
     config = TrainConfig(epochs=3, batch_size=1, lr=1e-2, device="cpu")
     nan_at = int(sys.argv[2]) if len(sys.argv) > 2 else None  # one sample's target NaN: one rank diverges
-    fit(model, loss, Data(5, nan_at), Data(3), config, out / "m.pt", {"case": "toy"}, progress=False)
+    atomic_path = physml.training.atomic_path
+    def logged(path, *args, **kwargs):  # every file fit writes, by rank
+        with open(out / f"writes{rank}.txt", "a") as log:
+            log.write(Path(path).name + "\\n")
+        return atomic_path(path, *args, **kwargs)
+    physml.training.atomic_path = logged
+    try:
+        fit(model, loss, Data(5, nan_at), Data(3), config, out / "m.pt", {"case": "toy"}, progress=False)
+    except FloatingPointError as exc:  # recorded per rank; returning (not raising) lets mp.spawn wait for both
+        (out / f"fpe{rank}.txt").write_text(str(exc))
+        dist.destroy_process_group()
+        return
     torch.save(model.state_dict(), out / f"rank{rank}.pt")
     dist.destroy_process_group()
 
@@ -258,6 +270,7 @@ def test_two_ranks_train_equal_shards_to_equal_weights(tmp_path: Path) -> None:
     first, second = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
     assert all(torch.equal(first[k], second[k]) for k in first)
     assert read_checkpoint(tmp_path / "m.pt")["best_epoch"] in (1, 2, 3)
+    assert set((tmp_path / "writes0.txt").read_text().split()) == {"m.pt"} and not (tmp_path / "writes1.txt").exists()
     torch.manual_seed(0)
     start = torch.nn.Sequential(torch.nn.Linear(1, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
     assert not all(torch.equal(a, b) for a, b in zip(start.state_dict().values(), first.values()))  # it trained
@@ -265,15 +278,25 @@ def test_two_ranks_train_equal_shards_to_equal_weights(tmp_path: Path) -> None:
 
 def test_a_rank_that_diverges_stops_every_rank(tmp_path: Path) -> None:
     """A NaN loss on one rank (its shard holds the bad sample) raised there while the other rank waited in the
-    gradient all-reduce forever; now every rank raises FloatingPointError in the same step."""
+    gradient all-reduce forever (or failed there when its peer left); now every rank raises FloatingPointError
+    in the same step: each rank records its error and returns, so both records exist, name the same epoch and
+    batch, and only one of them saw the NaN."""
+    import re
     import subprocess
     import sys
 
     script = tmp_path / "two_ranks.py"
     script.write_text(_TWO_RANKS)
-    done = subprocess.run([sys.executable, str(script), str(tmp_path), "2"], capture_output=True, text=True,
-                          timeout=180)
-    assert done.returncode != 0 and done.stderr.count("FloatingPointError: non-finite training loss") >= 1
+    try:
+        done = subprocess.run([sys.executable, str(script), str(tmp_path), "2"], capture_output=True, text=True,
+                              timeout=120)
+    except subprocess.TimeoutExpired:
+        pytest.fail("a rank waited for the diverged one: the non-finite check is not shared between ranks")
+    assert done.returncode == 0, done.stderr[-2000:]
+    errors = [(tmp_path / f"fpe{r}.txt").read_text() for r in (0, 1)]
+    where = [re.search(r"at epoch \d+, batch \d+", e) for e in errors]
+    assert all(where) and where[0].group() == where[1].group(), errors
+    assert sum("(nan on rank" in e for e in errors) == 1, errors
     assert not (tmp_path / "rank0.pt").exists() and not (tmp_path / "rank1.pt").exists()
 
 
