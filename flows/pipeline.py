@@ -13,7 +13,8 @@ overwrite. So each finished task leaves a stamp under ``<root>/.physml-flow/`` (
 modification time of every output file), and a task is served from the cache only when its stamp holds
 this run's key and its outputs are as the stamp recorded them (``refresh_cache`` otherwise): settings
 changed and changed back, an output deleted or rewritten, or another checkout's cache all recompute.
-Transient failures (a locked SQLite store, a flaky worker) are retried. ``dask=True`` fans the cases out
+Transient failures (a locked SQLite store, an unreachable tracking server: :func:`is_transient`) are
+retried; any other failure is final at once. ``dask=True`` fans the cases out
 on a DaskTaskRunner.
 """
 
@@ -154,27 +155,59 @@ def _cache_key(context: Any, arguments: dict[str, Any]) -> str:
     return _key(context.task.name, arguments)
 
 
+TRANSIENT_MESSAGES = ("database is locked", "connection refused", "connection reset", "max retries exceeded",
+                      "temporarily unavailable", "timed out")
+"""Lower-case fragments of the messages of failures that another attempt can cure (a busy SQLite store, an
+unreachable or restarting tracking server)."""
+
+
+def is_transient(exc: BaseException | None) -> bool:
+    """Whether a task's failure is worth another attempt: a ConnectionError or TimeoutError, or a message of
+    :data:`TRANSIENT_MESSAGES`, anywhere in the exception's cause/context chain. A bad setting or input
+    (ValueError), a bug or a diverged training fails the same way again, so it is not retried: a retry of a
+    paper-sized training would cost hours for the same error."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, (ConnectionError, TimeoutError)):
+            return True
+        if any(m in str(exc).lower() for m in TRANSIENT_MESSAGES):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _retry_if_transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Prefect's ``retry_condition_fn``: retry only a :func:`is_transient` failure."""
+    exc = state.result(raise_on_failure=False)
+    return is_transient(exc if isinstance(exc, BaseException) else None)
+
+
 def _load(params_path: str, profile: str | None) -> ParamsModel:
     params = load_params(params_path)
     return params.with_profile(profile) if profile else params
 
 
-@task(name="generate", cache_key_fn=_cache_key, persist_result=True, retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S)
+@task(name="generate", cache_key_fn=_cache_key, persist_result=True, retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S,
+      retry_condition_fn=_retry_if_transient)
 def generate_task(case: str, params_path: str, profile: str | None, root: str, config: str, upstream: str) -> str:
     return str(stages.generate(case, _load(params_path, profile), Path(root), progress=False))
 
 
-@task(name="train", cache_key_fn=_cache_key, persist_result=True, retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S)
+@task(name="train", cache_key_fn=_cache_key, persist_result=True, retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S,
+      retry_condition_fn=_retry_if_transient)
 def train_task(case: str, model: str, params_path: str, profile: str | None, root: str, config: str, upstream: str) -> str:
     return str(stages.train(case, model, _load(params_path, profile), Path(root), progress=False))
 
 
-@task(name="constrain", cache_key_fn=_cache_key, persist_result=True, retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S)
+@task(name="constrain", cache_key_fn=_cache_key, persist_result=True, retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S,
+      retry_condition_fn=_retry_if_transient)
 def constrain_task(case: str, model: str, params_path: str, profile: str | None, root: str, config: str, upstream: str) -> str:
     return str(stages.constrain(case, model, _load(params_path, profile), Path(root)))
 
 
-@task(name="evaluate", cache_key_fn=_cache_key, persist_result=True, retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S)
+@task(name="evaluate", cache_key_fn=_cache_key, persist_result=True, retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S,
+      retry_condition_fn=_retry_if_transient)
 def evaluate_task(case: str, model: str, params_path: str, profile: str | None, root: str, config: str, upstream: str) -> dict[str, str]:
     """Metrics files and figures, then the MLflow runs; returns constraint → MLflow run id."""
     params = _load(params_path, profile)
@@ -183,7 +216,8 @@ def evaluate_task(case: str, model: str, params_path: str, profile: str | None, 
     return stages.track(case, model, params, Path(root), only_missing=True)
 
 
-@task(name="seed-study", cache_key_fn=_cache_key, persist_result=True, retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S)
+@task(name="seed-study", cache_key_fn=_cache_key, persist_result=True, retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S,
+      retry_condition_fn=_retry_if_transient)
 def seed_study_task(case: str, model: str, params_path: str, profile: str | None, root: str, config: str, upstream: str) -> str:
     """BOON: the same training over every seed of matrix.boon.seeds, then its MLflow run; returns the run id."""
     params = _load(params_path, profile)
@@ -191,7 +225,8 @@ def seed_study_task(case: str, model: str, params_path: str, profile: str | None
     return stages.track_seed_study(case, model, params, Path(root), only_missing=True)
 
 
-@task(name="report", retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S)
+@task(name="report", retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S,
+      retry_condition_fn=_retry_if_transient)
 def report_task(params_path: str, profile: str | None, root: str) -> str:
     return str(stages.report(_load(params_path, profile), Path(root)))
 

@@ -20,11 +20,13 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     MLFLOW_DISABLE_TELEMETRY=true \
     PREFECT_SERVER_ANALYTICS_ENABLED=false \
     DO_NOT_TRACK=1 \
-    PHYSML_PROJECT_DIR=/opt/physml
+    PHYSML_PROJECT_DIR=/opt/physml \
+    PREFECT_HOME=/opt/physml/.prefect
 
 RUN apt-get update \
  && apt-get install -y --no-install-recommends git tini \
- && rm -rf /var/lib/apt/lists/*
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --create-home --uid 10001 physml
 
 # 1. CUDA torch first, from its own index: physml asks only for a range (torch>=2.2,<3), so the
 #    next step keeps this build instead of pulling the CPU wheel from PyPI.
@@ -37,6 +39,11 @@ COPY physml ./physml
 COPY flows ./flows
 RUN pip install ".[pipeline]" "prefect[kubernetes]" "dvc[s3,gs]" \
  && python -c "import torch, physml, prefect, dvc; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
+
+# Runs as an unprivileged user (uid 10001; the pool template sets runAsNonRoot), which owns the working
+# directory the flow writes data, models, metrics and reports into, and PREFECT_HOME.
+RUN mkdir -p "${PREFECT_HOME}" && chown -R physml:physml /opt/physml
+USER 10001
 
 # The `paper` deployment's pull step is set_working_directory: /opt/physml (prefect.yaml).
 ENTRYPOINT ["/usr/bin/tini", "-g", "--"]

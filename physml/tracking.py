@@ -56,6 +56,9 @@ ENV_TRACKING_URI = "PHYSML_TRACKING_URI"
 ENV_ARTIFACT_ROOT = "PHYSML_ARTIFACT_ROOT"
 ENV_PROJECT_DIR = "PHYSML_PROJECT_DIR"
 CHAMPION = "champion"
+PROMOTION_MARGIN = 1e-3
+"""Relative margin by which a new version's metric must beat the champion's to take the alias
+(:func:`promote_if_better`): 0.1 %, far above round-off and below what a real improvement moves."""
 MODEL_ARTIFACT_PATH = "model"
 FIGURE_ARTIFACT_PATH = "figures"
 
@@ -568,17 +571,23 @@ def promote_if_better(
     *,
     alias: str = CHAMPION,
     uri: str | None = None,
+    margin: float = PROMOTION_MARGIN,
 ) -> bool:
-    """Give ``version`` the ``alias`` (default ``champion``) iff its evaluation ``metric`` strictly
-    beats the current holder's (lower is better unless ``higher_is_better``), or no version holds it, or
-    the holder was evaluated on other data (its run's ``dataset_version`` tag differs: a metric on another
-    test set is no comparison, so new data start a new contest and the version evaluated on them wins).
+    """Give ``version`` the ``alias`` (default ``champion``) iff its evaluation ``metric`` beats the current
+    holder's by more than ``margin`` of the holder's magnitude (lower is better unless ``higher_is_better``:
+    new < old − margin·|old|, or new > old + margin·|old|), or no version holds it, or the holder was
+    evaluated on other data (its run's ``dataset_version`` tag differs: a metric on another test set is no
+    comparison, so new data start a new contest and the version evaluated on them wins). The margin keeps a
+    scheduled retraining of the same code and data from taking the alias on run-to-run noise (GPU kernels
+    round differently between runs); ``margin=0`` is a strict comparison.
 
     A NaN metric never wins. Returns whether the alias moved to ``version``. On a SQLite store the
     read–compare–set runs under a file lock (``<db>.promote.lock``), so concurrent retraining runs on
     one machine cannot both read the old champion and let the worse one win; a remote tracking server
     offers no such transaction (serialise promotions there, e.g. one Prefect concurrency slot).
     """
+    if not (math.isfinite(margin) and margin >= 0):
+        raise ValueError(f"margin must be a finite number >= 0, got {margin!r}")
     resolved = uri or tracking_uri()
     db = _sqlite_path(resolved)
     with _file_lock(db.with_name(db.name + ".promote.lock")) if db is not None else nullcontext():
@@ -591,7 +600,8 @@ def promote_if_better(
         if current is not None and (version_dataset(name, current, uri=resolved)
                                     == version_dataset(name, version, uri=resolved)):
             old = version_metric(name, current, metric, uri=resolved)
-            better = new > old if higher_is_better else new < old
+            step = margin * abs(old)
+            better = new > old + step if higher_is_better else new < old - step
             if not math.isnan(old) and not better:
                 return False
         mlc = client(resolved)

@@ -95,6 +95,9 @@ def test_gpu_variable_becomes_the_nvidia_gpu_limit(gpu: int) -> None:
     assert (manifest["apiVersion"], manifest["kind"]) == ("batch/v1", "Job")
     assert manifest["spec"]["template"]["spec"]["restartPolicy"] == "Never"
     assert container["name"] == "prefect-job"  # the name the Kubernetes worker looks for
+    # credentials come from a Secret (optional), not the plain-text env; a rebuilt :latest is pulled again
+    assert container["envFrom"] == [{"secretRef": {"name": "physml-flow", "optional": True}}]
+    assert container["imagePullPolicy"] == "Always"
 
 
 def test_gpu_variable_schema_bounds_and_default() -> None:
@@ -123,6 +126,11 @@ def test_dockerfile_installs_cuda_torch_before_physml_pipeline() -> None:
     ignore = (INFRA / "worker.Dockerfile.dockerignore").read_text().splitlines()
     assert "*" in ignore and "!physml/" in ignore and "!flows/" in ignore and "!pyproject.toml" in ignore
     assert "!dvc.yaml" in ignore
+    # an unprivileged user owns the working directory; the pod template refuses to run the image as root
+    (user,) = [a for op, a in steps if op == "USER"]
+    assert any(f"--uid {user}" in r for r in runs) and any("chown -R physml:physml /opt/physml" in r for r in runs)
+    pod = _template()["job_configuration"]["job_manifest"]["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] == int(user)
 
 
 def test_image_workdir_is_the_paper_working_directory_and_template_default() -> None:
@@ -155,6 +163,7 @@ def test_prefect_yaml_deployments() -> None:
         assert d["entrypoint"] == "flows/pipeline.py:pipeline"
     assert quick["parameters"]["profile"] == "quick" and quick["work_pool"]["name"] == "physml-process"
     assert "schedules" not in quick
+    assert quick["concurrency_limit"] == paper["concurrency_limit"] == 1  # one run per checkout / per pool
     assert paper["parameters"]["profile"] == "paper" and paper["work_pool"]["name"] == "physml-gpu"
     (schedule,) = paper["schedules"]
     cron = CronSchedule(cron=schedule["cron"], timezone=schedule["timezone"])  # raises on a bad cron

@@ -23,7 +23,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _env(root: Path) -> dict[str, str]:
-    env = dict(os.environ)
+    """The environment of a stage or flow subprocess: this project's stores under ``root``, and no Prefect
+    server or profile of the user's shell (a flow run would otherwise go to that server)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "PREFECT_API_KEY", "PREFECT_PROFILE")}
     env.update(
         PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
         PHYSML_TRACKING_URI=f"sqlite:///{root / 'mlflow.db'}",
@@ -467,3 +469,59 @@ def test_user_errors_are_one_line_before_any_service_starts(tmp_path: Path) -> N
     done = subprocess.run([sys.executable, "-m", "physml.cli", "report", "--root", str(empty)], cwd=REPO,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "no metrics file" in done.stderr and not (empty / "reports").exists()
+
+
+def test_a_transient_failure_is_retried_and_any_other_is_final_at_once() -> None:
+    """A locked SQLite store or a refused connection (also as the cause of another error) is worth another
+    attempt; a bad setting or a diverged training is not. Every task of the flow carries this condition."""
+    import sqlite3
+
+    import flows.pipeline as fp
+
+    locked = RuntimeError("tracking failed")
+    locked.__cause__ = sqlite3.OperationalError("database is locked")
+    assert fp.is_transient(locked) and fp.is_transient(ConnectionRefusedError(111, "Connection refused"))
+    assert fp.is_transient(TimeoutError())
+    for final in (ValueError("models.fno.quick.epochs: 0 is below 1"), FloatingPointError("non-finite training loss"),
+                  RuntimeError("CUDA out of memory"), None):
+        assert not fp.is_transient(final)
+    tasks = [fp.generate_task, fp.train_task, fp.constrain_task, fp.evaluate_task, fp.seed_study_task, fp.report_task]
+    assert all(t.retries == fp.RETRIES and t.retry_condition_fn is fp._retry_if_transient for t in tasks)
+
+
+_RETRY_FLOW = """
+import json, sqlite3
+from prefect import flow, task
+import flows.pipeline as fp
+
+attempts = {"bad": 0, "locked": 0}
+
+@task(retries=2, retry_delay_seconds=0, retry_condition_fn=fp._retry_if_transient)
+def bad():
+    attempts["bad"] += 1
+    raise ValueError("models.fno.quick.epochs: 0 is below 1")
+
+@task(retries=2, retry_delay_seconds=0, retry_condition_fn=fp._retry_if_transient)
+def locked():
+    attempts["locked"] += 1
+    if attempts["locked"] == 1:
+        raise sqlite3.OperationalError("database is locked")
+    return "stored"
+
+@flow
+def run():
+    return bad(return_state=True).is_failed(), locked()
+
+print("RESULT", json.dumps([*run(), attempts]))
+"""
+
+
+@pytest.mark.services
+def test_prefect_runs_a_bad_setting_once_and_a_locked_store_again(tmp_path: Path) -> None:
+    """The retry condition as Prefect's task engine applies it: the ValueError task fails after one attempt
+    (retries=2 notwithstanding), the locked-store task succeeds on its second."""
+    done = subprocess.run([sys.executable, "-c", _RETRY_FLOW], cwd=REPO, env=_env(tmp_path), capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (line,) = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]
+    assert json.loads(line.removeprefix("RESULT ")) == [True, "stored", {"bad": 1, "locked": 2}]

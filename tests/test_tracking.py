@@ -127,7 +127,7 @@ def _version_with(case: str, mse: float, accuracy: float) -> str:
     return record.model_version
 
 
-def test_champion_moves_only_to_a_strictly_better_version(store: str) -> None:
+def test_champion_moves_only_to_a_version_better_by_the_margin(store: str) -> None:
     name = tracking.registered_model_name("wave", "fno", "quick")
     v1 = _version_with("wave", mse=0.5, accuracy=0.7)
     assert tracking.champion_version(name) is None
@@ -141,13 +141,20 @@ def test_champion_moves_only_to_a_strictly_better_version(store: str) -> None:
     assert tracking.promote_if_better(name, v4, "mse") is True
     assert tracking.champion_version(name) == v4
     assert torch.equal(tracking.load_state_dict(name)["w"], torch.tensor([0.3]))
+    # within the margin (0.1 % of 0.3 = 3e-4): a retraining's noise does not take the alias; beyond it does
+    noise = _version_with("wave", mse=0.3 - 1e-5, accuracy=0.2)
+    assert tracking.promote_if_better(name, noise, "mse") is False
+    assert tracking.promote_if_better(name, noise, "mse", margin=0.0) is True  # strictly lower is enough at 0
+    assert tracking.promote_if_better(name, v4, "mse", margin=0.0) is False
+    with pytest.raises(ValueError, match="margin must be a finite number >= 0"):
+        tracking.promote_if_better(name, v4, "mse", margin=-0.1)
 
     # higher is better: a separate alias so both rankings can be read side by side
     assert tracking.promote_if_better(name, v1, "accuracy", higher_is_better=True, alias="best_acc") is True
     assert tracking.promote_if_better(name, v4, "accuracy", higher_is_better=True, alias="best_acc") is False
     assert tracking.promote_if_better(name, v2, "accuracy", higher_is_better=True, alias="best_acc") is True
     assert tracking.champion_version(name, alias="best_acc") == v2
-    assert tracking.champion_version(name) == v4  # the champion alias did not move
+    assert tracking.champion_version(name) == noise  # the champion alias did not move
 
     with pytest.raises(ValueError, match="'nll' was not logged"):
         tracking.promote_if_better(name, v2, "nll")
