@@ -21,9 +21,12 @@ on a DaskTaskRunner.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import functools
 import hashlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -234,8 +237,33 @@ def report_task(params_path: str, profile: str | None, root: str) -> str:
 @flow(name="pipeline", log_prints=True)
 def pipeline(params_path: str = "params.yaml", profile: str | None = None, root: str = ".") -> dict[str, Any]:
     """Run the params.yaml matrix end to end; returns the report path and the MLflow run ids (per case/model:
-    constraint → run id, and the seed studies' runs)."""
+    constraint → run id, and the seed studies' runs). One run per checkout at a time (:func:`checkout_lock`)."""
     params = _load(params_path, profile)
+    with checkout_lock(Path(root)):
+        return _run_matrix(params, params_path, profile, root)
+
+
+@contextlib.contextmanager
+def checkout_lock(root: Path) -> Iterator[None]:
+    """Hold ``<root>/.physml-flow/run.lock`` (an exclusive ``flock``) for a whole pipeline run: a second run in
+    the same checkout would write the same data, networks and stamps, so it stops at once, naming the lock,
+    instead. The lock goes with the process, so a killed run leaves none behind."""
+    path = Path(root) / ".physml-flow" / "run.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RuntimeError(f"another pipeline run holds {path} in this checkout: wait for it to end, or "
+                               "run in another --root") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _run_matrix(params: ParamsModel, params_path: str, profile: str | None, root: str) -> dict[str, Any]:
+    """The body of :func:`pipeline`: every stage of the matrix as tasks, then the report."""
     lay = stages.Layout(Path(root), params.profile)
     pairs = list(dict.fromkeys((c, m) for c, m, _ in params.experiments()))
     cases = list(dict.fromkeys(c for c, _ in pairs))

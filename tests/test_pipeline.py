@@ -525,3 +525,24 @@ def test_prefect_runs_a_bad_setting_once_and_a_locked_store_again(tmp_path: Path
     assert done.returncode == 0, done.stderr[-3000:]
     (line,) = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]
     assert json.loads(line.removeprefix("RESULT ")) == [True, "stored", {"bad": 1, "locked": 2}]
+
+
+def test_a_second_pipeline_run_in_the_same_checkout_stops_at_once(tmp_path: Path) -> None:
+    """While one run holds the checkout's lock, a second (here: another process, as a second flow run would
+    be) is refused with the lock's path and writes nothing; another root, or the same after the first ends,
+    runs."""
+    import flows.pipeline as fp
+
+    probe = ("import sys; from pathlib import Path; import flows.pipeline as fp\n"
+             "with fp.checkout_lock(Path(sys.argv[1])): print('ran')")
+
+    def second(root: Path) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", probe, str(root)], cwd=REPO, capture_output=True, text=True,
+                              timeout=120)
+
+    with fp.checkout_lock(tmp_path / "a"):
+        refused = second(tmp_path / "a")
+        assert refused.returncode != 0 and "another pipeline run holds" in refused.stderr
+        assert str(tmp_path / "a" / ".physml-flow" / "run.lock") in refused.stderr
+        assert second(tmp_path / "b").stdout.strip() == "ran"
+    assert second(tmp_path / "a").stdout.strip() == "ran"
