@@ -32,6 +32,9 @@ Where this departs from the reference (``../shared/reference/probconserv.md``):
 - ``probconserv_trained`` is the network the reference trains and then does not evaluate, with two
   differences: its constraint noise σ_G² is fixed at 0 (the reference learns the precision σ_G⁻² from 1e2,
   and its loss has no lower bound in it), and both black boxes get it (the reference: the ANP).
+- the Stefan shock-position posterior is read at each test function's last target time (t ≈ 0.1, the end of
+  the domain) and averaged over all test functions, at two levels (:data:`SHOCK_LEVELS`); the reference
+  reads it at t = 0.05 for one chosen function, at level 0.
 - ``softc``'s penalty takes the network's mean on a uniform grid of
   :data:`physml.models.anp.SOFTC_POINTS` positions per training time (no labels are needed there), not on the
   training targets (10 random positions per slice). On those the exact solution itself misses b by about the
