@@ -29,6 +29,7 @@ METHOD_LABELS: dict[str, str] = {
     "softc": "SoftC",
     "hardc": "HardC",
     "probconserv": "ProbConserv",
+    "probconserv_mixture": "ProbConserv (per draw)",
     "probconserv_trained": "ProbConserv (trained)",
 }
 METHOD_COLORS: dict[str, str] = {
@@ -36,6 +37,7 @@ METHOD_COLORS: dict[str, str] = {
     "softc": "tab:orange",
     "hardc": "tab:purple",
     "probconserv": "tab:green",
+    "probconserv_mixture": "tab:cyan",
     "probconserv_trained": "tab:olive",
 }
 

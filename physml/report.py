@@ -332,13 +332,13 @@ def quality_checks(params: ParamsModel, metrics: Mapping[tuple[str, str, str], M
     pc = params.matrix.probconserv
     for case in pc.cases:
         for model in pc.models:
-            for constraint in ("probconserv", "probconserv_trained", "hardc"):
+            for constraint in ("probconserv", "probconserv_mixture", "probconserv_trained", "hardc"):
                 m = metrics.get((case, model, constraint))
                 if m is not None and "conservation_error" in m:
                     ce = m["conservation_error"]
                     checks.append((f"{case}/{model}: {constraint} conservation error ≤ 1e-10", ce <= 1e-10, _fmt(ce)))
     for model in pc.models:
-        for constraint in ("probconserv", "probconserv_trained"):
+        for constraint in ("probconserv", "probconserv_mixture", "probconserv_trained"):
             base, ours = metrics.get(("stefan", model, "none")), metrics.get(("stefan", model, constraint))
             if base and ours:
                 checks.append((f"stefan/{model}: {constraint} MSE < unconstrained MSE", ours["mse"] < base["mse"],
@@ -445,9 +445,10 @@ def write_report(params: ParamsModel, root: Path) -> Path:
             "MSE of the posterior mean at the test targets (the regular `test_grid` of params.yaml: "
             f"{_grid_text(params)}); conservation error = mean over time slices of "
             "|∫ mean dx − true mass|; log-likelihood per target; 90 % interval coverage. `probconserv` is the "
-            "exact update applied after training to the plain black box, on its predictive mean and covariance "
-            "(the paper's ProbConserv-ANP also starts from the plain ANP, but updates each latent draw before "
-            "mixing); `probconserv_trained` is a twin trained through the constrained likelihood (the network "
+            "exact update applied after training to the plain black box, on its predictive mean and covariance; "
+            "`probconserv_mixture` updates each of the plain black box's latent draws (ANP) or members "
+            "(ensemble), then mixes them, which is what the paper's ProbConserv-ANP evaluates; "
+            "`probconserv_trained` is a twin trained through the constrained likelihood (the network "
             "the reference trains and then replaces by the plain ANP at evaluation), each latent draw or member "
             "updated, then mixed; `softc` penalises the squared "
             "error of the trapezoid mass of the network's mean on a uniform grid of 65 positions per training time "

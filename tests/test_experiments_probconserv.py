@@ -28,7 +28,7 @@ from physml.experiments import PREDICTIONS_FILE
 from physml.experiments import probconserv as pc
 
 ROOT = Path(__file__).resolve().parents[1]
-CONSTRAINTS = ["none", "softc", "hardc", "probconserv", "probconserv_trained"]
+CONSTRAINTS = ["none", "softc", "hardc", "probconserv", "probconserv_mixture", "probconserv_trained"]
 
 
 def tiny_params():
@@ -161,9 +161,13 @@ def test_conditioned_mixture_equals_mixing_the_dense_conditioned_components() ->
 
 
 @pytest.mark.parametrize("model", ["anp", "ensemble"])
-def test_trained_probconserv_updates_each_component_then_mixes(run: dict, model: str) -> None:
-    """probconserv_trained, rebuilt from its checkpoint: each component (latent draw, member) N(μ_s, diag v_s) of
-    the twin trained through the constrained likelihood is conditioned on g·u = b, written out
+@pytest.mark.parametrize(("constraint", "checkpoint"), [("probconserv_trained", "probconserv_trained.pt"),
+                                                        ("probconserv_mixture", "plain.pt")])
+def test_per_component_probconserv_updates_each_component_then_mixes(run: dict, model: str, constraint: str,
+                                                                      checkpoint: str) -> None:
+    """probconserv_trained (the twin trained through the constrained likelihood) and probconserv_mixture (the
+    plain network: the paper's ProbConserv-ANP), rebuilt from their checkpoints: each component (latent draw,
+    member) N(μ_s, diag v_s) is conditioned on g·u = b, written out
     (μ'_s = μ_s − v_s g (g·μ_s − b)/(g v_s g), Σ'_s = diag v_s − (v_s g)(v_s g)ᵀ/(g v_s g)), then mixed by the law
     of total variance; the result conserves mass exactly, with no variance in the mass, and its posterior draws
     conserve it too."""
@@ -172,8 +176,8 @@ def test_trained_probconserv_updates_each_component_then_mixes(run: dict, model:
     lay, params = stages.Layout(run["root"], "quick"), run["params"]
     arrays = pc._load_split(lay.data("stefan"), "test", "stefan")
     G, b = pc.conservation_system("stefan", arrays)
-    net = pc._load_model(lay.models("stefan", model) / "probconserv_trained.pt", "stefan", model)
-    assert net.config.constrained_likelihood
+    net = pc._load_model(lay.models("stefan", model) / checkpoint, "stefan", model)
+    assert net.config.constrained_likelihood == (constraint == "probconserv_trained")
     n = arrays["target_u"].shape[0]
     n_samples = params.model_settings("anp", "stefan").n_latent_samples if model == "anp" else 1
     components = net.predict_components(
@@ -188,20 +192,20 @@ def test_trained_probconserv_updates_each_component_then_mixes(run: dict, model:
     within = (variances - vg**2 / mass_var).mean(0)
     mean, var = conditioned.mean(0), within + conditioned.var(0)
     with h5py.File(run[model]["pred"], "r") as fh:
-        stored = {k: fh[f"probconserv_trained/{k}"][...] for k in ("mean", "var", "mass_var", "samples")}
+        stored = {k: fh[f"{constraint}/{k}"][...] for k in ("mean", "var", "mass_var", "samples")}
         post_hoc = fh["probconserv/mean"][...]
     np.testing.assert_allclose(stored["mean"], mean, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(stored["var"], var, rtol=1e-9, atol=1e-14)
-    assert not np.allclose(stored["mean"], post_hoc)  # another network, not the post hoc update
-    assert run[model]["metrics"]["probconserv_trained"]["conservation_error"] <= 1e-10
+    assert not np.allclose(stored["mean"], post_hoc)  # per component, not the update of the mixture's moments
+    assert run[model]["metrics"][constraint]["conservation_error"] <= 1e-10
     assert stored["mass_var"].max() <= 1e-12 * var.max()
     ce = np.einsum("nm,nsm->ns", g[:, -1], stored["samples"]) - b[:, -1]
     assert np.max(np.abs(ce)) < 1e-13 * np.abs(b).max(), np.max(np.abs(ce))
-    # the draws are the twin's posterior's, not the post hoc update's: its stored N(μ', Σ') at the last time
+    # the draws are this posterior's, not the post hoc update's: its stored N(μ', Σ') at the last time
     # drawn with the run's seed gives them, put back on {g·u = b} by a move of √round-off (drawn through the
     # square root of a singular Σ'), and their mean is within 5 Monte Carlo standard errors of μ'
     with h5py.File(run[model]["pred"], "r") as fh:
-        cov_last = fh["probconserv_trained/cov_last"][...]
+        cov_last = fh[f"{constraint}/cov_last"][...]
     draws = pc._final_slice_samples(stored["mean"][:, -1], cov_last, stored["samples"].shape[1], params.seed)
     off = np.einsum("nm,nsm->ns", g[:, -1], draws) - b[:, -1]
     assert np.max(np.abs(off)) < 1e-6 * np.abs(b).max()
@@ -285,13 +289,12 @@ def test_constrain_one_function_at_a_time_writes_the_same_predictions(run: dict,
     lay = stages.Layout(run["root"], "quick")
     nt, nx = run["params"].test_grid("stefan").nt, run["params"].test_grid("stefan").nx
     monkeypatch.setattr(pc, "PREDICT_COV_ENTRIES", nt * nx * nx)  # one function per batch
-    # and no batch's covariance outlives it: when a network's next batch is predicted, its last one is gone
-    alive: dict[int, list[weakref.ref]] = {}
+    # and no batch's covariance outlives it: when a prediction's next batch is made, its last one is gone
     left_alive: list[int] = []
     predict_batches = pc._predict_batches
 
     def watched(net, *args, **kwargs):
-        refs = alive.setdefault(id(net), [])
+        refs: list[weakref.ref] = []  # this prediction's batches (the plain network makes two: plain, per component)
         for sl, pred in predict_batches(net, *args, **kwargs):
             left_alive.append(sum(r() is not None for r in refs))
             refs.append(weakref.ref(pred.cov))
@@ -300,7 +303,8 @@ def test_constrain_one_function_at_a_time_writes_the_same_predictions(run: dict,
 
     monkeypatch.setattr(pc, "_predict_batches", watched)
     one = pc.constrain("stefan", model, run["params"], lay.data("stefan"), lay.models("stefan", model), tmp_path)
-    assert len(left_alive) == 3 * 8 and set(left_alive) == {0}, left_alive  # plain and two twins, 8 functions each
+    # plain, plain per component and two twins, 8 functions each
+    assert len(left_alive) == 4 * 8 and set(left_alive) == {0}, left_alive
     with h5py.File(run[model]["pred"], "r") as whole, h5py.File(one, "r") as single:
         assert sorted(whole) == sorted(single) == sorted(CONSTRAINTS)
         for name in CONSTRAINTS:

@@ -10,6 +10,8 @@ One experiment is ``case × model`` (model ∈ {anp, ensemble}) with every const
 - ``probconserv``: μ' = μ − Σ Gᵀ (G Σ Gᵀ)⁻¹ (G μ − b), Σ' = Σ − Σ Gᵀ (G Σ Gᵀ)⁻¹ G Σ (Eq. 5, σ_G = 0),
   with Σ the model's per-slice predictive covariance (the law-of-total-variance mixture of the ANP's
   latent samples or the ensemble's members, plus the diagonal decoder noise);
+- ``probconserv_mixture``: the plain black box's components (latent draws, members) N(μ_s, diag σ_s²) each
+  updated as above (σ_G = 0) and then mixed (:func:`conditioned_mixture`): the paper's ProbConserv-ANP;
 - ``probconserv_trained``: the reference's "physnp" network: a twin trained through the constrained likelihood
   (``probconserv_trained.pt``; :func:`physml.models.anp.target_nll`), whose components (latent draws, members)
   N(μ_s, diag σ_s²) are each updated as above (σ_G = 0) and then mixed (:func:`conditioned_mixture`).
@@ -24,12 +26,15 @@ Where this departs from the reference (``../shared/reference/probconserv.md``):
   case) also starts from the plain ANP: it trains a "physnp" network through the constrained likelihood but,
   at evaluation, loads the plain ANP's weights into it (``anp_state_dict: ${methods.anp.state_dict}`` in its
   experiment configs) and updates each latent draw N(μ_s, diag σ_s²), then mixes the draws. So the paper's
-  numbers are the plain ANP's, conditioned per component; here ``probconserv`` conditions the mixture as one
-  Gaussian (same mean update where the draws agree; the per-component form is
-  :func:`conditioned_mixture`, used by ``probconserv_trained``).
+  numbers are the plain ANP's, conditioned per component: ``probconserv_mixture`` here. ``probconserv``
+  conditions the mixture as one Gaussian instead, so its correction follows the full predictive covariance
+  (where the draws disagree, as well as the decoder's noise); the two agree when the draws do.
 - ``probconserv_trained`` is the network the reference trains and then does not evaluate, with two
   differences: its constraint noise σ_G² is fixed at 0 (the reference learns the precision σ_G⁻² from 1e2,
   and its loss has no lower bound in it), and both black boxes get it (the reference: the ANP).
+- the Stefan shock-position posterior is read at each test function's last target time (t ≈ 0.1, the end of
+  the domain) and averaged over all test functions, at two levels (:data:`SHOCK_LEVELS`); the reference
+  reads it at t = 0.05 for one chosen function, at level 0.
 - ``softc``'s penalty takes the network's mean on a uniform grid of
   :data:`physml.models.anp.SOFTC_POINTS` positions per training time (no labels are needed there), not on the
   training targets (10 random positions per slice). On those the exact solution itself misses b by about the
@@ -88,6 +93,10 @@ from physml.training import (TrainConfig, code_version, fit, load_checkpoint, re
 MODELS = ("anp", "ensemble")
 TRAINED = "probconserv_trained"
 """The constraint whose network is trained through the constrained likelihood (its checkpoint's stem too)."""
+PER_COMPONENT = "probconserv_mixture"
+"""The constraint that updates each component of the plain network, then mixes (the paper's ProbConserv-ANP)."""
+CONDITIONED = (PER_COMPONENT, TRAINED)
+"""Constraints whose predictive is built already conditioned (singular Σ'), component by component."""
 BATCH_KEYS = ("context_t", "context_x", "context_u", "target_t", "target_x", "target_u", "mass")
 SUMMARY = "train_summary.json"
 N_POSTERIOR_SAMPLES = 500
@@ -321,7 +330,7 @@ def _final_slice_samples(mean: np.ndarray, cov: np.ndarray, n: int, seed: int, G
     - N(mean, cov) a prior (``conditioned`` false): its draws are conditioned pathwise (Matheron's rule:
       u' = u − Σ Gᵀ (G Σ Gᵀ)⁻¹ (G u − b) is distributed as the conditioned Gaussian N(μ', Σ')), with one gain
       per function shared by its draws (:func:`condition` with ``cov`` (N, 1, nx, nx));
-    - N(mean, cov) already conditioned (``conditioned``: G μ = b and Σ Gᵀ = 0, the trained twin's posterior):
+    - N(mean, cov) already conditioned (``conditioned``: G μ = b and Σ Gᵀ = 0, a per-component mixture's):
       its draws lie on {G u = b} in exact arithmetic, but drawn through Σ^½ of a singular Σ they miss it by
       about √round-off, so they are projected onto it orthogonally, u' = u − Gᵀ (G Gᵀ)⁻¹ (G u − b)
       (:func:`condition` with Σ = I), the identity on the distribution's support.
@@ -338,7 +347,8 @@ def _final_slice_samples(mean: np.ndarray, cov: np.ndarray, n: int, seed: int, G
 def _constrained(name: str, plain: Predictive, twins: Mapping[str, Predictive], G: np.ndarray,
                  b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(mean (B, nt, nx), cov (B, nt, nx, nx)) of constraint ``name`` for one batch of functions: the plain
-    model's predictive (none), a twin network's (softc; probconserv_trained, already conditioned), the mean
+    model's predictive (none), a twin network's or a per-component one (softc; probconserv_trained and
+    probconserv_mixture, already conditioned), the mean
     projected (hardc) or the exact update (probconserv) of the plain model's, on that batch's G (B, nt, 1, nx),
     b (B, nt, 1)."""
     if name == "none":
@@ -363,9 +373,9 @@ def constrain(case: str, model: str, params: ParamsModel, data_dir: Path, model_
     (with the covariances between points: 0 up to round-off after ProbConserv's update), and for cases
     with a front (stefan) ``/c/cov_last`` (N, nx, nx) and
     ``/c/samples`` (N, S, nx): S draws of u at each function's last target time from N(μ, Σ) (ProbConserv: the
-    prior's draws conditioned pathwise; its trained twin: draws of its singular N(μ', Σ') through Σ'^½, projected
-    back onto {G u = b}; so every draw of either conserves mass to round-off). Written to a temporary file and
-    renamed.
+    prior's draws conditioned pathwise; the per-component mixtures, probconserv_mixture and the trained twin:
+    draws of their singular N(μ', Σ') through Σ'^½, projected back onto {G u = b}; so every draw of any of them
+    conserves mass to round-off). Written to a temporary file and renamed.
     """
     _check_model(model)
     _problem(case)
@@ -388,6 +398,9 @@ def constrain(case: str, model: str, params: ParamsModel, data_dir: Path, model_
                 path = model_dir / f"{name}.pt"
                 twin_batches[name] = _predict_batches(_load_model(path, case, model), arrays, n_samples, params.seed,
                                                       path, *system)
+        if PER_COMPONENT in constraints:  # the plain network's own components (same latent draws), each conditioned
+            twin_batches[PER_COMPONENT] = _predict_batches(plain_net, arrays, n_samples, params.seed,
+                                                           model_dir / "plain.pt", G, b)
         for sl, plain in plain_batches:
             twins = {name: next(batches)[1] for name, batches in twin_batches.items()}
             if case == "stefan":
@@ -411,10 +424,10 @@ def constrain(case: str, model: str, params: ParamsModel, data_dir: Path, model_
             if name == "probconserv":  # the prior's draws conditioned pathwise: every draw conserves mass
                 arrs["samples"] = _final_slice_samples(last_mean, last_cov, N_POSTERIOR_SAMPLES, params.seed,
                                                        G[:, -1], b[:, -1])
-            else:  # draws of the constraint's own N(μ, Σ); the trained twin's, conditioned, put back on its support
-                system = (G[:, -1], b[:, -1]) if name == TRAINED else (None, None)
+            else:  # draws of the constraint's own N(μ, Σ); a conditioned one's put back on its support
+                system = (G[:, -1], b[:, -1]) if name in CONDITIONED else (None, None)
                 arrs["samples"] = _final_slice_samples(arrs["mean"][:, -1], arrs["cov_last"], N_POSTERIOR_SAMPLES,
-                                                       params.seed, *system, conditioned=name == TRAINED)
+                                                       params.seed, *system, conditioned=name in CONDITIONED)
 
     final = out_dir / PREDICTIONS_FILE
     with atomic_path(final) as tmp, h5py.File(tmp, "w") as fh:
@@ -491,8 +504,8 @@ def _figures(case: str, model: str, arrays: Mapping[str, np.ndarray], preds: Map
 
     problem = _problem(case)
     i = 0
-    order = [c for c in ("none", "softc", "probconserv", TRAINED, "hardc") if c in preds]
-    mass_methods = [c for c in ("none", "softc", "probconserv", TRAINED) if c in preds] or order
+    order = [c for c in ("none", "softc", "probconserv", PER_COMPONENT, TRAINED, "hardc") if c in preds]
+    mass_methods = [c for c in ("none", "softc", "probconserv", PER_COMPONENT, TRAINED) if c in preds] or order
     written = []
     mass = {}
     for c in mass_methods:
