@@ -186,31 +186,31 @@ def _retry_if_transient(task: Any, task_run: Any, state: Any) -> bool:
     return is_transient(exc if isinstance(exc, BaseException) else None)
 
 
+RETRY = {"retries": RETRIES, "retry_delay_seconds": RETRY_DELAY_S, "retry_condition_fn": _retry_if_transient}
+"""Every task's retry settings: a transient failure is tried again, up to RETRIES times."""
+
+
 def _load(params_path: str, profile: str | None) -> ParamsModel:
     params = load_params(params_path)
     return params.with_profile(profile) if profile else params
 
 
-@task(name="generate", cache_key_fn=_cache_key, persist_result=True, retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S,
-      retry_condition_fn=_retry_if_transient)
+@task(name="generate", cache_key_fn=_cache_key, persist_result=True, **RETRY)
 def generate_task(case: str, params_path: str, profile: str | None, root: str, config: str, upstream: str) -> str:
     return str(stages.generate(case, _load(params_path, profile), Path(root), progress=False))
 
 
-@task(name="train", cache_key_fn=_cache_key, persist_result=True, retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S,
-      retry_condition_fn=_retry_if_transient)
+@task(name="train", cache_key_fn=_cache_key, persist_result=True, **RETRY)
 def train_task(case: str, model: str, params_path: str, profile: str | None, root: str, config: str, upstream: str) -> str:
     return str(stages.train(case, model, _load(params_path, profile), Path(root), progress=False))
 
 
-@task(name="constrain", cache_key_fn=_cache_key, persist_result=True, retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S,
-      retry_condition_fn=_retry_if_transient)
+@task(name="constrain", cache_key_fn=_cache_key, persist_result=True, **RETRY)
 def constrain_task(case: str, model: str, params_path: str, profile: str | None, root: str, config: str, upstream: str) -> str:
     return str(stages.constrain(case, model, _load(params_path, profile), Path(root)))
 
 
-@task(name="evaluate", cache_key_fn=_cache_key, persist_result=True, retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S,
-      retry_condition_fn=_retry_if_transient)
+@task(name="evaluate", cache_key_fn=_cache_key, persist_result=True, **RETRY)
 def evaluate_task(case: str, model: str, params_path: str, profile: str | None, root: str, config: str, upstream: str) -> dict[str, str]:
     """Metrics files and figures, then the MLflow runs; returns constraint → MLflow run id."""
     params = _load(params_path, profile)
@@ -219,8 +219,7 @@ def evaluate_task(case: str, model: str, params_path: str, profile: str | None, 
     return stages.track(case, model, params, Path(root), only_missing=True)
 
 
-@task(name="seed-study", cache_key_fn=_cache_key, persist_result=True, retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S,
-      retry_condition_fn=_retry_if_transient)
+@task(name="seed-study", cache_key_fn=_cache_key, persist_result=True, **RETRY)
 def seed_study_task(case: str, model: str, params_path: str, profile: str | None, root: str, config: str, upstream: str) -> str:
     """BOON: the same training over every seed of matrix.boon.seeds, then its MLflow run; returns the run id."""
     params = _load(params_path, profile)
@@ -228,8 +227,7 @@ def seed_study_task(case: str, model: str, params_path: str, profile: str | None
     return stages.track_seed_study(case, model, params, Path(root), only_missing=True)
 
 
-@task(name="report", retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S,
-      retry_condition_fn=_retry_if_transient)
+@task(name="report", **RETRY)
 def report_task(params_path: str, profile: str | None, root: str) -> str:
     return str(stages.report(_load(params_path, profile), Path(root)))
 
