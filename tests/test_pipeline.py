@@ -496,12 +496,12 @@ import flows.pipeline as fp
 
 attempts = {"bad": 0, "locked": 0}
 
-@task(retries=2, retry_delay_seconds=0, retry_condition_fn=fp._retry_if_transient)
+@task(**{**fp.RETRY, "retry_delay_seconds": 0})  # the flow's retry settings, without the wait
 def bad():
     attempts["bad"] += 1
     raise ValueError("models.fno.quick.epochs: 0 is below 1")
 
-@task(retries=2, retry_delay_seconds=0, retry_condition_fn=fp._retry_if_transient)
+@task(**{**fp.RETRY, "retry_delay_seconds": 0})  # the flow's retry settings, without the wait
 def locked():
     attempts["locked"] += 1
     if attempts["locked"] == 1:
@@ -518,8 +518,8 @@ print("RESULT", json.dumps([*run(), attempts]))
 
 @pytest.mark.services
 def test_prefect_runs_a_bad_setting_once_and_a_locked_store_again(tmp_path: Path) -> None:
-    """The retry condition as Prefect's task engine applies it: the ValueError task fails after one attempt
-    (retries=2 notwithstanding), the locked-store task succeeds on its second."""
+    """The flow's retry settings as Prefect's task engine applies them: the ValueError task fails after one
+    attempt (RETRIES notwithstanding), the locked-store task succeeds on its second."""
     done = subprocess.run([sys.executable, "-c", _RETRY_FLOW], cwd=REPO, env=_env(tmp_path), capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -529,8 +529,7 @@ def test_prefect_runs_a_bad_setting_once_and_a_locked_store_again(tmp_path: Path
 
 def test_a_second_pipeline_run_in_the_same_checkout_stops_at_once(tmp_path: Path) -> None:
     """While one run holds the checkout's lock, a second (here: another process, as a second flow run would
-    be) is refused with the lock's path and writes nothing; another root, or the same after the first ends,
-    runs."""
+    be) is refused, naming the lock's path; another root, or the same after the first ends, runs."""
     import flows.pipeline as fp
 
     probe = ("import sys; from pathlib import Path; import flows.pipeline as fp\n"
