@@ -252,33 +252,30 @@ def shock_positions(samples: np.ndarray, x: np.ndarray, level: float) -> np.ndar
 @dataclass(frozen=True)
 class ShockPosterior:
     """Posterior of the front position from samples: mean, std, error of the mean vs the exact front,
-    whether the exact front lies in the central 90 % interval of the samples (their 5 % and 95 % quantiles),
-    and a histogram (counts over ``edges``)."""
+    and whether the exact front lies in the central 90 % interval of the samples (their 5 % and 95 % quantiles).
+    ``positions`` (n·…): every sample's front, for a histogram drawn on the plot's own bins."""
 
     positions: np.ndarray
     mean: float
     std: float
     error: float
     covers_90: bool
-    counts: np.ndarray
-    edges: np.ndarray
 
 
 def shock_position_posterior(
-    samples: np.ndarray, x: np.ndarray, level: float, true_front: float, bins: int = 50
+    samples: np.ndarray, x: np.ndarray, level: float, true_front: float
 ) -> ShockPosterior:
     """Posterior of the shock position at one time from posterior samples (n, m) of u (Hansen et al. 2023, §4.2).
 
     positions = :func:`shock_positions`; mean/std over samples; ``error`` = mean − ``true_front`` (for the
     Stefan problem x*(t) = 2 z₁ √t, ``Stefan.front_position(params, t)``); ``covers_90``: q₀.₀₅ ≤ true_front
     ≤ q₀.₉₅ for the positions' quantiles q (a well-centred posterior covers the exact front in about 90 % of
-    test functions; a narrow one beside it, in none); histogram with ``bins`` bins on [x_0, x_{m−1}].
+    test functions; a narrow one beside it, in none).
     """
     xs = _f64("x", x)
     pos = shock_positions(samples, xs, level).reshape(-1)
     if not np.isfinite(true_front):
         raise ValueError("true_front must be finite")
-    counts, edges = np.histogram(pos, bins=bins, range=(xs[0], xs[-1]))
     lo, hi = np.quantile(pos, [0.05, 0.95])
     return ShockPosterior(
         positions=pos,
@@ -286,6 +283,4 @@ def shock_position_posterior(
         std=float(np.std(pos)),
         error=float(np.mean(pos) - true_front),
         covers_90=bool(lo <= true_front <= hi),
-        counts=counts,
-        edges=edges,
     )

@@ -413,6 +413,9 @@ def write_report(params: ParamsModel, root: Path) -> Path:
     The folder is built in a temporary sibling and swapped in whole, so a failed report leaves the
     previous one intact.
     """
+    from physml.experiments.probconserv import N_POSTERIOR_SAMPLES  # torch: only where a report is written
+    from physml.models.anp import SOFTC_POINTS
+
     root = Path(root)
     lay = Layout(root, params.profile)
     metrics = collect_metrics(params, root)
@@ -451,13 +454,15 @@ def write_report(params: ParamsModel, root: Path) -> Path:
             "`probconserv_trained` is a twin trained through the constrained likelihood (the network "
             "the reference trains and then replaces by the plain ANP at evaluation), each latent draw or member "
             "updated, then mixed; `softc` penalises the squared "
-            "error of the trapezoid mass of the network's mean on a uniform grid of 65 positions per training time "
+            f"error of the trapezoid mass of the network's mean on a uniform grid of {SOFTC_POINTS} positions per "
+            "training time "
             "(the reference's SoftC penalises a PDE residual instead; "
             "`physml/models/anp.py`, `physml/experiments/probconserv.py`).",
             probconserv_table(params, metrics),
             *([truth_line] if truth_line else []),
             *(["### Stefan: shock-position posterior",
-               "Each test function's posterior of the front at its last target time, from 500 draws of u there "
+               "Each test function's posterior of the front at its last target time, from "
+               f"{N_POSTERIOR_SAMPLES} draws of u there "
                "(`physml/experiments/probconserv.py`): bias = mean over functions of (posterior mean − exact x*), "
                "std = mean posterior standard deviation, x* in 90 % = fraction of functions whose exact front lies "
                "between the posterior's 5 % and 95 % quantiles (about 0.9 for a well-centred, honest posterior). "

@@ -293,17 +293,29 @@ def test_constrain_one_function_at_a_time_writes_the_same_predictions(run: dict,
     predict_batches = pc._predict_batches
 
     def watched(net, *args, **kwargs):
-        refs: list[weakref.ref] = []  # this prediction's batches (the plain network makes two: plain, per component)
-        for sl, pred in predict_batches(net, *args, **kwargs):
+        refs: list[weakref.ref] = []  # this prediction's batches' covariances (plain: mixed and per component)
+        for sl, mixed, conditioned in predict_batches(net, *args, **kwargs):
             left_alive.append(sum(r() is not None for r in refs))
-            refs.append(weakref.ref(pred.cov))
-            yield sl, pred
-            del pred
+            refs.extend(weakref.ref(p.cov) for p in (mixed, conditioned) if p is not None)
+            yield sl, mixed, conditioned
+            del mixed, conditioned
+
+    # and each network runs once per batch: the plain one's components serve both its mixture and
+    # probconserv_mixture
+    calls: list[int] = []
+    net_type = type(pc._load_model(lay.models("stefan", model) / "plain.pt", "stefan", model))
+    predict_components = net_type.predict_components
+
+    def counted(net, *args, **kwargs):
+        calls.append(id(net))
+        return predict_components(net, *args, **kwargs)
 
     monkeypatch.setattr(pc, "_predict_batches", watched)
+    monkeypatch.setattr(net_type, "predict_components", counted)
     one = pc.constrain("stefan", model, run["params"], lay.data("stefan"), lay.models("stefan", model), tmp_path)
-    # plain, plain per component and two twins, 8 functions each
-    assert len(left_alive) == 4 * 8 and set(left_alive) == {0}, left_alive
+    # the plain network and two twins, 8 functions each
+    assert len(left_alive) == 3 * 8 and set(left_alive) == {0}, left_alive
+    assert len(calls) == 3 * 8 and sorted(calls.count(net) for net in set(calls)) == [8, 8, 8], calls
     with h5py.File(run[model]["pred"], "r") as whole, h5py.File(one, "r") as single:
         assert sorted(whole) == sorted(single) == sorted(CONSTRAINTS)
         for name in CONSTRAINTS:

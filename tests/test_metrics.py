@@ -181,7 +181,7 @@ def test_shock_posterior_of_noisy_samples_is_centred_on_the_front():
     post = shock_position_posterior(samples, x, level=0.25, true_front=front)
     assert post.positions.shape == (400,)
     assert abs(post.error) < 0.005 and post.std < 0.01
-    assert post.counts.sum() == 400 and post.edges.size == 51
+    assert np.all((post.positions >= x[0]) & (post.positions <= x[-1]))
     assert post.covers_90
 
 

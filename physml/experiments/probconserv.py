@@ -291,15 +291,17 @@ def conditioned_mixture(means: torch.Tensor, variances: torch.Tensor, G: np.ndar
 
 
 def _predict_batches(net: torch.nn.Module, arrays: Mapping[str, np.ndarray], n_samples: int, seed: int,
-                     path: Path, G: np.ndarray | None = None, b: np.ndarray | None = None,
-                     ) -> Iterator[tuple[slice, Predictive]]:
-    """The model's predictive N(μ, Σ_slice) at the test targets, one batch of test functions at a time:
-    ``(functions, Predictive)`` with float64 numpy mean/var (B, nt, nx) and cov (B, nt, nx, nx), at most
-    :data:`PREDICT_COV_ENTRIES` covariance entries per batch. Each function's latent draws are seeded by
-    ``seed`` and its index in the split (:func:`~physml.models.anp.function_seeds`), so the batching does
-    not move the numbers. With the test split's ``G`` (N, nt, 1, nx) and ``b`` (N, nt, 1) each component is
-    conditioned before the mixing (:func:`conditioned_mixture`). Any NaN/inf or negative variance →
-    ValueError naming the checkpoint and the functions."""
+                     path: Path, G: np.ndarray | None = None, b: np.ndarray | None = None, mixed: bool = True,
+                     ) -> Iterator[tuple[slice, Predictive | None, Predictive | None]]:
+    """The model's predictive at the test targets, one batch of test functions at a time:
+    ``(functions, mixed, conditioned)``, each a float64 numpy Predictive with mean/var (B, nt, nx) and cov
+    (B, nt, nx, nx), at most :data:`PREDICT_COV_ENTRIES` covariance entries per batch; ``mixed`` the mixture
+    N(μ, Σ_slice) of the network's components (when ``mixed``, else None), ``conditioned`` the mixture of the
+    components each conditioned on the test split's ``G`` (N, nt, 1, nx), ``b`` (N, nt, 1)
+    (:func:`conditioned_mixture`; None without them). Both come from one call of the network per batch. Each
+    function's latent draws are seeded by ``seed`` and its index in the split
+    (:func:`~physml.models.anp.function_seeds`), so the batching does not move the numbers. Any NaN/inf or
+    negative variance → ValueError naming the checkpoint and the functions."""
     n, nt, nx = arrays["target_u"].shape
     batch = max(1, min(PREDICT_BATCH, PREDICT_COV_ENTRIES // (nt * nx * nx)))
     for lo in range(0, n, batch):
@@ -307,18 +309,16 @@ def _predict_batches(net: torch.nn.Module, arrays: Mapping[str, np.ndarray], n_s
         inputs = [arrays[k][sl] for k in ("context_t", "context_x", "context_u", "target_t", "target_x")]
         seeds = function_seeds(seed, range(sl.start, sl.stop))
         try:
-            if G is None or b is None:
-                pred = net.predict(*inputs, n_samples=n_samples, full_cov=True, seed=seeds)
-            else:
-                means, variances = net.predict_components(*inputs, n_samples=n_samples, seed=seeds)
-                pred = conditioned_mixture(means, variances, G[sl], b[sl])
-                del means, variances
-            pred = pred.to_numpy()
+            means, variances = net.predict_components(*inputs, n_samples=n_samples, seed=seeds)
+            plain = mixture(means, variances, full_cov=True).to_numpy() if mixed else None
+            conditioned = (None if G is None or b is None
+                           else conditioned_mixture(means, variances, G[sl], b[sl]).to_numpy())
+            del means, variances
         except ValueError as exc:
             raise ValueError(f"{path}: the model's prediction for test functions [{sl.start}, {sl.stop}) "
                              f"is not a valid Gaussian ({exc})") from exc
-        yield sl, pred
-        del pred  # before the next batch is predicted: at most one batch's covariance alive here
+        yield sl, plain, conditioned
+        del plain, conditioned  # before the next batch is predicted: at most one batch's covariances alive here
 
 
 def _final_slice_samples(mean: np.ndarray, cov: np.ndarray, n: int, seed: int, G: np.ndarray | None = None,
@@ -390,19 +390,23 @@ def constrain(case: str, model: str, params: ParamsModel, data_dir: Path, model_
     parts: dict[str, dict[str, list[np.ndarray]]] = {name: {} for name in constraints}
     plain_last: dict[str, list[np.ndarray]] = {"mean": [], "cov": []}
     with torch_threads():
-        plain_net = _load_model(model_dir / "plain.pt", case, model)
-        plain_batches = _predict_batches(plain_net, arrays, n_samples, params.seed, model_dir / "plain.pt")
+        # the plain network's components serve its mixture and, each conditioned, probconserv_mixture
+        per_component = (G, b) if PER_COMPONENT in constraints else (None, None)
+        plain_batches = _predict_batches(_load_model(model_dir / "plain.pt", case, model), arrays, n_samples,
+                                         params.seed, model_dir / "plain.pt", *per_component)
         twin_batches = {}
         for name, system in (("softc", (None, None)), (TRAINED, (G, b))):
             if name in constraints:
                 path = model_dir / f"{name}.pt"
                 twin_batches[name] = _predict_batches(_load_model(path, case, model), arrays, n_samples, params.seed,
-                                                      path, *system)
-        if PER_COMPONENT in constraints:  # the plain network's own components (same latent draws), each conditioned
-            twin_batches[PER_COMPONENT] = _predict_batches(plain_net, arrays, n_samples, params.seed,
-                                                           model_dir / "plain.pt", G, b)
-        for sl, plain in plain_batches:
-            twins = {name: next(batches)[1] for name, batches in twin_batches.items()}
+                                                      path, *system, mixed=system[0] is None)
+        for sl, plain, conditioned in plain_batches:
+            twins = {}
+            for name, batches in twin_batches.items():
+                _, mixed, conditioned_twin = next(batches)
+                twins[name] = mixed if conditioned_twin is None else conditioned_twin
+            if conditioned is not None:
+                twins[PER_COMPONENT] = conditioned
             if case == "stefan":
                 plain_last["mean"].append(plain.mean[:, -1].copy())  # copies: a view would keep the batch's Σ
                 plain_last["cov"].append(plain.cov[:, -1].copy())
@@ -415,7 +419,7 @@ def constrain(case: str, model: str, params: ParamsModel, data_dir: Path, model_
                 for key, value in arrs.items():
                     parts[name].setdefault(key, []).append(np.array(value))
                 del mean, cov, arrs, value  # value: the last one may be a view of a network's Σ
-            del plain, twins  # the batch's covariances go before the next batch is predicted
+            del plain, conditioned, twins  # the batch's covariances go before the next batch is predicted
     results = {name: {key: np.concatenate(values) for key, values in arrs.items()} for name, arrs in parts.items()}
     del parts
     if case == "stefan":
