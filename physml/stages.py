@@ -271,7 +271,8 @@ def track(case: str, model: str, params: ParamsModel, root: Path, only_missing: 
     One run per model × constraint in the experiment of ``case``, tagged with the dataset's version
     (the md5 DVC records for its data folder, computed from the files: :func:`_dataset_version`) and with
     :data:`RESULT_TAG`, a digest of what it logs (metrics file, checkpoints, settings, dataset version). The
-    run of the family's headline constraint also logs the network it used as a state dict, registers
+    run of the family's headline constraint also logs the network it used as a state dict with the
+    configuration it is built from (so :func:`physml.tracking.load_model` rebuilds it), registers
     it as a new version of ``physml-<case>-<model>-<profile>`` and moves the ``champion`` alias to it only if
     its evaluation metric beats the current champion's. ``only_missing``: skip a constraint whose result a
     finished run of this model and constraint already holds (same digest), so that results made elsewhere,
@@ -317,16 +318,18 @@ def track(case: str, model: str, params: ParamsModel, root: Path, only_missing: 
             _check_trained_with(case, model, params, lay)
             built = read_checkpoint(lay.models(case, model) / "plain.pt")["model_config"]
             network = {k: v for k, v in built.items() if k not in ("case", "variant")}
-        state = None
+        state = config = None
         if constraint == headline:
-            ckpt = lay.models(case, model) / ("boon.pt" if problem.family == "operator" else "plain.pt")
-            state = read_checkpoint(ckpt)["model_state"]
+            headline_file = "boon.pt" if problem.family == "operator" else "plain.pt"
+            ckpt = read_checkpoint(lay.models(case, model) / headline_file)
+            state, config = ckpt["model_state"], ckpt["model_config"]
         record = tracking.log_experiment(
             case, model, constraint, params.profile,
             params={"seed": params.seed, **settings, "network": network},
             metrics=json.loads(metrics_file.read_text()),
             figures=figures if constraint == headline else None,
             state_dict=state,
+            model_config=config,
             dataset_version=version,
             tags={RESULT_TAG: digest},
             uri=uri,

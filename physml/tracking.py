@@ -7,7 +7,8 @@ Layout:
   ``profile`` and ``dataset_version`` (the md5 DVC records for the case's data folder, computed from the
   files on disk: :func:`dataset_version`);
 - one *registered model* per ``case × model × profile``, named ``physml-<case>-<model>-<profile>``, whose
-  versions point at a run's ``model/`` artifact (a torch ``state_dict``); the alias ``champion`` marks the
+  versions point at a run's ``model/`` artifact (a torch ``state_dict``, and the ``model_config.json`` the
+  network is built from: :func:`load_model` returns it ready to predict); the alias ``champion`` marks the
   version with the best evaluation metric (:func:`promote_if_better`). Profiles train networks of other
   sizes on other test sets, so a quick run never competes with the paper profile's champion.
 
@@ -40,7 +41,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "1")
@@ -52,6 +53,9 @@ from mlflow import MlflowClient  # noqa: E402
 from mlflow.entities import Metric, Param, RunTag  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
 
+if TYPE_CHECKING:
+    import torch
+
 ENV_TRACKING_URI = "PHYSML_TRACKING_URI"
 ENV_ARTIFACT_ROOT = "PHYSML_ARTIFACT_ROOT"
 ENV_PROJECT_DIR = "PHYSML_PROJECT_DIR"
@@ -60,6 +64,9 @@ PROMOTION_MARGIN = 1e-3
 """Relative margin by which a new version's metric must beat the champion's to take the alias
 (:func:`promote_if_better`): 0.1 %, far above round-off and below what a real improvement moves."""
 MODEL_ARTIFACT_PATH = "model"
+MODEL_CONFIG_FILE = "model_config.json"
+"""Beside a version's ``state_dict.pth``: the configuration :func:`physml.models.build_model` builds its
+network from (the checkpoint's ``model_config``)."""
 FIGURE_ARTIFACT_PATH = "figures"
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -362,12 +369,17 @@ class ExperimentRun:
             _retry(lambda: self.client.log_artifact(self.run_id, str(target), FIGURE_ARTIFACT_PATH))
         return f"{FIGURE_ARTIFACT_PATH}/{stem}.png"
 
-    def log_state_dict(self, state_dict: Mapping[str, Any], artifact_path: str = MODEL_ARTIFACT_PATH) -> str:
-        """Store a torch ``state_dict`` (MLflow's ``state_dict.pth`` layout) under ``artifact_path``;
-        returns ``runs:/<run_id>/<artifact_path>``, loadable with :func:`load_state_dict`."""
+    def log_state_dict(self, state_dict: Mapping[str, Any], artifact_path: str = MODEL_ARTIFACT_PATH,
+                       model_config: Mapping[str, Any] | None = None) -> str:
+        """Store a torch ``state_dict`` (MLflow's ``state_dict.pth`` layout) under ``artifact_path``, with
+        ``model_config`` (JSON, :data:`MODEL_CONFIG_FILE`) beside it when given; returns
+        ``runs:/<run_id>/<artifact_path>``, loadable with :func:`load_state_dict` (and with a config,
+        :func:`load_model`)."""
         with tempfile.TemporaryDirectory() as tmp:
             local = Path(tmp) / artifact_path
             mlflow.pytorch.save_state_dict(dict(state_dict), str(local))
+            if model_config is not None:
+                (local / MODEL_CONFIG_FILE).write_text(json.dumps(dict(model_config), indent=1, sort_keys=True))
             _retry(lambda: self.client.log_artifacts(self.run_id, str(local), artifact_path))
         return f"runs:/{self.run_id}/{artifact_path}"
 
@@ -395,7 +407,8 @@ class SilentRun:
     def log_figure(self, figure: Any, name: str) -> None:
         """Do nothing (not the main process)."""
 
-    def log_state_dict(self, state_dict: Mapping[str, Any], artifact_path: str = MODEL_ARTIFACT_PATH) -> None:
+    def log_state_dict(self, state_dict: Mapping[str, Any], artifact_path: str = MODEL_ARTIFACT_PATH,
+                       model_config: Mapping[str, Any] | None = None) -> None:
         """Do nothing (not the main process)."""
 
     def register(self, artifact_path: str = MODEL_ARTIFACT_PATH) -> None:
@@ -458,6 +471,7 @@ def log_experiment(
     metrics: Mapping[str, Any] | None = None,
     figures: Mapping[str, Any] | None = None,
     state_dict: Mapping[str, Any] | None = None,
+    model_config: Mapping[str, Any] | None = None,
     dataset_version: str | None = None,
     register: bool = True,
     tags: Mapping[str, Any] | None = None,
@@ -465,7 +479,8 @@ def log_experiment(
     project: Path | str | None = None,
 ) -> RunRecord | None:
     """Log one finished experiment in one call: tags, params, metrics, figures (name -> Figure or
-    png path), and the model ``state_dict`` (registered as a new version when ``register``).
+    png path), and the model ``state_dict`` with the ``model_config`` it is built from (registered as a new
+    version when ``register``).
     Returns ``None`` on processes other than rank 0. ``uri``, ``project``: as :func:`start_run`."""
     with start_run(case, model, constraint, profile, dataset_version=dataset_version, tags=tags, uri=uri,
                    project=project) as run:
@@ -479,7 +494,7 @@ def log_experiment(
             run.log_figure(figure, name)
         version = None
         if state_dict is not None:
-            run.log_state_dict(state_dict)
+            run.log_state_dict(state_dict, model_config=model_config)
             if register:
                 version = run.register()
         return RunRecord(
@@ -609,8 +624,8 @@ def promote_if_better(
         return True
 
 
-def load_state_dict(name: str, alias_or_version: str | int = CHAMPION, uri: str | None = None) -> dict[str, Any]:
-    """The torch ``state_dict`` of ``name`` at an alias (``champion``) or a version number."""
+def _version_artifact(name: str, alias_or_version: str | int, uri: str | None, dst: str) -> Path:
+    """Download the ``model/`` artifact of ``name`` at an alias or a version number into ``dst``; its path."""
     resolved = uri or tracking_uri()
     mlc = client(resolved)
     ref = str(alias_or_version)
@@ -621,11 +636,35 @@ def load_state_dict(name: str, alias_or_version: str | int = CHAMPION, uri: str 
     prefix = f"runs:/{mv.run_id}/"
     if not mv.run_id or not str(mv.source).startswith(prefix):
         raise ValueError(f"version {mv.version} of {name!r} does not point at a run artifact: {mv.source!r}")
+    return Path(mlflow.artifacts.download_artifacts(
+        run_id=mv.run_id, artifact_path=str(mv.source)[len(prefix) :], dst_path=dst, tracking_uri=resolved))
+
+
+def load_state_dict(name: str, alias_or_version: str | int = CHAMPION, uri: str | None = None) -> dict[str, Any]:
+    """The torch ``state_dict`` of ``name`` at an alias (``champion``) or a version number."""
     with tempfile.TemporaryDirectory() as tmp:
-        local = mlflow.artifacts.download_artifacts(
-            run_id=mv.run_id, artifact_path=str(mv.source)[len(prefix) :], dst_path=tmp, tracking_uri=resolved
-        )
-        return dict(mlflow.pytorch.load_state_dict(local))
+        return dict(mlflow.pytorch.load_state_dict(str(_version_artifact(name, alias_or_version, uri, tmp))))
+
+
+def load_model(name: str, alias_or_version: str | int = CHAMPION, uri: str | None = None) -> torch.nn.Module:
+    """The network of ``name`` at an alias (``champion``) or a version number, ready to predict: built by
+    :func:`physml.models.build_model` from the ``model_config.json`` logged beside its weights, the weights
+    loaded, on the CPU, in eval mode. E.g. ``load_model("physml-heat_neumann-fno-quick")`` is the champion
+    BOON network of that case (``net(a)``: input (B, C_in, …) → output (B, C_out, …), as
+    :class:`physml.models.FNO`); an ANP's predictive is ``net.predict(...)``. A version logged without a
+    config → ValueError (its weights still load with :func:`load_state_dict`)."""
+    from physml.models import build_model  # torch networks: only when one is loaded
+
+    with tempfile.TemporaryDirectory() as tmp:
+        local = _version_artifact(name, alias_or_version, uri, tmp)
+        config_file = local / MODEL_CONFIG_FILE
+        if not config_file.is_file():
+            raise ValueError(f"{name!r} at {alias_or_version!r} was logged without {MODEL_CONFIG_FILE}, so its "
+                             f"network cannot be rebuilt; load its weights with load_state_dict, or log the "
+                             f"result again (`physml evaluate` logs each time it runs)")
+        net = build_model(json.loads(config_file.read_text()))
+        net.load_state_dict(mlflow.pytorch.load_state_dict(str(local)))
+    return net.eval()
 
 
 __all__ = [
@@ -641,6 +680,7 @@ __all__ = [
     "find_run",
     "flatten_params",
     "is_main_process",
+    "load_model",
     "load_state_dict",
     "log_experiment",
     "project_dir",

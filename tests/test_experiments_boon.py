@@ -18,9 +18,11 @@ import numpy as np
 import pytest
 import torch
 
-from physml import pdes, stages
+from physml import pdes, stages, tracking
 from physml.config import ParamsModel, load_params
 from physml.experiments import boon
+from physml.models import BOONFNO, build_model
+from physml.training import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 TOL = 1e-10
@@ -205,6 +207,15 @@ def test_track_writes_to_the_store_of_its_root_not_of_the_working_directory(
     assert not list(elsewhere.iterdir())
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
     assert client.get_run(runs["boon"]).info.artifact_uri.startswith((root / "mlartifacts").resolve().as_uri())
+    # the registry's champion is the BOON network itself: rebuilt from its logged config, it predicts the
+    # test split as the checkpoint's network does, with the Neumann condition built in
+    name = tracking.registered_model_name("heat_neumann", "fno", params.profile)
+    champion = tracking.load_model(name, uri=f"sqlite:///{root / 'mlflow.db'}")
+    trained, _, _ = load_checkpoint(stages.Layout(root, params.profile).models("heat_neumann", "fno") / "boon.pt",
+                                    build_model, map_location="cpu")
+    assert isinstance(champion, BOONFNO) and not champion.training
+    test = boon.load_split("heat_neumann", stages.Layout(root, params.profile).data("heat_neumann"), "test")
+    np.testing.assert_array_equal(boon.predict(champion, test, device="cpu"), boon.predict(trained, test, device="cpu"))
     assert stages.track("heat_neumann", "fno", params, root, only_missing=True) == runs
     shared = tmp_path / "project"
     monkeypatch.setenv("PHYSML_PROJECT_DIR", str(shared))

@@ -112,6 +112,30 @@ def test_log_experiment_round_trip(store: str, tmp_path: Path) -> None:
     original = net.state_dict()
     assert loaded.keys() == original.keys()
     assert all(torch.equal(loaded[k], original[k]) for k in original)
+    # logged without the config a network is built from: its weights load, the network cannot be rebuilt
+    with pytest.raises(ValueError, match=r"'physml-heat-anp-quick' at 1 was logged without model_config.json"):
+        tracking.load_model("physml-heat-anp-quick", 1)
+
+
+def test_a_version_logged_with_its_config_loads_as_the_network(store: str) -> None:
+    """load_model: the registered version's network rebuilt from the model_config.json logged beside its weights
+    (physml.models.build_model), weights loaded, in eval mode: it predicts what the logged network does."""
+    from physml.models import build_model
+
+    config = {"variant": "boon", "boundary": "dirichlet", "neumann_order": 1,
+              "fno": {"n_space": 1, "width": 8, "modes": 4, "n_layers": 2, "proj_width": 8}}
+    torch.manual_seed(3)
+    net = build_model(config)
+    record = tracking.log_experiment("burgers_dirichlet", "fno", "boon", "quick", metrics={"rel_l2": 0.1},
+                                     state_dict=net.state_dict(), model_config=config)
+    assert record is not None and record.model_version == "1"
+    loaded = tracking.load_model(record.model_name, 1)
+    assert type(loaded) is type(net) and not loaded.training
+    u0, ends = torch.randn(3, 32), torch.randn(3, 2)  # (B, nx), the Dirichlet values (B, 2)
+    with torch.no_grad():
+        out = loaded(u0, ends)
+        torch.testing.assert_close(out, net.eval()(u0, ends), rtol=0, atol=0)
+    torch.testing.assert_close(out[:, [0, -1]], ends, rtol=0, atol=1e-5)  # the condition, built in
 
 
 def _version_with(case: str, mse: float, accuracy: float) -> str:
