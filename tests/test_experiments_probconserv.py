@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import shutil
 import threading
 import weakref
@@ -241,7 +242,8 @@ def test_metrics_recomputed_from_the_predictions_the_stored_mass_and_the_exact_f
     stored last-slice covariance and below the black box's; the final-time MSE is taken at the last target
     time; the shock metrics are the front of each posterior sample at level p*/2 (and at 0) on the last slice
     against the exact x*(t) = 2 z₁ √t at that slice's time, and whether x* lies between the fronts' 5 % and
-    95 % quantiles; the exact solution's conservation error is its own trapezoid mass against b."""
+    95 % quantiles; the exact solution's conservation error is its own trapezoid mass against b; the MSE per
+    test value of p* is over that value's functions."""
     from physml.metrics import shock_positions
     from physml.pdes import get
 
@@ -262,6 +264,15 @@ def test_metrics_recomputed_from_the_predictions_the_stored_mass_and_the_exact_f
         assert m["mse_final_time"] == pytest.approx(float(np.mean((pred[c]["mean"][:, -1] - true[:, -1]) ** 2)), rel=1e-12)
         truth_ce = np.mean(np.abs(np.einsum("ntkx,ntx->ntk", G, true) - b))
         assert m["conservation_error_truth"] == pytest.approx(float(truth_ce), rel=1e-12)
+        # p* is tested at the values {0.5, 0.6}: the MSE over each value's functions, which pool to the whole
+        p_star = arrays["params"][:, 0]
+        per_value = []
+        for value in (0.5, 0.6):
+            block = p_star == value
+            assert block.sum() == true.shape[0] // 2
+            per_value.append(m[f"mse_p_star_{value:g}"])
+            assert per_value[-1] == pytest.approx(float(np.mean((pred[c]["mean"][block] - true[block]) ** 2)), rel=1e-12)
+        assert np.mean(per_value) == pytest.approx(m["mse"], rel=1e-12)
         for suffix, fraction in (("", 0.5), ("_level0", 0.0)):
             means, fronts, covered = [], [], []
             for i in range(true.shape[0]):
@@ -326,6 +337,20 @@ def test_constrain_one_function_at_a_time_writes_the_same_predictions(run: dict,
                     np.testing.assert_array_equal(a, b, err_msg=f"{name}/{key}")
                 else:
                     np.testing.assert_allclose(a, b, rtol=1e-5, atol=max(1e-7 * np.abs(b).max(), 1e-15), err_msg=f"{name}/{key}")
+
+
+def test_test_functions_of_no_listed_value_are_a_clear_error(run: dict) -> None:
+    """Per-value metrics group the test functions by the values params.yaml lists; data drawn at another value
+    (params edited after generation) is named, with the values allowed."""
+    arrays = dict(pc._load_split(stages.Layout(run["root"], "quick").data("stefan"), "test", "stefan"))
+    groups = pc._test_value_groups(run["params"], "stefan", arrays)
+    assert sorted(groups) == [("p_star", 0.5), ("p_star", 0.6)]
+    assert sorted(np.concatenate(list(groups.values())).tolist()) == list(range(arrays["params"].shape[0]))
+    arrays["params"] = arrays["params"].copy()
+    arrays["params"][3, 0] = 0.65
+    with pytest.raises(ValueError, match=re.escape("stefan: test functions with p_star = [0.65] match none of "
+                                                   "cases.stefan.parameters.p_star.test.values [0.5, 0.6]")):
+        pc._test_value_groups(run["params"], "stefan", arrays)
 
 
 def test_a_checkpoint_of_another_case_is_rejected(run: dict, tmp_path: Path) -> None:

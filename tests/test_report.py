@@ -255,3 +255,23 @@ def test_the_shock_table_reads_both_levels_and_the_truth_line_names_each_case_on
     line = truth_conservation_line(params, metrics)
     assert "heat 7.00e-17, stefan 0.0012." in line and line.count("stefan") == 1
     assert shock_table(params, {}) == "" and truth_conservation_line(params, {}) == ""
+
+
+def test_the_per_value_table_splits_the_mse_by_the_listed_test_values() -> None:
+    """Cases whose test set is drawn at listed values (pme's m, stefan's p*) get one row per model × value,
+    every constraint's MSE over that value's functions and none ÷ probconserv; a value outside the training
+    range is marked; cases tested on a range (heat) and a profile without such metrics give no table."""
+    from physml.report import per_value_table
+
+    params = load_params(ROOT / "params.yaml")
+    constraints = params.matrix.probconserv.constraints
+    metrics = {("stefan", "anp", c): {"mse_p_star_0.5": 0.014, "mse_p_star_0.6": 0.004} for c in constraints}
+    metrics[("stefan", "anp", "probconserv")] = {"mse_p_star_0.5": 0.0126, "mse_p_star_0.6": 0.0013}
+    metrics[("heat", "anp", "none")] = {"mse": 0.1}
+    lines = per_value_table(params, metrics).splitlines()
+    assert lines[0] == ("| case | model | test value | " + " | ".join(f"{c} mse" for c in constraints)
+                        + " | none ÷ probconserv |")
+    cells = [line.split(" | ") for line in lines[2:]]
+    assert [c[2] for c in cells] == ["p_star = 0.5 (outside train [0.55, 0.7])", "p_star = 0.6"]
+    assert [c[-1] for c in cells] == ["1.11 |", "3.08 |"]
+    assert per_value_table(params, {("heat", "anp", "none"): {"mse": 0.1}}) == ""
