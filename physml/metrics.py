@@ -48,7 +48,7 @@ def mse(pred: np.ndarray, true: np.ndarray, axis: int | tuple[int, ...] | None =
 def per_value_key(metric: str, parameter: str, value: float) -> str:
     """The metrics-file key of ``metric`` taken over the test functions whose ``parameter`` equals ``value``,
     for a test set given as a list of values (params.yaml ``test: {values: [...]}``, e.g. stefan's
-    p* ∈ {0.5, 0.6}, which the article reports one value at a time): ``per_value_key("mse", "p_star", 0.6)``
+    p* ∈ {0.5, 0.6}, one of them outside the training range): ``per_value_key("mse", "p_star", 0.6)``
     is ``"mse_p_star_0.6"``."""
     return f"{metric}_{parameter}_{value:g}"
 

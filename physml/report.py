@@ -129,7 +129,8 @@ def truth_conservation_line(params: ParamsModel, metrics: Mapping[tuple[str, str
 
 def per_value_table(params: ParamsModel, metrics: Mapping[tuple[str, str, str], Mapping[str, float]]) -> str:
     """Markdown table of the MSE per test value, for the cases whose test set is drawn at a list of parameter
-    values (params.yaml ``test: {values: [...]}``; the article reports those one value at a time): per case ×
+    values (params.yaml ``test: {values: [...]}``; the overall MSE pools values the black box meets very
+    differently, e.g. stefan's p* = 0.5 outside its training range and 0.6 inside): per case ×
     model × value, every constraint's MSE over that value's test functions and the plain black box's MSE over
     ProbConserv's. A value outside the parameter's training range is marked. Empty string without such a case."""
     group = params.matrix.probconserv
@@ -491,8 +492,8 @@ def write_report(params: ParamsModel, root: Path) -> Path:
             probconserv_table(params, metrics),
             *([truth_line] if truth_line else []),
             *(["MSE per test value: where a case's test set is drawn at listed parameter values, the MSE over the "
-               "test functions of each value (the article's tables report one value at a time; a value outside the "
-               "training range asks the black box to extrapolate).", per_value] if per_value else []),
+               "test functions of each value (the MSE above pools them; a value outside the training range asks the "
+               "black box to extrapolate).", per_value] if per_value else []),
             *(["### Stefan: shock-position posterior",
                "Each test function's posterior of the front at its last target time, from "
                f"{N_POSTERIOR_SAMPLES} draws of u there "
