@@ -567,8 +567,9 @@ def evaluate(case: str, model: str, params: ParamsModel, data_dir: Path, pred_di
     Metrics (Hansen et al. 2023, §4): ``mse`` of the mean over all targets and ``mse_final_time`` at the
     last target time; for a parameter whose test set is a list of values, ``mse_<parameter>_<value>`` over the
     functions of each value (:func:`~physml.metrics.per_value_key`); ``conservation_error`` = mean |G μ − b|
-    over functions and times; ``log_likelihood`` = mean log N(u; μ, max(var, 1e-8)); ``coverage_50``/``coverage_90`` = fraction of targets inside the
-    central 50 %/90 % interval; ``conservation_error_truth`` = mean |G u − b| of the exact solution u at the
+    over functions and times; ``log_likelihood`` = mean log N(u; μ, max(var, 1e-8));
+    ``coverage_50``/``coverage_90`` = fraction of targets inside the central 50 %/90 % interval;
+    ``conservation_error_truth`` = mean |G u − b| of the exact solution u at the
     targets, the quadrature's own error on this grid (the same for every constraint: an exact update drives
     ``conservation_error`` to round-off relative to this trapezoid rule, and a model is not wrong by less than
     this). Stefan adds the shock-position posterior at each function's last target time,
