@@ -228,14 +228,18 @@ def seed_study_task(case: str, model: str, params_path: str, profile: str | None
 
 
 @task(name="report", **RETRY)
-def report_task(params_path: str, profile: str | None, root: str) -> str:
-    return str(stages.report(_load(params_path, profile), Path(root)))
+def report_task(params_path: str, profile: str | None, root: str) -> dict[str, str | None]:
+    """The report, then its MLflow run (kept when the flow ran in a pod that goes away); returns both."""
+    params = _load(params_path, profile)
+    path = stages.report(params, Path(root))
+    return {"path": str(path), "run": stages.track_report(params, Path(root), only_missing=True)}
 
 
 @flow(name="pipeline", log_prints=True)
 def pipeline(params_path: str = "params.yaml", profile: str | None = None, root: str = ".") -> dict[str, Any]:
-    """Run the params.yaml matrix end to end; returns the report path and the MLflow run ids (per case/model:
-    constraint → run id, and the seed studies' runs). One run per checkout at a time (:func:`checkout_lock`)."""
+    """Run the params.yaml matrix end to end; returns the report path, the MLflow run that holds the report,
+    and the MLflow run ids (per case/model: constraint → run id, and the seed studies' runs). One run per
+    checkout at a time (:func:`checkout_lock`)."""
     params = _load(params_path, profile)
     with checkout_lock(Path(root)):
         return _run_matrix(params, params_path, profile, root)
@@ -317,8 +321,8 @@ def _run_matrix(params: ParamsModel, params_path: str, profile: str | None, root
     run_ids = {f"{c}/{m}": finished(fut).result() for (c, m), fut in runs.items()}
     study_ids = {f"{c}/{m}": finished(fut).result() for (c, m), fut in studies.items()}
     report = report_task(params_path, profile, root)
-    print(f"report: {report}")
-    return {"report": report, "runs": run_ids, "seed_study_runs": study_ids}
+    print(f"report: {report['path']} (MLflow run {report['run']})")
+    return {"report": report["path"], "report_run": report["run"], "runs": run_ids, "seed_study_runs": study_ids}
 
 
 def run_pipeline(params_path: str = "params.yaml", profile: str | None = None, root: str = ".",

@@ -175,6 +175,10 @@ def _cmd_track(args: argparse.Namespace) -> int:
     params = _load(args)
     results = stages.track_results(params, args.root, case=args.case, model=args.model)
     for pair, runs in results.items():
+        if pair == "report":
+            print(f"report: MLflow run {runs['report']} of experiment physml-reports holds reports/{params.profile}, "
+                  "logged now or before")
+            continue
         print(f"{pair}: {len(runs)} MLflow runs hold its results, logged now or before ({', '.join(runs)})")
     if not results:
         print(f"no finished results of profile {params.profile!r} under {args.root}: run the pipeline first")
@@ -183,8 +187,8 @@ def _cmd_track(args: argparse.Namespace) -> int:
 
 def _add_track_parser(sub: argparse._SubParsersAction) -> None:
     p = _subparser(sub, "track", help="log to MLflow every finished result (metrics, seed studies, registered "
-                                     "networks) that no run holds yet, e.g. the results `dvc repro` found up to date "
-                                     "or restored from its cache (data/ and models/ must be there)")
+                                     "networks, the report) that no run holds yet, e.g. the results `dvc repro` "
+                                     "found up to date or restored from its cache (data/ and models/ must be there)")
     p.add_argument("--case", default=None, help="only this case (default: every case of the matrix)")
     p.add_argument("--model", default=None, help="only this model (default: every model of the matrix)")
     _add_common(p)

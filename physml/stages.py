@@ -409,8 +409,9 @@ def track_results(params: ParamsModel, root: Path, case: str | None = None,
     :func:`track_seed_study` with ``only_missing``): each case × model of the matrix (or only ``case`` /
     ``model``) whose metrics files all exist, and its seed study where there is one. A fresh clone's
     committed results, which ``dvc repro`` finds up to date and so does not evaluate, reach MLflow this way;
-    a second call logs nothing. Returns ``"case/model"`` → constraint (or ``seed_study``) → run id, for the
-    pairs with results only."""
+    a second call logs nothing. Without ``case`` and ``model`` also the profile's report, if written
+    (:func:`track_report`). Returns ``"case/model"`` → constraint (or ``seed_study``) → run id, for the
+    pairs with results only, and ``"report"`` → ``{"report": run id}``."""
     pairs = list(dict.fromkeys((c, m) for c, m, _ in params.experiments()))
     for field, value, allowed in (("case", case, [c for c, _ in pairs]), ("model", model, [m for _, m in pairs])):
         if value is not None and value not in allowed:
@@ -432,7 +433,32 @@ def track_results(params: ParamsModel, root: Path, case: str | None = None,
             if study is not None:
                 runs["seed_study"] = study
         out[f"{c}/{m}"] = runs
+    if case is None and model is None and (lay.reports() / "index.md").is_file():
+        report_run = track_report(params, root, only_missing=True)
+        if report_run is not None:
+            out["report"] = {"report": report_run}
     return out
+
+
+def track_report(params: ParamsModel, root: Path, only_missing: bool = False) -> str | None:
+    """Log the active profile's report folder (``reports/<profile>/``) to MLflow
+    (:func:`physml.tracking.log_report`), tagged with :data:`RESULT_TAG`, a digest of its files' names and bytes;
+    ``only_missing``: return the run that already holds these bytes instead of logging them again (the report
+    holds no clock time, so the same results give the same digest). Returns the run id (None off rank 0).
+    No report → ValueError."""
+    from physml import tracking
+
+    folder = Layout(Path(root), params.profile).reports()
+    if not (folder / "index.md").is_file():
+        raise ValueError(f"{folder / 'index.md'} is missing: run `physml report --profile {params.profile}` first")
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    digest = _result_digest(*[part for p in files for part in (p.relative_to(folder).as_posix(), p)])
+    project = tracking.store_project(root)
+    uri = tracking.tracking_uri(project=project)
+    found = tracking.find_report_run(RESULT_TAG, digest, uri=uri, profile=params.profile) if only_missing else None
+    if found is not None:
+        return found
+    return tracking.log_report(folder, params.profile, tags={RESULT_TAG: digest}, uri=uri, project=project)
 
 
 def report(params: ParamsModel, root: Path) -> Path:

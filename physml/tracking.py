@@ -10,7 +10,9 @@ Layout:
   versions point at a run's ``model/`` artifact (a torch ``state_dict``, and the ``model_config.json`` the
   network is built from: :func:`load_model` returns it ready to predict); the alias ``champion`` marks the
   version with the best evaluation metric (:func:`promote_if_better`). Profiles train networks of other
-  sizes on other test sets, so a quick run never competes with the paper profile's champion.
+  sizes on other test sets, so a quick run never competes with the paper profile's champion;
+- the results reports (``reports/<profile>/``) as runs of the experiment ``physml-reports``
+  (:func:`log_report`), so a report written where nothing persists (a scheduled run's pod) is kept.
 
 Where it writes: ``PHYSML_TRACKING_URI`` (else ``MLFLOW_TRACKING_URI``, else
 ``sqlite:///<project>/mlflow.db``); artifacts of new experiments go to ``PHYSML_ARTIFACT_ROOT``
@@ -64,6 +66,9 @@ PROMOTION_MARGIN = 1e-3
 """Relative margin by which a new version's metric must beat the champion's to take the alias
 (:func:`promote_if_better`): 0.1 %, far above round-off and below what a real improvement moves."""
 MODEL_ARTIFACT_PATH = "model"
+REPORT_EXPERIMENT = "physml-reports"
+"""The experiment of the results reports (:func:`log_report`): one run per logged report, tagged ``profile``."""
+REPORT_ARTIFACT_PATH = "report"
 MODEL_CONFIG_FILE = "model_config.json"
 """Beside a version's ``state_dict.pth``: the configuration :func:`physml.models.build_model` builds its
 network from (the checkpoint's ``model_config``)."""
@@ -265,13 +270,18 @@ def client(uri: str | None = None) -> MlflowClient:
 
 
 def _experiment_id(mlc: MlflowClient, case: str, uri: str, project: Path | str | None = None) -> str:
-    name = experiment_name(case)
+    return _named_experiment_id(mlc, experiment_name(case), uri, project, tags={"case": case})
+
+
+def _named_experiment_id(mlc: MlflowClient, name: str, uri: str, project: Path | str | None,
+                         tags: Mapping[str, str]) -> str:
+    """The id of experiment ``name``, created (artifacts under :func:`artifact_root`) if it does not exist."""
     existing = _retry(lambda: mlc.get_experiment_by_name(name))
     if existing is not None:
         return existing.experiment_id
     location = artifact_root(uri, project)
     try:
-        return _retry(lambda: mlc.create_experiment(name, artifact_location=location, tags={"case": case}))
+        return _retry(lambda: mlc.create_experiment(name, artifact_location=location, tags=dict(tags)))
     except MlflowException as exc:
         if exc.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
@@ -505,15 +515,51 @@ def log_experiment(
         )
 
 
+def log_report(report_dir: Path | str, profile: str, tags: Mapping[str, Any] | None = None, uri: str | None = None,
+               project: Path | str | None = None) -> str | None:
+    """Log a results report folder (``reports/<profile>/``: ``index.md`` and its figures) as the ``report/``
+    artifacts of a new run ``report-<profile>`` in experiment :data:`REPORT_EXPERIMENT`, tagged ``profile``
+    and ``tags``, so that a report written in a pod that goes away (the scheduled paper runs) is kept with the
+    runs and models it describes. Returns the run id (None off rank 0). ``uri``, ``project``: as
+    :func:`start_run`. A folder without ``index.md`` → ValueError."""
+    report_dir = Path(report_dir)
+    if not (report_dir / "index.md").is_file():
+        raise ValueError(f"{report_dir}: no index.md, so no report to log; run `physml report` first")
+    _check_name("profile", profile)
+    if not is_main_process():
+        return None
+    resolved = uri or tracking_uri(project)
+    mlc = client(resolved)
+    experiment_id = _named_experiment_id(mlc, REPORT_EXPERIMENT, resolved, project, tags={"kind": "report"})
+    run_tags = {"profile": profile, **{k: str(v) for k, v in (tags or {}).items()}}
+    run_id = _retry(lambda: mlc.create_run(experiment_id, tags=run_tags, run_name=f"report-{profile}")).info.run_id
+    try:
+        _retry(lambda: mlc.log_artifacts(run_id, str(report_dir), REPORT_ARTIFACT_PATH))
+    except BaseException:
+        _retry(lambda: mlc.set_terminated(run_id, status="FAILED"))
+        raise
+    _retry(lambda: mlc.set_terminated(run_id, status="FINISHED"))
+    return run_id
+
+
 def find_run(case: str, tag: str, value: str, uri: str | None = None, **match: str) -> str | None:
     """The id of a FINISHED run in experiment ``physml-<case>`` whose tag ``tag`` is ``value`` and whose
     tags equal ``match`` (e.g. ``model=…, constraint=…``), else None (also when the experiment does not
     exist yet; nothing is created)."""
+    return _find_in(experiment_name(case), tag, value, uri, **match)
+
+
+def find_report_run(tag: str, value: str, uri: str | None = None, **match: str) -> str | None:
+    """:func:`find_run` in the reports' experiment (:data:`REPORT_EXPERIMENT`)."""
+    return _find_in(REPORT_EXPERIMENT, tag, value, uri, **match)
+
+
+def _find_in(name: str, tag: str, value: str, uri: str | None, **match: str) -> str | None:
     conditions = [f"tags.{_check_name('tag', tag)} = '{_check_name('tag value', value)}'"]
     conditions += [f"tags.{_check_name('tag', k)} = '{_check_name('tag value', v)}'" for k, v in sorted(match.items())]
     resolved = uri or tracking_uri()
     mlc = client(resolved)
-    experiment = _retry(lambda: mlc.get_experiment_by_name(experiment_name(case)))
+    experiment = _retry(lambda: mlc.get_experiment_by_name(name))
     if experiment is None:
         return None
     runs = _retry(lambda: mlc.search_runs(
@@ -677,12 +723,14 @@ __all__ = [
     "client",
     "dataset_version",
     "experiment_name",
+    "find_report_run",
     "find_run",
     "flatten_params",
     "is_main_process",
     "load_model",
     "load_state_dict",
     "log_experiment",
+    "log_report",
     "project_dir",
     "promote_if_better",
     "registered_model_name",

@@ -257,6 +257,8 @@ def test_prefect_pipeline_end_to_end_cached_and_rebuilt(tiny_params_file: Path) 
     first = run()
     report = Path(first["report"])
     assert report.is_file() and "ProbConserv" in report.read_text() and "BOON" in report.read_text()
+    (report_run,) = _mlflow_runs(root, "reports")  # the report outlives the checkout it was written in
+    assert first["report_run"] == report_run.info.run_id and report_run.data.tags["profile"] == "quick"
     assert "### Seed study (2 seeds" in report.read_text()
     study = json.loads(lay.seed_study_file("stokes2", "fno").read_text())
     assert study["seeds"] == params.study_seeds() and len(study["rel_l2"]["boon"]) == 2
@@ -281,6 +283,7 @@ def test_prefect_pipeline_end_to_end_cached_and_rebuilt(tiny_params_file: Path) 
     assert ckpt.stat().st_mtime_ns == stamp
     assert len(_mlflow_runs(root, "heat")) == n_heat
     assert second["runs"] == first["runs"]
+    assert second["report_run"] == first["report_run"] and len(_mlflow_runs(root, "reports")) == 1  # same bytes
 
     # a deleted output is rebuilt, and only what depends on it is recomputed; the same results are not logged
     # twice (the evaluate task tracks with only_missing, so that a retry after a tracking failure does not either)
@@ -412,6 +415,13 @@ def test_track_logs_untracked_results_once(tiny_params_file: Path) -> None:
     again = _physml(root, "track", "--case", "stokes2")
     assert len(_mlflow_runs(root, "stokes2")) == n_boon + 1
     assert again.stdout == first.stdout  # the same run ids, found
+    # the report too, once written: a plain `track` logs it once
+    assert "report:" not in first.stdout and _mlflow_runs(root, "reports") == []
+    _physml(root, "report")
+    with_report = _physml(root, "track")
+    (report_run,) = _mlflow_runs(root, "reports")
+    assert f"report: MLflow run {report_run.info.run_id} of experiment physml-reports" in with_report.stdout
+    assert _physml(root, "track").stdout == with_report.stdout and len(_mlflow_runs(root, "reports")) == 1
     _physml(root, "evaluate", "--case", "stokes2", "--model", "fno")
     assert len(_mlflow_runs(root, "stokes2")) == 2 * n_boon + 1
     refused = _physml(root, "track", "--case", "nosuchcase", check=False)

@@ -340,3 +340,33 @@ def test_concurrent_promotions_leave_the_best_version_champion(store: str) -> No
         _, err = p.communicate(timeout=240)
         assert p.returncode == 0, err.decode()[-3000:]
     assert tracking.champion_version(name) == versions[0.2]
+
+
+def test_a_report_folder_is_logged_whole_as_a_run_of_the_reports_experiment(store: str, tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """log_report keeps reports/<profile>/ (index.md and its figures) as the artifacts of a FINISHED run of
+    ``physml-reports`` tagged with its profile; find_report_run finds it by tag; a folder without index.md is
+    refused and ranks other than 0 log nothing."""
+    folder = tmp_path / "reports" / "paper"
+    (folder / "figures").mkdir(parents=True)
+    (folder / "index.md").write_text("# physml results — profile `paper`\n")
+    (folder / "figures" / "seed_study.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    run_id = tracking.log_report(folder, "paper", tags={"result_digest": "abc"})
+    mlc = tracking.client(store)
+    run = mlc.get_run(run_id)
+    assert mlc.get_experiment(run.info.experiment_id).name == tracking.REPORT_EXPERIMENT == "physml-reports"
+    assert run.info.status == "FINISHED" and run.data.tags["profile"] == "paper"
+    assert run.data.tags["mlflow.runName"] == "report-paper"
+    import mlflow.artifacts
+
+    local = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="report",
+                                                     dst_path=str(tmp_path / "dl"), tracking_uri=store))
+    assert (local / "index.md").read_text() == (folder / "index.md").read_text()
+    assert (local / "figures" / "seed_study.png").read_bytes() == b"\x89PNG\r\n\x1a\n"
+    assert tracking.find_report_run("result_digest", "abc", profile="paper") == run_id
+    assert tracking.find_report_run("result_digest", "abc", profile="quick") is None
+    with pytest.raises(ValueError, match="no index.md, so no report to log"):
+        tracking.log_report(folder / "figures", "paper")
+    monkeypatch.setenv("RANK", "1")
+    assert tracking.log_report(folder, "paper") is None
+    assert len(mlc.search_runs([run.info.experiment_id])) == 1
