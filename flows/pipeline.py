@@ -321,7 +321,7 @@ def _run_matrix(params: ParamsModel, params_path: str, profile: str | None, root
     run_ids = {f"{c}/{m}": finished(fut).result() for (c, m), fut in runs.items()}
     study_ids = {f"{c}/{m}": finished(fut).result() for (c, m), fut in studies.items()}
     report = report_task(params_path, profile, root)
-    print(f"report: {report['path']} (MLflow run {report['run']})")
+    print(f"report: {report['path']}" + (f" (MLflow run {report['run']})" if report["run"] else ""))
     return {"report": report["path"], "report_run": report["run"], "runs": run_ids, "seed_study_runs": study_ids}
 
 

@@ -170,14 +170,14 @@ def _add_seed_study_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_track(args: argparse.Namespace) -> int:
-    from physml import stages
+    from physml import stages, tracking
 
     params = _load(args)
     results = stages.track_results(params, args.root, case=args.case, model=args.model)
     for pair, runs in results.items():
         if pair == "report":
-            print(f"report: MLflow run {runs['report']} of experiment physml-reports holds reports/{params.profile}, "
-                  "logged now or before")
+            print(f"report: MLflow run {runs['report']} of experiment {tracking.REPORT_EXPERIMENT} holds "
+                  f"reports/{params.profile}, logged now or before")
             continue
         print(f"{pair}: {len(runs)} MLflow runs hold its results, logged now or before ({', '.join(runs)})")
     if not results:

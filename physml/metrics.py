@@ -49,8 +49,8 @@ def per_value_key(metric: str, parameter: str, value: float) -> str:
     """The metrics-file key of ``metric`` taken over the test functions whose ``parameter`` equals ``value``,
     for a test set given as a list of values (params.yaml ``test: {values: [...]}``, e.g. stefan's
     p* ∈ {0.5, 0.6}, one of them outside the training range): ``per_value_key("mse", "p_star", 0.6)``
-    is ``"mse_p_star_0.6"``."""
-    return f"{metric}_{parameter}_{value:g}"
+    is ``"mse_p_star_0.6"`` (12 significant digits, so distinct listed values get distinct keys)."""
+    return f"{metric}_{parameter}_{value:.12g}"
 
 
 def _check_reduce(reduce: str, allowed: tuple[str, ...]) -> None:

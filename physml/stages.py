@@ -278,7 +278,7 @@ def track(case: str, model: str, params: ParamsModel, root: Path, only_missing: 
     finished run of this model and constraint already holds (same digest), so that results made elsewhere,
     e.g. committed ones that ``dvc repro`` finds up to date, are logged once; a found headline run is still
     made a registered version (if its registration failed) and offered for champion, so an interrupted
-    promotion is finished. Params: the seed, the model's settings in params.yaml, and ``network.*``, the
+    promotion is finished, and given the network's configuration if it was logged without one. Params: the seed, the model's settings in params.yaml, and ``network.*``, the
     configuration the network was built with (e.g. the FNO's modes after capping to what the grid holds:
     the cavity's quick profile asks for 8 and builds [6, 6, 8]). Returns constraint → run id (logged now or found).
     """
@@ -297,6 +297,7 @@ def track(case: str, model: str, params: ParamsModel, root: Path, only_missing: 
     settings = params.model_settings(model, case).model_dump()
     figures = {p.stem: p for p in sorted((lay.metrics(case, model) / "figures").glob("*.png"))}
     checkpoints = _result_digest(*sorted(lay.models(case, model).glob("*.pt")))
+    headline_file = lay.models(case, model) / ("boon.pt" if problem.family == "operator" else "plain.pt")
     network: dict[str, Any] | None = None  # read from the checkpoint once something is logged
     run_ids: dict[str, str] = {}
     for constraint in group.constraints:
@@ -311,6 +312,9 @@ def track(case: str, model: str, params: ParamsModel, root: Path, only_missing: 
             registered = (tracking.registered_version(case, model, params.profile, found, uri=uri)
                           if constraint == headline and tracking.is_main_process() else None)
             if registered is not None:
+                # a run logged before versions carried their network's configuration gets it now (the digest
+                # holds the checkpoints, so this checkpoint is the one the run logged), so load_model serves it
+                tracking.attach_model_config(found, read_checkpoint(headline_file)["model_config"], uri=uri)
                 name = tracking.registered_model_name(case, model, params.profile)
                 tracking.promote_if_better(name, registered, metric, higher_is_better=higher, uri=uri)
             continue
@@ -320,8 +324,7 @@ def track(case: str, model: str, params: ParamsModel, root: Path, only_missing: 
             network = {k: v for k, v in built.items() if k not in ("case", "variant")}
         state = config = None
         if constraint == headline:
-            headline_file = "boon.pt" if problem.family == "operator" else "plain.pt"
-            ckpt = read_checkpoint(lay.models(case, model) / headline_file)
+            ckpt = read_checkpoint(headline_file)
             state, config = ckpt["model_state"], ckpt["model_config"]
         record = tracking.log_experiment(
             case, model, constraint, params.profile,

@@ -670,6 +670,22 @@ def promote_if_better(
         return True
 
 
+def attach_model_config(run_id: str, model_config: Mapping[str, Any], uri: str | None = None,
+                        artifact_path: str = MODEL_ARTIFACT_PATH) -> bool:
+    """Add ``model_config`` (:data:`MODEL_CONFIG_FILE`) beside the weights of run ``run_id`` if they were logged
+    without it (runs made before versions carried it), so that :func:`load_model` can rebuild the network;
+    True if it was added, False if it was there."""
+    mlc = client(uri or tracking_uri())
+    present = {Path(a.path).name for a in _retry(lambda: mlc.list_artifacts(run_id, artifact_path))}
+    if MODEL_CONFIG_FILE in present:
+        return False
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp) / MODEL_CONFIG_FILE
+        local.write_text(json.dumps(dict(model_config), indent=1, sort_keys=True))
+        _retry(lambda: mlc.log_artifact(run_id, str(local), artifact_path))
+    return True
+
+
 def _version_artifact(name: str, alias_or_version: str | int, uri: str | None, dst: str) -> Path:
     """Download the ``model/`` artifact of ``name`` at an alias or a version number into ``dst``; its path."""
     resolved = uri or tracking_uri()
@@ -696,9 +712,10 @@ def load_model(name: str, alias_or_version: str | int = CHAMPION, uri: str | Non
     """The network of ``name`` at an alias (``champion``) or a version number, ready to predict: built by
     :func:`physml.models.build_model` from the ``model_config.json`` logged beside its weights, the weights
     loaded, on the CPU, in eval mode. E.g. ``load_model("physml-heat_neumann-fno-quick")`` is the champion
-    BOON network of that case (``net(a)``: input (B, C_in, …) → output (B, C_out, …), as
-    :class:`physml.models.FNO`); an ANP's predictive is ``net.predict(...)``. A version logged without a
-    config → ValueError (its weights still load with :func:`load_state_dict`)."""
+    BOON network of that case: ``net(u, bc)`` with the boundary data as :meth:`physml.models.BOONFNO.forward`
+    takes them (or ``physml.experiments.boon.predict(net, split)`` on a dataset split); an ANP's or an
+    ensemble's predictive is ``net.predict(...)``. A version logged without a config → ValueError (its weights
+    still load with :func:`load_state_dict`; ``physml track`` adds the config to the runs it finds)."""
     from physml.models import build_model  # torch networks: only when one is loaded
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -706,8 +723,8 @@ def load_model(name: str, alias_or_version: str | int = CHAMPION, uri: str | Non
         config_file = local / MODEL_CONFIG_FILE
         if not config_file.is_file():
             raise ValueError(f"{name!r} at {alias_or_version!r} was logged without {MODEL_CONFIG_FILE}, so its "
-                             f"network cannot be rebuilt; load its weights with load_state_dict, or log the "
-                             f"result again (`physml evaluate` logs each time it runs)")
+                             f"network cannot be rebuilt; `physml track` adds it to the runs of the results on disk, "
+                             f"or load the bare weights with load_state_dict")
         net = build_model(json.loads(config_file.read_text()))
         net.load_state_dict(mlflow.pytorch.load_state_dict(str(local)))
     return net.eval()
@@ -719,6 +736,7 @@ __all__ = [
     "RunRecord",
     "SilentRun",
     "artifact_root",
+    "attach_model_config",
     "champion_version",
     "client",
     "dataset_version",

@@ -216,6 +216,14 @@ def test_track_writes_to_the_store_of_its_root_not_of_the_working_directory(
     assert isinstance(champion, BOONFNO) and not champion.training
     test = boon.load_split("heat_neumann", stages.Layout(root, params.profile).data("heat_neumann"), "test")
     np.testing.assert_array_equal(boon.predict(champion, test, device="cpu"), boon.predict(trained, test, device="cpu"))
+    # a run logged before versions carried the configuration: `track` gives it the one of its checkpoint
+    artifacts = Path(client.get_run(runs["boon"]).info.artifact_uri.removeprefix("file://"))
+    config_file = artifacts / "model" / "model_config.json"
+    config_file.unlink()
+    with pytest.raises(ValueError, match="logged without model_config.json, so its network cannot be rebuilt"):
+        tracking.load_model(name, uri=f"sqlite:///{root / 'mlflow.db'}")
+    assert stages.track("heat_neumann", "fno", params, root, only_missing=True) == runs
+    assert isinstance(tracking.load_model(name, uri=f"sqlite:///{root / 'mlflow.db'}"), BOONFNO)
     assert stages.track("heat_neumann", "fno", params, root, only_missing=True) == runs
     shared = tmp_path / "project"
     monkeypatch.setenv("PHYSML_PROJECT_DIR", str(shared))

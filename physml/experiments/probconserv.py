@@ -322,6 +322,13 @@ def _predict_batches(net: torch.nn.Module, arrays: Mapping[str, np.ndarray], n_s
         del plain, conditioned  # before the next batch is predicted: at most one batch's covariances alive here
 
 
+def _one_predictive(batch: tuple[slice, Predictive | None, Predictive | None]) -> Predictive:
+    """The one predictive a twin's batch of :func:`_predict_batches` holds: its conditioned mixture if it was
+    asked for one, else its mixture."""
+    _, mixed, conditioned = batch
+    return mixed if conditioned is None else conditioned
+
+
 def _final_slice_samples(mean: np.ndarray, cov: np.ndarray, n: int, seed: int, G: np.ndarray | None = None,
                          b: np.ndarray | None = None, conditioned: bool = False) -> np.ndarray:
     """n draws of u at each function's last target time: mean (N, nx), cov (N, nx, nx) → (N, n, nx).
@@ -402,10 +409,7 @@ def constrain(case: str, model: str, params: ParamsModel, data_dir: Path, model_
                 twin_batches[name] = _predict_batches(_load_model(path, case, model), arrays, n_samples, params.seed,
                                                       path, *system, mixed=system[0] is None)
         for sl, plain, conditioned in plain_batches:
-            twins = {}
-            for name, batches in twin_batches.items():
-                _, mixed, conditioned_twin = next(batches)
-                twins[name] = mixed if conditioned_twin is None else conditioned_twin
+            twins = {name: _one_predictive(next(batches)) for name, batches in twin_batches.items()}
             if conditioned is not None:
                 twins[PER_COMPONENT] = conditioned
             if case == "stefan":
