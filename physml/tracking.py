@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a download per loaded model, not a bar
 
 import mlflow  # noqa: E402  (after the telemetry switches above)
 import mlflow.artifacts  # noqa: E402
@@ -640,7 +641,9 @@ def promote_if_better(
     evaluated on other data (its run's ``dataset_version`` tag differs: a metric on another test set is no
     comparison, so new data start a new contest and the version evaluated on them wins). The margin keeps a
     scheduled retraining of the same code and data from taking the alias on run-to-run noise (GPU kernels
-    round differently between runs); ``margin=0`` is a strict comparison.
+    round differently between runs); ``margin=0`` is a strict comparison. A holder whose network cannot be
+    rebuilt (logged without :data:`MODEL_CONFIG_FILE`, before versions carried it) yields to a version that
+    can and is no worse beyond the margin, so :func:`load_model` serves the champion.
 
     A NaN metric never wins. Returns whether the alias moved to ``version``. On a SQLite store the
     read–compare–set runs under a file lock (``<db>.promote.lock``), so concurrent retraining runs on
@@ -663,11 +666,24 @@ def promote_if_better(
             old = version_metric(name, current, metric, uri=resolved)
             step = margin * abs(old)
             better = new > old + step if higher_is_better else new < old - step
-            if not math.isnan(old) and not better:
+            no_worse = new >= old - step if higher_is_better else new <= old + step
+            if not math.isnan(old) and not better and not (
+                    no_worse and _rebuildable(name, version, resolved) and not _rebuildable(name, current, resolved)):
                 return False
         mlc = client(resolved)
         _retry(lambda: mlc.set_registered_model_alias(name, alias, str(version)))
         return True
+
+
+def _rebuildable(name: str, version: str | int, uri: str) -> bool:
+    """Whether version ``version`` of ``name`` carries :data:`MODEL_CONFIG_FILE` beside its weights."""
+    mlc = client(uri)
+    mv = _retry(lambda: mlc.get_model_version(name, str(version)))
+    prefix = f"runs:/{mv.run_id}/"
+    if not mv.run_id or not str(mv.source).startswith(prefix):
+        return False
+    listed = _retry(lambda: mlc.list_artifacts(mv.run_id, str(mv.source)[len(prefix):]))
+    return MODEL_CONFIG_FILE in {Path(a.path).name for a in listed}
 
 
 def attach_model_config(run_id: str, model_config: Mapping[str, Any], uri: str | None = None,

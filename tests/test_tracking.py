@@ -370,3 +370,30 @@ def test_a_report_folder_is_logged_whole_as_a_run_of_the_reports_experiment(stor
     monkeypatch.setenv("RANK", "1")
     assert tracking.log_report(folder, "paper") is None
     assert len(mlc.search_runs([run.info.experiment_id])) == 1
+
+
+def test_a_champion_that_cannot_be_rebuilt_yields_to_an_equal_one_that_can(store: str) -> None:
+    """A holder logged without model_config.json (before versions carried it) gives the alias to a version
+    with one that is no worse beyond the margin, so load_model serves the champion; between two rebuildable
+    versions the margin rule stands, and a worse one never takes it."""
+    from physml.models import build_model
+
+    config = {"variant": "plain", "fno": {"n_space": 1, "width": 4, "modes": 2, "n_layers": 1, "proj_width": 4}}
+    net = build_model(config)
+    name = tracking.registered_model_name("wave", "fno", "quick")
+
+    def version(mse: float, with_config: bool) -> str:
+        record = tracking.log_experiment("wave", "fno", "boon", "quick", metrics={"mse": mse},
+                                         state_dict=net.state_dict(), model_config=config if with_config else None)
+        assert record is not None and record.model_version is not None
+        return record.model_version
+
+    bare = version(0.3, with_config=False)
+    assert tracking.promote_if_better(name, bare, "mse") is True
+    worse = version(0.31, with_config=True)
+    assert tracking.promote_if_better(name, worse, "mse") is False  # worse beyond the margin: not even to load it
+    equal = version(0.3 + 1e-5, with_config=True)  # within the margin
+    assert tracking.promote_if_better(name, equal, "mse") is True
+    assert isinstance(tracking.load_model(name), type(net))
+    assert tracking.promote_if_better(name, version(0.3, with_config=True), "mse") is False  # both rebuildable
+    assert tracking.champion_version(name) == equal
