@@ -278,9 +278,10 @@ def track(case: str, model: str, params: ParamsModel, root: Path, only_missing: 
     finished run of this model and constraint already holds (same digest), so that results made elsewhere,
     e.g. committed ones that ``dvc repro`` finds up to date, are logged once; a found headline run is still
     made a registered version (if its registration failed) and offered for champion, so an interrupted
-    promotion is finished, and given the network's configuration if it was logged without one. Params: the seed, the model's settings in params.yaml, and ``network.*``, the
-    configuration the network was built with (e.g. the FNO's modes after capping to what the grid holds:
-    the cavity's quick profile asks for 8 and builds [6, 6, 8]). Returns constraint → run id (logged now or found).
+    promotion is finished, and given the network's configuration if it was logged without one. Params: the
+    seed, the model's settings in params.yaml, and ``network.*``, the configuration the network was built with
+    (e.g. the FNO's modes after capping to what the grid holds: the cavity's quick profile asks for 8 and
+    builds [6, 6, 8]). Returns constraint → run id (logged now or found).
     """
 
     from physml import tracking

@@ -390,7 +390,7 @@ class ExperimentRun:
             local = Path(tmp) / artifact_path
             mlflow.pytorch.save_state_dict(dict(state_dict), str(local))
             if model_config is not None:
-                (local / MODEL_CONFIG_FILE).write_text(json.dumps(dict(model_config), indent=1, sort_keys=True))
+                _write_model_config(local, model_config)
             _retry(lambda: self.client.log_artifacts(self.run_id, str(local), artifact_path))
         return f"runs:/{self.run_id}/{artifact_path}"
 
@@ -696,10 +696,16 @@ def attach_model_config(run_id: str, model_config: Mapping[str, Any], uri: str |
     if MODEL_CONFIG_FILE in present:
         return False
     with tempfile.TemporaryDirectory() as tmp:
-        local = Path(tmp) / MODEL_CONFIG_FILE
-        local.write_text(json.dumps(dict(model_config), indent=1, sort_keys=True))
+        local = _write_model_config(Path(tmp), model_config)
         _retry(lambda: mlc.log_artifact(run_id, str(local), artifact_path))
     return True
+
+
+def _write_model_config(folder: Path, model_config: Mapping[str, Any]) -> Path:
+    """``folder/model_config.json`` (:data:`MODEL_CONFIG_FILE`) holding ``model_config``; its path."""
+    path = folder / MODEL_CONFIG_FILE
+    path.write_text(json.dumps(dict(model_config), indent=1, sort_keys=True))
+    return path
 
 
 def _version_artifact(name: str, alias_or_version: str | int, uri: str | None, dst: str) -> Path:
