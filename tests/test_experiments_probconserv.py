@@ -313,16 +313,17 @@ def test_constrain_one_function_at_a_time_writes_the_same_predictions(run: dict,
 
     # and each network runs once per batch: the plain one's components serve both its mixture and
     # probconserv_mixture
+    from physml.models.anp import ComponentMixture  # the ANP's and the ensemble's predict_components
+
     calls: list[int] = []
-    net_type = type(pc._load_model(lay.models("stefan", model) / "plain.pt", "stefan", model))
-    predict_components = net_type.predict_components
+    predict_components = ComponentMixture.predict_components
 
     def counted(net, *args, **kwargs):
         calls.append(id(net))
         return predict_components(net, *args, **kwargs)
 
     monkeypatch.setattr(pc, "_predict_batches", watched)
-    monkeypatch.setattr(net_type, "predict_components", counted)
+    monkeypatch.setattr(ComponentMixture, "predict_components", counted)
     one = pc.constrain("stefan", model, run["params"], lay.data("stefan"), lay.models("stefan", model), tmp_path)
     # the plain network and two twins, 8 functions each
     assert len(left_alive) == 3 * 8 and set(left_alive) == {0}, left_alive
