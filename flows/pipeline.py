@@ -143,7 +143,7 @@ def _sections(params: ParamsModel, case: str, model: str | None, stage: str) -> 
     if stage in ("constrain", "seed-study") and case in params.matrix.boon.cases:
         data["boon_posthoc"] = params.models.boon_posthoc.model_dump()
     if stage == "seed-study":
-        data["seeds"] = params.study_seeds()
+        data["seeds"] = params.study_seeds("boon" if case in params.matrix.boon.cases else "probconserv")
     return json.dumps(data, sort_keys=True, default=str)
 
 
@@ -221,7 +221,7 @@ def evaluate_task(case: str, model: str, params_path: str, profile: str | None, 
 
 @task(name="seed-study", cache_key_fn=_cache_key, persist_result=True, **RETRY)
 def seed_study_task(case: str, model: str, params_path: str, profile: str | None, root: str, config: str, upstream: str) -> str:
-    """BOON: the same training over every seed of matrix.boon.seeds, then its MLflow run; returns the run id."""
+    """The same training over every seed of the case's matrix group, then its MLflow run; returns the run id."""
     params = _load(params_path, profile)
     stages.seed_study(case, model, params, Path(root), progress=False)
     return stages.track_seed_study(case, model, params, Path(root), only_missing=True)
@@ -309,9 +309,8 @@ def _run_matrix(params: ParamsModel, params_path: str, profile: str | None, root
         finished(fut)
         constrained[(c, m)] = submit(constrain_task, [lay.predictions(c, m)], c, m,
                                      upstream=[lay.data(c), lay.models(c, m)], stage=f"constrain_{family(c)}")
-        if family(c) == "boon":
-            studies[(c, m)] = submit(seed_study_task, [lay.seed_study_file(c, m), lay.seed_models(c, m)], c, m,
-                                     upstream=[lay.data(c), lay.models(c, m)], stage="seed_study_boon")
+        studies[(c, m)] = submit(seed_study_task, [lay.seed_study_file(c, m), lay.seed_models(c, m)], c, m,
+                                 upstream=[lay.data(c), lay.models(c, m)], stage=f"seed_study_{family(c)}")
     runs = {}
     for (c, m), fut in constrained.items():
         finished(fut)

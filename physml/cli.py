@@ -152,17 +152,20 @@ def _cmd_seed_study(args: argparse.Namespace) -> int:
 
     params = _load(args)
     result = stages.seed_study(args.case, args.model, params, args.root, progress=not args.no_progress)
-    for constraint in result["rel_l2"]:
-        print(f"{args.case}/{args.model}/{constraint}: rel_l2 mean={result['rel_l2_mean'][constraint]:.4g} "
-              f"spread={result['rel_l2_spread'][constraint]:.2g} over seeds {result['seeds']}")
+    metric = "mse" if "mse" in result else "rel_l2"
+    for constraint in result[metric]:
+        print(f"{args.case}/{args.model}/{constraint}: {metric} mean={result[f'{metric}_mean'][constraint]:.4g} "
+              f"spread={result[f'{metric}_spread'][constraint]:.2g} over seeds {result['seeds']}")
     if not args.no_track:
         print(f"MLflow run: {stages.track_seed_study(args.case, args.model, params, args.root)}")
     return 0
 
 
 def _add_seed_study_parser(sub: argparse._SubParsersAction) -> None:
-    p = _subparser(sub, "seed-study", help="BOON: retrain the plain and the BOON FNO with every seed of matrix.boon.seeds "
-                                          "and write the relative L2 of each constraint per seed (seeds.json)")
+    p = _subparser(sub, "seed-study", help="retrain with every seed of the case's matrix group (matrix.<group>.seeds) and "
+                                          "write each constraint's test error per seed (seeds.json): BOON the plain and "
+                                          "the BOON FNO (relative L2), ProbConserv the plain black box (MSE of the post "
+                                          "hoc constraints)")
     _add_stage_common(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-track", action="store_true", help="write seeds.json only, no MLflow run")

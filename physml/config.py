@@ -15,7 +15,7 @@ Layout (keys are stable; other stages build on them)::
         grid.{quick,paper}: {nx, nt, times?}                # operator family
         sizes.{quick,paper}: {train, val, test}
     models: anp, ensemble, fno: {quick, paper, cases.<case>.{quick,paper}: partial overrides}; softc
-    matrix: probconserv / boon: {cases, models, constraints, seeds?: {quick, paper}}  # boon only: seeds > 1
+    matrix: probconserv / boon: {cases, models, constraints, seeds?: {quick, paper}}
 """
 
 from __future__ import annotations
@@ -463,12 +463,13 @@ class ParamsModel(_Strict):
             errors += _check_case(path, case, problem)
         for group_name, group in (("probconserv", self.matrix.probconserv), ("boon", self.matrix.boon)):
             errors += _check_matrix(f"matrix.{group_name}", group_name, group, self.cases)
-        for profile in PROFILES:
-            last = self.seed + self.matrix.boon.seeds[profile] - 1
-            if last > MAX_SEED:
-                errors.append(f"seed: the {profile} seed study (matrix.boon.seeds.{profile} = "
-                              f"{self.matrix.boon.seeds[profile]}) would train with seed {last}; allowed range "
-                              f"with that study [0, {MAX_SEED - self.matrix.boon.seeds[profile] + 1}] (got {self.seed})")
+        for group_name, group in (("probconserv", self.matrix.probconserv), ("boon", self.matrix.boon)):
+            for profile in PROFILES:
+                last = self.seed + group.seeds[profile] - 1
+                if last > MAX_SEED:
+                    errors.append(f"seed: the {profile} seed study (matrix.{group_name}.seeds.{profile} = "
+                                  f"{group.seeds[profile]}) would train with seed {last}; allowed range "
+                                  f"with that study [0, {MAX_SEED - group.seeds[profile] + 1}] (got {self.seed})")
         for model, family in (("anp", "probconserv"), ("ensemble", "probconserv"), ("fno", "operator")):
             fits = [c for c in self.cases if c in pdes.names() and pdes.get(c).family == family]
             for name in getattr(self.models, model).cases:
@@ -516,10 +517,11 @@ class ParamsModel(_Strict):
             raise ValueError(f"models.{model}: unknown model; allowed: anp, ensemble, fno, softc")
         return getattr(self.models, model).resolved(self.profile, case)
 
-    def study_seeds(self) -> list[int]:
-        """Seeds of the BOON seed study for the active profile: ``seed, seed + 1, …`` (``matrix.boon.seeds``
-        of them); the first is the project seed, whose networks are the main training's."""
-        return [self.seed + i for i in range(self.matrix.boon.seeds[self.profile])]
+    def study_seeds(self, group: Literal["probconserv", "boon"] = "boon") -> list[int]:
+        """Seeds of a matrix group's seed study for the active profile: ``seed, seed + 1, …``
+        (``matrix.<group>.seeds`` of them); the first is the project seed, whose networks are the main training's.
+        Callers outside :mod:`physml.experiments.boon` name the group: the default is BOON's."""
+        return [self.seed + i for i in range(getattr(self.matrix, group).seeds[self.profile])]
 
     def experiments(self) -> list[tuple[str, str, str]]:
         """Every (case, model, constraint) triple of the matrix, probconserv group first."""
@@ -622,11 +624,6 @@ def _check_matrix(path: str, group_name: str, group: MatrixGroup, cases: dict[st
     if missing:
         errors.append(f"{path}.constraints: must list every constraint ({', '.join(CONSTRAINTS[group_name])}), since "
                       f"dvc.yaml's evaluate stages declare one metrics file each; missing: {', '.join(missing)}")
-    if group_name != "boon":
-        for profile in PROFILES:
-            if group.seeds[profile] != 1:
-                errors.append(f"{path}.seeds.{profile}: the seed study is implemented for matrix.boon only; "
-                              f"allowed: 1 (got {group.seeds[profile]})")
     return errors
 
 

@@ -206,9 +206,10 @@ def errors_per_seed(
     path: str | Path,
     title: str = "",
     colors: Mapping[str, str] | None = None,
+    ylabel: str = "relative L2 error",
 ) -> Path:
     """A seed study at a glance: for each group (a case) and method, one dot per seed and a bar at the
-    mean; ``groups[case][method]`` is the relative L2 error of each seed. Log scale, so cases of very
+    mean; ``groups[case][method]`` is the error (``ylabel``) of each seed. Log scale, so cases of very
     different error share one axis."""
     methods = list(dict.fromkeys(m for per_case in groups.values() for m in per_case))
     width = 0.8 / max(len(methods), 1)
@@ -226,7 +227,7 @@ def errors_per_seed(
             ax.hlines(values.mean(), x - 0.4 * width, x + 0.4 * width, color=color, lw=2.0)
     ax.set_xticks(range(len(groups)), list(groups), rotation=15)
     ax.set_yscale("log")
-    return _finish(ax, path, "", "relative L2 error", title, grid="both")
+    return _finish(ax, path, "", ylabel, title, grid="both")
 
 
 def boundary_gradient_over_time(

@@ -53,17 +53,18 @@ def collect_metrics(params: ParamsModel, root: Path) -> dict[tuple[str, str, str
     return out
 
 
-def collect_seed_studies(params: ParamsModel, root: Path) -> dict[tuple[str, str], dict[str, Any]]:
-    """Every BOON (case, model) → its ``seeds.json``, when that file exists and holds the seeds the active
-    params ask for (:meth:`ParamsModel.study_seeds`); a study of other seeds is stale and left out."""
+def collect_seed_studies(params: ParamsModel, root: Path, group: str = "boon") -> dict[tuple[str, str], dict[str, Any]]:
+    """Every (case, model) of the matrix ``group`` → its ``seeds.json``, when that file exists and holds the seeds
+    the active params ask for (:meth:`ParamsModel.study_seeds`); a study of other seeds is stale and left out."""
     lay = Layout(Path(root), params.profile)
+    matrix = getattr(params.matrix, group)
     out: dict[tuple[str, str], dict[str, Any]] = {}
-    for case in params.matrix.boon.cases:
-        for model in params.matrix.boon.models:
+    for case in matrix.cases:
+        for model in matrix.models:
             path = lay.seed_study_file(case, model)
             if path.is_file():
                 study = json.loads(path.read_text())
-                if study.get("seeds") == params.study_seeds():
+                if study.get("seeds") == params.study_seeds(group):
                     out[(case, model)] = study
     return out
 
@@ -127,6 +128,11 @@ def truth_conservation_line(params: ParamsModel, metrics: Mapping[tuple[str, str
             "physics, only to the quadrature.")
 
 
+def _value_text(pname: str, value: float, lo: float, hi: float) -> str:
+    """'p_star = 0.6', marked when the value lies outside the parameter's training range [lo, hi]."""
+    return f"{pname} = {value:g}" + ("" if lo <= value <= hi else f" (outside train [{lo:g}, {hi:g}])")
+
+
 def per_value_table(params: ParamsModel, metrics: Mapping[tuple[str, str, str], Mapping[str, float]]) -> str:
     """Markdown table of the MSE per test value, for the cases whose test set is drawn at a list of parameter
     values (params.yaml ``test: {values: [...]}``; the overall MSE pools values the black box meets very
@@ -147,7 +153,7 @@ def per_value_table(params: ParamsModel, metrics: Mapping[tuple[str, str, str], 
                     if all(v is None for v in found.values()):
                         continue
                     plain, updated = found.get("none"), found.get("probconserv")
-                    label = f"{pname} = {value:g}" + ("" if lo <= value <= hi else f" (outside train [{lo:g}, {hi:g}])")
+                    label = _value_text(pname, value, lo, hi)
                     rows.append([case, model, label, *(_fmt(found[c]) for c in group.constraints),
                                  f"{plain / updated:.2f}" if plain is not None and updated else "–"])
     if not rows:
@@ -221,16 +227,17 @@ PAIRED_BASELINES: dict[str, str] = {"none": "FNO", "overwrite": "overwrite"}
 
 
 def paired_difference(study: Mapping[str, Any], baseline: str = "none",
-                      constraint: str = "boon") -> tuple[float, float] | None:
-    """Mean and standard error of d_i = e_i(constraint) - e_i(baseline) over a seed study's seeds (each seed
-    trains both networks, so the pairs share data and initial draw; ``overwrite`` and ``boon_posthoc`` are the
-    plain network of the same seed with its boundary entries set, or its kernels corrected); None without both
-    or with fewer than 2 seeds.
+                      constraint: str = "boon", metric: str = "rel_l2") -> tuple[float, float] | None:
+    """Mean and standard error of d_i = e_i(constraint) - e_i(baseline) over a seed study's seeds, e the study's
+    ``metric`` (BOON: each seed trains both networks, so the pairs share data and initial draw; ``overwrite``
+    and ``boon_posthoc`` are the plain network of the same seed with its boundary entries set, or its kernels
+    corrected; ProbConserv, ``mse``: every constraint is the same plain network of that seed, updated); None
+    without both or with fewer than 2 seeds.
 
     mean = (1/n) Σ d_i, s.e. = sd(d) / √n with the sample standard deviation: |mean| < NOISE_SE · s.e. is
     a difference the seed alone could make.
     """
-    errors = study.get("rel_l2", {})
+    errors = study.get(metric, {})
     if constraint not in errors or baseline not in errors or len(errors[constraint]) < 2:
         return None
     d = [b - f for b, f in zip(errors[constraint], errors[baseline], strict=True)]
@@ -297,24 +304,90 @@ def seed_study_table(params: ParamsModel, studies: Mapping[tuple[str, str], Mapp
                          *(f"BOON − {PAIRED_BASELINES[b]} per seed (mean ± s.e.)" for b in baselines)])
 
 
-def seed_study_figure(params: ParamsModel, studies: Mapping[tuple[str, str], Mapping[str, Any]], path: Path) -> Path:
-    """Every study's relative L2 per seed and constraint (one dot per seed, a bar at the mean) → ``path``."""
+#: Per matrix group: the metric its seed study records per seed, its name in a figure's title and on its axis.
+STUDY_METRIC: dict[str, tuple[str, str, str]] = {"boon": ("rel_l2", "relative L2", "relative L2 error"),
+                                                 "probconserv": ("mse", "MSE", "MSE")}
+
+
+def study_differences(study: Mapping[str, Any], group: str) -> dict[str, tuple[float, float]]:
+    """The paired per-seed differences the report and MLflow give for a seed study of matrix ``group``:
+    BOON − each of :data:`PAIRED_BASELINES` and post hoc BOON − overwrite (relative L2); ProbConserv − the
+    plain black box (MSE). Name → (mean, s.e.) (:func:`paired_difference`), those with two seeds or more."""
+    if group == "boon":
+        diffs = {f"boon_minus_{b}": paired_difference(study, b) for b in PAIRED_BASELINES}
+        diffs["boon_posthoc_minus_overwrite"] = paired_difference(study, "overwrite", "boon_posthoc")
+    else:
+        diffs = {"probconserv_minus_none": paired_difference(study, "none", "probconserv", "mse")}
+    return {name: d for name, d in diffs.items() if d is not None}
+
+
+def seed_study_figure(params: ParamsModel, studies: Mapping[tuple[str, str], Mapping[str, Any]], path: Path,
+                      group: str = "boon") -> Path:
+    """Every study of matrix ``group``: its metric per seed and constraint (one dot per seed, a bar at the
+    mean) → ``path``."""
     from physml import plots
 
-    labels = plots.OPERATOR_LABELS
-    groups = {(case if len(params.matrix.boon.models) == 1 else f"{case} · {model}"):
-              {labels.get(c, c): study["rel_l2"][c] for c in params.matrix.boon.constraints if c in study["rel_l2"]}
+    metric, name, axis = STUDY_METRIC[group]
+    labels, palette = ((plots.OPERATOR_LABELS, plots.OPERATOR_COLORS) if group == "boon"
+                       else (plots.METHOD_LABELS, plots.METHOD_COLORS))
+    matrix = getattr(params.matrix, group)
+    groups = {(case if len(matrix.models) == 1 else f"{case} · {model}"):
+              {labels.get(c, c): study[metric][c] for c in matrix.constraints if c in study[metric]}
               for (case, model), study in studies.items()}
-    colors = {labels.get(c, c): color for c, color in plots.OPERATOR_COLORS.items()}
-    n = len(params.study_seeds())
-    return plots.errors_per_seed(groups, path, f"seed study: test relative L2 of {n} trainings per network (bar: mean)",
-                                 colors)
+    colors = {labels.get(c, c): color for c, color in palette.items()}
+    n = len(params.study_seeds(group))
+    what = "trainings per network" if group == "boon" else "trainings of each black box"
+    return plots.errors_per_seed(groups, path, f"seed study: test {name} of {n} {what} (bar: mean)", colors,
+                                 ylabel=axis)
 
 
-def _seed_study_figure(params: ParamsModel, studies: Mapping[tuple[str, str], Mapping[str, Any]], path: Path) -> str:
+def _seed_study_figure(params: ParamsModel, studies: Mapping[tuple[str, str], Mapping[str, Any]], path: Path,
+                       group: str = "boon") -> str:
     """Draw every study's per-seed errors into ``path``; returns the report's markdown for it."""
-    seed_study_figure(params, studies, path)
-    return f"### seed study · relative L2 per seed\n\n![seed study](figures/{path.name})\n"
+    seed_study_figure(params, studies, path, group)
+    what = "relative L2" if group == "boon" else "ProbConserv MSE"
+    return f"### seed study · {what} per seed\n\n![seed study](figures/{path.name})\n"
+
+
+def probconserv_seed_table(params: ParamsModel, studies: Mapping[tuple[str, str], Mapping[str, Any]]) -> str:
+    """Markdown table of the ProbConserv seed studies: per case × model, over all test functions and over those
+    of each listed test value, the MSE mean ± spread over the seeds per post hoc constraint, none ÷ probconserv
+    per seed (its mean and range), on how many seeds probconserv's MSE is at most the plain black box's, and
+    the paired difference probconserv − none (mean ± s.e., :func:`paired_difference`)."""
+    order = [c for c in params.matrix.probconserv.constraints if any(c in s["mse"] for s in studies.values())]
+    rows = []
+    for (case, model), study in studies.items():
+        n = len(study["seeds"])
+        subsets = [("all", study["mse"])]
+        for key, per_constraint in study.get("mse_per_value", {}).items():
+            subsets.append((_value_label(params, case, key), per_constraint))
+        for label, errors in subsets:
+            row = [case, model, label, str(n)]
+            row += [f"{_fmt(statistics.fmean(errors[c]))} ± {_fmt(statistics.stdev(errors[c]) if n > 1 else 0.0)}"
+                    if c in errors else "–" for c in order]
+            if "none" in errors and "probconserv" in errors:
+                ratios = [f / p if p else math.inf for f, p in zip(errors["none"], errors["probconserv"], strict=True)]
+                ahead = sum(p <= f for p, f in zip(errors["probconserv"], errors["none"], strict=True))
+                diff = paired_difference({"mse": errors}, "none", "probconserv", "mse")
+                row += [f"{statistics.fmean(ratios):.2f} [{min(ratios):.2f}–{max(ratios):.2f}]", f"{ahead}/{n}",
+                        _paired_text(diff, "ProbConserv") if diff is not None else "–"]
+            else:
+                row += ["–", "–", "–"]
+            rows.append(row)
+    return _table(rows, ["case", "model", "test functions", "seeds", *(f"{c} mse" for c in order),
+                         "none ÷ probconserv per seed: mean [range]", "probconserv ≤ none",
+                         "probconserv − none per seed (mean ± s.e.)"])
+
+
+def _value_label(params: ParamsModel, case: str, key: str) -> str:
+    """'p_star = 0.6' for the per-value key ``mse_p_star_0.6`` of ``case`` (:func:`~physml.metrics.per_value_key`),
+    marked when the value lies outside the parameter's training range; the key itself if no listed value gives it."""
+    for pname, spec in params.case(case).parameters.items():
+        values, (lo, hi) = spec.split_spec("test"), spec.split_spec("train")
+        for value in values if isinstance(values, list) else []:
+            if per_value_key("mse", pname, value) == key:
+                return _value_text(pname, value, lo, hi)
+    return key
 
 
 #: The metrics every constraint's file must hold for the bars of its family.
@@ -346,7 +419,9 @@ def _completeness(params: ParamsModel, metrics: Mapping[tuple[str, str, str], Ma
 
 
 def quality_checks(params: ParamsModel, metrics: Mapping[tuple[str, str, str], Mapping[str, float]],
-                   studies: Mapping[tuple[str, str], Mapping[str, Any]] | None = None) -> list[tuple[str, bool, str]]:
+                   studies: Mapping[tuple[str, str], Mapping[str, Any]] | None = None,
+                   probconserv_studies: Mapping[tuple[str, str], Mapping[str, Any]] | None = None,
+                   ) -> list[tuple[str, bool, str]]:
     """The quality bars of the ProbConserv and BOON issues, evaluated on these metrics (bars of a case that
     has no metrics are left out).
 
@@ -356,8 +431,13 @@ def quality_checks(params: ParamsModel, metrics: Mapping[tuple[str, str, str], M
     tell, which a comparison of two means would decide by round-off when the two tie. Without a study it
     compares the project seed's pair. In the paper profile BOON's relative L2 must also be PAPER_L2_FACTOR
     times lower than the FNO's (:func:`l2_factor`), on the seed means when there is a study.
+
+    Stefan's MSE bars compare the project seed's networks; where ``probconserv_studies`` holds a Stefan study of
+    more than one seed, ProbConserv's MSE must also be lower than the plain black box's beyond seed noise
+    (:func:`paired_verdict` "ProbConserv lower").
     """
     studies = studies or {}
+    probconserv_studies = probconserv_studies or {}
     checks = _completeness(params, metrics)
     pc = params.matrix.probconserv
     for case in pc.cases:
@@ -377,6 +457,16 @@ def quality_checks(params: ParamsModel, metrics: Mapping[tuple[str, str, str], M
                     a, b = ours["shock_abs_error"], base["shock_abs_error"]
                     checks.append((f"stefan/{model}: {constraint} shock position closer to the true front", a < b,
                                    f"{_fmt(a)} vs {_fmt(b)}"))
+        study = probconserv_studies.get(("stefan", model))
+        diff = paired_difference(study, "none", "probconserv", "mse") if study is not None else None
+        if diff is not None:
+            n, errors = len(study["seeds"]), study["mse"]
+            ahead = sum(p <= f for p, f in zip(errors["probconserv"], errors["none"], strict=True))
+            checks.append((f"stefan/{model}: probconserv MSE lower than unconstrained beyond seed noise ({n} seeds)",
+                           paired_verdict(diff, "ProbConserv") == "ProbConserv lower",
+                           f"probconserv − none per seed {_paired_text(diff, 'ProbConserv')}; means "
+                           f"{_fmt(study['mse_mean']['probconserv'])} vs {_fmt(study['mse_mean']['none'])}; "
+                           f"ahead on {ahead}/{n} seeds"))
     bo = params.matrix.boon
     for case in bo.cases:
         for model in bo.models:
@@ -462,9 +552,13 @@ def write_report(params: ParamsModel, root: Path) -> Path:
                 shutil.copy2(png, fig_dir / name)
                 figure_lines.append(f"### {case} · {model} · {png.stem.replace('_', ' ')}\n\n![{png.stem}](figures/{name})\n")
         studies = collect_seed_studies(params, root)
-        checks = quality_checks(params, metrics, studies)
+        pc_studies = collect_seed_studies(params, root, "probconserv")
+        checks = quality_checks(params, metrics, studies, pc_studies)
         if studies:
             figure_lines.insert(0, _seed_study_figure(params, studies, fig_dir / "seed_study.png"))
+        if pc_studies:
+            figure_lines.insert(0, _seed_study_figure(params, pc_studies, fig_dir / "seed_study_probconserv.png",
+                                                      "probconserv"))
         passed = sum(ok for _, ok, _ in checks)
         missing = not_run(params, metrics)
         truth_line, shocks = truth_conservation_line(params, metrics), shock_table(params, metrics)
@@ -494,6 +588,18 @@ def write_report(params: ParamsModel, root: Path) -> Path:
             *(["MSE per test value: where a case's test set is drawn at listed parameter values, the MSE over the "
                "test functions of each value (the MSE above pools them; a value outside the training range asks the "
                "black box to extrapolate).", per_value] if per_value else []),
+            *([f"### Seed study of the black boxes ({len(params.study_seeds('probconserv'))} seeds: "
+               f"{', '.join(map(str, params.study_seeds('probconserv')))})",
+               "The tables above come from one training per black box, with the project seed. Each black box was also "
+               "trained with every seed of `matrix.probconserv.seeds` (same data, budget and settings; each seed "
+               "also draws its own latent samples), and the constraints made from the plain network alone "
+               "(none, hardc, probconserv, probconserv_mixture) applied to it; softc and probconserv_trained are "
+               "networks of their own, trained with the project seed only. MSE mean ± sample standard deviation "
+               "over the seeds, over all test functions and over those of each listed test value; none ÷ "
+               "probconserv per seed (mean and range); on how many seeds probconserv's MSE is at most the plain "
+               "black box's; and the per-seed difference probconserv − none with its standard error (a "
+               f"difference under {NOISE_SE:g} standard errors is one the seed alone could make).",
+               probconserv_seed_table(params, pc_studies)] if pc_studies else []),
             *(["### Stefan: shock-position posterior",
                "Each test function's posterior of the front at its last target time, from "
                f"{N_POSTERIOR_SAMPLES} draws of u there "
@@ -510,7 +616,7 @@ def write_report(params: ParamsModel, root: Path) -> Path:
             "its output's boundary entries set to meet the condition, as exact on the boundary as BOON; what "
             "BOON gains over it is what correcting the kernels adds beyond the boundary entries themselves.",
             boon_table(params, metrics),
-            *([f"### Seed study ({len(params.study_seeds())} seeds: {', '.join(map(str, params.study_seeds()))})",
+            *([f"### Seed study ({len(params.study_seeds('boon'))} seeds: {', '.join(map(str, params.study_seeds('boon')))})",
                "The table above is one training per network, with the project seed. The seed alone (initial "
                "weights, data order) moves the relative L2 by several per cent, so each case was also trained "
                "with every seed of `matrix.boon.seeds` (same data, budget and settings); mean ± sample "

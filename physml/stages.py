@@ -56,7 +56,7 @@ class Layout:
         return self.root / "models" / self.profile / case / f"{model}-seeds"
 
     def seed_study_file(self, case: str, model: str) -> Path:
-        """The seed study's results of a BOON case × model (a DVC metrics file beside the evaluation's)."""
+        """The seed study's results of a case × model (a DVC metrics file beside the evaluation's)."""
         return self.metrics(case, model) / "seeds.json"
 
     def predictions(self, case: str, model: str) -> Path:
@@ -230,19 +230,18 @@ def evaluate(case: str, model: str, params: ParamsModel, root: Path) -> dict[str
 
 
 def seed_study(case: str, model: str, params: ParamsModel, root: Path, progress: bool = True) -> dict[str, Any]:
-    """Retrain a BOON case × model with every seed of ``matrix.boon.seeds`` and write ``seeds.json`` beside
-    its metrics (see :func:`physml.experiments.boon.seed_study`); needs the main training."""
+    """Retrain a case × model with every seed of its matrix group's ``seeds`` and write ``seeds.json`` beside its
+    metrics (:func:`physml.experiments.boon.seed_study`: the plain and the BOON FNO, relative L2;
+    :func:`physml.experiments.probconserv.seed_study`: the plain black box, MSE of the post hoc constraints);
+    needs the main training."""
     _check_model(params, case, model)
-    if case not in params.matrix.boon.cases:
-        raise ValueError(f"seed study: {case!r} is not a matrix.boon case; allowed: {', '.join(params.matrix.boon.cases)}")
     keep_large_blocks_on_heap()
-    from physml.experiments import boon
-
     lay = Layout(Path(root), params.profile)
     _check_inputs(case, model, params, lay, "seed-study")
     with TRAINING_LOCK:
-        return boon.seed_study(case, model, params, lay.data(case), lay.models(case, model), lay.seed_models(case, model),
-                               lay.seed_study_file(case, model), progress=progress)
+        return experiment_module(case).seed_study(case, model, params, lay.data(case), lay.models(case, model),
+                                                  lay.seed_models(case, model), lay.seed_study_file(case, model),
+                                                  progress=progress)
 
 
 #: The metric that decides the MLflow ``champion`` per family: (constraint whose run registers the
@@ -362,21 +361,23 @@ def _dataset_version(case: str, params: ParamsModel, root: Path) -> str:
 def track_seed_study(case: str, model: str, params: ParamsModel, root: Path, only_missing: bool = False) -> str | None:
     """Log the seed study of ``case`` × ``model`` as the MLflow run ``<model>-seed_study`` of ``physml-<case>``.
 
-    Metrics: ``<constraint>.rel_l2`` at step i (the i-th seed), ``<constraint>.rel_l2_mean`` and
-    ``<constraint>.rel_l2_spread``, ``boon_ahead``, and the paired differences ``boon_minus_<baseline>.mean``
-    / ``.se`` against each of :data:`physml.report.PAIRED_BASELINES` (the FNO and the ``overwrite`` control) and
-    ``boon_posthoc_minus_overwrite.mean`` / ``.se`` (post hoc BOON against the control, as the report compares them);
-    params: the model's settings and the seeds; figure ``seed_study.png`` (the report's seed figure for
-    this case alone). No network is registered (the registry holds the main training's). Tagged with
-    :data:`RESULT_TAG` (seeds.json, settings, dataset version); ``only_missing`` as :func:`track`. Returns the
-    run id (None off rank 0).
+    Metrics, with e the study's metric (BOON ``rel_l2``, ProbConserv ``mse``; :data:`physml.report.STUDY_METRIC`):
+    ``<constraint>.<e>`` at step i (the i-th seed), ``<constraint>.<e>_mean`` and ``<constraint>.<e>_spread``,
+    ``boon_ahead`` or ``probconserv_ahead``, and the paired differences of :func:`physml.report.study_differences`
+    as ``<name>.mean`` / ``.se`` (BOON − the FNO, BOON − the ``overwrite`` control, post hoc BOON − the control;
+    ProbConserv − the plain black box); params: the model's settings and the seeds; figure ``seed_study.png``
+    (the report's seed figure for this case alone). No network is registered (the registry holds the main
+    training's). Tagged with :data:`RESULT_TAG` (seeds.json, settings, dataset version); ``only_missing`` as
+    :func:`track`. Returns the run id (None off rank 0).
     """
     import tempfile
 
     from physml import tracking
-    from physml.report import PAIRED_BASELINES, paired_difference, seed_study_figure
+    from physml.report import STUDY_METRIC, seed_study_figure, study_differences
 
     _check_model(params, case, model)
+    group = "probconserv" if pdes.get(case).family == "probconserv" else "boon"
+    metric = STUDY_METRIC[group][0]
     path = Layout(Path(root), params.profile).seed_study_file(case, model)
     if not path.is_file():
         raise ValueError(f"{path} is missing: run the seed study for {case} × {model} first")
@@ -395,15 +396,15 @@ def track_seed_study(case: str, model: str, params: ParamsModel, root: Path, onl
         if isinstance(run, tracking.SilentRun):
             return None
         run.log_params({"seed": params.seed, "seeds": ",".join(map(str, study["seeds"])), **settings})
-        run.log_metrics({c: {"rel_l2_mean": study["rel_l2_mean"][c], "rel_l2_spread": study["rel_l2_spread"][c]}
-                         for c in study["rel_l2"]} | ({"boon_ahead": study["boon_ahead"]} if "boon_ahead" in study else {}))
+        ahead = {k: study[k] for k in ("boon_ahead", "probconserv_ahead") if k in study}
+        run.log_metrics({c: {f"{metric}_mean": study[f"{metric}_mean"][c], f"{metric}_spread": study[f"{metric}_spread"][c]}
+                         for c in study[metric]} | ahead)
         for i in range(len(study["seeds"])):
-            run.log_metrics({c: {"rel_l2": values[i]} for c, values in study["rel_l2"].items()}, step=i)
-        diffs = {f"boon_minus_{b}": paired_difference(study, b) for b in PAIRED_BASELINES}
-        diffs["boon_posthoc_minus_overwrite"] = paired_difference(study, "overwrite", "boon_posthoc")
-        run.log_metrics({name: {"mean": d[0], "se": d[1]} for name, d in diffs.items() if d is not None})
+            run.log_metrics({c: {metric: values[i]} for c, values in study[metric].items()}, step=i)
+        run.log_metrics({name: {"mean": d[0], "se": d[1]} for name, d in study_differences(study, group).items()})
         with tempfile.TemporaryDirectory() as tmp:
-            run.log_figure(seed_study_figure(params, {(case, model): study}, Path(tmp) / "seed_study.png"), "seed_study")
+            figure = seed_study_figure(params, {(case, model): study}, Path(tmp) / "seed_study.png", group)
+            run.log_figure(figure, "seed_study")
         return run.run_id
 
 

@@ -20,7 +20,7 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 def tiny_params(pc_case: str = "heat", op_case: str = "stokes2") -> dict[str, Any]:
     """params.yaml cut down to one ProbConserv and one BOON case with a few samples and one epoch (and a
-    seed study of two seeds)."""
+    seed study of two seeds in each group)."""
     data = yaml.safe_load((ROOT / "params.yaml").read_text())
     tiny = copy.deepcopy(data)
     tiny["profile"] = "quick"
@@ -43,6 +43,7 @@ def tiny_params(pc_case: str = "heat", op_case: str = "stokes2") -> dict[str, An
     tiny["matrix"]["probconserv"]["cases"] = [pc_case]
     tiny["matrix"]["boon"]["cases"] = [op_case]
     tiny["matrix"]["boon"]["seeds"] = {"quick": 2, "paper": 1}
+    tiny["matrix"]["probconserv"]["seeds"] = {"quick": 2, "paper": 1}
     return tiny
 
 

@@ -140,7 +140,7 @@ BAD = [
     ("cases.heat_neumann.parameters.k", True, "cases.heat_neumann.parameters.k", "is a boolean"),
     ("cases.heat.parameters.k.train", [False, 1.0], "cases.heat.parameters.k.train", "[False, 1.0] holds a boolean"),
     ("seed", False, "seed", "is a boolean"),
-    ("matrix.probconserv.seeds", {"quick": 3}, "matrix.probconserv.seeds.quick", "implemented for matrix.boon only; allowed: 1"),
+    ("matrix.probconserv.seeds.paper", 0, "matrix.probconserv.seeds.paper", "[1, inf)"),
     ("models.fno.quick.train.epochs", "3", "models.fno.quick.train.epochs", "give a number, not a string (got '3')"),
     ("cases.heat.parameters.k.test", {"values": []}, "cases.heat.parameters.k.test.values: List should have at least 1 item", ""),
     ("models.anp.quick.heads", 3, "models.anp.quick.heads", "3 must divide hidden = 32; allowed: 1, 2, 4, 8, 16, 32"),
@@ -179,14 +179,15 @@ def test_bad_input_names_path_and_range(raw: dict[str, Any], path: str, value: A
     assert allowed in msg, msg
 
 
-def test_study_seeds_start_at_the_project_seed_and_default_to_it_alone(raw: dict[str, Any]) -> None:
+@pytest.mark.parametrize("group", ["probconserv", "boon"])
+def test_study_seeds_start_at_the_project_seed_and_default_to_it_alone(raw: dict[str, Any], group: str) -> None:
     params = load_params(PARAMS)
     for profile in PROFILES:
-        seeds = params.with_profile(profile).study_seeds()
-        assert seeds == [params.seed + i for i in range(raw["matrix"]["boon"]["seeds"][profile])]
+        seeds = params.with_profile(profile).study_seeds(group)
+        assert seeds == [params.seed + i for i in range(raw["matrix"][group]["seeds"][profile])]
     data = copy.deepcopy(raw)
-    del data["matrix"]["boon"]["seeds"]
-    assert validate_params(data).study_seeds() == [data["seed"]]
+    del data["matrix"][group]["seeds"]
+    assert validate_params(data).study_seeds(group) == [data["seed"]]
 
 
 def test_the_seed_study_must_stay_within_the_seed_range(raw: dict[str, Any]) -> None:
@@ -194,20 +195,23 @@ def test_the_seed_study_must_stay_within_the_seed_range(raw: dict[str, Any]) -> 
     from physml.training import MAX_SEED as training_max, TrainConfig
 
     assert training_max == MAX_SEED
-    n = max(raw["matrix"]["boon"]["seeds"].values())
-    assert n > 1, "params.yaml's seed study has one seed in every profile: this test checks nothing"
+    group, profile = max(((g, p) for g in ("probconserv", "boon") for p in PROFILES),
+                         key=lambda gp: raw["matrix"][gp[0]]["seeds"][gp[1]])
+    n = raw["matrix"][group]["seeds"][profile]
+    assert n > 1, "params.yaml's seed studies have one seed in every profile: this test checks nothing"
     data = copy.deepcopy(raw)
     data["seed"] = MAX_SEED - n + 1
     last = validate_params(data)
-    for profile in PROFILES:
-        for seed in last.with_profile(profile).study_seeds():
-            TrainConfig(epochs=1, batch_size=1, lr=1e-3, seed=seed)
+    for p in PROFILES:
+        for g in ("probconserv", "boon"):
+            for seed in last.with_profile(p).study_seeds(g):
+                TrainConfig(epochs=1, batch_size=1, lr=1e-3, seed=seed)
     data["seed"] = MAX_SEED - n + 2
-    profile = max(PROFILES, key=lambda p: raw["matrix"]["boon"]["seeds"][p])
     with pytest.raises(ValueError) as info:
         validate_params(data)
     msg = str(info.value)
-    assert f"seed: the {profile} seed study" in msg and f"would train with seed {MAX_SEED + 1}" in msg, msg
+    assert f"seed: the {profile} seed study (matrix.{group}.seeds.{profile} = {n})" in msg, msg
+    assert f"would train with seed {MAX_SEED + 1}" in msg, msg
     assert f"allowed range with that study [0, {MAX_SEED - n + 1}]" in msg, msg
 
 

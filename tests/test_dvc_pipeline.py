@@ -81,12 +81,14 @@ def test_dvc_repro_tiny_matrix(tmp_path: Path) -> None:
     kernel = _touched(project, "physml/layers/spectral.py")
     assert {s.split("@")[0] for s in kernel} == {"train_boon", "constrain_boon", "seed_study_boon"}, kernel
     anp = _touched(project, "physml/models/anp.py")  # the ensemble builds on the ANP's layers
-    assert {s.split("@")[0] for s in anp} == {"train_probconserv", "constrain_probconserv"}, anp
+    assert {s.split("@")[0] for s in anp} == {"train_probconserv", "constrain_probconserv", "seed_study_probconserv"}, anp
     assert any(s.endswith("-anp") for s in anp) and any(s.endswith("-ensemble") for s in anp), anp
     gaussian = _touched(project, "physml/constraints/gaussian.py")  # the update, and the trained twin's loss
-    assert {s.split("@")[0] for s in gaussian} == {"train_probconserv", "constrain_probconserv"}, gaussian
+    assert {s.split("@")[0] for s in gaussian} == {"train_probconserv", "constrain_probconserv",
+                                                  "seed_study_probconserv"}, gaussian
     sampling = _touched(project, "physml/metrics.py")  # constrain draws Stefan's posterior samples with it
-    assert {"constrain_probconserv", "evaluate_probconserv", "evaluate_boon"} <= {s.split("@")[0] for s in sampling}, sampling
+    assert {"constrain_probconserv", "evaluate_probconserv", "evaluate_boon", "seed_study_probconserv"} <= {
+        s.split("@")[0] for s in sampling}, sampling
 
     metrics = json.loads(_run(project, str(BIN / "dvc"), "metrics", "show", "--json"))
     shown = json.dumps(metrics)

@@ -23,7 +23,7 @@ import pytest
 import torch
 
 from physml import stages
-from physml.config import SplitSizes, load_params
+from physml.config import SeedsPerProfile, SplitSizes, load_params
 from physml.data import MARKER
 from physml.experiments import PREDICTIONS_FILE
 from physml.experiments import probconserv as pc
@@ -417,3 +417,45 @@ def test_training_twice_gives_an_identical_model_folder(run: dict, tmp_path: Pat
     assert digests(again) == {k: v for k, v in digests(first).items() if k not in by_the_stage}
     assert "plain.pt" in digests(again)
     assert set(json.loads((tmp_path / "ensemble.seconds.json").read_text())) == {"plain", "softc", "probconserv_trained"}
+
+
+def test_seed_study_retrains_the_plain_network_per_seed_and_reproduces_evaluate_at_the_project_seed(
+        run: dict, tmp_path: Path) -> None:
+    """The seed study: the project seed's MSEs are evaluate's (the same network and latent draws), every other
+    seed trains the plain network alone, with its own seed (different weights, hence different MSEs), and only
+    the post hoc constraints are studied; the per-value MSEs pool back to the overall one; ProbConserv's
+    'ahead' count is recomputed from the lists."""
+    base = run["params"]
+    params = base.model_copy(update={"matrix": base.matrix.model_copy(update={
+        "probconserv": base.matrix.probconserv.model_copy(update={"seeds": SeedsPerProfile(quick=2, paper=1)})})})
+    assert params.study_seeds("probconserv") == [base.seed, base.seed + 1]
+    lay = stages.Layout(run["root"], "quick")
+    out = tmp_path / "seeds.json"
+    study = pc.seed_study("stefan", "anp", params, lay.data("stefan"), lay.models("stefan", "anp"), tmp_path / "study",
+                          out, progress=False)
+    assert json.loads(out.read_text()) == study
+    assert list(study["mse"]) == ["none", "hardc", "probconserv", "probconserv_mixture"]
+    for c, errors in study["mse"].items():
+        assert errors[0] == run["anp"]["metrics"][c]["mse"], c
+        assert errors[1] != errors[0] and math.isfinite(errors[1])
+        assert study["mse_mean"][c] == pytest.approx(np.mean(errors), rel=1e-12)
+        assert study["mse_spread"][c] == pytest.approx(np.std(errors, ddof=1), rel=1e-12)
+    assert sorted(p.name for p in (tmp_path / "study" / f"seed_{base.seed + 1}").glob("*.pt")) == ["plain.pt"]
+    assert study["probconserv_ahead"] == sum(p <= f for p, f in zip(study["mse"]["probconserv"], study["mse"]["none"]))
+    # stefan's test set is drawn at listed p* values: per-value MSEs, whose function-weighted mean is the MSE
+    arrays = pc._load_split(lay.data("stefan"), "test", "stefan")
+    groups = pc._test_value_groups(params, "stefan", arrays)
+    weights = {pc.per_value_key("mse", p, v): idx.size for (p, v), idx in groups.items() if idx.size}
+    assert set(study["mse_per_value"]) == set(weights)
+    for c in study["mse"]:
+        pooled = sum(weights[k] * study["mse_per_value"][k][c][1] for k in weights) / sum(weights.values())
+        assert pooled == pytest.approx(study["mse"][c][1], rel=1e-12)
+        assert [study["mse_per_value"][k][c][0] for k in weights] == [run["anp"]["metrics"][c][k] for k in weights]
+
+
+def test_seed_study_without_the_project_seeds_network_is_a_clear_error(run: dict, tmp_path: Path) -> None:
+    lay = stages.Layout(run["root"], "quick")
+    with pytest.raises(ValueError, match="no plain network of the project seed; run train for stefan × anp first"):
+        pc.seed_study("stefan", "anp", run["params"], lay.data("stefan"), tmp_path / "empty", tmp_path / "study",
+                      tmp_path / "seeds.json", progress=False)
+    assert not (tmp_path / "seeds.json").exists()

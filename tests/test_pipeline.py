@@ -70,7 +70,7 @@ def test_flow_code_deps_follow_dvc_yaml() -> None:
     for case, model, _ in params.experiments():
         family = "boon" if case in params.matrix.boon.cases else "probconserv"
         stages = ["generate", f"train_{family}", f"constrain_{family}", f"evaluate_{family}"]
-        for stage in stages + (["seed_study_boon"] if family == "boon" else []):
+        for stage in [*stages, f"seed_study_{family}"]:
             assert len(digest_code(code_files(stage, case, model))) == 64
 
 
@@ -155,7 +155,8 @@ def track(case, model, params, root, only_missing=False):
 
 def seed_study(case, model, params, root, progress=True):
     CALLS.append(["seed-study", case, model])
-    _write(_lay(params, root).seed_study_file(case, model), {"seeds": params.study_seeds()})
+    group = "boon" if case in params.matrix.boon.cases else "probconserv"
+    _write(_lay(params, root).seed_study_file(case, model), {"seeds": params.study_seeds(group)})
     _write(_lay(params, root).seed_models(case, model) / "seeds.json", {})
 
 def track_seed_study(case, model, params, root, only_missing=False):
@@ -219,13 +220,15 @@ def test_flow_cache_serves_only_outputs_its_stamp_vouches_for(tiny_params_file: 
         ["delete", "metrics/quick/stokes2/fno/none.json"], ["run"],
     )
     assert ["train", "heat", "anp"] in first and ["seed-study", "stokes2", "fno"] in first
+    assert ["seed-study", "heat", "anp"] in first and ["seed-study", "heat", "ensemble"] in first
     assert again == []
-    anp = [["train", "heat", "anp"], ["constrain", "heat", "anp"], ["evaluate", "heat", "anp"]]
-    assert changed == anp
-    assert reverted == anp  # before: served from the first run's cache entry, with epochs=2's files on disk
+    anp = sorted([["train", "heat", "anp"], ["constrain", "heat", "anp"], ["seed-study", "heat", "anp"],
+                  ["evaluate", "heat", "anp"]])
+    assert sorted(changed) == anp and changed[0] == ["train", "heat", "anp"]
+    assert sorted(reverted) == anp  # before: served from the first run's cache entry, with epochs=2's files on disk
     summary = json.loads((root / "models/quick/heat/anp/train_summary.json").read_text())
     assert summary["settings"]["train"]["epochs"] == 1
-    assert all(call[1] == "heat" and call[0] != "generate" for call in softc) and len(softc) == 6
+    assert all(call[1] == "heat" and call[0] != "generate" for call in softc) and len(softc) == 8
     assert seeds == [["seed-study", "stokes2", "fno"]]
     assert deleted == [["evaluate", "stokes2", "fno"]]
     assert (root / "metrics/quick/stokes2/fno/none.json").is_file()
@@ -265,16 +268,25 @@ def test_prefect_pipeline_end_to_end_cached_and_rebuilt(tiny_params_file: Path) 
     assert first["report_run"] == report_run.info.run_id and report_run.data.tags["profile"] == "quick"
     assert "### Seed study (2 seeds" in report.read_text()
     study = json.loads(lay.seed_study_file("stokes2", "fno").read_text())
-    assert study["seeds"] == params.study_seeds() and len(study["rel_l2"]["boon"]) == 2
+    assert study["seeds"] == params.study_seeds("boon") and len(study["rel_l2"]["boon"]) == 2
+    assert "### Seed study of the black boxes (2 seeds" in report.read_text().split("## BOON")[0]
+    for model in params.matrix.probconserv.models:
+        study = json.loads(lay.seed_study_file("heat", model).read_text())
+        assert study["seeds"] == params.study_seeds("probconserv") and len(study["mse"]["probconserv"]) == 2
+        none = json.loads((lay.metrics("heat", model) / "none.json").read_text())
+        assert study["mse"]["none"][0] == none["mse"]  # the project seed's network: evaluate's number
     for case, model, constraint in params.experiments():
         metrics = json.loads((lay.metrics(case, model) / f"{constraint}.json").read_text())
         assert metrics and all(isinstance(v, float) for v in metrics.values()), (case, model, constraint)
     # one MLflow run per model × constraint, registered models with a champion
-    n_heat = len(params.matrix.probconserv.models) * len(params.matrix.probconserv.constraints)
-    assert n_heat == 12 and len(_mlflow_runs(root, "heat")) == n_heat
+    n_heat = len(params.matrix.probconserv.models) * (len(params.matrix.probconserv.constraints) + 1)
+    assert n_heat == 14 and len(_mlflow_runs(root, "heat")) == n_heat  # + each model's seed study
     n_boon = len(params.matrix.boon.constraints)
     assert len(_mlflow_runs(root, "stokes2")) == n_boon + 1  # one run per constraint + the seed study
-    assert set(first["seed_study_runs"]) == {"stokes2/fno"}
+    assert set(first["seed_study_runs"]) == {"stokes2/fno", "heat/anp", "heat/ensemble"}
+    (pc_study,) = [r for r in _mlflow_runs(root, "heat") if r.data.tags["mlflow.runName"] == "anp-seed_study"]
+    assert {"none.mse_mean", "probconserv.mse_spread", "probconserv_ahead",
+            "probconserv_minus_none.mean", "probconserv_minus_none.se"} <= set(pc_study.data.metrics)
     from physml import tracking
 
     for case, model in (("heat", "anp"), ("heat", "ensemble"), ("stokes2", "fno")):

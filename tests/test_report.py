@@ -34,7 +34,7 @@ def _l2_bar(checks: list[tuple[str, bool, str]], case: str) -> tuple[str, bool, 
 
 def test_the_l2_bar_uses_the_paired_seed_differences_when_a_study_exists() -> None:
     params = load_params(ROOT / "params.yaml")
-    seeds = params.study_seeds()
+    seeds = params.study_seeds("boon")
     n = len(seeds)
     assert n > 2
     metrics = {("heat_neumann", "fno", "none"): {"rel_l2": 0.0168, "boundary_max_abs": 6.0},
@@ -119,7 +119,7 @@ def test_the_posthoc_summary_compares_posthoc_boon_with_the_overwrite_control_pe
 def test_a_study_of_other_seeds_is_stale_and_left_out_of_the_report(tmp_path: Path) -> None:
     params = load_params(ROOT / "params.yaml")
     lay = Layout(tmp_path, params.profile)
-    current = _study(params.study_seeds(), [0.02] * len(params.study_seeds()), [0.01] * len(params.study_seeds()))
+    current = _study(params.study_seeds("boon"), [0.02] * len(params.study_seeds("boon")), [0.01] * len(params.study_seeds("boon")))
     stale = _study([params.seed, params.seed + 7], [0.02, 0.03], [0.01, 0.01])
     for case, study in (("heat_neumann", current), ("wave", stale)):
         path = lay.seed_study_file(case, "fno")
@@ -151,7 +151,7 @@ def test_the_paper_profile_holds_boon_to_the_articles_factor() -> None:
     assert "FNO ÷ BOON = 2.50" in detail and "project seed" in detail
     (_, ok, detail), = factor_bar(paper, 0.006)
     assert not ok and "FNO ÷ BOON = 1.67" in detail
-    seeds = paper.study_seeds()
+    seeds = paper.study_seeds("boon")
     study = _study(seeds, [0.01, 0.012, 0.014][:len(seeds)], [0.002, 0.003, 0.004][:len(seeds)])
     (_, ok, detail), = factor_bar(paper, 0.006, {("burgers_dirichlet", "fno"): study})
     assert ok and f"means over {len(seeds)} seeds" in detail  # the seed means decide, not the project seed
@@ -208,7 +208,7 @@ def test_a_lost_metrics_file_or_key_fails_a_bar_instead_of_dropping_its_bars() -
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # the helper's spread of an inf
 def test_a_diverged_seed_fails_the_l2_bar_instead_of_crashing_the_report() -> None:
     params = load_params(ROOT / "params.yaml").with_profile("quick")
-    seeds = params.study_seeds()
+    seeds = params.study_seeds("boon")
     study = _study(seeds, [0.02] * len(seeds), [0.01] * (len(seeds) - 1) + [math.inf])
     assert all(math.isnan(v) for v in paired_difference(study))  # no mean, no spread
     metrics = {("heat_neumann", "fno", "none"): {"rel_l2": 0.02, "boundary_max_abs": 0.1},
@@ -275,3 +275,69 @@ def test_the_per_value_table_splits_the_mse_by_the_listed_test_values() -> None:
     assert [c[2] for c in cells] == ["p_star = 0.5 (outside train [0.55, 0.7])", "p_star = 0.6"]
     assert [c[-1] for c in cells] == ["1.11 |", "3.08 |"]
     assert per_value_table(params, {("heat", "anp", "none"): {"mse": 0.1}}) == ""
+
+
+def _pc_study(seeds: list[int], none: list[float], probconserv: list[float],
+              per_value: dict[str, dict[str, list[float]]] | None = None) -> dict:
+    import numpy as np
+
+    mse = {"none": none, "probconserv": probconserv}
+    study = {"case": "stefan", "model": "anp", "seeds": seeds, "mse": mse,
+             "mse_mean": {c: float(np.mean(v)) for c, v in mse.items()},
+             "mse_spread": {c: float(np.std(v, ddof=1)) if len(v) > 1 else 0.0 for c, v in mse.items()},
+             "probconserv_ahead": sum(p <= f for p, f in zip(probconserv, none))}
+    if per_value:
+        study["mse_per_value"] = per_value
+    return study
+
+
+def test_the_probconserv_seed_study_decides_stefans_mse_bar_and_tabulates_the_ratio_per_seed(tmp_path: Path) -> None:
+    """ProbConserv's seed study: the Stefan bar asks for probconserv − none below zero by NOISE_SE standard errors
+    of the per-seed differences; the table gives none ÷ probconserv per seed (mean [min–max]), the ahead count,
+    and a row per listed test value, marked when the value lies outside the training range; the report draws
+    the MSE per seed."""
+    from physml.report import probconserv_seed_table
+
+    params = load_params(ROOT / "params.yaml")
+    seeds = params.study_seeds("probconserv")
+    assert len(seeds) > 2
+    metrics = {("stefan", "anp", "none"): {"mse": 0.009, "conservation_error": 0.02},
+               ("stefan", "anp", "probconserv"): {"mse": 0.007, "conservation_error": 1e-17}}
+
+    def bar(studies: dict) -> tuple[str, bool, str]:
+        (found,) = [c for c in quality_checks(params, metrics, probconserv_studies=studies)
+                    if c[0].startswith("stefan/anp: probconserv MSE lower than unconstrained beyond seed noise")]
+        return found
+
+    assert not [c for c in quality_checks(params, metrics) if "beyond seed noise" in c[0]]  # no study, no bar
+    clear = _pc_study([1, 2, 3], none=[0.009, 0.006, 0.012], probconserv=[0.003, 0.002, 0.004])
+    name, ok, detail = bar({("stefan", "anp"): clear})
+    assert ok and name.endswith("(3 seeds)") and "(ProbConserv lower)" in detail and "ahead on 3/3 seeds" in detail
+    noisy = _pc_study([1, 2, 3], none=[0.009, 0.006, 0.012], probconserv=[0.008, 0.007, 0.010])
+    name, ok, detail = bar({("stefan", "anp"): noisy})
+    assert not ok and "(within seed noise)" in detail and "ahead on 2/3 seeds" in detail
+
+    inside, outside = "mse_p_star_0.6", "mse_p_star_0.5"
+    study = _pc_study([1, 2, 3], none=[0.009, 0.006, 0.012], probconserv=[0.003, 0.002, 0.004],
+                      per_value={inside: {"none": [0.012, 0.008, 0.016], "probconserv": [0.004, 0.002, 0.004]},
+                                 outside: {"none": [0.006, 0.004, 0.008], "probconserv": [0.002, 0.002, 0.004]}})
+    rows = {row.split("|")[3].strip(): row for row in probconserv_seed_table(params, {("stefan", "anp"): study}).splitlines()[2:]}
+    assert set(rows) == {"all", "p_star = 0.6", "p_star = 0.5 (outside train [0.55, 0.7])"}
+    assert "| 3.00 [3.00–3.00] | 3/3 |" in rows["all"]
+    assert "| 3.67 [3.00–4.00] | 3/3 |" in rows["p_star = 0.6"]  # ratios 3, 4, 4
+    assert "| 2.33 [2.00–3.00] | 3/3 |" in rows["p_star = 0.5 (outside train [0.55, 0.7])"]  # ratios 3, 2, 2
+
+    lay = Layout(tmp_path, params.profile)
+    current = _pc_study(seeds, none=[0.009] * len(seeds), probconserv=[0.003] * len(seeds))
+    for model, found in (("anp", current), ("ensemble", _pc_study([params.seed, params.seed + 9], [0.01] * 2, [0.01] * 2))):
+        path = lay.seed_study_file("stefan", model)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(found))
+    assert list(collect_seed_studies(params, tmp_path, "probconserv")) == [("stefan", "anp")]  # ensemble's: stale
+    assert collect_seed_studies(params, tmp_path) == {}  # BOON's studies are other files
+    index = write_report(params, tmp_path)
+    text = index.read_text()
+    section = text.split("### Seed study of the black boxes")[1].split("## BOON")[0]
+    assert f"({len(seeds)} seeds: {', '.join(map(str, seeds))})" in section and "| stefan | anp | all |" in section
+    assert "| stefan | ensemble |" not in section
+    assert (index.parent / "figures" / "seed_study_probconserv.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

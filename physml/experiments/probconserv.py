@@ -54,6 +54,8 @@ Files:
                                            time, and cov there
     out_dir/<constraint>.json              flat {metric: float} (DVC metrics)
     out_dir/figures/*.png                  mass over time; Stefan profiles and shock-position histograms
+    study_dir/seed_<s>/plain.pt            seed study: the plain network trained with seed s (:func:`seed_study`)
+    out_dir/seeds.json                     seed study: test MSE per seed of the post hoc constraints
 """
 
 from __future__ import annotations
@@ -98,6 +100,9 @@ PER_COMPONENT = "probconserv_mixture"
 """The constraint that updates each component of the plain network, then mixes (the paper's ProbConserv-ANP)."""
 CONDITIONED = (PER_COMPONENT, TRAINED)
 """Constraints whose predictive is built already conditioned (singular Σ'), component by component."""
+POST_HOC = ("none", "hardc", "probconserv", PER_COMPONENT)
+"""Constraints made from the plain network alone (the seed study's: softc and probconserv_trained are networks
+of their own, trained with the project seed only)."""
 BATCH_KEYS = ("context_t", "context_x", "context_u", "target_t", "target_x", "target_u", "mass")
 SUMMARY = "train_summary.json"
 N_POSTERIOR_SAMPLES = 500
@@ -183,20 +188,23 @@ def model_config(case: str, model: str, params: ParamsModel, softc: bool = False
     return cfg
 
 
-def _train_config(case: str, model: str, params: ParamsModel) -> TrainConfig:
+def _train_config(case: str, model: str, params: ParamsModel, seed: int) -> TrainConfig:
     t = params.model_settings(model, case).train
     return TrainConfig(epochs=t.epochs, batch_size=t.batch_size, lr=t.lr, weight_decay=t.weight_decay,
-                       lr_step=t.lr_step, lr_gamma=t.lr_gamma, grad_clip=t.grad_clip, seed=params.seed, device="auto")
+                       lr_step=t.lr_step, lr_gamma=t.lr_gamma, grad_clip=t.grad_clip, seed=seed, device="auto")
 
 
 # ---- train --------------------------------------------------------------------------------------
-def train(case: str, model: str, params: ParamsModel, data_dir: Path, out_dir: Path, progress: bool = True) -> Path:
+def train(case: str, model: str, params: ParamsModel, data_dir: Path, out_dir: Path, progress: bool = True,
+          seed: int | None = None, plain_only: bool = False) -> Path:
     """Train ``plain.pt`` and the twins of the matrix's constraints: ``softc.pt`` ("softc") and
-    ``probconserv_trained.pt`` ("probconserv_trained"), each through one ``fit``.
+    ``probconserv_trained.pt`` ("probconserv_trained"), each through one ``fit``; with ``plain_only`` the plain
+    network alone (the seed study's). ``seed`` (default ``params.seed``) seeds the initial weights and the
+    batch order.
 
     Loss per function: the model's NLL (ANP: + KL, Kim et al. 2019 Eq. 4); SoftC adds λ (G μ − b)²; the
     trained ProbConserv twin replaces the NLL by the constrained one (:func:`physml.models.anp.target_nll`).
-    Every network starts from the same seed (``params.seed``), so they differ only by the objective.
+    Every network starts from the same seed, so they differ only by the objective.
     Writes ``out_dir/train_summary.json`` = {"plain"|"softc"|"probconserv_trained": {best_val, best_epoch, epochs, parameters},
     "data_fingerprint", "model"} (wall-clock seconds beside the folder: :func:`physml.training.write_wall_clock`)
     and returns ``out_dir``. A checkpoint of the same data and settings is resumed (an interrupted run
@@ -208,13 +216,13 @@ def train(case: str, model: str, params: ParamsModel, data_dir: Path, out_dir: P
     fp = data_version(data_dir)
     train_arrays = _load_split(data_dir, "train", case)
     val_arrays = _load_split(data_dir, "val", case)
-    tc = _train_config(case, model, params)
+    tc = _train_config(case, model, params, params.seed if seed is None else seed)
     summary_path = out_dir / SUMMARY
     out_dir.mkdir(parents=True, exist_ok=True)
     summary_path.unlink(missing_ok=True)
 
     jobs = [("plain", model_config(case, model, params))]
-    constraints = params.matrix.probconserv.constraints
+    constraints = [] if plain_only else params.matrix.probconserv.constraints
     for name, cfg in (("softc", {"softc": True}), (TRAINED, {"constrained": True})):
         if name in constraints:
             jobs.append((name, model_config(case, model, params, **cfg)))
@@ -515,6 +523,13 @@ def _test_value_groups(params: ParamsModel, case: str,
     return groups
 
 
+def _per_value_mse(groups: Mapping[tuple[str, float], np.ndarray], mean: np.ndarray, true: np.ndarray) -> dict[str, float]:
+    """``mse_<parameter>_<value>`` (:func:`~physml.metrics.per_value_key`) over the test functions of each group
+    of :func:`_test_value_groups`; mean and true (N, nt, nx)."""
+    return {per_value_key("mse", pname, value): float(mse(mean[idx], true[idx]))
+            for (pname, value), idx in groups.items() if idx.size}
+
+
 def _metrics(true: np.ndarray, pred: Mapping[str, np.ndarray], G: np.ndarray, b: np.ndarray) -> dict[str, float]:
     mean, var = pred["mean"], pred["var"]
     return {
@@ -600,8 +615,7 @@ def evaluate(case: str, model: str, params: ParamsModel, data_dir: Path, pred_di
     shocks: dict[str, Any] = {}
     for c in constraints:
         results[c] = _metrics(true, preds[c], G, b)
-        results[c].update({per_value_key("mse", pname, value): float(mse(preds[c]["mean"][idx], true[idx]))
-                           for (pname, value), idx in groups.items() if idx.size})
+        results[c].update(_per_value_mse(groups, preds[c]["mean"], true))
         if case == "stefan":
             for suffix, level in SHOCK_LEVELS.items():
                 found = _shock(case, arrays, preds[c]["samples"], level)
@@ -629,3 +643,85 @@ def evaluate(case: str, model: str, params: ParamsModel, data_dir: Path, pred_di
             (staging / f"{c}.json").write_text(json.dumps(m, indent=2, sort_keys=True) + "\n")
         move_contents(staging, out_dir)
     return results
+
+
+# ---- seed study ---------------------------------------------------------------------------------
+
+
+def _post_hoc_means(net: torch.nn.Module, arrays: Mapping[str, np.ndarray], n_samples: int, seed: int, path: Path,
+                    G: np.ndarray, b: np.ndarray, constraints: list[str]) -> dict[str, np.ndarray]:
+    """The predictive mean (N, nt, nx) of each post hoc constraint (:data:`POST_HOC`) of the plain network
+    ``net`` on the test split, batch by batch as :func:`constrain` computes it (:func:`_predict_batches`,
+    :func:`_constrained`); ``seed`` seeds the latent draws."""
+    per_component = (G, b) if PER_COMPONENT in constraints else (None, None)
+    means: dict[str, list[np.ndarray]] = {c: [] for c in constraints}
+    for sl, plain, conditioned in _predict_batches(net, arrays, n_samples, seed, path, *per_component):
+        twins = {} if conditioned is None else {PER_COMPONENT: conditioned}
+        for c in constraints:
+            means[c].append(np.array(_constrained(c, plain, twins, G[sl], b[sl])[0]))
+        del plain, conditioned, twins  # the batch's covariances go before the next batch is predicted
+    return {c: np.concatenate(v) for c, v in means.items()}
+
+
+def seed_study(case: str, model: str, params: ParamsModel, data_dir: Path, model_dir: Path, study_dir: Path,
+               out_path: Path, progress: bool = True) -> dict[str, Any]:
+    """Test MSE of every post hoc constraint (:data:`POST_HOC`) over the seeds of ``matrix.probconserv.seeds``
+    → ``out_path`` (json).
+
+    The MSE of one trained black box moves with its seed (initial weights, batch order, latent draws), so a
+    ratio none ÷ probconserv of one training is one draw of it. Seeds s_1 … s_n
+    (:meth:`ParamsModel.study_seeds`): the first is the project seed, whose plain network is the main
+    training's (``model_dir``), with the latent draws of :func:`constrain`, so its MSEs are evaluate's; every
+    other seed trains the plain network exactly as :func:`train` does, with that seed, into
+    ``study_dir/seed_<s>/`` (resumable), and draws its latent samples with it. softc and probconserv_trained
+    are left out: each is a network of its own, trained with the project seed only. Writes and returns::
+
+        {"case", "model", "seeds": [s_1, …, s_n],
+         "mse": {constraint: [e_1, …, e_n]},          # e_i: the MSE of evaluate, for seed s_i
+         "mse_mean": {constraint: mean_i e_i},
+         "mse_spread": {constraint: sample standard deviation of e_i (0 for n = 1)},
+         "mse_per_value": {mse_<p>_<v>: {constraint: [e_1, …, e_n]}},  # a test set drawn at listed values
+         "probconserv_ahead": #{i : e_i(probconserv) <= e_i(none)}}  # when both are constraints
+    """
+    _check_model(model)
+    _problem(case)
+    data_dir, model_dir, study_dir = Path(data_dir), Path(model_dir), Path(study_dir)
+    if not (model_dir / "plain.pt").is_file():
+        raise ValueError(f"{model_dir}: no plain network of the project seed; run train for {case} × {model} first")
+    constraints = [c for c in params.matrix.probconserv.constraints if c in POST_HOC]
+    seeds = params.study_seeds("probconserv")
+    arrays = _load_split(data_dir, "test", case)
+    true = arrays["target_u"]
+    G, b = conservation_system(case, arrays)
+    groups = _test_value_groups(params, case, arrays)
+    n_samples = params.model_settings("anp", case).n_latent_samples if model == "anp" else 1
+    study_dir.mkdir(parents=True, exist_ok=True)
+    errors: dict[str, list[float]] = {c: [] for c in constraints}
+    per_value: dict[str, dict[str, list[float]]] = {}
+    for seed in seeds:
+        seed_dir = model_dir if seed == params.seed else study_dir / f"seed_{seed}"
+        if seed != params.seed:
+            train(case, model, params, data_dir, seed_dir, progress, seed=seed, plain_only=True)
+        path = seed_dir / "plain.pt"
+        with torch_threads():
+            means = _post_hoc_means(_load_model(path, case, model), arrays, n_samples, seed, path, G, b, constraints)
+        for c, mean in means.items():
+            error = float(mse(mean, true))
+            if not math.isfinite(error):  # as evaluate refuses: no seeds.json whose mean is NaN
+                raise ValueError(f"{case} × {model} × {c}, seed {seed}: non-finite mse ({error}); "
+                                 f"nothing written to {out_path}")
+            errors[c].append(error)
+            for key, value in _per_value_mse(groups, mean, true).items():
+                per_value.setdefault(key, {k: [] for k in constraints})[c].append(value)
+    result: dict[str, Any] = {
+        "case": case, "model": model, "seeds": seeds, "mse": errors,
+        "mse_mean": {c: float(np.mean(v)) for c, v in errors.items()},
+        "mse_spread": {c: float(np.std(v, ddof=1)) if len(v) > 1 else 0.0 for c, v in errors.items()},
+    }
+    if per_value:
+        result["mse_per_value"] = per_value
+    if "none" in errors and "probconserv" in errors:
+        result["probconserv_ahead"] = sum(p <= f for p, f in zip(errors["probconserv"], errors["none"]))
+    with atomic_path(Path(out_path)) as tmp:
+        tmp.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    return result
