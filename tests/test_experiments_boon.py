@@ -255,7 +255,7 @@ def test_networks_trained_with_other_settings_are_refused(heat_run: tuple[Params
     assert stages._differences({"r": [1]}, {"r": [1, 2]}) == ["r"]
 
 
-def test_seed_study_needs_the_main_training_and_a_boon_case(tmp_path: Path) -> None:
+def test_seed_study_needs_the_main_training_and_the_data(tmp_path: Path) -> None:
     params = tiny_params(seeds=2, stokes2={"nx": 12, "nt": 3})
     stages.generate("stokes2", params, tmp_path, progress=False)
     with pytest.raises(ValueError, match=r"trained_with\.json is missing: .*run `physml train --case stokes2 --model fno`"):
@@ -263,8 +263,10 @@ def test_seed_study_needs_the_main_training_and_a_boon_case(tmp_path: Path) -> N
     with pytest.raises(ValueError, match="no trained networks of the project seed; run train for stokes2"):
         boon.seed_study("stokes2", "fno", params, tmp_path / "data" / "quick" / "stokes2", tmp_path / "models",
                         tmp_path / "seeds", tmp_path / "seeds.json", progress=False)
-    with pytest.raises(ValueError, match="seed study: 'heat' is not a matrix.boon case"):
+    with pytest.raises(ValueError, match="data/quick/heat: no completion marker dataset.json"):  # ProbConserv's too
         stages.seed_study("heat", "anp", params, tmp_path, progress=False)
+    with pytest.raises(ValueError, match="matrix.boon.models: 'anp' is not configured for stokes2"):
+        stages.seed_study("stokes2", "anp", params, tmp_path, progress=False)
 
 
 def test_train_resumes_only_the_same_settings_on_the_same_data(tmp_path: Path) -> None:
