@@ -59,14 +59,25 @@ def staging_dir(final: str | Path) -> Iterator[Path]:
 
 
 def move_contents(staging: Path, final: Path) -> None:
-    """Move every file built in ``staging`` to the same relative place under ``final`` (folders created), the
-    files of sub-folders (figures) first and the top-level ones (metrics) last, each with ``os.replace``: on
-    one filesystem every file appears whole, and a reader that sees the metrics sees their figures."""
-    files = [p for p in staging.rglob("*") if p.is_file()]
-    for path in sorted(files, key=lambda p: (len(p.relative_to(staging).parts) == 1, str(p))):
-        target = Path(final) / path.relative_to(staging)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(path, target)
+    """Move what was built in ``staging`` to the same place under ``final``: each sub-folder (figures) replaces
+    its counterpart whole, first, then each top-level file (metrics), each with ``os.replace``. On one filesystem
+    every file appears whole, and a reader that sees the metrics sees their figures. The files of ``final``
+    that ``staging`` does not hold stay (another stage's, e.g. the seed study's ``seeds.json``); a sub-folder's
+    do not: a figure the new run no longer draws goes with the old folder. Between the two renames of a
+    sub-folder a reader finds none."""
+    final = Path(final)
+    final.mkdir(parents=True, exist_ok=True)
+    for folder in sorted(p for p in staging.iterdir() if p.is_dir()):
+        target = final / folder.name
+        old = _fresh_partial(target)  # a writer killed before the rmtree leaves it to the next one
+        if target.is_dir() and not target.is_symlink():
+            os.replace(target, old)
+        elif target.exists() or target.is_symlink():
+            target.unlink()
+        os.replace(folder, target)
+        shutil.rmtree(old, ignore_errors=True)
+    for path in sorted(p for p in staging.iterdir() if not p.is_dir()):
+        os.replace(path, final / path.name)
 
 
 def _fresh_partial(final: Path) -> Path:

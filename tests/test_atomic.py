@@ -79,3 +79,31 @@ def test_staging_dir_is_removed_after_the_block_and_a_killed_ones_by_the_next(tm
         os.replace(tmp, final)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["reports"]
     assert (final / "index.md").read_text() == "whole"
+
+
+def test_move_contents_replaces_sub_folders_whole_and_keeps_other_top_level_files(tmp_path: Path) -> None:
+    """evaluate's figures folder is its own: a figure the new run no longer draws does not stay behind; a file
+    beside the metrics that another stage wrote (the seed study's seeds.json) does."""
+    from physml.atomic import move_contents
+
+    final = tmp_path / "metrics"
+    (final / "figures").mkdir(parents=True)
+    (final / "figures" / "dropped.png").write_text("old figure")
+    (final / "figures" / "kept.png").write_text("old")
+    (final / "none.json").write_text("old metrics")
+    (final / "seeds.json").write_text("the seed study's")
+    with staging_dir(final / "evaluate") as staging:
+        (staging / "figures").mkdir()
+        (staging / "figures" / "kept.png").write_text("new")
+        (staging / "none.json").write_text("new metrics")
+        move_contents(staging, final)
+    assert sorted(p.name for p in (final / "figures").iterdir()) == ["kept.png"]
+    assert (final / "figures" / "kept.png").read_text() == "new"
+    assert (final / "none.json").read_text() == "new metrics" and (final / "seeds.json").read_text() == "the seed study's"
+    assert sorted(p.name for p in final.iterdir()) == ["figures", "none.json", "seeds.json"]  # nothing left over
+    fresh = tmp_path / "fresh"
+    with staging_dir(fresh / "evaluate") as staging:
+        (staging / "figures").mkdir()
+        (staging / "figures" / "a.png").write_text("a")
+        move_contents(staging, fresh)
+    assert sorted(p.name for p in fresh.rglob("*")) == ["a.png", "figures"]
