@@ -1,5 +1,5 @@
 """The whole pipeline as one Prefect flow: generate → train → constrain → evaluate (+ MLflow) → report,
-with the BOON seed study (train → seed-study → report) beside constrain and evaluate.
+with the seed studies of both methods (train → seed-study → report) beside constrain and evaluate.
 
 Thin by design: every task calls one function of :mod:`physml.stages` (the same functions ``dvc repro``
 reaches through the CLI) and passes paths and run ids, never tensors. Tasks are cached on their inputs:

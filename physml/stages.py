@@ -1,7 +1,7 @@
 """The pipeline's stages as plain functions: what ``dvc repro`` (through the CLI) and the Prefect flows call.
 
     generate ──► train ──► constrain ──► evaluate ──► report
-                   └──► seed_study (BOON: the same training over more seeds) ──┘
+                   └──► seed_study (the plain and BOON FNO, or the plain black box, over more seeds) ──┘
 
 Every stage reads and writes files under one project root, laid out by :class:`Layout`, and returns the
 path it wrote, so orchestrators pass paths and run ids, never tensors. A stage keyed by ``(case, model)``
