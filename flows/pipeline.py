@@ -143,7 +143,7 @@ def _sections(params: ParamsModel, case: str, model: str | None, stage: str) -> 
     if stage in ("constrain", "seed-study") and case in params.matrix.boon.cases:
         data["boon_posthoc"] = params.models.boon_posthoc.model_dump()
     if stage == "seed-study":
-        data["seeds"] = params.study_seeds("boon" if case in params.matrix.boon.cases else "probconserv")
+        data["seeds"] = params.study_seeds(stages.group_name(case))
     return json.dumps(data, sort_keys=True, default=str)
 
 
@@ -293,30 +293,28 @@ def _run_matrix(params: ParamsModel, params_path: str, profile: str | None, root
             _write_stamp(*stamps[fut])
         return fut
 
-    def family(case: str) -> str:
-        return "boon" if case in params.matrix.boon.cases else "probconserv"
-
+    group = {c: stages.group_name(c) for c in cases}  # the dvc.yaml stages of a case end in its matrix group
     gen = {c: submit(generate_task, [lay.data(c)], c, None, upstream=[], stage="generate") for c in cases}
     wait(list(gen.values()))
     for fut in gen.values():
         finished(fut)
     trained = {
-        (c, m): submit(train_task, [lay.models(c, m)], c, m, upstream=[lay.data(c)], stage=f"train_{family(c)}")
+        (c, m): submit(train_task, [lay.models(c, m)], c, m, upstream=[lay.data(c)], stage=f"train_{group[c]}")
         for c, m in pairs
     }
     constrained, studies = {}, {}
     for (c, m), fut in trained.items():
         finished(fut)
         constrained[(c, m)] = submit(constrain_task, [lay.predictions(c, m)], c, m,
-                                     upstream=[lay.data(c), lay.models(c, m)], stage=f"constrain_{family(c)}")
+                                     upstream=[lay.data(c), lay.models(c, m)], stage=f"constrain_{group[c]}")
         studies[(c, m)] = submit(seed_study_task, [lay.seed_study_file(c, m), lay.seed_models(c, m)], c, m,
-                                 upstream=[lay.data(c), lay.models(c, m)], stage=f"seed_study_{family(c)}")
+                                 upstream=[lay.data(c), lay.models(c, m)], stage=f"seed_study_{group[c]}")
     runs = {}
     for (c, m), fut in constrained.items():
         finished(fut)
         metrics = [lay.metrics(c, m) / f"{k}.json" for k in stages._group(params, c).constraints]
         runs[(c, m)] = submit(evaluate_task, [*metrics, lay.metrics(c, m) / "figures"], c, m,
-                              upstream=[lay.data(c), lay.predictions(c, m)], stage=f"evaluate_{family(c)}")
+                              upstream=[lay.data(c), lay.predictions(c, m)], stage=f"evaluate_{group[c]}")
     run_ids = {f"{c}/{m}": finished(fut).result() for (c, m), fut in runs.items()}
     study_ids = {f"{c}/{m}": finished(fut).result() for (c, m), fut in studies.items()}
     report = report_task(params_path, profile, root)

@@ -64,17 +64,24 @@ def move_contents(staging: Path, final: Path) -> None:
     every file appears whole, and a reader that sees the metrics sees their figures. The files of ``final``
     that ``staging`` does not hold stay (another stage's, e.g. the seed study's ``seeds.json``); a sub-folder's
     do not: a figure the new run no longer draws goes with the old folder. Between the two renames of a
-    sub-folder a reader finds none."""
+    sub-folder a reader finds none; if the second fails, the old folder is put back."""
     final = Path(final)
     final.mkdir(parents=True, exist_ok=True)
     for folder in sorted(p for p in staging.iterdir() if p.is_dir()):
         target = final / folder.name
         old = _fresh_partial(target)  # a writer killed before the rmtree leaves it to the next one
-        if target.is_dir() and not target.is_symlink():
+        shutil.rmtree(old, ignore_errors=True)  # this writer's own, of an earlier call that failed in between
+        kept = target.is_dir() and not target.is_symlink()
+        if kept:
             os.replace(target, old)
         elif target.exists() or target.is_symlink():
             target.unlink()
-        os.replace(folder, target)
+        try:
+            os.replace(folder, target)
+        except BaseException:
+            if kept:  # the old folder goes back: a failed move leaves what was there
+                os.replace(old, target)
+            raise
         shutil.rmtree(old, ignore_errors=True)
     for path in sorted(p for p in staging.iterdir() if not p.is_dir()):
         os.replace(path, final / path.name)

@@ -149,10 +149,11 @@ def _add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_seed_study(args: argparse.Namespace) -> int:
     from physml import stages
+    from physml.report import STUDY_METRIC
 
     params = _load(args)
     result = stages.seed_study(args.case, args.model, params, args.root, progress=not args.no_progress)
-    metric = "mse" if "mse" in result else "rel_l2"
+    metric = STUDY_METRIC[stages.group_name(args.case)][0]
     for constraint in result[metric]:
         print(f"{args.case}/{args.model}/{constraint}: {metric} mean={result[f'{metric}_mean'][constraint]:.4g} "
               f"spread={result[f'{metric}_spread'][constraint]:.2g} over seeds {result['seeds']}")

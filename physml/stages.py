@@ -8,7 +8,8 @@ path it wrote, so orchestrators pass paths and run ids, never tensors. A stage k
 dispatches on the problem's family to :mod:`physml.experiments.probconserv` or
 :mod:`physml.experiments.boon`, which share one signature per stage. The stages that run networks
 (train, constrain, seed_study) first keep large blocks on the heap (:mod:`physml.allocator`). The stages
-that train (train, seed_study) run one at a time per process (:data:`TRAINING_LOCK`).
+that train (train, seed_study) and constrain, which builds networks, run one at a time per process
+(:data:`TRAINING_LOCK`).
 """
 
 from __future__ import annotations
@@ -26,11 +27,15 @@ from physml.atomic import atomic_path
 from physml.config import ParamsModel
 
 
-#: Held by every stage that trains. A training seeds and then draws from the process-wide RNGs (python,
-#: numpy, torch: the initial weights, dropout, the ANP's latent samples), so two trainings in threads of
-#: one process, as the Prefect flow's default task runner starts them, would interleave their draws and
-#: give weights that depend on timing; with the lock each gets the weights it gets alone. (The Dask runner
-#: of :mod:`flows.pipeline` trains in separate processes, in parallel.)
+#: Held by every stage that draws from the process-wide RNGs: those that train, and constrain. A training seeds
+#: and then draws from them (python, numpy, torch: the initial weights, dropout, the ANP's latent samples
+#: every step), so two trainings in threads of one process, as the Prefect flow's default task runner starts
+#: them, would interleave their draws and give weights that depend on timing; with the lock each gets the
+#: weights it gets alone. Constrain draws too: it builds each network (random initial weights) before loading
+#: its checkpoint into it, and one build in another thread during an ANP training changes that training's
+#: latent draws from there on (measured: a seed study's weights, and so its seeds.json, changed when a
+#: constrain task of the flow ran beside it). (The Dask runner of :mod:`flows.pipeline` runs stages in
+#: separate processes, in parallel.)
 TRAINING_LOCK = threading.Lock()
 
 #: Written beside a case × model's networks by :func:`train` once they are trained: the params.yaml settings
@@ -93,9 +98,14 @@ def _check_model(params: ParamsModel, case: str, model: str) -> None:
                      f"{', '.join(params.matrix.probconserv.cases + params.matrix.boon.cases)}")
 
 
+def group_name(case: str) -> str:
+    """The name of the matrix group ("probconserv" or "boon") of ``case``'s problem family."""
+    return "probconserv" if pdes.get(case).family == "probconserv" else "boon"
+
+
 def _group(params: ParamsModel, case: str) -> Any:
     """The matrix group (``params.matrix.probconserv`` or ``.boon``) of ``case``'s problem family."""
-    return params.matrix.probconserv if pdes.get(case).family == "probconserv" else params.matrix.boon
+    return getattr(params.matrix, group_name(case))
 
 
 def generate(case: str, params: ParamsModel, root: Path, progress: bool = True) -> Path:
@@ -214,9 +224,10 @@ def constrain(case: str, model: str, params: ParamsModel, root: Path) -> Path:
     keep_large_blocks_on_heap()
     lay = Layout(Path(root), params.profile)
     _check_inputs(case, model, params, lay, "constrain")
-    return experiment_module(case).constrain(
-        case, model, params, lay.data(case), lay.models(case, model), lay.predictions(case, model)
-    )
+    with TRAINING_LOCK:  # building its networks draws from the RNGs a training in another thread draws from
+        return experiment_module(case).constrain(
+            case, model, params, lay.data(case), lay.models(case, model), lay.predictions(case, model)
+        )
 
 
 def evaluate(case: str, model: str, params: ParamsModel, root: Path) -> dict[str, dict[str, float]]:
@@ -376,7 +387,7 @@ def track_seed_study(case: str, model: str, params: ParamsModel, root: Path, onl
     from physml.report import STUDY_METRIC, seed_study_figure, study_differences
 
     _check_model(params, case, model)
-    group = "probconserv" if pdes.get(case).family == "probconserv" else "boon"
+    group = group_name(case)
     metric = STUDY_METRIC[group][0]
     path = Layout(Path(root), params.profile).seed_study_file(case, model)
     if not path.is_file():

@@ -107,3 +107,30 @@ def test_move_contents_replaces_sub_folders_whole_and_keeps_other_top_level_file
         (staging / "figures" / "a.png").write_text("a")
         move_contents(staging, fresh)
     assert sorted(p.name for p in fresh.rglob("*")) == ["a.png", "figures"]
+
+
+def test_move_contents_puts_the_old_folder_back_when_the_new_one_cannot_move(tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from physml import atomic
+
+    final = tmp_path / "metrics"
+    (final / "figures").mkdir(parents=True)
+    (final / "figures" / "old.png").write_text("old")
+    real = os.replace
+    staging = tmp_path / "staging"
+    (staging / "figures").mkdir(parents=True)
+    (staging / "figures" / "new.png").write_text("new")
+
+    def failing(src: object, dst: object) -> None:
+        if Path(src) == staging / "figures":
+            raise OSError("disk full")
+        real(src, dst)
+
+    monkeypatch.setattr(atomic.os, "replace", failing)
+    with pytest.raises(OSError, match="disk full"):
+        atomic.move_contents(staging, final)
+    assert sorted(p.name for p in final.iterdir()) == ["figures"]
+    assert [p.name for p in (final / "figures").iterdir()] == ["old.png"]
+    monkeypatch.setattr(atomic.os, "replace", real)
+    atomic.move_contents(staging, final)  # the next call is not stopped by anything the failed one left
+    assert [p.name for p in (final / "figures").iterdir()] == ["new.png"]

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -113,6 +114,7 @@ def test_code_digest_follows_content_not_modification_time(tmp_path: Path) -> No
 _STUB_FLOW = r"""
 import json, shutil, sys
 from pathlib import Path
+from typing import Any
 import yaml
 from physml import stages
 import flows.pipeline as fp
@@ -479,6 +481,38 @@ def test_trainings_in_threads_of_one_process_get_the_weights_they_get_alone(tiny
     for name in ("plain.pt", "softc.pt"):
         alone = (Layout(roots[0], "quick").models("heat", "anp") / name).read_bytes()
         assert all((Layout(where, "quick").models("heat", "anp") / name).read_bytes() == alone for where in roots[1:])
+
+
+def test_constrain_waits_for_a_training_in_another_thread(tiny_params_file: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Building a network to load a checkpoint into draws its initial weights from torch's global RNG, the one an
+    ANP training in another thread draws its latent samples from (one build there moved the training's
+    weights): constrain holds ``stages.TRAINING_LOCK`` while it runs, so it waits for the training."""
+    import threading
+
+    from physml import stages
+
+    params = load_params(tiny_params_file)
+    root = tiny_params_file.parent
+    stages.generate("heat", params, root, progress=False)
+    stages.train("heat", "anp", params, root, progress=False)
+    held: list[bool] = []
+    real = stages.experiment_module
+
+    class Probe:
+        @staticmethod
+        def constrain(*args: Any, **kwargs: Any) -> Path:
+            held.append(stages.TRAINING_LOCK.locked())
+            return real("heat").constrain(*args, **kwargs)
+
+    monkeypatch.setattr(stages, "experiment_module", lambda case: Probe)
+    with stages.TRAINING_LOCK:  # a training in another thread
+        worker = threading.Thread(target=stages.constrain, args=("heat", "anp", params, root))
+        worker.start()
+        worker.join(timeout=2)
+        assert worker.is_alive() and held == []  # waiting for the lock, nothing built yet
+    worker.join(timeout=120)
+    assert held == [True] and (Layout(root, "quick").predictions("heat", "anp") / "predictions.h5").is_file()
 
 
 def test_user_errors_are_one_line_before_any_service_starts(tmp_path: Path) -> None:
