@@ -282,7 +282,8 @@ def track(case: str, model: str, params: ParamsModel, root: Path, only_missing: 
     (the md5 DVC records for its data folder, computed from the files: :func:`_dataset_version`) and with
     :data:`RESULT_TAG`, a digest of what it logs (metrics file, checkpoints, settings, dataset version). The
     run of the family's headline constraint also logs the network it used as a state dict with the
-    configuration it is built from (so :func:`physml.tracking.load_model` rebuilds it), registers
+    configuration it is built from (so :func:`physml.tracking.load_model` rebuilds it and `mlflow models serve`
+    serves it, :mod:`physml.serving`), registers
     it as a new version of ``physml-<case>-<model>-<profile>`` and moves the ``champion`` alias to it only if
     its evaluation metric beats the current champion's. ``only_missing``: skip a constraint whose result a
     finished run of this model and constraint already holds (same digest), so that results made elsewhere,
@@ -325,7 +326,9 @@ def track(case: str, model: str, params: ParamsModel, root: Path, only_missing: 
             if registered is not None:
                 # a run logged before versions carried their network's configuration gets it now (the digest
                 # holds the checkpoints, so this checkpoint is the one the run logged), so load_model serves it
-                tracking.attach_model_config(found, read_checkpoint(headline_file)["model_config"], uri=uri)
+                config = read_checkpoint(headline_file)["model_config"]
+                tracking.attach_model_config(found, config, uri=uri)
+                tracking.attach_pyfunc(found, config, _serving_defaults(params, case, model), uri=uri)
                 name = tracking.registered_model_name(case, model, params.profile)
                 tracking.promote_if_better(name, registered, metric, higher_is_better=higher, uri=uri)
             continue
@@ -344,6 +347,7 @@ def track(case: str, model: str, params: ParamsModel, root: Path, only_missing: 
             figures=figures if constraint == headline else None,
             state_dict=state,
             model_config=config,
+            serving=_serving_defaults(params, case, model),
             dataset_version=version,
             tags={RESULT_TAG: digest},
             uri=uri,
@@ -356,6 +360,13 @@ def track(case: str, model: str, params: ParamsModel, root: Path, only_missing: 
             tracking.promote_if_better(record.model_name, record.model_version, metric, higher_is_better=higher,
                                        uri=uri)
     return run_ids
+
+
+def _serving_defaults(params: ParamsModel, case: str, model: str) -> dict[str, int]:
+    """The defaults of a registered network's pyfunc ``predict`` (:mod:`physml.serving`): the seed and the ANP's
+    latent draws the constrain stage predicted with, so a served call on the test split gives its numbers."""
+    n_samples = params.model_settings("anp", case).n_latent_samples if model == "anp" else 1
+    return {"n_samples": n_samples, "seed": params.seed}
 
 
 def _dataset_version(case: str, params: ParamsModel, root: Path) -> str:

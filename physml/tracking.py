@@ -8,7 +8,9 @@ Layout:
   files on disk: :func:`dataset_version`);
 - one *registered model* per ``case × model × profile``, named ``physml-<case>-<model>-<profile>``, whose
   versions point at a run's ``model/`` artifact (a torch ``state_dict``, and the ``model_config.json`` the
-  network is built from: :func:`load_model` returns it ready to predict); the alias ``champion`` marks the
+  network is built from: :func:`load_model` returns it ready to predict), which is also an MLflow
+  ``python_function`` model (an ``MLmodel`` file naming :mod:`physml.serving` as its loader), so
+  ``mlflow.pyfunc.load_model`` and ``mlflow models serve`` serve it; the alias ``champion`` marks the
   version with the best evaluation metric (:func:`promote_if_better`). Profiles train networks of other
   sizes on other test sets, so a quick run never competes with the paper profile's champion;
 - the results reports (``reports/<profile>/``) as runs of the experiment ``physml-reports``
@@ -74,6 +76,10 @@ MODEL_CONFIG_FILE = "model_config.json"
 """Beside a version's ``state_dict.pth``: the configuration :func:`physml.models.build_model` builds its
 network from (the checkpoint's ``model_config``)."""
 FIGURE_ARTIFACT_PATH = "figures"
+MLMODEL_FILE = "MLmodel"
+"""Beside a version's weights and configuration: the MLflow model metadata whose ``python_function`` flavour
+loads them with :mod:`physml.serving` (:func:`_write_mlmodel`)."""
+PYFUNC_LOADER = "physml.serving"
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _LOCKED_MARKERS = ("database is locked", "database table is locked")
@@ -381,16 +387,19 @@ class ExperimentRun:
         return f"{FIGURE_ARTIFACT_PATH}/{stem}.png"
 
     def log_state_dict(self, state_dict: Mapping[str, Any], artifact_path: str = MODEL_ARTIFACT_PATH,
-                       model_config: Mapping[str, Any] | None = None) -> str:
+                       model_config: Mapping[str, Any] | None = None,
+                       serving: Mapping[str, Any] | None = None) -> str:
         """Store a torch ``state_dict`` (MLflow's ``state_dict.pth`` layout) under ``artifact_path``, with
-        ``model_config`` (JSON, :data:`MODEL_CONFIG_FILE`) beside it when given; returns
+        ``model_config`` (JSON, :data:`MODEL_CONFIG_FILE`) and the pyfunc ``MLmodel`` (:func:`_write_mlmodel`,
+        ``serving`` the prediction defaults) beside it when a config is given; returns
         ``runs:/<run_id>/<artifact_path>``, loadable with :func:`load_state_dict` (and with a config,
-        :func:`load_model`)."""
+        :func:`load_model` and ``mlflow.pyfunc.load_model``)."""
         with tempfile.TemporaryDirectory() as tmp:
             local = Path(tmp) / artifact_path
             mlflow.pytorch.save_state_dict(dict(state_dict), str(local))
             if model_config is not None:
                 _write_model_config(local, model_config)
+                _write_mlmodel(local, model_config, serving)
             _retry(lambda: self.client.log_artifacts(self.run_id, str(local), artifact_path))
         return f"runs:/{self.run_id}/{artifact_path}"
 
@@ -419,7 +428,8 @@ class SilentRun:
         """Do nothing (not the main process)."""
 
     def log_state_dict(self, state_dict: Mapping[str, Any], artifact_path: str = MODEL_ARTIFACT_PATH,
-                       model_config: Mapping[str, Any] | None = None) -> None:
+                       model_config: Mapping[str, Any] | None = None,
+                       serving: Mapping[str, Any] | None = None) -> None:
         """Do nothing (not the main process)."""
 
     def register(self, artifact_path: str = MODEL_ARTIFACT_PATH) -> None:
@@ -483,6 +493,7 @@ def log_experiment(
     figures: Mapping[str, Any] | None = None,
     state_dict: Mapping[str, Any] | None = None,
     model_config: Mapping[str, Any] | None = None,
+    serving: Mapping[str, Any] | None = None,
     dataset_version: str | None = None,
     register: bool = True,
     tags: Mapping[str, Any] | None = None,
@@ -491,7 +502,8 @@ def log_experiment(
 ) -> RunRecord | None:
     """Log one finished experiment in one call: tags, params, metrics, figures (name -> Figure or
     png path), and the model ``state_dict`` with the ``model_config`` it is built from (registered as a new
-    version when ``register``).
+    version when ``register``; ``serving``: the defaults of its pyfunc ``predict``, ``n_samples`` and ``seed``,
+    as :func:`physml.serving.prediction_params` takes them).
     Returns ``None`` on processes other than rank 0. ``uri``, ``project``: as :func:`start_run`."""
     with start_run(case, model, constraint, profile, dataset_version=dataset_version, tags=tags, uri=uri,
                    project=project) as run:
@@ -505,7 +517,7 @@ def log_experiment(
             run.log_figure(figure, name)
         version = None
         if state_dict is not None:
-            run.log_state_dict(state_dict, model_config=model_config)
+            run.log_state_dict(state_dict, model_config=model_config, serving=serving)
             if register:
                 version = run.register()
         return RunRecord(
@@ -691,14 +703,55 @@ def attach_model_config(run_id: str, model_config: Mapping[str, Any], uri: str |
     """Add ``model_config`` (:data:`MODEL_CONFIG_FILE`) beside the weights of run ``run_id`` if they were logged
     without it (runs made before versions carried it), so that :func:`load_model` can rebuild the network;
     True if it was added, False if it was there."""
+    return _attach_missing(run_id, MODEL_CONFIG_FILE, lambda folder: _write_model_config(folder, model_config),
+                           uri, artifact_path)
+
+
+def attach_pyfunc(run_id: str, model_config: Mapping[str, Any], serving: Mapping[str, Any] | None = None,
+                  uri: str | None = None, artifact_path: str = MODEL_ARTIFACT_PATH) -> bool:
+    """Add the pyfunc ``MLmodel`` (:func:`_write_mlmodel`) beside the weights of run ``run_id`` if they were
+    logged without it (runs made before versions were pyfunc models), so ``mlflow models serve`` serves them;
+    True if it was added, False if it was there."""
+    return _attach_missing(run_id, MLMODEL_FILE, lambda folder: _write_mlmodel(folder, model_config, serving),
+                           uri, artifact_path)
+
+
+def _attach_missing(run_id: str, name: str, write: Callable[[Path], Path], uri: str | None,
+                    artifact_path: str) -> bool:
+    """Log the file ``write(folder)`` makes into ``artifact_path`` of run ``run_id`` unless a file ``name`` is
+    there; whether it was logged."""
     mlc = client(uri or tracking_uri())
     present = {Path(a.path).name for a in _retry(lambda: mlc.list_artifacts(run_id, artifact_path))}
-    if MODEL_CONFIG_FILE in present:
+    if name in present:
         return False
     with tempfile.TemporaryDirectory() as tmp:
-        local = _write_model_config(Path(tmp), model_config)
+        local = write(Path(tmp))
         _retry(lambda: mlc.log_artifact(run_id, str(local), artifact_path))
     return True
+
+
+def _write_mlmodel(folder: Path, model_config: Mapping[str, Any], serving: Mapping[str, Any] | None) -> Path:
+    """``folder/MLmodel``: a ``python_function`` flavour whose loader is :mod:`physml.serving`, with the
+    prediction params (:func:`physml.serving.prediction_params`, defaults from ``serving``: ``n_samples``,
+    ``seed``) as its signature's params and its config; no input schema (the inputs are a dict of arrays
+    whose shapes :mod:`physml.serving` checks). Its path."""
+    import mlflow.pyfunc
+    from mlflow.models import Model
+    from mlflow.models.signature import ModelSignature
+    from mlflow.types.schema import ParamSchema, ParamSpec
+
+    from physml.serving import prediction_params  # torch networks: only when a model is logged
+
+    defaults = {"n_samples": 1, "seed": 0, **(serving or {})}
+    params = prediction_params(model_config, n_samples=defaults["n_samples"], seed=defaults["seed"])
+    meta = Model()
+    if params:
+        meta.signature = ModelSignature(inputs=None, params=ParamSchema(
+            [ParamSpec(k, "string" if isinstance(v, str) else "long", v) for k, v in params.items()]))
+    mlflow.pyfunc.add_to_model(meta, loader_module=PYFUNC_LOADER, model_config=params or None)
+    path = folder / MLMODEL_FILE
+    meta.save(str(path))
+    return path
 
 
 def _write_model_config(folder: Path, model_config: Mapping[str, Any]) -> Path:
@@ -738,18 +791,15 @@ def load_model(name: str, alias_or_version: str | int = CHAMPION, uri: str | Non
     takes them (or ``physml.experiments.boon.predict(net, split)`` on a dataset split); an ANP's or an
     ensemble's predictive is ``net.predict(...)``. A version logged without a config → ValueError (its weights
     still load with :func:`load_state_dict`; ``physml track`` adds the config to the runs it finds)."""
-    from physml.models import build_model  # torch networks: only when one is loaded
+    from physml.serving import load_network  # torch networks: only when one is loaded
 
     with tempfile.TemporaryDirectory() as tmp:
         local = _version_artifact(name, alias_or_version, uri, tmp)
-        config_file = local / MODEL_CONFIG_FILE
-        if not config_file.is_file():
+        if not (local / MODEL_CONFIG_FILE).is_file():
             raise ValueError(f"{name!r} at {alias_or_version!r} was logged without {MODEL_CONFIG_FILE}, so its "
                              f"network cannot be rebuilt; `physml track` adds it to the runs of the results on disk, "
                              f"or load the bare weights with load_state_dict")
-        net = build_model(json.loads(config_file.read_text()))
-        net.load_state_dict(mlflow.pytorch.load_state_dict(str(local)))
-    return net.eval()
+        return load_network(local)[0]
 
 
 __all__ = [
@@ -759,6 +809,7 @@ __all__ = [
     "SilentRun",
     "artifact_root",
     "attach_model_config",
+    "attach_pyfunc",
     "champion_version",
     "client",
     "dataset_version",

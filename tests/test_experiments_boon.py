@@ -215,15 +215,26 @@ def test_track_writes_to_the_store_of_its_root_not_of_the_working_directory(
                                     build_model, map_location="cpu")
     assert isinstance(champion, BOONFNO) and not champion.training
     test = boon.load_split("heat_neumann", stages.Layout(root, params.profile).data("heat_neumann"), "test")
-    np.testing.assert_array_equal(boon.predict(champion, test, device="cpu"), boon.predict(trained, test, device="cpu"))
-    # a run logged before versions carried the configuration: `track` gives it the one of its checkpoint
+    expected = boon.predict(trained, test, device="cpu")
+    np.testing.assert_array_equal(boon.predict(champion, test, device="cpu"), expected)
+    # and as an MLflow pyfunc model (what `mlflow models serve` serves): the test split's inputs and boundary data in,
+    # the evaluated predictions out
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")  # where models:/ URIs resolve
+    served = mlflow.pyfunc.load_model(f"models:/{name}@champion")
+    np.testing.assert_array_equal(served.predict({"u": test.inputs, "bc": test.bc[0]})["u"], expected)
+    # a run logged before versions carried the configuration and the MLmodel: `track` gives it both
     artifacts = Path(client.get_run(runs["boon"]).info.artifact_uri.removeprefix("file://"))
-    config_file = artifacts / "model" / "model_config.json"
-    config_file.unlink()
+    for logged in ("model_config.json", "MLmodel"):
+        (artifacts / "model" / logged).unlink()
     with pytest.raises(ValueError, match="logged without model_config.json, so its network cannot be rebuilt"):
         tracking.load_model(name, uri=f"sqlite:///{root / 'mlflow.db'}")
+    with pytest.raises(mlflow.exceptions.MlflowException):
+        mlflow.pyfunc.load_model(f"models:/{name}@champion")
     assert stages.track("heat_neumann", "fno", params, root, only_missing=True) == runs
     assert isinstance(tracking.load_model(name, uri=f"sqlite:///{root / 'mlflow.db'}"), BOONFNO)
+    served = mlflow.pyfunc.load_model(f"models:/{name}@champion")
+    np.testing.assert_array_equal(served.predict({"u": test.inputs, "bc": test.bc[0]})["u"], expected)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
     assert stages.track("heat_neumann", "fno", params, root, only_missing=True) == runs
     shared = tmp_path / "project"
     monkeypatch.setenv("PHYSML_PROJECT_DIR", str(shared))

@@ -459,3 +459,31 @@ def test_seed_study_without_the_project_seeds_network_is_a_clear_error(run: dict
         pc.seed_study("stefan", "anp", run["params"], lay.data("stefan"), tmp_path / "empty", tmp_path / "study",
                       tmp_path / "seeds.json", progress=False)
     assert not (tmp_path / "seeds.json").exists()
+
+
+@pytest.mark.parametrize("model", ["anp", "ensemble"])
+def test_the_served_champion_predicts_what_the_constrain_stage_wrote(run: dict, model: str,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """`physml track` registers the plain black box; loaded back as an MLflow pyfunc model and called on the
+    test split with each post hoc constraint (the mass M(t) as the input ``mass``) at its default params, it
+    gives the predictions file's mean and variance to the bit, so the served network is the evaluated one."""
+    import mlflow.pyfunc
+
+    from physml import tracking
+
+    params, root = run["params"], run["root"]
+    for var in ("PHYSML_TRACKING_URI", "MLFLOW_TRACKING_URI", "PHYSML_PROJECT_DIR", "PHYSML_ARTIFACT_ROOT"):
+        monkeypatch.delenv(var, raising=False)
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    stages.track("stefan", model, params, root)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # where models:/ URIs resolve
+    served = mlflow.pyfunc.load_model(f"models:/{tracking.registered_model_name('stefan', model, 'quick')}@champion")
+    arrays = pc._load_split(stages.Layout(root, "quick").data("stefan"), "test", "stefan")
+    _, b = pc.conservation_system("stefan", arrays)
+    inputs = {k: arrays[k] for k in ("context_t", "context_x", "context_u", "target_t", "target_x")}
+    with h5py.File(run[model]["pred"]) as f:
+        for constraint in ("none", "hardc", "probconserv", "probconserv_mixture"):
+            data = inputs if constraint == "none" else {**inputs, "mass": b[..., 0]}
+            out = served.predict(data, params={"constraint": constraint})
+            np.testing.assert_array_equal(out["mean"], f[constraint]["mean"][:], err_msg=constraint)
+            np.testing.assert_array_equal(out["var"], f[constraint]["var"][:], err_msg=constraint)

@@ -1,0 +1,210 @@
+"""A registered network as an MLflow ``python_function`` model: what ``mlflow.pyfunc.load_model`` and
+``mlflow models serve`` load from a version of ``physml-<case>-<model>-<profile>``.
+
+Each version's ``model/`` folder holds the weights (``state_dict.pth``), the configuration the network is
+built from (``model_config.json``) and an ``MLmodel`` file whose ``python_function`` flavour names this
+module as its loader (written by :mod:`physml.tracking`). :func:`_load_pyfunc` rebuilds the network and
+returns a :class:`ServedNetwork`, whose :meth:`~ServedNetwork.predict` takes a dict of arrays (in a REST
+call to ``mlflow models serve``: ``{"inputs": {name: nested lists}, "params": {...}}``) and returns one.
+It needs physml importable where it runs (``--env-manager local`` in physml's environment).
+
+**Black boxes** (ANP, deep ensemble: ProbConserv's family). Inputs, float arrays:
+
+- ``context_t``, ``context_x``, ``context_u`` (B, Nc): the observed points of each of B functions;
+- ``target_t`` (B, nt), ``target_x`` (B, nt, nx): where to predict, each slice's positions sorted;
+- ``mass`` (B, nt): the conserved quantity b = ∫ u(t, x) dx over the case's domain at each target time,
+  M(t) of the conservation law (e.g. ``physml.pdes.get(case).mass(pde_params, t)``).
+
+Params: ``constraint`` (default ``probconserv``) the update applied to the predictive N(μ, Σ) of the
+network's mixture, on G u = b with G the trapezoid weights of each slice
+(:func:`physml.constraints.conservation.trapezoid_weights`) and b = ``mass``:
+
+- ``probconserv``: the exact Gaussian update of the mixture's moments, μ' = μ − Σ Gᵀ (G Σ Gᵀ)⁻¹ (G μ − b),
+  Σ' = Σ − Σ Gᵀ (G Σ Gᵀ)⁻¹ G Σ (Hansen et al. 2023, Eq. 5), Σ the full covariance of each slice;
+- ``probconserv_mixture``: each latent draw / member updated, then mixed (the paper's ProbConserv-ANP);
+- ``hardc``: μ projected onto {G u = b} in the Euclidean metric, the variance left as it is;
+- ``none``: the plain predictive; ``mass`` is not needed.
+
+So by default a served black box conserves mass to round-off, as the pipeline's ``probconserv`` runs do;
+the unconstrained predictive is asked for by name. ``n_samples`` (the ANP's latent draws) and ``seed``
+default to what the pipeline predicted with; function i's draws come from
+:func:`physml.models.anp.function_seeds` (seed, i), so a call on the whole test split gives the pipeline's
+numbers. Returns ``mean`` and ``var`` (B, nt, nx), float64.
+
+**Operator networks** (FNO, BOON). Inputs: ``u`` (B, *space[, c_in]) the initial condition as
+:meth:`physml.models.FNO.forward` takes it; a BOON network also takes its boundary data as
+:meth:`physml.models.BOONFNO.forward` does: ``bc`` for one bounded axis ((B, 2) single step,
+(B, nt, 2) with time), ``bc_x`` and ``bc_y`` for the cavity's walls ((B, ny, nt, 2, c_out),
+(B, nx, nt, 2, c_out)); periodic conditions take none. Returns ``u`` (B, *space[, nt][, c_out]) computed in
+float64, so the condition holds to ~1e-12 as in the pipeline's evaluation.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from physml.constraints import hardc, probconserv
+from physml.constraints.conservation import trapezoid_weights
+from physml.models import build_model
+from physml.models.anp import ComponentMixture, function_seeds
+from physml.models.boon import BoundaryFNO
+from physml.models.predictive import mixture
+from physml.tracking import MODEL_CONFIG_FILE
+
+#: The updates a served black box applies (see the module docstring); the first is the default.
+CONSTRAINTS = ("probconserv", "probconserv_mixture", "hardc", "none")
+BLACK_BOX_INPUTS = ("context_t", "context_x", "context_u", "target_t", "target_x")
+_AXIS_NAMES = ("x", "y")
+
+
+def prediction_params(model_config: Mapping[str, Any], n_samples: int, seed: int) -> dict[str, Any]:
+    """The params a served network takes, each with its default: for a black box ``constraint``
+    (:data:`CONSTRAINTS`), ``n_samples`` and ``seed`` (the pipeline's); an operator network takes none."""
+    if is_operator(model_config):
+        return {}
+    return {"constraint": CONSTRAINTS[0], "n_samples": int(n_samples), "seed": int(seed)}
+
+
+def is_operator(model_config: Mapping[str, Any]) -> bool:
+    """Whether ``model_config`` builds an operator network (FNO, BOON) rather than a black box."""
+    return "variant" in model_config
+
+
+class ServedNetwork:
+    """A network and its configuration behind MLflow's pyfunc ``predict(data, params)``."""
+
+    def __init__(self, net: torch.nn.Module, model_config: Mapping[str, Any],
+                 defaults: Mapping[str, Any] | None = None) -> None:
+        self.net = net.eval()
+        self.config = dict(model_config)
+        self.defaults = dict(defaults or {})
+        if is_operator(self.config):
+            self.net = self.net.double()  # the pipeline evaluates operators in float64
+
+    def predict(self, data: Mapping[str, Any], params: Mapping[str, Any] | None = None) -> dict[str, np.ndarray]:
+        """Inputs, params and outputs as in the module docstring; ValueError naming a missing, unknown or
+        badly shaped input or a bad param."""
+        if not isinstance(data, Mapping):
+            raise ValueError(f"the input must be a mapping from input names to arrays, got {type(data).__name__}")
+        settings = {**self.defaults, **(params or {})}
+        if is_operator(self.config):
+            return {"u": self._operator(data)}
+        return self._black_box(data, settings)
+
+    # ---- black boxes --------------------------------------------------------------------------------
+    def _black_box(self, data: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        constraint = settings.get("constraint", CONSTRAINTS[0])
+        if constraint not in CONSTRAINTS:
+            raise ValueError(f"params.constraint must be one of {CONSTRAINTS}, got {constraint!r}")
+        _check_names(data, BLACK_BOX_INPUTS + (("mass",) if constraint != "none" else ()), optional=("mass",))
+        n_samples = _int_param(settings, "n_samples", 1, lowest=1)
+        seed = _int_param(settings, "seed", 0, lowest=0)
+        inputs = [_float_array(data, key) for key in BLACK_BOX_INPUTS]
+        target_x = inputs[4]
+        if constraint != "none":
+            mass = _float_array(data, "mass")
+            if target_x.ndim != 3 or mass.shape != target_x.shape[:2]:
+                raise ValueError(f"mass must have shape (B, nt), the first two axes of target_x (B, nt, nx) "
+                                 f"{target_x.shape}; got {mass.shape}")
+        if not isinstance(self.net, ComponentMixture):
+            raise ValueError(f"model_config {self.config} builds a {type(self.net).__name__}, which has no predictive")
+        seeds = function_seeds(seed, range(inputs[0].shape[0] if inputs[0].ndim else 0))
+        means, variances = self.net.predict_components(*inputs, n_samples=n_samples, seed=seeds)
+        if constraint == "none":
+            plain = mixture(means, variances).to_numpy()
+            return {"mean": plain.mean, "var": plain.var}
+        G = trapezoid_weights(target_x, tuple(self.config["x_range"]), periodic=bool(self.config["periodic"]))
+        G, b = G[:, :, None, :], mass[:, :, None]  # one row per slice: (B, nt, 1, nx), (B, nt, 1)
+        if constraint == "probconserv_mixture":
+            from physml.experiments.probconserv import conditioned_mixture
+
+            out = conditioned_mixture(means, variances, G, b).to_numpy()
+            return {"mean": out.mean, "var": out.var}
+        plain = mixture(means, variances, full_cov=constraint == "probconserv").to_numpy()
+        if constraint == "hardc":
+            mean, var = hardc(plain.mean, plain.var, G, b)
+            return {"mean": np.asarray(mean), "var": np.asarray(var)}
+        mean, cov = probconserv(plain.mean, plain.cov, G, b, noise_var=0.0)
+        return {"mean": np.asarray(mean), "var": np.diagonal(np.asarray(cov), axis1=-2, axis2=-1).copy()}
+
+    # ---- operator networks ----------------------------------------------------------------------------
+    def _operator(self, data: Mapping[str, Any]) -> np.ndarray:
+        net = self.net
+        bounded = isinstance(net, BoundaryFNO) and net.boundary != "periodic"
+        names = () if not bounded else ("bc",) if len(net.axes) == 1 else tuple(f"bc_{_AXIS_NAMES[a]}" for a in net.axes)
+        _check_names(data, ("u",) + names)
+        u = torch.as_tensor(_float_array(data, "u"))
+        with torch.no_grad():
+            if not bounded:
+                out = net(u)
+            else:
+                bc = [torch.as_tensor(_float_array(data, name)) for name in names]
+                out = net(u, bc[0] if len(bc) == 1 else {axis: g for axis, g in zip(net.axes, bc)})
+        return out.numpy()
+
+
+def _float_array(data: Mapping[str, Any], name: str) -> np.ndarray:
+    """``data[name]`` as a float64 array; ValueError naming ``name`` if it is not numeric."""
+    try:
+        return np.asarray(data[name], dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"input {name!r} must be an array of numbers ({exc})") from None
+
+
+def _int_param(settings: Mapping[str, Any], name: str, default: int, lowest: int) -> int:
+    """``settings[name]`` (else ``default``) as an int; ValueError naming the param if it is not one ≥ ``lowest``."""
+    value = settings.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lowest:
+        raise ValueError(f"params.{name} must be an integer >= {lowest}, got {value!r}")
+    return int(value)
+
+
+def _check_names(data: Mapping[str, Any], required: tuple[str, ...], optional: tuple[str, ...] = ()) -> None:
+    """ValueError naming the inputs ``data`` lacks or does not take."""
+    missing = [k for k in required if k not in data]
+    unknown = sorted(set(data) - set(required) - set(optional))
+    if missing:
+        extra = (" (params.constraint, by default 'probconserv', conditions on the mass of each target slice; "
+                 "params={'constraint': 'none'} gives the unconstrained predictive)") if missing == ["mass"] else ""
+        raise ValueError(f"missing input(s) {missing}; this network takes {list(required)}{extra}")
+    if unknown:
+        raise ValueError(f"unknown input(s) {unknown}; this network takes {list(required)}")
+
+
+def load_network(folder: Path | str) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The network of a version's ``model/`` folder, built by :func:`physml.models.build_model` from its
+    ``model_config.json`` with the weights of its ``state_dict.pth`` loaded (on the CPU, in eval mode), and
+    that configuration; ValueError if the folder holds no configuration."""
+    import mlflow.pytorch
+
+    folder = Path(folder)
+    config_file = folder / MODEL_CONFIG_FILE
+    if not config_file.is_file():
+        raise ValueError(f"{folder} holds no {MODEL_CONFIG_FILE}, so its network cannot be rebuilt")
+    config = json.loads(config_file.read_text())
+    net = build_model(config)
+    net.load_state_dict(mlflow.pytorch.load_state_dict(str(folder), map_location="cpu"))
+    return net.eval(), config
+
+
+def load_served(folder: Path | str, defaults: Mapping[str, Any] | None = None) -> ServedNetwork:
+    """The :class:`ServedNetwork` of a version's ``model/`` folder (:func:`load_network`); ``defaults``: the
+    params' defaults (the pyfunc flavour's config)."""
+    net, config = load_network(folder)
+    return ServedNetwork(net, config, defaults)
+
+
+def _load_pyfunc(path: str, model_config: Mapping[str, Any] | None = None) -> ServedNetwork:
+    """MLflow's pyfunc loader hook: ``path`` is the ``model/`` folder, ``model_config`` the flavour's ``config``
+    (the params' defaults)."""
+    return load_served(path, model_config)
+
+
+__all__ = ["BLACK_BOX_INPUTS", "CONSTRAINTS", "ServedNetwork", "is_operator", "load_network", "load_served",
+           "prediction_params"]

@@ -1,0 +1,258 @@
+"""Registered networks as MLflow pyfunc models (physml.serving), through a real SQLite registry and a real
+``mlflow models serve``.
+
+Guarantees checked: a served black box conserves the given mass to round-off by default, and its three
+updates are the textbook formulas on the mixture of the network's own components (recomputed here from
+``predict_components``); ``constraint="none"`` is the network's plain predictive; its params default to what
+the pipeline predicted with; a served BOON network holds its boundary data (Neumann stencil derivative,
+the cavity's two pairs of walls) and equals the network's float64 forward; missing or unknown inputs name
+themselves; a version logged before versions were pyfunc models becomes one; a REST call answers what the
+in-process model does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import mlflow
+import mlflow.pyfunc
+import numpy as np
+import pytest
+import torch
+from mlflow.exceptions import MlflowException
+
+from physml import tracking
+from physml.constraints.conservation import trapezoid_weights
+from physml.models import build_model
+from physml.models.anp import function_seeds
+
+ANP_CONFIG = {"case": "heat", "model": "anp", "hidden": 8, "latent": 8, "heads": 2, "attention_layers": 1,
+              "decoder_layers": 2, "t_range": [0.0, 1.0], "x_range": [0.0, 2 * np.pi], "periodic": True}
+NEUMANN_CONFIG = {"variant": "boon", "boundary": "neumann", "neumann_order": 2,
+                  "fno": {"n_space": 1, "nt": 4, "width": 8, "modes": [4, 3], "n_layers": 2, "proj_width": 8}}
+CAVITY_CONFIG = {"variant": "boon", "boundary": "dirichlet", "neumann_order": 2,
+                 "fno": {"n_space": 2, "nt": 4, "in_channels": 2, "out_channels": 2, "width": 6, "modes": [3, 3, 3],
+                         "n_layers": 2, "proj_width": 8}}
+B, NC, NT, NX = 3, 10, 2, 12
+
+
+@pytest.fixture()
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh SQLite tracking store + artifact folder, also where MLflow resolves ``models:/`` URIs; returns the
+    tracking URI."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("PHYSML_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("PHYSML_ARTIFACT_ROOT", str(tmp_path / "mlartifacts"))
+    monkeypatch.delenv("RANK", raising=False)
+    return uri
+
+
+def _register(case: str, model: str, constraint: str, config: dict, **serving: int):
+    """A network of ``config`` with seeded random weights, logged and registered with the pyfunc defaults
+    ``serving``; (network, pyfunc model)."""
+    torch.manual_seed(0)
+    net = build_model(config)
+    record = tracking.log_experiment(case, model, constraint, "quick", metrics={"mse": 1.0},
+                                     state_dict=net.state_dict(), model_config=config, serving=serving or None)
+    assert record is not None and record.model_version == "1"
+    return net.eval(), mlflow.pyfunc.load_model(f"models:/{record.model_name}/1")
+
+
+def _black_box_inputs(seed: int = 1) -> dict[str, np.ndarray]:
+    """Random contexts and sorted targets of B functions on heat's domain [0, 2π] × [0, 1]."""
+    rng = np.random.default_rng(seed)
+    x = np.sort(rng.uniform(0.0, 2 * np.pi, size=(B, NT, NX)), axis=-1)
+    return {"context_t": rng.uniform(0, 1, (B, NC)), "context_x": rng.uniform(0, 2 * np.pi, (B, NC)),
+            "context_u": rng.normal(size=(B, NC)), "target_t": np.sort(rng.uniform(0, 1, (B, NT)), axis=-1),
+            "target_x": x}
+
+
+def test_a_served_black_box_conserves_the_given_mass_with_the_textbook_updates(store: str) -> None:
+    """Components N(μ_s, diag σ_s²) → μ = (1/S) Σ μ_s, Σ = (1/S) Σ diag σ_s² + (1/S) Σ (μ_s − μ)(μ_s − μ)ᵀ per slice;
+    ProbConserv μ' = μ − Σ g (gᵀ Σ g)⁻¹ (gᵀ μ − b), diag Σ' = diag Σ − (Σ g)² / (gᵀ Σ g); HardC μ' = μ − g (gᵀ μ − b) / gᵀ g
+    with the variance kept; per component: the mean of each component's ProbConserv mean. g: the periodic trapezoid
+    weights of the slice, b: the given mass."""
+    net, served = _register("heat", "anp", "probconserv", ANP_CONFIG, n_samples=5, seed=7)
+    schema = {p.name: p.default for p in served.metadata.get_params_schema().params}
+    assert schema == {"constraint": "probconserv", "n_samples": 5, "seed": 7}
+    inputs = _black_box_inputs()
+    mass = np.random.default_rng(2).normal(size=(B, NT))
+    means, variances = (a.numpy() for a in net.predict_components(
+        *(inputs[k] for k in ("context_t", "context_x", "context_u", "target_t", "target_x")),
+        n_samples=5, seed=function_seeds(7, range(B))))
+    mu = means.mean(0)
+    dev = means - mu
+    cov = np.einsum("sbti,sbtj->btij", dev, dev) / 5 + np.einsum("bti,ij->btij", variances.mean(0), np.eye(NX))
+    g = trapezoid_weights(inputs["target_x"], (0.0, 2 * np.pi), periodic=True)  # (B, NT, NX)
+    sg = np.einsum("btij,btj->bti", cov, g)
+    gsg = np.einsum("bti,bti->bt", g, sg)
+    residual = np.einsum("bti,bti->bt", g, mu) - mass
+
+    plain = served.predict(inputs, params={"constraint": "none"})
+    np.testing.assert_allclose(plain["mean"], mu, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(plain["var"], np.diagonal(cov, axis1=-2, axis2=-1), rtol=1e-12, atol=1e-14)
+    assert np.abs(residual).max() > 1e-2  # the plain predictive does not hold the given mass
+
+    posterior = served.predict({**inputs, "mass": mass})  # the default: ProbConserv
+    np.testing.assert_allclose(posterior["mean"], mu - sg * (residual / gsg)[..., None], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(posterior["var"], np.diagonal(cov, axis1=-2, axis2=-1) - sg**2 / gsg[..., None],
+                               rtol=0, atol=1e-12)
+    hard = served.predict({**inputs, "mass": mass}, params={"constraint": "hardc"})
+    gg = np.einsum("bti,bti->bt", g, g)
+    np.testing.assert_allclose(hard["mean"], mu - g * (residual / gg)[..., None], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(hard["var"], plain["var"], rtol=0, atol=1e-14)
+    per_component = served.predict({**inputs, "mass": mass}, params={"constraint": "probconserv_mixture"})
+    sg_s = variances * g
+    conditioned = means - sg_s * ((np.einsum("bti,sbti->sbt", g, means) - mass) / np.einsum("bti,sbti->sbt", g, sg_s))[..., None]
+    np.testing.assert_allclose(per_component["mean"], conditioned.mean(0), rtol=0, atol=1e-12)
+    for out in (posterior, hard, per_component):
+        assert np.abs(np.einsum("bti,bti->bt", g, out["mean"]) - mass).max() < 1e-12
+        assert np.all(out["var"] >= 0)
+    other = served.predict(inputs, params={"constraint": "none", "seed": 8})
+    assert not np.allclose(other["mean"], plain["mean"])  # the seed param reaches the latent draws
+
+
+def test_served_black_box_inputs_and_params_are_checked_by_name(store: str) -> None:
+    _, served = _register("heat", "anp", "probconserv", ANP_CONFIG)
+    inputs = _black_box_inputs()
+    with pytest.raises((ValueError, MlflowException), match=r"missing input\(s\) \['mass'\].*'constraint': 'none'"):
+        served.predict(inputs)
+    with pytest.raises((ValueError, MlflowException), match=r"unknown input\(s\) \['u'\]"):
+        served.predict({**inputs, "u": np.zeros(3)}, params={"constraint": "none"})
+    with pytest.raises((ValueError, MlflowException), match=r"mass must have shape \(B, nt\)"):
+        served.predict({**inputs, "mass": np.zeros((B, NT + 1))})
+    with pytest.raises((ValueError, MlflowException), match=r"params.constraint must be one of"):
+        served.predict({**inputs, "mass": np.zeros((B, NT))}, params={"constraint": "softc"})
+    with pytest.raises((ValueError, MlflowException), match=r"params.n_samples must be an integer >= 1"):
+        served.predict(inputs, params={"constraint": "none", "n_samples": 0})
+    with pytest.raises((ValueError, MlflowException), match=r"target_x"):
+        served.predict({**inputs, "target_x": inputs["target_x"][:, :, ::-1]}, params={"constraint": "hardc"})
+
+
+def test_a_served_neumann_boon_network_holds_its_stencil_derivative(store: str) -> None:
+    """1-D + time, Neumann: the order-2 one-sided stencil derivative of the served output equals the data at
+    both ends and every time step, and the output is the network's own float64 forward."""
+    net, served = _register("heat_neumann", "fno", "boon", NEUMANN_CONFIG)
+    assert served.metadata.get_params_schema() is None  # an operator network takes no params
+    rng = np.random.default_rng(3)
+    nx = 20
+    u, bc = rng.normal(size=(B, nx)), rng.normal(size=(B, 4, 2))  # (B, nx); (B, nt, 2)
+    out = served.predict({"u": u, "bc": bc})["u"]  # (B, nx, nt)
+    h = 1.0 / (nx - 1)
+    left = (-1.5 * out[:, 0] + 2.0 * out[:, 1] - 0.5 * out[:, 2]) / h
+    right = (1.5 * out[:, -1] - 2.0 * out[:, -2] + 0.5 * out[:, -3]) / h
+    np.testing.assert_allclose(np.stack([left, right], axis=-1), bc, rtol=0, atol=1e-10)
+    with torch.no_grad():
+        expected = net.double()(torch.as_tensor(u), torch.as_tensor(bc)).numpy()
+    np.testing.assert_array_equal(out, expected)
+    with pytest.raises((ValueError, MlflowException), match=r"missing input\(s\) \['bc'\]"):
+        served.predict({"u": u})
+
+
+def test_a_served_cavity_network_takes_both_pairs_of_walls_by_name(store: str) -> None:
+    """2-D + time, two channels, Dirichlet on x and y: ``bc_x`` (B, ny, nt, 2, c), ``bc_y`` (B, nx, nt, 2, c); the
+    y-walls hold everywhere, the x-walls away from the corners (where the y-walls' data win)."""
+    net, served = _register("cavity", "fno", "boon", CAVITY_CONFIG)
+    rng = np.random.default_rng(4)
+    nx, ny = 9, 8
+    u = rng.normal(size=(B, nx, ny, 2))
+    walls = {"bc_x": rng.normal(size=(B, ny, 4, 2, 2)), "bc_y": rng.normal(size=(B, nx, 4, 2, 2))}
+    out = served.predict({"u": u, **walls})["u"]  # (B, nx, ny, nt, c)
+    np.testing.assert_allclose(out[:, :, [0, -1]], walls["bc_y"].transpose(0, 1, 3, 2, 4), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(out[:, [0, -1], 1:-1], walls["bc_x"][:, 1:-1].transpose(0, 3, 1, 2, 4),
+                               rtol=0, atol=1e-12)
+    with torch.no_grad():
+        expected = net.double()(torch.as_tensor(u), {0: torch.as_tensor(walls["bc_x"]),
+                                                     1: torch.as_tensor(walls["bc_y"])}).numpy()
+    np.testing.assert_array_equal(out, expected)
+    with pytest.raises((ValueError, MlflowException), match=r"missing input\(s\) \['bc_y'\]"):
+        served.predict({"u": u, "bc_x": walls["bc_x"]})
+
+
+def test_a_version_logged_before_pyfunc_models_becomes_one(store: str) -> None:
+    """Weights logged bare (as before versions carried their configuration and MLmodel): not a pyfunc model;
+    attach_model_config + attach_pyfunc make it one, once."""
+    torch.manual_seed(0)
+    net = build_model(NEUMANN_CONFIG)
+    record = tracking.log_experiment("heat_neumann", "fno", "boon", "quick", metrics={"rel_l2": 0.1},
+                                     state_dict=net.state_dict())
+    assert record is not None
+    uri = f"models:/{record.model_name}/1"
+    with pytest.raises(MlflowException):
+        mlflow.pyfunc.load_model(uri)
+    assert tracking.attach_model_config(record.run_id, NEUMANN_CONFIG)
+    assert tracking.attach_pyfunc(record.run_id, NEUMANN_CONFIG)
+    assert not tracking.attach_pyfunc(record.run_id, NEUMANN_CONFIG)
+    u, bc = np.ones((1, 20)), np.zeros((1, 4, 2))
+    with torch.no_grad():
+        expected = net.double()(torch.as_tensor(u), torch.as_tensor(bc)).numpy()
+    np.testing.assert_array_equal(mlflow.pyfunc.load_model(uri).predict({"u": u, "bc": bc})["u"], expected)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _post(url: str, body: dict) -> tuple[int, dict]:
+    request = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+@pytest.mark.services
+def test_mlflow_models_serve_answers_a_rest_call_as_the_model_does(store: str, tmp_path: Path) -> None:
+    """``mlflow models serve -m models:/<name>@champion --env-manager local``: a JSON call with inputs and params
+    gets the in-process prediction (JSON floats round-trip exactly); a call without the mass gets a 400 that
+    names it."""
+    _, served = _register("heat", "anp", "probconserv", ANP_CONFIG, n_samples=4, seed=3)
+    tracking.promote_if_better("physml-heat-anp-quick", 1, "mse")
+    port = _free_port()
+    # the server execs uvicorn from PATH: the environment's bin folder first, as an activated venv has it
+    env = {**os.environ, "MLFLOW_TRACKING_URI": store, "MLFLOW_DISABLE_TELEMETRY": "true",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    log = (tmp_path / "serve.log").open("w")
+    server = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m",
+                               "models:/physml-heat-anp-quick@champion", "--env-manager", "local", "-h", "127.0.0.1",
+                               "-p", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2):
+                    break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"mlflow models serve did not come up:\n{(tmp_path / 'serve.log').read_text()[-3000:]}")
+                time.sleep(0.5)
+        inputs = _black_box_inputs()
+        mass = np.full((B, NT), 0.5)
+        status, answer = _post(f"http://127.0.0.1:{port}/invocations",
+                               {"inputs": {k: v.tolist() for k, v in {**inputs, "mass": mass}.items()},
+                                "params": {"constraint": "probconserv", "n_samples": 6}})
+        assert status == 200, answer
+        expected = served.predict({**inputs, "mass": mass}, params={"n_samples": 6})
+        for key in ("mean", "var"):
+            np.testing.assert_array_equal(np.asarray(answer["predictions"][key]), expected[key])
+        status, answer = _post(f"http://127.0.0.1:{port}/invocations",
+                               {"inputs": {k: v.tolist() for k, v in inputs.items()}})
+        assert status == 400 and "missing input(s) ['mass']" in answer["stack_trace"]  # the message is MLflow's
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(timeout=30)
+        log.close()
