@@ -214,6 +214,36 @@ def _add_report_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_report)
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from physml import stages, tracking
+
+    params = _load(args)
+    stages.check_model(params, args.case, args.model)
+    name = tracking.registered_model_name(args.case, args.model, params.profile)
+    uri = tracking.tracking_uri(project=tracking.store_project(args.root))
+    which = args.alias if args.version is None else args.version
+    argv, env, version = tracking.serve_command(name, which, args.host, args.port, uri=uri)
+    print(f"serving {name} version {version} at http://{args.host}:{args.port}/invocations (tracking store {uri}); "
+          f"inputs and params: physml/serving.py", file=sys.stderr, flush=True)
+    os.execve(argv[0], argv, env)  # the server replaces this process, so Ctrl-C and signals reach it
+
+
+def _add_serve_parser(sub: argparse._SubParsersAction) -> None:
+    p = _subparser(sub, "serve", help="serve a registered network over REST with `mlflow models serve` (POST "
+                                     "/invocations; a black box conserves the given mass by default)")
+    p.add_argument("--case", required=True, help="case name from params.yaml")
+    p.add_argument("--model", required=True, help="model of the case's matrix group (anp, ensemble, fno)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--alias", default="champion", help="registry alias to serve (default: champion)")
+    which.add_argument("--version", type=int, default=None, help="version number to serve instead of an alias")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=5001, help="port (default: 5001)")
+    _add_common(p)
+    p.add_argument("--root", type=Path, default=Path("."), help="project root whose MLflow store holds the model "
+                                                               "(default: .; PHYSML_TRACKING_URI wins)")
+    p.set_defaults(func=_cmd_serve)
+
+
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_generate_parser,
     _add_verify_parser,
@@ -223,6 +253,7 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_seed_study_parser,
     _add_track_parser,
     _add_report_parser,
+    _add_serve_parser,
 ]
 
 

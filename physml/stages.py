@@ -87,7 +87,7 @@ def experiment_module(case: str) -> ModuleType:
     return boon
 
 
-def _check_model(params: ParamsModel, case: str, model: str) -> None:
+def check_model(params: ParamsModel, case: str, model: str) -> None:
     for group_name in ("probconserv", "boon"):
         group = getattr(params.matrix, group_name)
         if case in group.cases:
@@ -204,7 +204,7 @@ def _check_inputs(case: str, model: str, params: ParamsModel, lay: Layout, step:
 
 def train(case: str, model: str, params: ParamsModel, root: Path, progress: bool = True) -> Path:
     """Train every network ``case`` × ``model`` needs (e.g. the plain and the SoftC black box)."""
-    _check_model(params, case, model)
+    check_model(params, case, model)
     keep_large_blocks_on_heap()
     lay = Layout(Path(root), params.profile)
     _check_inputs(case, model, params, lay, "train")
@@ -220,7 +220,7 @@ def train(case: str, model: str, params: ParamsModel, root: Path, progress: bool
 
 def constrain(case: str, model: str, params: ParamsModel, root: Path) -> Path:
     """Predict the test split and apply every constraint of the matrix; writes the predictions file."""
-    _check_model(params, case, model)
+    check_model(params, case, model)
     keep_large_blocks_on_heap()
     lay = Layout(Path(root), params.profile)
     _check_inputs(case, model, params, lay, "constrain")
@@ -232,7 +232,7 @@ def constrain(case: str, model: str, params: ParamsModel, root: Path) -> Path:
 
 def evaluate(case: str, model: str, params: ParamsModel, root: Path) -> dict[str, dict[str, float]]:
     """Metrics (``<constraint>.json``) and figures of every constraint for ``case`` × ``model``."""
-    _check_model(params, case, model)
+    check_model(params, case, model)
     lay = Layout(Path(root), params.profile)
     _check_inputs(case, model, params, lay, "evaluate")
     return experiment_module(case).evaluate(
@@ -245,7 +245,7 @@ def seed_study(case: str, model: str, params: ParamsModel, root: Path, progress:
     metrics (:func:`physml.experiments.boon.seed_study`: the plain and the BOON FNO, relative L2;
     :func:`physml.experiments.probconserv.seed_study`: the plain black box, MSE of the post hoc constraints);
     needs the main training."""
-    _check_model(params, case, model)
+    check_model(params, case, model)
     keep_large_blocks_on_heap()
     lay = Layout(Path(root), params.profile)
     _check_inputs(case, model, params, lay, "seed-study")
@@ -298,7 +298,7 @@ def track(case: str, model: str, params: ParamsModel, root: Path, only_missing: 
     from physml import tracking
     from physml.training import read_checkpoint
 
-    _check_model(params, case, model)
+    check_model(params, case, model)
     lay = Layout(Path(root), params.profile)
     problem = pdes.get(case)
     headline, metric, higher = CHAMPION_METRIC[problem.family]
@@ -397,7 +397,7 @@ def track_seed_study(case: str, model: str, params: ParamsModel, root: Path, onl
     from physml import tracking
     from physml.report import STUDY_METRIC, seed_study_figure, study_differences
 
-    _check_model(params, case, model)
+    check_model(params, case, model)
     group = group_name(case)
     metric = STUDY_METRIC[group][0]
     path = Layout(Path(root), params.profile).seed_study_file(case, model)

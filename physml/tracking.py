@@ -777,6 +777,42 @@ def _version_artifact(name: str, alias_or_version: str | int, uri: str | None, d
         run_id=mv.run_id, artifact_path=str(mv.source)[len(prefix) :], dst_path=dst, tracking_uri=resolved))
 
 
+def serve_command(name: str, alias_or_version: str | int = CHAMPION, host: str = "127.0.0.1", port: int = 5001,
+                  uri: str | None = None) -> tuple[list[str], dict[str, str], str]:
+    """``mlflow models serve`` of ``name`` at an alias (``champion``) or a version number: (argv, environment,
+    the version served). The alias is resolved here, so the server keeps serving that version if the alias
+    moves. It runs in this Python environment (``--env-manager local``: the loader needs physml), with this
+    environment's bin folder first on ``PATH`` (the server execs ``uvicorn`` from it) and ``MLFLOW_TRACKING_URI``
+    set to the store. ValueError when the model, alias or version is not registered, or the version is not a
+    pyfunc model (logged before versions were; ``physml track`` adds its ``MLmodel``)."""
+    if not (isinstance(port, int) and 1 <= port <= 65535):
+        raise ValueError(f"port must be an integer in [1, 65535], got {port!r}")
+    resolved = uri or tracking_uri()
+    mlc = client(resolved)
+    ref = str(alias_or_version)
+    try:
+        mv = _retry(lambda: mlc.get_model_version(name, ref) if ref.isdigit()
+                    else mlc.get_model_version_by_alias(name, ref))
+    except MlflowException as exc:
+        if exc.error_code not in ("INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST"):
+            raise
+        versions = sorted(int(v.version) for v in _retry(lambda: mlc.search_model_versions(f"name = '{name}'")))
+        raise ValueError(f"{name!r} has no {'version' if ref.isdigit() else 'alias'} {ref!r} in {resolved} "
+                         + (f"(versions: {versions})" if versions else
+                            "(no versions: run the pipeline, or `physml track` to log its results)")) from None
+    prefix = f"runs:/{mv.run_id}/"
+    listed = (_retry(lambda: mlc.list_artifacts(mv.run_id, str(mv.source)[len(prefix):]))
+              if mv.run_id and str(mv.source).startswith(prefix) else [])
+    if MLMODEL_FILE not in {Path(a.path).name for a in listed}:
+        raise ValueError(f"version {mv.version} of {name!r} is not a pyfunc model (no {MLMODEL_FILE}); "
+                         f"`physml track` adds it to the runs of the results on disk")
+    argv = [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{name}/{mv.version}",
+            "--env-manager", "local", "-h", host, "-p", str(port)]
+    env = {**os.environ, "MLFLOW_TRACKING_URI": resolved, "MLFLOW_DISABLE_TELEMETRY": "true",
+           "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
+    return argv, env, str(mv.version)
+
+
 def load_state_dict(name: str, alias_or_version: str | int = CHAMPION, uri: str | None = None) -> dict[str, Any]:
     """The torch ``state_dict`` of ``name`` at an alias (``champion``) or a version number."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -826,6 +862,7 @@ __all__ = [
     "promote_if_better",
     "registered_model_name",
     "registered_version",
+    "serve_command",
     "start_run",
     "store_project",
     "tracking_uri",

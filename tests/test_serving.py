@@ -6,8 +6,8 @@ updates are the textbook formulas on the mixture of the network's own components
 ``predict_components``); ``constraint="none"`` is the network's plain predictive; its params default to what
 the pipeline predicted with; a served BOON network holds its boundary data (Neumann stencil derivative,
 the cavity's two pairs of walls) and equals the network's float64 forward; missing or unknown inputs name
-themselves; a version logged before versions were pyfunc models becomes one; a REST call answers what the
-in-process model does.
+themselves; a version logged before versions were pyfunc models becomes one; ``physml serve`` refuses what is
+not there and, started, answers a REST call as the in-process model does.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ CAVITY_CONFIG = {"variant": "boon", "boundary": "dirichlet", "neumann_order": 2,
                  "fno": {"n_space": 2, "nt": 4, "in_channels": 2, "out_channels": 2, "width": 6, "modes": [3, 3, 3],
                          "n_layers": 2, "proj_width": 8}}
 B, NC, NT, NX = 3, 10, 2, 12
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture()
@@ -214,21 +215,39 @@ def _post(url: str, body: dict) -> tuple[int, dict]:
         return exc.code, json.loads(exc.read())
 
 
+def test_physml_serve_names_what_is_not_there(store: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """``physml serve`` refuses, naming the problem, before it starts a server: a model outside the case's matrix
+    group, a version or alias not registered, a version logged before versions were pyfunc models."""
+    from physml import cli
+
+    common = ["serve", "--case", "heat", "--params", str(ROOT / "params.yaml")]
+    assert cli.main([*common, "--model", "fno"]) == 2
+    assert "'fno' is not configured for heat" in capsys.readouterr().err
+    assert cli.main([*common, "--model", "anp"]) == 2
+    assert "'physml-heat-anp-quick' has no alias 'champion'" in capsys.readouterr().err
+    tracking.log_experiment("heat", "anp", "probconserv", "quick", metrics={"mse": 1.0},
+                            state_dict=build_model(ANP_CONFIG).state_dict())  # bare weights, no MLmodel
+    assert cli.main([*common, "--model", "anp", "--version", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "has no version '2' in" in err and "(versions: [1])" in err
+    assert cli.main([*common, "--model", "anp", "--version", "1"]) == 2
+    assert "version 1 of 'physml-heat-anp-quick' is not a pyfunc model" in capsys.readouterr().err
+
+
 @pytest.mark.services
-def test_mlflow_models_serve_answers_a_rest_call_as_the_model_does(store: str, tmp_path: Path) -> None:
-    """``mlflow models serve -m models:/<name>@champion --env-manager local``: a JSON call with inputs and params
-    gets the in-process prediction (JSON floats round-trip exactly); a call without the mass gets a 400 that
-    names it."""
+def test_physml_serve_answers_a_rest_call_as_the_model_does(store: str, tmp_path: Path) -> None:
+    """``physml serve --case heat --model anp`` (``mlflow models serve`` of the champion, started with a bare
+    PATH: the command puts its environment's bin folder first): a JSON call with inputs and params gets the
+    in-process prediction (JSON floats round-trip exactly); a call without the mass gets a 400 whose stack
+    trace names it."""
     _, served = _register("heat", "anp", "probconserv", ANP_CONFIG, n_samples=4, seed=3)
     tracking.promote_if_better("physml-heat-anp-quick", 1, "mse")
     port = _free_port()
-    # the server execs uvicorn from PATH: the environment's bin folder first, as an activated venv has it
-    env = {**os.environ, "MLFLOW_TRACKING_URI": store, "MLFLOW_DISABLE_TELEMETRY": "true",
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env = {**os.environ, "PATH": "/usr/bin:/bin"}
     log = (tmp_path / "serve.log").open("w")
-    server = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m",
-                               "models:/physml-heat-anp-quick@champion", "--env-manager", "local", "-h", "127.0.0.1",
-                               "-p", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    server = subprocess.Popen([sys.executable, "-m", "physml.cli", "serve", "--case", "heat", "--model", "anp",
+                               "--params", str(ROOT / "params.yaml"), "--port", str(port)],
+                              env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -237,7 +256,7 @@ def test_mlflow_models_serve_answers_a_rest_call_as_the_model_does(store: str, t
                     break
             except OSError:
                 if server.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"mlflow models serve did not come up:\n{(tmp_path / 'serve.log').read_text()[-3000:]}")
+                    pytest.fail(f"physml serve did not come up:\n{(tmp_path / 'serve.log').read_text()[-3000:]}")
                 time.sleep(0.5)
         inputs = _black_box_inputs()
         mass = np.full((B, NT), 0.5)
