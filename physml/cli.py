@@ -17,11 +17,6 @@ from pathlib import Path
 from physml.config import PROFILES, ParamsModel, load_params
 
 
-DEFAULT_STAGE_THREADS = 2
-"""torch threads of a stage command by default: the two cores of the quick profile's reference machine,
-so a report rebuilt elsewhere gets the same numbers (pass --threads for speed instead)."""
-
-
 def _load(args: argparse.Namespace) -> ParamsModel:
     """params.yaml from ``--params``, with ``--profile`` (when given) overriding its profile."""
     params = load_params(args.params)
@@ -96,7 +91,8 @@ def _add_stage_common(p: argparse.ArgumentParser) -> None:
     _add_common(p)
     p.add_argument("--root", type=Path, default=Path("."), help="project root holding data/, models/, … (default: .)")
     p.add_argument("--threads", type=int, default=None,
-                   help=f"torch threads for this stage (default: {DEFAULT_STAGE_THREADS}, or fewer if fewer cores)")
+                   help="torch threads for this stage (default: 2, or fewer if fewer cores: the count changes "
+                        "torch's reductions, so a fixed default keeps the reported numbers)")
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -291,7 +287,7 @@ def _stage_threads(args: argparse.Namespace) -> Iterator[None]:
     if not hasattr(args, "threads"):
         yield
         return
-    n = min(DEFAULT_STAGE_THREADS, threads.available_cores()) if args.threads is None else args.threads
+    n = threads.default_threads() if args.threads is None else args.threads
     if n < 1:
         raise ValueError(f"--threads must be >= 1, got {n}")
     old = os.environ.get(threads.ENV)

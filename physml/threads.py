@@ -1,11 +1,12 @@
 """Intra-op threads of torch inside one pipeline stage.
 
-A stage of ``dvc repro`` runs alone (stages are sequential), so it should use every core; the Prefect
-flow runs several stages at once in one process, where one thread each avoids oversubscription and
-``torch.set_num_threads`` (process-wide) is not fought over. The environment variable
-``PHYSML_TORCH_THREADS`` chooses; unset means 1. The ``physml`` CLI sets it from ``--threads``
-(default 2, or fewer cores if that is all there is: the thread count changes torch's reduction order,
-so a fixed default keeps reported numbers reproducible across machines).
+Every entry point runs a stage with the same number of torch threads, because the count changes torch's
+reduction order and so, through training, the reported numbers: ``PHYSML_TORCH_THREADS`` when set, else
+:func:`default_threads` (2, or fewer cores if that is all there is: the two cores of the quick profile's
+reference machine). The ``physml`` CLI (hence ``dvc repro``) sets the variable from ``--threads``; the Prefect
+flow's tasks and direct calls of :mod:`physml.stages` read the same default, so on one machine the flow
+reproduces ``dvc repro``'s numbers. The count is per thread here (OpenMP), so tasks the flow runs side by side
+in threads each get their own.
 """
 
 from __future__ import annotations
@@ -27,11 +28,20 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+DEFAULT_THREADS = 2
+"""Torch threads of a stage when ``PHYSML_TORCH_THREADS`` is unset (capped at the cores there are)."""
+
+
+def default_threads() -> int:
+    """:data:`DEFAULT_THREADS`, or the number of cores this process may use if that is fewer."""
+    return min(DEFAULT_THREADS, available_cores())
+
+
 def stage_threads() -> int:
-    """Threads for a stage: ``PHYSML_TORCH_THREADS`` (an integer ≥ 1) or 1 when unset."""
+    """Threads for a stage: ``PHYSML_TORCH_THREADS`` (an integer ≥ 1), or :func:`default_threads` when unset."""
     value = os.environ.get(ENV)
     if value is None or value == "":
-        return 1
+        return default_threads()
     try:
         n = int(value)
     except ValueError:

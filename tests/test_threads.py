@@ -1,4 +1,5 @@
-"""Torch threads per stage: PHYSML_TORCH_THREADS (1 when unset), the CLI's --threads, restored after."""
+"""Torch threads per stage: PHYSML_TORCH_THREADS (2, or fewer cores, when unset), the CLI's --threads, restored
+after; the count is per thread, so the flow's tasks in threads do not change each other's."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from physml.cli import main
 
 def test_stage_threads_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(threads.ENV, raising=False)
-    assert threads.stage_threads() == 1
+    assert threads.stage_threads() == threads.default_threads() == min(2, threads.available_cores())
     monkeypatch.setenv(threads.ENV, "3")
     assert threads.stage_threads() == 3
     for bad in ("0", "two", "-1"):
@@ -48,3 +49,25 @@ def test_cli_stage_gets_threads_and_the_environment_is_restored(monkeypatch: pyt
     assert seen == ["3", str(min(2, threads.available_cores()))]  # 3: not the default, so --threads is read
     assert threads.ENV not in os.environ
     assert main(["train", "--case", "stefan", "--model", "anp", "--threads", "0"]) == 2
+
+
+def test_the_count_is_per_thread() -> None:
+    """The premise of running the flow's tasks side by side in threads with the stages' thread count: a count set
+    in one thread is not the count of another thread running at the same time."""
+    import threading
+
+    seen: dict[int, int] = {}
+    both_set, both_read = threading.Barrier(2, timeout=30), threading.Barrier(2, timeout=30)
+
+    def task(n: int) -> None:
+        with threads.torch_threads(n):
+            both_set.wait()
+            seen[n] = torch.get_num_threads()
+            both_read.wait()
+
+    workers = [threading.Thread(target=task, args=(n,)) for n in (1, 3)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert seen == {1: 1, 3: 3}
