@@ -39,7 +39,8 @@ MIN_NX = 8
 """Smallest spatial grid an operator case may use (FNO needs a few Fourier modes and two boundary points)."""
 
 CONSTRAINTS: dict[str, tuple[str, ...]] = {
-    "probconserv": ("none", "softc", "hardc", "probconserv", "probconserv_mixture", "probconserv_trained"),
+    "probconserv": ("none", "softc", "hardc", "probconserv", "probconserv_mixture", "probconserv_nonnegative",
+                    "probconserv_trained"),
     "boon": ("none", "overwrite", "boon", "boon_posthoc"),
 }
 MODELS: dict[str, tuple[str, ...]] = {"probconserv": ("anp", "ensemble"), "boon": ("fno",)}

@@ -120,6 +120,15 @@ def conservation_error(mean: np.ndarray, G: np.ndarray, b: np.ndarray, reduce: L
     return float(np.mean(np.abs(ce))) if reduce == "mean_abs" else ce
 
 
+def bound_violation(mean: np.ndarray, lower: float = 0.0) -> float:
+    """max_j max(ℓ − μ_j, 0): how far the predicted mean falls below the lower bound ℓ the physics keeps u above
+    (0 for a density), over every entry; 0 when no entry does."""
+    mu = _f64("mean", mean)
+    if not np.isfinite(lower):
+        raise ValueError(f"lower must be finite, got {lower!r}")
+    return float(np.max(lower - mu, initial=0.0))
+
+
 @dataclass(frozen=True)
 class BoundaryError:
     """Errors restricted to boundary points: ``max_abs`` = max |pred − true| over them, ``relative`` =

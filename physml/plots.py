@@ -30,6 +30,7 @@ METHOD_LABELS: dict[str, str] = {
     "hardc": "HardC",
     "probconserv": "ProbConserv",
     "probconserv_mixture": "ProbConserv (per draw)",
+    "probconserv_nonnegative": "ProbConserv (per draw, u ≥ 0)",
     "probconserv_trained": "ProbConserv (trained)",
 }
 METHOD_COLORS: dict[str, str] = {
@@ -38,6 +39,7 @@ METHOD_COLORS: dict[str, str] = {
     "hardc": "tab:purple",
     "probconserv": "tab:green",
     "probconserv_mixture": "tab:cyan",
+    "probconserv_nonnegative": "tab:brown",
     "probconserv_trained": "tab:olive",
 }
 

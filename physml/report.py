@@ -26,7 +26,7 @@ from physml.config import ParamsModel
 from physml.metrics import per_value_key
 from physml.stages import Layout
 
-PROBCONSERV_COLUMNS = ("mse", "conservation_error", "log_likelihood", "coverage_90")
+PROBCONSERV_COLUMNS = ("mse", "conservation_error", "bound_violation", "log_likelihood", "coverage_90")
 BOON_COLUMNS = ("rel_l2", "boundary_max_abs")
 #: What a method's table says when the profile has no metrics of its cases.
 NO_METRICS = "_No metrics in this profile._"
@@ -449,7 +449,8 @@ def quality_checks(params: ParamsModel, metrics: Mapping[tuple[str, str, str], M
     times lower than the FNO's (:func:`l2_factor`), on the seed means when there is a study.
 
     Stefan's MSE bars: where ``probconserv_studies`` holds a Stefan study of more than one seed, each constraint
-    it holds (probconserv, probconserv_mixture) must have an MSE lower than the plain black box's beyond seed
+    it holds (probconserv, probconserv_mixture, probconserv_nonnegative) must have an MSE lower than the plain
+    black box's beyond seed
     noise (:func:`paired_verdict` "ProbConserv lower"; a claim of "lower", not BOON's "not worse": with 5 seeds
     a true difference of 0 passes 2 standard errors about 6 % of the time), in place of the project seed's
     pair; the trained twin (one training) and the shock positions compare the project seed's networks.
@@ -460,14 +461,20 @@ def quality_checks(params: ParamsModel, metrics: Mapping[tuple[str, str, str], M
     pc = params.matrix.probconserv
     for case in pc.cases:
         for model in pc.models:
-            for constraint in ("probconserv", "probconserv_mixture", "probconserv_trained", "hardc"):
+            for constraint in ("probconserv", "probconserv_mixture", "probconserv_nonnegative", "probconserv_trained",
+                               "hardc"):
                 m = metrics.get((case, model, constraint))
                 if m is not None and "conservation_error" in m:
                     ce = m["conservation_error"]
                     checks.append((f"{case}/{model}: {constraint} conservation error ≤ 1e-10", ce <= 1e-10, _fmt(ce)))
+            m = metrics.get((case, model, "probconserv_nonnegative"))
+            if m is not None and "bound_violation" in m:  # a case whose physics keeps u ≥ 0
+                worst = m["bound_violation"]
+                checks.append((f"{case}/{model}: probconserv_nonnegative mean ≥ 0 (to 1e-12)", worst <= 1e-12,
+                               _fmt(worst)))
     for model in pc.models:
         study = probconserv_studies.get(("stefan", model))
-        for constraint in ("probconserv", "probconserv_mixture", "probconserv_trained"):
+        for constraint in ("probconserv", "probconserv_mixture", "probconserv_nonnegative", "probconserv_trained"):
             base, ours = metrics.get(("stefan", model, "none")), metrics.get(("stefan", model, constraint))
             diff = (paired_difference(study, "none", constraint, "mse")
                     if study is not None and constraint in study["mse"] else None)
@@ -595,6 +602,10 @@ def write_report(params: ParamsModel, root: Path) -> Path:
             "exact update applied after training to the plain black box, on its predictive mean and covariance; "
             "`probconserv_mixture` updates each of the plain black box's latent draws (ANP) or members "
             "(ensemble), then mixes them, which is what the paper's ProbConserv-ANP evaluates; "
+            "`probconserv_nonnegative` does the same with each draw or member also kept ≥ 0 where the physics keeps "
+            "u ≥ 0 (pme, stefan, advection, burgers: its most probable u on {G u = b, u ≥ 0}, the points held at 0 "
+            "given no variance; on heat, whose u changes sign, it is `probconserv_mixture`), and `bound_violation` "
+            "is the most negative mean's distance below 0 there; "
             "`probconserv_trained` is a twin trained through the constrained likelihood (the network "
             "the reference trains and then replaces by the plain ANP at evaluation), each latent draw or member "
             "updated, then mixed; `softc` penalises the squared "

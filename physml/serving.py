@@ -22,14 +22,21 @@ network's mixture, on G u = b with G the trapezoid weights of each slice
 - ``probconserv``: the exact Gaussian update of the mixture's moments, μ' = μ − Σ Gᵀ (G Σ Gᵀ)⁻¹ (G μ − b),
   Σ' = Σ − Σ Gᵀ (G Σ Gᵀ)⁻¹ G Σ (Hansen et al. 2023, Eq. 5), Σ the full covariance of each slice;
 - ``probconserv_mixture``: each latent draw / member updated, then mixed (the paper's ProbConserv-ANP);
+- ``probconserv_nonnegative``: as ``probconserv_mixture``, each draw also kept ≥ 0 where the case's physics
+  keeps u ≥ 0 (:func:`physml.constraints.clamp_to_bound`);
 - ``hardc``: μ projected onto {G u = b} in the Euclidean metric, the variance left as it is;
 - ``none``: the plain predictive; ``mass`` is not needed.
 
 So by default a served black box conserves mass to round-off, as the pipeline's ``probconserv`` runs do;
 the unconstrained predictive is asked for by name. ``n_samples`` (the ANP's latent draws) and ``seed``
-default to what the pipeline predicted with; function i's draws come from
-:func:`physml.models.anp.function_seeds` (seed, i), so a call on the whole test split gives the pipeline's
-numbers. Returns ``mean`` and ``var`` (B, nt, nx), float64.
+default to what the pipeline predicted with; the i-th function of a call draws from
+:func:`physml.models.anp.function_seeds` (seed, ``first_index`` + i) (``first_index`` default 0), so an ANP's
+answer for a function does not depend on what else the call holds, and functions i … j of the test split
+sent with ``first_index`` = i get the pipeline's draws. The computation is the constrain stage's own
+(:func:`physml.experiments.probconserv.predict_batches` and ``constrained``, in its batches), so the whole test
+split in one call gives the predictions file's mean and variance to the bit. Returns ``mean`` and ``var``
+(B, nt, nx), float64. MLflow drops a param it does not know (a misspelt one) with only a warning in the
+server's log, so the default update applies.
 
 **Operator networks** (FNO, BOON). Inputs: ``u`` (B, *space[, c_in]) the initial condition as
 :meth:`physml.models.FNO.forward` takes it; a BOON network also takes its boundary data as
@@ -49,26 +56,37 @@ from typing import Any
 import numpy as np
 import torch
 
-from physml.constraints import hardc, probconserv
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
 from physml.constraints.conservation import trapezoid_weights
 from physml.models import build_model
-from physml.models.anp import ComponentMixture, function_seeds
+from physml.models.anp import ComponentMixture
 from physml.models.boon import BoundaryFNO
-from physml.models.predictive import mixture
 from physml.tracking import MODEL_CONFIG_FILE
 
 #: The updates a served black box applies (see the module docstring); the first is the default.
-CONSTRAINTS = ("probconserv", "probconserv_mixture", "hardc", "none")
+CONSTRAINTS = ("probconserv", "probconserv_mixture", "probconserv_nonnegative", "hardc", "none")
 BLACK_BOX_INPUTS = ("context_t", "context_x", "context_u", "target_t", "target_x")
 _AXIS_NAMES = ("x", "y")
 
 
+class ServingInputError(MlflowException, ValueError):
+    """A bad input or param of a served network: a ValueError in process; over REST a 400 whose ``message`` is
+    this one, after MLflow's "Failed to predict data '…'" (the scoring server shows an MlflowException's own
+    message, any other error's only in its stack trace)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, error_code=INVALID_PARAMETER_VALUE)
+
+
 def prediction_params(model_config: Mapping[str, Any], n_samples: int, seed: int) -> dict[str, Any]:
     """The params a served network takes, each with its default: for a black box ``constraint``
-    (:data:`CONSTRAINTS`), ``n_samples`` and ``seed`` (the pipeline's); an operator network takes none."""
+    (:data:`CONSTRAINTS`), ``n_samples`` and ``seed`` (the pipeline's) and ``first_index`` (0); an operator
+    network takes none."""
     if is_operator(model_config):
         return {}
-    return {"constraint": CONSTRAINTS[0], "n_samples": int(n_samples), "seed": int(seed)}
+    return {"constraint": CONSTRAINTS[0], "n_samples": int(n_samples), "seed": int(seed), "first_index": 0}
 
 
 def is_operator(model_config: Mapping[str, Any]) -> bool:
@@ -88,50 +106,61 @@ class ServedNetwork:
             self.net = self.net.double()  # the pipeline evaluates operators in float64
 
     def predict(self, data: Mapping[str, Any], params: Mapping[str, Any] | None = None) -> dict[str, np.ndarray]:
-        """Inputs, params and outputs as in the module docstring; ValueError naming a missing, unknown or
-        badly shaped input or a bad param."""
-        if not isinstance(data, Mapping):
-            raise ValueError(f"the input must be a mapping from input names to arrays, got {type(data).__name__}")
-        settings = {**self.defaults, **(params or {})}
-        if is_operator(self.config):
-            return {"u": self._operator(data)}
-        return self._black_box(data, settings)
+        """Inputs, params and outputs as in the module docstring; :class:`ServingInputError` (a ValueError)
+        naming a missing, unknown or badly shaped input or a bad param."""
+        try:
+            if not isinstance(data, Mapping):
+                raise ValueError(f"the input must be a mapping from input names to arrays, got {type(data).__name__}")
+            settings = {**self.defaults, **(params or {})}
+            if is_operator(self.config):
+                return {"u": self._operator(data)}
+            return self._black_box(data, settings)
+        except ServingInputError:
+            raise
+        except ValueError as exc:
+            raise ServingInputError(str(exc)) from exc
 
     # ---- black boxes --------------------------------------------------------------------------------
     def _black_box(self, data: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """The predictive of the pipeline's constrain stage for these inputs: the same batches, seeds and updates
+        (:func:`physml.experiments.probconserv.predict_batches`, :func:`~physml.experiments.probconserv.constrained`),
+        the variance the diagonal of the constraint's covariance, clipped at 0 as the predictions file's."""
+        from physml.experiments.probconserv import constrained, lower_bound, predict_batches
+
         constraint = settings.get("constraint", CONSTRAINTS[0])
         if constraint not in CONSTRAINTS:
             raise ValueError(f"params.constraint must be one of {CONSTRAINTS}, got {constraint!r}")
         _check_names(data, BLACK_BOX_INPUTS + (("mass",) if constraint != "none" else ()), optional=("mass",))
         n_samples = _int_param(settings, "n_samples", 1, lowest=1)
         seed = _int_param(settings, "seed", 0, lowest=0)
-        inputs = [_float_array(data, key) for key in BLACK_BOX_INPUTS]
-        target_x = inputs[4]
-        if constraint != "none":
-            mass = _float_array(data, "mass")
-            if target_x.ndim != 3 or mass.shape != target_x.shape[:2]:
-                raise ValueError(f"mass must have shape (B, nt), the first two axes of target_x (B, nt, nx) "
-                                 f"{target_x.shape}; got {mass.shape}")
+        first = _int_param(settings, "first_index", 0, lowest=0)
+        arrays = {key: _float_array(data, key) for key in BLACK_BOX_INPUTS}
+        target_x = arrays["target_x"]
+        if target_x.ndim != 3 or target_x.shape[0] == 0:
+            raise ValueError(f"target_x must have shape (B, nt, nx) with B >= 1, got {target_x.shape}")
         if not isinstance(self.net, ComponentMixture):
             raise ValueError(f"model_config {self.config} builds a {type(self.net).__name__}, which has no predictive")
-        seeds = function_seeds(seed, range(inputs[0].shape[0] if inputs[0].ndim else 0))
-        means, variances = self.net.predict_components(*inputs, n_samples=n_samples, seed=seeds)
-        if constraint == "none":
-            plain = mixture(means, variances).to_numpy()
-            return {"mean": plain.mean, "var": plain.var}
-        G = trapezoid_weights(target_x, tuple(self.config["x_range"]), periodic=bool(self.config["periodic"]))
-        G, b = G[:, :, None, :], mass[:, :, None]  # one row per slice: (B, nt, 1, nx), (B, nt, 1)
-        if constraint == "probconserv_mixture":
-            from physml.experiments.probconserv import conditioned_mixture
-
-            out = conditioned_mixture(means, variances, G, b).to_numpy()
-            return {"mean": out.mean, "var": out.var}
-        plain = mixture(means, variances, full_cov=constraint == "probconserv").to_numpy()
-        if constraint == "hardc":
-            mean, var = hardc(plain.mean, plain.var, G, b)
-            return {"mean": np.asarray(mean), "var": np.asarray(var)}
-        mean, cov = probconserv(plain.mean, plain.cov, G, b, noise_var=0.0)
-        return {"mean": np.asarray(mean), "var": np.diagonal(np.asarray(cov), axis1=-2, axis2=-1).copy()}
+        G = b = None
+        if constraint != "none":
+            mass = _float_array(data, "mass")
+            if mass.shape != target_x.shape[:2]:
+                raise ValueError(f"mass must have shape (B, nt) = {target_x.shape[:2]}, the first two axes of "
+                                 f"target_x; got {mass.shape}")
+            # the positions in the precision they came in: an end rounded in float32 is the domain's end
+            weights = trapezoid_weights(np.asarray(data["target_x"]), tuple(self.config["x_range"]),
+                                        periodic=bool(self.config["periodic"]))
+            G, b = weights[:, :, None, :], mass[:, :, None]  # one row per slice: (B, nt, 1, nx), (B, nt, 1)
+        per_component = ("probconserv_mixture", "probconserv_nonnegative")
+        updates = ({constraint: lower_bound(self.config["case"]) if constraint == "probconserv_nonnegative" else None}
+                   if constraint in per_component else {})
+        means, variances = [], []
+        for sl, plain, conditioned in predict_batches(self.net, arrays, n_samples, seed, "the served network", G, b,
+                                                      updates=updates, first_index=first):
+            mean, cov = (plain.mean, plain.cov) if G is None else constrained(constraint, plain, conditioned,
+                                                                                G[sl], b[sl])
+            means.append(np.array(mean))
+            variances.append(np.clip(np.diagonal(cov, axis1=-2, axis2=-1), 0.0, None))
+        return {"mean": np.concatenate(means), "var": np.concatenate(variances)}
 
     # ---- operator networks ----------------------------------------------------------------------------
     def _operator(self, data: Mapping[str, Any]) -> np.ndarray:
@@ -140,21 +169,31 @@ class ServedNetwork:
         names = () if not bounded else ("bc",) if len(net.axes) == 1 else tuple(f"bc_{_AXIS_NAMES[a]}" for a in net.axes)
         _check_names(data, ("u",) + names)
         u = torch.as_tensor(_float_array(data, "u"))
+        if u.dim() == 0 or u.shape[0] == 0:
+            raise ValueError(f"u must hold at least one sample (B, ...), got shape {tuple(u.shape)}")
         with torch.no_grad():
             if not bounded:
-                out = net(u)
-            else:
-                bc = [torch.as_tensor(_float_array(data, name)) for name in names]
+                return net(u).numpy()
+            bc = [torch.as_tensor(_float_array(data, name)) for name in names]
+            try:
                 out = net(u, bc[0] if len(bc) == 1 else {axis: g for axis, g in zip(net.axes, bc)})
+            except ValueError as exc:  # the network names grid axes; the caller sent names
+                message = str(exc)
+                for axis, name in zip(net.axes, names):
+                    message = message.replace(f"bc for grid axis {axis}", f"input {name!r} (grid axis {axis})")
+                raise ValueError(message) from exc
         return out.numpy()
 
 
 def _float_array(data: Mapping[str, Any], name: str) -> np.ndarray:
-    """``data[name]`` as a float64 array; ValueError naming ``name`` if it is not numeric."""
+    """``data[name]`` as a float64 array; ValueError naming ``name`` if it is not numeric or not finite."""
     try:
-        return np.asarray(data[name], dtype=np.float64)
+        array = np.asarray(data[name], dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"input {name!r} must be an array of numbers ({exc})") from None
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"input {name!r} contains NaN or inf")
+    return array
 
 
 def _int_param(settings: Mapping[str, Any], name: str, default: int, lowest: int) -> int:
@@ -206,5 +245,5 @@ def _load_pyfunc(path: str, model_config: Mapping[str, Any] | None = None) -> Se
     return load_served(path, model_config)
 
 
-__all__ = ["BLACK_BOX_INPUTS", "CONSTRAINTS", "ServedNetwork", "is_operator", "load_network", "load_served",
+__all__ = ["BLACK_BOX_INPUTS", "CONSTRAINTS", "ServedNetwork", "ServingInputError", "is_operator", "load_network", "load_served",
            "prediction_params"]

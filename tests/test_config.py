@@ -42,9 +42,9 @@ def test_both_profiles_resolve(profile: str) -> None:
             assert times[0] > problem.t_domain[0] and times[-1] <= problem.t_domain[1] + 1e-12
     for model in ("anp", "ensemble", "fno", "softc"):
         assert params.model_settings(model) is not None
-    # 5 probconserv cases x 2 models x 6 constraints + 5 operator cases x FNO x 4 constraints
+    # 5 probconserv cases x 2 models x 7 constraints + 5 operator cases x FNO x 4 constraints
     exps = params.experiments()
-    assert len(exps) == len(set(exps)) == 5 * 2 * 6 + 5 * 1 * 4
+    assert len(exps) == len(set(exps)) == 5 * 2 * 7 + 5 * 1 * 4
     assert ("stefan", "anp", "probconserv") in exps and ("cavity", "fno", "boon") in exps
 
 
@@ -119,7 +119,7 @@ BAD = [
     ("matrix.probconserv.models", ["anp", "gp"], "matrix.probconserv.models", "allowed: anp, ensemble"),
     ("matrix.boon.constraints", ["none", "magic"], "matrix.boon.constraints", "allowed: none, overwrite, boon, boon_posthoc"),
     ("matrix.probconserv.constraints", ["none", "hardc", "probconserv"], "matrix.probconserv.constraints",
-     "must list every constraint (none, softc, hardc, probconserv, probconserv_mixture, probconserv_trained), since dvc.yaml's evaluate stages declare one metrics file each; missing: softc, probconserv_mixture, probconserv_trained"),
+     "must list every constraint (none, softc, hardc, probconserv, probconserv_mixture, probconserv_nonnegative, probconserv_trained), since dvc.yaml's evaluate stages declare one metrics file each; missing: softc, probconserv_mixture, probconserv_nonnegative, probconserv_trained"),
     ("matrix.probconserv.cases", ["heat", "wave"], "matrix.probconserv.cases", "probconserv cases only"),
     ("cases.wave.parameters.a3", _DELETE, "cases.wave.parameters.a3", "[-1, 1]"),
     ("cases.heat.parameters.q", 1.0, "cases.heat.parameters.q", "heat has ['k']"),

@@ -228,7 +228,7 @@ def test_track_writes_to_the_store_of_its_root_not_of_the_working_directory(
         (artifacts / "model" / logged).unlink()
     with pytest.raises(ValueError, match="logged without model_config.json, so its network cannot be rebuilt"):
         tracking.load_model(name, uri=f"sqlite:///{root / 'mlflow.db'}")
-    with pytest.raises(mlflow.exceptions.MlflowException):
+    with pytest.raises(mlflow.exceptions.MlflowException, match='Could not find an "MLmodel"'):
         mlflow.pyfunc.load_model(f"models:/{name}@champion")
     assert stages.track("heat_neumann", "fno", params, root, only_missing=True) == runs
     assert isinstance(tracking.load_model(name, uri=f"sqlite:///{root / 'mlflow.db'}"), BOONFNO)

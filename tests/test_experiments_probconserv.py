@@ -29,7 +29,8 @@ from physml.experiments import PREDICTIONS_FILE
 from physml.experiments import probconserv as pc
 
 ROOT = Path(__file__).resolve().parents[1]
-CONSTRAINTS = ["none", "softc", "hardc", "probconserv", "probconserv_mixture", "probconserv_trained"]
+CONSTRAINTS = ["none", "softc", "hardc", "probconserv", "probconserv_mixture", "probconserv_nonnegative",
+               "probconserv_trained"]
 
 
 def tiny_params():
@@ -217,6 +218,40 @@ def test_per_component_probconserv_updates_each_component_then_mixes(run: dict, 
 
 
 @pytest.mark.parametrize("model", ["anp", "ensemble"])
+def test_probconserv_nonnegative_keeps_each_component_nonnegative_and_the_mass_exact(run: dict, model: str) -> None:
+    """Stefan's u ≥ 0: each component of the plain network, clamped where its most probable u on {g·u = b, u ≥ 0}
+    sits at 0 (clamp_to_bound), conditioned on g·u = b and mixed, is what the file holds: a mean ≥ 0 with the mass
+    exact (bound_violation 0, conservation error at round-off); on the slices where no component reaches 0 it is
+    probconserv_mixture's. A signed case has no bound."""
+    from physml.constraints import clamp_to_bound
+    from physml.models.anp import function_seeds
+
+    assert pc.lower_bound("stefan") == 0.0 and pc.lower_bound("heat") is None
+    lay, params = stages.Layout(run["root"], "quick"), run["params"]
+    arrays = pc._load_split(lay.data("stefan"), "test", "stefan")
+    G, b = pc.conservation_system("stefan", arrays)
+    net = pc._load_model(lay.models("stefan", model) / "plain.pt", "stefan", model)
+    n_samples = params.model_settings("anp", "stefan").n_latent_samples if model == "anp" else 1
+    means, variances = net.predict_components(
+        *(arrays[k] for k in ("context_t", "context_x", "context_u", "target_t", "target_x")), n_samples=n_samples,
+        seed=function_seeds(params.seed, range(arrays["target_u"].shape[0])))
+    clamped_mean, clamped_var = (a.numpy() for a in clamp_to_bound(means, variances, torch.as_tensor(G),
+                                                                      torch.as_tensor(b), 0.0))
+    g = G[:, :, 0]
+    vg = clamped_var * g
+    expected = clamped_mean - vg * ((g * clamped_mean).sum(-1, keepdims=True) - b) / (vg * g).sum(-1, keepdims=True)
+    with h5py.File(run[model]["pred"], "r") as fh:
+        stored, mixture = fh["probconserv_nonnegative/mean"][...], fh["probconserv_mixture/mean"][...]
+    np.testing.assert_allclose(stored, expected.mean(0), rtol=1e-9, atol=1e-12)
+    assert stored.min() >= -1e-12
+    metrics = run[model]["metrics"]
+    assert metrics["probconserv_nonnegative"]["bound_violation"] <= 1e-12
+    assert metrics["probconserv_nonnegative"]["conservation_error"] <= 1e-10
+    untouched = (clamped_var > 0).all(axis=(0, -1))  # (N, nt): no component has a point at 0 there
+    np.testing.assert_allclose(stored[untouched], mixture[untouched], rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("model", ["anp", "ensemble"])
 def test_params_min_std_and_constraint_noise_var_reach_the_networks(model: str) -> None:
     """``models.<model>.min_std`` is every network's σ floor; ``constraint_noise_var`` the σ_G² of the trained
     twin's likelihood only (the plain and SoftC networks have no constrained likelihood to give it to)."""
@@ -301,18 +336,18 @@ def test_constrain_one_function_at_a_time_writes_the_same_predictions(run: dict,
     monkeypatch.setattr(pc, "PREDICT_COV_ENTRIES", nt * nx * nx)  # one function per batch
     # and no batch's covariance outlives it: when a prediction's next batch is made, its last one is gone
     left_alive: list[int] = []
-    predict_batches = pc._predict_batches
+    original = pc.predict_batches
 
     def watched(net, *args, **kwargs):
         refs: list[weakref.ref] = []  # this prediction's batches' covariances (plain: mixed and per component)
-        for sl, mixed, conditioned in predict_batches(net, *args, **kwargs):
+        for sl, mixed, conditioned in original(net, *args, **kwargs):
             left_alive.append(sum(r() is not None for r in refs))
-            refs.extend(weakref.ref(p.cov) for p in (mixed, conditioned) if p is not None)
+            refs.extend(weakref.ref(p.cov) for p in (mixed, *conditioned.values()) if p is not None)
             yield sl, mixed, conditioned
             del mixed, conditioned
 
-    # and each network runs once per batch: the plain one's components serve both its mixture and
-    # probconserv_mixture
+    # and each network runs once per batch: the plain one's components serve its mixture, probconserv_mixture
+    # and probconserv_nonnegative
     from physml.models.anp import ComponentMixture  # the ANP's and the ensemble's predict_components
 
     calls: list[int] = []
@@ -322,7 +357,7 @@ def test_constrain_one_function_at_a_time_writes_the_same_predictions(run: dict,
         calls.append(id(net))
         return predict_components(net, *args, **kwargs)
 
-    monkeypatch.setattr(pc, "_predict_batches", watched)
+    monkeypatch.setattr(pc, "predict_batches", watched)
     monkeypatch.setattr(ComponentMixture, "predict_components", counted)
     one = pc.constrain("stefan", model, run["params"], lay.data("stefan"), lay.models("stefan", model), tmp_path)
     # the plain network and two twins, 8 functions each
@@ -434,7 +469,7 @@ def test_seed_study_retrains_the_plain_network_per_seed_and_reproduces_evaluate_
     study = pc.seed_study("stefan", "anp", params, lay.data("stefan"), lay.models("stefan", "anp"), tmp_path / "study",
                           out, progress=False)
     assert json.loads(out.read_text()) == study
-    assert list(study["mse"]) == ["none", "hardc", "probconserv", "probconserv_mixture"]
+    assert list(study["mse"]) == ["none", "hardc", "probconserv", "probconserv_mixture", "probconserv_nonnegative"]
     for c, errors in study["mse"].items():
         assert errors[0] == run["anp"]["metrics"][c]["mse"], c
         assert errors[1] != errors[0] and math.isfinite(errors[1])
@@ -462,7 +497,7 @@ def test_seed_study_without_the_project_seeds_network_is_a_clear_error(run: dict
 
 
 @pytest.mark.parametrize("model", ["anp", "ensemble"])
-def test_the_served_champion_predicts_what_the_constrain_stage_wrote(run: dict, model: str,
+def test_the_served_champion_predicts_what_the_constrain_stage_wrote(run: dict, model: str, tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """`physml track` registers the plain black box; loaded back as an MLflow pyfunc model and called on the
     test split with each post hoc constraint (the mass M(t) as the input ``mass``) at its default params, it
@@ -472,9 +507,10 @@ def test_the_served_champion_predicts_what_the_constrain_stage_wrote(run: dict, 
     from physml import tracking
 
     params, root = run["params"], run["root"]
-    for var in ("PHYSML_TRACKING_URI", "MLFLOW_TRACKING_URI", "PHYSML_PROJECT_DIR", "PHYSML_ARTIFACT_ROOT"):
+    for var in ("PHYSML_TRACKING_URI", "MLFLOW_TRACKING_URI", "PHYSML_ARTIFACT_ROOT"):
         monkeypatch.delenv(var, raising=False)
-    uri = f"sqlite:///{root / 'mlflow.db'}"
+    monkeypatch.setenv("PHYSML_PROJECT_DIR", str(tmp_path))  # the store here, not in the module's shared root
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     stages.track("stefan", model, params, root)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # where models:/ URIs resolve
     served = mlflow.pyfunc.load_model(f"models:/{tracking.registered_model_name('stefan', model, 'quick')}@champion")
@@ -482,7 +518,7 @@ def test_the_served_champion_predicts_what_the_constrain_stage_wrote(run: dict, 
     _, b = pc.conservation_system("stefan", arrays)
     inputs = {k: arrays[k] for k in ("context_t", "context_x", "context_u", "target_t", "target_x")}
     with h5py.File(run[model]["pred"]) as f:
-        for constraint in ("none", "hardc", "probconserv", "probconserv_mixture"):
+        for constraint in ("none", "hardc", "probconserv", "probconserv_mixture", "probconserv_nonnegative"):
             data = inputs if constraint == "none" else {**inputs, "mass": b[..., 0]}
             out = served.predict(data, params={"constraint": constraint})
             np.testing.assert_array_equal(out["mean"], f[constraint]["mean"][:], err_msg=constraint)

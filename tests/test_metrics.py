@@ -9,6 +9,7 @@ from scipy import optimize, special
 
 from physml.constraints import conservation_constraint, probconserv, value_constraint
 from physml.metrics import (
+    bound_violation,
     boundary_error,
     conservation_error,
     gaussian_log_likelihood,
@@ -261,3 +262,15 @@ def test_the_field_image_centres_each_cell_on_its_sample(tmp_path, monkeypatch) 
     assert len(images) == 2
     for image in images:
         assert image.get_extent() == pytest.approx((-0.125, 1.125, 0.1, 2.1))
+
+
+def test_bound_violation_is_the_deepest_entry_below_the_bound() -> None:
+    """max_j max(ℓ − μ_j, 0): 0 when every entry is at or above ℓ, else the largest shortfall."""
+    mean = np.array([[0.5, 0.0, 0.2], [0.1, 0.3, 0.4]])
+    assert bound_violation(mean) == 0.0
+    mean[1, 0] = -0.25
+    mean[0, 2] = -0.05
+    assert bound_violation(mean) == 0.25
+    assert bound_violation(mean, lower=0.3) == 0.55
+    with pytest.raises(ValueError, match="mean contains NaN or inf"):
+        bound_violation(np.array([np.nan]))

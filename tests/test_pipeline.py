@@ -282,7 +282,7 @@ def test_prefect_pipeline_end_to_end_cached_and_rebuilt(tiny_params_file: Path) 
         assert metrics and all(isinstance(v, float) for v in metrics.values()), (case, model, constraint)
     # one MLflow run per model × constraint, registered models with a champion
     n_heat = len(params.matrix.probconserv.models) * (len(params.matrix.probconserv.constraints) + 1)
-    assert n_heat == 14 and len(_mlflow_runs(root, "heat")) == n_heat  # + each model's seed study
+    assert n_heat == 16 and len(_mlflow_runs(root, "heat")) == n_heat  # + each model's seed study
     n_boon = len(params.matrix.boon.constraints)
     assert len(_mlflow_runs(root, "stokes2")) == n_boon + 1  # one run per constraint + the seed study
     assert set(first["seed_study_runs"]) == {"stokes2/fno", "heat/anp", "heat/ensemble"}

@@ -85,7 +85,7 @@ def test_a_served_black_box_conserves_the_given_mass_with_the_textbook_updates(s
     weights of the slice, b: the given mass."""
     net, served = _register("heat", "anp", "probconserv", ANP_CONFIG, n_samples=5, seed=7)
     schema = {p.name: p.default for p in served.metadata.get_params_schema().params}
-    assert schema == {"constraint": "probconserv", "n_samples": 5, "seed": 7}
+    assert schema == {"constraint": "probconserv", "n_samples": 5, "seed": 7, "first_index": 0}
     inputs = _black_box_inputs()
     mass = np.random.default_rng(2).normal(size=(B, NT))
     means, variances = (a.numpy() for a in net.predict_components(
@@ -116,11 +116,50 @@ def test_a_served_black_box_conserves_the_given_mass_with_the_textbook_updates(s
     sg_s = variances * g
     conditioned = means - sg_s * ((np.einsum("bti,sbti->sbt", g, means) - mass) / np.einsum("bti,sbti->sbt", g, sg_s))[..., None]
     np.testing.assert_allclose(per_component["mean"], conditioned.mean(0), rtol=0, atol=1e-12)
+    within = (variances - sg_s**2 / np.einsum("bti,sbti->sbt", g, sg_s)[..., None]).mean(0)
+    np.testing.assert_allclose(per_component["var"], within + conditioned.var(0), rtol=1e-10, atol=1e-14)
+    signed = served.predict({**inputs, "mass": mass}, params={"constraint": "probconserv_nonnegative"})
+    for key in ("mean", "var"):  # heat's u changes sign: no bound, so the per-component update itself
+        np.testing.assert_array_equal(signed[key], per_component[key])
     for out in (posterior, hard, per_component):
         assert np.abs(np.einsum("bti,bti->bt", g, out["mean"]) - mass).max() < 1e-12
         assert np.all(out["var"] >= 0)
     other = served.predict(inputs, params={"constraint": "none", "seed": 8})
     assert not np.allclose(other["mean"], plain["mean"])  # the seed param reaches the latent draws
+
+
+def test_a_served_nonnegative_case_keeps_its_mean_above_zero(store: str) -> None:
+    """Stefan's u ≥ 0: ``probconserv_nonnegative`` returns a mean ≥ 0 with the given mass, where the per-component
+    update alone goes below 0 for these random weights and a mass small enough to force it."""
+    config = {**ANP_CONFIG, "case": "stefan", "t_range": [0.0, 0.1], "x_range": [0.0, 1.0], "periodic": False}
+    _, served = _register("stefan", "anp", "probconserv", config, n_samples=6)
+    rng = np.random.default_rng(5)
+    inputs = {"context_t": rng.uniform(0, 0.1, (B, NC)), "context_x": rng.uniform(0, 1, (B, NC)),
+              "context_u": rng.uniform(0, 1, (B, NC)), "target_t": np.sort(rng.uniform(0, 0.1, (B, NT)), axis=-1),
+              "target_x": np.sort(rng.uniform(0, 1, (B, NT, NX)), axis=-1)}
+    mass = np.full((B, NT), 0.02)
+    g = trapezoid_weights(inputs["target_x"], (0.0, 1.0))
+    unbounded = served.predict({**inputs, "mass": mass}, params={"constraint": "probconserv_mixture"})
+    bounded = served.predict({**inputs, "mass": mass}, params={"constraint": "probconserv_nonnegative"})
+    assert unbounded["mean"].min() < -1e-3
+    assert bounded["mean"].min() >= -1e-14
+    np.testing.assert_allclose(np.einsum("bti,bti->bt", g, bounded["mean"]), mass, rtol=0, atol=1e-14)
+
+
+def test_an_anp_answers_for_a_function_whatever_else_the_call_holds(store: str) -> None:
+    """Function i draws its latent samples from (seed, first_index + i): rows 1–2 of a call equal a call of those
+    two rows alone with first_index = 1, to the bit; a float32 grid whose end rounds past 2π is on the domain."""
+    _, served = _register("heat", "anp", "probconserv", ANP_CONFIG, n_samples=4)
+    inputs = _black_box_inputs()
+    mass = np.random.default_rng(6).normal(size=(B, NT))
+    whole = served.predict({**inputs, "mass": mass})
+    tail = served.predict({**{k: v[1:] for k, v in inputs.items()}, "mass": mass[1:]}, params={"first_index": 1})
+    for key in ("mean", "var"):
+        np.testing.assert_array_equal(tail[key], whole[key][1:])
+    grid = np.broadcast_to(np.linspace(0, 2 * np.pi, NX, dtype=np.float32), (B, NT, NX))  # float32(2π) > 2π
+    out = served.predict({**inputs, "target_x": grid, "mass": mass})
+    g = trapezoid_weights(grid, (0.0, 2 * np.pi), periodic=True)
+    np.testing.assert_allclose(np.einsum("bti,bti->bt", g, out["mean"]), mass, rtol=0, atol=1e-12)
 
 
 def test_served_black_box_inputs_and_params_are_checked_by_name(store: str) -> None:
@@ -138,6 +177,12 @@ def test_served_black_box_inputs_and_params_are_checked_by_name(store: str) -> N
         served.predict(inputs, params={"constraint": "none", "n_samples": 0})
     with pytest.raises((ValueError, MlflowException), match=r"target_x"):
         served.predict({**inputs, "target_x": inputs["target_x"][:, :, ::-1]}, params={"constraint": "hardc"})
+    with pytest.raises(ValueError, match=r"input 'mass' contains NaN or inf"):
+        served.predict({**inputs, "mass": np.full((B, NT), np.nan)})
+    with pytest.raises(ValueError, match=r"target_x must have shape \(B, nt, nx\) with B >= 1, got \(3, 2\)"):
+        served.predict({**inputs, "target_x": inputs["target_x"][:, :, 0], "mass": np.zeros((B, NT))})
+    with pytest.raises(ValueError, match=r"with B >= 1, got \(0, 2, 12\)"):
+        served.predict({k: v[:0] for k, v in inputs.items()}, params={"constraint": "none"})
 
 
 def test_a_served_neumann_boon_network_holds_its_stencil_derivative(store: str) -> None:
@@ -178,6 +223,8 @@ def test_a_served_cavity_network_takes_both_pairs_of_walls_by_name(store: str) -
     np.testing.assert_array_equal(out, expected)
     with pytest.raises((ValueError, MlflowException), match=r"missing input\(s\) \['bc_y'\]"):
         served.predict({"u": u, "bc_x": walls["bc_x"]})
+    with pytest.raises(ValueError, match=r"input 'bc_x' \(grid axis 0\) must have shape \(3, 8, 4, 2, 2\)"):
+        served.predict({"u": u, "bc_x": walls["bc_x"][:, :-1], "bc_y": walls["bc_y"]})
 
 
 def test_a_version_logged_before_pyfunc_models_becomes_one(store: str) -> None:
@@ -189,7 +236,7 @@ def test_a_version_logged_before_pyfunc_models_becomes_one(store: str) -> None:
                                      state_dict=net.state_dict())
     assert record is not None
     uri = f"models:/{record.model_name}/1"
-    with pytest.raises(MlflowException):
+    with pytest.raises(MlflowException, match='Could not find an "MLmodel"'):
         mlflow.pyfunc.load_model(uri)
     assert tracking.attach_model_config(record.run_id, NEUMANN_CONFIG)
     assert tracking.attach_pyfunc(record.run_id, NEUMANN_CONFIG)
@@ -244,10 +291,10 @@ def test_physml_serve_answers_a_rest_call_as_the_model_does(store: str, tmp_path
     tracking.promote_if_better("physml-heat-anp-quick", 1, "mse")
     port = _free_port()
     env = {**os.environ, "PATH": "/usr/bin:/bin"}
-    log = (tmp_path / "serve.log").open("w")
-    server = subprocess.Popen([sys.executable, "-m", "physml.cli", "serve", "--case", "heat", "--model", "anp",
-                               "--params", str(ROOT / "params.yaml"), "--port", str(port)],
-                              env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    with (tmp_path / "serve.log").open("w") as log:
+        server = subprocess.Popen([sys.executable, "-m", "physml.cli", "serve", "--case", "heat", "--model", "anp",
+                                   "--params", str(ROOT / "params.yaml"), "--port", str(port)],
+                                  env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -269,9 +316,12 @@ def test_physml_serve_answers_a_rest_call_as_the_model_does(store: str, tmp_path
             np.testing.assert_array_equal(np.asarray(answer["predictions"][key]), expected[key])
         status, answer = _post(f"http://127.0.0.1:{port}/invocations",
                                {"inputs": {k: v.tolist() for k, v in inputs.items()}})
-        assert status == 400 and "missing input(s) ['mass']" in answer["stack_trace"]  # the message is MLflow's
+        assert status == 400 and "missing input(s) ['mass']" in answer["message"]
     finally:
         if server.poll() is None:
             os.killpg(server.pid, signal.SIGTERM)
-            server.wait(timeout=30)
-        log.close()
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, signal.SIGKILL)
+                server.wait(timeout=30)

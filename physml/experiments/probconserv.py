@@ -12,6 +12,11 @@ One experiment is ``case × model`` (model ∈ {anp, ensemble}) with every const
   latent samples or the ensemble's members, plus the diagonal decoder noise);
 - ``probconserv_mixture``: the plain black box's components (latent draws, members) N(μ_s, diag σ_s²) each
   updated as above (σ_G = 0) and then mixed (:func:`conditioned_mixture`): the paper's ProbConserv-ANP;
+- ``probconserv_nonnegative``: as ``probconserv_mixture``, on cases whose physics keeps u ≥ 0
+  (``Problem.nonnegative``: pme, stefan, advection, burgers) each component's most probable u on
+  {G u = b, u ≥ 0} with the Gaussian of its free points (:func:`physml.constraints.clamp_to_bound`), then mixed:
+  the mass exact and no negative density; where no point reaches 0, and on signed cases (heat), it is
+  ``probconserv_mixture``. The reference's optional non-negativity post-step, made part of the update;
 - ``probconserv_trained``: the reference's "physnp" network: a twin trained through the constrained likelihood
   (``probconserv_trained.pt``; :func:`physml.models.anp.target_nll`), whose components (latent draws, members)
   N(μ_s, diag σ_s²) are each updated as above (σ_G = 0) and then mixed (:func:`conditioned_mixture`).
@@ -75,10 +80,11 @@ from torch.utils.data import Dataset
 from physml import pdes
 from physml.atomic import atomic_path, move_contents, staging_dir
 from physml.config import CONSTRAINTS, ParamsModel
-from physml.constraints import condition, conservation_constraint, hardc, probconserv
+from physml.constraints import clamp_to_bound, condition, conservation_constraint, hardc, probconserv
 from physml.data.reader import SplitDataset
 from physml.experiments import PREDICTIONS_FILE, checkpoints_digest, data_version
 from physml.metrics import (
+    bound_violation,
     conservation_error,
     gaussian_log_likelihood,
     interval_coverage,
@@ -98,9 +104,11 @@ TRAINED = "probconserv_trained"
 """The constraint whose network is trained through the constrained likelihood (its checkpoint's stem too)."""
 PER_COMPONENT = "probconserv_mixture"
 """The constraint that updates each component of the plain network, then mixes (the paper's ProbConserv-ANP)."""
-CONDITIONED = (PER_COMPONENT, TRAINED)
+NONNEGATIVE = "probconserv_nonnegative"
+"""The per-component update that also keeps u ≥ 0 where the case's physics does (:func:`lower_bound`)."""
+CONDITIONED = (PER_COMPONENT, NONNEGATIVE, TRAINED)
 """Constraints whose predictive is built already conditioned (singular Σ'), component by component."""
-POST_HOC = ("none", "hardc", "probconserv", PER_COMPONENT)
+POST_HOC = ("none", "hardc", "probconserv", PER_COMPONENT, NONNEGATIVE)
 """Constraints made from the plain network alone (the seed study's: softc and probconserv_trained are networks
 of their own, trained with the project seed only)."""
 BATCH_KEYS = ("context_t", "context_x", "context_u", "target_t", "target_x", "target_u", "mass")
@@ -280,8 +288,16 @@ def _load_model(path: Path, case: str, model: str) -> torch.nn.Module:
     return net
 
 
-def conditioned_mixture(means: torch.Tensor, variances: torch.Tensor, G: np.ndarray, b: np.ndarray) -> Predictive:
-    """The mixture of the components N(μ_s, diag σ_s²), each conditioned on G u = b (σ_G = 0) first.
+def lower_bound(case: str) -> float | None:
+    """The lower bound the physics of ``case`` keeps u above: 0 for a nonnegative problem (a density), else None."""
+    return 0.0 if _problem(case).nonnegative else None
+
+
+def conditioned_mixture(means: torch.Tensor, variances: torch.Tensor, G: np.ndarray, b: np.ndarray,
+                        lower: float | None = None) -> Predictive:
+    """The mixture of the components N(μ_s, diag σ_s²), each conditioned on G u = b (σ_G = 0) first; with a
+    ``lower`` bound, each on G u = b and u ≥ ``lower`` (:func:`~physml.constraints.clamp_to_bound`: the points at
+    the bound in the component's most probable u get mean ``lower`` and variance 0, the rest is conditioned).
 
     μ'_s and Σ'_s = diag σ_s² − W_sᵀ W_s from :func:`~physml.constraints.probconserv` of component s (Eq. 5,
     as a rank-k downdate), then the law of total variance: μ' = (1/S) Σ_s μ'_s,
@@ -290,6 +306,8 @@ def conditioned_mixture(means: torch.Tensor, variances: torch.Tensor, G: np.ndar
     mixture's, not S dense updates. Shapes: means, variances (S, B, nt, nx); G (B, nt, 1, nx); b (B, nt, 1).
     Returns float64 tensors with cov.
     """
+    if lower is not None:
+        means, variances = clamp_to_bound(means, variances, torch.as_tensor(G), torch.as_tensor(b), lower)
     conditioned, factors = probconserv(means, variances, G, b, noise_var=0.0, factor=True)
     within = torch.einsum("s...ki,s...kj->...ij", factors, factors)  # Σ_s W_sᵀ W_s, built into Σ' in place
     del factors
@@ -299,29 +317,35 @@ def conditioned_mixture(means: torch.Tensor, variances: torch.Tensor, G: np.ndar
     return mixture(conditioned, None, full_cov=True, within_cov=within)
 
 
-def _predict_batches(net: torch.nn.Module, arrays: Mapping[str, np.ndarray], n_samples: int, seed: int,
-                     path: Path, G: np.ndarray | None = None, b: np.ndarray | None = None, mixed: bool = True,
-                     ) -> Iterator[tuple[slice, Predictive | None, Predictive | None]]:
-    """The model's predictive at the test targets, one batch of test functions at a time:
+def predict_batches(net: torch.nn.Module, arrays: Mapping[str, np.ndarray], n_samples: int, seed: int,
+                    path: Path | str, G: np.ndarray | None = None, b: np.ndarray | None = None, mixed: bool = True,
+                    updates: Mapping[str, float | None] | None = None, first_index: int = 0,
+                    ) -> Iterator[tuple[slice, Predictive | None, dict[str, Predictive]]]:
+    """The model's predictive at the targets of ``arrays`` (context_t/x/u (N, Nc), target_t (N, nt), target_x
+    (N, nt, nx)), one batch of functions at a time:
     ``(functions, mixed, conditioned)``, each a float64 numpy Predictive with mean/var (B, nt, nx) and cov
     (B, nt, nx, nx), at most :data:`PREDICT_COV_ENTRIES` covariance entries per batch; ``mixed`` the mixture
-    N(μ, Σ_slice) of the network's components (when ``mixed``, else None), ``conditioned`` the mixture of the
-    components each conditioned on the test split's ``G`` (N, nt, 1, nx), ``b`` (N, nt, 1)
-    (:func:`conditioned_mixture`; None without them). Both come from one call of the network per batch. Each
-    function's latent draws are seeded by ``seed`` and its index in the split
+    N(μ, Σ_slice) of the network's components (when ``mixed``, else None), ``conditioned`` one predictive per
+    entry ``name: lower`` of ``updates``: the mixture of the components each conditioned on the test split's
+    ``G`` (N, nt, 1, nx), ``b`` (N, nt, 1), and kept above ``lower`` unless it is None
+    (:func:`conditioned_mixture`). All come from one call of the network per batch. Each
+    function's latent draws are seeded by ``seed`` and its index in the split, ``first_index`` + its row
     (:func:`~physml.models.anp.function_seeds`), so the batching does not move the numbers. Any NaN/inf or
-    negative variance → ValueError naming the checkpoint and the functions."""
-    n, nt, nx = arrays["target_u"].shape
+    negative variance → ValueError naming the checkpoint (``path``) and the functions."""
+    updates = dict(updates or {})
+    if updates and (G is None or b is None):
+        raise ValueError(f"the per-component updates {sorted(updates)} need G and b")
+    n, nt, nx = arrays["target_x"].shape
     batch = max(1, min(PREDICT_BATCH, PREDICT_COV_ENTRIES // (nt * nx * nx)))
     for lo in range(0, n, batch):
         sl = slice(lo, min(lo + batch, n))
         inputs = [arrays[k][sl] for k in ("context_t", "context_x", "context_u", "target_t", "target_x")]
-        seeds = function_seeds(seed, range(sl.start, sl.stop))
+        seeds = function_seeds(seed, range(first_index + sl.start, first_index + sl.stop))
         try:
             means, variances = net.predict_components(*inputs, n_samples=n_samples, seed=seeds)
             plain = mixture(means, variances, full_cov=True).to_numpy() if mixed else None
-            conditioned = (None if G is None or b is None
-                           else conditioned_mixture(means, variances, G[sl], b[sl]).to_numpy())
+            conditioned = {name: conditioned_mixture(means, variances, G[sl], b[sl], lower).to_numpy()
+                           for name, lower in updates.items()}
             del means, variances
         except ValueError as exc:
             raise ValueError(f"{path}: the model's prediction for test functions [{sl.start}, {sl.stop}) "
@@ -330,11 +354,17 @@ def _predict_batches(net: torch.nn.Module, arrays: Mapping[str, np.ndarray], n_s
         del plain, conditioned  # before the next batch is predicted: at most one batch's covariances alive here
 
 
-def _one_predictive(batch: tuple[slice, Predictive | None, Predictive | None]) -> Predictive:
-    """The one predictive a twin's batch of :func:`_predict_batches` holds: its conditioned mixture if it was
+def plain_updates(case: str, constraints: list[str]) -> dict[str, float | None]:
+    """The per-component updates of the plain network that ``constraints`` ask for: name → lower bound."""
+    wanted = {PER_COMPONENT: None, NONNEGATIVE: lower_bound(case)}
+    return {name: lower for name, lower in wanted.items() if name in constraints}
+
+
+def _one_predictive(batch: tuple[slice, Predictive | None, dict[str, Predictive]]) -> Predictive:
+    """The one predictive a twin's batch of :func:`predict_batches` holds: its conditioned mixture if it was
     asked for one, else its mixture."""
     _, mixed, conditioned = batch
-    return mixed if conditioned is None else conditioned
+    return next(iter(conditioned.values())) if conditioned else mixed
 
 
 def _final_slice_samples(mean: np.ndarray, cov: np.ndarray, n: int, seed: int, G: np.ndarray | None = None,
@@ -360,11 +390,12 @@ def _final_slice_samples(mean: np.ndarray, cov: np.ndarray, n: int, seed: int, G
     return np.asarray(on_constraint)
 
 
-def _constrained(name: str, plain: Predictive, twins: Mapping[str, Predictive], G: np.ndarray,
-                 b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(mean (B, nt, nx), cov (B, nt, nx, nx)) of constraint ``name`` for one batch of functions: the plain
-    model's predictive (none), a twin network's or a per-component one (softc; probconserv_trained and
-    probconserv_mixture, already conditioned), the mean
+def constrained(name: str, plain: Predictive, twins: Mapping[str, Predictive], G: np.ndarray,
+                b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mean (B, nt, nx), cov (B, nt, nx, nx)) of constraint ``name`` for one batch of :func:`predict_batches`
+    (as :func:`constrain` writes it; ``physml.serving`` serves it): the plain
+    model's predictive (none), a twin network's or a per-component one (softc; probconserv_trained,
+    probconserv_mixture and probconserv_nonnegative, already conditioned), the mean
     projected (hardc) or the exact update (probconserv) of the plain model's, on that batch's G (B, nt, 1, nx),
     b (B, nt, 1)."""
     if name == "none":
@@ -406,25 +437,24 @@ def constrain(case: str, model: str, params: ParamsModel, data_dir: Path, model_
     parts: dict[str, dict[str, list[np.ndarray]]] = {name: {} for name in constraints}
     plain_last: dict[str, list[np.ndarray]] = {"mean": [], "cov": []}
     with torch_threads():
-        # the plain network's components serve its mixture and, each conditioned, probconserv_mixture
-        per_component = (G, b) if PER_COMPONENT in constraints else (None, None)
-        plain_batches = _predict_batches(_load_model(model_dir / "plain.pt", case, model), arrays, n_samples,
-                                         params.seed, model_dir / "plain.pt", *per_component)
+        # the plain network's components serve its mixture and, each conditioned, the per-component updates
+        plain_batches = predict_batches(_load_model(model_dir / "plain.pt", case, model), arrays, n_samples,
+                                        params.seed, model_dir / "plain.pt", G, b,
+                                        updates=plain_updates(case, constraints))
         twin_batches = {}
-        for name, system in (("softc", (None, None)), (TRAINED, (G, b))):
+        for name, updates in (("softc", {}), (TRAINED, {TRAINED: None})):
             if name in constraints:
                 path = model_dir / f"{name}.pt"
-                twin_batches[name] = _predict_batches(_load_model(path, case, model), arrays, n_samples, params.seed,
-                                                      path, *system, mixed=system[0] is None)
+                twin_batches[name] = predict_batches(_load_model(path, case, model), arrays, n_samples, params.seed,
+                                                     path, G, b, mixed=not updates, updates=updates)
         for sl, plain, conditioned in plain_batches:
             twins = {name: _one_predictive(next(batches)) for name, batches in twin_batches.items()}
-            if conditioned is not None:
-                twins[PER_COMPONENT] = conditioned
+            twins.update(conditioned)
             if case == "stefan":
                 plain_last["mean"].append(plain.mean[:, -1].copy())  # copies: a view would keep the batch's Σ
                 plain_last["cov"].append(plain.cov[:, -1].copy())
             for name in constraints:
-                mean, cov = _constrained(name, plain, twins, G[sl], b[sl])
+                mean, cov = constrained(name, plain, twins, G[sl], b[sl])
                 arrs = {"mean": mean, "var": np.clip(np.diagonal(cov, axis1=-2, axis2=-1), 0.0, None),
                         "mass_var": np.clip(np.einsum("ntkx,ntxy,ntky->nt", G[sl], cov, G[sl]), 0.0, None)}
                 if case == "stefan":
@@ -530,9 +560,12 @@ def _per_value_mse(groups: Mapping[tuple[str, float], np.ndarray], mean: np.ndar
             for (pname, value), idx in groups.items() if idx.size}
 
 
-def _metrics(true: np.ndarray, pred: Mapping[str, np.ndarray], G: np.ndarray, b: np.ndarray) -> dict[str, float]:
+def _metrics(true: np.ndarray, pred: Mapping[str, np.ndarray], G: np.ndarray, b: np.ndarray,
+             lower: float | None = None) -> dict[str, float]:
+    """The metrics file of one constraint; ``bound_violation`` only where the physics bounds u (``lower``)."""
     mean, var = pred["mean"], pred["var"]
-    return {
+    bound = {} if lower is None else {"bound_violation": bound_violation(mean, lower)}
+    return bound | {
         "mse": float(mse(mean, true)),
         "mse_final_time": float(mse(mean[:, -1], true[:, -1])),
         "conservation_error": float(conservation_error(mean, G, b, reduce="mean_abs")),
@@ -614,7 +647,7 @@ def evaluate(case: str, model: str, params: ParamsModel, data_dir: Path, pred_di
     results: dict[str, dict[str, float]] = {}
     shocks: dict[str, Any] = {}
     for c in constraints:
-        results[c] = _metrics(true, preds[c], G, b)
+        results[c] = _metrics(true, preds[c], G, b, lower_bound(case))
         results[c].update(_per_value_mse(groups, preds[c]["mean"], true))
         if case == "stefan":
             for suffix, level in SHOCK_LEVELS.items():
@@ -648,18 +681,17 @@ def evaluate(case: str, model: str, params: ParamsModel, data_dir: Path, pred_di
 # ---- seed study ---------------------------------------------------------------------------------
 
 
-def _post_hoc_means(net: torch.nn.Module, arrays: Mapping[str, np.ndarray], n_samples: int, seed: int, path: Path,
-                    G: np.ndarray, b: np.ndarray, constraints: list[str]) -> dict[str, np.ndarray]:
+def _post_hoc_means(net: torch.nn.Module, case: str, arrays: Mapping[str, np.ndarray], n_samples: int, seed: int,
+                    path: Path, G: np.ndarray, b: np.ndarray, constraints: list[str]) -> dict[str, np.ndarray]:
     """The predictive mean (N, nt, nx) of each post hoc constraint (:data:`POST_HOC`) of the plain network
-    ``net`` on the test split, batch by batch as :func:`constrain` computes it (:func:`_predict_batches`,
-    :func:`_constrained`); ``seed`` seeds the latent draws."""
-    per_component = (G, b) if PER_COMPONENT in constraints else (None, None)
+    ``net`` on the test split, batch by batch as :func:`constrain` computes it (:func:`predict_batches`,
+    :func:`constrained`); ``seed`` seeds the latent draws."""
     means: dict[str, list[np.ndarray]] = {c: [] for c in constraints}
-    for sl, plain, conditioned in _predict_batches(net, arrays, n_samples, seed, path, *per_component):
-        twins = {} if conditioned is None else {PER_COMPONENT: conditioned}
+    for sl, plain, conditioned in predict_batches(net, arrays, n_samples, seed, path, G, b,
+                                                  updates=plain_updates(case, constraints)):
         for c in constraints:
-            means[c].append(np.array(_constrained(c, plain, twins, G[sl], b[sl])[0]))
-        del plain, conditioned, twins  # the batch's covariances go before the next batch is predicted
+            means[c].append(np.array(constrained(c, plain, conditioned, G[sl], b[sl])[0]))
+        del plain, conditioned  # the batch's covariances go before the next batch is predicted
     return {c: np.concatenate(v) for c, v in means.items()}
 
 
@@ -704,7 +736,8 @@ def seed_study(case: str, model: str, params: ParamsModel, data_dir: Path, model
             train(case, model, params, data_dir, seed_dir, progress, seed=seed, plain_only=True)
         path = seed_dir / "plain.pt"
         with torch_threads():
-            means = _post_hoc_means(_load_model(path, case, model), arrays, n_samples, seed, path, G, b, constraints)
+            means = _post_hoc_means(_load_model(path, case, model), case, arrays, n_samples, seed, path, G, b,
+                                    constraints)
         for c, mean in means.items():
             error = float(mse(mean, true))
             if not math.isfinite(error):  # as evaluate refuses: no seeds.json whose mean is NaN
