@@ -221,8 +221,8 @@ def test_per_component_probconserv_updates_each_component_then_mixes(run: dict, 
 def test_probconserv_nonnegative_keeps_each_component_nonnegative_and_the_mass_exact(run: dict, model: str) -> None:
     """Stefan's u ≥ 0: each component of the plain network, clamped where its most probable u on {g·u = b, u ≥ 0}
     sits at 0 (clamp_to_bound), conditioned on g·u = b and mixed, is what the file holds: a mean ≥ 0 with the mass
-    exact (bound_violation 0, conservation error at round-off); on the slices where no component reaches 0 it is
-    probconserv_mixture's. A signed case has no bound."""
+    exact (bound_violation 0, conservation error at round-off), the held points keeping their prior variance; on
+    the slices where no component reaches 0 it is probconserv_mixture's. A signed case has no bound."""
     from physml.constraints import clamp_to_bound
     from physml.models.anp import function_seeds
 
@@ -240,9 +240,13 @@ def test_probconserv_nonnegative_keeps_each_component_nonnegative_and_the_mass_e
     g = G[:, :, 0]
     vg = clamped_var * g
     expected = clamped_mean - vg * ((g * clamped_mean).sum(-1, keepdims=True) - b) / (vg * g).sum(-1, keepdims=True)
+    # the covariance: each component's conditioned one, its held points keeping their prior variance σ_s²
+    within = (clamped_var - vg**2 / (vg * g).sum(-1, keepdims=True) + (variances.numpy() - clamped_var)).mean(0)
     with h5py.File(run[model]["pred"], "r") as fh:
         stored, mixture = fh["probconserv_nonnegative/mean"][...], fh["probconserv_mixture/mean"][...]
+        stored_var = fh["probconserv_nonnegative/var"][...]
     np.testing.assert_allclose(stored, expected.mean(0), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(stored_var, within + expected.var(0), rtol=1e-9, atol=1e-14)
     assert stored.min() >= -1e-12
     metrics = run[model]["metrics"]
     assert metrics["probconserv_nonnegative"]["bound_violation"] <= 1e-12
