@@ -125,7 +125,7 @@ class ServedNetwork:
         """The predictive of the pipeline's constrain stage for these inputs: the same batches, seeds and updates
         (:func:`physml.experiments.probconserv.predict_batches`, :func:`~physml.experiments.probconserv.constrained`),
         the variance the diagonal of the constraint's covariance, clipped at 0 as the predictions file's."""
-        from physml.experiments.probconserv import constrained, lower_bound, predict_batches
+        from physml.experiments.probconserv import constrained, plain_updates, predict_batches
 
         constraint = settings.get("constraint", CONSTRAINTS[0])
         if constraint not in CONSTRAINTS:
@@ -150,12 +150,10 @@ class ServedNetwork:
             weights = trapezoid_weights(np.asarray(data["target_x"]), tuple(self.config["x_range"]),
                                         periodic=bool(self.config["periodic"]))
             G, b = weights[:, :, None, :], mass[:, :, None]  # one row per slice: (B, nt, 1, nx), (B, nt, 1)
-        per_component = ("probconserv_mixture", "probconserv_nonnegative")
-        updates = ({constraint: lower_bound(self.config["case"]) if constraint == "probconserv_nonnegative" else None}
-                   if constraint in per_component else {})
         means, variances = [], []
         for sl, plain, conditioned in predict_batches(self.net, arrays, n_samples, seed, "the served network", G, b,
-                                                      updates=updates, first_index=first):
+                                                      updates=plain_updates(self.config["case"], [constraint]),
+                                                      first_index=first):
             mean, cov = (plain.mean, plain.cov) if G is None else constrained(constraint, plain, conditioned,
                                                                                 G[sl], b[sl])
             means.append(np.array(mean))
