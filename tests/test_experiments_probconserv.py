@@ -162,6 +162,34 @@ def test_conditioned_mixture_equals_mixing_the_dense_conditioned_components() ->
     np.testing.assert_allclose(np.einsum("btki,btij,btkj->bt", G, got.cov.numpy(), G), 0.0, atol=1e-15)
 
 
+def test_conditioned_mixture_with_a_bound_equals_the_dense_construction() -> None:
+    """With ``lower``: each component's held points (clamp_to_bound) at 0 with their prior variance, the rest
+    conditioned densely on g·u = b (condition with full_cov on the clamped Gaussian), then mixed; the mean holds
+    the mass, nothing is below 0, and G Σ' Gᵀ is the mean over components of Σ over held points of g² σ²."""
+    from physml.constraints import clamp_to_bound, condition
+
+    rng = np.random.default_rng(4)
+    means = torch.tensor(rng.normal(0.2, 0.5, (5, 2, 3, 8)))
+    variances = torch.tensor(rng.uniform(0.01, 1.0, (5, 2, 3, 8)))
+    G, b = rng.uniform(0.05, 0.2, (2, 3, 1, 8)), rng.uniform(0.02, 0.2, (2, 3, 1))
+    got = pc.conditioned_mixture(means, variances, G, b, lower=0.0)
+    held_mean, held_var = (a.numpy() for a in clamp_to_bound(means, variances, torch.tensor(G), torch.tensor(b)))
+    assert (held_var == 0).any() and (held_var > 0).any()  # the bound binds on some points, not all
+    parts = [condition(held_mean[s], held_var[s], G, b, full_cov=True) for s in range(5)]
+    mu = np.stack([m for m, _ in parts])
+    prior_at_held = np.where(held_var == 0, variances.numpy(), 0.0)
+    covs = [c + np.einsum("...i,ij->...ij", prior_at_held[s], np.eye(8)) for s, (_, c) in enumerate(parts)]
+    dev = mu - mu.mean(0)
+    expected = np.mean(covs, axis=0) + np.einsum("sbti,sbtj->btij", dev, dev) / 5
+    np.testing.assert_allclose(got.mean.numpy(), mu.mean(0), rtol=1e-13, atol=1e-14)
+    np.testing.assert_allclose(got.cov.numpy(), expected, rtol=1e-12, atol=1e-14)
+    g = G[:, :, 0]
+    np.testing.assert_allclose((g * got.mean.numpy()).sum(-1), b[..., 0], rtol=0, atol=1e-14)
+    assert got.mean.numpy().min() >= -1e-14
+    np.testing.assert_allclose(np.einsum("bti,btij,btj->bt", g, got.cov.numpy(), g),
+                               (g**2 * prior_at_held).sum(-1).mean(0), rtol=1e-10, atol=1e-16)
+
+
 @pytest.mark.parametrize("model", ["anp", "ensemble"])
 @pytest.mark.parametrize(("constraint", "checkpoint"), [("probconserv_trained", "probconserv_trained.pt"),
                                                         ("probconserv_mixture", "plain.pt")])

@@ -14,9 +14,9 @@ One experiment is ``case × model`` (model ∈ {anp, ensemble}) with every const
   updated as above (σ_G = 0) and then mixed (:func:`conditioned_mixture`): the paper's ProbConserv-ANP;
 - ``probconserv_nonnegative``: as ``probconserv_mixture``, on cases whose physics keeps u ≥ 0
   (``Problem.nonnegative``: pme, stefan, advection, burgers) each component's most probable u on
-  {G u = b, u ≥ 0} with the Gaussian of its free points (:func:`physml.constraints.clamp_to_bound`), then mixed:
-  the mass exact and no negative density; where no point reaches 0, and on signed cases (heat), it is
-  ``probconserv_mixture``. The reference's optional non-negativity post-step, made part of the update;
+  {G u = b, u ≥ 0} (:func:`physml.constraints.clamp_to_bound`; the points held at 0 keep their variance, the
+  rest is conditioned on the mass), then mixed: the mass exact and no negative density; where no point reaches
+  0, and on signed cases (heat), it is ``probconserv_mixture``. The reference's optional non-negativity post-step, made part of the update;
 - ``probconserv_trained``: the reference's "physnp" network: a twin trained through the constrained likelihood
   (``probconserv_trained.pt``; :func:`physml.models.anp.target_nll`), whose components (latent draws, members)
   N(μ_s, diag σ_s²) are each updated as above (σ_G = 0) and then mixed (:func:`conditioned_mixture`).
@@ -107,7 +107,8 @@ PER_COMPONENT = "probconserv_mixture"
 NONNEGATIVE = "probconserv_nonnegative"
 """The per-component update that also keeps u ≥ 0 where the case's physics does (:func:`lower_bound`)."""
 CONDITIONED = (PER_COMPONENT, NONNEGATIVE, TRAINED)
-"""Constraints whose predictive is built already conditioned (singular Σ'), component by component."""
+"""Constraints whose predictive is built already conditioned, component by component (Σ' singular along G,
+but for probconserv_nonnegative's held points, which keep their variance)."""
 POST_HOC = ("none", "hardc", "probconserv", PER_COMPONENT, NONNEGATIVE)
 """Constraints made from the plain network alone (the seed study's: softc and probconserv_trained are networks
 of their own, trained with the project seed only)."""
@@ -384,10 +385,12 @@ def _final_slice_samples(mean: np.ndarray, cov: np.ndarray, n: int, seed: int, G
     - N(mean, cov) a prior (``conditioned`` false): its draws are conditioned pathwise (Matheron's rule:
       u' = u − Σ Gᵀ (G Σ Gᵀ)⁻¹ (G u − b) is distributed as the conditioned Gaussian N(μ', Σ')), with one gain
       per function shared by its draws (:func:`condition` with ``cov`` (N, 1, nx, nx));
-    - N(mean, cov) already conditioned (``conditioned``: G μ = b and Σ Gᵀ = 0, a per-component mixture's):
-      its draws lie on {G u = b} in exact arithmetic, but drawn through Σ^½ of a singular Σ they miss it by
-      about √round-off, so they are projected onto it orthogonally, u' = u − Gᵀ (G Gᵀ)⁻¹ (G u − b)
-      (:func:`condition` with Σ = I), the identity on the distribution's support.
+    - N(mean, cov) already conditioned (``conditioned``: G μ = b, a per-component mixture's): its draws are
+      projected onto {G u = b} orthogonally, u' = u − Gᵀ (G Gᵀ)⁻¹ (G u − b) (:func:`condition` with Σ = I).
+      Where Σ Gᵀ = 0 (probconserv_mixture, the trained twin) the draws lie there in exact arithmetic and miss it
+      by about √round-off (drawn through Σ^½ of a singular Σ), so the projection is the identity on the
+      distribution's support; probconserv_nonnegative's held points keep their variance (G Σ Gᵀ up to about
+      4e-7 in the quick Stefan runs), so there it is a small real move.
     """
     rng = np.random.default_rng(seed)
     draws = np.swapaxes(sample_gaussian(mean, cov, n, rng), 0, 1)
@@ -425,12 +428,13 @@ def constrain(case: str, model: str, params: ParamsModel, data_dir: Path, model_
 
     Per constraint c the file holds ``/c/mean`` and ``/c/var`` (N, nt, nx) (var = the marginal variance;
     for ProbConserv diag Σ'), ``/c/mass_var`` (N, nt), the variance G Σ Gᵀ of each slice's quadrature mass
-    (with the covariances between points: 0 up to round-off after ProbConserv's update), and for cases
+    (with the covariances between points: 0 up to round-off after ProbConserv's update; for
+    probconserv_nonnegative the held points' variance), and for cases
     with a front (stefan) ``/c/cov_last`` (N, nx, nx) and
     ``/c/samples`` (N, S, nx): S draws of u at each function's last target time from N(μ, Σ) (ProbConserv: the
-    prior's draws conditioned pathwise; the per-component mixtures, probconserv_mixture and the trained twin:
-    draws of their singular N(μ', Σ') through Σ'^½, projected back onto {G u = b}; so every draw of any of them
-    conserves mass to round-off). Written to a temporary file and renamed.
+    prior's draws conditioned pathwise; the per-component mixtures, probconserv_mixture, probconserv_nonnegative
+    and the trained twin: draws of their N(μ', Σ') through Σ'^½, projected onto {G u = b}; so every draw of any
+    of them conserves mass to round-off). Written to a temporary file and renamed.
     """
     _check_model(model)
     _problem(case)
