@@ -690,12 +690,26 @@ def promote_if_better(
 def _rebuildable(name: str, version: str | int, uri: str) -> bool:
     """Whether version ``version`` of ``name`` carries :data:`MODEL_CONFIG_FILE` beside its weights."""
     mlc = client(uri)
-    mv = _retry(lambda: mlc.get_model_version(name, str(version)))
+    return MODEL_CONFIG_FILE in _version_files(mlc, _resolve_version(mlc, name, version))
+
+
+def _resolve_version(mlc: MlflowClient, name: str, alias_or_version: str | int) -> Any:
+    """The ModelVersion of ``name`` at a version number or an alias."""
+    ref = str(alias_or_version)
+    return _retry(lambda: mlc.get_model_version(name, ref) if ref.isdigit()
+                  else mlc.get_model_version_by_alias(name, ref))
+
+
+def _run_artifact(mv: Any) -> str | None:
+    """The artifact path inside its run that version ``mv`` points at (``runs:/<run>/<path>``), else None."""
     prefix = f"runs:/{mv.run_id}/"
-    if not mv.run_id or not str(mv.source).startswith(prefix):
-        return False
-    listed = _retry(lambda: mlc.list_artifacts(mv.run_id, str(mv.source)[len(prefix):]))
-    return MODEL_CONFIG_FILE in {Path(a.path).name for a in listed}
+    return str(mv.source)[len(prefix):] if mv.run_id and str(mv.source).startswith(prefix) else None
+
+
+def _version_files(mlc: MlflowClient, mv: Any) -> set[str]:
+    """The names of the files in version ``mv``'s model folder (none if it points at no run artifact)."""
+    path = _run_artifact(mv)
+    return set() if path is None else {Path(a.path).name for a in _retry(lambda: mlc.list_artifacts(mv.run_id, path))}
 
 
 def attach_model_config(run_id: str, model_config: Mapping[str, Any], uri: str | None = None,
@@ -764,17 +778,12 @@ def _write_model_config(folder: Path, model_config: Mapping[str, Any]) -> Path:
 def _version_artifact(name: str, alias_or_version: str | int, uri: str | None, dst: str) -> Path:
     """Download the ``model/`` artifact of ``name`` at an alias or a version number into ``dst``; its path."""
     resolved = uri or tracking_uri()
-    mlc = client(resolved)
-    ref = str(alias_or_version)
-    if ref.isdigit():
-        mv = _retry(lambda: mlc.get_model_version(name, ref))
-    else:
-        mv = _retry(lambda: mlc.get_model_version_by_alias(name, ref))
-    prefix = f"runs:/{mv.run_id}/"
-    if not mv.run_id or not str(mv.source).startswith(prefix):
+    mv = _resolve_version(client(resolved), name, alias_or_version)
+    path = _run_artifact(mv)
+    if path is None:
         raise ValueError(f"version {mv.version} of {name!r} does not point at a run artifact: {mv.source!r}")
-    return Path(mlflow.artifacts.download_artifacts(
-        run_id=mv.run_id, artifact_path=str(mv.source)[len(prefix) :], dst_path=dst, tracking_uri=resolved))
+    return Path(mlflow.artifacts.download_artifacts(run_id=mv.run_id, artifact_path=path, dst_path=dst,
+                                                    tracking_uri=resolved))
 
 
 def serve_command(name: str, alias_or_version: str | int = CHAMPION, host: str = "127.0.0.1", port: int = 5001,
@@ -791,8 +800,7 @@ def serve_command(name: str, alias_or_version: str | int = CHAMPION, host: str =
     mlc = client(resolved)
     ref = str(alias_or_version)
     try:
-        mv = _retry(lambda: mlc.get_model_version(name, ref) if ref.isdigit()
-                    else mlc.get_model_version_by_alias(name, ref))
+        mv = _resolve_version(mlc, name, ref)
     except MlflowException as exc:
         if exc.error_code not in ("INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST"):
             raise
@@ -800,10 +808,7 @@ def serve_command(name: str, alias_or_version: str | int = CHAMPION, host: str =
         raise ValueError(f"{name!r} has no {'version' if ref.isdigit() else 'alias'} {ref!r} in {resolved} "
                          + (f"(versions: {versions})" if versions else
                             "(no versions: run the pipeline, or `physml track` to log its results)")) from None
-    prefix = f"runs:/{mv.run_id}/"
-    listed = (_retry(lambda: mlc.list_artifacts(mv.run_id, str(mv.source)[len(prefix):]))
-              if mv.run_id and str(mv.source).startswith(prefix) else [])
-    if MLMODEL_FILE not in {Path(a.path).name for a in listed}:
+    if MLMODEL_FILE not in _version_files(mlc, mv):
         raise ValueError(f"version {mv.version} of {name!r} is not a pyfunc model (no {MLMODEL_FILE}); "
                          f"`physml track` adds it to the runs of the results on disk")
     argv = [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{name}/{mv.version}",
