@@ -150,10 +150,12 @@ class ServedNetwork:
             weights = trapezoid_weights(np.asarray(data["target_x"]), tuple(self.config["x_range"]),
                                         periodic=bool(self.config["periodic"]))
             G, b = weights[:, :, None, :], mass[:, :, None]  # one row per slice: (B, nt, 1, nx), (B, nt, 1)
+        updates = plain_updates(self.config["case"], [constraint])
+        if updates.get(constraint) is not None:
+            _check_reachable(mass, G[:, :, 0], updates[constraint], constraint)
         means, variances = [], []
         for sl, plain, conditioned in predict_batches(self.net, arrays, n_samples, seed, "the served network", G, b,
-                                                      updates=plain_updates(self.config["case"], [constraint]),
-                                                      first_index=first):
+                                                      updates=updates, first_index=first):
             mean, cov = (plain.mean, plain.cov) if G is None else constrained(constraint, plain, conditioned,
                                                                                 G[sl], b[sl])
             means.append(np.array(mean))
@@ -181,6 +183,18 @@ class ServedNetwork:
                     message = message.replace(f"bc for grid axis {axis}", f"input {name!r} (grid axis {axis})")
                 raise ValueError(message) from exc
         return out.numpy()
+
+
+def _check_reachable(mass: np.ndarray, weights: np.ndarray, lower: float, constraint: str) -> None:
+    """ValueError naming input ``mass`` where a slice's mass (B, nt) is below ℓ Σ_j g_j, the least mass a
+    u ≥ ℓ can have on its quadrature weights g (B, nt, nx): no u that ``constraint`` may return has it."""
+    least = lower * weights.sum(-1)
+    short = np.argwhere(mass < least - 1e-12 * abs(lower) * weights.sum(-1))
+    if short.size:
+        i, t = (int(k) for k in short[0])
+        raise ValueError(f"input 'mass' is below the least mass a u ≥ {lower:g} can have in {len(short)} slice(s) "
+                         f"(first: function {i}, time {t}: mass {mass[i, t]:.6g} < {least[i, t]:.6g}); "
+                         f"params.constraint {constraint!r} keeps u ≥ {lower:g}")
 
 
 def _float_array(data: Mapping[str, Any], name: str) -> np.ndarray:

@@ -365,8 +365,9 @@ def track(case: str, model: str, params: ParamsModel, root: Path, only_missing: 
 def _serving_defaults(params: ParamsModel, case: str, model: str) -> dict[str, int]:
     """The defaults of a registered network's pyfunc ``predict`` (:mod:`physml.serving`): the seed and the ANP's
     latent draws the constrain stage predicted with, so a served call on the test split gives its numbers."""
-    n_samples = params.model_settings("anp", case).n_latent_samples if model == "anp" else 1
-    return {"n_samples": n_samples, "seed": params.seed}
+    from physml.experiments.probconserv import latent_draws
+
+    return {"n_samples": latent_draws(params, case, model), "seed": params.seed}
 
 
 def _dataset_version(case: str, params: ParamsModel, root: Path) -> str:

@@ -209,7 +209,7 @@ def test_per_component_probconserv_updates_each_component_then_mixes(run: dict, 
     net = pc._load_model(lay.models("stefan", model) / checkpoint, "stefan", model)
     assert net.config.constrained_likelihood == (constraint == "probconserv_trained")
     n = arrays["target_u"].shape[0]
-    n_samples = params.model_settings("anp", "stefan").n_latent_samples if model == "anp" else 1
+    n_samples = pc.latent_draws(params, "stefan", model)
     components = net.predict_components(
         *(arrays[k] for k in ("context_t", "context_x", "context_u", "target_t", "target_x")), n_samples=n_samples,
         seed=function_seeds(params.seed, range(n)))
@@ -255,11 +255,13 @@ def test_probconserv_nonnegative_keeps_each_component_nonnegative_and_the_mass_e
     from physml.models.anp import function_seeds
 
     assert pc.lower_bound("stefan") == 0.0 and pc.lower_bound("heat") is None
+    assert pc._applies(pc.NONNEGATIVE, "stefan") and not pc._applies(pc.NONNEGATIVE, "heat")  # heat: the mixture
+    assert pc._applies(pc.PER_COMPONENT, "heat")
     lay, params = stages.Layout(run["root"], "quick"), run["params"]
     arrays = pc._load_split(lay.data("stefan"), "test", "stefan")
     G, b = pc.conservation_system("stefan", arrays)
     net = pc._load_model(lay.models("stefan", model) / "plain.pt", "stefan", model)
-    n_samples = params.model_settings("anp", "stefan").n_latent_samples if model == "anp" else 1
+    n_samples = pc.latent_draws(params, "stefan", model)
     means, variances = net.predict_components(
         *(arrays[k] for k in ("context_t", "context_x", "context_u", "target_t", "target_x")), n_samples=n_samples,
         seed=function_seeds(params.seed, range(arrays["target_u"].shape[0])))

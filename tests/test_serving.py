@@ -34,6 +34,7 @@ from physml import tracking
 from physml.constraints.conservation import trapezoid_weights
 from physml.models import build_model
 from physml.models.anp import function_seeds
+from physml.serving import ServingInputError
 
 ANP_CONFIG = {"case": "heat", "model": "anp", "hidden": 8, "latent": 8, "heads": 2, "attention_layers": 1,
               "decoder_layers": 2, "t_range": [0.0, 1.0], "x_range": [0.0, 2 * np.pi], "periodic": True}
@@ -144,6 +145,12 @@ def test_a_served_nonnegative_case_keeps_its_mean_above_zero(store: str) -> None
     assert unbounded["mean"].min() < -1e-3
     assert bounded["mean"].min() >= -1e-14
     np.testing.assert_allclose(np.einsum("bti,bti->bt", g, bounded["mean"]), mass, rtol=0, atol=1e-14)
+    negative = mass.copy()
+    negative[1, 1] = -1e-9  # no u ≥ 0 has a mass below 0: the input is named, nothing is predicted
+    with pytest.raises(ServingInputError, match=r"input 'mass' is below .* 1 slice\(s\) \(first: function 1, "
+                                                r"time 1: mass -1e-09 < 0\)"):
+        served.predict({**inputs, "mass": negative}, params={"constraint": "probconserv_nonnegative"})
+    served.predict({**inputs, "mass": negative}, params={"constraint": "probconserv_mixture"})  # unbounded: fine
 
 
 def test_an_anp_answers_for_a_function_whatever_else_the_call_holds(store: str) -> None:

@@ -363,6 +363,21 @@ def predict_batches(net: torch.nn.Module, arrays: Mapping[str, np.ndarray], n_sa
         del plain, conditioned  # before the next batch is predicted: at most one batch's covariances alive here
 
 
+def _applies(constraint: str, case: str) -> bool:
+    """False for probconserv_nonnegative on a case whose u changes sign (no :func:`lower_bound`), where it is
+    probconserv_mixture under another name: its file is written (the matrix is the same for every case), but
+    the figures, the seed study and the report's bars leave the duplicate out."""
+    return constraint != NONNEGATIVE or lower_bound(case) is not None
+
+
+def latent_draws(params: ParamsModel, case: str, model: str) -> int:
+    """How many latent draws S a ``model``'s predictive on ``case`` averages over: the ANP's
+    ``n_latent_samples`` (its predictive is the mixture of S Gaussians, one per draw of z), and 1 for the
+    ensemble, whose members are its components and draw nothing. The constrain stage, the seed study and a
+    served network (:mod:`physml.serving`) all predict with it, so they give the same numbers."""
+    return params.model_settings("anp", case).n_latent_samples if model == "anp" else 1
+
+
 def plain_updates(case: str, constraints: list[str]) -> dict[str, float | None]:
     """The per-component updates of the plain network that ``constraints`` ask for: name → lower bound."""
     wanted = {PER_COMPONENT: None, NONNEGATIVE: lower_bound(case)}
@@ -441,7 +456,7 @@ def constrain(case: str, model: str, params: ParamsModel, data_dir: Path, model_
     constraints = list(params.matrix.probconserv.constraints)
     arrays = _load_split(data_dir, "test", case)
     G, b = conservation_system(case, arrays)
-    n_samples = params.model_settings("anp", case).n_latent_samples if model == "anp" else 1
+    n_samples = latent_draws(params, case, model)
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     # one batch of functions at a time: the full covariances of every function and time slice would not fit
     # in memory at the paper's sizes (pme: 150 × 201 × 201² floats, 9.7 GB per array); only what is written
@@ -591,13 +606,15 @@ def _metrics(true: np.ndarray, pred: Mapping[str, np.ndarray], G: np.ndarray, b:
 def _figures(case: str, model: str, arrays: Mapping[str, np.ndarray], preds: Mapping[str, Mapping[str, np.ndarray]],
              G: np.ndarray, b: np.ndarray, shocks: Mapping[str, Any], fig_dir: Path) -> list[Path]:
     """Mass over time (test function 0; heat: the article's Fig. 1 — true, ANP, SoftC, ProbConserv), and for
-    stefan the profiles at the last target time and the shock-position histograms of test function 0."""
+    stefan the profiles at the last target time and the shock-position histograms of test function 0; one
+    line or panel per constraint that :func:`_applies` to ``case``."""
     from physml import plots
 
     problem = _problem(case)
     i = 0
-    order = [c for c in ("none", "softc", "probconserv", PER_COMPONENT, TRAINED, "hardc") if c in preds]
-    mass_methods = [c for c in ("none", "softc", "probconserv", PER_COMPONENT, TRAINED) if c in preds] or order
+    order = [c for c in ("none", "softc", "probconserv", PER_COMPONENT, NONNEGATIVE, TRAINED, "hardc")
+             if c in preds and _applies(c, case)]
+    mass_methods = [c for c in order if c != "hardc"] or order
     written = []
     mass = {}
     for c in mass_methods:
@@ -732,13 +749,13 @@ def seed_study(case: str, model: str, params: ParamsModel, data_dir: Path, model
     data_dir, model_dir, study_dir = Path(data_dir), Path(model_dir), Path(study_dir)
     if not (model_dir / "plain.pt").is_file():
         raise ValueError(f"{model_dir}: no plain network of the project seed; run train for {case} × {model} first")
-    constraints = [c for c in params.matrix.probconserv.constraints if c in POST_HOC]
+    constraints = [c for c in params.matrix.probconserv.constraints if c in POST_HOC and _applies(c, case)]
     seeds = params.study_seeds("probconserv")
     arrays = _load_split(data_dir, "test", case)
     true = arrays["target_u"]
     G, b = conservation_system(case, arrays)
     groups = _test_value_groups(params, case, arrays)
-    n_samples = params.model_settings("anp", case).n_latent_samples if model == "anp" else 1
+    n_samples = latent_draws(params, case, model)
     study_dir.mkdir(parents=True, exist_ok=True)
     errors: dict[str, list[float]] = {c: [] for c in constraints}
     per_value: dict[str, dict[str, list[float]]] = {}
