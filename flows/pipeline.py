@@ -13,6 +13,8 @@ overwrite. So each finished task leaves a stamp under ``<root>/.physml-flow/`` (
 modification time of every output file), and a task is served from the cache only when its stamp holds
 this run's key and its outputs are as the stamp recorded them (``refresh_cache`` otherwise): settings
 changed and changed back, an output deleted or rewritten, or another checkout's cache all recompute.
+The results are kept beside the stamps (:func:`result_folder`), not in ``PREFECT_HOME``, so a new process or
+pod that mounts the same root (the ``paper`` deployment's volume) is served the same cache.
 Transient failures (a locked SQLite store, an unreachable tracking server: :func:`is_transient`) are
 retried; any other failure is final at once. ``dask=True`` fans the cases out
 on a DaskTaskRunner.
@@ -264,6 +266,14 @@ def checkout_lock(root: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def result_folder(root: Path) -> Path:
+    """Where the cached tasks' results live: beside their stamps under ``root`` (absolute, so that a Dask
+    worker in another folder finds them), not in ``PREFECT_HOME``, so the cache moves with the outputs it vouches
+    for: a fresh process, home or pod that mounts the same ``root`` (the ``paper`` deployment's volume)
+    recomputes nothing that has not changed."""
+    return Path(root).resolve() / ".physml-flow" / "results"
+
+
 def _run_matrix(params: ParamsModel, params_path: str, profile: str | None, root: str) -> dict[str, Any]:
     """The body of :func:`pipeline`: every stage of the matrix as tasks, then the report."""
     lay = stages.Layout(Path(root), params.profile)
@@ -271,6 +281,7 @@ def _run_matrix(params: ParamsModel, params_path: str, profile: str | None, root
     cases = list(dict.fromkeys(c for c, _ in pairs))
 
     stamps: dict[Any, tuple[Path, str, list[Path]]] = {}  # future → its stamp, key and outputs
+    results = result_folder(Path(root))
 
     def submit(t: Any, outputs: list[Path], case: str, model: str | None, upstream: list[Path], stage: str) -> Any:
         """Submit task ``t`` for (case, model), served from the cache only if its stamp is current."""
@@ -282,7 +293,8 @@ def _run_matrix(params: ParamsModel, params_path: str, profile: str | None, root
                      "upstream": digest}
         key = _key(step, arguments)
         stamp = Path(root) / ".physml-flow" / params.profile / step / f"{case}{'' if model is None else '--' + model}.json"
-        fut = t.with_options(refresh_cache=not _stamp_is_current(stamp, key, outputs)).submit(**arguments)
+        fut = t.with_options(refresh_cache=not _stamp_is_current(stamp, key, outputs),
+                             result_storage=results).submit(**arguments)
         stamps[fut] = (stamp, key, outputs)
         return fut
 

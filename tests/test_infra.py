@@ -106,6 +106,27 @@ def test_gpu_variable_schema_bounds_and_default() -> None:
     assert gpu["maximum"] >= 1
 
 
+def test_the_store_claim_is_mounted_at_the_paper_deployments_root() -> None:
+    """The volume that keeps a scheduled run's outputs and the flow's cache (infra/k8s/store.yaml) is what the
+    template mounts, at the folder the paper deployment passes as the flow's ``root``."""
+    (claim,) = yaml.safe_load_all((INFRA / "k8s" / "store.yaml").read_text())
+    assert claim["kind"] == "PersistentVolumeClaim" and claim["metadata"]["namespace"] == "physml"
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]  # one pod at a time: concurrency_limit 1
+    pod = _resolve(_template(), {})["job_manifest"]["spec"]["template"]["spec"]
+    (volume,) = [v for v in pod["volumes"] if "persistentVolumeClaim" in v]
+    assert volume["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
+    (mount,) = [m for m in _container({"job_manifest": {"spec": {"template": {"spec": pod}}}})["volumeMounts"]
+                if m["name"] == volume["name"]]
+    paper = _deployment("paper")
+    assert mount["mountPath"] == paper["parameters"]["root"]
+    (pull,) = paper["pull"]
+    workdir = pull["prefect.deployments.steps.set_working_directory"]["directory"]
+    assert Path(mount["mountPath"]).parent == Path(workdir)  # beside the image's code, not over it
+    other = _resolve(_template(), {"store_claim": "team-store"})["job_manifest"]["spec"]["template"]["spec"]
+    assert [v["persistentVolumeClaim"]["claimName"] for v in other["volumes"] if "persistentVolumeClaim" in v] == [
+        "team-store"]
+
+
 # ---- worker image ---------------------------------------------------------------------------------
 
 

@@ -254,8 +254,9 @@ def test_prefect_pipeline_end_to_end_cached_and_rebuilt(tiny_params_file: Path) 
         f"out = pipeline(params_path={str(tiny_params_file)!r}, root={str(root)!r}); print('RESULT', json.dumps(out))"
     )
 
-    def run() -> dict:
-        proc = subprocess.run([sys.executable, "-c", script], cwd=code, env=_env(root),
+    def run(prefect_home: Path | None = None) -> dict:
+        env = _env(root) if prefect_home is None else {**_env(root), "PREFECT_HOME": str(prefect_home)}
+        proc = subprocess.run([sys.executable, "-c", script], cwd=code, env=env,
                               capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")][-1]
@@ -297,8 +298,17 @@ def test_prefect_pipeline_end_to_end_cached_and_rebuilt(tiny_params_file: Path) 
     ckpt = lay.models("heat", "anp") / "plain.pt"
     stamp = ckpt.stat().st_mtime_ns
 
-    second = run()  # everything cached: no retraining, no new MLflow runs
+    # everything cached: no retraining, no new MLflow runs, also from a fresh Prefect home (a new pod that
+    # mounts the same root): the cached results live under the root, beside the stamps
+    fresh_home = root / "another-prefect-home"
+    outputs = [p for folder in ("data", "models", "predictions", "metrics") for p in (root / folder).rglob("*")
+               if p.is_file()]
+    written = {p: p.stat().st_mtime_ns for p in outputs}
+    second = run(prefect_home=fresh_home)
+    assert {p: p.stat().st_mtime_ns for p in outputs} == written  # not one file written again
     assert ckpt.stat().st_mtime_ns == stamp
+    assert fresh_home.is_dir() and not (fresh_home / "storage").exists()
+    assert list((root / ".physml-flow" / "results").iterdir())
     assert len(_mlflow_runs(root, "heat")) == n_heat
     assert second["runs"] == first["runs"]
     assert second["report_run"] == first["report_run"] and len(_mlflow_runs(root, "reports")) == 1  # same bytes
