@@ -10,6 +10,7 @@ and model versions produced the numbers.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -18,7 +19,9 @@ import shutil
 import statistics
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
+
+import scipy.stats
 
 from physml import pdes
 from physml.atomic import staging_dir
@@ -215,8 +218,9 @@ def not_run(params: ParamsModel, metrics: Mapping[tuple[str, str, str], Mapping[
     return [case for case in dict.fromkeys(c for c, _, _ in params.experiments()) if case not in have]
 
 
-#: A paired difference smaller than this many standard errors is one the seed alone could make.
-NOISE_SE = 2.0
+#: Two-sided level of the seed-noise test: a paired difference is called lower (or higher) when a difference of
+#: 0 would give one as far out on that side with probability at most NOISE_LEVEL / 2 (:func:`noise_threshold`).
+NOISE_LEVEL = 0.05
 #: The article's headline: BOON's relative L2 is 2× to 20× lower than that of the FNO it corrects. The paper
 #: profile (the reference sizes) is held to the lower end (a quality bar there only).
 PAPER_L2_FACTOR = 2.0
@@ -226,42 +230,73 @@ PAPER_PROFILE = "paper"
 PAIRED_BASELINES: dict[str, str] = {"none": "FNO", "overwrite": "overwrite"}
 
 
+class PairedDifference(NamedTuple):
+    """Mean and standard error of the per-seed differences of one seed study, and its number of seeds."""
+
+    mean: float
+    se: float
+    n: int
+
+
 def paired_difference(study: Mapping[str, Any], baseline: str = "none",
-                      constraint: str = "boon", metric: str = "rel_l2") -> tuple[float, float] | None:
-    """Mean and standard error of d_i = e_i(constraint) - e_i(baseline) over a seed study's seeds, e the study's
+                      constraint: str = "boon", metric: str = "rel_l2") -> PairedDifference | None:
+    """Mean and standard error of d_i = e_i(constraint) - e_i(baseline) over a seed study's n seeds, e the study's
     ``metric`` (BOON: each seed trains both networks, so the pairs share data and initial draw; ``overwrite``
     and ``boon_posthoc`` are the plain network of the same seed with its boundary entries set, or its kernels
     corrected; ProbConserv, ``mse``: every constraint is the same plain network of that seed, updated); None
     without both or with fewer than 2 seeds.
 
-    mean = (1/n) Σ d_i, s.e. = sd(d) / √n with the sample standard deviation: |mean| < NOISE_SE · s.e. is
-    a difference the seed alone could make.
+    mean = (1/n) Σ d_i, s.e. = sd(d) / √n with the sample standard deviation: |mean| < :func:`noise_threshold`
+    (n) · s.e. is a difference the seed alone could make.
     """
     errors = study.get(metric, {})
     if constraint not in errors or baseline not in errors or len(errors[constraint]) < 2:
         return None
     d = [c - base for c, base in zip(errors[constraint], errors[baseline], strict=True)]
     if not all(math.isfinite(x) for x in d):
-        return math.nan, math.nan  # a diverged seed: no verdict (paired_verdict says so, and the bar fails)
-    return statistics.fmean(d), statistics.stdev(d) / math.sqrt(len(d))
+        # a diverged seed: no verdict (paired_verdict says so, and the bar fails)
+        return PairedDifference(math.nan, math.nan, len(d))
+    return PairedDifference(statistics.fmean(d), statistics.stdev(d) / math.sqrt(len(d)), len(d))
 
 
-def paired_verdict(diff: tuple[float, float], name: str = "BOON") -> str:
-    """"<name> lower" / "<name> higher" when the mean paired difference is at least NOISE_SE standard errors
-    from zero on that side, "non-finite" when a seed's error is not finite, else "within seed noise" (the L2
-    bar holds on "lower" and "within seed noise" only)."""
-    mean, se = diff
+@functools.lru_cache(maxsize=64)
+def noise_threshold(n: int) -> float:
+    """t_{1 − NOISE_LEVEL/2, n − 1}, Student's quantile with n − 1 degrees of freedom (2.78 for 5 seeds, 2.36 for
+    8): for normal per-seed differences of mean 0, mean / s.e. is t-distributed with n − 1 degrees of freedom,
+    so it lies beyond this on one side with probability NOISE_LEVEL / 2. (A fixed 2 s.e. would be passed by
+    a true difference of 0 about 6 % of the time on one side with 5 seeds.)"""
+    if n < 2:
+        raise ValueError(f"n must be at least 2 seeds for a standard error, got {n}")
+    return float(scipy.stats.t.ppf(1.0 - NOISE_LEVEL / 2, n - 1))
+
+
+def _noise_text(seeds: list[int]) -> str:
+    """The report's sentence on what a seed study of ``seeds`` calls seed noise (:func:`noise_threshold`)."""
+    n = len(seeds)
+    if n < 2:
+        return "one seed gives no standard error, so no difference is told from seed noise"
+    return (f"a difference under {noise_threshold(n):.2f} standard errors, Student's t at "
+            f"{100 * (1 - NOISE_LEVEL / 2):g} % with {n - 1} degrees of freedom (a two-sided "
+            f"{100 * NOISE_LEVEL:g} % test), is one the seed alone could make")
+
+
+def paired_verdict(diff: PairedDifference, name: str = "BOON") -> str:
+    """"<name> lower" / "<name> higher" when the mean paired difference is at least :func:`noise_threshold`
+    (n) standard errors from zero on that side, "non-finite" when a seed's error is not finite, else "within
+    seed noise" (the L2 bar holds on "lower" and "within seed noise" only)."""
+    mean, se, n = diff
     if not (math.isfinite(mean) and math.isfinite(se)):
         return "non-finite"
-    if mean > 0 and mean >= NOISE_SE * se:
+    threshold = noise_threshold(n)
+    if mean > 0 and mean >= threshold * se:
         return f"{name} higher"
-    if mean < 0 and -mean >= NOISE_SE * se:
+    if mean < 0 and -mean >= threshold * se:
         return f"{name} lower"
     return "within seed noise"
 
 
-def _paired_text(diff: tuple[float, float], name: str = "BOON") -> str:
-    return f"{_fmt(diff[0])} ± {_fmt(diff[1])} ({paired_verdict(diff, name)})"
+def _paired_text(diff: PairedDifference, name: str = "BOON") -> str:
+    return f"{_fmt(diff.mean)} ± {_fmt(diff.se)} ({paired_verdict(diff, name)})"
 
 
 def posthoc_summary(studies: Mapping[tuple[str, str], Mapping[str, Any]]) -> str | None:
@@ -309,10 +344,10 @@ STUDY_METRIC: dict[str, tuple[str, str, str]] = {"boon": ("rel_l2", "relative L2
                                                  "probconserv": ("mse", "MSE", "MSE")}
 
 
-def study_differences(study: Mapping[str, Any], group: str) -> dict[str, tuple[float, float]]:
+def study_differences(study: Mapping[str, Any], group: str) -> dict[str, PairedDifference]:
     """The paired per-seed differences the report and MLflow give for a seed study of matrix ``group``:
     BOON − each of :data:`PAIRED_BASELINES` and post hoc BOON − overwrite (relative L2); ProbConserv − the
-    plain black box (MSE). Name → (mean, s.e.) (:func:`paired_difference`), those with two seeds or more."""
+    plain black box (MSE). Name → (mean, s.e., n) (:func:`paired_difference`), those with two seeds or more."""
     if group == "boon":
         diffs = {f"boon_minus_{b}": paired_difference(study, b) for b in PAIRED_BASELINES}
         diffs["boon_posthoc_minus_overwrite"] = paired_difference(study, "overwrite", "boon_posthoc")
@@ -443,17 +478,16 @@ def quality_checks(params: ParamsModel, metrics: Mapping[tuple[str, str, str], M
 
     BOON's relative L2 bar: where ``studies`` holds a seed study of more than one seed (the project seed's
     pair is one draw of that comparison), it holds unless BOON's per-seed difference to the FNO is above zero
-    by more than NOISE_SE standard errors (:func:`paired_difference`): "no worse" as far as the seeds can
+    by :func:`noise_threshold` standard errors or more (:func:`paired_difference`): "no worse" as far as the seeds can
     tell, which a comparison of two means would decide by round-off when the two tie. Without a study it
     compares the project seed's pair. In the paper profile BOON's relative L2 must also be PAPER_L2_FACTOR
     times lower than the FNO's (:func:`l2_factor`), on the seed means when there is a study.
 
     Stefan's MSE bars: where ``probconserv_studies`` holds a Stefan study of more than one seed, each constraint
     it holds (probconserv, probconserv_mixture, probconserv_nonnegative) must have an MSE lower than the plain
-    black box's beyond seed
-    noise (:func:`paired_verdict` "ProbConserv lower"; a claim of "lower", not BOON's "not worse": with 5 seeds
-    a true difference of 0 passes 2 standard errors about 6 % of the time), in place of the project seed's
-    pair; the trained twin (one training) and the shock positions compare the project seed's networks.
+    black box's beyond seed noise (:func:`paired_verdict` "ProbConserv lower"; a claim of "lower", not BOON's
+    "not worse", which a true difference of 0 passes with probability NOISE_LEVEL / 2), in place of the
+    project seed's pair; the trained twin (one training) and the shock positions compare the project seed's networks.
     """
     studies = studies or {}
     probconserv_studies = probconserv_studies or {}
@@ -632,7 +666,7 @@ def write_report(params: ParamsModel, root: Path) -> Path:
                "over the seeds, over all test functions and over those of each listed test value; none ÷ "
                "probconserv per seed (geometric mean and range); on how many seeds probconserv's MSE is at most the "
                "plain black box's; and the per-seed difference probconserv − none with its standard error (a "
-               f"difference under {NOISE_SE:g} standard errors is one the seed alone could make). Stefan's MSE "
+               f"{_noise_text(params.study_seeds('probconserv'))}). Stefan's MSE "
                "bars are decided on these differences.",
                probconserv_seed_table(params, pc_studies)] if pc_studies else []),
             *(["### Stefan: shock-position posterior",
@@ -657,8 +691,7 @@ def write_report(params: ParamsModel, root: Path) -> Path:
                "with every seed of `matrix.boon.seeds` (same data, budget and settings); mean ± sample "
                "standard deviation over the seeds, on how many seeds BOON's L2 is at most the FNO's, and the "
                "per-seed differences BOON − FNO and BOON − overwrite (the control), each with its standard "
-               "error (a difference under "
-               f"{NOISE_SE:g} standard errors is one the seed alone could make). The L2 quality bar holds "
+               f"error ({_noise_text(params.study_seeds('boon'))}). The L2 quality bar holds "
                "unless BOON's difference is above zero by more than that.",
                seed_study_table(params, studies),
                *([summary] if (summary := posthoc_summary(studies)) else [])] if studies else []),

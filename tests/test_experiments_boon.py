@@ -153,10 +153,10 @@ def test_seed_study_is_one_mlflow_run_with_the_values_per_seed(heat_run: tuple[P
     from physml.report import paired_difference
 
     for baseline in ("none", "overwrite"):
-        mean, se = paired_difference(study, baseline)
+        mean, se, _ = paired_difference(study, baseline)
         metrics = run.data.metrics
         assert metrics[f"boon_minus_{baseline}.mean"] == mean and metrics[f"boon_minus_{baseline}.se"] == se
-    mean, se = paired_difference(study, "overwrite", "boon_posthoc")
+    mean, se, _ = paired_difference(study, "overwrite", "boon_posthoc")
     assert metrics["boon_posthoc_minus_overwrite.mean"] == mean and metrics["boon_posthoc_minus_overwrite.se"] == se
     (figure,) = client.list_artifacts(run_id, "figures")
     assert figure.path == "figures/seed_study.png" and figure.file_size > 0

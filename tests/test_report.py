@@ -6,10 +6,12 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from physml.config import load_params
-from physml.report import (collect_seed_studies, l2_factor, paired_difference, posthoc_summary, quality_checks,
+from physml.report import (collect_seed_studies, l2_factor, noise_threshold, paired_difference, paired_verdict,
+                           posthoc_summary, quality_checks,
                            seed_study_table, write_report)
 from physml.stages import Layout
 
@@ -48,10 +50,10 @@ def test_the_l2_bar_uses_the_paired_seed_differences_when_a_study_exists() -> No
     assert ok and name.endswith(f"beyond seed noise ({n} seeds)")
     assert "(BOON lower)" in detail
     assert f"BOON ahead on {n - 1}/{n} seeds" in detail and "project seed: 0.0176 vs 0.0168" in detail
-    # a tie: BOON's mean is a little higher, but by less than two standard errors of the paired differences
+    # a tie: BOON's mean is a little higher, but by fewer standard errors of the paired differences than t
     tie = _study([1, 2, 3, 4, 5], [0.020, 0.022, 0.018, 0.021, 0.019], [0.021, 0.020, 0.019, 0.023, 0.018])
-    mean, se = paired_difference(tie)
-    assert 0 < mean < 2 * se and tie["rel_l2_mean"]["boon"] > tie["rel_l2_mean"]["none"]
+    mean, se, n_tie = paired_difference(tie)
+    assert 0 < mean < noise_threshold(n_tie) * se and tie["rel_l2_mean"]["boon"] > tie["rel_l2_mean"]["none"]
     name, ok, detail = _l2_bar(quality_checks(params, metrics, {("heat_neumann", "fno"): tie}), "heat_neumann")
     assert ok and "(within seed noise)" in detail and name.endswith("(5 seeds)")
     worse = _study(seeds, [0.01 + 0.001 * i for i in range(n)], [0.02 + 0.0011 * i for i in range(n)])
@@ -62,10 +64,11 @@ def test_the_l2_bar_uses_the_paired_seed_differences_when_a_study_exists() -> No
 
 
 def test_paired_difference_is_the_mean_and_standard_error_of_the_per_seed_differences() -> None:
-    """d = boon - none per seed; mean ± sd/√n; the report calls |mean| < 2 s.e. seed noise."""
+    """d = boon - none per seed; mean ± sd/√n; the report calls |mean| < t_{0.975, n−1} s.e. seed noise."""
     params = load_params(ROOT / "params.yaml")
     study = _study([1, 2, 3, 4], none=[0.020, 0.030, 0.025, 0.021], boon=[0.019, 0.032, 0.022, 0.021])
-    mean, se = paired_difference(study)
+    mean, se, n = paired_difference(study)
+    assert n == 4
     # d = (-0.001, 0.002, -0.003, 0): mean -0.0005, squared deviations sum to 13e-6, s.e. = sqrt(13e-6 / 3) / 2
     assert abs(mean + 0.0005) < 1e-15 and abs(se - (13e-6 / 3) ** 0.5 / 2) < 1e-15
     assert "within seed noise" in seed_study_table(params, {("heat_neumann", "fno"): study})
@@ -73,8 +76,29 @@ def test_paired_difference_is_the_mean_and_standard_error_of_the_per_seed_differ
     assert "BOON lower" in seed_study_table(params, {("heat_neumann", "fno"): clear})
     assert paired_difference(_study([1], [0.02], [0.01])) is None
     same = _study([1, 2, 3], none=[0.02, 0.03, 0.025], boon=[0.02, 0.03, 0.025])  # identical networks
-    assert paired_difference(same) == (0.0, 0.0)
+    assert paired_difference(same) == (0.0, 0.0, 3)
     assert "(within seed noise)" in seed_study_table(params, {("heat_neumann", "fno"): same})
+
+
+def test_seed_noise_is_a_two_sided_five_percent_t_test_of_the_paired_differences() -> None:
+    """Per-seed differences of true mean 0 (normal, any spread) are called lower on 2.5 % of studies and higher on
+    2.5 %, for 5 seeds as for 8: the threshold is Student's t_{0.975, n−1} (2.776 and 2.365), not a fixed 2 s.e.,
+    which with 5 seeds calls a true 0 lower on P(T₄ > 2) = 5.8 % of studies."""
+    assert abs(noise_threshold(5) - 2.7764451) < 1e-6 and abs(noise_threshold(8) - 2.3646243) < 1e-6
+    with pytest.raises(ValueError, match="at least 2 seeds"):
+        noise_threshold(1)
+    rng = np.random.default_rng(0)
+    for n in (5, 8):
+        d = rng.normal(0.0, 0.003, size=(40_000, n))
+        verdicts = [paired_verdict((float(row.mean()), float(row.std(ddof=1) / n**0.5), n)) for row in d]
+        lower, higher = verdicts.count("BOON lower") / len(d), verdicts.count("BOON higher") / len(d)
+        # binomial s.e. of a 2.5 % rate over 40 000 studies: 0.078 %; 4 of them either way
+        assert abs(lower - 0.025) < 0.0032 and abs(higher - 0.025) < 0.0032, (n, lower, higher)
+    # a true difference of two spreads is found as often as the t-test's power says: the noncentral t's tail,
+    # P(T₄(δ = 2√5) > t) = 0.909 (scipy.stats.nct.sf(2.776, 4, 4.472)); binomial s.e. over 4000 studies 0.45 %
+    shifted = rng.normal(-0.006, 0.003, size=(4000, 5))
+    found = [paired_verdict((float(r.mean()), float(r.std(ddof=1) / 5**0.5), 5)) == "BOON lower" for r in shifted]
+    assert abs(np.mean(found) - 0.909) < 0.02
 
 
 def test_the_seed_table_compares_boon_with_the_overwrite_control_per_seed() -> None:
@@ -83,8 +107,8 @@ def test_the_seed_table_compares_boon_with_the_overwrite_control_per_seed() -> N
     assert "overwrite" in params.matrix.boon.constraints
     study = _study([1, 2, 3], none=[0.03, 0.04, 0.035], boon=[0.010, 0.012, 0.011])
     study["rel_l2"]["overwrite"] = [0.009, 0.010, 0.0095]  # the control ahead of BOON on every seed
-    mean, se = paired_difference(study, "overwrite")
-    assert abs(mean - 0.0015) < 1e-15 and mean > 2 * se
+    mean, se, n = paired_difference(study, "overwrite")
+    assert abs(mean - 0.0015) < 1e-15 and mean > noise_threshold(n) * se
     table = seed_study_table(params, {("heat_neumann", "fno"): study})
     header, _, row = table.splitlines()
     columns = [c.strip() for c in header.strip("|").split("|")]
@@ -210,7 +234,8 @@ def test_a_diverged_seed_fails_the_l2_bar_instead_of_crashing_the_report() -> No
     params = load_params(ROOT / "params.yaml").with_profile("quick")
     seeds = params.study_seeds("boon")
     study = _study(seeds, [0.02] * len(seeds), [0.01] * (len(seeds) - 1) + [math.inf])
-    assert all(math.isnan(v) for v in paired_difference(study))  # no mean, no spread
+    mean, se, n = paired_difference(study)
+    assert math.isnan(mean) and math.isnan(se) and n == len(seeds)  # no mean, no spread
     metrics = {("heat_neumann", "fno", "none"): {"rel_l2": 0.02, "boundary_max_abs": 0.1},
                ("heat_neumann", "fno", "boon"): {"rel_l2": 0.01, "boundary_max_abs": 0.0}}
     (bar,) = [c for c in quality_checks(params, metrics, {("heat_neumann", "fno"): study})
@@ -309,7 +334,7 @@ def _pc_study(seeds: list[int], none: list[float], probconserv: list[float],
 
 
 def test_the_probconserv_seed_study_decides_stefans_mse_bar_and_tabulates_the_ratio_per_seed(tmp_path: Path) -> None:
-    """ProbConserv's seed study: the Stefan bar asks for probconserv − none below zero by NOISE_SE standard errors
+    """ProbConserv's seed study: the Stefan bar asks for probconserv − none below zero by t_{0.975, n−1} standard errors
     of the per-seed differences; the table gives none ÷ probconserv per seed (mean [min–max]), the ahead count,
     and a row per listed test value, marked when the value lies outside the training range; the report draws
     the MSE per seed."""
