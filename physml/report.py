@@ -275,9 +275,9 @@ def _noise_text(seeds: list[int]) -> str:
     n = len(seeds)
     if n < 2:
         return "one seed gives no standard error, so no difference is told from seed noise"
-    return (f"a difference under {noise_threshold(n):.2f} standard errors, Student's t at "
-            f"{100 * (1 - NOISE_LEVEL / 2):g} % with {n - 1} degrees of freedom (a two-sided "
-            f"{100 * NOISE_LEVEL:g} % test), is one the seed alone could make")
+    return (f"a difference under {noise_threshold(n):.2f} standard errors, the "
+            f"{100 * (1 - NOISE_LEVEL / 2):g} % quantile of Student's t with {n - 1} degrees of freedom (a "
+            f"two-sided {100 * NOISE_LEVEL:g} % test), is one the seed alone could make")
 
 
 def paired_verdict(diff: PairedDifference, name: str = "BOON") -> str:
@@ -498,8 +498,11 @@ def quality_checks(params: ParamsModel, metrics: Mapping[tuple[str, str, str], M
             for constraint in ("probconserv", "probconserv_mixture", "probconserv_nonnegative", "probconserv_trained",
                                "hardc"):
                 m = metrics.get((case, model, constraint))
+                # evaluate writes bound_violation only where the physics bounds u (experiments.probconserv
+                # .lower_bound; not imported here, which would import torch): without it, as on heat, the file
+                # is probconserv_mixture's numbers under another name
                 if constraint == "probconserv_nonnegative" and m is not None and "bound_violation" not in m:
-                    continue  # a case whose u changes sign: probconserv_mixture's numbers under another name
+                    continue
                 if m is not None and "conservation_error" in m:
                     ce = m["conservation_error"]
                     checks.append((f"{case}/{model}: {constraint} conservation error ≤ 1e-10", ce <= 1e-10, _fmt(ce)))
@@ -660,12 +663,13 @@ def write_report(params: ParamsModel, root: Path) -> Path:
                "The tables above come from one training per black box, with the project seed. Each black box was also "
                "trained with every seed of `matrix.probconserv.seeds` (same data, budget and settings; each seed "
                "also draws its own latent samples), and the constraints made from the plain network alone "
-               f"({', '.join(c for c in params.matrix.probconserv.constraints if c in POST_HOC)}) applied to it; "
+               f"({', '.join(c for c in params.matrix.probconserv.constraints if c in POST_HOC)}; "
+               "probconserv_nonnegative only where u ≥ 0: on heat it is probconserv_mixture) applied to it; "
                f"{' and '.join(c for c in params.matrix.probconserv.constraints if c not in POST_HOC)} are "
                "networks of their own, trained with the project seed only. MSE mean ± sample standard deviation "
                "over the seeds, over all test functions and over those of each listed test value; none ÷ "
                "probconserv per seed (geometric mean and range); on how many seeds probconserv's MSE is at most the "
-               "plain black box's; and the per-seed difference probconserv − none with its standard error (a "
+               "plain black box's; and the per-seed difference probconserv − none with its standard error ("
                f"{_noise_text(params.study_seeds('probconserv'))}). Stefan's MSE "
                "bars are decided on these differences.",
                probconserv_seed_table(params, pc_studies)] if pc_studies else []),
@@ -692,7 +696,7 @@ def write_report(params: ParamsModel, root: Path) -> Path:
                "standard deviation over the seeds, on how many seeds BOON's L2 is at most the FNO's, and the "
                "per-seed differences BOON − FNO and BOON − overwrite (the control), each with its standard "
                f"error ({_noise_text(params.study_seeds('boon'))}). The L2 quality bar holds "
-               "unless BOON's difference is above zero by more than that.",
+               "unless BOON's difference is above zero by that many standard errors or more.",
                seed_study_table(params, studies),
                *([summary] if (summary := posthoc_summary(studies)) else [])] if studies else []),
             f"## Quality bars ({passed}/{len(checks)} hold)",

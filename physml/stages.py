@@ -424,7 +424,7 @@ def track_seed_study(case: str, model: str, params: ParamsModel, root: Path, onl
                          for c in study[metric]} | ahead)
         for i in range(len(study["seeds"])):
             run.log_metrics({c: {metric: values[i]} for c, values in study[metric].items()}, step=i)
-        run.log_metrics({name: {"mean": d[0], "se": d[1]} for name, d in study_differences(study, group).items()})
+        run.log_metrics({name: {"mean": d.mean, "se": d.se} for name, d in study_differences(study, group).items()})
         with tempfile.TemporaryDirectory() as tmp:
             figure = seed_study_figure(params, {(case, model): study}, Path(tmp) / "seed_study.png", group)
             run.log_figure(figure, "seed_study")

@@ -204,6 +204,8 @@ def test_per_component_probconserv_updates_each_component_then_mixes(run: dict, 
     from physml.models.anp import function_seeds
 
     lay, params = stages.Layout(run["root"], "quick"), run["params"]
+    # the tiny ANP draws 4 latent samples (tests/conftest.py); an ensemble's members draw none
+    assert pc.latent_draws(params, "stefan", "anp") == 4 and pc.latent_draws(params, "stefan", "ensemble") == 1
     arrays = pc._load_split(lay.data("stefan"), "test", "stefan")
     G, b = pc.conservation_system("stefan", arrays)
     net = pc._load_model(lay.models("stefan", model) / checkpoint, "stefan", model)

@@ -111,7 +111,7 @@ def test_the_store_claim_is_mounted_at_the_paper_deployments_root() -> None:
     template mounts, at the folder the paper deployment passes as the flow's ``root``."""
     (claim,) = yaml.safe_load_all((INFRA / "k8s" / "store.yaml").read_text())
     assert claim["kind"] == "PersistentVolumeClaim" and claim["metadata"]["namespace"] == "physml"
-    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]  # one pod at a time: concurrency_limit 1
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]  # one node; one run at a time: concurrency_limit 1
     pod = _resolve(_template(), {})["job_manifest"]["spec"]["template"]["spec"]
     (volume,) = [v for v in pod["volumes"] if "persistentVolumeClaim" in v]
     assert volume["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
@@ -121,7 +121,10 @@ def test_the_store_claim_is_mounted_at_the_paper_deployments_root() -> None:
     assert mount["mountPath"] == paper["parameters"]["root"]
     (pull,) = paper["pull"]
     workdir = pull["prefect.deployments.steps.set_working_directory"]["directory"]
-    assert Path(mount["mountPath"]).parent == Path(workdir)  # beside the image's code, not over it
+    assert Path(mount["mountPath"]).parent == Path(workdir)  # beside the image's code, not over it:
+    copied = {Path(name).name for op, args in _dockerfile() if op == "COPY" for name in args.split()[:-1]}
+    assert {"physml", "flows", "params.yaml"} <= copied and Path(mount["mountPath"]).name not in copied
+    assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsUser"]  # the volume is writable
     other = _resolve(_template(), {"store_claim": "team-store"})["job_manifest"]["spec"]["template"]["spec"]
     assert [v["persistentVolumeClaim"]["claimName"] for v in other["volumes"] if "persistentVolumeClaim" in v] == [
         "team-store"]

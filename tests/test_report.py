@@ -388,4 +388,8 @@ def test_the_probconserv_seed_study_decides_stefans_mse_bar_and_tabulates_the_ra
     section = text.split("### Seed study of the black boxes")[1].split("## BOON")[0]
     assert f"({len(seeds)} seeds: {', '.join(map(str, seeds))})" in section and "| stefan | anp | all |" in section
     assert "| stefan | ensemble |" not in section
+    t = noise_threshold(len(seeds))
+    assert (f"its standard error (a difference under {t:.2f} standard errors, the 97.5 % quantile of Student's t "
+            f"with {len(seeds) - 1} degrees of freedom (a two-sided 5 % test), is one the seed alone could make)."
+            in " ".join(section.split()))
     assert (index.parent / "figures" / "seed_study_probconserv.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

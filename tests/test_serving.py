@@ -147,7 +147,7 @@ def test_a_served_nonnegative_case_keeps_its_mean_above_zero(store: str) -> None
     np.testing.assert_allclose(np.einsum("bti,bti->bt", g, bounded["mean"]), mass, rtol=0, atol=1e-14)
     negative = mass.copy()
     negative[1, 1] = -1e-9  # no u ≥ 0 has a mass below 0: the input is named, nothing is predicted
-    with pytest.raises(ServingInputError, match=r"input 'mass' is below .* 1 slice\(s\) \(first: function 1, "
+    with pytest.raises(ServingInputError, match=r"input 'mass' is below .* 1 slice\(s\) \(first: row 1, "
                                                 r"time 1: mass -1e-09 < 0\)"):
         served.predict({**inputs, "mass": negative}, params={"constraint": "probconserv_nonnegative"})
     served.predict({**inputs, "mass": negative}, params={"constraint": "probconserv_mixture"})  # unbounded: fine
