@@ -58,6 +58,15 @@ def method_label(name: str, model: str | None = None) -> str:
     return tag if name == "none" else f"{base}-{tag}"
 
 
+def _panel_title(name: str, model: str | None = None) -> str:
+    """A panel's title in a row of methods: :func:`method_label` with the model on a second line, so that the
+    longest labels ("ProbConserv (per draw, u ≥ 0)") fit a 3-inch panel without running into the next one."""
+    label = method_label(name, model)
+    if model is None or name == "none":
+        return label
+    return f"{METHOD_LABELS.get(name, name)}\n{label[len(METHOD_LABELS.get(name, name)) + 1:]}"
+
+
 def _subplots(nrows: int = 1, ncols: int = 1, **kwargs: Any) -> tuple[Figure, Any]:
     """``Figure`` and its axes, as ``pyplot.subplots`` returns them, without pyplot's figure registry;
     ``kwargs``: ``figsize`` for the figure, the rest for ``Figure.subplots``."""
@@ -149,7 +158,7 @@ def profiles_with_bands(
         ax.plot(x, u_true, "k.", ms=5)
         ax.plot(x, mean, "-o", color=color, ms=3, lw=1.3, label="mean")
         ax.fill_between(x, mean - 2 * std, mean + 2 * std, color=color, alpha=0.25, lw=0, label="±2σ")
-        _style_panel(ax, method_label(name, model), "x")
+        _style_panel(ax, _panel_title(name, model), "x")
     return _finish_row(fig, axes[0], path, "u", title)
 
 
@@ -175,7 +184,7 @@ def shock_histograms(
         ax.hist(pos, bins=bins, density=True, color=METHOD_COLORS.get(name), alpha=0.7)
         ax.axvline(true_front, color="k", lw=1.8, label="exact front")
         ax.axvline(float(np.mean(pos)), color="r", lw=1.2, ls="--", label="posterior mean")
-        _style_panel(ax, method_label(name, model), "shock position x")
+        _style_panel(ax, _panel_title(name, model), "shock position x")
     return _finish_row(fig, axes[0], path, "density", title)
 
 
