@@ -110,7 +110,8 @@ def _finish_row(fig: Figure, first: Axes, path: str | Path, ylabel: str, title: 
     """y label and legend on the ``first`` panel of a row, ``title`` above the row, then :func:`save_figure`."""
     first.set_ylabel(ylabel)
     first.legend(fontsize=7)
-    fig.suptitle(title, y=1.04)
+    lines = max(ax.get_title().count("\n") + 1 for ax in fig.axes)  # a two-line panel title needs more room
+    fig.suptitle(title, y=1.04 + 0.07 * (lines - 1))
     return save_figure(fig, path)
 
 
