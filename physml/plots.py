@@ -49,22 +49,25 @@ OPERATOR_COLORS: dict[str, str] = {"none": "tab:blue", "overwrite": "tab:gray", 
                                    "boon_posthoc": "tab:orange"}
 
 
+def _model_tag(model: str) -> str:
+    """A model's name in labels: "ANP", "ensemble"."""
+    return model.upper() if model == "anp" else model
+
+
 def method_label(name: str, model: str | None = None) -> str:
     """Legend label of a constraint (``none`` → the model's name, e.g. "ANP"; else "ProbConserv-ANP")."""
     base = METHOD_LABELS.get(name, name)
     if model is None:
         return base
-    tag = model.upper() if model == "anp" else model
-    return tag if name == "none" else f"{base}-{tag}"
+    return _model_tag(model) if name == "none" else f"{base}-{_model_tag(model)}"
 
 
 def _panel_title(name: str, model: str | None = None) -> str:
     """A panel's title in a row of methods: :func:`method_label` with the model on a second line, so that the
     longest labels ("ProbConserv (per draw, u ≥ 0)") fit a 3-inch panel without running into the next one."""
-    label = method_label(name, model)
     if model is None or name == "none":
-        return label
-    return f"{METHOD_LABELS.get(name, name)}\n{label[len(METHOD_LABELS.get(name, name)) + 1:]}"
+        return method_label(name, model)
+    return f"{METHOD_LABELS.get(name, name)}\n{_model_tag(model)}"
 
 
 def _subplots(nrows: int = 1, ncols: int = 1, **kwargs: Any) -> tuple[Figure, Any]:

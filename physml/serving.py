@@ -189,8 +189,9 @@ def _check_reachable(mass: np.ndarray, weights: np.ndarray, lower: float, constr
     """ValueError naming input ``mass`` where a slice's mass (B, nt) is below ℓ Σ_j g_j, the least mass a
     u ≥ ℓ can have on its quadrature weights g (B, nt, nx): no u that ``constraint`` may return has it. The
     test is exact at ℓ = 0 (a mass of −1e-17 is refused), and the function it names is the row of this call."""
-    least = lower * weights.sum(-1)
-    short = np.argwhere(mass < least - 1e-12 * abs(lower) * weights.sum(-1))
+    total = weights.sum(-1)
+    least = lower * total
+    short = np.argwhere(mass < least - 1e-12 * abs(lower) * total)
     if short.size:
         i, t = (int(k) for k in short[0])
         raise ValueError(f"input 'mass' is below the least mass a u ≥ {lower:g} can have in {len(short)} slice(s) "
