@@ -115,8 +115,7 @@ def test_the_store_claim_is_mounted_at_the_paper_deployments_root() -> None:
     pod = _resolve(_template(), {})["job_manifest"]["spec"]["template"]["spec"]
     (volume,) = [v for v in pod["volumes"] if "persistentVolumeClaim" in v]
     assert volume["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
-    (mount,) = [m for m in _container({"job_manifest": {"spec": {"template": {"spec": pod}}}})["volumeMounts"]
-                if m["name"] == volume["name"]]
+    (mount,) = [m for m in pod["containers"][0]["volumeMounts"] if m["name"] == volume["name"]]
     paper = _deployment("paper")
     assert mount["mountPath"] == paper["parameters"]["root"]
     (pull,) = paper["pull"]

@@ -306,8 +306,7 @@ def test_prefect_pipeline_end_to_end_cached_and_rebuilt(tiny_params_file: Path) 
                if p.is_file()]
     written = {p: p.stat().st_mtime_ns for p in outputs}
     second = run(prefect_home=fresh_home)
-    assert {p: p.stat().st_mtime_ns for p in outputs} == written  # not one file written again
-    assert ckpt.stat().st_mtime_ns == stamp
+    assert {p: p.stat().st_mtime_ns for p in outputs} == written  # not one file written again (ckpt included)
     assert fresh_home.is_dir() and not (fresh_home / "storage").exists()
     assert list((root / ".physml-flow" / "results").iterdir())
     assert len(_mlflow_runs(root, "heat")) == n_heat
