@@ -498,11 +498,8 @@ def quality_checks(params: ParamsModel, metrics: Mapping[tuple[str, str, str], M
             for constraint in ("probconserv", "probconserv_mixture", "probconserv_nonnegative", "probconserv_trained",
                                "hardc"):
                 m = metrics.get((case, model, constraint))
-                # evaluate writes bound_violation only where the physics bounds u (experiments.probconserv
-                # .lower_bound; not imported here, which would import torch): without it, as on heat, the file
-                # is probconserv_mixture's numbers under another name
-                if constraint == "probconserv_nonnegative" and m is not None and "bound_violation" not in m:
-                    continue
+                if constraint == "probconserv_nonnegative" and not pdes.get(case).nonnegative:
+                    continue  # u changes sign (heat): the file is probconserv_mixture's numbers under another name
                 if m is not None and "conservation_error" in m:
                     ce = m["conservation_error"]
                     checks.append((f"{case}/{model}: {constraint} conservation error ≤ 1e-10", ce <= 1e-10, _fmt(ce)))
