@@ -9,16 +9,18 @@ is removed by the next write of the same file.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 PARTIAL_SUFFIX = ".partial"
 
-__all__ = ["atomic_path", "move_contents", "remove_stale_partials", "staging_dir"]
+__all__ = ["atomic_path", "move_contents", "remove_stale_partials", "staging_dir", "write_json"]
 
 
 @contextmanager
@@ -40,6 +42,15 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def write_json(final: str | Path, payload: Any) -> Path:
+    """Write ``payload`` to ``final`` as JSON through :func:`atomic_path`: keys sorted, indented by 2, one newline
+    at the end, so the same payload always gives the same bytes (what DVC hashes and git diffs). Returns ``final``."""
+    final = Path(final)
+    with atomic_path(final) as tmp:
+        tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    return final
 
 
 @contextmanager

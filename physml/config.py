@@ -518,10 +518,9 @@ class ParamsModel(_Strict):
             raise ValueError(f"models.{model}: unknown model; allowed: anp, ensemble, fno, softc")
         return getattr(self.models, model).resolved(self.profile, case)
 
-    def study_seeds(self, group: Literal["probconserv", "boon"] = "boon") -> list[int]:
+    def study_seeds(self, group: Literal["probconserv", "boon"]) -> list[int]:
         """Seeds of a matrix group's seed study for the active profile: ``seed, seed + 1, …``
-        (``matrix.<group>.seeds`` of them); the first is the project seed, whose networks are the main training's.
-        Callers outside :mod:`physml.experiments.boon` name the group: the default is BOON's."""
+        (``matrix.<group>.seeds`` of them); the first is the project seed, whose networks are the main training's."""
         return [self.seed + i for i in range(getattr(self.matrix, group).seeds[self.profile])]
 
     def experiments(self) -> list[tuple[str, str, str]]:

@@ -23,7 +23,7 @@ from typing import Any
 
 from physml import pdes
 from physml.allocator import keep_large_blocks_on_heap
-from physml.atomic import atomic_path
+from physml.atomic import write_json
 from physml.config import ParamsModel
 
 
@@ -213,8 +213,7 @@ def train(case: str, model: str, params: ParamsModel, root: Path, progress: bool
     with TRAINING_LOCK:
         out = experiment_module(case).train(case, model, params, lay.data(case), lay.models(case, model),
                                             progress=progress)
-    with atomic_path(record) as tmp:
-        tmp.write_text(json.dumps(_training_settings(params, case, model), indent=2, sort_keys=True) + "\n")
+    write_json(record, _training_settings(params, case, model))
     return out
 
 

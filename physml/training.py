@@ -42,7 +42,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from physml.atomic import atomic_path
+from physml.atomic import atomic_path, write_json
 # MAX_SEED, the bound of params.yaml's seed, is far below the ~9e12 where _epoch_order's
 # seed · 1 000 003 + epoch would overflow torch's int64 seed
 from physml.config import MAX_SEED
@@ -329,9 +329,7 @@ def write_wall_clock(model_dir: Path, seconds: Mapping[str, float]) -> Path:
     leaves the folder byte-identical, so DVC's hash of it is unchanged and the downstream stages are skipped.
     """
     path = Path(model_dir).with_name(Path(model_dir).name + ".seconds.json")
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps({k: round(float(v), 3) for k, v in seconds.items()}, indent=2, sort_keys=True) + "\n")
-    return path
+    return write_json(path, {k: round(float(v), 3) for k, v in seconds.items()})
 
 
 def fit(

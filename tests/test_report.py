@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from physml.config import load_params
+from physml.experiments.seeds import seed_summary
 from physml.report import (collect_seed_studies, l2_factor, noise_threshold, paired_difference, paired_verdict,
                            posthoc_summary, quality_checks,
                            seed_study_table, write_report)
@@ -19,14 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _study(seeds: list[int], none: list[float], boon: list[float]) -> dict:
-    import numpy as np
-
-    return {"case": "heat_neumann", "model": "fno", "seeds": seeds,
-            "rel_l2": {"none": none, "boon": boon},
-            "rel_l2_mean": {"none": float(np.mean(none)), "boon": float(np.mean(boon))},
-            "rel_l2_spread": {"none": float(np.std(none, ddof=1)) if len(none) > 1 else 0.0,
-                              "boon": float(np.std(boon, ddof=1)) if len(boon) > 1 else 0.0},
-            "boon_ahead": sum(b <= f for b, f in zip(boon, none))}
+    return seed_summary("heat_neumann", "fno", seeds, "rel_l2", {"none": none, "boon": boon}, ahead="boon")
 
 
 def _l2_bar(checks: list[tuple[str, bool, str]], case: str) -> tuple[str, bool, str]:
@@ -321,13 +315,8 @@ def test_the_per_value_table_splits_the_mse_by_the_listed_test_values() -> None:
 
 def _pc_study(seeds: list[int], none: list[float], probconserv: list[float],
               per_value: dict[str, dict[str, list[float]]] | None = None) -> dict:
-    import numpy as np
-
-    mse = {"none": none, "probconserv": probconserv}
-    study = {"case": "stefan", "model": "anp", "seeds": seeds, "mse": mse,
-             "mse_mean": {c: float(np.mean(v)) for c, v in mse.items()},
-             "mse_spread": {c: float(np.std(v, ddof=1)) if len(v) > 1 else 0.0 for c, v in mse.items()},
-             "probconserv_ahead": sum(p <= f for p, f in zip(probconserv, none))}
+    study = seed_summary("stefan", "anp", seeds, "mse", {"none": none, "probconserv": probconserv},
+                         ahead="probconserv")
     if per_value:
         study["mse_per_value"] = per_value
     return study

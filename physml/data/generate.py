@@ -41,7 +41,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from physml import pdes
-from physml.atomic import atomic_path
+from physml.atomic import atomic_path, write_json
 from physml.config import SPLITS, ParamsModel
 from physml.data.schema import manifest_schema, shape_str, validate_manifest
 from physml.pdes.base import Problem
@@ -402,6 +402,5 @@ def _generate_locked(case: str, problem: Problem, params: ParamsModel, case_dir:
         "sizes": params.sizes(case).model_dump(),
         "files": files,
     }
-    with atomic_path(case_dir / MARKER) as tmp:
-        tmp.write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+    write_json(case_dir / MARKER, info)
     return case_dir

@@ -61,7 +61,8 @@ from physml import pdes
 from physml.config import CONSTRAINTS as _ALL_CONSTRAINTS, ParamsModel
 from physml.data import open_dataset
 from physml.experiments import PREDICTIONS_FILE, checkpoints_digest, data_version
-from physml.atomic import atomic_path, move_contents, staging_dir
+from physml.experiments.seeds import finite_error, seed_folder, seed_summary
+from physml.atomic import atomic_path, move_contents, staging_dir, write_json
 from physml.metrics import relative_l2
 from physml.models import build_model
 from physml.models.boon import NEUMANN_STENCILS, BOONFNO, BoundaryFNO, OverwriteFNO
@@ -326,13 +327,6 @@ def _check_fno(case: str, model: str) -> None:
         raise ValueError(f"model: {model!r} is not a BOON base operator; allowed: fno")
 
 
-def _write_json(path: Path, payload: Any) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
-    return path
-
-
 def train(case: str, model: str, params: ParamsModel, data_dir: Path, out_dir: Path, progress: bool = True) -> Path:
     """Train the plain FNO (``plain.pt``) and, when ``boon`` is in the matrix, the BOON-corrected FNO
     (``boon.pt``) on ``case`` with the same initial weights, data order and budget; returns ``out_dir``.
@@ -377,7 +371,7 @@ def _train_variants(case: str, model: str, params: ParamsModel, train_split: Ope
             seconds[variant] = time.perf_counter() - started
             summary[variant] = {"best_val": result.best_val, "best_epoch": result.best_epoch, "epochs": config.epochs,
                                 "parameters": sum(p.numel() for p in net.parameters())}
-    _write_json(out_dir / SUMMARY_FILE, summary)
+    write_json(out_dir / SUMMARY_FILE, summary)
     return seconds
 
 
@@ -537,8 +531,8 @@ def evaluate(case: str, model: str, params: ParamsModel, data_dir: Path, pred_di
     out_dir.mkdir(parents=True, exist_ok=True)
     with staging_dir(out_dir / "evaluate") as staging:
         for name in results:
-            _write_json(staging / f"{name}.json", results[name])
-        _write_json(staging / PER_TIME_FILE, per_time_file)
+            write_json(staging / f"{name}.json", results[name])
+        write_json(staging / PER_TIME_FILE, per_time_file)
         _figures(case, split, preds, per_time, staging / "figures")
         move_contents(staging, out_dir)
     return results
@@ -568,7 +562,7 @@ def seed_study(case: str, model: str, params: ParamsModel, data_dir: Path, model
     if not (model_dir / SUMMARY_FILE).is_file():
         raise ValueError(f"{model_dir}: no trained networks of the project seed; run train for {case} × {model} first")
     constraints = list(params.matrix.boon.constraints)
-    seeds = params.study_seeds()
+    seeds = params.study_seeds("boon")
     test = load_split(case, data_dir, "test")
     study_dir.mkdir(parents=True, exist_ok=True)
     if len(seeds) > 1:
@@ -576,24 +570,16 @@ def seed_study(case: str, model: str, params: ParamsModel, data_dir: Path, model
         data = data_version(data_dir)
     rel_l2: dict[str, list[float]] = {c: [] for c in constraints}
     for seed in seeds:
-        seed_dir = model_dir if seed == params.seed else study_dir / f"seed_{seed}"
+        seed_dir = seed_folder(seed, params.seed, model_dir, study_dir)
         if seed != params.seed:
             _train_variants(case, model, params, train_split, val_split, data, seed_dir, seed, progress)
         preds, _ = _constraint_predictions(case, params, seed_dir, test, constraints)
         for name, pred in preds.items():
             error = _metrics(case, pred, test.truth, test.boundary, test.x)[0]["rel_l2"]
-            if not math.isfinite(error):  # as evaluate refuses: no seeds.json whose mean is NaN
-                raise ValueError(f"{case} × {model} × {name}, seed {seed}: non-finite rel_l2 ({error}); "
-                                 f"nothing written to {out_path}")
-            rel_l2[name].append(error)
-    result: dict[str, Any] = {
-        "case": case, "model": model, "seeds": seeds, "rel_l2": rel_l2,
-        "rel_l2_mean": {c: float(np.mean(v)) for c, v in rel_l2.items()},
-        "rel_l2_spread": {c: float(np.std(v, ddof=1)) if len(v) > 1 else 0.0 for c, v in rel_l2.items()},
-    }
-    if "none" in rel_l2 and "boon" in rel_l2:
-        result["boon_ahead"] = sum(b <= f for b, f in zip(rel_l2["boon"], rel_l2["none"]))
-    _write_json(Path(out_path), result)
+            rel_l2[name].append(finite_error(error, "rel_l2", f"{case} × {model} × {name}, seed {seed}",
+                                             out_path))
+    result = seed_summary(case, model, seeds, "rel_l2", rel_l2, ahead="boon")
+    write_json(out_path, result)
     return result
 
 

@@ -65,7 +65,6 @@ Files:
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Iterator, Mapping
@@ -78,11 +77,12 @@ import torch
 from torch.utils.data import Dataset
 
 from physml import pdes
-from physml.atomic import atomic_path, move_contents, staging_dir
+from physml.atomic import atomic_path, move_contents, staging_dir, write_json
 from physml.config import CONSTRAINTS, ParamsModel
 from physml.constraints import clamp_to_bound, condition, conservation_constraint, hardc, probconserv
 from physml.data.reader import SplitDataset
 from physml.experiments import PREDICTIONS_FILE, checkpoints_digest, data_version
+from physml.experiments.seeds import finite_error, seed_folder, seed_summary
 from physml.metrics import (
     bound_violation,
     conservation_error,
@@ -258,8 +258,7 @@ def train(case: str, model: str, params: ParamsModel, data_dir: Path, out_dir: P
                 "epochs": int(tc.epochs),
                 "parameters": int(sum(p.numel() for p in net.parameters())),
             }
-    with atomic_path(summary_path) as tmp:
-        tmp.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    write_json(summary_path, summary)
     write_wall_clock(out_dir, seconds)
     return out_dir
 
@@ -702,7 +701,7 @@ def evaluate(case: str, model: str, params: ParamsModel, data_dir: Path, pred_di
     with staging_dir(out_dir / "evaluate") as staging:
         _figures(case, model, arrays, preds, G, b, shocks, staging / "figures")
         for c, m in results.items():
-            (staging / f"{c}.json").write_text(json.dumps(m, indent=2, sort_keys=True) + "\n")
+            write_json(staging / f"{c}.json", m)
         move_contents(staging, out_dir)
     return results
 
@@ -760,7 +759,7 @@ def seed_study(case: str, model: str, params: ParamsModel, data_dir: Path, model
     errors: dict[str, list[float]] = {c: [] for c in constraints}
     per_value: dict[str, dict[str, list[float]]] = {}
     for seed in seeds:
-        seed_dir = model_dir if seed == params.seed else study_dir / f"seed_{seed}"
+        seed_dir = seed_folder(seed, params.seed, model_dir, study_dir)
         if seed != params.seed:
             train(case, model, params, data_dir, seed_dir, progress, seed=seed, plain_only=True)
         path = seed_dir / "plain.pt"
@@ -768,22 +767,11 @@ def seed_study(case: str, model: str, params: ParamsModel, data_dir: Path, model
             means = _post_hoc_means(_load_model(path, case, model), case, arrays, n_samples, seed, path, G, b,
                                     constraints)
         for c, mean in means.items():
-            error = float(mse(mean, true))
-            if not math.isfinite(error):  # as evaluate refuses: no seeds.json whose mean is NaN
-                raise ValueError(f"{case} × {model} × {c}, seed {seed}: non-finite mse ({error}); "
-                                 f"nothing written to {out_path}")
-            errors[c].append(error)
+            errors[c].append(finite_error(mse(mean, true), "mse", f"{case} × {model} × {c}, seed {seed}", out_path))
             for key, value in _per_value_mse(groups, mean, true).items():
                 per_value.setdefault(key, {k: [] for k in constraints})[c].append(value)
-    result: dict[str, Any] = {
-        "case": case, "model": model, "seeds": seeds, "mse": errors,
-        "mse_mean": {c: float(np.mean(v)) for c, v in errors.items()},
-        "mse_spread": {c: float(np.std(v, ddof=1)) if len(v) > 1 else 0.0 for c, v in errors.items()},
-    }
+    result = seed_summary(case, model, seeds, "mse", errors, ahead="probconserv")
     if per_value:
         result["mse_per_value"] = per_value
-    if "none" in errors and "probconserv" in errors:
-        result["probconserv_ahead"] = sum(p <= f for p, f in zip(errors["probconserv"], errors["none"]))
-    with atomic_path(Path(out_path)) as tmp:
-        tmp.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    write_json(out_path, result)
     return result
