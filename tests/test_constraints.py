@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from physml import pdes
 from physml.constraints import (
     condition,
     conservation_constraint,
@@ -613,6 +614,32 @@ def test_dirichlet_constraint_pins_boundary_values_exactly():
     np.testing.assert_allclose(np.einsum("tkn,tn->tk", G, m2), b, rtol=1e-12, atol=1e-14)
     with pytest.raises(ValueError, match="must start at x_L"):
         dirichlet_constraint(prob, params, t, x[1:])
+
+
+def test_dirichlet_constraint_on_the_exact_cases_takes_their_closed_form_end_values():
+    """The ProbConserv cases with a Dirichlet boundary prescribe what their exact solutions hold at the ends:
+    pme u(t, 0) = (m t)^{1/m}, u(t, 1) = 0 (t < 1); stefan u(t, 0) = 1, u(t, 1) = 0 while the front
+    2 z₁ √t is inside; advection u(t, 0) = 1 (inflow), u(t, 1) = 0 until the step 1/2 + a t arrives;
+    burgers u(t, −1) = a (inflow), u(t, 1) = 0 until the shock (a t − 1)/2 arrives. The conditioned mean takes
+    them exactly. Heat, periodic, has none: dirichlet_constraint refuses it by name."""
+    t = np.array([0.02, 0.05, 0.09])
+    cases = {
+        "pme": ({"m": 3.0}, np.stack([(3.0 * t) ** (1 / 3), np.zeros_like(t)], axis=1)),
+        "stefan": ({"p_star": 0.6}, np.stack([np.ones_like(t), np.zeros_like(t)], axis=1)),
+        "advection": ({"a": 2.0}, np.stack([np.ones_like(t), np.zeros_like(t)], axis=1)),
+        "burgers": ({"a": 2.0}, np.stack([np.full_like(t, 2.0), np.zeros_like(t)], axis=1)),
+    }
+    rng = np.random.default_rng(13)
+    for name, (params, ends) in cases.items():
+        prob = pdes.get(name)
+        x = np.linspace(*prob.x_domain, 11)
+        G, b = dirichlet_constraint(prob, params, t, x)
+        np.testing.assert_allclose(b, ends, rtol=1e-14, atol=0, err_msg=name)
+        mean, var = rng.normal(size=(t.size, x.size)), rng.uniform(0.1, 1.0, (t.size, x.size))
+        m, _ = condition(mean, var, G, b)
+        np.testing.assert_allclose(m[:, [0, -1]], ends, rtol=1e-14, atol=1e-15, err_msg=name)
+    with pytest.raises(ValueError, match="'heat' has boundary 'periodic'"):
+        dirichlet_constraint(pdes.get("heat"), {"k": 1.0}, t, np.linspace(*pdes.get("heat").x_domain, 11))
 
 
 def test_value_and_periodic_constraints():

@@ -61,6 +61,14 @@ class ExactProblem1D(Problem):
         tt, xx = space_time_grid(self, x, t)
         return self._field(p, tt, xx)
 
+    def boundary_data(self, params: Mapping[str, float], t: np.ndarray) -> np.ndarray:
+        """Dirichlet problems: the closed-form solution at the two ends, (u(t, x_L), u(t, x_R)), shape
+        ``(len(t), 2)``: the values the exact solution holds there are the problem's Dirichlet data. Other
+        boundaries: :meth:`Problem.boundary_data`."""
+        if self.boundary != "dirichlet":
+            return super().boundary_data(params, t)
+        return self.solve(params, np.array(self.x_domain), np.asarray(t, dtype=np.float64))
+
     @abstractmethod
     def _field(self, p: Mapping[str, float], tt: np.ndarray, xx: np.ndarray) -> np.ndarray:
         """u for checked parameters ``p`` at times ``tt`` and positions ``xx`` that broadcast together,

@@ -42,8 +42,7 @@ class Advection(ExactProblem1D):
 
     def boundary_flux(self, params: Mapping[str, float], t: np.ndarray) -> np.ndarray:
         """F = a u at x = 0 (always a: the inflow) and x = 1 (a once the step has left), shape ``(len(t), 2)``."""
-        p = self.check_params(params)
-        return p["a"] * self.solve(params, np.array(self.x_domain), np.asarray(t, dtype=np.float64))
+        return self.check_params(params)["a"] * self.boundary_data(params, t)
 
     def initial_mass(self, params: Mapping[str, float]) -> float:
         """∫₀¹ 1{x ≤ 1/2} dx = 1/2."""

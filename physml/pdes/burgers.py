@@ -56,8 +56,7 @@ class InviscidBurgers(ExactProblem1D):
 
     def boundary_flux(self, params: Mapping[str, float], t: np.ndarray) -> np.ndarray:
         """F = u²/2 at x = −1 (the inflow, a²/2) and x = 1 (a²/2 once the shock has left), shape ``(len(t), 2)``."""
-        u = self.solve(params, np.array(self.x_domain), np.asarray(t, dtype=np.float64))
-        return 0.5 * u**2
+        return 0.5 * self.boundary_data(params, t) ** 2
 
     def initial_mass(self, params: Mapping[str, float]) -> float:
         """∫_{−1}^{0} (−a x) dx = a/2."""

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from physml.pdes._exact1d import ExactProblem1D, conservation_record, mass_record, residual_order_record, space_time_grid
+from physml.pdes._exact1d import ExactProblem1D, conservation_record, mass_record, residual_order_record
 from physml.pdes.base import Parameter, VerificationRecord
 
 
@@ -43,10 +43,9 @@ class PorousMedium(ExactProblem1D):
         return np.asarray(t, dtype=np.float64).copy()
 
     def boundary_flux(self, params: Mapping[str, float], t: np.ndarray) -> np.ndarray:
-        """F = −u^m u_x = (m·max(t − x, 0))^{1/m} at x = 0 and x = 1, shape ``(len(t), 2)``."""
-        p = self.check_params(params)
-        tt, xx = space_time_grid(self, np.array(self.x_domain), np.asarray(t, dtype=np.float64))
-        return self._field(p, tt, xx)
+        """F = −u^m u_x = (m·max(t − x, 0))^{1/m} at x = 0 and x = 1, shape ``(len(t), 2)``: u itself there
+        (:meth:`boundary_data`), as everywhere for this solution."""
+        return self.boundary_data(params, t)
 
     def initial_mass(self, params: Mapping[str, float]) -> float:
         """u(0, x) = 0 on [0, 1], so M(0) = 0."""
