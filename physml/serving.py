@@ -12,6 +12,8 @@ It needs physml importable where it runs (``--env-manager local`` in physml's en
 
 - ``context_t``, ``context_x``, ``context_u`` (B, Nc): the observed points of each of B functions;
 - ``target_t`` (B, nt), ``target_x`` (B, nt, nx): where to predict, each slice's positions sorted;
+- every time and position inside the case's domain (the network's ``t_range`` × ``x_range``, where it was
+  trained; outside it is refused, not extrapolated), Nc, nt, nx ≥ 1;
 - ``mass`` (B, nt): the conserved quantity b = ∫ u(t, x) dx over the case's domain at each target time,
   M(t) of the conservation law (e.g. ``physml.pdes.get(case).mass(pde_params, t)``).
 
@@ -61,7 +63,7 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
 from physml.constraints.conservation import trapezoid_weights
 from physml.models import build_model
-from physml.models.anp import ComponentMixture
+from physml.models.anp import ComponentMixture, check_shapes
 from physml.models.boon import BoundaryFNO
 from physml.tracking import MODEL_CONFIG_FILE
 
@@ -138,6 +140,8 @@ class ServedNetwork:
         target_x = arrays["target_x"]
         if target_x.ndim != 3 or target_x.shape[0] == 0:
             raise ValueError(f"target_x must have shape (B, nt, nx) with B >= 1, got {target_x.shape}")
+        check_shapes({key: value.shape for key, value in arrays.items()})
+        _check_domain(arrays, self.config)
         if not isinstance(self.net, ComponentMixture):
             raise ValueError(f"model_config {self.config} builds a {type(self.net).__name__}, which has no predictive")
         G = b = None
@@ -183,6 +187,22 @@ class ServedNetwork:
                     message = message.replace(f"bc for grid axis {axis}", f"input {name!r} (grid axis {axis})")
                 raise ValueError(message) from exc
         return out.numpy()
+
+
+def _check_domain(arrays: Mapping[str, np.ndarray], config: Mapping[str, Any]) -> None:
+    """ValueError naming the first input whose times or positions lie outside the case's domain, ``t_range`` ×
+    ``x_range`` of the network's config, the inputs it was trained on (it scales them to [−1, 1] there): outside
+    it the network would extrapolate and answer as if it knew. An end rounded in float32 is the end (a slack of
+    1e-6 of the range)."""
+    for name, axis in (("context_t", "t"), ("target_t", "t"), ("context_x", "x"), ("target_x", "x")):
+        lo, hi = (float(v) for v in config[f"{axis}_range"])
+        slack = 1e-6 * (hi - lo)
+        outside = np.argwhere((arrays[name] < lo - slack) | (arrays[name] > hi + slack))
+        if outside.size:
+            where = tuple(int(k) for k in outside[0])
+            raise ValueError(f"input {name!r} must lie in the case's {axis} domain [{lo:g}, {hi:g}], where the network "
+                             f"was trained; {len(outside)} value(s) do not (first: index {where}, "
+                             f"{arrays[name][where]:.6g})")
 
 
 def _check_reachable(mass: np.ndarray, weights: np.ndarray, lower: float, constraint: str) -> None:

@@ -5,8 +5,8 @@ Guarantees checked: a served black box conserves the given mass to round-off by 
 updates are the textbook formulas on the mixture of the network's own components (recomputed here from
 ``predict_components``); ``constraint="none"`` is the network's plain predictive; its params default to what
 the pipeline predicted with; a served BOON network holds its boundary data (Neumann stencil derivative,
-the cavity's two pairs of walls) and equals the network's float64 forward; missing or unknown inputs name
-themselves; a version logged before versions were pyfunc models becomes one; ``physml serve`` refuses what is
+the cavity's two pairs of walls) and equals the network's float64 forward; missing or unknown inputs, inputs
+whose shapes do not fit together and times or positions outside the case's domain name themselves; a version logged before versions were pyfunc models becomes one; ``physml serve`` refuses what is
 not there and, started, answers a REST call as the in-process model does.
 """
 
@@ -190,6 +190,34 @@ def test_served_black_box_inputs_and_params_are_checked_by_name(store: str) -> N
         served.predict({**inputs, "target_x": inputs["target_x"][:, :, 0], "mass": np.zeros((B, NT))})
     with pytest.raises(ValueError, match=r"with B >= 1, got \(0, 2, 12\)"):
         served.predict({k: v[:0] for k, v in inputs.items()}, params={"constraint": "none"})
+    # shapes that do not fit together are the caller's, refused before anything is predicted (not "the model's
+    # prediction is not a valid Gaussian"); empty axes too (nt = 0 or nx = 0 divided by zero, Nc = 0 gave NaN)
+    for name, bad, pattern in [("context_x", inputs["context_x"][:, :3], r"context_t/x/u must share a shape"),
+                               ("context_t", inputs["context_t"][:, :0], r"\(B, Nc\) with Nc >= 1"),
+                               ("target_t", inputs["target_t"][:1], r"target_t \(B, nt\) with B = 3"),
+                               ("target_x", inputs["target_x"][:, :, :0], r"nt, nx >= 1; got \(3, 2, 0\)")]:
+        arrays = {**inputs, name: bad}
+        if name == "context_t":
+            arrays.update(context_x=bad, context_u=bad)
+        with pytest.raises(ServingInputError, match=pattern) as caught:
+            served.predict(arrays, params={"constraint": "none"})
+        assert "valid Gaussian" not in str(caught.value), name
+    with pytest.raises(ServingInputError, match=r"target_x must be .* nt, nx >= 1; got \(3, 0, 12\), \(3, 0\)"):
+        served.predict({**inputs, "target_t": inputs["target_t"][:, :0], "target_x": inputs["target_x"][:, :0]},
+                       params={"constraint": "none"})
+    # outside the case's domain the network would extrapolate: refused by name and range
+    late = inputs["target_t"].copy()
+    late[1, 1] = 5.0
+    with pytest.raises(ServingInputError, match=r"input 'target_t' must lie in the case's t domain \[0, 1\].*"
+                                                r"1 value\(s\) do not \(first: index \(1, 1\), 5\)"):
+        served.predict({**inputs, "target_t": late}, params={"constraint": "none"})
+    with pytest.raises(ServingInputError, match=r"input 'context_x' must lie in the case's x domain \[0, 6.28319\]"):
+        served.predict({**inputs, "context_x": inputs["context_x"] - 1.0}, params={"constraint": "none"})
+    # an end rounded in float32 is the end
+    ends = inputs["target_x"].copy()
+    ends[:, :, -1] = float(np.float32(2 * np.pi))
+    assert ends[0, 0, -1] > 2 * np.pi
+    assert served.predict({**inputs, "target_x": ends}, params={"constraint": "none"})["mean"].shape == (B, NT, NX)
 
 
 def test_a_served_neumann_boon_network_holds_its_stencil_derivative(store: str) -> None:

@@ -94,7 +94,7 @@ from physml.metrics import (
     shock_position_posterior,
 )
 from physml.models import Predictive, build_model, mixture, model_loss
-from physml.models.anp import function_seeds
+from physml.models.anp import check_shapes, function_seeds
 from physml.threads import torch_threads
 from physml.training import (TrainConfig, code_version, fit, load_checkpoint, resumable, seed_everything,
                              write_wall_clock)
@@ -336,10 +336,13 @@ def predict_batches(net: torch.nn.Module, arrays: Mapping[str, np.ndarray], n_sa
     (:func:`conditioned_mixture`). All come from one call of the network per batch. Each
     function's latent draws are seeded by ``seed`` and its index in the split, ``first_index`` + its row
     (:func:`~physml.models.anp.function_seeds`), so the batching does not move the numbers. Any NaN/inf or
-    negative variance → ValueError naming the checkpoint (``path``) and the functions."""
+    negative variance → ValueError naming the checkpoint (``path``) and the functions; inputs whose shapes do not
+    fit together → ValueError naming them (:func:`~physml.models.anp.check_shapes`), before anything is predicted."""
     updates = dict(updates or {})
     if updates and (G is None or b is None):
         raise ValueError(f"the per-component updates {sorted(updates)} need G and b")
+    check_shapes({key: np.shape(arrays[key]) for key in ("context_t", "context_x", "context_u", "target_t",
+                                                          "target_x")})
     n, nt, nx = arrays["target_x"].shape
     batch = max(1, min(PREDICT_BATCH, PREDICT_COV_ENTRIES // (nt * nx * nx)))
     for lo in range(0, n, batch):

@@ -128,6 +128,20 @@ class SelfAttention(nn.Module):
         return self.norm2(x + self.feed(x))
 
 
+def check_shapes(shapes: Mapping[str, tuple[int, ...]]) -> None:
+    """ValueError naming the inputs whose shapes do not fit together: context_t/x/u one shape (B, Nc) with
+    Nc ≥ 1 (the encoders average over the context points), target_x (B, nt, nx) and target_t (B, nt) with
+    nt, nx ≥ 1. ``shapes``: input name → shape."""
+    c = shapes["context_t"]
+    if len(c) != 2 or c[1] < 1 or shapes["context_x"] != c or shapes["context_u"] != c:
+        raise ValueError(f"context_t/x/u must share a shape (B, Nc) with Nc >= 1; got "
+                         f"{[shapes[k] for k in ('context_t', 'context_x', 'context_u')]}")
+    tx = shapes["target_x"]
+    if len(tx) != 3 or tx[0] != c[0] or min(tx[1:]) < 1 or shapes["target_t"] != tx[:2]:
+        raise ValueError(f"target_x must be (B, nt, nx) and target_t (B, nt) with B = {c[0]} and nt, nx >= 1; "
+                         f"got {tx}, {shapes['target_t']}")
+
+
 def as_batch(batch: Mapping[str, Any], device: torch.device, dtype: torch.dtype) -> dict[str, torch.Tensor]:
     """The ANP fields of a batch as tensors on ``device``; shapes checked (see module docstring)."""
     out = {}
@@ -138,12 +152,8 @@ def as_batch(batch: Mapping[str, Any], device: torch.device, dtype: torch.dtype)
     for key in ("target_u", "mass"):
         if key in batch:
             out[key] = torch.as_tensor(batch[key]).to(device=device, dtype=dtype)
-    c = out["context_t"].shape
-    if len(c) != 2 or out["context_x"].shape != c or out["context_u"].shape != c:
-        raise ValueError(f"context_t/x/u must share a shape (B, Nc); got {[tuple(out[k].shape) for k in ('context_t', 'context_x', 'context_u')]}")
+    check_shapes({key: tuple(value.shape) for key, value in out.items()})
     tx = out["target_x"].shape
-    if len(tx) != 3 or tx[0] != c[0] or out["target_t"].shape != tx[:2]:
-        raise ValueError(f"target_x must be (B, nt, nx) and target_t (B, nt) with B = {c[0]}; got {tuple(tx)}, {tuple(out['target_t'].shape)}")
     if "target_u" in out and out["target_u"].shape != tx:
         raise ValueError(f"target_u must have the shape of target_x {tuple(tx)}, got {tuple(out['target_u'].shape)}")
     if "mass" in out and out["mass"].shape != tx[:2]:
