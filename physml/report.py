@@ -508,6 +508,10 @@ def quality_checks(params: ParamsModel, metrics: Mapping[tuple[str, str, str], M
                 worst = m["bound_violation"]
                 checks.append((f"{case}/{model}: probconserv_nonnegative mean ≥ 0 (to 1e-12)", worst <= 1e-12,
                                _fmt(worst)))
+            if m is not None and "draw_bound_violation" in m:  # a case with posterior draws (stefan)
+                worst = m["draw_bound_violation"]
+                checks.append((f"{case}/{model}: probconserv_nonnegative posterior draws ≥ 0 (to 1e-12)",
+                               worst <= 1e-12, _fmt(worst)))
     for model in pc.models:
         study = probconserv_studies.get(("stefan", model))
         for constraint in ("probconserv", "probconserv_mixture", "probconserv_nonnegative", "probconserv_trained"):

@@ -158,8 +158,8 @@ class ServedNetwork:
         if updates.get(constraint) is not None:
             _check_reachable(mass, G[:, :, 0], updates[constraint], constraint)
         means, variances = [], []
-        for sl, plain, conditioned in predict_batches(self.net, arrays, n_samples, seed, "the served network", G, b,
-                                                      updates=updates, first_index=first):
+        for sl, plain, conditioned, _ in predict_batches(self.net, arrays, n_samples, seed, "the served network", G,
+                                                         b, updates=updates, first_index=first):
             mean, cov = (plain.mean, plain.cov) if G is None else constrained(constraint, plain, conditioned,
                                                                                 G[sl], b[sl])
             means.append(np.array(mean))

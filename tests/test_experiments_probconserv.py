@@ -280,11 +280,55 @@ def test_probconserv_nonnegative_keeps_each_component_nonnegative_and_the_mass_e
     np.testing.assert_allclose(stored, expected.mean(0), rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(stored_var, within + expected.var(0), rtol=1e-9, atol=1e-14)
     assert stored.min() >= -1e-12
+    # its posterior draws keep the bound too, and the mass (the Gaussian draws of N(μ', Σ') dipped below 0 at the
+    # held points, which keep their prior variance)
+    with h5py.File(run[model]["pred"], "r") as fh:
+        samples = fh["probconserv_nonnegative/samples"][...]
+    assert samples.min() >= -1e-12, samples.min()
+    ce = np.einsum("nm,nsm->ns", g[:, -1], samples) - b[:, -1]
+    assert np.max(np.abs(ce)) < 1e-13 * np.abs(b).max(), np.max(np.abs(ce))
     metrics = run[model]["metrics"]
     assert metrics["probconserv_nonnegative"]["bound_violation"] <= 1e-12
+    assert metrics["probconserv_nonnegative"]["draw_bound_violation"] == pytest.approx(max(0.0, -samples.min()),
+                                                                                       abs=1e-300)
     assert metrics["probconserv_nonnegative"]["conservation_error"] <= 1e-10
     untouched = (clamped_var > 0).all(axis=(0, -1))  # (N, nt): no component has a point at 0 there
     np.testing.assert_allclose(stored[untouched], mixture[untouched], rtol=1e-9, atol=1e-12)
+
+
+def test_nonnegative_posterior_draws_are_each_components_draws_through_its_bounded_map() -> None:
+    """probconserv_nonnegative's Stefan draws (perturb-and-MAP per component): every draw ≥ 0 and on g·u = b;
+    far from the bound they are exact draws of the mixture of the components each conditioned on g·u = b
+    (Matheron's rule), whose mean μ' = (1/S) Σ_s μ'_s and covariance (1/S) Σ_s Σ'_s + the spread of the μ'_s they
+    match within Monte Carlo error; near it, the draws sit at 0 exactly where their perturbed MAP does."""
+    rng = np.random.default_rng(5)
+    n_comp, n_fun, nx, n = 3, 2, 6, 20000
+    G = rng.uniform(0.05, 0.3, (n_fun, 1, nx))
+    g = G[:, 0]
+    means, variances = rng.normal(5.0, 1.0, (n_comp, n_fun, nx)), rng.uniform(0.01, 0.05, (n_comp, n_fun, nx))
+    b = (g * means.mean(0)).sum(-1, keepdims=True) * 0.98
+    draws = pc._nonnegative_samples(means, variances, G, b, 0.0, n, seed=3)
+    assert draws.shape == (n_fun, n, nx) and draws.min() > 1.0  # far from 0: no draw is held
+    np.testing.assert_allclose(np.einsum("fm,fsm->fs", g, draws), np.broadcast_to(b, (n_fun, n)), rtol=1e-14)
+    vg = variances * g
+    shift = ((g * means).sum(-1, keepdims=True) - b) / (vg * g).sum(-1, keepdims=True)
+    mu_s = means - vg * shift  # (S, F, nx)
+    cov_s = np.einsum("sfi,ij->sfij", variances, np.eye(nx)) - np.einsum("sfi,sfj->sfij", vg, vg) / (
+        (vg * g).sum(-1)[..., None, None])
+    mu = mu_s.mean(0)
+    cov = cov_s.mean(0) + np.einsum("sfi,sfj->fij", mu_s - mu, mu_s - mu) / n_comp
+    for f in range(n_fun):
+        sd = np.sqrt(np.diag(cov[f]))
+        assert np.all(np.abs(draws[f].mean(0) - mu[f]) <= 5 * sd / np.sqrt(n))
+        sample_cov = np.cov(draws[f], rowvar=False)
+        se = np.sqrt((np.outer(sd, sd) ** 2 + cov[f] ** 2) / n)  # of a normal sample covariance, entry by entry
+        assert np.all(np.abs(sample_cov - cov[f]) <= 6 * se + 1e-12)
+    # near the bound: a thin layer of mass, so most points of most draws are held at 0 exactly
+    means = rng.normal(0.05, 0.1, (n_comp, n_fun, nx))
+    b = np.full((n_fun, 1), 0.02)
+    draws = pc._nonnegative_samples(means, np.full_like(means, 0.05), G, b, 0.0, 2000, seed=4)
+    assert draws.min() >= 0.0 and (draws == 0.0).mean() > 0.3
+    np.testing.assert_allclose(np.einsum("fm,fsm->fs", g, draws), 0.02, rtol=1e-13)
 
 
 @pytest.mark.parametrize("model", ["anp", "ensemble"])
@@ -376,11 +420,11 @@ def test_constrain_one_function_at_a_time_writes_the_same_predictions(run: dict,
 
     def watched(net, *args, **kwargs):
         refs: list[weakref.ref] = []  # this prediction's batches' covariances (plain: mixed and per component)
-        for sl, mixed, conditioned in original(net, *args, **kwargs):
+        for sl, mixed, conditioned, last in original(net, *args, **kwargs):
             left_alive.append(sum(r() is not None for r in refs))
             refs.extend(weakref.ref(p.cov) for p in (mixed, *conditioned.values()) if p is not None)
-            yield sl, mixed, conditioned
-            del mixed, conditioned
+            yield pc.PredictedBatch(sl, mixed, conditioned, last)
+            del mixed, conditioned, last
 
     # and each network runs once per batch: the plain one's components serve its mixture, probconserv_mixture
     # and probconserv_nonnegative

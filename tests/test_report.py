@@ -256,19 +256,27 @@ def test_stefan_bars_hold_both_probconserv_variants_to_the_black_box() -> None:
 
 def test_the_nonnegative_bars_stand_only_where_the_physics_bounds_u() -> None:
     """probconserv_nonnegative gets a conservation bar and a mean ≥ 0 bar where its file holds a
-    bound_violation (pme, stefan, advection, burgers); on heat, whose u changes sign, its file is
+    bound_violation (pme, stefan, advection, burgers), and a draws ≥ 0 bar where it holds draw_bound_violation
+    (stefan, whose posterior draws are kept); on heat, whose u changes sign, its file is
     probconserv_mixture's under another name and adds no bar (one bar per number, not two)."""
     params = load_params(ROOT / "params.yaml").with_profile("quick")
     exact = {"mse": 1e-3, "conservation_error": 1e-16}
     metrics = {("heat", "anp", "probconserv_mixture"): exact, ("heat", "anp", "probconserv_nonnegative"): exact,
                ("pme", "anp", "probconserv_nonnegative"): {**exact, "bound_violation": 0.0},
-               ("burgers", "anp", "probconserv_nonnegative"): {**exact, "bound_violation": 0.3}}
+               ("burgers", "anp", "probconserv_nonnegative"): {**exact, "bound_violation": 0.3},
+               ("stefan", "anp", "probconserv_nonnegative"): {**exact, "bound_violation": 0.0,
+                                                              "draw_bound_violation": 0.0},
+               ("stefan", "ensemble", "probconserv_nonnegative"): {**exact, "bound_violation": 0.0,
+                                                                   "draw_bound_violation": 0.2}}
     bars = {name: ok for name, ok, _ in quality_checks(params, metrics)}
     assert "heat/anp: probconserv_mixture conservation error ≤ 1e-10" in bars
     assert not [name for name in bars if name.startswith("heat/anp: probconserv_nonnegative")]
     assert bars["pme/anp: probconserv_nonnegative conservation error ≤ 1e-10"]
     assert bars["pme/anp: probconserv_nonnegative mean ≥ 0 (to 1e-12)"]
     assert not bars["burgers/anp: probconserv_nonnegative mean ≥ 0 (to 1e-12)"]
+    assert bars["stefan/anp: probconserv_nonnegative posterior draws ≥ 0 (to 1e-12)"]
+    assert not bars["stefan/ensemble: probconserv_nonnegative posterior draws ≥ 0 (to 1e-12)"]
+    assert not [name for name in bars if name.startswith("pme/anp: probconserv_nonnegative posterior draws")]
 
 
 def test_the_shock_table_reads_both_levels_and_the_truth_line_names_each_case_once() -> None:

@@ -6,7 +6,7 @@ the builders (conservation.py, boundary.py) only produce (G, b); bound.py finds 
 bound holds, so that the same update conditions the rest.
 """
 
-from physml.constraints.bound import clamp_to_bound
+from physml.constraints.bound import clamp_to_bound, most_probable_on_bound
 from physml.constraints.boundary import dirichlet_constraint, periodic_constraint, stack_constraints, value_constraint
 from physml.constraints.conservation import conservation_constraint, trapezoid_weights
 from physml.constraints.gaussian import condition, constrained_log_likelihood, hardc, probconserv
@@ -18,6 +18,7 @@ __all__ = [
     "constrained_log_likelihood",
     "dirichlet_constraint",
     "hardc",
+    "most_probable_on_bound",
     "periodic_constraint",
     "probconserv",
     "stack_constraints",

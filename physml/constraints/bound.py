@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import torch
 
+from physml.constraints.gaussian import probconserv
+
 #: Relative slack of the mass test b ≥ the least mass u ≥ ℓ can have (below it no u ≥ ℓ has the mass).
 _FEASIBLE_RTOL = 1e-12
 #: Slices (rows of n points) handled at once: bounds the temporaries (about ten arrays of rows × n float64).
@@ -97,4 +99,20 @@ def _clamp_rows(mean: torch.Tensor, var: torch.Tensor, g: torch.Tensor, mass: to
     return torch.where(free, mean, lower), torch.where(free, var, 0.0)
 
 
-__all__ = ["clamp_to_bound"]
+def most_probable_on_bound(mean: torch.Tensor, var: torch.Tensor, G: torch.Tensor, b: torch.Tensor,
+                           lower: float = 0.0) -> torch.Tensor:
+    """The most probable u of N(μ, diag v) on {gᵀu = b, u ≥ ``lower``}: u_j = max(ℓ, μ_j − λ v_j g_j) (module
+    docstring), as :func:`clamp_to_bound` (the points at ℓ) followed by the exact update of the rest
+    (:func:`physml.constraints.probconserv`, no noise): the mean a component of ``probconserv_nonnegative`` gets.
+    gᵀu = b to round-off; u = ℓ exactly at the held points and above it, up to round-off, elsewhere.
+
+    Shapes as :func:`clamp_to_bound`: mean, var (..., n); G (..., 1, n); b (..., 1), leading axes broadcast.
+    Returns a float64 tensor (..., n).
+    """
+    held_mean, held_var = clamp_to_bound(mean, var, G, b, lower)
+    u, _ = probconserv(held_mean, held_var, torch.as_tensor(G, dtype=torch.float64),
+                       torch.as_tensor(b, dtype=torch.float64), noise_var=0.0)
+    return u
+
+
+__all__ = ["clamp_to_bound", "most_probable_on_bound"]

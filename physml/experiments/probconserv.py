@@ -69,7 +69,7 @@ import math
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import h5py
 import numpy as np
@@ -79,7 +79,8 @@ from torch.utils.data import Dataset
 from physml import pdes
 from physml.atomic import atomic_path, move_contents, staging_dir, write_json
 from physml.config import CONSTRAINTS, ParamsModel
-from physml.constraints import clamp_to_bound, condition, conservation_constraint, hardc, probconserv
+from physml.constraints import (clamp_to_bound, condition, conservation_constraint, hardc, most_probable_on_bound,
+                                probconserv)
 from physml.data.reader import SplitDataset
 from physml.experiments import PREDICTIONS_FILE, checkpoints_digest, data_version
 from physml.experiments.seeds import finite_error, seed_folder, seed_summary
@@ -322,20 +323,32 @@ def conditioned_mixture(means: torch.Tensor, variances: torch.Tensor, G: np.ndar
     return mixture(conditioned, None, full_cov=True, within_cov=within)
 
 
+class PredictedBatch(NamedTuple):
+    """One batch of functions of :func:`predict_batches`."""
+
+    functions: slice
+    mixed: Predictive | None
+    conditioned: dict[str, Predictive]
+    last: tuple[np.ndarray, np.ndarray] | None
+    """The components' means and variances μ_s, σ_s² at the last target time, each float64 (S, B, nx), when asked
+    for (``last``); else None."""
+
+
 def predict_batches(net: torch.nn.Module, arrays: Mapping[str, np.ndarray], n_samples: int, seed: int,
                     path: Path | str, G: np.ndarray | None = None, b: np.ndarray | None = None, mixed: bool = True,
-                    updates: Mapping[str, float | None] | None = None, first_index: int = 0,
-                    ) -> Iterator[tuple[slice, Predictive | None, dict[str, Predictive]]]:
+                    updates: Mapping[str, float | None] | None = None, first_index: int = 0, last: bool = False,
+                    ) -> Iterator[PredictedBatch]:
     """The model's predictive at the targets of ``arrays`` (context_t/x/u (N, Nc), target_t (N, nt), target_x
-    (N, nt, nx)), one batch of functions at a time:
-    ``(functions, mixed, conditioned)``, each a float64 numpy Predictive with mean/var (B, nt, nx) and cov
-    (B, nt, nx, nx), at most :data:`PREDICT_COV_ENTRIES` covariance entries per batch; ``mixed`` the mixture
-    N(μ, Σ_slice) of the network's components (when ``mixed``, else None), ``conditioned`` one predictive per
-    entry ``name: lower`` of ``updates``: the mixture of the components each conditioned on the test split's
-    ``G`` (N, nt, 1, nx), ``b`` (N, nt, 1), and kept above ``lower`` unless it is None
-    (:func:`conditioned_mixture`). All come from one call of the network per batch. Each
-    function's latent draws are seeded by ``seed`` and its index in the split, ``first_index`` + its row
-    (:func:`~physml.models.anp.function_seeds`), so the batching does not move the numbers. Any NaN/inf or
+    (N, nt, nx)), one batch of functions at a time, as a :class:`PredictedBatch`
+    ``(functions, mixed, conditioned, last)``, each predictive a float64 numpy Predictive with mean/var
+    (B, nt, nx) and cov (B, nt, nx, nx), at most :data:`PREDICT_COV_ENTRIES` covariance entries per batch;
+    ``mixed`` the mixture N(μ, Σ_slice) of the network's components (when ``mixed``, else None), ``conditioned``
+    one predictive per entry ``name: lower`` of ``updates``: the mixture of the components each conditioned on
+    the test split's ``G`` (N, nt, 1, nx), ``b`` (N, nt, 1), and kept above ``lower`` unless it is None
+    (:func:`conditioned_mixture`); with ``last``, the components themselves at the last target time (Stefan's
+    non-negative posterior draws, :func:`_nonnegative_samples`). All come from one call of the network per
+    batch. Each function's latent draws are seeded by ``seed`` and its index in the split, ``first_index`` + its
+    row (:func:`~physml.models.anp.function_seeds`), so the batching does not move the numbers. Any NaN/inf or
     negative variance → ValueError naming the checkpoint (``path``) and the functions; inputs whose shapes do not
     fit together → ValueError naming them (:func:`~physml.models.anp.check_shapes`), before anything is predicted."""
     updates = dict(updates or {})
@@ -356,13 +369,15 @@ def predict_batches(net: torch.nn.Module, arrays: Mapping[str, np.ndarray], n_sa
             for lower in set(updates.values()):
                 by_bound[lower] = conditioned_mixture(means, variances, G[sl], b[sl], lower).to_numpy()
             conditioned = {name: by_bound[lower] for name, lower in updates.items()}
+            at_last = ((means[:, :, -1].double().numpy().copy(), variances[:, :, -1].double().numpy().copy())
+                       if last else None)
             del by_bound
             del means, variances
         except ValueError as exc:
             raise ValueError(f"{path}: the model's prediction for test functions [{sl.start}, {sl.stop}) "
                              f"is not a valid Gaussian ({exc})") from exc
-        yield sl, plain, conditioned
-        del plain, conditioned  # before the next batch is predicted: at most one batch's covariances alive here
+        yield PredictedBatch(sl, plain, conditioned, at_last)
+        del plain, conditioned, at_last  # before the next batch is predicted: one batch's covariances alive at most
 
 
 def _applies(constraint: str, case: str) -> bool:
@@ -386,11 +401,10 @@ def plain_updates(case: str, constraints: list[str]) -> dict[str, float | None]:
     return {name: lower for name, lower in wanted.items() if name in constraints}
 
 
-def _one_predictive(batch: tuple[slice, Predictive | None, dict[str, Predictive]]) -> Predictive:
+def _one_predictive(batch: PredictedBatch) -> Predictive:
     """The one predictive a twin's batch of :func:`predict_batches` holds: its conditioned mixture if it was
     asked for one, else its mixture."""
-    _, mixed, conditioned = batch
-    return next(iter(conditioned.values())) if conditioned else mixed
+    return next(iter(batch.conditioned.values())) if batch.conditioned else batch.mixed
 
 
 def _final_slice_samples(mean: np.ndarray, cov: np.ndarray, n: int, seed: int, G: np.ndarray | None = None,
@@ -406,8 +420,9 @@ def _final_slice_samples(mean: np.ndarray, cov: np.ndarray, n: int, seed: int, G
       projected onto {G u = b} orthogonally, u' = u − Gᵀ (G Gᵀ)⁻¹ (G u − b) (:func:`condition` with Σ = I).
       Where Σ Gᵀ = 0 (probconserv_mixture, the trained twin) the draws lie there in exact arithmetic and miss it
       by about √round-off (drawn through Σ^½ of a singular Σ), so the projection is the identity on the
-      distribution's support; probconserv_nonnegative's held points keep their variance (G Σ Gᵀ up to about
-      4e-7 in the quick Stefan runs), so there it is a small real move.
+      distribution's support.
+
+    probconserv_nonnegative's draws are not these: :func:`_nonnegative_samples`.
     """
     rng = np.random.default_rng(seed)
     draws = np.swapaxes(sample_gaussian(mean, cov, n, rng), 0, 1)
@@ -416,6 +431,32 @@ def _final_slice_samples(mean: np.ndarray, cov: np.ndarray, n: int, seed: int, G
     metric = np.ones((1, 1, draws.shape[-1])) if conditioned else cov[:, None]
     on_constraint, _ = condition(draws, metric, G[:, None], b[:, None])
     return np.asarray(on_constraint)
+
+
+def _nonnegative_samples(means: np.ndarray, variances: np.ndarray, G: np.ndarray, b: np.ndarray, lower: float,
+                         n: int, seed: int) -> np.ndarray:
+    """n draws of u at each function's last target time for probconserv_nonnegative, every one ≥ ``lower`` and on
+    {gᵀu = b}: means, variances (S, N, nx) the plain network's components N(μ_s, diag σ_s²) there; G (N, 1, nx),
+    b (N, 1) → (N, n, nx).
+
+    Perturb-and-MAP per component: draw j of a function picks a component s uniformly (the mixture's weights),
+    perturbs its mean, ũ = μ_s + σ_s ε with ε ~ N(0, I), and returns the most probable u of N(ũ, diag σ_s²) on
+    {gᵀu = b, u ≥ ℓ} (:func:`~physml.constraints.most_probable_on_bound`), the map that takes μ_s itself to the
+    component's mean in the predictions file. Where no point of a draw reaches ℓ the map is Matheron's rule,
+    u = ũ − σ_s² g (gᵀũ − b) / (gᵀ σ_s² g), so the draw is an exact one of the component conditioned on
+    gᵀu = b (probconserv_mixture's); where points do, it is a draw of the perturbed MAP, which sits at ℓ exactly
+    there (the jump to the dry region of a front), not of the Gaussian truncated to u ≥ ℓ. The Gaussian draws
+    of the stored N(μ', Σ') (:func:`_final_slice_samples`) gave the held points their prior variance, so they dipped
+    below ℓ, which the constraint exists to rule out.
+    """
+    rng = np.random.default_rng(seed)
+    n_components, n_functions, _ = means.shape
+    pick = rng.integers(n_components, size=(n_functions, n))
+    rows = np.arange(n_functions)[:, None]
+    mu, var = means[pick, rows], variances[pick, rows]  # (N, n, nx): each draw's component
+    perturbed = mu + np.sqrt(var) * rng.standard_normal(mu.shape)
+    return most_probable_on_bound(torch.from_numpy(perturbed), torch.from_numpy(var),
+                                  torch.from_numpy(G[:, None]), torch.from_numpy(b[:, None]), lower).numpy()
 
 
 def constrained(name: str, plain: Predictive, twins: Mapping[str, Predictive], G: np.ndarray,
@@ -449,9 +490,10 @@ def constrain(case: str, model: str, params: ParamsModel, data_dir: Path, model_
     probconserv_nonnegative the held points' variance), and for cases
     with a front (stefan) ``/c/cov_last`` (N, nx, nx) and
     ``/c/samples`` (N, S, nx): S draws of u at each function's last target time from N(μ, Σ) (ProbConserv: the
-    prior's draws conditioned pathwise; the per-component mixtures, probconserv_mixture, probconserv_nonnegative
-    and the trained twin: draws of their N(μ', Σ') through Σ'^½, projected onto {G u = b}; so every draw of any
-    of them conserves mass to round-off). Written to a temporary file and renamed.
+    prior's draws conditioned pathwise; the per-component mixtures, probconserv_mixture and the trained twin:
+    draws of their N(μ', Σ') through Σ'^½, projected onto {G u = b}; probconserv_nonnegative: each component's
+    draws put through its bounded map, :func:`_nonnegative_samples`, so they are ≥ 0 too; every draw of any of
+    them conserves mass to round-off). Written to a temporary file and renamed.
     """
     _check_model(model)
     _problem(case)
@@ -464,24 +506,26 @@ def constrain(case: str, model: str, params: ParamsModel, data_dir: Path, model_
     # in memory at the paper's sizes (pme: 150 × 201 × 201² floats, 9.7 GB per array); only what is written
     # is kept, and for a front the last slice's mean and covariance, which the posterior draws need
     parts: dict[str, dict[str, list[np.ndarray]]] = {name: {} for name in constraints}
-    plain_last: dict[str, list[np.ndarray]] = {"mean": [], "cov": []}
+    plain_last: dict[str, list[np.ndarray]] = {"mean": [], "cov": [], "component_mean": [], "component_var": []}
     with torch_threads():
         # the plain network's components serve its mixture and, each conditioned, the per-component updates
         plain_batches = predict_batches(_load_model(model_dir / "plain.pt", case, model), arrays, n_samples,
                                         params.seed, model_dir / "plain.pt", G, b,
-                                        updates=plain_updates(case, constraints))
+                                        updates=plain_updates(case, constraints), last=case == "stefan")
         twin_batches = {}
         for name, updates in (("softc", {}), (TRAINED, {TRAINED: None})):
             if name in constraints:
                 path = model_dir / f"{name}.pt"
                 twin_batches[name] = predict_batches(_load_model(path, case, model), arrays, n_samples, params.seed,
                                                      path, G, b, mixed=not updates, updates=updates)
-        for sl, plain, conditioned in plain_batches:
+        for sl, plain, conditioned, components in plain_batches:
             twins = {name: _one_predictive(next(batches)) for name, batches in twin_batches.items()}
             twins.update(conditioned)
             if case == "stefan":
                 plain_last["mean"].append(plain.mean[:, -1].copy())  # copies: a view would keep the batch's Σ
                 plain_last["cov"].append(plain.cov[:, -1].copy())
+                plain_last["component_mean"].append(components[0])
+                plain_last["component_var"].append(components[1])
             for name in constraints:
                 mean, cov = constrained(name, plain, twins, G[sl], b[sl])
                 arrs = {"mean": mean, "var": np.clip(np.diagonal(cov, axis1=-2, axis2=-1), 0.0, None),
@@ -491,7 +535,7 @@ def constrain(case: str, model: str, params: ParamsModel, data_dir: Path, model_
                 for key, value in arrs.items():
                     parts[name].setdefault(key, []).append(np.array(value))
                 del mean, cov, arrs, value  # value: the last one may be a view of a network's Σ
-            del plain, conditioned, twins  # the batch's covariances go before the next batch is predicted
+            del plain, conditioned, twins, components  # the batch's covariances go before the next one is predicted
     results = {name: {key: np.concatenate(values) for key, values in arrs.items()} for name, arrs in parts.items()}
     del parts
     if case == "stefan":
@@ -500,6 +544,11 @@ def constrain(case: str, model: str, params: ParamsModel, data_dir: Path, model_
             if name == "probconserv":  # the prior's draws conditioned pathwise: every draw conserves mass
                 arrs["samples"] = _final_slice_samples(last_mean, last_cov, N_POSTERIOR_SAMPLES, params.seed,
                                                        G[:, -1], b[:, -1])
+            elif name == NONNEGATIVE:  # each component's draws through its bounded map: ≥ 0 and on the mass
+                arrs["samples"] = _nonnegative_samples(
+                    np.concatenate(plain_last["component_mean"], axis=1),
+                    np.concatenate(plain_last["component_var"], axis=1), G[:, -1], b[:, -1], lower_bound(case),
+                    N_POSTERIOR_SAMPLES, params.seed)
             else:  # draws of the constraint's own N(μ, Σ); a conditioned one's put back on its support
                 system = (G[:, -1], b[:, -1]) if name in CONDITIONED else (None, None)
                 arrs["samples"] = _final_slice_samples(arrs["mean"][:, -1], arrs["cov_last"], N_POSTERIOR_SAMPLES,
@@ -695,6 +744,8 @@ def evaluate(case: str, model: str, params: ParamsModel, data_dir: Path, pred_di
                     f"shock_coverage_90{suffix}": float(np.mean([po.covers_90 for po, _ in posts])),
                 })
             results[c]["shock_true"] = float(np.mean([f for _, f in posts]))
+            # how far the posterior draws (not only the mean) fall below the bound the physics keeps
+            results[c]["draw_bound_violation"] = bound_violation(preds[c]["samples"], lower_bound(case))
         bad = [k for k, v in results[c].items() if not math.isfinite(v)]
         if bad:
             raise ValueError(f"{case} × {model} × {c}: non-finite metric(s) {bad}")
@@ -718,8 +769,8 @@ def _post_hoc_means(net: torch.nn.Module, case: str, arrays: Mapping[str, np.nda
     ``net`` on the test split, batch by batch as :func:`constrain` computes it (:func:`predict_batches`,
     :func:`constrained`); ``seed`` seeds the latent draws."""
     means: dict[str, list[np.ndarray]] = {c: [] for c in constraints}
-    for sl, plain, conditioned in predict_batches(net, arrays, n_samples, seed, path, G, b,
-                                                  updates=plain_updates(case, constraints)):
+    for sl, plain, conditioned, _ in predict_batches(net, arrays, n_samples, seed, path, G, b,
+                                                     updates=plain_updates(case, constraints)):
         for c in constraints:
             means[c].append(np.array(constrained(c, plain, conditioned, G[sl], b[sl])[0]))
         del plain, conditioned  # the batch's covariances go before the next batch is predicted
