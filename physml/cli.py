@@ -170,10 +170,11 @@ def _add_seed_study_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_track(args: argparse.Namespace) -> int:
-    from physml import stages, tracking
+    from physml import stages
 
     params = _load(args)
     results = stages.track_results(params, args.root, case=args.case, model=args.model)
+    from physml import tracking  # after the case and model are checked: a typo is refused before MLflow loads
     for pair, runs in results.items():
         if pair == "report":
             print(f"report: MLflow run {runs['report']} of experiment {tracking.REPORT_EXPERIMENT} holds "
@@ -282,11 +283,11 @@ def _stage_threads(args: argparse.Namespace) -> Iterator[None]:
     """A stage command runs alone (as a ``dvc repro`` stage does): let it use ``--threads`` torch threads
     through ``PHYSML_TORCH_THREADS``, restored afterwards. The default is fixed (not "every core")
     because torch's reductions, hence trained weights and reported numbers, depend on the thread count."""
-    from physml import threads
-
-    if not hasattr(args, "threads"):
+    if not hasattr(args, "threads"):  # before importing threads, which loads torch
         yield
         return
+    from physml import threads
+
     n = threads.default_threads() if args.threads is None else args.threads
     if n < 1:
         raise ValueError(f"--threads must be >= 1, got {n}")
