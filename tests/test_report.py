@@ -252,6 +252,29 @@ def test_stefan_bars_hold_both_probconserv_variants_to_the_black_box() -> None:
     assert bars["stefan/anp: probconserv_trained shock position closer to the true front"]
     assert bars["stefan/anp: probconserv conservation error ≤ 1e-10"]
     assert not bars["stefan/anp: probconserv_trained conservation error ≤ 1e-10"]
+    # the trained twin has no seed study: its bar says it compares one training of each, and gives the plain
+    # black box's spread over the seeds when the post hoc constraints' study exists
+    twin = "stefan/anp: probconserv_trained MSE < unconstrained MSE"
+    (detail,) = [d for name, _, d in quality_checks(params, metrics) if name == twin]
+    assert detail == "0.02 vs 0.01 (one training each, project seed)"
+    study = _pc_study([1, 2, 3], none=[0.01, 0.012, 0.014], probconserv=[0.005, 0.006, 0.007])
+    (detail,) = [d for name, _, d in quality_checks(params, metrics, probconserv_studies={("stefan", "anp"): study})
+                 if name == twin]
+    assert detail.endswith("(one training each, project seed; the plain black box's MSE is 0.012 ± 0.002 over "
+                           "the 3 seeds of its study)")
+
+
+def test_boon_boundary_bar_asks_for_float64_round_off() -> None:
+    """BOON's predictions are float64, so its boundary error must be at float64's round-off: an error a float32
+    prediction would pass with (1e-6) fails the bar."""
+    params = load_params(ROOT / "params.yaml").with_profile("quick")
+
+    def bar(error: float) -> bool:
+        metrics = {("stokes2", "fno", "boon"): {"rel_l2": 0.1, "boundary_max_abs": error}}
+        (ok,) = [ok for name, ok, _ in quality_checks(params, metrics) if name.startswith("stokes2/fno: BOON boundary")]
+        return ok
+
+    assert bar(0.0) and bar(6.5e-14) and not bar(1e-6) and not bar(float("nan"))
 
 
 def test_the_nonnegative_bars_stand_only_where_the_physics_bounds_u() -> None:
