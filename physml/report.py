@@ -29,7 +29,8 @@ from physml.config import ParamsModel
 from physml.metrics import per_value_key
 from physml.stages import Layout
 
-PROBCONSERV_COLUMNS = ("mse", "conservation_error", "bound_violation", "log_likelihood", "coverage_90")
+PROBCONSERV_COLUMNS = ("mse", "conservation_error", "bound_violation", "log_likelihood", "coverage_90",
+                       "coverage_90_above_bound")
 BOON_COLUMNS = ("rel_l2", "boundary_max_abs")
 #: What a method's table says when the profile has no metrics of its cases.
 NO_METRICS = "_No metrics in this profile._"
@@ -646,9 +647,10 @@ def write_report(params: ParamsModel, root: Path) -> Path:
             "## ProbConserv (conservation as an exact Gaussian update)",
             "MSE of the posterior mean at the test targets (the regular `test_grid` of params.yaml: "
             f"{_grid_text(params)}); conservation error = mean over time slices of "
-            "|∫ mean dx − true mass|; log-likelihood per target; 90 % interval coverage, pooled over every target (where the exact u is 0, "
-            "ahead of a front, the decoder's σ floor covers it almost always, so on such cases the coverage reads "
-            "higher than on the region where u > 0 alone). `probconserv` is the "
+            "|∫ mean dx − true mass|; log-likelihood per target; 90 % interval coverage, pooled over every target, and on the cases whose "
+            "physics keeps u ≥ 0 also over the targets where the exact u > 0 alone (`coverage_90_above_bound`: "
+            "where u is 0, ahead of a front, the decoder's σ floor covers it almost always, so the pooled "
+            "coverage reads higher). `probconserv` is the "
             "exact update applied after training to the plain black box, on its predictive mean and covariance; "
             "`probconserv_mixture` updates each of the plain black box's latent draws (ANP) or members "
             "(ensemble), then mixes them, which is what the paper's ProbConserv-ANP evaluates; "

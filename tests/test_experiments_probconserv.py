@@ -388,6 +388,13 @@ def test_metrics_recomputed_from_the_predictions_the_stored_mass_and_the_exact_f
             per_value.append(m[f"mse_p_star_{value:g}"])
             assert per_value[-1] == pytest.approx(float(np.mean((pred[c]["mean"][block] - true[block]) ** 2)), rel=1e-12)
         assert np.mean(per_value) == pytest.approx(m["mse"], rel=1e-12)
+        # Stefan keeps u >= 0: the 90 % coverage also over the targets ahead of the bound alone (u > 0), where the
+        # dry region (u = 0 exactly, ahead of the front) does not pad it
+        wet = true > 0
+        assert 0 < wet.sum() < wet.size
+        inside = np.abs(true - pred[c]["mean"]) <= 1.6448536269514722 * np.sqrt(pred[c]["var"])
+        assert m["coverage_90"] == float(np.mean(inside))
+        assert m["coverage_90_above_bound"] == float(np.mean(inside[wet]))
         for suffix, fraction in (("", 0.5), ("_level0", 0.0)):
             means, fronts, covered = [], [], []
             for i in range(true.shape[0]):
@@ -402,6 +409,19 @@ def test_metrics_recomputed_from_the_predictions_the_stored_mass_and_the_exact_f
                                                                   rel=1e-12)
             assert m[f"shock_coverage_90{suffix}"] == float(np.mean(covered))
         assert m["shock_true"] == pytest.approx(float(np.mean(fronts)), rel=1e-12)
+
+
+def test_coverage_above_the_bound_is_reported_only_where_there_is_a_bound_and_targets_above_it() -> None:
+    """Targets at the bound with a tight σ are covered, the one above it is not: the pooled coverage counts the
+    covered dry targets, ``coverage_90_above_bound`` only the target above the bound; without a bound (u changes
+    sign), or with every target at the bound, the key is absent."""
+    true = np.array([[[0.0, 0.0, 0.0, 1.0]]])  # (functions, times, positions)
+    pred = {"mean": np.array([[[0.0, 0.0, 0.0, 0.5]]]), "var": np.full((1, 1, 4), 0.01)}
+    G, b = np.ones((1, 1, 1, 4)), np.ones((1, 1, 1))
+    bounded = pc._metrics(true, pred, G, b, lower=0.0)
+    assert bounded["coverage_90"] == 0.75 and bounded["coverage_90_above_bound"] == 0.0
+    assert "coverage_90_above_bound" not in pc._metrics(true, pred, G, b, lower=None)
+    assert "coverage_90_above_bound" not in pc._metrics(np.zeros_like(true), pred, G, b, lower=0.0)
 
 
 @pytest.mark.parametrize("model", ["anp", "ensemble"])
