@@ -707,7 +707,7 @@ def evaluate(case: str, model: str, params: ParamsModel, data_dir: Path, pred_di
     ``coverage_50``/``coverage_90`` = fraction of targets inside the central 50 %/90 % interval;
     ``coverage_90_above_bound`` the same over the targets whose exact u is above the physics' bound only (cases
     with one, :func:`lower_bound`): where the exact u sits at the bound (0 ahead of a front), the decoder's σ
-    floor covers it almost always, so ``coverage_90`` reads higher than the coverage where u varies;
+    floor covers it almost always, so there ``coverage_90`` can read higher than the coverage where u varies;
     ``conservation_error_truth`` = mean |G u − b| of the exact solution u at the
     targets, the quadrature's own error on this grid (the same for every constraint: an exact update drives
     ``conservation_error`` to round-off relative to this trapezoid rule, and a model is not wrong by less than
