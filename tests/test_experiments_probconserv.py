@@ -358,7 +358,7 @@ def test_metrics_recomputed_from_the_predictions_the_stored_mass_and_the_exact_f
     time; the shock metrics are the front of each posterior sample at level p*/2 (and at 0) on the last slice
     against the exact x*(t) = 2 z₁ √t at that slice's time, and whether x* lies between the fronts' 5 % and
     95 % quantiles; the exact solution's conservation error is its own trapezoid mass against b; the MSE per
-    test value of p* is over that value's functions."""
+    test value of p* is over that value's functions, and so is its 90 % coverage (pooled and where u > 0)."""
     from scipy.stats import norm
 
     from physml.metrics import shock_positions
@@ -397,6 +397,11 @@ def test_metrics_recomputed_from_the_predictions_the_stored_mass_and_the_exact_f
         inside = np.abs(true - pred[c]["mean"]) <= norm.ppf(0.95) * np.sqrt(pred[c]["var"])
         assert m["coverage_90"] == float(np.mean(inside))
         assert m["coverage_90_above_bound"] == float(np.mean(inside[wet]))
+        # and per test value: p* = 0.5 lies outside the training range, so its coverage is read apart
+        for value in (0.5, 0.6):
+            block = p_star == value
+            assert m[f"coverage_90_p_star_{value:g}"] == float(np.mean(inside[block]))
+            assert m[f"coverage_90_above_bound_p_star_{value:g}"] == float(np.mean(inside[block][wet[block]]))
         for suffix, fraction in (("", 0.5), ("_level0", 0.0)):
             means, fronts, covered = [], [], []
             for i in range(true.shape[0]):
@@ -424,6 +429,19 @@ def test_coverage_above_the_bound_is_reported_only_where_there_is_a_bound_and_ta
     assert bounded["coverage_90"] == 0.75 and bounded["coverage_90_above_bound"] == 0.0
     assert "coverage_90_above_bound" not in pc._metrics(true, pred, G, b, lower=None)
     assert "coverage_90_above_bound" not in pc._metrics(np.zeros_like(true), pred, G, b, lower=0.0)
+
+
+def test_coverage_per_test_value_splits_the_functions_and_keeps_the_bound_rule() -> None:
+    """Two functions drawn at p* = 0.5 and 0.6: each value's coverage counts its own function's targets only;
+    the above-bound key is absent without a bound and for a value whose targets all sit at the bound."""
+    true = np.array([[[0.0, 1.0]], [[0.0, 0.0]]])  # (functions, times, positions)
+    mean, var = np.array([[[0.0, 0.5]], [[0.0, 0.0]]]), np.full((2, 1, 2), 0.01)
+    groups = {("p_star", 0.5): np.array([0]), ("p_star", 0.6): np.array([1]), ("p_star", 0.7): np.array([], int)}
+    bounded = pc._per_value_coverage(groups, mean, var, true, 0.0)
+    assert bounded == {"coverage_90_p_star_0.5": 0.5, "coverage_90_above_bound_p_star_0.5": 0.0,
+                       "coverage_90_p_star_0.6": 1.0}
+    assert pc._per_value_coverage(groups, mean, var, true, None) == {"coverage_90_p_star_0.5": 0.5,
+                                                                     "coverage_90_p_star_0.6": 1.0}
 
 
 @pytest.mark.parametrize("model", ["anp", "ensemble"])

@@ -342,6 +342,14 @@ def test_the_per_value_table_splits_the_mse_by_the_listed_test_values() -> None:
     assert [c[2] for c in cells] == ["p_star = 0.5 (outside train [0.55, 0.7])", "p_star = 0.6"]
     assert [c[-1] for c in cells] == ["1.11 |", "3.08 |"]
     assert per_value_table(params, {("heat", "anp", "none"): {"mse": 0.1}}) == ""
+    # another metric per value: the same rows, that metric's columns and no ratio
+    for c in constraints:
+        metrics[("stefan", "anp", c)]["coverage_90_above_bound_p_star_0.5"] = 0.66
+    lines = per_value_table(params, metrics, "coverage_90_above_bound").splitlines()
+    assert lines[0] == ("| case | model | test value | "
+                        + " | ".join(f"{c} coverage_90_above_bound" for c in constraints) + " |")
+    assert lines[2] == ("| stefan | anp | p_star = 0.5 (outside train [0.55, 0.7]) | "
+                        + " | ".join("0.66" for _ in constraints) + " |") and len(lines) == 3
 
 
 def _pc_study(seeds: list[int], none: list[float], probconserv: list[float],

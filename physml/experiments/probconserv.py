@@ -638,6 +638,24 @@ def _per_value_mse(groups: Mapping[tuple[str, float], np.ndarray], mean: np.ndar
             for (pname, value), idx in groups.items() if idx.size}
 
 
+def _per_value_coverage(groups: Mapping[tuple[str, float], np.ndarray], mean: np.ndarray, var: np.ndarray,
+                        true: np.ndarray, lower: float | None) -> dict[str, float]:
+    """``coverage_90_<parameter>_<value>`` over the test functions of each group of :func:`_test_value_groups`
+    and, with a ``lower`` bound, ``coverage_90_above_bound_<parameter>_<value>`` over their targets whose exact u
+    is above it (where there are any): a value outside the training range asks the black box to extrapolate,
+    and the pooled coverage does not say whether its σ widens there. mean, var, true (N, nt, nx)."""
+    out: dict[str, float] = {}
+    for (pname, value), idx in groups.items():
+        if not idx.size:
+            continue
+        t, m, v = true[idx], mean[idx], var[idx]
+        out[per_value_key("coverage_90", pname, value)] = float(interval_coverage(t, m, v, 0.9))
+        if lower is not None and (above := t > lower).any():
+            out[per_value_key("coverage_90_above_bound", pname, value)] = float(
+                interval_coverage(t[above], m[above], v[above], 0.9))
+    return out
+
+
 def _metrics(true: np.ndarray, pred: Mapping[str, np.ndarray], G: np.ndarray, b: np.ndarray,
              lower: float | None = None) -> dict[str, float]:
     """The metrics file of one constraint; ``bound_violation`` and ``coverage_90_above_bound`` only where the
@@ -701,8 +719,9 @@ def evaluate(case: str, model: str, params: ParamsModel, data_dir: Path, pred_di
     """Metrics of every constraint on the test split; writes ``out_dir/<constraint>.json`` and ``out_dir/figures``.
 
     Metrics (Hansen et al. 2023, §4): ``mse`` of the mean over all targets and ``mse_final_time`` at the
-    last target time; for a parameter whose test set is a list of values, ``mse_<parameter>_<value>`` over the
-    functions of each value (:func:`~physml.metrics.per_value_key`); ``conservation_error`` = mean |G μ − b|
+    last target time; for a parameter whose test set is a list of values, ``mse_<parameter>_<value>``,
+    ``coverage_90_<parameter>_<value>`` and (with a bound) ``coverage_90_above_bound_<parameter>_<value>`` over
+    the functions of each value (:func:`~physml.metrics.per_value_key`, :func:`_per_value_coverage`); ``conservation_error`` = mean |G μ − b|
     over functions and times; ``log_likelihood`` = mean log N(u; μ, max(var, 1e-8));
     ``coverage_50``/``coverage_90`` = fraction of targets inside the central 50 %/90 % interval;
     ``coverage_90_above_bound`` the same over the targets whose exact u is above the physics' bound only (cases
@@ -736,6 +755,7 @@ def evaluate(case: str, model: str, params: ParamsModel, data_dir: Path, pred_di
     for c in constraints:
         results[c] = _metrics(true, preds[c], G, b, lower_bound(case))
         results[c].update(_per_value_mse(groups, preds[c]["mean"], true))
+        results[c].update(_per_value_coverage(groups, preds[c]["mean"], preds[c]["var"], true, lower_bound(case)))
         if case == "stefan":
             for suffix, level in SHOCK_LEVELS.items():
                 found = _shock(case, arrays, preds[c]["samples"], level)
