@@ -327,7 +327,8 @@ def test_the_shock_table_reads_both_levels_and_the_truth_line_names_each_case_on
 def test_the_per_value_table_splits_the_mse_by_the_listed_test_values() -> None:
     """Cases whose test set is drawn at listed values (pme's m, stefan's p*) get one row per model × value,
     every constraint's MSE over that value's functions and none ÷ probconserv; a value outside the training
-    range is marked; cases tested on a range (heat) and a profile without such metrics give no table."""
+    range is marked; cases tested on a range (heat) and a profile without such metrics give no table. Another
+    metric per value (the coverage where u > 0) gives the same rows with that metric's columns and no ratio."""
     from physml.report import per_value_table
 
     params = load_params(ROOT / "params.yaml")
@@ -342,7 +343,6 @@ def test_the_per_value_table_splits_the_mse_by_the_listed_test_values() -> None:
     assert [c[2] for c in cells] == ["p_star = 0.5 (outside train [0.55, 0.7])", "p_star = 0.6"]
     assert [c[-1] for c in cells] == ["1.11 |", "3.08 |"]
     assert per_value_table(params, {("heat", "anp", "none"): {"mse": 0.1}}) == ""
-    # another metric per value: the same rows, that metric's columns and no ratio
     for c in constraints:
         metrics[("stefan", "anp", c)]["coverage_90_above_bound_p_star_0.5"] = 0.66
     lines = per_value_table(params, metrics, "coverage_90_above_bound").splitlines()
