@@ -418,6 +418,39 @@ def test_metrics_recomputed_from_the_predictions_the_stored_mass_and_the_exact_f
         assert m["shock_true"] == pytest.approx(float(np.mean(fronts)), rel=1e-12)
 
 
+def test_evaluate_reads_the_coverage_where_the_intervals_miss(run: dict, tmp_path: Path) -> None:
+    """The tiny networks' σ covers every target (all coverages 1.0), which no mask could tell apart. With each
+    predictive's σ set to the median |error| where u > 0 over z_0.95 (so half the wet targets fall outside their
+    90 % interval), ``evaluate`` reads coverages strictly between 0 and 1, the pooled one above the one where
+    u > 0 (the dry targets' errors are smaller), each per test value over its own functions and wet targets."""
+    from scipy.stats import norm
+
+    lay = stages.Layout(run["root"], "quick")
+    arrays = pc._load_split(lay.data("stefan"), "test", "stefan")
+    true, p_star = arrays["target_u"], arrays["params"][:, 0]
+    wet = true > 0
+    pred_dir = tmp_path / "pred"
+    pred_dir.mkdir()
+    shutil.copy(run["ensemble"]["pred"], pred_dir / PREDICTIONS_FILE)
+    with h5py.File(pred_dir / PREDICTIONS_FILE, "r+") as fh:
+        for c in CONSTRAINTS:
+            scale = np.median(np.abs(fh[f"{c}/mean"][...] - true)[wet]) / norm.ppf(0.95)
+            fh[f"{c}/var"][...] = np.full(true.shape, scale**2)
+        narrowed = {c: (fh[f"{c}/mean"][...], fh[f"{c}/var"][...]) for c in CONSTRAINTS}
+    metrics = pc.evaluate("stefan", "ensemble", run["params"], lay.data("stefan"), pred_dir, tmp_path / "metrics")
+    for c in CONSTRAINTS:
+        mean, var = narrowed[c]
+        inside = np.abs(true - mean) <= norm.ppf(0.95) * np.sqrt(var)
+        m = metrics[c]
+        assert 0 < m["coverage_90_above_bound"] < m["coverage_90"] < 1
+        assert m["coverage_90_above_bound"] == float(np.mean(inside[wet]))
+        for value in (0.5, 0.6):
+            block = p_star == value
+            assert m[f"coverage_90_p_star_{value:g}"] == float(np.mean(inside[block]))
+            assert m[f"coverage_90_above_bound_p_star_{value:g}"] == float(np.mean(inside[block][wet[block]]))
+            assert m[f"coverage_90_above_bound_p_star_{value:g}"] < m[f"coverage_90_p_star_{value:g}"]
+
+
 def test_coverage_above_the_bound_is_reported_only_where_there_is_a_bound_and_targets_above_it() -> None:
     """Targets at the bound with a tight σ are covered, the one above it is not: the pooled coverage counts the
     covered dry targets, ``coverage_90_above_bound`` only the target above the bound; without a bound (u changes
