@@ -10,6 +10,9 @@ export PATH := $(abspath $(BIN)):$(PATH)
 # unreachable but a CPU wheel is at hand (pip's find-links), pip warns about the index and takes the wheel.
 TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+# `make test` runs the suite in this many pytest-xdist processes, each test module whole in one of them (its
+# module-scoped fixtures are built once); TEST_WORKERS=0 runs it in this process alone.
+TEST_WORKERS ?= 2
 export MLFLOW_DISABLE_TELEMETRY := true
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
@@ -31,7 +34,7 @@ quick: setup
 	$(BIN)/physml track
 
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadscope
 
 # each benchmark's output, with the date, the CPU and torch's version, also goes to reports/benchmarks/<name>.txt
 # (committed: the source of the speed numbers the docs quote)

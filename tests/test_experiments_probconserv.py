@@ -359,8 +359,6 @@ def test_metrics_recomputed_from_the_predictions_the_stored_mass_and_the_exact_f
     against the exact x*(t) = 2 z₁ √t at that slice's time, and whether x* lies between the fronts' 5 % and
     95 % quantiles; the exact solution's conservation error is its own trapezoid mass against b; the MSE per
     test value of p* is over that value's functions, and so is its 90 % coverage (pooled and where u > 0)."""
-    from scipy.stats import norm
-
     from physml.metrics import shock_positions
     from physml.pdes import get
 
@@ -391,17 +389,10 @@ def test_metrics_recomputed_from_the_predictions_the_stored_mass_and_the_exact_f
             assert per_value[-1] == pytest.approx(float(np.mean((pred[c]["mean"][block] - true[block]) ** 2)), rel=1e-12)
         assert np.mean(per_value) == pytest.approx(m["mse"], rel=1e-12)
         # Stefan keeps u >= 0: the 90 % coverage also over the targets ahead of the bound alone (u > 0), where the
-        # dry region (u = 0 exactly, ahead of the front) does not pad it
-        wet = true > 0
-        assert 0 < wet.sum() < wet.size
-        inside = np.abs(true - pred[c]["mean"]) <= norm.ppf(0.95) * np.sqrt(pred[c]["var"])
-        assert m["coverage_90"] == float(np.mean(inside))
-        assert m["coverage_90_above_bound"] == float(np.mean(inside[wet]))
-        # and per test value: p* = 0.5 lies outside the training range, so its coverage is read apart
-        for value in (0.5, 0.6):
-            block = p_star == value
-            assert m[f"coverage_90_p_star_{value:g}"] == float(np.mean(inside[block]))
-            assert m[f"coverage_90_above_bound_p_star_{value:g}"] == float(np.mean(inside[block][wet[block]]))
+        # dry region (u = 0 exactly, ahead of the front) does not pad it, and per test value (p* = 0.5 lies outside
+        # the training range, so its coverage is read apart)
+        assert 0 < (true > 0).sum() < true.size
+        _assert_stefan_coverages(m, true, pred[c]["mean"], pred[c]["var"], p_star)
         for suffix, fraction in (("", 0.5), ("_level0", 0.0)):
             means, fronts, covered = [], [], []
             for i in range(true.shape[0]):
@@ -416,6 +407,22 @@ def test_metrics_recomputed_from_the_predictions_the_stored_mass_and_the_exact_f
                                                                   rel=1e-12)
             assert m[f"shock_coverage_90{suffix}"] == float(np.mean(covered))
         assert m["shock_true"] == pytest.approx(float(np.mean(fronts)), rel=1e-12)
+
+
+def _assert_stefan_coverages(m: dict, true: np.ndarray, mean: np.ndarray, var: np.ndarray, p_star: np.ndarray) -> None:
+    """A Stefan metrics file's 90 % coverages, recomputed from its predictive (N, nt, nx): pooled, over the targets
+    where u > 0, and both per test value p* in {0.5, 0.6} (the functions of that value)."""
+    from scipy.stats import norm
+
+    wet = true > 0
+    inside = np.abs(true - mean) <= norm.ppf(0.95) * np.sqrt(var)
+    assert m["coverage_90"] == float(np.mean(inside))
+    assert m["coverage_90_above_bound"] == float(np.mean(inside[wet]))
+    for value in (0.5, 0.6):
+        block = p_star == value
+        assert block.any()
+        assert m[f"coverage_90_p_star_{value:g}"] == float(np.mean(inside[block]))
+        assert m[f"coverage_90_above_bound_p_star_{value:g}"] == float(np.mean(inside[block][wet[block]]))
 
 
 def test_evaluate_reads_the_coverage_where_the_intervals_miss(run: dict, tmp_path: Path) -> None:
@@ -439,15 +446,10 @@ def test_evaluate_reads_the_coverage_where_the_intervals_miss(run: dict, tmp_pat
         narrowed = {c: (fh[f"{c}/mean"][...], fh[f"{c}/var"][...]) for c in CONSTRAINTS}
     metrics = pc.evaluate("stefan", "ensemble", run["params"], lay.data("stefan"), pred_dir, tmp_path / "metrics")
     for c in CONSTRAINTS:
-        mean, var = narrowed[c]
-        inside = np.abs(true - mean) <= norm.ppf(0.95) * np.sqrt(var)
         m = metrics[c]
         assert 0 < m["coverage_90_above_bound"] < m["coverage_90"] < 1
-        assert m["coverage_90_above_bound"] == float(np.mean(inside[wet]))
+        _assert_stefan_coverages(m, true, *narrowed[c], p_star)
         for value in (0.5, 0.6):
-            block = p_star == value
-            assert m[f"coverage_90_p_star_{value:g}"] == float(np.mean(inside[block]))
-            assert m[f"coverage_90_above_bound_p_star_{value:g}"] == float(np.mean(inside[block][wet[block]]))
             assert m[f"coverage_90_above_bound_p_star_{value:g}"] < m[f"coverage_90_p_star_{value:g}"]
 
 
