@@ -650,10 +650,18 @@ def _per_value_coverage(groups: Mapping[tuple[str, float], np.ndarray], mean: np
             continue
         t, m, v = true[idx], mean[idx], var[idx]
         out[per_value_key("coverage_90", pname, value)] = float(interval_coverage(t, m, v, 0.9))
-        if lower is not None and (above := t > lower).any():
-            out[per_value_key("coverage_90_above_bound", pname, value)] = float(
-                interval_coverage(t[above], m[above], v[above], 0.9))
+        if (above := _coverage_above_bound(t, m, v, lower)) is not None:
+            out[per_value_key("coverage_90_above_bound", pname, value)] = above
     return out
+
+
+def _coverage_above_bound(true: np.ndarray, mean: np.ndarray, var: np.ndarray, lower: float | None) -> float | None:
+    """The 90 % coverage over the targets whose exact u lies strictly above ``lower``: a bounded case's dry targets
+    (u = lower exactly) are easy to cover and would pad it. None without a bound or without such targets; true,
+    mean, var of one shape."""
+    if lower is None or not (above := true > lower).any():
+        return None
+    return float(interval_coverage(true[above], mean[above], var[above], 0.9))
 
 
 def _metrics(true: np.ndarray, pred: Mapping[str, np.ndarray], G: np.ndarray, b: np.ndarray,
@@ -662,9 +670,8 @@ def _metrics(true: np.ndarray, pred: Mapping[str, np.ndarray], G: np.ndarray, b:
     physics bounds u (``lower``), the latter only where some target lies above the bound."""
     mean, var = pred["mean"], pred["var"]
     bound = {} if lower is None else {"bound_violation": bound_violation(mean, lower)}
-    above = true > lower if lower is not None else None
-    if above is not None and above.any():
-        bound["coverage_90_above_bound"] = float(interval_coverage(true[above], mean[above], var[above], 0.9))
+    if (above := _coverage_above_bound(true, mean, var, lower)) is not None:
+        bound["coverage_90_above_bound"] = above
     return bound | {
         "mse": float(mse(mean, true)),
         "mse_final_time": float(mse(mean[:, -1], true[:, -1])),
