@@ -193,6 +193,31 @@ def gaussian_log_likelihood(
     return float(np.mean(ll)) if reduce == "mean" else ll
 
 
+def gaussian_crps(true: np.ndarray, mean: np.ndarray, var: np.ndarray, reduce: Reduce = "mean") -> np.ndarray | float:
+    """Continuous ranked probability score of N(μ, v) at y (Gneiting & Raftery 2007, JASA, Eq. 21), in units of u:
+
+        CRPS = ∫ (Φ((x − μ)/σ) − 1{x ≥ y})² dx = σ [z (2 Φ(z) − 1) + 2 φ(z) − 1/√π],  z = (y − μ)/σ,  σ = √v,
+
+    and |y − μ| where v = 0 (the limit). Lower is better; a proper score, minimised in expectation by the true
+    distribution. Far outside its interval a point adds about |y − μ| − σ/√π, linear in the error, where the
+    log-likelihood adds (y − μ)²/(2v), so a few targets with a tiny σ and a large error cannot carry the mean as
+    they carry :func:`gaussian_log_likelihood`'s (no variance floor is needed). ``var`` is the marginal (diagonal)
+    predictive variance; averaged over all points (``reduce="mean"``) or returned pointwise.
+    """
+    _check_reduce(reduce, ("mean", "none"))
+    y, mu, v = _f64("true", true), _f64("mean", mean), _f64("var", var)
+    _same_shape(true=y, mean=mu, var=v)
+    if np.any(v < 0):
+        raise ValueError("var must be ≥ 0")
+    sigma = np.sqrt(v)
+    err = y - mu
+    spread = sigma > 0
+    z = np.divide(err, sigma, out=np.zeros_like(err), where=spread)
+    score = np.where(spread, sigma * (z * special.erf(z / np.sqrt(2.0)) + 2 * np.exp(-0.5 * z**2) / np.sqrt(2 * np.pi)
+                                      - 1 / np.sqrt(np.pi)), np.abs(err))
+    return float(np.mean(score)) if reduce == "mean" else score
+
+
 def interval_coverage(true: np.ndarray, mean: np.ndarray, var: np.ndarray, level: float = 0.9) -> float:
     """Fraction of points with |y − μ| ≤ z σ, z = Φ⁻¹((1 + level)/2): the empirical coverage of the central
     ``level`` interval (0.5 → z ≈ 0.674, 0.9 → z ≈ 1.645). A calibrated model gives ≈ ``level``."""

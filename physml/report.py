@@ -29,7 +29,7 @@ from physml.config import ParamsModel
 from physml.metrics import per_value_key
 from physml.stages import Layout
 
-PROBCONSERV_COLUMNS = ("mse", "conservation_error", "bound_violation", "log_likelihood", "coverage_90",
+PROBCONSERV_COLUMNS = ("mse", "conservation_error", "bound_violation", "log_likelihood", "crps", "coverage_90",
                        "coverage_90_above_bound")
 BOON_COLUMNS = ("rel_l2", "boundary_max_abs")
 #: What a method's table says when the profile has no metrics of its cases.
@@ -652,7 +652,10 @@ def write_report(params: ParamsModel, root: Path) -> Path:
             "## ProbConserv (conservation as an exact Gaussian update)",
             "MSE of the posterior mean at the test targets (the regular `test_grid` of params.yaml: "
             f"{_grid_text(params)}); conservation error = mean over time slices of "
-            "|∫ mean dx − true mass|; log-likelihood per target; 90 % interval coverage, pooled over every target, and on the cases whose "
+            "|∫ mean dx − true mass|; log-likelihood per target (higher is better) and CRPS, the continuous ranked "
+            "probability score of N(μ, σ²) per target (lower is better; in units of u, linear in a target's error "
+            "where the log-likelihood is quadratic over σ², so a few targets far outside a tiny σ, at a front, can "
+            "carry the log-likelihood's mean but not the CRPS); 90 % interval coverage, pooled over every target, and on the cases whose "
             "physics keeps u ≥ 0 also over the targets where the exact u > 0 alone (`coverage_90_above_bound`: "
             "where u is 0, ahead of a front, the decoder's σ floor covers it almost always, so on a case with "
             "such a region the pooled coverage can read higher than where u varies). `probconserv` is the "

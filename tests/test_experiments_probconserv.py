@@ -83,7 +83,8 @@ def test_round_trip_writes_checkpoints_predictions_metrics_and_figures(run: dict
         data = json.loads((metrics_dir / f"{c}.json").read_text())
         assert data == run[model]["metrics"][c]
         assert all(isinstance(v, float) and math.isfinite(v) for v in data.values())  # flat DVC metrics
-        assert {"mse", "conservation_error", "log_likelihood", "coverage_50", "coverage_90", "shock_abs_error"} <= set(data)
+        assert {"mse", "conservation_error", "log_likelihood", "crps", "coverage_50", "coverage_90",
+                "shock_abs_error"} <= set(data)
         assert 0.0 <= data["coverage_50"] <= data["coverage_90"] <= 1.0
     for name in ("mass_over_time.png", "stefan_profiles.png", "shock_position.png"):
         png = metrics_dir / "figures" / name
@@ -358,7 +359,10 @@ def test_metrics_recomputed_from_the_predictions_the_stored_mass_and_the_exact_f
     time; the shock metrics are the front of each posterior sample at level p*/2 (and at 0) on the last slice
     against the exact x*(t) = 2 z₁ √t at that slice's time, and whether x* lies between the fronts' 5 % and
     95 % quantiles; the exact solution's conservation error is its own trapezoid mass against b; the MSE per
-    test value of p* is over that value's functions, and so is its 90 % coverage (pooled and where u > 0)."""
+    test value of p* is over that value's functions, and so is its 90 % coverage (pooled and where u > 0); the CRPS
+    is the closed form's mean over the targets."""
+    from scipy.stats import norm
+
     from physml.metrics import shock_positions
     from physml.pdes import get
 
@@ -379,6 +383,11 @@ def test_metrics_recomputed_from_the_predictions_the_stored_mass_and_the_exact_f
         assert m["mse_final_time"] == pytest.approx(float(np.mean((pred[c]["mean"][:, -1] - true[:, -1]) ** 2)), rel=1e-12)
         truth_ce = np.mean(np.abs(np.einsum("ntkx,ntx->ntk", G, true) - b))
         assert m["conservation_error_truth"] == pytest.approx(float(truth_ce), rel=1e-12)
+        # the CRPS of N(μ, var) per target, σ [z (2Φ(z) − 1) + 2 φ(z) − 1/√π], z = (u − μ)/σ, over every target
+        sigma = np.sqrt(pred[c]["var"])
+        z = (true - pred[c]["mean"]) / sigma
+        crps = sigma * (z * (2 * norm.cdf(z) - 1) + 2 * norm.pdf(z) - 1 / np.sqrt(np.pi))
+        assert m["crps"] == pytest.approx(float(np.mean(crps)), rel=1e-10)
         # p* is tested at the values {0.5, 0.6}: the MSE over each value's functions, which pool to the whole
         p_star = arrays["params"][:, 0]
         per_value = []

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy import optimize, special
+from scipy import integrate, optimize, special, stats
 
 from physml.constraints import conservation_constraint, probconserv, value_constraint
 from physml.metrics import (
     bound_violation,
     boundary_error,
     conservation_error,
+    gaussian_crps,
     gaussian_log_likelihood,
     interval_coverage,
     mse,
@@ -61,6 +62,54 @@ def test_coverage_and_log_likelihood_of_exact_samples_are_nominal():
 def test_log_likelihood_floors_zero_variance_like_the_reference():
     ll = gaussian_log_likelihood(np.zeros(1), np.zeros(1), np.zeros(1), reduce="none")
     assert ll[0] == pytest.approx(-0.5 * np.log(1e-8) - 0.5 * np.log(2 * np.pi), rel=1e-14)
+
+
+def test_crps_is_the_integral_of_the_squared_distance_between_the_cdfs():
+    """CRPS(N(μ, σ²), y) = ∫ (Φ((x − μ)/σ) − 1{x ≥ y})² dx, integrated by quadrature on either side of y; at
+    σ = 0 the forecast's CDF is a step at μ and the integral is |y − μ|, which a vanishing σ approaches."""
+    cases = [(0.3, 0.0, 1.0), (2.0, 0.5, 0.1), (-1.0, 0.2, 3.0), (0.01, 0.0, 1e-3), (5.0, -1.0, 0.5)]
+    y, mu, sigma = (np.array(c) for c in zip(*cases, strict=True))
+    got = gaussian_crps(y, mu, sigma**2, reduce="none")
+    for i, (yi, mi, si) in enumerate(cases):
+        def gap(x: float) -> float:
+            return (stats.norm.cdf(x, mi, si) - float(x >= yi)) ** 2
+        below = integrate.quad(gap, -np.inf, yi, epsabs=1e-13, epsrel=1e-12)[0]
+        above = integrate.quad(gap, yi, np.inf, epsabs=1e-13, epsrel=1e-12)[0]
+        assert got[i] == pytest.approx(below + above, rel=1e-9), cases[i]
+    assert gaussian_crps(y, mu, sigma**2) == pytest.approx(float(np.mean(got)), rel=1e-15)
+    step = gaussian_crps(np.array([1.0, -2.0, 0.0]), np.array([0.25, 0.0, 0.0]), np.zeros(3), reduce="none")
+    np.testing.assert_array_equal(step, [0.75, 2.0, 0.0])
+    near = gaussian_crps(np.array([1.0]), np.array([0.25]), np.array([1e-20]))
+    assert near == pytest.approx(0.75 - 1e-10 / np.sqrt(np.pi), rel=1e-15)
+
+
+def test_crps_of_exact_samples_is_the_half_mean_distance_of_two_draws_and_no_other_forecast_beats_it():
+    """For y ~ N(μ, σ²) scored by that same Gaussian, E CRPS = ½ E|X − X'| = σ/√π; the score is proper, so a
+    forecast too narrow, too wide or shifted scores worse on average. A target far outside a tiny σ adds
+    |y − μ| − σ/√π to the CRPS, where it adds (y − μ)²/(2σ²) to the negative log-likelihood."""
+    rng = np.random.default_rng(2)
+    n = 200_000
+    mean = rng.normal(size=n)
+    var = rng.uniform(0.1, 3.0, size=n)
+    y = mean + np.sqrt(var) * rng.standard_normal(n)
+    scores = gaussian_crps(y, mean, var, reduce="none")
+    assert float(np.mean(scores)) == pytest.approx(float(np.mean(np.sqrt(var / np.pi))),
+                                                   abs=4 * float(np.std(scores)) / np.sqrt(n))
+    exact = gaussian_crps(y, mean, var)
+    for worse in ((mean, var / 2), (mean, 2 * var), (mean + 0.3 * np.sqrt(var), var)):
+        assert gaussian_crps(y, *worse) > exact + 0.01
+    far = gaussian_crps(np.array([0.5]), np.zeros(1), np.array([1e-4]))
+    assert far == pytest.approx(0.5 - 0.01 / np.sqrt(np.pi), rel=1e-12)
+    assert -gaussian_log_likelihood(np.array([0.5]), np.zeros(1), np.array([1e-4])) > 1000
+
+
+def test_crps_bad_inputs():
+    with pytest.raises(ValueError, match="var must be ≥ 0"):
+        gaussian_crps(np.zeros(2), np.zeros(2), -np.ones(2))
+    with pytest.raises(ValueError, match="shapes must match"):
+        gaussian_crps(np.zeros(2), np.zeros(3), np.ones(3))
+    with pytest.raises(ValueError, match="reduce"):
+        gaussian_crps(np.zeros(2), np.zeros(2), np.ones(2), reduce="sum")  # type: ignore[arg-type]
 
 
 def test_boundary_error():

@@ -87,6 +87,7 @@ from physml.experiments.seeds import finite_error, seed_folder, seed_summary
 from physml.metrics import (
     bound_violation,
     conservation_error,
+    gaussian_crps,
     gaussian_log_likelihood,
     interval_coverage,
     mse,
@@ -678,6 +679,7 @@ def _metrics(true: np.ndarray, pred: Mapping[str, np.ndarray], G: np.ndarray, b:
         "conservation_error": float(conservation_error(mean, G, b, reduce="mean_abs")),
         "conservation_error_truth": float(conservation_error(true, G, b, reduce="mean_abs")),
         "log_likelihood": float(gaussian_log_likelihood(true, mean, var)),
+        "crps": float(gaussian_crps(true, mean, var)),
         "coverage_50": float(interval_coverage(true, mean, var, 0.5)),
         "coverage_90": float(interval_coverage(true, mean, var, 0.9)),
     }
@@ -729,7 +731,9 @@ def evaluate(case: str, model: str, params: ParamsModel, data_dir: Path, pred_di
     last target time; for a parameter whose test set is a list of values, ``mse_<parameter>_<value>``,
     ``coverage_90_<parameter>_<value>`` and (with a bound) ``coverage_90_above_bound_<parameter>_<value>`` over
     the functions of each value (:func:`~physml.metrics.per_value_key`, :func:`_per_value_coverage`); ``conservation_error`` = mean |G μ − b|
-    over functions and times; ``log_likelihood`` = mean log N(u; μ, max(var, 1e-8));
+    over functions and times; ``log_likelihood`` = mean log N(u; μ, max(var, 1e-8)); ``crps`` = mean continuous
+    ranked probability score of N(μ, var) (:func:`~physml.metrics.gaussian_crps`: linear in a target's error where
+    the log-likelihood is quadratic over var, so a few targets far outside a tiny σ do not carry it);
     ``coverage_50``/``coverage_90`` = fraction of targets inside the central 50 %/90 % interval;
     ``coverage_90_above_bound`` the same over the targets whose exact u is above the physics' bound only (cases
     with one, :func:`lower_bound`): where the exact u sits at the bound (0 ahead of a front), the decoder's σ
