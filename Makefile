@@ -11,7 +11,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 # `make test` runs the suite in this many pytest-xdist processes, each test module whole in one of them (its
-# module-scoped fixtures are built once); TEST_WORKERS=0 runs it in this process alone.
+# module-scoped fixtures are built once); TEST_WORKERS=0 runs it in one process.
 TEST_WORKERS ?= 2
 export MLFLOW_DISABLE_TELEMETRY := true
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
