@@ -301,14 +301,31 @@ class EnsembleConfig(_Strict):
 
 
 class FnoConfig(_Strict):
-    """FNO sizes; ``time_padding``: zero steps appended to the time axis inside the Fourier layers of the
-    multi-step cases (``FNO(time_padding=…)``; ignored on single-step ones)."""
+    """FNO sizes. ``modes``: Fourier modes kept per grid axis, one number for every axis or a list with one per
+    axis (x, then y, then t on the multi-step cases), each at most what the case's grid holds (checked against
+    every case's grid when params.yaml is loaded). ``time_padding``: zero steps appended to the time axis inside
+    the Fourier layers of the multi-step cases (``FNO(time_padding=…)``; ignored on single-step ones)."""
 
     width: int = Field(ge=1)
-    modes: int = Field(ge=1)
+    modes: int | list[int]
     layers: int = Field(ge=1)
     time_padding: int = Field(default=0, ge=0)
     train: TrainConfig
+
+    @field_validator("modes", mode="before")
+    @classmethod
+    def _modes_are_numbers(cls, v: Any) -> Any:
+        if isinstance(v, str) or (isinstance(v, list) and any(isinstance(m, str) for m in v)):
+            raise ValueError("give a number or a list of numbers (one per grid axis), not a string")
+        return v
+
+    @field_validator("modes")
+    @classmethod
+    def _modes_positive(cls, v: int | list[int]) -> int | list[int]:
+        per_axis = [v] if isinstance(v, int) else v
+        if not per_axis or any(m < 1 for m in per_axis):
+            raise ValueError(f"{v} must be a number >= 1 or a non-empty list of them; allowed range [1, inf) per axis")
+        return v
 
 
 class CaseOverride(PerProfile):
@@ -471,6 +488,7 @@ class ParamsModel(_Strict):
                     errors.append(f"seed: the {profile} seed study (matrix.{group_name}.seeds.{profile} = "
                                   f"{group.seeds[profile]}) would train with seed {last}; allowed range "
                                   f"with that study [0, {MAX_SEED - group.seeds[profile] + 1}] (got {self.seed})")
+        errors += _check_fno_modes(self.models.fno, self.cases)
         for model, family in (("anp", "probconserv"), ("ensemble", "probconserv"), ("fno", "operator")):
             fits = [c for c in self.cases if c in pdes.names() and pdes.get(c).family == family]
             for name in getattr(self.models, model).cases:
@@ -580,6 +598,34 @@ def _check_case(path: str, case: CaseConfig, problem: Any) -> list[str]:
             errors.append(f"{path}.sampling: not allowed for operator cases (they use grid)")
         if case.test_grid is not None:
             errors.append(f"{path}.test_grid: not allowed for operator cases (their grid serves every split)")
+    return errors
+
+
+def _check_fno_modes(fno: FnoPerProfile, cases: dict[str, CaseConfig]) -> list[str]:
+    """``models.fno.modes`` against the Fourier layers' grid of every configured operator case, per profile:
+    n//2 modes per axis at most (n//2 + 1 on the last), where n is nx on a spatial axis and nt + time_padding on
+    a multi-step case's time axis (:mod:`physml.experiments.variants`). The error names the key that set the
+    modes: the case's override when it has one, else the profile's."""
+    from physml import pdes
+    from physml.experiments.variants import VARIANTS, modes_per_axis
+
+    errors = []
+    for name, case in cases.items():
+        if name not in VARIANTS or case.grid is None:
+            continue
+        problem = pdes.get(name)
+        for prof in PROFILES:
+            settings = fno.resolved(prof, name)
+            assert isinstance(settings, FnoConfig)
+            grid = case.grid[prof]
+            fno_grid = VARIANTS[name].fno_grid(grid.nx, len(grid.resolve_times(problem.t_domain)), settings.time_padding)
+            try:
+                modes_per_axis(settings.modes, fno_grid)
+            except ValueError as exc:
+                override = name in fno.cases and "modes" in fno.cases[name][prof]
+                key = f"models.fno.cases.{name}.{prof}.modes" if override else f"models.fno.{prof}.modes"
+                errors.append(f"{key}: for {name} ({prof} grid nx = {grid.nx}, axes "
+                              f"{', '.join(VARIANTS[name].axes)}): {exc}")
     return errors
 
 

@@ -290,8 +290,8 @@ def track(case: str, model: str, params: ParamsModel, root: Path, only_missing: 
     made a registered version (if its registration failed) and offered for champion, so an interrupted
     promotion is finished, and given the network's configuration if it was logged without one. Params: the
     seed, the model's settings in params.yaml, and ``network.*``, the configuration the network was built with
-    (e.g. the FNO's modes after capping to what the grid holds: the cavity's quick profile asks for 8 and
-    builds [6, 6, 8]). Returns constraint → run id (logged now or found).
+    (e.g. the FNO's modes per grid axis: ``modes: 8`` in params.yaml builds [8, 8] on a 1-D + time case).
+    Returns constraint → run id (logged now or found).
     """
 
     from physml import tracking

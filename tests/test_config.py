@@ -126,6 +126,24 @@ BAD = [
     ("models.fno.quick.train.lr", 0.0, "models.fno.quick.train.lr", "(0, inf)"),
     ("models.fno.quick.train.grad_clip", -1.0, "models.fno.quick.train.grad_clip", "(0, inf)"),
     ("models.fno.paper.time_padding", -1, "models.fno.paper.time_padding", "[0, inf)"),
+    # Fourier modes: checked against each case's grid (n//2 per axis, n//2 + 1 on the last) when loaded, where a
+    # stage used to cap them with a warning; the key that set them is named (the case's override, else the profile)
+    ("models.fno.cases.cavity.quick.modes", [7, 6, 8], "models.fno.cases.cavity.quick.modes: for cavity (quick grid "
+     "nx = 13, axes x, y, t): [7, 6, 8] is more than the FNO grid [13, 13, 16] holds", "allowed per axis: [1, 6], [1, 6], [1, 9]"),
+    ("models.fno.cases.cavity.quick.modes", 8, "models.fno.cases.cavity.quick.modes", "8 is more than the FNO grid [13, 13, 16]"),
+    ("models.fno.cases.cavity.quick.time_padding", 0, "models.fno.cases.cavity.quick.modes", "[13, 13, 10] holds; allowed "
+     "per axis: [1, 6], [1, 6], [1, 6]"),
+    ("models.fno.cases.cavity.quick.modes", [6, 6], "models.fno.cases.cavity.quick.modes", "[6, 6] gives 2 axes, but the "
+     "FNO grid [13, 13, 16] has 3; give one number for every axis or 3"),
+    ("models.fno.quick.modes", [8, 8], "models.fno.quick.modes: for burgers_dirichlet (quick grid nx = 32, axes x)",
+     "FNO grid [32] has 1"),
+    ("cases.heat_neumann.grid.quick.nx", 9, "models.fno.quick.modes: for heat_neumann (quick grid nx = 9, axes x, t)",
+     "8 is more than the FNO grid [9, 19] holds; allowed per axis: [1, 4], [1, 10]"),
+    ("models.fno.paper.modes", 0, "models.fno.paper.modes", "allowed range [1, inf) per axis"),
+    ("models.fno.quick.modes", [8, -1], "models.fno.quick.modes", "allowed range [1, inf) per axis"),
+    ("models.fno.quick.modes", [], "models.fno.quick.modes", "non-empty list"),
+    ("models.fno.quick.modes", "8", "models.fno.quick.modes", "not a string"),
+    ("models.fno.quick.modes", [8, True], "models.fno.quick.modes", "holds a boolean"),
     # two-sided ranges are given whole, whichever side failed
     ("models.boon_posthoc.rcond", -0.5, "models.boon_posthoc.rcond", "allowed range [0, 1)"),
     ("models.boon_posthoc.rcond", 1.5, "models.boon_posthoc.rcond", "allowed range [0, 1)"),

@@ -86,6 +86,9 @@ def test_dvc_repro_tiny_matrix(tmp_path: Path) -> None:
     gaussian = _touched(project, "physml/constraints/gaussian.py")  # the update, and the trained twin's loss
     assert {s.split("@")[0] for s in gaussian} == {"train_probconserv", "constrain_probconserv",
                                                   "seed_study_probconserv"}, gaussian
+    variants = _touched(project, "physml/experiments/variants.py")  # how each case is posed to the FNO
+    assert {s.split("@")[0] for s in variants} == {"train_boon", "constrain_boon", "evaluate_boon",
+                                                  "seed_study_boon"}, variants
     seeds = _touched(project, "physml/experiments/seeds.py")  # what both families' seed studies share
     assert {s.split("@")[0] for s in seeds} == {"seed_study_probconserv", "seed_study_boon"}, seeds
     sampling = _touched(project, "physml/metrics.py")  # constrain draws Stefan's posterior samples with it

@@ -486,22 +486,19 @@ def test_time_padding_reaches_the_multi_step_fnos_only() -> None:
     assert (single["nt"], single["time_padding"]) == (None, 0)
 
 
-def test_modes_the_grid_cannot_hold_are_capped_with_a_warning() -> None:
-    """The cavity's quick grid (13 points, 10 + 6 padded times) holds at most [6, 6, 9] modes: asking for 8
-    builds [6, 6, 8] and says so (MLflow logs the built value as network.fno.modes); asking for 4 is silent."""
+def test_the_fno_keeps_the_modes_params_yaml_gives_per_axis() -> None:
+    """The cavity's quick grid (13 points, 10 + 6 padded times) holds at most [6, 6, 9] modes; params.yaml gives it
+    [6, 6, 8], which the FNO builds without a warning (MLflow logs the built value as network.fno.modes), and one
+    number serves every axis (stokes2: 8 in x and t). Data on another grid than params.yaml's (the load-time check
+    cannot see them) are refused, not capped: the modes and the axes' allowed ranges are named."""
     import warnings
 
     params = load_params(ROOT / "params.yaml").with_profile("quick")
     x, t = np.linspace(0.0, 1.0, 13), np.linspace(0.2, 2.0, 10)
-    with pytest.warns(UserWarning, match=r"modes = 8 is more than the cavity grid \[13, 13, 16\] holds; its FNO keeps \[6, 6, 8\]"):
-        assert boon.fno_config("cavity", params, x, t)["modes"] == [6, 6, 8]
-    import yaml
-
-    from physml.config import validate_params
-
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    raw["models"]["fno"]["quick"]["modes"] = 4
-    small = validate_params(raw).with_profile("quick")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert boon.fno_config("cavity", small, x, t)["modes"] == [4, 4, 4]
+        assert boon.fno_config("cavity", params, x, t)["modes"] == [6, 6, 8]
+        assert boon.fno_config("stokes2", params, np.linspace(0.0, 1.0, 32), t)["modes"] == [8, 8]
+    with pytest.raises(ValueError, match=r"models.fno modes for cavity: \[6, 6, 8\] is more than the FNO grid \[11, 11, 16\] "
+                                         r"holds; allowed per axis: \[1, 5\], \[1, 5\], \[1, 9\]"):
+        boon.fno_config("cavity", params, np.linspace(0.0, 1.0, 11), t)

@@ -45,7 +45,6 @@ from __future__ import annotations
 import json
 import math
 import time
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -62,6 +61,8 @@ from physml.config import CONSTRAINTS as _ALL_CONSTRAINTS, ParamsModel
 from physml.data import open_dataset
 from physml.experiments import PREDICTIONS_FILE, checkpoints_digest, data_version
 from physml.experiments.seeds import finite_error, seed_folder, seed_summary
+from physml.experiments.variants import VARIANTS, Variant, modes_per_axis
+from physml.experiments.variants import variant as _variant
 from physml.atomic import atomic_path, move_contents, staging_dir, write_json
 from physml.metrics import relative_l2
 from physml.models import build_model
@@ -92,45 +93,6 @@ NEUMANN_ORDER = 2
 PLAIN_FILE, BOON_FILE, SUMMARY_FILE = "plain.pt", "boon.pt", "train_summary.json"
 PER_TIME_FILE = "per_time.json"
 """Name of the file of relative L2 per output time (records, one per time), beside the metrics files."""
-
-
-@dataclass(frozen=True)
-class Variant:
-    """How a case is posed as an operator-learning problem.
-
-    ``n_space``: spatial axes (1 or 2); ``multistep``: output all nt times (time as the last grid axis)
-    rather than u(T); ``boundary``: "dirichlet" or "neumann"; ``channels``: field channels used (cavity:
-    (0, 1) = (u, v)); ``param_inputs``: parameters fed as constant input channels.
-    """
-
-    n_space: int
-    multistep: bool
-    boundary: str
-    channels: tuple[int, ...] = ()
-    param_inputs: tuple[str, ...] = ()
-
-    @property
-    def out_channels(self) -> int:
-        return max(1, len(self.channels))
-
-    @property
-    def in_channels(self) -> int:
-        return self.out_channels + len(self.param_inputs)
-
-
-VARIANTS: dict[str, Variant] = {
-    "burgers_dirichlet": Variant(n_space=1, multistep=False, boundary="dirichlet"),
-    "heat_neumann": Variant(n_space=1, multistep=True, boundary="neumann"),
-    "stokes2": Variant(n_space=1, multistep=True, boundary="dirichlet"),
-    "wave": Variant(n_space=1, multistep=True, boundary="dirichlet", param_inputs=("c",)),
-    "cavity": Variant(n_space=2, multistep=True, boundary="dirichlet", channels=(0, 1)),
-}
-
-
-def _variant(case: str) -> Variant:
-    if case not in VARIANTS:
-        raise ValueError(f"case: {case!r} has no BOON variant; allowed: {', '.join(VARIANTS)}")
-    return VARIANTS[case]
 
 
 # ---- data ------------------------------------------------------------------------------------------
@@ -265,29 +227,21 @@ def load_split(case: str, data_dir: str | Path, split: str) -> OperatorSplit:
 # ---- models ----------------------------------------------------------------------------------------
 
 
-def _modes(requested: int, grid: Sequence[int]) -> list[int]:
-    """Kept modes per grid axis: ``requested`` capped at n//2 (n//2 + 1 on the last, half-spectrum axis)."""
-    caps = [n // 2 for n in grid[:-1]] + [grid[-1] // 2 + 1]
-    return [max(1, min(requested, c)) for c in caps]
-
-
 def fno_config(case: str, params: ParamsModel, x: np.ndarray, t: np.ndarray) -> dict[str, Any]:
     """Constructor arguments of the case's FNO (params.yaml ``models.fno`` with per-case overrides)."""
     var = _variant(case)
     settings = params.model_settings("fno", case)
     problem = pdes.get(case)
-    space = [tuple(map(float, problem.x_domain))] * var.n_space
-    grid = [x.size] * var.n_space
-    domain = list(space)
+    domain = [tuple(map(float, problem.x_domain))] * var.n_space
     nt, padding = None, 0
     if var.multistep:
         nt, padding = int(t.size), settings.time_padding
-        grid.append(nt + padding)  # the Fourier layers' grid
         domain.append((float(t[0]), float(t[-1])))
-    modes = _modes(settings.modes, grid)
-    if any(m < settings.modes for m in modes):
-        warnings.warn(f"models.fno modes = {settings.modes} is more than the {case} grid {grid} holds; its FNO keeps "
-                      f"{modes} (n//2 per axis, n//2 + 1 on the last)", UserWarning, stacklevel=2)
+    grid = var.fno_grid(x.size, int(t.size), padding)  # the Fourier layers' grid
+    try:
+        modes = modes_per_axis(settings.modes, grid)
+    except ValueError as exc:  # params.yaml is checked against its own grids; these data have another
+        raise ValueError(f"models.fno modes for {case}: {exc}") from None
     return {"n_space": var.n_space, "nt": nt, "in_channels": var.in_channels, "out_channels": var.out_channels,
             "width": settings.width, "modes": modes, "n_layers": settings.layers,
             "domain": [list(d) for d in domain], "time_padding": padding}
