@@ -53,6 +53,13 @@ LossFn = Callable[[nn.Module, Any], torch.Tensor]
 ValFn = Callable[[nn.Module, Dataset, "TrainConfig"], float]
 
 
+def model_loss(model: nn.Module, batch: Any) -> torch.Tensor:
+    """The ``loss_fn`` of :func:`fit` for a model that defines its own ``loss(batch) -> scalar`` (the black boxes
+    of :mod:`physml.models`), through a (Distributed)DataParallel wrapper. Here, not beside the models, so
+    that a checkpoint's :func:`code_version` covers the trained model's code and not every model's."""
+    return _unwrap(model).loss(batch)
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Optimisation settings of one training run (json-able via :meth:`to_dict`).

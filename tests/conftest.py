@@ -47,6 +47,14 @@ def tiny_params(pc_case: str = "heat", op_case: str = "stokes2") -> dict[str, An
     return tiny
 
 
+def fno_modes_for(raw: dict[str, Any], modes: int) -> None:
+    """Set ``models.fno.quick.modes`` of a parsed params.yaml to ``modes`` and drop the per-case quick modes, for
+    grids cut below what the shipped modes fit (loading checks them against every case's grid)."""
+    raw["models"]["fno"]["quick"]["modes"] = modes
+    for override in raw["models"]["fno"].get("cases", {}).values():
+        override.get("quick", {}).pop("modes", None)
+
+
 @pytest.fixture
 def tiny_params_file(tmp_path: Path) -> Path:
     """A tiny, valid params.yaml in a fresh folder (the folder doubles as the project root)."""

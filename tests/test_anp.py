@@ -11,10 +11,10 @@ import pytest
 import torch
 from torch.utils.data import default_collate
 
-from physml.models import ANP, ANPConfig, Predictive, build_model, model_loss
+from physml.models import ANP, ANPConfig, Predictive, build_model
 from physml.constraints import trapezoid_weights
 from physml.models.anp import SOFTC_POINTS, conservation_penalty, penalty_batch, slice_weights
-from physml.training import TrainConfig, fit, load_checkpoint, seed_everything
+from physml.training import TrainConfig, fit, load_checkpoint, model_loss, seed_everything
 
 from _synthetic import TWO_PI, heat_functions
 

@@ -32,6 +32,8 @@ from physml.data import (
     validate_manifest,
 )
 
+from conftest import fno_modes_for
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -47,6 +49,7 @@ def tiny_raw() -> dict[str, Any]:
         if "sampling" in case:
             case["sampling"] = {"n_context": 7, "n_target_t": 3, "n_target_x": 5}
             case["test_grid"] = {"quick": {"nx": 9, "nt": 2}, "paper": {"nx": 9, "nt": 2}}
+    fno_modes_for(raw, 4)  # a 9-point grid holds 4 Fourier modes (params.yaml is checked whole when loaded)
     return raw
 
 

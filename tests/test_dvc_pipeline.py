@@ -112,3 +112,70 @@ def test_dvc_repro_tiny_matrix(tmp_path: Path) -> None:
     assert _stale(project) == set()
     out = _run(project, str(BIN / "dvc"), "repro")
     assert "didn't change" in out or "up to date" in out
+
+
+_FINGERPRINTED = """
+import json, sys
+from pathlib import Path
+import numpy as np
+import physml
+from physml import pdes
+from physml.config import load_params
+from physml.experiments import boon, probconserv
+from physml.models import build_model
+from physml.models.boon import operator_loss
+from physml.training import code_version, model_loss
+
+params = load_params(sys.argv[1])
+nets = {}
+for case in params.matrix.probconserv.cases:
+    for model in params.matrix.probconserv.models:
+        for twin, kw in (("plain", {}), ("softc", {"softc": True}), ("trained", {"constrained": True})):
+            nets[f"probconserv {case} {model} {twin}"] = (
+                build_model(probconserv.model_config(case, model, params, **kw)), model_loss)
+for case in params.matrix.boon.cases:
+    grid = params.grid(case)
+    fno = boon.fno_config(case, params, np.linspace(0.0, 1.0, grid.nx), grid.resolve_times(pdes.get(case).t_domain))
+    for variant in ("plain", "boon"):
+        nets[f"boon {case} fno {variant}"] = (build_model(boon._model_config(case, variant, fno)), operator_loss)
+root = Path(physml.__file__).parent
+before = {name: code_version(net, loss) for name, (net, loss) in nets.items()}
+hashed = {name: [] for name in nets}
+for path in sorted(root.rglob("*.py")):
+    text = path.read_bytes()
+    path.write_bytes(text + b"\\n# touched\\n")
+    try:
+        for name, (net, loss) in nets.items():
+            if code_version(net, loss) != before[name]:
+                hashed[name].append("physml/" + path.relative_to(root).as_posix())
+    finally:
+        path.write_bytes(text)
+print(json.dumps(hashed))
+"""
+
+
+def test_a_stage_that_trains_lists_every_file_its_checkpoints_fingerprint(tmp_path: Path) -> None:
+    """A checkpoint records the fingerprint of the code that trained it (``code_version``: the modules of the
+    model and of its loss, and what they import). If that covers a file the training stage does not list in
+    dvc.yaml, editing the file leaves the stage up to date while a fresh `dvc repro` writes checkpoints of
+    other bytes: the lock no longer reproduces (stop 46 found all 150 checkpoints off in that field alone).
+    Every file whose edit changes a shipped training's fingerprint, found by editing each physml file of a copy
+    of the package in turn, must be a dep of each stage that trains that network."""
+    copy = tmp_path / "src"
+    shutil.copytree(ROOT / "physml", copy / "physml", ignore=shutil.ignore_patterns("__pycache__"))
+    env = dict(os.environ, PYTHONPATH=str(copy))
+    done = subprocess.run([sys.executable, "-c", _FINGERPRINTED, str(ROOT / "params.yaml")], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    hashed: dict[str, list[str]] = json.loads(done.stdout)
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    trainers = {"probconserv": ("train_probconserv", "seed_study_probconserv"), "boon": ("train_boon", "seed_study_boon")}
+    missing = []
+    for name, files in hashed.items():
+        group, case, model, _twin = name.split()
+        assert "physml/training.py" in files, name  # the probe sees the fingerprint at all
+        for stage in trainers[group]:
+            deps = [d.replace("${item.case}", case).replace("${item.model}", model) for d in stages[stage]["deps"]]
+            missing += [f"{stage}@{case}-{model}: {f}" for f in files
+                        if not any(f == d or f.startswith(d.rstrip("/") + "/") for d in deps)]
+    assert not missing, "\n".join(sorted(set(missing)))

@@ -10,8 +10,8 @@ import pytest
 import torch
 from torch.utils.data import default_collate
 
-from physml.models import DeepEnsemble, EnsembleConfig, Predictive, build_model, mixture, model_loss
-from physml.training import TrainConfig, fit, load_checkpoint, seed_everything
+from physml.models import DeepEnsemble, EnsembleConfig, Predictive, build_model, mixture
+from physml.training import TrainConfig, fit, load_checkpoint, model_loss, seed_everything
 
 from _synthetic import TWO_PI, heat_functions
 

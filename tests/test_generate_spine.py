@@ -14,6 +14,8 @@ import yaml
 from physml.cli import main
 from physml.data import is_complete, open_dataset
 
+from conftest import fno_modes_for
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -23,6 +25,7 @@ def _tiny_params(tmp_path: Path) -> Path:
         case["sizes"]["quick"] = {"train": 2, "val": 1, "test": 3}  # pme's test split holds its 3 values of m
         if "grid" in case:
             case["grid"]["quick"] = {"nx": 9, "nt": 2}
+    fno_modes_for(raw, 4)  # a 9-point grid holds 4 Fourier modes (params.yaml is checked whole when loaded)
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path

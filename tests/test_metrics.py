@@ -17,10 +17,10 @@ from physml.metrics import (
     interval_coverage,
     mse,
     relative_l2,
-    sample_gaussian,
     shock_position_posterior,
     shock_positions,
 )
+from physml.models.predictive import sample_gaussian
 
 
 def test_mse_and_relative_l2_known_answers():

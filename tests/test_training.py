@@ -335,12 +335,12 @@ def test_code_version_does_not_depend_on_what_else_the_process_imported() -> Non
     import sys
 
     code = (
-        "from physml.experiments import boon\n"
+        "from physml.models.boon import operator_loss\n"
         "from physml.models.fno import fno_1d\n"
         "from physml.training import code_version\n"
-        "before = code_version(fno_1d(width=4, modes=4), boon._loss)\n"
-        "import physml.experiments.probconserv, physml.stages, physml.report\n"
-        "print(before == code_version(fno_1d(width=4, modes=4), boon._loss))\n"
+        "before = code_version(fno_1d(width=4, modes=4), operator_loss)\n"
+        "import physml.experiments.boon, physml.experiments.probconserv, physml.stages, physml.report\n"
+        "print(before == code_version(fno_1d(width=4, modes=4), operator_loss))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert done.stdout.strip() == "True"

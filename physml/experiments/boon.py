@@ -66,7 +66,7 @@ from physml.experiments.variants import variant as _variant
 from physml.atomic import atomic_path, move_contents, staging_dir, write_json
 from physml.metrics import relative_l2
 from physml.models import build_model
-from physml.models.boon import NEUMANN_STENCILS, BOONFNO, BoundaryFNO, OverwriteFNO
+from physml.models.boon import NEUMANN_STENCILS, BOONFNO, OverwriteFNO, operator_forward, operator_loss
 from physml.threads import torch_threads
 from physml.training import (TrainConfig, code_version, fit, load_checkpoint, resumable, select_device,
                              write_wall_clock)
@@ -83,7 +83,6 @@ __all__ = [
     "evaluate",
     "load_split",
     "predict",
-    "relative_l2_loss",
     "train",
 ]
 
@@ -252,23 +251,6 @@ def _model_config(case: str, variant: str, fno_cfg: Mapping[str, Any]) -> dict[s
             "neumann_order": NEUMANN_ORDER}
 
 
-def _call(model: nn.Module, inputs: torch.Tensor, bc: Sequence[torch.Tensor]) -> torch.Tensor:
-    if isinstance(model, BoundaryFNO):
-        return model(inputs, list(bc) if len(bc) > 1 else bc[0])
-    return model(inputs)
-
-
-def relative_l2_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean over the batch of ‖pred − target‖₂ / ‖target‖₂, norms over every non-batch axis (Li et al. 2021)."""
-    diff = (pred - target).flatten(1).norm(dim=1)
-    return (diff / target.flatten(1).norm(dim=1).clamp_min(torch.finfo(target.dtype).tiny)).mean()
-
-
-def _loss(model: nn.Module, batch: Sequence[torch.Tensor]) -> torch.Tensor:
-    inputs, targets, *bc = batch
-    return relative_l2_loss(_call(model, inputs, bc), targets)
-
-
 def _train_config(case: str, params: ParamsModel) -> TrainConfig:
     tc = params.model_settings("fno", case).train
     return TrainConfig(epochs=tc.epochs, batch_size=tc.batch_size, lr=tc.lr, weight_decay=tc.weight_decay,
@@ -319,8 +301,8 @@ def _train_variants(case: str, model: str, params: ParamsModel, train_split: Ope
             path = out_dir / (PLAIN_FILE if variant == "plain" else BOON_FILE)
             net = build_model(cfg)
             started = time.perf_counter()
-            resume = resumable(path, cfg, config, data, code=code_version(net, _loss))
-            result = fit(net, _loss, train_data, val_data, config, path, cfg, resume=resume, progress=progress,
+            resume = resumable(path, cfg, config, data, code=code_version(net, operator_loss))
+            result = fit(net, operator_loss, train_data, val_data, config, path, cfg, resume=resume, progress=progress,
                          data_version=data)
             seconds[variant] = time.perf_counter() - started
             summary[variant] = {"best_val": result.best_val, "best_epoch": result.best_epoch, "epochs": config.epochs,
@@ -341,7 +323,7 @@ def predict(net: nn.Module, split: OperatorSplit, batch_size: int = 64, device: 
     out = []
     for start in range(0, len(split), batch_size):
         inputs, _, *bc = (a[start:start + batch_size].to(dev) for a in data.tensors)
-        out.append(_call(net, inputs, bc).cpu().numpy())
+        out.append(operator_forward(net, inputs, bc).cpu().numpy())
     return np.concatenate(out, axis=0)
 
 

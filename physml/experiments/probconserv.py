@@ -92,13 +92,13 @@ from physml.metrics import (
     interval_coverage,
     mse,
     per_value_key,
-    sample_gaussian,
     shock_position_posterior,
 )
-from physml.models import Predictive, build_model, mixture, model_loss
+from physml.models import Predictive, build_model, mixture
 from physml.models.anp import check_shapes, function_seeds
+from physml.models.predictive import sample_gaussian
 from physml.threads import torch_threads
-from physml.training import (TrainConfig, code_version, fit, load_checkpoint, resumable, seed_everything,
+from physml.training import (TrainConfig, code_version, fit, load_checkpoint, model_loss, resumable, seed_everything,
                              write_wall_clock)
 
 MODELS = ("anp", "ensemble")

@@ -19,7 +19,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import torch
 from torch import nn
 
 from physml.models.anp import ANP, ANPConfig
@@ -40,7 +39,6 @@ __all__ = [
     "MODEL_NAMES",
     "Predictive",
     "build_model",
-    "model_loss",
     "mixture",
 ]
 
@@ -71,9 +69,3 @@ def _build_fno(config: Mapping[str, Any]) -> nn.Module:
     if config["variant"] == "boon":
         return BOONFNO(fno, config["boundary"], neumann_order=int(config["neumann_order"]))
     raise ValueError(f"model_config.variant must be 'plain' or 'boon', got {config['variant']!r}")
-
-
-def model_loss(model: nn.Module, batch: Mapping[str, Any]) -> torch.Tensor:
-    """The ``loss_fn`` of :func:`physml.training.fit` for every model here: ``model.loss(batch)``."""
-    inner = model.module if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)) else model
-    return inner.loss(batch)

@@ -86,7 +86,8 @@ from physml.layers.spectral import SpectralConv
 from physml.layers.weight_stamp import weight_stamp
 from physml.models.fno import FNO, is_int
 
-__all__ = ["BOUNDARY_TYPES", "NEUMANN_STENCILS", "BoundaryData", "BoundaryFNO", "BOONFNO", "OverwriteFNO"]
+__all__ = ["BOUNDARY_TYPES", "NEUMANN_STENCILS", "BoundaryData", "BoundaryFNO", "BOONFNO", "OverwriteFNO", "operator_forward",
+           "operator_loss", "relative_l2_loss"]
 
 BOUNDARY_TYPES = ("dirichlet", "neumann", "periodic")
 
@@ -634,3 +635,29 @@ class OverwriteFNO(BoundaryFNO):
         out = fno(u)
         out = out.unsqueeze(-1) if fno.out_channels == 1 else out  # (B, *grid, c_out)
         return fno.formatted(self.enforce(out.movedim(-1, 1), targets, shape).movedim(1, -1))
+
+
+# ---- training of the FNO family --------------------------------------------------------------------------
+# Here, beside the models, so that the code a training's checkpoint fingerprints (physml.training.code_version:
+# the modules of the model and of its loss, and what they import) is the models' and nothing the experiment
+# runner imports besides: dvc.yaml's train_boon lists exactly these files.
+
+
+def operator_forward(model: nn.Module, inputs: torch.Tensor, bc: Sequence[torch.Tensor]) -> torch.Tensor:
+    """``model(inputs)``, with the boundary data ``bc`` (one tensor per bounded axis) for a :class:`BoundaryFNO`."""
+    if isinstance(model, BoundaryFNO):
+        return model(inputs, list(bc) if len(bc) > 1 else bc[0])
+    return model(inputs)
+
+
+def relative_l2_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean over the batch of ‖pred − target‖₂ / ‖target‖₂, norms over every non-batch axis (Li et al. 2021)."""
+    diff = (pred - target).flatten(1).norm(dim=1)
+    return (diff / target.flatten(1).norm(dim=1).clamp_min(torch.finfo(target.dtype).tiny)).mean()
+
+
+def operator_loss(model: nn.Module, batch: Sequence[torch.Tensor]) -> torch.Tensor:
+    """The ``loss_fn`` of :func:`physml.training.fit` for the FNO family: batch = (inputs, targets, *bc), loss =
+    :func:`relative_l2_loss` of :func:`operator_forward`."""
+    inputs, targets, *bc = batch
+    return relative_l2_loss(operator_forward(model, inputs, bc), targets)

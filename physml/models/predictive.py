@@ -16,11 +16,47 @@ from typing import Union
 import numpy as np
 import torch
 
-from physml.metrics import sample_gaussian
-
 Array = Union[np.ndarray, torch.Tensor]
 
 _SYMMETRY_RTOL = 1e-6
+
+
+def _finite(name: str, x: object) -> np.ndarray:
+    arr = np.asarray(x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else x, dtype=np.float64)
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains NaN or inf")
+    return arr
+
+
+def sample_gaussian(mean: np.ndarray, cov: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """n draws of N(mean, cov): mean (..., m); cov (..., m) diagonal or (..., m, m) full; returns (n, ..., m).
+
+    Diagonal: μ + √v ⊙ ε. Full: μ + Σ^½ ε with Σ^½ = Q √Λ Qᵀ the symmetric square root of Σ = Q Λ Qᵀ (eigh;
+    Λ clipped at 0), which also takes the singular posterior covariance of an exact (zero-noise)
+    constraint: its samples satisfy G u = b up to about √ε (1e-9; the clipped eigenvalues' round-off enters
+    through their square root), so project them onto {G u = b} where round-off is wanted
+    (``physml.experiments.probconserv._final_slice_samples`` does). Σ^½ is a continuous function of Σ: for a Σ away from
+    singular, round-off in Σ moves the draws by about round-off (near a singular Σ it is Hölder-½: 1e-13 in
+    Σ moves them by about 1e-6). The factor Q √Λ alone is not continuous: among nearly equal eigenvalues
+    eigh may return any rotation of Q, and a low-rank-plus-noise covariance (the ANP's) has many.
+    """
+    mu, c = _finite("mean", mean), _finite("cov", cov)
+    if n < 1:
+        raise ValueError(f"n must be ≥ 1, got {n}")
+    eps = rng.standard_normal((n,) + mu.shape)
+    if c.shape == mu.shape:
+        if np.any(c < 0):
+            raise ValueError("cov (diagonal) must be ≥ 0")
+        return mu + np.sqrt(c) * eps
+    m = mu.shape[-1]
+    if c.shape != mu.shape + (m,):
+        raise ValueError(f"cov must have shape {mu.shape} (diagonal) or {mu.shape + (m,)} (full), got {c.shape}")
+    lam, Q = np.linalg.eigh(0.5 * (c + np.swapaxes(c, -1, -2)))
+    scale = float(np.max(np.abs(lam))) if lam.size else 0.0
+    if np.any(lam < -1e-8 * max(scale, 1e-300)):
+        raise ValueError("cov is not positive semi-definite (eigenvalue below −1e-8·max|λ|)")
+    factor = (Q * np.sqrt(np.clip(lam, 0.0, None))[..., None, :]) @ np.swapaxes(Q, -1, -2)
+    return mu + np.einsum("...ij,n...j->n...i", factor, eps)
 
 
 def _xp_all_finite(a: Array) -> bool:
@@ -125,7 +161,7 @@ class Predictive:
 
     def sample(self, n_samples: int, seed: int = 0) -> np.ndarray:
         """Draws u ~ N(mean, Σ) as a float64 array (n_samples, ..., n), through
-        :func:`physml.metrics.sample_gaussian` (full Σ: its symmetric square root, continuous in Σ)."""
+        :func:`sample_gaussian` (full Σ: its symmetric square root, continuous in Σ)."""
         if not isinstance(n_samples, int) or n_samples < 1:
             raise ValueError(f"n_samples must be an integer >= 1, got {n_samples!r}")
         p = self.to_numpy()
