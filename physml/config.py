@@ -55,20 +55,49 @@ class _Strict(BaseModel):
     @classmethod
     def _no_booleans_or_numeric_strings(cls, value: Any, info: ValidationInfo) -> Any:
         """No setting is a boolean, and pydantic's lax mode would read ``true`` as 1 (``epochs: true``); no
-        number is a string, which lax mode would read as the number it spells (``epochs: '3'``)."""
+        number is a string, alone or in a list, which lax mode would read as the number it spells (``epochs: '3'``,
+        ``train: ['1', 5.0]``)."""
         if isinstance(value, bool) or (isinstance(value, list | tuple) and any(isinstance(v, bool) for v in value)):
             raise ValueError(_boolean_error(value))
-        if isinstance(value, str) and _is_numeric(cls.model_fields[info.field_name].annotation):
+        annotation = cls.model_fields[info.field_name].annotation
+        if isinstance(value, str) and _takes_only_numbers(annotation):
             raise ValueError("give a number, not a string")
+        if (isinstance(value, list | tuple) and any(isinstance(v, str) for v in value)
+                and _takes_only_number_sequences(annotation)):
+            raise ValueError(f"give numbers, not strings (got {value!r})")
         return value
 
 
-def _is_numeric(annotation: Any) -> bool:
-    """int, float, or a union of them with None."""
-    if annotation in (int, float):
-        return True
-    args = typing.get_args(annotation) if typing.get_origin(annotation) in (typing.Union, types.UnionType) else ()
-    return bool(args) and all(a in (int, float, type(None)) for a in args) and any(a is not type(None) for a in args)
+_NUMBERS = (int, float)
+
+
+def _arms(annotation: Any) -> tuple[Any, ...]:
+    """The members of a union other than None (``int | list[int] | None`` → ``(int, list[int])``), or the
+    annotation alone."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return tuple(a for a in typing.get_args(annotation) if a is not type(None))
+    return (annotation,)
+
+
+def _is_number_sequence(arm: Any) -> bool:
+    """``list[int]``, ``list[float]``, ``tuple[float, float]``, ``tuple[float, ...]``."""
+    items = [a for a in typing.get_args(arm) if a is not Ellipsis]
+    return typing.get_origin(arm) in (list, tuple) and bool(items) and all(a in _NUMBERS for a in items)
+
+
+def _takes_only_numbers(annotation: Any) -> bool:
+    """Every member of the annotation is a number or a sequence of numbers (``int``, ``float | None``,
+    ``int | list[int]``): a string given there can only be meant as a number."""
+    arms = _arms(annotation)
+    return bool(arms) and all(a in _NUMBERS or _is_number_sequence(a) for a in arms)
+
+
+def _takes_only_number_sequences(annotation: Any) -> bool:
+    """The annotation admits a sequence and every sequence it admits holds numbers (``list[float] | None``,
+    ``tuple[float, float] | TestValues | None``): a string inside a list given there can only be meant as a
+    number."""
+    sequences = [a for a in _arms(annotation) if typing.get_origin(a) in (list, tuple)]
+    return bool(sequences) and all(_is_number_sequence(a) for a in sequences)
 
 
 def _boolean_error(value: Any) -> str:
@@ -98,6 +127,9 @@ class ParamSpec(_Strict):
             raise ValueError(_boolean_error(data))
         if isinstance(data, (int, float)):
             return {"fixed": float(data)}
+        if isinstance(data, str):
+            raise ValueError("give a number (the fixed value) or train: [lo, hi] and test: [lo, hi] | {values}, not "
+                             "a string")
         if isinstance(data, dict) and isinstance(data.get("test"), list) and len(data["test"]) != 2:
             raise ValueError(
                 f"test must be a range [lo, hi] (2 numbers) or {{values: [...]}}, got a list of {len(data['test'])}"
@@ -311,13 +343,6 @@ class FnoConfig(_Strict):
     layers: int = Field(ge=1)
     time_padding: int = Field(default=0, ge=0)
     train: TrainConfig
-
-    @field_validator("modes", mode="before")
-    @classmethod
-    def _modes_are_numbers(cls, v: Any) -> Any:
-        if isinstance(v, str) or (isinstance(v, list) and any(isinstance(m, str) for m in v)):
-            raise ValueError("give a number or a list of numbers (one per grid axis), not a string")
-        return v
 
     @field_validator("modes")
     @classmethod

@@ -144,6 +144,15 @@ BAD = [
     ("models.fno.quick.modes", [], "models.fno.quick.modes", "non-empty list"),
     ("models.fno.quick.modes", "8", "models.fno.quick.modes", "not a string"),
     ("models.fno.quick.modes", [8, True], "models.fno.quick.modes", "holds a boolean"),
+    # a number written as a string inside a list: lax mode would read '1' as 1.0
+    ("models.fno.quick.modes", [8, "8"], "models.fno.quick.modes", "give numbers, not strings (got [8, '8'])"),
+    ("cases.heat.parameters.k.train", ["1", 5.0], "cases.heat.parameters.k.train",
+     "give numbers, not strings (got ['1', 5.0])"),
+    ("cases.heat.parameters.k.test", {"values": [1.0, "2"]}, "cases.heat.parameters.k.test.values",
+     "give numbers, not strings (got [1.0, '2'])"),
+    ("cases.heat_neumann.grid.quick.times", ["0.1", 0.3], "cases.heat_neumann.grid.quick.times", "not strings"),
+    ("cases.heat_neumann.parameters.k", "0.01", "cases.heat_neumann.parameters.k",
+     "give a number (the fixed value) or train: [lo, hi] and test: [lo, hi] | {values}, not a string (got '0.01')"),
     # two-sided ranges are given whole, whichever side failed
     ("models.boon_posthoc.rcond", -0.5, "models.boon_posthoc.rcond", "allowed range [0, 1)"),
     ("models.boon_posthoc.rcond", 1.5, "models.boon_posthoc.rcond", "allowed range [0, 1)"),

@@ -86,8 +86,8 @@ from physml.layers.spectral import SpectralConv
 from physml.layers.weight_stamp import weight_stamp
 from physml.models.fno import FNO, is_int
 
-__all__ = ["BOUNDARY_TYPES", "NEUMANN_STENCILS", "BoundaryData", "BoundaryFNO", "BOONFNO", "OverwriteFNO", "operator_forward",
-           "operator_loss", "relative_l2_loss"]
+__all__ = ["BOUNDARY_TYPES", "NEUMANN_STENCILS", "BoundaryData", "BoundaryFNO", "BOONFNO", "OverwriteFNO",
+           "operator_forward", "operator_loss", "relative_l2_loss"]
 
 BOUNDARY_TYPES = ("dirichlet", "neumann", "periodic")
 
@@ -640,7 +640,8 @@ class OverwriteFNO(BoundaryFNO):
 # ---- training of the FNO family --------------------------------------------------------------------------
 # Here, beside the models, so that the code a training's checkpoint fingerprints (physml.training.code_version:
 # the modules of the model and of its loss, and what they import) is the models' and nothing the experiment
-# runner imports besides: dvc.yaml's train_boon lists exactly these files.
+# runner imports besides. dvc.yaml's train_boon lists these files among its deps, and also the runner
+# (experiments/boon.py, variants.py): an edit there retrains too, though it leaves the fingerprint as it was.
 
 
 def operator_forward(model: nn.Module, inputs: torch.Tensor, bc: Sequence[torch.Tensor]) -> torch.Tensor:
