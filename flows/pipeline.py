@@ -213,20 +213,34 @@ def constrain_task(case: str, model: str, params_path: str, profile: str | None,
 
 
 @task(name="evaluate", cache_key_fn=_cache_key, persist_result=True, **RETRY)
-def evaluate_task(case: str, model: str, params_path: str, profile: str | None, root: str, config: str, upstream: str) -> dict[str, str]:
-    """Metrics files and figures, then the MLflow runs; returns constraint → MLflow run id."""
+def evaluate_task(case: str, model: str, params_path: str, profile: str | None, root: str, config: str, upstream: str) -> str:
+    """Metrics files and figures of every constraint; returns the metrics folder."""
     params = _load(params_path, profile)
     stages.evaluate(case, model, params, Path(root))
-    # only_missing: a retry after a tracking failure finds the runs already logged instead of logging them twice
-    return stages.track(case, model, params, Path(root), only_missing=True)
+    return str(stages.Layout(Path(root), params.profile).metrics(case, model))
+
+
+@task(name="track", **RETRY)
+def track_task(case: str, model: str, params_path: str, profile: str | None, root: str) -> dict[str, str]:
+    """The MLflow runs of the evaluated metrics (:func:`physml.stages.track`); returns constraint → run id.
+    Not cached: the runs live in the tracking store, not in the files the cache vouches for, so every flow run
+    asks the store (``only_missing``: a run that holds these results is found, not logged again), and a new or
+    lost store gets its runs and registered versions back."""
+    return stages.track(case, model, _load(params_path, profile), Path(root), only_missing=True)
 
 
 @task(name="seed-study", cache_key_fn=_cache_key, persist_result=True, **RETRY)
 def seed_study_task(case: str, model: str, params_path: str, profile: str | None, root: str, config: str, upstream: str) -> str:
-    """The same training over every seed of the case's matrix group, then its MLflow run; returns the run id."""
+    """The same training over every seed of the case's matrix group; returns the study's file."""
     params = _load(params_path, profile)
     stages.seed_study(case, model, params, Path(root), progress=False)
-    return stages.track_seed_study(case, model, params, Path(root), only_missing=True)
+    return str(stages.Layout(Path(root), params.profile).seed_study_file(case, model))
+
+
+@task(name="track-seed-study", **RETRY)
+def track_seed_study_task(case: str, model: str, params_path: str, profile: str | None, root: str) -> str | None:
+    """The seed study's MLflow run (:func:`physml.stages.track_seed_study`, uncached as :func:`track_task`)."""
+    return stages.track_seed_study(case, model, _load(params_path, profile), Path(root), only_missing=True)
 
 
 @task(name="report", **RETRY)
@@ -274,17 +288,31 @@ def result_folder(root: Path) -> Path:
     return Path(root).resolve() / ".physml-flow" / "results"
 
 
+class PipelineFailed(RuntimeError):
+    """One or more tasks of a pipeline run failed; what depends on them was not run and no report was written."""
+
+
 def _run_matrix(params: ParamsModel, params_path: str, profile: str | None, root: str) -> dict[str, Any]:
-    """The body of :func:`pipeline`: every stage of the matrix as tasks, then the report."""
+    """The body of :func:`pipeline`: every stage of the matrix as tasks, then the report.
+
+    A task runs only when the tasks it reads from completed, as in ``dvc repro``: after a failed training its
+    constrain, evaluate and seed study do not run (the cache would otherwise serve the metrics of the networks
+    that were there before). Independent work goes on; at the end a failure raises :class:`PipelineFailed`,
+    naming each failed task and its error, and the report is not written from a mix of new and old results."""
+    from physml.experiments.boon import PER_TIME_FILE
+
+    root = str(Path(root).resolve())  # tasks on a Dask worker in another folder write where the stamps look
     lay = stages.Layout(Path(root), params.profile)
     pairs = list(dict.fromkeys((c, m) for c, m, _ in params.experiments()))
     cases = list(dict.fromkeys(c for c, _ in pairs))
 
-    stamps: dict[Any, tuple[Path, str, list[Path]]] = {}  # future → its stamp, key and outputs
+    stamps: dict[Any, tuple[Path, str, list[Path]]] = {}  # cached future → its stamp, key and outputs
+    names: dict[Any, str] = {}  # future → "step case[/model]", for the failure message
+    failures: list[str] = []
     results = result_folder(Path(root))
 
     def submit(t: Any, outputs: list[Path], case: str, model: str | None, upstream: list[Path], stage: str) -> Any:
-        """Submit task ``t`` for (case, model), served from the cache only if its stamp is current."""
+        """Submit cached task ``t`` for (case, model), served from the cache only if its stamp is current."""
         step = t.name  # generate, train, constrain, evaluate, seed-study
         config = _sections(params, case, model, step)
         digest = f"{_digest_tree(*upstream)}:{digest_code(code_files(stage, case, model))}"
@@ -296,39 +324,62 @@ def _run_matrix(params: ParamsModel, params_path: str, profile: str | None, root
         fut = t.with_options(refresh_cache=not _stamp_is_current(stamp, key, outputs),
                              result_storage=results).submit(**arguments)
         stamps[fut] = (stamp, key, outputs)
+        names[fut] = f"{step} {case}" + ("" if model is None else f"/{model}")
         return fut
 
-    def finished(fut: Any) -> Any:
-        """Wait for ``fut``; if it completed, stamp its outputs as they are now."""
+    def submit_tracking(t: Any, case: str, model: str) -> Any:
+        fut = t.submit(case=case, model=model, params_path=params_path, profile=profile, root=root)
+        names[fut] = f"{t.name} {case}/{model}"
+        return fut
+
+    def finished(fut: Any) -> bool:
+        """Wait for ``fut``; whether it completed. A cached task that did is stamped with its outputs as they
+        are now; one that did not is recorded in ``failures``."""
         fut.wait()
         if fut.state.is_completed():
-            _write_stamp(*stamps[fut])
-        return fut
+            if fut in stamps:
+                _write_stamp(*stamps[fut])
+            return True
+        error = fut.state.result(raise_on_failure=False)
+        failures.append(f"{names[fut]}: {type(error).__name__}: {error}" if isinstance(error, BaseException)
+                        else f"{names[fut]}: {fut.state.name}")
+        return False
 
     group = {c: stages.group_name(c) for c in cases}  # the dvc.yaml stages of a case end in its matrix group
     gen = {c: submit(generate_task, [lay.data(c)], c, None, upstream=[], stage="generate") for c in cases}
     wait(list(gen.values()))
-    for fut in gen.values():
-        finished(fut)
+    generated = {c for c, fut in gen.items() if finished(fut)}
     trained = {
         (c, m): submit(train_task, [lay.models(c, m)], c, m, upstream=[lay.data(c)], stage=f"train_{group[c]}")
-        for c, m in pairs
+        for c, m in pairs if c in generated
     }
     constrained, studies = {}, {}
     for (c, m), fut in trained.items():
-        finished(fut)
+        if not finished(fut):
+            continue
         constrained[(c, m)] = submit(constrain_task, [lay.predictions(c, m)], c, m,
                                      upstream=[lay.data(c), lay.models(c, m)], stage=f"constrain_{group[c]}")
         studies[(c, m)] = submit(seed_study_task, [lay.seed_study_file(c, m), lay.seed_models(c, m)], c, m,
                                  upstream=[lay.data(c), lay.models(c, m)], stage=f"seed_study_{group[c]}")
-    runs = {}
+    evaluated = {}
     for (c, m), fut in constrained.items():
-        finished(fut)
-        metrics = [lay.metrics(c, m) / f"{k}.json" for k in stages._group(params, c).constraints]
-        runs[(c, m)] = submit(evaluate_task, [*metrics, lay.metrics(c, m) / "figures"], c, m,
-                              upstream=[lay.data(c), lay.predictions(c, m)], stage=f"evaluate_{group[c]}")
-    run_ids = {f"{c}/{m}": finished(fut).result() for (c, m), fut in runs.items()}
-    study_ids = {f"{c}/{m}": finished(fut).result() for (c, m), fut in studies.items()}
+        if not finished(fut):
+            continue
+        outputs = [lay.metrics(c, m) / f"{k}.json" for k in stages._group(params, c).constraints]
+        outputs.append(lay.metrics(c, m) / stages.MADE_FROM)
+        if group[c] == "boon":
+            outputs.append(lay.metrics(c, m) / PER_TIME_FILE)
+        evaluated[(c, m)] = submit(evaluate_task, [*outputs, lay.metrics(c, m) / "figures"], c, m,
+                                   upstream=[lay.data(c), lay.predictions(c, m), lay.models(c, m)],
+                                   stage=f"evaluate_{group[c]}")
+    tracked = {pair: submit_tracking(track_task, *pair) for pair, fut in evaluated.items() if finished(fut)}
+    tracked_studies = {pair: submit_tracking(track_seed_study_task, *pair)
+                       for pair, fut in studies.items() if finished(fut)}
+    run_ids = {f"{c}/{m}": fut.result() for (c, m), fut in tracked.items() if finished(fut)}
+    study_ids = {f"{c}/{m}": fut.result() for (c, m), fut in tracked_studies.items() if finished(fut)}
+    if failures:
+        raise PipelineFailed(f"{len(failures)} task(s) failed; the tasks that read their outputs did not run and "
+                             "the report was not written:\n  " + "\n  ".join(failures))
     report = report_task(params_path, profile, root)
     print(f"report: {report['path']}" + (f" (MLflow run {report['run']})" if report["run"] else ""))
     return {"report": report["path"], "report_run": report["run"], "runs": run_ids, "seed_study_runs": study_ids}

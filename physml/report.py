@@ -11,7 +11,6 @@ and model versions produced the numbers.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import math
 import os
@@ -27,7 +26,7 @@ from physml import pdes
 from physml.atomic import staging_dir
 from physml.config import ParamsModel
 from physml.metrics import per_value_key
-from physml.stages import Layout
+from physml.stages import Layout, read_made_from
 
 PROBCONSERV_COLUMNS = ("mse", "conservation_error", "bound_violation", "log_likelihood", "crps", "coverage_90",
                        "coverage_90_above_bound")
@@ -581,28 +580,28 @@ def quality_checks(params: ParamsModel, metrics: Mapping[tuple[str, str, str], M
     return checks
 
 
-def _digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:12]
+#: The version table's entry for a case × model evaluated before :data:`physml.stages.MADE_FROM` was kept.
+NOT_RECORDED = "not recorded"
 
 
 def versions(params: ParamsModel, root: Path, metrics: Mapping[tuple[str, str, str], Any]) -> list[list[str]]:
-    """(kind, name, version) rows for what made the report's ``metrics``: the fingerprint of each dataset a
-    metrics file was computed on and the content hash of each checkpoint of those case × model pairs (data
-    and networks of cases the report does not show are left out)."""
+    """(kind, name, version) rows for what made the report's ``metrics``, as each case × model's evaluation
+    recorded it (:func:`physml.stages.made_from`; data and networks need not be on disk): the fingerprint of
+    each dataset a metrics file was computed on and the sha256 of each checkpoint of those case × model pairs,
+    each to 12 hex digits (data and networks of cases the report does not show are left out); a pair with no
+    record gets one row, :data:`NOT_RECORDED`."""
     lay = Layout(Path(root), params.profile)
-    rows: list[list[str]] = []
     pairs = dict.fromkeys((case, model) for case, model, _ in metrics)
+    records = {pair: read_made_from(*pair, lay) or {} for pair in pairs}
+    rows: list[list[str]] = []
     for case in (c for c in params.cases if any(c == case for case, _ in pairs)):
-        marker = lay.data(case) / "dataset.json"
-        if marker.is_file():
-            rows.append(["data", case, json.loads(marker.read_text()).get("fingerprint", "?")[:12]])
-    for case, model in pairs:
-        for ckpt in sorted(lay.models(case, model).glob("*.pt")):
-            rows.append(["model", f"{case}/{model}/{ckpt.stem}", _digest(ckpt)])
+        found = dict.fromkeys(r["data"][:12] for (c, _), r in records.items() if c == case and "data" in r)
+        rows.append(["data", case, ", ".join(found) or NOT_RECORDED])
+    for (case, model), record in records.items():
+        networks = record.get("networks") or {}
+        rows += [["model", f"{case}/{model}/{Path(name).stem}", digest[:12]] for name, digest in networks.items()]
+        if not networks:
+            rows.append(["model", f"{case}/{model}", NOT_RECORDED])
     return rows
 
 
@@ -730,7 +729,9 @@ def write_report(params: ParamsModel, root: Path) -> Path:
             "## Figures",
             *figure_lines,
             "## Versions",
-            "Datasets by the fingerprint of their config, seed and sources; models by the hash of the checkpoint.",
+            "What each case × model's metrics were computed from, as its evaluation recorded it (`made_from.json` "
+            "beside the metrics): datasets by the fingerprint of their config, seed and sources; models by the "
+            "sha256 of the checkpoint.",
             _table(versions(params, root, metrics), ["kind", "name", "version"]),
         ]
         (tmp / "index.md").write_text("\n\n".join(parts) + "\n")

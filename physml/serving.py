@@ -150,9 +150,10 @@ class ServedNetwork:
             if mass.shape != target_x.shape[:2]:
                 raise ValueError(f"mass must have shape (B, nt) = {target_x.shape[:2]}, the first two axes of "
                                  f"target_x; got {mass.shape}")
-            # the positions in the precision they came in: an end rounded in float32 is the domain's end
-            weights = trapezoid_weights(np.asarray(data["target_x"]), tuple(self.config["x_range"]),
-                                        periodic=bool(self.config["periodic"]))
+            # _check_domain took an end rounded in float32 as the end; the quadrature takes it there too, whether
+            # it came as float32 (in process) or as its float64 value (a JSON body)
+            lo, hi = (float(v) for v in self.config["x_range"])
+            weights = trapezoid_weights(np.clip(target_x, lo, hi), (lo, hi), periodic=bool(self.config["periodic"]))
             G, b = weights[:, :, None, :], mass[:, :, None]  # one row per slice: (B, nt, 1, nx), (B, nt, 1)
         updates = plain_updates(self.config["case"], [constraint])
         if updates.get(constraint) is not None:
@@ -220,11 +221,15 @@ def _check_reachable(mass: np.ndarray, weights: np.ndarray, lower: float, constr
 
 
 def _float_array(data: Mapping[str, Any], name: str) -> np.ndarray:
-    """``data[name]`` as a float64 array; ValueError naming ``name`` if it is not numeric or not finite."""
+    """``data[name]`` as a float64 array; ValueError naming ``name`` if it is not an array of real numbers
+    (integers or floats: strings, booleans and complex numbers are refused, not converted) or not finite."""
     try:
-        array = np.asarray(data[name], dtype=np.float64)
-    except (TypeError, ValueError) as exc:
+        given = np.asarray(data[name])
+    except (TypeError, ValueError) as exc:  # ragged nested lists
         raise ValueError(f"input {name!r} must be an array of numbers ({exc})") from None
+    if given.dtype.kind not in "iuf":
+        raise ValueError(f"input {name!r} must be an array of real numbers, got {given.dtype.name} values")
+    array = given.astype(np.float64)
     if not np.all(np.isfinite(array)):
         raise ValueError(f"input {name!r} contains NaN or inf")
     return array

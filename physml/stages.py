@@ -39,8 +39,14 @@ from physml.config import ParamsModel
 TRAINING_LOCK = threading.Lock()
 
 #: Written beside a case × model's networks by :func:`train` once they are trained: the params.yaml settings
-#: they were trained with (:func:`_training_settings`), which constrain, the seed study and track check.
+#: they were trained with (:func:`_training_settings`), which constrain, evaluate, the seed study and track check.
 TRAINED_WITH = "trained_with.json"
+
+#: Written beside a case × model's metrics by :func:`evaluate` once they are written: what they were computed
+#: from (:func:`made_from`). :func:`track` logs metrics only with the networks and data they record, and the
+#: report's version table lists them, so a report names what made its numbers even where data and networks
+#: are not on disk (a fresh clone).
+MADE_FROM = "made_from.json"
 
 
 @dataclass(frozen=True)
@@ -171,8 +177,9 @@ def _check_inputs(case: str, model: str, params: ParamsModel, lay: Layout, step:
     generation and made from ``params`` (:func:`physml.data.generate.fingerprint`: the case's config,
     profile, seed and the generation code); the networks constrain and the seed study read must have
     been trained on those data and with the settings ``params`` gives (:func:`_check_trained_with`); the
-    predictions evaluate reads must have been made from those data and those networks. Each refusal names
-    the file and the command that remakes it. ``step``: train, constrain, seed-study or evaluate.
+    predictions evaluate reads must have been made from those data and those networks, which must have been
+    trained with those settings. Each refusal names the file and the command that remakes it. ``step``: train,
+    constrain, seed-study or evaluate.
     """
     from physml.data.generate import fingerprint
     from physml.experiments import PREDICTIONS_FILE, checkpoints_digest, data_version
@@ -183,8 +190,9 @@ def _check_inputs(case: str, model: str, params: ParamsModel, lay: Layout, step:
     if current != fingerprint(case, params):
         raise ValueError(f"{data}: generated with other settings than params.yaml gives now (cases.{case}, profile, "
                          f"seed or the generation code changed since); run `physml generate --case {case}`")
-    if step in ("constrain", "seed-study"):
+    if step in ("constrain", "seed-study", "evaluate"):
         _check_trained_with(case, model, params, lay)
+    if step in ("constrain", "seed-study"):
         for ckpt in sorted(lay.models(case, model).glob("*.pt")):
             made = read_checkpoint(ckpt).get("data_version")
             if made != current:
@@ -230,13 +238,64 @@ def constrain(case: str, model: str, params: ParamsModel, root: Path) -> Path:
 
 
 def evaluate(case: str, model: str, params: ParamsModel, root: Path) -> dict[str, dict[str, float]]:
-    """Metrics (``<constraint>.json``) and figures of every constraint for ``case`` × ``model``."""
+    """Metrics (``<constraint>.json``) and figures of every constraint for ``case`` × ``model``, then
+    :data:`MADE_FROM`, what they were computed from. The metrics are swapped in whole, so an evaluation that
+    fails leaves the old metrics and their record; one killed between the two leaves the new metrics with the
+    old record, which names the old inputs: their readers refuse them if the inputs changed since."""
     check_model(params, case, model)
     lay = Layout(Path(root), params.profile)
     _check_inputs(case, model, params, lay, "evaluate")
-    return experiment_module(case).evaluate(
+    inputs = made_from(case, model, lay)
+    results = experiment_module(case).evaluate(
         case, model, params, lay.data(case), lay.predictions(case, model), lay.metrics(case, model)
     )
+    write_json(lay.metrics(case, model) / MADE_FROM, inputs)
+    return results
+
+
+def made_from(case: str, model: str, lay: Layout) -> dict[str, Any]:
+    """What ``case`` × ``model``'s metrics are computed from, as the files under ``lay`` are now: ``data``, the
+    data's fingerprint (:func:`physml.experiments.data_version`); ``networks``, checkpoint file name → sha256;
+    ``predictions``, the predictions file's sha256. A part whose files are missing is left out."""
+    from physml.experiments import PREDICTIONS_FILE, data_version, sha256_file
+
+    out: dict[str, Any] = {}
+    if (lay.data(case) / "dataset.json").is_file():
+        out["data"] = data_version(lay.data(case))
+    networks = {p.name: sha256_file(p) for p in sorted(lay.models(case, model).glob("*.pt"))}
+    if networks:
+        out["networks"] = networks
+    predictions = lay.predictions(case, model) / PREDICTIONS_FILE
+    if predictions.is_file():
+        out["predictions"] = sha256_file(predictions)
+    return out
+
+
+def read_made_from(case: str, model: str, lay: Layout) -> dict[str, Any] | None:
+    """The :data:`MADE_FROM` record of ``case`` × ``model``'s metrics, None if there is none (evaluated before
+    records were kept, or the evaluation did not finish)."""
+    record = lay.metrics(case, model) / MADE_FROM
+    return json.loads(record.read_text()) if record.is_file() else None
+
+
+def check_made_from(case: str, model: str, lay: Layout) -> None:
+    """Refuse metrics computed from other data, networks or predictions than those on disk now (a retraining
+    or a constrain run by hand after the last evaluate), or with no record of what they were computed from;
+    parts missing on disk are not compared. The refusal names what differs and the command that remakes the
+    metrics."""
+    remake = f"run `physml evaluate --case {case} --model {model}`"
+    recorded = read_made_from(case, model, lay)
+    if recorded is None:
+        raise ValueError(f"{lay.metrics(case, model) / MADE_FROM} is missing: no record of what the metrics of "
+                         f"{case} × {model} were computed from (evaluated by an older physml, or the evaluation did "
+                         f"not finish); {remake}")
+    now = made_from(case, model, lay)
+    differ = [part for part in ("data", "networks", "predictions") if part in now and now[part] != recorded.get(part)]
+    if differ:
+        held = {"data": str(lay.data(case)), "networks": str(lay.models(case, model)),
+                "predictions": str(lay.predictions(case, model))}
+        raise ValueError(f"{lay.metrics(case, model)}: computed from other {' and '.join(differ)} than "
+                         f"{', '.join(held[d] for d in differ)} now hold(s); {remake}")
 
 
 def seed_study(case: str, model: str, params: ParamsModel, root: Path, progress: bool = True) -> dict[str, Any]:
@@ -331,8 +390,9 @@ def track(case: str, model: str, params: ParamsModel, root: Path, only_missing: 
                 name = tracking.registered_model_name(case, model, params.profile)
                 tracking.promote_if_better(name, registered, metric, higher_is_better=higher, uri=uri)
             continue
-        if network is None:  # about to log params.yaml's settings as the networks': they must be theirs
-            _check_trained_with(case, model, params, lay)
+        if network is None:  # about to log params.yaml's settings as the networks': they must be theirs, and
+            _check_trained_with(case, model, params, lay)  # the metrics must be those networks'
+            check_made_from(case, model, lay)
             built = read_checkpoint(lay.models(case, model) / "plain.pt")["model_config"]
             network = {k: v for k, v in built.items() if k not in ("case", "variant")}
         state = config = None
@@ -490,11 +550,17 @@ def track_report(params: ParamsModel, root: Path, only_missing: bool = False) ->
 
 def report(params: ParamsModel, root: Path) -> Path:
     """Write the results index for the active profile (see :func:`physml.report.write_report`); a root
-    without any metrics file of the profile (a mistyped ``--root``, or nothing evaluated yet) → ValueError
-    instead of an empty report."""
+    without any metrics file of the profile (a mistyped ``--root``, or nothing evaluated yet), or metrics
+    computed from other data, networks or predictions than those on disk (:func:`check_made_from`: a
+    retraining not yet evaluated) → ValueError instead of a report whose versions do not match its numbers."""
     from physml.report import collect_metrics, write_report
 
-    if not collect_metrics(params, Path(root)):
+    metrics = collect_metrics(params, Path(root))
+    if not metrics:
         raise ValueError(f"{Path(root) / 'metrics' / params.profile}: no metrics file of the {params.profile} profile's "
                          "matrix; run the evaluate stages first (or check --root)")
+    lay = Layout(Path(root), params.profile)
+    for case, model in dict.fromkeys((c, m) for c, m, _ in metrics):
+        if read_made_from(case, model, lay) is not None:  # results evaluated before records were kept: "not recorded"
+            check_made_from(case, model, lay)
     return write_report(params, Path(root))

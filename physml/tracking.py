@@ -792,11 +792,16 @@ def serve_command(name: str, alias_or_version: str | int = CHAMPION, host: str =
     the version served). The alias is resolved here, so the server keeps serving that version if the alias
     moves. It runs in this Python environment (``--env-manager local``: the loader needs physml), with this
     environment's bin folder first on ``PATH`` (the server execs ``uvicorn`` from it) and ``MLFLOW_TRACKING_URI``
-    set to the store. ValueError when the model, alias or version is not registered, or the version is not a
-    pyfunc model (logged before versions were; ``physml track`` adds its ``MLmodel``)."""
+    set to the store. ValueError when a SQLite store does not exist (it is not created), the model, alias or
+    version is not registered, or the version is not a pyfunc model (logged before versions were; ``physml
+    track`` adds its ``MLmodel``)."""
     if not (isinstance(port, int) and 1 <= port <= 65535):
         raise ValueError(f"port must be an integer in [1, 65535], got {port!r}")
     resolved = uri or tracking_uri()
+    db = _sqlite_path(resolved)
+    if db is not None and not db.is_file():  # reading it through MLflow would leave an empty store behind
+        raise ValueError(f"no MLflow store at {db}: nothing was tracked there (run the pipeline or `physml track` in "
+                         "that project, or give the project's --root)")
     mlc = client(resolved)
     ref = str(alias_or_version)
     try:

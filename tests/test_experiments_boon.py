@@ -245,8 +245,8 @@ def test_track_writes_to_the_store_of_its_root_not_of_the_working_directory(
 
 def test_networks_trained_with_other_settings_are_refused(heat_run: tuple[ParamsModel, Path, dict],
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    """After an edit of params.yaml, a manual constrain, seed study or track would use (and attribute to the new
-    settings) networks trained with the old ones: each refuses, naming the keys that differ."""
+    """After an edit of params.yaml, a manual constrain, evaluate, seed study or track would use (and attribute to
+    the new settings) networks trained with the old ones: each refuses, naming the keys that differ."""
     params, root, _ = heat_run
     data = params.model_dump(mode="json", exclude_none=True)
     data["models"]["fno"]["quick"]["train"]["lr"] = 0.5
@@ -256,6 +256,8 @@ def test_networks_trained_with_other_settings_are_refused(heat_run: tuple[Params
         stages.constrain("heat_neumann", "fno", edited, root)
     with pytest.raises(ValueError, match=pattern):
         stages.seed_study("heat_neumann", "fno", edited, root, progress=False)
+    with pytest.raises(ValueError, match=pattern):  # it would write the old networks' metrics under the new settings
+        stages.evaluate("heat_neumann", "fno", edited, root)
     monkeypatch.setenv("PHYSML_TRACKING_URI", f"sqlite:///{root / 'mlflow-settings.db'}")
     with pytest.raises(ValueError, match=pattern):
         stages.track("heat_neumann", "fno", edited, root)
@@ -405,10 +407,12 @@ def test_an_evaluation_that_fails_leaves_the_previous_outputs(heat_run: tuple[Pa
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]
 
 
-def test_stages_refuse_inputs_other_settings_made(tmp_path: Path) -> None:
+def test_stages_refuse_inputs_other_settings_made(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A stage run by hand after an edit, or out of order, stops naming the file and the command that remakes
     it: data generated with other case settings, a data file changed since generation, networks trained on
-    other data, predictions made from other networks."""
+    other data, predictions made from other networks; and track and the report, metrics computed from other
+    data, networks or predictions than those on disk (the report would list versions that did not make its
+    numbers, track would register a network under another network's score)."""
     params = tiny_params(stokes2={"nx": 16, "nt": 3})
     lay = stages.Layout(tmp_path, "quick")
     stages.generate("stokes2", params, tmp_path, progress=False)
@@ -435,8 +439,38 @@ def test_stages_refuse_inputs_other_settings_made(tmp_path: Path) -> None:
     stages.train("stokes2", "fno", other, tmp_path, progress=False)
     with pytest.raises(ValueError, match=r"predictions.h5: made from other data or other networks .*physml constrain"):
         stages.evaluate("stokes2", "fno", other, tmp_path)
+    monkeypatch.setenv("PHYSML_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("PHYSML_ARTIFACT_ROOT", str(tmp_path / "mlartifacts"))
+    stale = r"metrics/quick/stokes2/fno: computed from other {} than .* now hold\(s\); run `physml evaluate --case stokes2"
+    for step in (lambda: stages.track("stokes2", "fno", other, tmp_path), lambda: stages.report(other, tmp_path)):
+        with pytest.raises(ValueError, match=stale.format("data and networks")):
+            step()
     stages.constrain("stokes2", "fno", other, tmp_path)
+    with pytest.raises(ValueError, match=stale.format("data and networks and predictions")):
+        stages.track("stokes2", "fno", other, tmp_path)
+    assert not (tmp_path / "mlflow.db").exists()  # refused before anything was logged
     assert set(stages.evaluate("stokes2", "fno", other, tmp_path)) == set(params.matrix.boon.constraints)
+    recorded = json.loads((lay.metrics("stokes2", "fno") / stages.MADE_FROM).read_text())
+    assert recorded == stages.made_from("stokes2", "fno", lay) and set(recorded) == {"data", "networks", "predictions"}
+    assert set(recorded["networks"]) == {p.name for p in lay.models("stokes2", "fno").glob("*.pt")}
+    assert set(stages.track("stokes2", "fno", other, tmp_path)) == set(params.matrix.boon.constraints)
+    table = stages.report(other, tmp_path).read_text().split("## Versions")[1]
+    assert f"| data | stokes2 | {recorded['data'][:12]} |" in table
+    assert f"| model | stokes2/fno/boon | {recorded['networks']['boon.pt'][:12]} |" in table
+
+    # metrics with no record (evaluated by an older physml, or an evaluation that did not finish): track refuses
+    # them; without data and networks on disk (a fresh clone) the report lists what its metrics recorded, and
+    # "not recorded" where there is no record
+    record = lay.metrics("stokes2", "fno") / stages.MADE_FROM
+    record.unlink()
+    with pytest.raises(ValueError, match=r"made_from.json is missing: .*physml evaluate --case stokes2 --model fno"):
+        stages.track("stokes2", "fno", other, tmp_path)
+    record.write_text(json.dumps(recorded))
+    shutil.rmtree(lay.data("stokes2"))
+    shutil.rmtree(lay.models("stokes2", "fno"))
+    assert f"| data | stokes2 | {recorded['data'][:12]} |" in stages.report(other, tmp_path).read_text()
+    record.unlink()
+    assert "| model | stokes2/fno | not recorded |" in stages.report(other, tmp_path).read_text()
 
 
 def test_output_times_the_operators_cannot_represent_are_refused(tmp_path: Path) -> None:

@@ -110,7 +110,9 @@ def test_code_digest_follows_content_not_modification_time(tmp_path: Path) -> No
 # Runs the real flow (a real ephemeral Prefect) with each physml stage replaced by a stub that records its
 # call and writes outputs naming the settings they were made with, so that the cache decisions are cheap to
 # watch. argv: params file, root, a JSON list of steps; each step edits params.yaml (a dotted key and its
-# value), deletes a file or folder, or runs the flow; prints one JSON list of the stages each run called.
+# value), deletes a file or folder, names the stage calls that are to fail (``fail``), or runs the flow; prints
+# one JSON list of the stages each run called (a failed run ends in ``["failed", message]``) and one of the
+# tracking and report calls each run made.
 _STUB_FLOW = r"""
 import json, shutil, sys
 from pathlib import Path
@@ -120,6 +122,12 @@ from physml import stages
 import flows.pipeline as fp
 
 CALLS = []
+TRACKED = []
+
+def _fail_if_asked(root, *call):  # raise where <root>/fail.json lists this call, as a diverged training would
+    asked = Path(root) / "fail.json"
+    if asked.is_file() and list(call) in json.loads(asked.read_text()):
+        raise FloatingPointError(f"{' '.join(call)}: asked to fail")
 
 def _write(path, obj):
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -135,12 +143,14 @@ def generate(case, params, root, progress=True):
 
 def train(case, model, params, root, progress=True):
     CALLS.append(["train", case, model])
+    _fail_if_asked(root, "train", case, model)
     _write(_lay(params, root).models(case, model) / "train_summary.json",
            {"settings": params.model_settings(model, case).model_dump(mode="json")})
     return _lay(params, root).models(case, model)
 
 def constrain(case, model, params, root):
     CALLS.append(["constrain", case, model])
+    _fail_if_asked(root, "constrain", case, model)
     made_from = json.loads((_lay(params, root).models(case, model) / "train_summary.json").read_text())
     _write(_lay(params, root).predictions(case, model) / "pred.json", made_from)
     return _lay(params, root).predictions(case, model)
@@ -151,8 +161,11 @@ def evaluate(case, model, params, root):
     for constraint in stages._group(params, case).constraints:
         _write(_lay(params, root).metrics(case, model) / f"{constraint}.json", made_from)
     _write(_lay(params, root).metrics(case, model) / "figures" / "fig.json", {})
+    if case in params.matrix.boon.cases:
+        _write(_lay(params, root).metrics(case, model) / "per_time.json", made_from)
 
 def track(case, model, params, root, only_missing=False):
+    CALLS.append(["track", case, model])
     return {}
 
 def seed_study(case, model, params, root, progress=True):
@@ -162,9 +175,11 @@ def seed_study(case, model, params, root, progress=True):
     _write(_lay(params, root).seed_models(case, model) / "seeds.json", {})
 
 def track_seed_study(case, model, params, root, only_missing=False):
+    CALLS.append(["track-seed-study", case, model])
     return "run"
 
 def report(params, root):
+    CALLS.append(["report"])
     return _lay(params, root).reports()
 
 def track_report(params, root, only_missing=False):
@@ -188,10 +203,18 @@ for step in steps:
     elif step[0] == "delete":
         target = root / step[1]
         shutil.rmtree(target) if target.is_dir() else target.unlink()
+    elif step[0] == "fail":
+        (root / "fail.json").write_text(json.dumps(step[1]))
     else:
         CALLS.clear()
-        fp.pipeline(params_path=str(params_file), root=str(root))
-        out.append(list(CALLS))
+        try:
+            fp.pipeline(params_path=str(params_file), root=str(root))
+        except fp.PipelineFailed as exc:
+            CALLS.append(["failed", str(exc)])
+        service = ("track", "track-seed-study", "report")  # uncached: every run asks the tracking store
+        out.append([c for c in CALLS if c[0] not in service])
+        TRACKED.append(sorted(c for c in CALLS if c[0] in service))
+print("TRACKED", json.dumps(TRACKED))
 print("CALLS", json.dumps(out))
 """
 
@@ -205,14 +228,20 @@ def test_flow_cache_serves_only_outputs_its_stamp_vouches_for(tiny_params_file: 
     root = tiny_params_file.parent
 
     def runs(params_file: Path, project: Path, *steps: list) -> list[list[list[str]]]:
+        return both(params_file, project, *steps)[0]
+
+    def both(params_file: Path, project: Path, *steps: list) -> tuple[list, list]:
         proc = subprocess.run([sys.executable, "-c", _STUB_FLOW, str(params_file), str(project), json.dumps(steps)],
                               cwd=REPO, env=_env(project), capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-        line = [ln for ln in proc.stdout.splitlines() if ln.startswith("CALLS ")][-1]
-        return json.loads(line[len("CALLS "):])
+        found = {}
+        for name in ("CALLS", "TRACKED"):
+            line = [ln for ln in proc.stdout.splitlines() if ln.startswith(f"{name} ")][-1]
+            found[name] = json.loads(line[len(name) + 1:])
+        return found["CALLS"], found["TRACKED"]
 
     epochs = "models.anp.quick.train.epochs"
-    first, again, changed, reverted, softc, seeds, deleted = runs(
+    calls, tracked = both(
         tiny_params_file, root,
         ["run"], ["run"],
         ["set", epochs, 2], ["run"],
@@ -220,7 +249,9 @@ def test_flow_cache_serves_only_outputs_its_stamp_vouches_for(tiny_params_file: 
         ["set", "models.softc.penalty", 7.0], ["run"],
         ["set", "matrix.boon.seeds.quick", 3], ["run"],
         ["delete", "metrics/quick/stokes2/fno/none.json"], ["run"],
+        ["delete", "metrics/quick/stokes2/fno/per_time.json"], ["run"],
     )
+    first, again, changed, reverted, softc, seeds, deleted, per_time = calls
     assert ["train", "heat", "anp"] in first and ["seed-study", "stokes2", "fno"] in first
     assert ["seed-study", "heat", "anp"] in first and ["seed-study", "heat", "ensemble"] in first
     assert again == []
@@ -232,8 +263,35 @@ def test_flow_cache_serves_only_outputs_its_stamp_vouches_for(tiny_params_file: 
     assert summary["settings"]["train"]["epochs"] == 1
     assert all(call[1] == "heat" and call[0] != "generate" for call in softc) and len(softc) == 8
     assert seeds == [["seed-study", "stokes2", "fno"]]
-    assert deleted == [["evaluate", "stokes2", "fno"]]
+    assert deleted == [["evaluate", "stokes2", "fno"]] and per_time == deleted
     assert (root / "metrics/quick/stokes2/fno/none.json").is_file()
+
+    # tracking is not cached: every run asks the store for each pair's and study's runs (a new or lost store
+    # gets them back), and a complete run writes the report
+    pairs = sorted({tuple(c[1:]) for c in first if c[0] == "evaluate"})
+    complete = sorted([[step, *pair] for pair in pairs for step in ("track", "track-seed-study")] + [["report"]])
+    assert len(pairs) == 3 and all(sorted(t) == complete for t in tracked)
+
+    # a failed stage: what reads its outputs does not run (no evaluate served from the cache over the old
+    # networks' predictions), the rest goes on, the run fails naming it, and no report is written from a mix of
+    # new and old results; the next run recomputes from the failed stage on
+    (failed_constrain, after_constrain, failed_train, after_train), tracked = both(
+        tiny_params_file, root,
+        ["fail", [["constrain", "heat", "anp"]]], ["set", epochs, 3], ["run"],
+        ["fail", []], ["run"],
+        ["fail", [["train", "heat", "anp"]]], ["set", epochs, 4], ["run"],
+        ["fail", []], ["run"],
+    )
+    *work, (flag, message) = failed_constrain
+    assert flag == "failed" and "constrain heat/anp: FloatingPointError" in message and "1 task(s)" in message
+    assert sorted(work) == [["constrain", "heat", "anp"], ["seed-study", "heat", "anp"], ["train", "heat", "anp"]]
+    assert ["track", "heat", "anp"] not in tracked[0] and ["report"] not in tracked[0]
+    assert ["track-seed-study", "heat", "anp"] in tracked[0]
+    assert sorted(after_constrain) == [["constrain", "heat", "anp"], ["evaluate", "heat", "anp"]]
+    *work, (flag, message) = failed_train
+    assert work == [["train", "heat", "anp"]] and "train heat/anp: FloatingPointError" in message
+    assert not any(c[1:] == ["heat", "anp"] for c in tracked[2] if c[0] != "report") and ["report"] not in tracked[2]
+    assert sorted(after_train) == anp and sorted(tracked[1]) == sorted(tracked[3]) == complete
 
     other = tmp_path / "other"
     other.mkdir()
@@ -555,7 +613,8 @@ def test_a_transient_failure_is_retried_and_any_other_is_final_at_once() -> None
     for final in (ValueError("models.fno.quick.epochs: 0 is below 1"), FloatingPointError("non-finite training loss"),
                   RuntimeError("CUDA out of memory"), None):
         assert not fp.is_transient(final)
-    tasks = [fp.generate_task, fp.train_task, fp.constrain_task, fp.evaluate_task, fp.seed_study_task, fp.report_task]
+    tasks = [fp.generate_task, fp.train_task, fp.constrain_task, fp.evaluate_task, fp.track_task, fp.seed_study_task,
+             fp.track_seed_study_task, fp.report_task]
     assert all(t.retries == fp.RETRIES and t.retry_condition_fn is fp._retry_if_transient for t in tasks)
 
 

@@ -184,8 +184,9 @@ def test_quick_deployment_runs_on_a_real_server_pool_and_worker(tmp_path: Path) 
         assert runs[0]["parameters"] == {**TARGET[1]}
         assert output.is_file() and output.stat().st_mtime >= started - 1.0
         metrics = sorted((project / "metrics" / "quick").glob("*/*/*.json"))  # metrics files and per-time records
-        # heat: 2 models × (7 constraints and seeds.json); stokes2: 4 constraints, seeds.json and per_time.json
-        assert len(metrics) == 22, metrics
+        # heat: 2 models × (7 constraints, seeds.json, made_from.json); stokes2: 4 constraints, seeds.json,
+        # per_time.json and made_from.json
+        assert len(metrics) == 25, metrics
         assert (project / "metrics" / "quick" / "stokes2" / "fno" / "seeds.json").is_file()
         assert (project / "mlflow.db").is_file()  # MLflow ran inside the project (PHYSML_PROJECT_DIR)
     finally:

@@ -155,7 +155,8 @@ def test_a_served_nonnegative_case_keeps_its_mean_above_zero(store: str) -> None
 
 def test_an_anp_answers_for_a_function_whatever_else_the_call_holds(store: str) -> None:
     """Function i draws its latent samples from (seed, first_index + i): rows 1–2 of a call equal a call of those
-    two rows alone with first_index = 1, to the bit; a float32 grid whose end rounds past 2π is on the domain."""
+    two rows alone with first_index = 1, to the bit; a float32 grid whose end rounds past 2π is on the domain, in
+    process and as a JSON body gives it."""
     _, served = _register("heat", "anp", "probconserv", ANP_CONFIG, n_samples=4)
     inputs = _black_box_inputs()
     mass = np.random.default_rng(6).normal(size=(B, NT))
@@ -167,6 +168,11 @@ def test_an_anp_answers_for_a_function_whatever_else_the_call_holds(store: str) 
     out = served.predict({**inputs, "target_x": grid, "mass": mass})
     g = trapezoid_weights(grid, (0.0, 2 * np.pi), periodic=True)
     np.testing.assert_allclose(np.einsum("bti,bti->bt", g, out["mean"]), mass, rtol=0, atol=1e-12)
+    # the same grid as a JSON body carries it (each float32 number's float64 value, past 2π by 1.7e-7): the same
+    # answer under the default update (before, only constraint "none" took it: the quadrature's slack was float64's)
+    as_json = served.predict({**inputs, "target_x": grid.astype(np.float64).tolist(), "mass": mass})
+    for key in ("mean", "var"):
+        np.testing.assert_array_equal(as_json[key], out[key])
 
 
 def test_served_black_box_inputs_and_params_are_checked_by_name(store: str) -> None:
@@ -186,6 +192,13 @@ def test_served_black_box_inputs_and_params_are_checked_by_name(store: str) -> N
         served.predict({**inputs, "target_x": inputs["target_x"][:, :, ::-1]}, params={"constraint": "hardc"})
     with pytest.raises(ValueError, match=r"input 'mass' contains NaN or inf"):
         served.predict({**inputs, "mass": np.full((B, NT), np.nan)})
+    # numbers only: a string, a boolean or a complex number is the caller's mistake, not a value to convert
+    for bad, kind in ((np.full((B, NT), "0.5"), "str"), (np.ones((B, NT), dtype=bool), "bool"),
+                      (np.ones((B, NT), dtype=complex), "complex128")):
+        with pytest.raises(ServingInputError, match=rf"input 'mass' must be an array of real numbers, got {kind}"):
+            served.predict({**inputs, "mass": bad})
+    with pytest.raises(ServingInputError, match=r"input 'context_u' must be an array of real numbers, got object"):
+        served.predict({**inputs, "context_u": [[1.0, None]] * B}, params={"constraint": "none"})
     with pytest.raises(ValueError, match=r"target_x must have shape \(B, nt, nx\) with B >= 1, got \(3, 2\)"):
         served.predict({**inputs, "target_x": inputs["target_x"][:, :, 0], "mass": np.zeros((B, NT))})
     with pytest.raises(ValueError, match=r"with B >= 1, got \(0, 2, 12\)"):
@@ -299,12 +312,18 @@ def _post(url: str, body: dict) -> tuple[int, dict]:
 
 def test_physml_serve_names_what_is_not_there(store: str, capsys: pytest.CaptureFixture[str]) -> None:
     """``physml serve`` refuses, naming the problem, before it starts a server: a model outside the case's matrix
-    group, a version or alias not registered, a version logged before versions were pyfunc models."""
+    group, a SQLite store that does not exist (without making one), a version or alias not registered, a version
+    logged before versions were pyfunc models."""
     from physml import cli
 
     common = ["serve", "--case", "heat", "--params", str(ROOT / "params.yaml")]
     assert cli.main([*common, "--model", "fno"]) == 2
     assert "'fno' is not configured for heat" in capsys.readouterr().err
+    db = Path(store.removeprefix("sqlite:///"))
+    assert cli.main([*common, "--model", "anp"]) == 2  # a --root (or store) where nothing was tracked
+    assert f"no MLflow store at {db}: nothing was tracked there" in capsys.readouterr().err
+    assert not db.exists()  # and none is made there
+    tracking.log_experiment("heat", "ensemble", "none", "quick", metrics={"mse": 1.0})
     assert cli.main([*common, "--model", "anp"]) == 2
     assert "'physml-heat-anp-quick' has no alias 'champion'" in capsys.readouterr().err
     tracking.log_experiment("heat", "anp", "probconserv", "quick", metrics={"mse": 1.0},
