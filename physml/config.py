@@ -61,7 +61,7 @@ class _Strict(BaseModel):
             raise ValueError(_boolean_error(value))
         annotation = cls.model_fields[info.field_name].annotation
         if isinstance(value, str) and _takes_only_numbers(annotation):
-            raise ValueError("give a number, not a string")
+            raise ValueError("give a number, not a string" + _exponent_hint(value))
         if (isinstance(value, list | tuple) and any(isinstance(v, str) for v in value)
                 and _takes_only_number_sequences(annotation)):
             raise ValueError(f"give numbers, not strings (got {value!r})")
@@ -100,6 +100,13 @@ def _takes_only_number_sequences(annotation: Any) -> bool:
     return bool(sequences) and all(_is_number_sequence(a) for a in sequences)
 
 
+def _exponent_hint(value: str) -> str:
+    """For a string YAML read from a number in exponent form without a dot (``1e-3``: YAML 1.1 reads it as a
+    string), how to write it as a number."""
+    match = re.fullmatch(r"\s*([-+]?[0-9]+)([eE][-+]?[0-9]+)\s*", value)
+    return f" (YAML reads {value} as a string: write {match[1]}.0{match[2]})" if match else ""
+
+
 def _boolean_error(value: Any) -> str:
     what = "is a boolean" if isinstance(value, bool) else "holds a boolean"
     return f"{value!r} {what}; no setting in params.yaml is one: give a number or a name"
@@ -134,6 +141,10 @@ class ParamSpec(_Strict):
             raise ValueError(
                 f"test must be a range [lo, hi] (2 numbers) or {{values: [...]}}, got a list of {len(data['test'])}"
             )
+        if isinstance(data, dict) and isinstance(data.get("train"), list) and len(data["train"]) != 2:
+            raise ValueError(f"train must be a range [lo, hi] (2 numbers), got a list of {len(data['train'])}")
+        if isinstance(data, dict) and isinstance(data.get("train"), dict):
+            raise ValueError("train must be a range [lo, hi] (2 numbers); {values: [...]} is for test only")
         return data
 
     @field_validator("train", "test")
@@ -258,6 +269,14 @@ class PerProfile(_Strict):
     quick: Any
     paper: Any
 
+    @model_validator(mode="before")
+    @classmethod
+    def _one_entry_per_profile(cls, data: Any) -> Any:
+        if not isinstance(data, dict | BaseModel):
+            raise ValueError("give a mapping with one entry per profile, {quick: ..., paper: ...}"
+                             + ("" if isinstance(data, str | int | float) else f", not a {type(data).__name__}"))
+        return data
+
     def __getitem__(self, profile: str) -> Any:
         return getattr(self, profile)
 
@@ -305,7 +324,7 @@ class AnpConfig(_Strict):
 
     hidden: int = Field(ge=1)
     latent: int = Field(ge=1)
-    heads: int = Field(default=4, ge=1)
+    heads: int = Field(default=4, ge=1, validate_default=True)  # the default must divide hidden too
     n_latent_samples: int = Field(ge=1)
     min_std: float = Field(gt=0)
     constraint_noise_var: float = Field(ge=0)
@@ -702,18 +721,35 @@ def _format_errors(exc: ValidationError, root: type[BaseModel] | None = None) ->
     """One line per error of ``exc``: key path, message, allowed range; ``root`` is the model validated
     (default :class:`ParamsModel`), where the fields' bounds are looked up."""
     lines = []
-    for err in exc.errors():
+    errors = exc.errors()
+    for err in errors:
+        if _other_arm(err, errors):
+            continue
         loc = ".".join(str(p) for p in err["loc"] if not _is_union_tag(p))
         msg = err["msg"].removeprefix("Value error, ")
         ctx = err.get("ctx") or {}
         if any(bound in ctx for bound in ("ge", "gt", "le", "lt")):
             bounds = {**_field_bounds(root or ParamsModel, err["loc"]), **ctx}  # ctx: the failed bound only
             msg = f"{msg}; allowed range " + _range_from_ctx(bounds)
+        if err["type"] == "extra_forbidden":
+            allowed = _keys_at(root or ParamsModel, err["loc"][:-1])
+            msg = f"{msg}; allowed keys here: {', '.join(allowed)}" if allowed else msg
         if isinstance(err.get("input"), (str, int, float, bool)) and "(got " not in msg:
             msg = f"{msg} (got {err['input']!r})"
         for line in msg.splitlines():  # a line starting with "." continues the key path (nested validators)
             lines.append(f"{loc}{line}" if line.startswith(".") else f"{loc}: {line}" if loc else line)
     return "\n".join(lines)
+
+
+def _other_arm(err: Any, errors: list[Any]) -> bool:
+    """Whether ``err`` is a union member's type mismatch beside an error of the member the value was meant for
+    (``test: {values: []}`` fails as a range, "Input should be a valid tuple", and as ``{values}``, "List should
+    have at least 1 item"): only the second helps."""
+    if not (err["type"].endswith("_type") and any(_is_union_tag(p) for p in err["loc"])):
+        return False
+    where = [p for p in err["loc"] if not _is_union_tag(p)]
+    return any(other is not err and not other["type"].endswith("_type")
+               and [p for p in other["loc"] if not _is_union_tag(p)][:len(where)] == where for other in errors)
 
 
 _TYPE_TAG = re.compile(r"(int|float|str|bool|list|dict|tuple|none)|[a-z][a-z_-]*\[.*\]")
@@ -756,6 +792,20 @@ def _field_bounds(root: type[BaseModel], loc: tuple[Any, ...]) -> dict[str, floa
     return bounds
 
 
+def _keys_at(root: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The keys allowed in the mapping at ``loc`` of the model ``root`` (the fields of the model there, found as
+    :func:`_field_bounds` walks), [] where the path leaves the models."""
+    node: Any = root
+    for part in loc:
+        model = _model_in(node)
+        if model is None or not isinstance(part, str):
+            return []
+        if part in model.model_fields:
+            node = model.model_fields[part].annotation
+    model = _model_in(node)
+    return list(model.model_fields) if model is not None else []
+
+
 def _model_in(annotation: Any) -> type[BaseModel] | None:
     """The pydantic model an annotation holds: itself, a dict's values, or a union's model member."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
@@ -796,11 +846,34 @@ def load_params(path: str | Path = "params.yaml") -> ParamsModel:
     if not path.is_file():
         raise ValueError(f"params file {str(path)!r} does not exist")
     try:
-        with path.open() as fh:
-            data = yaml.safe_load(fh)
+        with path.open(encoding="utf-8") as fh:
+            data = yaml.load(fh, Loader=_UniqueKeyLoader)
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"params file {str(path)!r} is not UTF-8 text ({exc})") from None
     except yaml.YAMLError as exc:
         raise ValueError(f"params file {str(path)!r} is not valid YAML: {' '.join(str(exc).split())}") from None
     return validate_params(data)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key written twice in one mapping: the safe loader keeps the last one
+    silently (``seed: 1`` … ``seed: 7`` loads 7), while DVC's reader refuses the file, so the two would read
+    params.yaml differently. Keys a merge (``<<: *base``) brings in may be overridden, as YAML intends."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, Any] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, str | int | float | bool | None):
+                continue  # an unhashable key: the safe loader refuses it by name
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while reading a mapping", node.start_mark,
+                    f"found the key {key!r} twice (first {seen[key]}); give each key once", key_node.start_mark)
+            seen[key] = f"line {key_node.start_mark.line + 1}"
+        return super().construct_mapping(node, deep=deep)
 
 
 __all__ = [

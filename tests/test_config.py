@@ -179,7 +179,20 @@ BAD = [
     ("models.ensemble.paper.constraint_noise_var", -0.1, "models.ensemble.paper.constraint_noise_var", "[0, inf)"),
     ("models.ensemble.quick.min_std", _DELETE, "models.ensemble.quick.min_std", "Field required"),
     ("models.anp.cases.stefan.quick.train.epochs", 0, "models.anp.cases.stefan.quick.train.epochs", "[1, inf)"),
-    ("models.ensemble.cases.stefan.quick.width", 4, "models.ensemble.cases.stefan.quick.width", "Extra inputs"),
+    ("models.ensemble.cases.stefan.quick.width", 4, "models.ensemble.cases.stefan.quick.width", "Extra inputs are not "
+     "permitted; allowed keys here: members, hidden, layers, min_std, constraint_noise_var, train"),
+    ("models.fno.cases.wave.quik", {}, "models.fno.cases.wave.quik", "allowed keys here: quick, paper"),
+    # the default of a setting left out is checked too (the ANP's 4 heads against the profile's hidden size)
+    ("models.anp.paper", {"hidden": 6, "latent": 8, "n_latent_samples": 4, "min_std": 0.01, "constraint_noise_var": 0.0,
+                          "train": {"epochs": 1, "batch_size": 2, "lr": 1e-3, "weight_decay": 0.0, "lr_step": 10,
+                                    "lr_gamma": 1.0}},
+     "models.anp.paper.heads", "4 must divide hidden = 6; allowed: 1, 2, 3, 6"),
+    ("cases.heat.parameters.k.train", [1.0], "cases.heat.parameters.k", "train must be a range [lo, hi] (2 numbers), "
+     "got a list of 1"),
+    ("cases.heat.parameters.k.train", {"values": [1.0, 2.0]}, "cases.heat.parameters.k", "{values: [...]} is for test only"),
+    ("matrix.boon.seeds", 3, "matrix.boon.seeds", "give a mapping with one entry per profile, {quick: ..., paper: ...}"),
+    # YAML 1.1 reads 1e-3 (no dot) as a string
+    ("models.fno.quick.train.lr", "1e-3", "models.fno.quick.train.lr", "YAML reads 1e-3 as a string: write 1.0e-3"),
     ("models.fno.cases.nope", {"quick": {"width": 8}}, "models.fno.cases.nope", "not a configured case"),
     ("cases.stefan.test_grid.quick.nx", 2, "cases.stefan.test_grid.quick.nx", "[8, inf)"),
     ("cases.stefan.test_grid.quick", {"nx": 9, "times": [0.0, 0.05]}, "cases.stefan.test_grid.quick.times", "(0, 0.1]"),
@@ -260,6 +273,38 @@ def test_malformed_yaml_is_a_clear_error(tmp_path: Path) -> None:
     bad.write_text("profile: quick\nseed: [\n")
     with pytest.raises(ValueError, match=r"params file .*params.yaml' is not valid YAML: .*line 3"):
         load_params(bad)
+
+
+def test_a_key_given_twice_is_refused_with_both_lines(tmp_path: Path) -> None:
+    """YAML's safe loader keeps the last of two equal keys (``seed`` twice loads the second) and DVC's reader
+    refuses the file: physml refuses it too, naming the key and both lines. A merge key's entries may be
+    overridden, as YAML intends; a file that is not UTF-8 is named."""
+    path = tmp_path / "params.yaml"
+    path.write_text(PARAMS.read_text() + "\nseed: 7\n")
+    first = 1 + next(i for i, line in enumerate(PARAMS.read_text().splitlines()) if line.startswith("seed:"))
+    with pytest.raises(ValueError, match=rf"found the key 'seed' twice \(first line {first}\); give each key once"):
+        load_params(path)
+    nested = PARAMS.read_text().replace("      heads: 2\n", "      heads: 2\n      heads: 4\n", 1)
+    path.write_text(nested)
+    with pytest.raises(ValueError, match=r"found the key 'heads' twice"):
+        load_params(path)
+    from physml.config import _UniqueKeyLoader
+
+    assert yaml.load("base: &b {a: 1, b: 2}\nother: {<<: *b, a: 3}\n", Loader=_UniqueKeyLoader)["other"] == {"a": 3, "b": 2}
+    path.write_bytes(PARAMS.read_bytes() + "# caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"params.yaml' is not UTF-8 text"):
+        load_params(path)
+
+
+@pytest.mark.parametrize("values", [[], [1.0, "2"]])
+def test_test_values_are_reported_once_not_also_as_a_range(raw: dict[str, Any], values: list) -> None:
+    """``test`` is a range or ``{values}``: bad ``{values}`` fail against both, but only the second is meant."""
+    data = copy.deepcopy(raw)
+    data["cases"]["heat"]["parameters"]["k"]["test"] = {"values": values}
+    with pytest.raises(ValueError) as info:
+        validate_params(data)
+    lines = str(info.value).splitlines()[1:]
+    assert len(lines) == 1 and lines[0].startswith("cases.heat.parameters.k.test.values: "), lines
 
 
 def test_a_value_of_the_wrong_type_is_echoed(raw: dict[str, Any]) -> None:
