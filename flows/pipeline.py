@@ -1,5 +1,6 @@
-"""The whole pipeline as one Prefect flow: generate → train → constrain → evaluate (+ MLflow) → report,
-with the seed studies of both methods (train → seed-study → report) beside constrain and evaluate.
+"""The whole pipeline as one Prefect flow: generate → train → constrain → evaluate → track (MLflow) → report,
+with the seed studies of both methods (train → seed-study → track-seed-study → report) beside constrain and
+evaluate.
 
 Thin by design: every task calls one function of :mod:`physml.stages` (the same functions ``dvc repro``
 reaches through the CLI) and passes paths and run ids, never tensors. Tasks are cached on their inputs:
@@ -15,9 +16,11 @@ this run's key and its outputs are as the stamp recorded them (``refresh_cache``
 changed and changed back, an output deleted or rewritten, or another checkout's cache all recompute.
 The results are kept beside the stamps (:func:`result_folder`), not in ``PREFECT_HOME``, so a new process or
 pod that mounts the same root (the ``paper`` deployment's volume) is served the same cache.
+The tracking tasks are not cached: the runs live in the tracking store, which every flow run asks.
 Transient failures (a locked SQLite store, an unreachable tracking server: :func:`is_transient`) are
-retried; any other failure is final at once. ``dask=True`` fans the cases out
-on a DaskTaskRunner.
+retried; any other failure is final at once: the tasks that read the failed task's outputs do not run, and
+the flow fails at the end (:class:`PipelineFailed`) without writing the report. ``dask=True`` fans the cases
+out on a DaskTaskRunner.
 """
 
 from __future__ import annotations
@@ -301,7 +304,8 @@ def _run_matrix(params: ParamsModel, params_path: str, profile: str | None, root
     naming each failed task and its error, and the report is not written from a mix of new and old results."""
     from physml.experiments.boon import PER_TIME_FILE
 
-    root = str(Path(root).resolve())  # tasks on a Dask worker in another folder write where the stamps look
+    # absolute, so that tasks on a Dask worker in another folder read and write where the stamps look
+    root, params_path = str(Path(root).resolve()), str(Path(params_path).resolve())
     lay = stages.Layout(Path(root), params.profile)
     pairs = list(dict.fromkeys((c, m) for c, m, _ in params.experiments()))
     cases = list(dict.fromkeys(c for c, _ in pairs))
@@ -340,9 +344,12 @@ def _run_matrix(params: ParamsModel, params_path: str, profile: str | None, root
             if fut in stamps:
                 _write_stamp(*stamps[fut])
             return True
-        error = fut.state.result(raise_on_failure=False)
+        try:
+            error = fut.state.result(raise_on_failure=False)
+        except Exception:  # the error itself could not be read back (e.g. not stored): the state's message
+            error = None
         failures.append(f"{names[fut]}: {type(error).__name__}: {error}" if isinstance(error, BaseException)
-                        else f"{names[fut]}: {fut.state.name}")
+                        else f"{names[fut]}: {fut.state.name} ({fut.state.message})")
         return False
 
     group = {c: stages.group_name(c) for c in cases}  # the dvc.yaml stages of a case end in its matrix group

@@ -240,8 +240,9 @@ def constrain(case: str, model: str, params: ParamsModel, root: Path) -> Path:
 def evaluate(case: str, model: str, params: ParamsModel, root: Path) -> dict[str, dict[str, float]]:
     """Metrics (``<constraint>.json``) and figures of every constraint for ``case`` × ``model``, then
     :data:`MADE_FROM`, what they were computed from. The metrics are swapped in whole, so an evaluation that
-    fails leaves the old metrics and their record; one killed between the two leaves the new metrics with the
-    old record, which names the old inputs: their readers refuse them if the inputs changed since."""
+    fails (run by hand or by the flow) leaves the old metrics and their record, and one killed between the two
+    leaves the new metrics with the old record, which names the old inputs: their readers refuse them if the
+    inputs changed since. (``dvc repro`` removes a stage's outputs before it runs: there a failure leaves none.)"""
     check_model(params, case, model)
     lay = Layout(Path(root), params.profile)
     _check_inputs(case, model, params, lay, "evaluate")
@@ -255,13 +256,15 @@ def evaluate(case: str, model: str, params: ParamsModel, root: Path) -> dict[str
 
 def made_from(case: str, model: str, lay: Layout) -> dict[str, Any]:
     """What ``case`` × ``model``'s metrics are computed from, as the files under ``lay`` are now: ``data``, the
-    data's fingerprint (:func:`physml.experiments.data_version`); ``networks``, checkpoint file name → sha256;
-    ``predictions``, the predictions file's sha256. A part whose files are missing is left out."""
-    from physml.experiments import PREDICTIONS_FILE, data_version, sha256_file
+    fingerprint the data's completion marker records (evaluate has checked the files against it:
+    :func:`physml.experiments.data_version`); ``networks``, checkpoint file name → sha256; ``predictions``, the
+    predictions file's sha256. A part whose files are missing is left out."""
+    from physml.experiments import PREDICTIONS_FILE, sha256_file
 
     out: dict[str, Any] = {}
-    if (lay.data(case) / "dataset.json").is_file():
-        out["data"] = data_version(lay.data(case))
+    marker = lay.data(case) / "dataset.json"
+    if marker.is_file():
+        out["data"] = str(json.loads(marker.read_text())["fingerprint"])
     networks = {p.name: sha256_file(p) for p in sorted(lay.models(case, model).glob("*.pt"))}
     if networks:
         out["networks"] = networks
@@ -496,7 +499,8 @@ def track_results(params: ParamsModel, root: Path, case: str | None = None,
     :func:`track_seed_study` with ``only_missing``): each case × model of the matrix (or only ``case`` /
     ``model``) whose metrics files all exist, and its seed study where there is one. A fresh clone's
     committed results, which ``dvc repro`` finds up to date and so does not evaluate, reach MLflow this way;
-    a second call logs nothing. Without ``case`` and ``model`` also the profile's report, if written
+    a second call logs nothing. A pair :func:`track` refuses (metrics of other networks) does not stop the
+    others: the refusals are raised together at the end, as one ValueError. Without ``case`` and ``model`` also the profile's report, if written
     (:func:`track_report`). Returns ``"case/model"`` → constraint (or ``seed_study``) → run id, for the
     pairs with results only, and ``"report"`` → ``{"report": run id}``."""
     pairs = list(dict.fromkeys((c, m) for c, m, _ in params.experiments()))
@@ -509,12 +513,17 @@ def track_results(params: ParamsModel, root: Path, case: str | None = None,
                          f"{', '.join(m for c, m in pairs if c == case)}")
     lay = Layout(Path(root), params.profile)
     out: dict[str, dict[str, str]] = {}
+    refused: list[str] = []
     for c, m in pairs:
         if (case is not None and c != case) or (model is not None and m != model):
             continue
         if not all((lay.metrics(c, m) / f"{k}.json").is_file() for k in _group(params, c).constraints):
             continue
-        runs = track(c, m, params, root, only_missing=True)
+        try:
+            runs = track(c, m, params, root, only_missing=True)
+        except ValueError as exc:  # e.g. metrics of other networks: the other pairs are still logged
+            refused.append(f"{c}/{m}: {exc}")
+            continue
         if lay.seed_study_file(c, m).is_file():
             study = track_seed_study(c, m, params, root, only_missing=True)
             if study is not None:
@@ -524,6 +533,8 @@ def track_results(params: ParamsModel, root: Path, case: str | None = None,
         report_run = track_report(params, root, only_missing=True)
         if report_run is not None:
             out["report"] = {"report": report_run}
+    if refused:
+        raise ValueError(f"{len(refused)} result(s) not logged (the others were):\n  " + "\n  ".join(refused))
     return out
 
 

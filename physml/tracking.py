@@ -798,7 +798,7 @@ def serve_command(name: str, alias_or_version: str | int = CHAMPION, host: str =
     if not (isinstance(port, int) and 1 <= port <= 65535):
         raise ValueError(f"port must be an integer in [1, 65535], got {port!r}")
     resolved = uri or tracking_uri()
-    db = _sqlite_path(resolved)
+    db = _sqlite_path(resolved.split("?", 1)[0])  # sqlite:///x.db?timeout=30: the file is x.db
     if db is not None and not db.is_file():  # reading it through MLflow would leave an empty store behind
         raise ValueError(f"no MLflow store at {db}: nothing was tracked there (run the pipeline or `physml track` in "
                          "that project, or give the project's --root)")

@@ -163,6 +163,7 @@ def evaluate(case, model, params, root):
     _write(_lay(params, root).metrics(case, model) / "figures" / "fig.json", {})
     if case in params.matrix.boon.cases:
         _write(_lay(params, root).metrics(case, model) / "per_time.json", made_from)
+    _write(_lay(params, root).metrics(case, model) / "made_from.json", made_from)
 
 def track(case, model, params, root, only_missing=False):
     CALLS.append(["track", case, model])
@@ -222,9 +223,10 @@ print("CALLS", json.dumps(out))
 @pytest.mark.services
 def test_flow_cache_serves_only_outputs_its_stamp_vouches_for(tiny_params_file: Path, tmp_path: Path) -> None:
     """A cached task is skipped only when the files on disk are the ones its inputs made: settings changed
-    and changed back retrain (the second change's files are on disk), a deleted metrics file is rebuilt
-    though its folder remains, a value only another stage reads recomputes nothing here, and another checkout
-    with the same settings computes its own outputs."""
+    and changed back retrain (the second change's files are on disk), a deleted metrics file (or per-time
+    record) is rebuilt though its folder remains, a value only another stage reads recomputes nothing here, and
+    another checkout with the same settings computes its own outputs. Tracking runs every time; a failed stage
+    stops what reads its outputs and fails the run without a report."""
     root = tiny_params_file.parent
 
     def runs(params_file: Path, project: Path, *steps: list) -> list[list[list[str]]]:
@@ -250,8 +252,9 @@ def test_flow_cache_serves_only_outputs_its_stamp_vouches_for(tiny_params_file: 
         ["set", "matrix.boon.seeds.quick", 3], ["run"],
         ["delete", "metrics/quick/stokes2/fno/none.json"], ["run"],
         ["delete", "metrics/quick/stokes2/fno/per_time.json"], ["run"],
+        ["delete", "metrics/quick/stokes2/fno/made_from.json"], ["run"],
     )
-    first, again, changed, reverted, softc, seeds, deleted, per_time = calls
+    first, again, changed, reverted, softc, seeds, deleted, per_time, made_from = calls
     assert ["train", "heat", "anp"] in first and ["seed-study", "stokes2", "fno"] in first
     assert ["seed-study", "heat", "anp"] in first and ["seed-study", "heat", "ensemble"] in first
     assert again == []
@@ -263,7 +266,7 @@ def test_flow_cache_serves_only_outputs_its_stamp_vouches_for(tiny_params_file: 
     assert summary["settings"]["train"]["epochs"] == 1
     assert all(call[1] == "heat" and call[0] != "generate" for call in softc) and len(softc) == 8
     assert seeds == [["seed-study", "stokes2", "fno"]]
-    assert deleted == [["evaluate", "stokes2", "fno"]] and per_time == deleted
+    assert deleted == [["evaluate", "stokes2", "fno"]] and per_time == deleted and made_from == deleted
     assert (root / "metrics/quick/stokes2/fno/none.json").is_file()
 
     # tracking is not cached: every run asks the store for each pair's and study's runs (a new or lost store
@@ -514,6 +517,34 @@ def test_track_logs_untracked_results_once(tiny_params_file: Path) -> None:
     assert refused.returncode == 2 and "case 'nosuchcase' is in no experiment group" in refused.stderr
     wrong_pair = _physml(root, "track", "--case", "stokes2", "--model", "anp", check=False)
     assert wrong_pair.returncode == 2 and "'anp' is not configured for stokes2; its models: fno" in wrong_pair.stderr
+
+
+def test_track_goes_on_past_a_refused_result_and_names_it(tiny_params_file: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pair whose metrics ``track`` refuses (computed from other networks than those on disk) does not keep the
+    other pairs out of MLflow: they are logged, and the refusals are raised together at the end."""
+    from physml import stages
+
+    params, root = load_params(tiny_params_file), tiny_params_file.parent
+    lay = Layout(root, params.profile)
+    pairs = list(dict.fromkeys((c, m) for c, m, _ in params.experiments()))
+    for c, m in pairs:
+        lay.metrics(c, m).mkdir(parents=True)
+        for constraint in stages._group(params, c).constraints:
+            (lay.metrics(c, m) / f"{constraint}.json").write_text("{}")
+    logged = []
+
+    def track(case: str, model: str, params: Any, root: Path, only_missing: bool = False) -> dict[str, str]:
+        if (case, model) == pairs[0]:
+            raise ValueError("computed from other networks")
+        logged.append((case, model))
+        return {"none": "run"}
+
+    monkeypatch.setattr(stages, "track", track)
+    refused = rf"1 result\(s\) not logged \(the others were\):\n  {pairs[0][0]}/{pairs[0][1]}: computed from other"
+    with pytest.raises(ValueError, match=refused):
+        stages.track_results(params, root)
+    assert len(pairs) > 1 and logged == pairs[1:]
 
 
 def test_trainings_in_threads_of_one_process_get_the_weights_they_get_alone(tiny_params_file: Path) -> None:

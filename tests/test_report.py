@@ -184,7 +184,7 @@ def test_a_profile_run_in_part_names_the_cases_it_has_not_run(tmp_path: Path) ->
     for constraint, l2 in (("none", 0.012), ("overwrite", 0.011), ("boon", 0.003), ("boon_posthoc", 0.05)):
         (folder / f"{constraint}.json").write_text(json.dumps({"rel_l2": l2, "boundary_max_abs": 0.0}))
     # what evaluate records beside the metrics (stages.made_from), not the folders on disk, makes the version table
-    (folder / "made_from.json").write_text(json.dumps({"data": "burgers_dirichlet-fingerprint",
+    (folder / "made_from.json").write_text(json.dumps({"data": "recorded-fingerprint",
                                                        "networks": {"boon.pt": "b" * 64, "plain.pt": "a" * 64}}))
     for case in ("burgers_dirichlet", "stokes2"):  # stokes2: generated and trained, never evaluated
         lay.data(case).mkdir(parents=True)
@@ -193,7 +193,7 @@ def test_a_profile_run_in_part_names_the_cases_it_has_not_run(tmp_path: Path) ->
         (lay.models(case, "fno") / "plain.pt").write_bytes(case.encode())
     text = write_report(params, tmp_path).read_text()
     versions = text.split("## Versions")[1]
-    assert "| data | burgers_dirichlet | burgers_diri |" in versions
+    assert "| data | burgers_dirichlet | recorded-fin |" in versions  # not the fingerprint on disk
     assert "| model | burgers_dirichlet/fno/boon | bbbbbbbbbbbb |\n| model | burgers_dirichlet/fno/plain | aaaaaaaaaaaa |" in versions
     assert "stokes2" not in versions  # the version table names what made the numbers shown, nothing else
     (line,) = [ln for ln in text.splitlines() if ln.startswith("**Not run in this profile**")]
