@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import yaml
+import ruamel.yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 Profile = Literal["quick", "paper"]
@@ -61,7 +61,7 @@ class _Strict(BaseModel):
             raise ValueError(_boolean_error(value))
         annotation = cls.model_fields[info.field_name].annotation
         if isinstance(value, str) and _takes_only_numbers(annotation):
-            raise ValueError("give a number, not a string" + _exponent_hint(value))
+            raise ValueError("give a number, not a string" + _quoted_number_hint(value))
         if (isinstance(value, list | tuple) and any(isinstance(v, str) for v in value)
                 and _takes_only_number_sequences(annotation)):
             raise ValueError(f"give numbers, not strings (got {value!r})")
@@ -100,11 +100,14 @@ def _takes_only_number_sequences(annotation: Any) -> bool:
     return bool(sequences) and all(_is_number_sequence(a) for a in sequences)
 
 
-def _exponent_hint(value: str) -> str:
-    """For a string YAML read from a number in exponent form without a dot (``1e-3``: YAML 1.1 reads it as a
-    string), how to write it as a number."""
-    match = re.fullmatch(r"\s*([-+]?[0-9]+)([eE][-+]?[0-9]+)\s*", value)
-    return f" (YAML reads {value} as a string: write {match[1]}.0{match[2]})" if match else ""
+def _quoted_number_hint(value: str) -> str:
+    """For a string that spells a number (``lr: "1e-3"``: quoted, so YAML keeps it a string), how to write
+    it as one."""
+    try:
+        float(value)
+    except ValueError:
+        return ""
+    return "; write it without quotes"
 
 
 def _boolean_error(value: Any) -> str:
@@ -840,40 +843,55 @@ def validate_params(data: Any) -> ParamsModel:
 
 def load_params(path: str | Path = "params.yaml") -> ParamsModel:
     """Read and validate params.yaml; ValueError naming each bad key path and its allowed range."""
+    return validate_params(read_params_yaml(path))
+
+
+def read_params_yaml(path: str | Path) -> Any:
+    """The contents of a params file, read as DVC reads it: ruamel.yaml's safe loader, YAML 1.2 (``1e-3`` is
+    a number; ``<<:`` merges keep the nearest key, also through an anchor that itself merges), and a key given
+    twice in one mapping refused with both its lines (DVC refuses such a file). PyYAML differs on the first
+    two, so a params.yaml read by it could train on settings that DVC's ``${...}`` and ``dvc exp`` read
+    otherwise. ValueError names a missing, non-UTF-8 or malformed file."""
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"params file {str(path)!r} is a directory, not a YAML file")
     if not path.is_file():
         raise ValueError(f"params file {str(path)!r} does not exist")
     try:
-        with path.open(encoding="utf-8") as fh:
-            data = yaml.load(fh, Loader=_UniqueKeyLoader)
+        text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise ValueError(f"params file {str(path)!r} is not UTF-8 text ({exc})") from None
-    except yaml.YAMLError as exc:
+    try:
+        return ruamel.yaml.YAML(typ="safe").load(text)
+    except ruamel.yaml.constructor.DuplicateKeyError as exc:
+        raise ValueError(f"params file {str(path)!r}: {_duplicate_key_message(text, exc)}") from None
+    except ruamel.yaml.YAMLError as exc:
         raise ValueError(f"params file {str(path)!r} is not valid YAML: {' '.join(str(exc).split())}") from None
-    return validate_params(data)
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """YAML's safe loader, refusing a key written twice in one mapping: the safe loader keeps the last one
-    silently (``seed: 1`` … ``seed: 7`` loads 7), while DVC's reader refuses the file, so the two would read
-    params.yaml differently. Keys a merge (``<<: *base``) brings in may be overridden, as YAML intends."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: dict[Any, Any] = {}
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                continue
-            key = self.construct_object(key_node, deep=deep)
-            if not isinstance(key, str | int | float | bool | None):
-                continue  # an unhashable key: the safe loader refuses it by name
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    "while reading a mapping", node.start_mark,
-                    f"found the key {key!r} twice (first {seen[key]}); give each key once", key_node.start_mark)
-            seen[key] = f"line {key_node.start_mark.line + 1}"
-        return super().construct_mapping(node, deep=deep)
+def _duplicate_key_message(text: str, exc: ruamel.yaml.constructor.DuplicateKeyError) -> str:
+    """``found the key 'seed' twice (first line 3, again line 40); give each key once``, from the composed
+    node tree (ruamel's own message gives only the second line and the mapping's start)."""
+    context, problem = exc.context_mark, exc.problem_mark
+    at = lambda mark: (mark.line, mark.column)  # noqa: E731
+    stack, seen = [ruamel.yaml.YAML(typ="safe", pure=True).compose(text)], set()
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, ruamel.yaml.nodes.MappingNode) and at(node.start_mark) == at(context):
+            keys = [k for k, _ in node.value if isinstance(k, ruamel.yaml.nodes.ScalarNode)]
+            again = next((k for k in keys if at(k.start_mark) == at(problem)), None)
+            first = next((k for k in keys if again is not None and (k.tag, k.value) == (again.tag, again.value)), None)
+            if again is not None and first is not None and first is not again:
+                return (f"found the key {again.value!r} twice (first line {first.start_mark.line + 1}, again line "
+                        f"{again.start_mark.line + 1}); give each key once")
+        if isinstance(node, ruamel.yaml.nodes.MappingNode):
+            stack += [n for pair in node.value for n in pair]
+        elif isinstance(node, ruamel.yaml.nodes.SequenceNode):
+            stack += node.value
+    return f"{exc.problem} (line {problem.line + 1}); give each key once"
 
 
 __all__ = [
@@ -887,5 +905,6 @@ __all__ = [
     "Sampling",
     "SplitSizes",
     "load_params",
+    "read_params_yaml",
     "validate_params",
 ]

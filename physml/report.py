@@ -589,13 +589,17 @@ def versions(params: ParamsModel, root: Path, metrics: Mapping[tuple[str, str, s
     recorded it (:func:`physml.stages.made_from`; data and networks need not be on disk): the fingerprint of
     each dataset a metrics file was computed on and the sha256 of each checkpoint of those case × model pairs,
     each to 12 hex digits (data and networks of cases the report does not show are left out); a pair with no
-    record gets one row, :data:`NOT_RECORDED`."""
+    record gets one row, :data:`NOT_RECORDED`, and its case's data row says so beside the fingerprints the
+    other models recorded."""
     lay = Layout(Path(root), params.profile)
     pairs = dict.fromkeys((case, model) for case, model, _ in metrics)
     records = {pair: read_made_from(*pair, lay) or {} for pair in pairs}
     rows: list[list[str]] = []
     for case in (c for c in params.cases if any(c == case for case, _ in pairs)):
-        found = dict.fromkeys(r["data"][:12] for (c, _), r in records.items() if c == case and "data" in r)
+        found = list(dict.fromkeys(r["data"][:12] for (c, _), r in records.items() if c == case and "data" in r))
+        unrecorded = [m for (c, m), r in records.items() if c == case and "data" not in r]
+        if found and unrecorded:
+            found.append(f"{NOT_RECORDED} for {', '.join(unrecorded)}")
         rows.append(["data", case, ", ".join(found) or NOT_RECORDED])
     for (case, model), record in records.items():
         networks = record.get("networks") or {}

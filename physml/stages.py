@@ -186,7 +186,7 @@ def _check_inputs(case: str, model: str, params: ParamsModel, lay: Layout, step:
     from physml.training import read_checkpoint
 
     data = lay.data(case)
-    current = data_version(data)
+    current = data_version(data, case)
     if current != fingerprint(case, params):
         raise ValueError(f"{data}: generated with other settings than params.yaml gives now (cases.{case}, profile, "
                          f"seed or the generation code changed since); run `physml generate --case {case}`")
@@ -440,7 +440,7 @@ def _dataset_version(case: str, params: ParamsModel, root: Path) -> str:
 
     data = Layout(Path(root), params.profile).data(case)
     version = tracking.dataset_version(data)
-    return version if version is not None else data_version(data)
+    return version if version is not None else data_version(data, case)
 
 
 def track_seed_study(case: str, model: str, params: ParamsModel, root: Path, only_missing: bool = False) -> str | None:

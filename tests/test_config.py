@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from physml import pdes
-from physml.config import MAX_SEED, PROFILES, load_params, validate_params
+from physml.config import MAX_SEED, PROFILES, load_params, read_params_yaml, validate_params
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = ROOT / "params.yaml"
@@ -168,7 +168,7 @@ BAD = [
     ("cases.heat.parameters.k.train", [False, 1.0], "cases.heat.parameters.k.train", "[False, 1.0] holds a boolean"),
     ("seed", False, "seed", "is a boolean"),
     ("matrix.probconserv.seeds.paper", 0, "matrix.probconserv.seeds.paper", "[1, inf)"),
-    ("models.fno.quick.train.epochs", "3", "models.fno.quick.train.epochs", "give a number, not a string (got '3')"),
+    ("models.fno.quick.train.epochs", "3", "models.fno.quick.train.epochs", "give a number, not a string; write it without quotes (got '3')"),
     ("cases.heat.parameters.k.test", {"values": []}, "cases.heat.parameters.k.test.values: List should have at least 1 item", ""),
     ("models.anp.quick.heads", 3, "models.anp.quick.heads", "3 must divide hidden = 32; allowed: 1, 2, 4, 8, 16, 32"),
     ("models.fno.cases.heat", {"quick": {"width": 8}}, "models.fno.cases.heat",
@@ -191,8 +191,8 @@ BAD = [
      "got a list of 1"),
     ("cases.heat.parameters.k.train", {"values": [1.0, 2.0]}, "cases.heat.parameters.k", "{values: [...]} is for test only"),
     ("matrix.boon.seeds", 3, "matrix.boon.seeds", "give a mapping with one entry per profile, {quick: ..., paper: ...}"),
-    # YAML 1.1 reads 1e-3 (no dot) as a string
-    ("models.fno.quick.train.lr", "1e-3", "models.fno.quick.train.lr", "YAML reads 1e-3 as a string: write 1.0e-3"),
+    # a number in quotes stays a string in YAML
+    ("models.fno.quick.train.lr", "1e-3", "models.fno.quick.train.lr", "not a string; write it without quotes (got '1e-3')"),
     ("models.fno.cases.nope", {"quick": {"width": 8}}, "models.fno.cases.nope", "not a configured case"),
     ("cases.stefan.test_grid.quick.nx", 2, "cases.stefan.test_grid.quick.nx", "[8, inf)"),
     ("cases.stefan.test_grid.quick", {"nx": 9, "times": [0.0, 0.05]}, "cases.stefan.test_grid.quick.times", "(0, 0.1]"),
@@ -276,24 +276,49 @@ def test_malformed_yaml_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_a_key_given_twice_is_refused_with_both_lines(tmp_path: Path) -> None:
-    """YAML's safe loader keeps the last of two equal keys (``seed`` twice loads the second) and DVC's reader
-    refuses the file: physml refuses it too, naming the key and both lines. A merge key's entries may be
+    """A YAML loader may keep the last of two equal keys (PyYAML's ``seed`` twice loads the second); DVC's
+    reader refuses the file, and so does physml, naming the key and both lines. A merge key's entries may be
     overridden, as YAML intends; a file that is not UTF-8 is named."""
     path = tmp_path / "params.yaml"
     path.write_text(PARAMS.read_text() + "\nseed: 7\n")
-    first = 1 + next(i for i, line in enumerate(PARAMS.read_text().splitlines()) if line.startswith("seed:"))
-    with pytest.raises(ValueError, match=rf"found the key 'seed' twice \(first line {first}\); give each key once"):
+    lines = PARAMS.read_text().splitlines()
+    first = 1 + next(i for i, line in enumerate(lines) if line.startswith("seed:"))
+    again = len(lines) + 2
+    with pytest.raises(ValueError, match=rf"found the key 'seed' twice \(first line {first}, again line {again}\); "
+                                         r"give each key once"):
         load_params(path)
     nested = PARAMS.read_text().replace("      heads: 2\n", "      heads: 2\n      heads: 4\n", 1)
     path.write_text(nested)
     with pytest.raises(ValueError, match=r"found the key 'heads' twice"):
         load_params(path)
-    from physml.config import _UniqueKeyLoader
-
-    assert yaml.load("base: &b {a: 1, b: 2}\nother: {<<: *b, a: 3}\n", Loader=_UniqueKeyLoader)["other"] == {"a": 3, "b": 2}
+    path.write_text("base: &b {a: 1, b: 2}\nother: {<<: *b, a: 3}\n")
+    assert read_params_yaml(path)["other"] == {"a": 3, "b": 2}
     path.write_bytes(PARAMS.read_bytes() + "# caf\xe9\n".encode("latin-1"))
     with pytest.raises(ValueError, match=r"params.yaml' is not UTF-8 text"):
         load_params(path)
+
+
+@pytest.mark.parametrize("text", [
+    # an anchor that merges and overrides, merged again: PyYAML gives top.x = 1 (and the old duplicate-key check
+    # refused it); YAML and DVC give the nearest key, 2
+    "base: &base {x: 1, y: 1}\nouter:\n  mid: &mid\n    <<: *base\n    x: 2\ntop:\n  <<: *mid\n  y: 3\n",
+    # YAML 1.2 reads an exponent without a dot as a number; PyYAML (YAML 1.1) as a string
+    "lr: 1e-3\nsteps: 1e3\nquoted: '1e-3'\nflag: on\n",
+    None,  # the project's params.yaml
+])
+def test_params_are_read_as_dvc_reads_them(tmp_path: Path, text: str | None) -> None:
+    """physml trains on the settings DVC reads for ``${...}``, ``dvc params diff`` and ``dvc exp run -S``: the
+    same file gives the same mapping through both readers."""
+    from dvc.utils.serialize import parse_yaml
+
+    path = tmp_path / "params.yaml"
+    path.write_text(PARAMS.read_text() if text is None else text)
+    ours = read_params_yaml(path)
+    assert ours == parse_yaml(path.read_text(), str(path))
+    if text is not None and "top" in ours:
+        assert ours["top"] == {"x": 2, "y": 3}
+    if text is not None and "lr" in ours:
+        assert ours["lr"] == 1e-3 and ours["steps"] == 1000.0 and ours["quoted"] == "1e-3"
 
 
 @pytest.mark.parametrize("values", [[], [1.0, "2"]])

@@ -580,7 +580,7 @@ def test_nan_variance_from_a_model_is_a_clear_error(run: dict, tmp_path: Path) -
 def test_bad_inputs_name_the_field(run: dict, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="model: 'fno' is not a ProbConserv black box; allowed: anp, ensemble"):
         pc.train("stefan", "fno", run["params"], tmp_path, tmp_path / "m", progress=False)
-    with pytest.raises(ValueError, match="run the constrain stage"):
+    with pytest.raises(ValueError, match=r"no predictions .*predictions.h5; run `physml constrain --case stefan --model anp` first"):
         pc.evaluate("stefan", "anp", run["params"], stages.Layout(run["root"], "quick").data("stefan"), tmp_path, tmp_path / "out")
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
 
@@ -591,7 +591,7 @@ def test_data_whose_generation_did_not_finish_are_not_trained_on(run: dict, tmp_
     data = tmp_path / "data"
     shutil.copytree(stages.Layout(run["root"], "quick").data("stefan"), data)
     (data / MARKER).unlink()
-    with pytest.raises(ValueError, match=rf"{data}: no completion marker dataset.json: .* run `physml generate`"):
+    with pytest.raises(ValueError, match=rf"{data}: no completion marker dataset.json: .* run `physml generate --case stefan`$"):
         pc.train("stefan", "ensemble", run["params"], data, tmp_path / "m", progress=False)
     assert not (tmp_path / "m").exists()
 

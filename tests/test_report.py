@@ -11,9 +11,8 @@ import pytest
 
 from physml.config import load_params
 from physml.experiments.seeds import seed_summary
-from physml.report import (collect_seed_studies, l2_factor, noise_threshold, paired_difference, paired_verdict,
-                           posthoc_summary, quality_checks,
-                           seed_study_table, write_report)
+from physml.report import (NOT_RECORDED, collect_seed_studies, l2_factor, noise_threshold, paired_difference,
+                           paired_verdict, posthoc_summary, quality_checks, seed_study_table, versions, write_report)
 from physml.stages import Layout
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -425,3 +424,22 @@ def test_the_probconserv_seed_study_decides_stefans_mse_bar_and_tabulates_the_ra
             f"with {len(seeds) - 1} degrees of freedom (a two-sided 5 % test), is one the seed alone could make)."
             in " ".join(section.split()))
     assert (index.parent / "figures" / "seed_study_probconserv.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_case_with_one_model_recorded_and_one_not_says_so_in_its_data_row(tmp_path: Path) -> None:
+    """The data row of a case lists each fingerprint its models' evaluations recorded, and names a model
+    that recorded none: one recorded fingerprint alone would read as the data of every number shown."""
+    params = load_params(ROOT / "params.yaml")
+    lay = Layout(tmp_path, params.profile)
+    lay.metrics("stefan", "anp").mkdir(parents=True)
+    (lay.metrics("stefan", "anp") / "made_from.json").write_text(json.dumps({"data": "f" * 64,
+                                                                             "networks": {"plain.pt": "a" * 64}}))
+    metrics = {("stefan", "anp", "none"): {}, ("stefan", "ensemble", "none"): {}}
+    assert versions(params, tmp_path, metrics) == [
+        ["data", "stefan", f"ffffffffffff, {NOT_RECORDED} for ensemble"],
+        ["model", "stefan/anp/plain", "aaaaaaaaaaaa"],
+        ["model", "stefan/ensemble", NOT_RECORDED],
+    ]
+    (lay.metrics("stefan", "ensemble")).mkdir(parents=True)
+    (lay.metrics("stefan", "ensemble") / "made_from.json").write_text(json.dumps({"data": "f" * 64, "networks": {}}))
+    assert versions(params, tmp_path, metrics)[0] == ["data", "stefan", "ffffffffffff"]

@@ -14,7 +14,7 @@ from physml.data.generate import _sha256 as sha256_file
 PREDICTIONS_FILE = "predictions.h5"
 
 
-def data_version(data_dir: str | Path) -> str:
+def data_version(data_dir: str | Path, case: str) -> str:
     """The fingerprint that a case's data folder records in its completion marker: what a checkpoint
     trained on it stores, so that new data are never resumed as old (:func:`physml.training.resumable`).
 
@@ -27,16 +27,16 @@ def data_version(data_dir: str | Path) -> str:
     marker = data_dir / MARKER
     if not marker.is_file():
         raise ValueError(f"{data_dir}: no completion marker {MARKER}: the data were not generated there, or their "
-                         f"generation did not finish; run `physml generate` for this case")
+                         f"generation did not finish; run `physml generate --case {case}`")
     info = json.loads(marker.read_text())
     missing = missing_files(data_dir, info)
     if missing:
         raise ValueError(f"{data_dir}: files listed in {MARKER} are missing: {', '.join(missing)}; "
-                         f"run `physml generate` for this case")
+                         f"run `physml generate --case {case}`")
     changed = changed_files(data_dir, info)
     if changed:
         raise ValueError(f"{data_dir}: {', '.join(changed)} differ from what {MARKER} recorded when they were "
-                         f"generated; run `physml generate --force` for this case")
+                         f"generated; run `physml generate --case {case} --force`")
     return str(info["fingerprint"])
 
 

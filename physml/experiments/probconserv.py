@@ -139,16 +139,16 @@ def _problem(case: str) -> Any:
     return problem
 
 
-def _split(data_dir: Path, split: str) -> Path:
+def _split(data_dir: Path, split: str, case: str) -> Path:
     path = Path(data_dir) / f"{split}.h5"
     if not path.is_file():
-        raise ValueError(f"data_dir: {path} does not exist; run `physml generate` for this case first")
+        raise ValueError(f"no {split} split {path}; run `physml generate --case {case}` first")
     return path
 
 
 def _load_split(data_dir: Path, split: str, case: str) -> dict[str, np.ndarray]:
     """Every per-sample array of one split in memory (float64), with the parameter names; checks its case."""
-    with SplitDataset(_split(data_dir, split)) as ds:
+    with SplitDataset(_split(data_dir, split, case)) as ds:
         if ds.attrs.get("case") != case:
             raise ValueError(f"data_dir: {ds.path} holds case {ds.attrs.get('case')!r}, expected {case!r}")
         out = {k: np.asarray(ds[k][...], dtype=np.float64) for k in (*BATCH_KEYS, "params")}
@@ -224,7 +224,7 @@ def train(case: str, model: str, params: ParamsModel, data_dir: Path, out_dir: P
     _check_model(model)
     _problem(case)
     data_dir, out_dir = Path(data_dir), Path(out_dir)
-    fp = data_version(data_dir)
+    fp = data_version(data_dir, case)
     train_arrays = _load_split(data_dir, "train", case)
     val_arrays = _load_split(data_dir, "val", case)
     tc = _train_config(case, model, params, params.seed if seed is None else seed)
@@ -282,7 +282,7 @@ def conservation_system(case: str, arrays: Mapping[str, np.ndarray]) -> tuple[np
 def _load_model(path: Path, case: str, model: str) -> torch.nn.Module:
     """The best weights of a checkpoint; ValueError if it belongs to another case or model family."""
     if not path.is_file():
-        raise ValueError(f"model_dir: checkpoint {path} does not exist; run the train stage for {case} × {model} first")
+        raise ValueError(f"no checkpoint {path}; run `physml train --case {case} --model {model}` first")
     net, cfg, _ = load_checkpoint(path, build_model, map_location="cpu", expect_case=case)
     family = "ensemble" if cfg.get("model") == "ensemble" else "anp"
     if family != model:
@@ -558,7 +558,7 @@ def constrain(case: str, model: str, params: ParamsModel, data_dir: Path, model_
     final = out_dir / PREDICTIONS_FILE
     with atomic_path(final) as tmp, h5py.File(tmp, "w") as fh:
         fh.attrs.update({"case": case, "model": model, "constraints": constraints, "profile": params.profile,
-                         "n_latent_samples": n_samples, "seed": params.seed, "data_version": data_version(data_dir),
+                         "n_latent_samples": n_samples, "seed": params.seed, "data_version": data_version(data_dir, case),
                          "checkpoints": checkpoints_digest(model_dir)})
         for name, arrs in results.items():
             grp = fh.create_group(name)
@@ -571,7 +571,7 @@ def constrain(case: str, model: str, params: ParamsModel, data_dir: Path, model_
 def _read_predictions(pred_dir: Path, case: str, model: str, constraints: list[str]) -> dict[str, dict[str, np.ndarray]]:
     path = Path(pred_dir) / PREDICTIONS_FILE
     if not path.is_file():
-        raise ValueError(f"pred_dir: {path} does not exist; run the constrain stage for {case} × {model} first")
+        raise ValueError(f"no predictions {path}; run `physml constrain --case {case} --model {model}` first")
     out: dict[str, dict[str, np.ndarray]] = {}
     with h5py.File(path, "r") as fh:
         if fh.attrs.get("case") != case or fh.attrs.get("model") != model:
