@@ -36,7 +36,9 @@ default to what the pipeline predicted with; the i-th function of a call draws f
 answer for a function does not depend on what else the call holds, and functions i … j of the test split
 sent with ``first_index`` = i get the pipeline's draws. The computation is the constrain stage's own
 (:func:`physml.experiments.probconserv.predict_batches` and ``constrained``, in its batches), so the whole test
-split in one call gives the predictions file's mean and variance to the bit. Returns ``mean`` and ``var``
+split in one call gives the predictions file's mean and variance to the bit. A call is held to
+:data:`SERVED_ENTRIES` entries at a time: larger ones are predicted in parts, and a function that alone needs
+more (``n_samples`` × nt × nx or nt × nx²) is refused with the most it may ask. Returns ``mean`` and ``var``
 (B, nt, nx), float64. MLflow drops a param it does not know (a misspelt one) with only a warning in the
 server's log, so the default update applies.
 
@@ -70,6 +72,12 @@ from physml.tracking import MODEL_CONFIG_FILE
 #: The updates a served black box applies (see the module docstring); the first is the default.
 CONSTRAINTS = ("probconserv", "probconserv_mixture", "probconserv_nonnegative", "hardc", "none")
 BLACK_BOX_INPUTS = ("context_t", "context_x", "context_u", "target_t", "target_x")
+#: Most entries (S·B·nt·nx of the latent draws' means, B·nt·nx² of the covariances, ~1 GiB in float64 each) a
+#: served black box holds at once: a call asking for more is predicted a few functions at a time, in whole
+#: batches of the constrain stage where they fit (the same bits; else the same draws, the float32 network
+#: rounding differently at another batch size, ~1e-8 relative), and one whose single function needs more is
+#: refused, so a request cannot exhaust the server's memory.
+SERVED_ENTRIES = 2**27
 _AXIS_NAMES = ("x", "y")
 
 
@@ -144,6 +152,7 @@ class ServedNetwork:
         _check_domain(arrays, self.config)
         if not isinstance(self.net, ComponentMixture):
             raise ValueError(f"model_config {self.config} builds a {type(self.net).__name__}, which has no predictive")
+        _check_size(n_samples, *target_x.shape[1:])
         G = b = None
         if constraint != "none":
             mass = _float_array(data, "mass")
@@ -159,12 +168,18 @@ class ServedNetwork:
         if updates.get(constraint) is not None:
             _check_reachable(mass, G[:, :, 0], updates[constraint], constraint)
         means, variances = [], []
-        for sl, plain, conditioned, _ in predict_batches(self.net, arrays, n_samples, seed, "the served network", G,
-                                                         b, updates=updates, first_index=first):
-            mean, cov = (plain.mean, plain.cov) if G is None else constrained(constraint, plain, conditioned,
-                                                                                G[sl], b[sl])
-            means.append(np.array(mean))
-            variances.append(np.clip(np.diagonal(cov, axis1=-2, axis2=-1), 0.0, None))
+        n, nt, nx = target_x.shape
+        rows = _rows_per_part(n_samples, nt, nx)
+        for start in range(0, n, rows):
+            part = slice(start, min(start + rows, n))
+            G_part, b_part = (None, None) if G is None else (G[part], b[part])
+            for sl, plain, conditioned, _ in predict_batches(self.net, {k: v[part] for k, v in arrays.items()},
+                                                             n_samples, seed, "the served network", G_part, b_part,
+                                                             updates=updates, first_index=first + start):
+                mean, cov = (plain.mean, plain.cov) if G is None else constrained(constraint, plain, conditioned,
+                                                                                    G_part[sl], b_part[sl])
+                means.append(np.array(mean))
+                variances.append(np.clip(np.diagonal(cov, axis1=-2, axis2=-1), 0.0, None))
         return {"mean": np.concatenate(means), "var": np.concatenate(variances)}
 
     # ---- operator networks ----------------------------------------------------------------------------
@@ -204,6 +219,32 @@ def _check_domain(arrays: Mapping[str, np.ndarray], config: Mapping[str, Any]) -
             raise ValueError(f"input {name!r} must lie in the case's {axis} domain [{lo:g}, {hi:g}], where the network "
                              f"was trained; {len(outside)} value(s) do not (first: index {where}, "
                              f"{arrays[name][where]:.6g})")
+
+
+def _rows_per_part(n_samples: int, nt: int, nx: int) -> int:
+    """How many functions a part of a served call holds: as many as :data:`SERVED_ENTRIES` allows of S·nt·nx
+    draw entries each, rounded down to a whole number of the constrain stage's batches
+    (:func:`physml.experiments.probconserv.predict_batches`, which bounds the covariances), so that the parts'
+    batches are the one call's and the answer its bits; fewer than one batch only when one batch's draws alone
+    pass the bound."""
+    from physml.experiments.probconserv import PREDICT_BATCH, PREDICT_COV_ENTRIES
+
+    batch = max(1, min(PREDICT_BATCH, PREDICT_COV_ENTRIES // (nt * nx * nx)))  # predict_batches' own
+    rows = max(1, SERVED_ENTRIES // (n_samples * nt * nx))
+    return rows // batch * batch if rows >= batch else rows
+
+
+def _check_size(n_samples: int, nt: int, nx: int) -> None:
+    """ValueError naming what makes one function's predictive larger than :data:`SERVED_ENTRIES`: its S·nt·nx
+    latent-draw entries (``params.n_samples``) or its nt·nx² covariance entries (``target_x``'s slices)."""
+    if nt * nx * nx > SERVED_ENTRIES:
+        raise ValueError(f"input 'target_x' of nt × nx = {nt} × {nx} needs nt × nx² = {nt * nx * nx} covariance entries "
+                         f"per function, more than the {SERVED_ENTRIES} a served network holds; send fewer times or "
+                         f"positions per call")
+    if n_samples * nt * nx > SERVED_ENTRIES:
+        raise ValueError(f"params.n_samples × nt × nx = {n_samples} × {nt} × {nx} exceeds {SERVED_ENTRIES} entries per "
+                         f"function, the most a served network holds; ask for at most "
+                         f"{SERVED_ENTRIES // (nt * nx)} draws at this grid")
 
 
 def _check_reachable(mass: np.ndarray, weights: np.ndarray, lower: float, constraint: str) -> None:

@@ -30,8 +30,9 @@ import pytest
 import torch
 from mlflow.exceptions import MlflowException
 
-from physml import tracking
+from physml import serving, tracking
 from physml.constraints.conservation import trapezoid_weights
+from physml.experiments import probconserv
 from physml.models import build_model
 from physml.models.anp import function_seeds
 from physml.serving import ServingInputError
@@ -173,6 +174,63 @@ def test_an_anp_answers_for_a_function_whatever_else_the_call_holds(store: str) 
     as_json = served.predict({**inputs, "target_x": grid.astype(np.float64).tolist(), "mass": mass})
     for key in ("mean", "var"):
         np.testing.assert_array_equal(as_json[key], out[key])
+
+
+def test_a_large_served_call_is_predicted_in_parts_and_an_oversized_one_refused(store: str, monkeypatch) -> None:
+    """A call whose S·B·nt·nx latent-draw entries pass :data:`~physml.serving.SERVED_ENTRIES` is predicted a few
+    functions at a time, in whole batches of the constrain stage (:func:`~physml.experiments.probconserv.
+    predict_batches`), so its answer is the one call's to the bit (the paper profile's test split: S = 100 on
+    201 × 201 is predicted 32 functions, two batches of 16, at a time). Where one batch's draws alone pass the
+    bound the parts are smaller: the same draws (each function's come from its own index), the float32 network
+    rounding differently at another batch size (measured ~1e-8 relative). One function that alone needs more
+    draws or covariance entries (nt·nx²) is refused, naming the param or the input, before anything is
+    predicted, so no request can exhaust the server's memory."""
+    assert serving._rows_per_part(100, 201, 201) == 32
+    _, served = _register("heat", "anp", "probconserv", ANP_CONFIG, n_samples=4)
+    inputs = _black_box_inputs()
+    mass = np.random.default_rng(9).normal(size=(B, NT))
+    real = probconserv.predict_batches
+    parts, batches = [], []
+
+    def recorded(net, arrays, *args, **kwargs):
+        parts.append(len(arrays["target_x"]))
+        for batch in real(net, arrays, *args, **kwargs):
+            batches.append(batch.functions.stop - batch.functions.start)
+            yield batch
+
+    monkeypatch.setattr(probconserv, "predict_batches", recorded)
+    six = {key: np.concatenate([value, value[::-1]]) for key, value in {**inputs, "mass": mass}.items()}
+    monkeypatch.setattr(probconserv, "PREDICT_COV_ENTRIES", 2 * NT * NX * NX)  # the stage's batches: 2 functions
+    whole = served.predict(six, params={"n_samples": NX})
+    assert (parts, batches) == ([6], [2, 2, 2])
+    monkeypatch.setattr(serving, "SERVED_ENTRIES", 3 * NT * NX * NX)  # NX draws of 3 functions: parts of 2
+    parts.clear(), batches.clear()
+    in_parts = served.predict(six, params={"n_samples": NX})
+    assert (parts, batches) == ([2, 2, 2], [2, 2, 2])
+    for key in ("mean", "var"):
+        np.testing.assert_array_equal(in_parts[key], whole[key])
+    monkeypatch.setattr(probconserv, "PREDICT_COV_ENTRIES", 2**27)  # the stage's batch: all 3; the parts: 2 and 1
+    monkeypatch.setattr(serving, "SERVED_ENTRIES", 2**27)
+    whole = served.predict({**inputs, "mass": mass}, params={"n_samples": NX})
+    monkeypatch.setattr(serving, "SERVED_ENTRIES", 2 * NT * NX * NX)
+    parts.clear(), batches.clear()
+    in_parts = served.predict({**inputs, "mass": mass}, params={"n_samples": NX})
+    assert parts == [2, 1]
+    np.testing.assert_allclose(in_parts["mean"], whole["mean"], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(in_parts["var"], whole["var"], rtol=1e-5, atol=1e-9)
+    assert np.abs(in_parts["mean"] - whole["mean"]).max() < 1e-3 * np.abs(whole["mean"] - served.predict(
+        {**inputs, "mass": mass}, params={"n_samples": NX, "seed": 1})["mean"]).max()  # far below another draw
+    monkeypatch.undo()
+    huge = serving.SERVED_ENTRIES // (NT * NX) + 1
+    with pytest.raises(ServingInputError, match=rf"params.n_samples × nt × nx = {huge} × {NT} × {NX} exceeds "
+                                                rf"{serving.SERVED_ENTRIES} entries .* at most {huge - 1} draws"):
+        served.predict({**inputs, "mass": mass}, params={"n_samples": huge})
+    nx = 4100  # 8 × 4100² > 2**27
+    wide = {**inputs, "target_x": np.broadcast_to(np.linspace(0, 2 * np.pi, nx), (B, 8, nx)),
+            "target_t": inputs["target_t"][:, :1].repeat(8, axis=1)}
+    with pytest.raises(ServingInputError, match=r"input 'target_x' of nt × nx = 8 × 4100 needs nt × nx² = 134480000 "
+                                                r"covariance entries per function"):
+        served.predict(wide, params={"constraint": "none"})
 
 
 def test_served_black_box_inputs_and_params_are_checked_by_name(store: str) -> None:

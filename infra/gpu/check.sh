@@ -9,7 +9,7 @@
 # OUT (results folder; the device tool sets it), PYTHON (python3), WHEELS (.whl), SPEED (no: skip the speed
 # benchmark, e.g. in a second call for the cases alone), CASE_MIN_SECONDS (60: a case starts only with this
 # much of the budget left). The wheels in .whl/
-# (infra/gpu/fetch_wheels.sh, carried with the call) are installed first: the machine has no pydantic or pandera. physml runs from the checkout,
+# (infra/gpu/fetch_wheels.sh, carried with the call) are installed first: the machine has no pydantic, pandera or ruamel.yaml. physml runs from the checkout,
 # uninstalled, and MLflow is not used (--no-track). Data come from data/<profile>/<case> when it is carried
 # and complete, else the case is generated there. Results in $OUT, at most 8 files as the tool returns them:
 # boon_speed.txt, cuda_tests.txt, one <case>.json per case (rel_l2 and boundary error per constraint, FNO ÷ BOON, stage
