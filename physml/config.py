@@ -101,13 +101,19 @@ def _takes_only_number_sequences(annotation: Any) -> bool:
 
 
 def _quoted_number_hint(value: str) -> str:
-    """For a string that spells a number (``lr: "1e-3"``: quoted, so YAML keeps it a string), how to write
-    it as one."""
+    """For a string that spells a finite number, how to write it as one: without quotes where YAML reads the
+    bare text as a number (``"1e-3"``), else in a form it does (``.5e3``: YAML 1.2 reads a string; write
+    ``500.0``)."""
     try:
-        float(value)
-    except ValueError:
+        number = float(value)
+        bare = ruamel.yaml.YAML(typ="safe").load(value)
+    except (ValueError, ruamel.yaml.YAMLError):
         return ""
-    return "; write it without quotes"
+    if not math.isfinite(number):
+        return ""
+    if isinstance(bare, int | float) and not isinstance(bare, bool):
+        return "; write it without quotes"
+    return f"; YAML reads {value} as a string: write {number!r}"
 
 
 def _boolean_error(value: Any) -> str:
@@ -848,10 +854,11 @@ def load_params(path: str | Path = "params.yaml") -> ParamsModel:
 
 def read_params_yaml(path: str | Path) -> Any:
     """The contents of a params file, read as DVC reads it: ruamel.yaml's safe loader, YAML 1.2 (``1e-3`` is
-    a number; ``<<:`` merges keep the nearest key, also through an anchor that itself merges), and a key given
-    twice in one mapping refused with both its lines (DVC refuses such a file). PyYAML differs on the first
-    two, so a params.yaml read by it could train on settings that DVC's ``${...}`` and ``dvc exp`` read
-    otherwise. ValueError names a missing, non-UTF-8 or malformed file."""
+    a number; ``<<:`` merges keep the nearest key, also through an anchor that itself merges). PyYAML differs
+    on both, so a params.yaml read by it could train on settings other than those DVC's ``${...}`` and
+    ``dvc exp`` read. A key given twice in one mapping (equal as values: ``1`` and ``0x1``, ``~`` and ``null``)
+    is refused with both its places, also beside a merge key, where ruamel lets the last one win silently.
+    ValueError names a missing, empty, non-UTF-8, malformed or too deeply nested file."""
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"params file {str(path)!r} is a directory, not a YAML file")
@@ -862,36 +869,52 @@ def read_params_yaml(path: str | Path) -> Any:
     except UnicodeDecodeError as exc:
         raise ValueError(f"params file {str(path)!r} is not UTF-8 text ({exc})") from None
     try:
-        return ruamel.yaml.YAML(typ="safe").load(text)
-    except ruamel.yaml.constructor.DuplicateKeyError as exc:
-        raise ValueError(f"params file {str(path)!r}: {_duplicate_key_message(text, exc)}") from None
+        reader = ruamel.yaml.YAML(typ="safe")
+        tree = reader.compose(text)
+        if tree is None:
+            raise ValueError(f"params file {str(path)!r} is empty")
+        repeated = _repeated_key(tree, ruamel.yaml.YAML(typ="safe").constructor)
+        if repeated:
+            raise ValueError(f"params file {str(path)!r}: {repeated}")
+        return reader.load(text)
     except ruamel.yaml.YAMLError as exc:
         raise ValueError(f"params file {str(path)!r} is not valid YAML: {' '.join(str(exc).split())}") from None
+    except RecursionError:
+        raise ValueError(f"params file {str(path)!r} is nested too deeply to read") from None
 
 
-def _duplicate_key_message(text: str, exc: ruamel.yaml.constructor.DuplicateKeyError) -> str:
-    """``found the key 'seed' twice (first line 3, again line 40); give each key once``, from the composed
-    node tree (ruamel's own message gives only the second line and the mapping's start)."""
-    context, problem = exc.context_mark, exc.problem_mark
-    at = lambda mark: (mark.line, mark.column)  # noqa: E731
-    stack, seen = [ruamel.yaml.YAML(typ="safe", pure=True).compose(text)], set()
+def _repeated_key(tree: ruamel.yaml.nodes.Node, constructor: Any) -> str | None:
+    """``found the key 'seed' twice (first line 3, again line 40); give each key once`` for the first mapping of
+    the composed ``tree`` that holds a key twice (keys compared as the values they construct; merge keys left
+    out, as what a merge brings in may be overridden), else None. Walks the tree without recursion, each node
+    once (an aliased anchor is one node)."""
+    stack, seen = [tree], set()
     while stack:
         node = stack.pop()
         if id(node) in seen:
             continue
         seen.add(id(node))
-        if isinstance(node, ruamel.yaml.nodes.MappingNode) and at(node.start_mark) == at(context):
-            keys = [k for k, _ in node.value if isinstance(k, ruamel.yaml.nodes.ScalarNode)]
-            again = next((k for k in keys if at(k.start_mark) == at(problem)), None)
-            first = next((k for k in keys if again is not None and (k.tag, k.value) == (again.tag, again.value)), None)
-            if again is not None and first is not None and first is not again:
-                return (f"found the key {again.value!r} twice (first line {first.start_mark.line + 1}, again line "
-                        f"{again.start_mark.line + 1}); give each key once")
         if isinstance(node, ruamel.yaml.nodes.MappingNode):
-            stack += [n for pair in node.value for n in pair]
+            first: dict[Any, Any] = {}
+            for key, _ in node.value:
+                if not isinstance(key, ruamel.yaml.nodes.ScalarNode) or key.tag == "tag:yaml.org,2002:merge":
+                    continue
+                value = constructor.construct_object(key, deep=True)
+                if value in first:
+                    where = _places(first[value].start_mark, key.start_mark)
+                    return f"found the key {value!r} twice ({where}); give each key once"
+                first[value] = key
+            stack += [n for pair in reversed(node.value) for n in reversed(pair)]
         elif isinstance(node, ruamel.yaml.nodes.SequenceNode):
-            stack += node.value
-    return f"{exc.problem} (line {problem.line + 1}); give each key once"
+            stack += reversed(node.value)
+    return None
+
+
+def _places(first: Any, again: Any) -> str:
+    """``first line 3, again line 40``; with columns when both are on one line."""
+    if first.line == again.line:
+        return f"first line {first.line + 1} column {first.column + 1}, again column {again.column + 1}"
+    return f"first line {first.line + 1}, again line {again.line + 1}"
 
 
 __all__ = [

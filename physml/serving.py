@@ -67,13 +67,15 @@ from physml.constraints.conservation import trapezoid_weights
 from physml.models import build_model
 from physml.models.anp import ComponentMixture, check_shapes
 from physml.models.boon import BoundaryFNO
+from physml.models.ensemble import DeepEnsemble
 from physml.tracking import MODEL_CONFIG_FILE
 
 #: The updates a served black box applies (see the module docstring); the first is the default.
 CONSTRAINTS = ("probconserv", "probconserv_mixture", "probconserv_nonnegative", "hardc", "none")
 BLACK_BOX_INPUTS = ("context_t", "context_x", "context_u", "target_t", "target_x")
-#: Most entries (S·B·nt·nx of the latent draws' means, B·nt·nx² of the covariances, ~1 GiB in float64 each) a
-#: served black box holds at once: a call asking for more is predicted a few functions at a time, in whole
+#: Most entries a served black box holds at once of its mixture's components (S·B·nt·nx: the ANP's draws, the
+#: ensemble's members) and of each covariance (B·nt·nx², the plain and the updated one alive together;
+#: ~1 GiB in float64): a call asking for more is predicted a few functions at a time, in whole
 #: batches of the constrain stage where they fit (the same bits; else the same draws, the float32 network
 #: rounding differently at another batch size, ~1e-8 relative), and one whose single function needs more is
 #: refused, so a request cannot exhaust the server's memory.
@@ -152,7 +154,9 @@ class ServedNetwork:
         _check_domain(arrays, self.config)
         if not isinstance(self.net, ComponentMixture):
             raise ValueError(f"model_config {self.config} builds a {type(self.net).__name__}, which has no predictive")
-        _check_size(n_samples, *target_x.shape[1:])
+        # the mixture's components: the ANP's n_samples latent draws, the ensemble's members (n_samples unused)
+        members = len(self.net.members) if isinstance(self.net, DeepEnsemble) else None
+        _check_size(members or n_samples, *target_x.shape[1:], members=members is not None)
         G = b = None
         if constraint != "none":
             mass = _float_array(data, "mass")
@@ -169,7 +173,7 @@ class ServedNetwork:
             _check_reachable(mass, G[:, :, 0], updates[constraint], constraint)
         means, variances = [], []
         n, nt, nx = target_x.shape
-        rows = _rows_per_part(n_samples, nt, nx)
+        rows = _rows_per_part(members or n_samples, nt, nx)
         for start in range(0, n, rows):
             part = slice(start, min(start + rows, n))
             G_part, b_part = (None, None) if G is None else (G[part], b[part])
@@ -221,29 +225,34 @@ def _check_domain(arrays: Mapping[str, np.ndarray], config: Mapping[str, Any]) -
                              f"{arrays[name][where]:.6g})")
 
 
-def _rows_per_part(n_samples: int, nt: int, nx: int) -> int:
+def _rows_per_part(components: int, nt: int, nx: int) -> int:
     """How many functions a part of a served call holds: as many as :data:`SERVED_ENTRIES` allows of S·nt·nx
-    draw entries each, rounded down to a whole number of the constrain stage's batches
-    (:func:`physml.experiments.probconserv.predict_batches`, which bounds the covariances), so that the parts'
-    batches are the one call's and the answer its bits; fewer than one batch only when one batch's draws alone
-    pass the bound."""
-    from physml.experiments.probconserv import PREDICT_BATCH, PREDICT_COV_ENTRIES
+    component entries each (S = ``components``: latent draws or ensemble members), rounded down to a whole
+    number of the constrain stage's batches (:func:`physml.experiments.probconserv.prediction_batch`, which
+    bounds the covariances), so that the parts' batches are the one call's and the answer its bits; fewer than
+    one batch only when one batch's components alone pass the bound."""
+    from physml.experiments.probconserv import prediction_batch
 
-    batch = max(1, min(PREDICT_BATCH, PREDICT_COV_ENTRIES // (nt * nx * nx)))  # predict_batches' own
-    rows = max(1, SERVED_ENTRIES // (n_samples * nt * nx))
+    batch = prediction_batch(nt, nx)
+    rows = max(1, SERVED_ENTRIES // (components * nt * nx))
     return rows // batch * batch if rows >= batch else rows
 
 
-def _check_size(n_samples: int, nt: int, nx: int) -> None:
-    """ValueError naming what makes one function's predictive larger than :data:`SERVED_ENTRIES`: its S·nt·nx
-    latent-draw entries (``params.n_samples``) or its nt·nx² covariance entries (``target_x``'s slices)."""
+def _check_size(components: int, nt: int, nx: int, members: bool = False) -> None:
+    """ValueError naming what makes one function's predictive larger than :data:`SERVED_ENTRIES`: its nt·nx²
+    covariance entries (``target_x``'s slices) or its S·nt·nx component entries, S = ``components``: the
+    ANP's latent draws (``params.n_samples``) or, with ``members``, the ensemble's members."""
     if nt * nx * nx > SERVED_ENTRIES:
         raise ValueError(f"input 'target_x' of nt × nx = {nt} × {nx} needs nt × nx² = {nt * nx * nx} covariance entries "
                          f"per function, more than the {SERVED_ENTRIES} a served network holds; send fewer times or "
                          f"positions per call")
-    if n_samples * nt * nx > SERVED_ENTRIES:
-        raise ValueError(f"params.n_samples × nt × nx = {n_samples} × {nt} × {nx} exceeds {SERVED_ENTRIES} entries per "
-                         f"function, the most a served network holds; ask for at most "
+    if components * nt * nx > SERVED_ENTRIES and members:
+        raise ValueError(f"the ensemble's {components} members × nt × nx = {components} × {nt} × {nx} exceed "
+                         f"{SERVED_ENTRIES} entries per function, the most a served network holds; send at most "
+                         f"{SERVED_ENTRIES // (components * nx)} time(s) per call")
+    if components * nt * nx > SERVED_ENTRIES:
+        raise ValueError(f"params.n_samples × nt × nx = {components} × {nt} × {nx} exceeds {SERVED_ENTRIES} entries "
+                         f"per function, the most a served network holds; ask for at most "
                          f"{SERVED_ENTRIES // (nt * nx)} draws at this grid")
 
 

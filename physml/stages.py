@@ -160,7 +160,9 @@ def _differences(a: Any, b: Any, path: str = "") -> list[str]:
 def _check_trained_with(case: str, model: str, params: ParamsModel, lay: Layout) -> None:
     """Refuse networks trained with other settings than ``params`` gives now (:data:`TRAINED_WITH`), or whose
     training left no record (not trained by :func:`train`, or it did not finish), naming the keys that differ."""
-    retrain = f"run `physml train --case {case} --model {model}`"
+    from physml.experiments import rerun
+
+    retrain = f"run {rerun('train', case, params.profile, model)}"
     record = lay.models(case, model) / TRAINED_WITH
     if not record.is_file():
         raise ValueError(f"{record} is missing: no record of the settings the networks of {case} × {model} were "
@@ -182,22 +184,22 @@ def _check_inputs(case: str, model: str, params: ParamsModel, lay: Layout, step:
     constrain, seed-study or evaluate.
     """
     from physml.data.generate import fingerprint
-    from physml.experiments import PREDICTIONS_FILE, checkpoints_digest, data_version
+    from physml.experiments import PREDICTIONS_FILE, checkpoints_digest, data_version, rerun
     from physml.training import read_checkpoint
 
     data = lay.data(case)
-    current = data_version(data, case)
+    current = data_version(data, case, params.profile)
     if current != fingerprint(case, params):
         raise ValueError(f"{data}: generated with other settings than params.yaml gives now (cases.{case}, profile, "
-                         f"seed or the generation code changed since); run `physml generate --case {case}`")
+                         f"seed or the generation code changed since); run {rerun('generate', case, params.profile)}")
     if step in ("constrain", "seed-study", "evaluate"):
         _check_trained_with(case, model, params, lay)
     if step in ("constrain", "seed-study"):
         for ckpt in sorted(lay.models(case, model).glob("*.pt")):
             made = read_checkpoint(ckpt).get("data_version")
             if made != current:
-                raise ValueError(f"{ckpt}: trained on other data than {data} now holds; run `physml train --case "
-                                 f"{case} --model {model}`")
+                raise ValueError(f"{ckpt}: trained on other data than {data} now holds; run "
+                                 f"{rerun('train', case, params.profile, model)}")
     if step == "evaluate":
         import h5py
 
@@ -207,7 +209,8 @@ def _check_inputs(case: str, model: str, params: ParamsModel, lay: Layout, step:
                 made = (fh.attrs.get("data_version"), fh.attrs.get("checkpoints"))
             if made != (current, checkpoints_digest(lay.models(case, model))):
                 raise ValueError(f"{predictions}: made from other data or other networks than {data} and "
-                                 f"{lay.models(case, model)} now hold; run `physml constrain --case {case} --model {model}`")
+                                 f"{lay.models(case, model)} now hold; run "
+                                 f"{rerun('constrain', case, params.profile, model)}")
 
 
 def train(case: str, model: str, params: ParamsModel, root: Path, progress: bool = True) -> Path:
@@ -286,7 +289,9 @@ def check_made_from(case: str, model: str, lay: Layout) -> None:
     or a constrain run by hand after the last evaluate), or with no record of what they were computed from;
     parts missing on disk are not compared. The refusal names what differs and the command that remakes the
     metrics."""
-    remake = f"run `physml evaluate --case {case} --model {model}`"
+    from physml.experiments import rerun
+
+    remake = f"run {rerun('evaluate', case, lay.profile, model)}"
     recorded = read_made_from(case, model, lay)
     if recorded is None:
         raise ValueError(f"{lay.metrics(case, model) / MADE_FROM} is missing: no record of what the metrics of "
@@ -440,7 +445,7 @@ def _dataset_version(case: str, params: ParamsModel, root: Path) -> str:
 
     data = Layout(Path(root), params.profile).data(case)
     version = tracking.dataset_version(data)
-    return version if version is not None else data_version(data, case)
+    return version if version is not None else data_version(data, case, params.profile)
 
 
 def track_seed_study(case: str, model: str, params: ParamsModel, root: Path, only_missing: bool = False) -> str | None:

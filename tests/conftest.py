@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
+from physml.config import read_params_yaml
+
 ROOT = Path(__file__).resolve().parents[1]
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -21,7 +23,7 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 def tiny_params(pc_case: str = "heat", op_case: str = "stokes2") -> dict[str, Any]:
     """params.yaml cut down to one ProbConserv and one BOON case with a few samples and one epoch (and a
     seed study of two seeds in each group)."""
-    data = yaml.safe_load((ROOT / "params.yaml").read_text())
+    data = read_params_yaml(ROOT / "params.yaml")
     tiny = copy.deepcopy(data)
     tiny["profile"] = "quick"
     tiny["cases"] = {pc_case: data["cases"][pc_case], op_case: data["cases"][op_case]}

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-import yaml
 
 from physml import pdes
 from physml.config import MAX_SEED, PROFILES, load_params, read_params_yaml, validate_params
@@ -19,7 +19,7 @@ PARAMS = ROOT / "params.yaml"
 
 @pytest.fixture(scope="module")
 def raw() -> dict[str, Any]:
-    return yaml.safe_load(PARAMS.read_text())
+    return read_params_yaml(PARAMS)
 
 
 def test_shipped_params_validate_and_cover_the_registry() -> None:
@@ -193,6 +193,8 @@ BAD = [
     ("matrix.boon.seeds", 3, "matrix.boon.seeds", "give a mapping with one entry per profile, {quick: ..., paper: ...}"),
     # a number in quotes stays a string in YAML
     ("models.fno.quick.train.lr", "1e-3", "models.fno.quick.train.lr", "not a string; write it without quotes (got '1e-3')"),
+    # unquoted, YAML 1.2 reads .5e3 as a string (its float needs a digit before the dot with an exponent)
+    ("models.fno.quick.train.lr", ".5e3", "models.fno.quick.train.lr", "YAML reads .5e3 as a string: write 500.0"),
     ("models.fno.cases.nope", {"quick": {"width": 8}}, "models.fno.cases.nope", "not a configured case"),
     ("cases.stefan.test_grid.quick.nx", 2, "cases.stefan.test_grid.quick.nx", "[8, inf)"),
     ("cases.stefan.test_grid.quick", {"nx": 9, "times": [0.0, 0.05]}, "cases.stefan.test_grid.quick.times", "(0, 0.1]"),
@@ -293,6 +295,21 @@ def test_a_key_given_twice_is_refused_with_both_lines(tmp_path: Path) -> None:
         load_params(path)
     path.write_text("base: &b {a: 1, b: 2}\nother: {<<: *b, a: 3}\n")
     assert read_params_yaml(path)["other"] == {"a": 3, "b": 2}
+    for text, message in (
+            # beside a merge key, where ruamel (and so DVC) keeps the last y silently
+            ("base: &b {x: 1}\nc:\n  <<: *b\n  y: 2\n  y: 3\n", "the key 'y' twice (first line 4, again line 5)"),
+            ("a: 1\n1: a\n0x1: b\n", "the key 1 twice (first line 2, again line 3)"),  # equal as values
+            ("a: {x: 1, y: 2, x: 3}\n", "the key 'x' twice (first line 1 column 5, again column 17)"),
+            ("a:\n- {x: 1}\n- y: 1\n  y: 2\n", "the key 'y' twice (first line 3, again line 4)")):
+        path.write_text(text)
+        with pytest.raises(ValueError, match=re.escape(message) + "; give each key once"):
+            read_params_yaml(path)
+    path.write_text("# nothing yet\n")
+    with pytest.raises(ValueError, match=r"params.yaml' is empty"):
+        load_params(path)
+    path.write_text("a: " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(ValueError, match=r"params.yaml' is nested too deeply to read"):
+        load_params(path)
     path.write_bytes(PARAMS.read_bytes() + "# caf\xe9\n".encode("latin-1"))
     with pytest.raises(ValueError, match=r"params.yaml' is not UTF-8 text"):
         load_params(path)

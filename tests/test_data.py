@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from physml import pdes
-from physml.config import SPLITS, ParamsModel, validate_params
+from physml.config import SPLITS, ParamsModel, read_params_yaml, validate_params
 from physml.data import (
     MARKER,
     generate_case,
@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def tiny_raw() -> dict[str, Any]:
     """The shipped params.yaml shrunk to a few samples per split and small grids (quick profile)."""
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw = read_params_yaml(ROOT / "params.yaml")
     for case in raw["cases"].values():
         case["sizes"]["quick"] = {"train": 3, "val": 2, "test": 4}
         if "grid" in case:

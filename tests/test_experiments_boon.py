@@ -271,7 +271,7 @@ def test_networks_trained_with_other_settings_are_refused(heat_run: tuple[Params
 def test_seed_study_needs_the_main_training_and_the_data(tmp_path: Path) -> None:
     params = tiny_params(seeds=2, stokes2={"nx": 12, "nt": 3})
     stages.generate("stokes2", params, tmp_path, progress=False)
-    with pytest.raises(ValueError, match=r"trained_with\.json is missing: .*run `physml train --case stokes2 --model fno`"):
+    with pytest.raises(ValueError, match=r"trained_with\.json is missing: .*run `physml train --case stokes2 --model fno --profile quick`"):
         stages.seed_study("stokes2", "fno", params, tmp_path, progress=False)
     with pytest.raises(ValueError, match="no trained networks of the project seed; run train for stokes2"):
         boon.seed_study("stokes2", "fno", params, tmp_path / "data" / "quick" / "stokes2", tmp_path / "models",
@@ -370,7 +370,7 @@ def test_a_split_missing_from_finished_data_stops_training(heat_run: tuple[Param
     data = tmp_path / "data"
     shutil.copytree(stages.Layout(root, params.profile).data("heat_neumann"), data)
     (data / "test.h5").unlink()
-    with pytest.raises(ValueError, match=rf"{data}: files listed in dataset.json are missing: test.h5; run `physml generate --case heat_neumann`$"):
+    with pytest.raises(ValueError, match=rf"{data}: files listed in dataset.json are missing: test.h5; run `physml generate --case heat_neumann --profile quick`$"):
         boon.train("heat_neumann", "fno", params, data, tmp_path / "m", progress=False)
     assert not (tmp_path / "m").exists()
 
@@ -463,7 +463,7 @@ def test_stages_refuse_inputs_other_settings_made(tmp_path: Path, monkeypatch: p
     # "not recorded" where there is no record
     record = lay.metrics("stokes2", "fno") / stages.MADE_FROM
     record.unlink()
-    with pytest.raises(ValueError, match=r"made_from.json is missing: .*physml evaluate --case stokes2 --model fno"):
+    with pytest.raises(ValueError, match=r"made_from.json is missing: .*physml evaluate --case stokes2 --model fno --profile quick`"):
         stages.track("stokes2", "fno", other, tmp_path)
     record.write_text(json.dumps(recorded))
     shutil.rmtree(lay.data("stokes2"))

@@ -100,7 +100,7 @@ def test_probconserv_and_hardc_conserve_mass_exactly_the_black_box_does_not(run:
     assert m["none"]["conservation_error"] > 1e3 * max(m["probconserv"]["conservation_error"], 1e-14)
     assert m["none"]["conservation_error"] > 1e-4  # a black box misses the mass visibly, not at round-off
     # every ProbConserv posterior sample of the last slice satisfies G u = b (zero variance along G)
-    arrays = pc._load_split(stages.Layout(run["root"], "quick").data("stefan"), "test", "stefan")
+    arrays = pc._load_split(stages.Layout(run["root"], "quick").data("stefan"), "test", "stefan", "quick")
     G, b = pc.conservation_system("stefan", arrays)
     with h5py.File(run[model]["pred"], "r") as fh:
         samples = fh["probconserv/samples"][...]
@@ -126,7 +126,7 @@ def test_stored_constraints_are_the_textbook_updates_of_the_stored_black_box(run
     HardC is the orthogonal projection μ − Gᵀ(G Gᵀ)⁻¹(G μ − b) with Σ unchanged; ProbConserv is the Gaussian
     update μ − Σ Gᵀ(G Σ Gᵀ)⁻¹(G μ − b), Σ − Σ Gᵀ(G Σ Gᵀ)⁻¹ G Σ (Eq. 5), written out here in numpy. Each would
     fail for the other's weighting: both conserve mass, so the conservation checks alone cannot tell them apart."""
-    arrays = pc._load_split(stages.Layout(run["root"], "quick").data("stefan"), "test", "stefan")
+    arrays = pc._load_split(stages.Layout(run["root"], "quick").data("stefan"), "test", "stefan", "quick")
     G, b = pc.conservation_system("stefan", arrays)
     g, c = G[:, -1], b[:, -1]  # (N, k, nx), (N, k)
     with h5py.File(run[model]["pred"], "r") as fh:
@@ -207,9 +207,9 @@ def test_per_component_probconserv_updates_each_component_then_mixes(run: dict, 
     lay, params = stages.Layout(run["root"], "quick"), run["params"]
     # the tiny ANP draws 4 latent samples (tests/conftest.py); an ensemble's members draw none
     assert pc.latent_draws(params, "stefan", "anp") == 4 and pc.latent_draws(params, "stefan", "ensemble") == 1
-    arrays = pc._load_split(lay.data("stefan"), "test", "stefan")
+    arrays = pc._load_split(lay.data("stefan"), "test", "stefan", "quick")
     G, b = pc.conservation_system("stefan", arrays)
-    net = pc._load_model(lay.models("stefan", model) / checkpoint, "stefan", model)
+    net = pc._load_model(lay.models("stefan", model) / checkpoint, "stefan", model, "quick")
     assert net.config.constrained_likelihood == (constraint == "probconserv_trained")
     n = arrays["target_u"].shape[0]
     n_samples = pc.latent_draws(params, "stefan", model)
@@ -261,9 +261,9 @@ def test_probconserv_nonnegative_keeps_each_component_nonnegative_and_the_mass_e
     assert pc._applies(pc.NONNEGATIVE, "stefan") and not pc._applies(pc.NONNEGATIVE, "heat")  # heat: the mixture
     assert pc._applies(pc.PER_COMPONENT, "heat")
     lay, params = stages.Layout(run["root"], "quick"), run["params"]
-    arrays = pc._load_split(lay.data("stefan"), "test", "stefan")
+    arrays = pc._load_split(lay.data("stefan"), "test", "stefan", "quick")
     G, b = pc.conservation_system("stefan", arrays)
-    net = pc._load_model(lay.models("stefan", model) / "plain.pt", "stefan", model)
+    net = pc._load_model(lay.models("stefan", model) / "plain.pt", "stefan", model, "quick")
     n_samples = pc.latent_draws(params, "stefan", model)
     means, variances = net.predict_components(
         *(arrays[k] for k in ("context_t", "context_x", "context_u", "target_t", "target_x")), n_samples=n_samples,
@@ -366,7 +366,7 @@ def test_metrics_recomputed_from_the_predictions_the_stored_mass_and_the_exact_f
     from physml.metrics import shock_positions
     from physml.pdes import get
 
-    arrays = pc._load_split(stages.Layout(run["root"], "quick").data("stefan"), "test", "stefan")
+    arrays = pc._load_split(stages.Layout(run["root"], "quick").data("stefan"), "test", "stefan", "quick")
     G, b = pc.conservation_system("stefan", arrays)
     np.testing.assert_allclose(b[..., 0], arrays["mass"], rtol=1e-12, atol=1e-14)
     stefan = get("stefan")
@@ -442,7 +442,7 @@ def test_evaluate_reads_the_coverage_where_the_intervals_miss(run: dict, tmp_pat
     from scipy.stats import norm
 
     lay = stages.Layout(run["root"], "quick")
-    arrays = pc._load_split(lay.data("stefan"), "test", "stefan")
+    arrays = pc._load_split(lay.data("stefan"), "test", "stefan", "quick")
     true, p_star = arrays["target_u"], arrays["params"][:, 0]
     wet = true > 0
     pred_dir = tmp_path / "pred"
@@ -542,7 +542,7 @@ def test_constrain_one_function_at_a_time_writes_the_same_predictions(run: dict,
 def test_test_functions_of_no_listed_value_are_a_clear_error(run: dict) -> None:
     """Per-value metrics group the test functions by the values params.yaml lists; data drawn at another value
     (params edited after generation) is named, with the values allowed."""
-    arrays = dict(pc._load_split(stages.Layout(run["root"], "quick").data("stefan"), "test", "stefan"))
+    arrays = dict(pc._load_split(stages.Layout(run["root"], "quick").data("stefan"), "test", "stefan", "quick"))
     groups = pc._test_value_groups(run["params"], "stefan", arrays)
     assert sorted(groups) == [("p_star", 0.5), ("p_star", 0.6)]
     assert sorted(np.concatenate(list(groups.values())).tolist()) == list(range(arrays["params"].shape[0]))
@@ -558,7 +558,7 @@ def test_a_checkpoint_of_another_case_is_rejected(run: dict, tmp_path: Path) -> 
     model_dir = tmp_path / "models"
     shutil.copytree(lay.models("stefan", "ensemble"), model_dir)
     with pytest.raises(ValueError, match="trained on case 'stefan'; expected one of \\['heat'\\]"):
-        pc._load_model(model_dir / "plain.pt", "heat", "ensemble")
+        pc._load_model(model_dir / "plain.pt", "heat", "ensemble", "quick")
     with pytest.raises(ValueError, match="holds a 'ensemble' network; expected a 'anp' model"):
         pc.constrain("stefan", "anp", run["params"], lay.data("stefan"), model_dir, tmp_path / "pred")
     assert not (tmp_path / "pred" / PREDICTIONS_FILE).exists()
@@ -580,7 +580,7 @@ def test_nan_variance_from_a_model_is_a_clear_error(run: dict, tmp_path: Path) -
 def test_bad_inputs_name_the_field(run: dict, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="model: 'fno' is not a ProbConserv black box; allowed: anp, ensemble"):
         pc.train("stefan", "fno", run["params"], tmp_path, tmp_path / "m", progress=False)
-    with pytest.raises(ValueError, match=r"no predictions .*predictions.h5; run `physml constrain --case stefan --model anp` first"):
+    with pytest.raises(ValueError, match=r"no predictions .*predictions.h5; run `physml constrain --case stefan --model anp --profile quick` first"):
         pc.evaluate("stefan", "anp", run["params"], stages.Layout(run["root"], "quick").data("stefan"), tmp_path, tmp_path / "out")
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
 
@@ -591,7 +591,7 @@ def test_data_whose_generation_did_not_finish_are_not_trained_on(run: dict, tmp_
     data = tmp_path / "data"
     shutil.copytree(stages.Layout(run["root"], "quick").data("stefan"), data)
     (data / MARKER).unlink()
-    with pytest.raises(ValueError, match=rf"{data}: no completion marker dataset.json: .* run `physml generate --case stefan`$"):
+    with pytest.raises(ValueError, match=rf"{data}: no completion marker dataset.json: .* run `physml generate --case stefan --profile quick`$"):
         pc.train("stefan", "ensemble", run["params"], data, tmp_path / "m", progress=False)
     assert not (tmp_path / "m").exists()
 
@@ -642,7 +642,7 @@ def test_seed_study_retrains_the_plain_network_per_seed_and_reproduces_evaluate_
     assert sorted(p.name for p in (tmp_path / "study" / f"seed_{base.seed + 1}").glob("*.pt")) == ["plain.pt"]
     assert study["probconserv_ahead"] == sum(p <= f for p, f in zip(study["mse"]["probconserv"], study["mse"]["none"]))
     # stefan's test set is drawn at listed p* values: per-value MSEs, whose function-weighted mean is the MSE
-    arrays = pc._load_split(lay.data("stefan"), "test", "stefan")
+    arrays = pc._load_split(lay.data("stefan"), "test", "stefan", "quick")
     groups = pc._test_value_groups(params, "stefan", arrays)
     weights = {pc.per_value_key("mse", p, v): idx.size for (p, v), idx in groups.items() if idx.size}
     assert set(study["mse_per_value"]) == set(weights)
@@ -678,7 +678,7 @@ def test_the_served_champion_predicts_what_the_constrain_stage_wrote(run: dict, 
     stages.track("stefan", model, params, root)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # where models:/ URIs resolve
     served = mlflow.pyfunc.load_model(f"models:/{tracking.registered_model_name('stefan', model, 'quick')}@champion")
-    arrays = pc._load_split(stages.Layout(root, "quick").data("stefan"), "test", "stefan")
+    arrays = pc._load_split(stages.Layout(root, "quick").data("stefan"), "test", "stefan", "quick")
     _, b = pc.conservation_system("stefan", arrays)
     inputs = {k: arrays[k] for k in ("context_t", "context_x", "context_u", "target_t", "target_x")}
     with h5py.File(run[model]["pred"]) as f:

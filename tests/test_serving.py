@@ -198,33 +198,44 @@ def test_a_large_served_call_is_predicted_in_parts_and_an_oversized_one_refused(
             batches.append(batch.functions.stop - batch.functions.start)
             yield batch
 
-    monkeypatch.setattr(probconserv, "predict_batches", recorded)
-    six = {key: np.concatenate([value, value[::-1]]) for key, value in {**inputs, "mass": mass}.items()}
-    monkeypatch.setattr(probconserv, "PREDICT_COV_ENTRIES", 2 * NT * NX * NX)  # the stage's batches: 2 functions
-    whole = served.predict(six, params={"n_samples": NX})
-    assert (parts, batches) == ([6], [2, 2, 2])
-    monkeypatch.setattr(serving, "SERVED_ENTRIES", 3 * NT * NX * NX)  # NX draws of 3 functions: parts of 2
-    parts.clear(), batches.clear()
-    in_parts = served.predict(six, params={"n_samples": NX})
-    assert (parts, batches) == ([2, 2, 2], [2, 2, 2])
-    for key in ("mean", "var"):
-        np.testing.assert_array_equal(in_parts[key], whole[key])
-    monkeypatch.setattr(probconserv, "PREDICT_COV_ENTRIES", 2**27)  # the stage's batch: all 3; the parts: 2 and 1
-    monkeypatch.setattr(serving, "SERVED_ENTRIES", 2**27)
-    whole = served.predict({**inputs, "mass": mass}, params={"n_samples": NX})
-    monkeypatch.setattr(serving, "SERVED_ENTRIES", 2 * NT * NX * NX)
-    parts.clear(), batches.clear()
-    in_parts = served.predict({**inputs, "mass": mass}, params={"n_samples": NX})
-    assert parts == [2, 1]
-    np.testing.assert_allclose(in_parts["mean"], whole["mean"], rtol=1e-5, atol=1e-7)
-    np.testing.assert_allclose(in_parts["var"], whole["var"], rtol=1e-5, atol=1e-9)
-    assert np.abs(in_parts["mean"] - whole["mean"]).max() < 1e-3 * np.abs(whole["mean"] - served.predict(
-        {**inputs, "mass": mass}, params={"n_samples": NX, "seed": 1})["mean"]).max()  # far below another draw
-    monkeypatch.undo()
+    with monkeypatch.context() as patch:  # not monkeypatch.undo(): it would also undo the store fixture
+        patch.setattr(probconserv, "predict_batches", recorded)
+        six = {key: np.concatenate([value, value[::-1]]) for key, value in {**inputs, "mass": mass}.items()}
+        patch.setattr(probconserv, "PREDICT_COV_ENTRIES", 2 * NT * NX * NX)  # the stage's batches: 2 functions
+        whole = served.predict(six, params={"n_samples": NX})
+        assert (parts, batches) == ([6], [2, 2, 2])
+        patch.setattr(serving, "SERVED_ENTRIES", 3 * NT * NX * NX)  # NX draws of 3 functions: parts of 2
+        parts.clear(), batches.clear()
+        in_parts = served.predict(six, params={"n_samples": NX})
+        assert (parts, batches) == ([2, 2, 2], [2, 2, 2])
+        for key in ("mean", "var"):
+            np.testing.assert_array_equal(in_parts[key], whole[key])
+        patch.setattr(probconserv, "PREDICT_COV_ENTRIES", 2**27)  # the stage's batch: all 3; the parts: 2 and 1
+        patch.setattr(serving, "SERVED_ENTRIES", 2**27)
+        whole = served.predict({**inputs, "mass": mass}, params={"n_samples": NX})
+        patch.setattr(serving, "SERVED_ENTRIES", 2 * NT * NX * NX)
+        parts.clear(), batches.clear()
+        in_parts = served.predict({**inputs, "mass": mass}, params={"n_samples": NX})
+        assert parts == [2, 1]
+        np.testing.assert_allclose(in_parts["mean"], whole["mean"], rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(in_parts["var"], whole["var"], rtol=1e-5, atol=1e-9)
+        assert np.abs(in_parts["mean"] - whole["mean"]).max() < 1e-3 * np.abs(whole["mean"] - served.predict(
+            {**inputs, "mass": mass}, params={"n_samples": NX, "seed": 1})["mean"]).max()  # far below another draw
     huge = serving.SERVED_ENTRIES // (NT * NX) + 1
     with pytest.raises(ServingInputError, match=rf"params.n_samples × nt × nx = {huge} × {NT} × {NX} exceeds "
                                                 rf"{serving.SERVED_ENTRIES} entries .* at most {huge - 1} draws"):
         served.predict({**inputs, "mass": mass}, params={"n_samples": huge})
+    # an ensemble's components are its members: n_samples is not used, so it is not what is refused
+    ensemble = {"case": "heat", "model": "ensemble", "members": 3, "hidden": 8, "layers": 2,
+                **{k: ANP_CONFIG[k] for k in ("t_range", "x_range", "periodic")}}
+    _, served_ensemble = _register("heat", "ensemble", "probconserv", ensemble)
+    served_ensemble.predict({**inputs, "mass": mass}, params={"n_samples": huge})
+    narrow = {**inputs, "target_x": inputs["target_x"][:, :, :2], "mass": mass}  # nx = 2 < 3 members
+    with monkeypatch.context() as patch:
+        patch.setattr(serving, "SERVED_ENTRIES", NT * 2 * 2 + 2)  # the covariances fit; 3 members × NT × 2 do not
+        with pytest.raises(ServingInputError, match=rf"the ensemble's 3 members × nt × nx = 3 × {NT} × 2 exceed "
+                                                    rf"{NT * 4 + 2} entries .* send at most 1 time\(s\) per call"):
+            served_ensemble.predict(narrow)
     nx = 4100  # 8 × 4100² > 2**27
     wide = {**inputs, "target_x": np.broadcast_to(np.linspace(0, 2 * np.pi, nx), (B, 8, nx)),
             "target_t": inputs["target_t"][:, :1].repeat(8, axis=1)}

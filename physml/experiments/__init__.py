@@ -14,7 +14,15 @@ from physml.data.generate import _sha256 as sha256_file
 PREDICTIONS_FILE = "predictions.h5"
 
 
-def data_version(data_dir: str | Path, case: str) -> str:
+def rerun(step: str, case: str, profile: str, model: str | None = None, force: bool = False) -> str:
+    """The command a refusal suggests, ``physml <step> --case <case> [--model <model>] --profile <profile>
+    [--force]``: it remakes what was refused for the profile that read it (with the run's own ``--params`` and
+    ``--root`` where it gave them)."""
+    model_option = f" --model {model}" if model else ""
+    return f"`physml {step} --case {case}{model_option} --profile {profile}{' --force' if force else ''}`"
+
+
+def data_version(data_dir: str | Path, case: str, profile: str) -> str:
     """The fingerprint that a case's data folder records in its completion marker: what a checkpoint
     trained on it stores, so that new data are never resumed as old (:func:`physml.training.resumable`).
 
@@ -27,16 +35,16 @@ def data_version(data_dir: str | Path, case: str) -> str:
     marker = data_dir / MARKER
     if not marker.is_file():
         raise ValueError(f"{data_dir}: no completion marker {MARKER}: the data were not generated there, or their "
-                         f"generation did not finish; run `physml generate --case {case}`")
+                         f"generation did not finish; run {rerun('generate', case, profile)}")
     info = json.loads(marker.read_text())
     missing = missing_files(data_dir, info)
     if missing:
         raise ValueError(f"{data_dir}: files listed in {MARKER} are missing: {', '.join(missing)}; "
-                         f"run `physml generate --case {case}`")
+                         f"run {rerun('generate', case, profile)}")
     changed = changed_files(data_dir, info)
     if changed:
         raise ValueError(f"{data_dir}: {', '.join(changed)} differ from what {MARKER} recorded when they were "
-                         f"generated; run `physml generate --case {case} --force`")
+                         f"generated; run {rerun('generate', case, profile, force=True)}")
     return str(info["fingerprint"])
 
 

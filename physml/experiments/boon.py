@@ -59,7 +59,7 @@ from torch.utils.data import TensorDataset
 from physml import pdes
 from physml.config import CONSTRAINTS as _ALL_CONSTRAINTS, ParamsModel
 from physml.data import open_dataset
-from physml.experiments import PREDICTIONS_FILE, checkpoints_digest, data_version
+from physml.experiments import PREDICTIONS_FILE, checkpoints_digest, data_version, rerun
 from physml.experiments.seeds import finite_error, seed_folder, seed_summary
 from physml.experiments.variants import VARIANTS, Variant, modes_per_axis
 from physml.experiments.variants import variant as _variant
@@ -275,7 +275,7 @@ def train(case: str, model: str, params: ParamsModel, data_dir: Path, out_dir: P
     """
     _check_fno(case, model)
     data_dir, out_dir = Path(data_dir), Path(out_dir)
-    data = data_version(data_dir, case)
+    data = data_version(data_dir, case, params.profile)
     train_split, val_split = load_split(case, data_dir, "train"), load_split(case, data_dir, "val")
     seconds = _train_variants(case, model, params, train_split, val_split, data, out_dir, params.seed, progress)
     write_wall_clock(out_dir, seconds)
@@ -372,7 +372,8 @@ def constrain(case: str, model: str, params: ParamsModel, data_dir: Path, model_
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as fh:
         fh.attrs.update({"case": case, "model": model, "constraints": constraints, "dtype": "float64",
                          "boundary": var.boundary, "fno": json.dumps(plain_cfg["fno"]),
-                         "data_version": data_version(data_dir, case), "checkpoints": checkpoints_digest(model_dir)})
+                         "data_version": data_version(data_dir, case, params.profile),
+                         "checkpoints": checkpoints_digest(model_dir)})
         fh.create_dataset("x", data=split.x)
         fh.create_dataset("t", data=split.t)
         for name, arr in preds.items():
@@ -443,8 +444,8 @@ def evaluate(case: str, model: str, params: ParamsModel, data_dir: Path, pred_di
     out_dir = Path(out_dir)
     preds: dict[str, np.ndarray] = {}
     if not (Path(pred_dir) / PREDICTIONS_FILE).is_file():
-        raise ValueError(f"no predictions {Path(pred_dir) / PREDICTIONS_FILE}; run `physml constrain --case {case} "
-                         f"--model {model}` first")
+        raise ValueError(f"no predictions {Path(pred_dir) / PREDICTIONS_FILE}; run "
+                         f"{rerun('constrain', case, params.profile, model)} first")
     with h5py.File(Path(pred_dir) / PREDICTIONS_FILE, "r") as fh:
         for name in params.matrix.boon.constraints:
             if name not in fh:
@@ -503,7 +504,7 @@ def seed_study(case: str, model: str, params: ParamsModel, data_dir: Path, model
     study_dir.mkdir(parents=True, exist_ok=True)
     if len(seeds) > 1:
         train_split, val_split = load_split(case, data_dir, "train"), load_split(case, data_dir, "val")
-        data = data_version(data_dir, case)
+        data = data_version(data_dir, case, params.profile)
     rel_l2: dict[str, list[float]] = {c: [] for c in constraints}
     for seed in seeds:
         seed_dir = seed_folder(seed, params.seed, model_dir, study_dir)

@@ -82,7 +82,7 @@ from physml.config import CONSTRAINTS, ParamsModel
 from physml.constraints import (clamp_to_bound, condition, conservation_constraint, hardc, most_probable_on_bound,
                                 probconserv)
 from physml.data.reader import SplitDataset
-from physml.experiments import PREDICTIONS_FILE, checkpoints_digest, data_version
+from physml.experiments import PREDICTIONS_FILE, checkpoints_digest, data_version, rerun
 from physml.experiments.seeds import finite_error, seed_folder, seed_summary
 from physml.metrics import (
     bound_violation,
@@ -139,16 +139,16 @@ def _problem(case: str) -> Any:
     return problem
 
 
-def _split(data_dir: Path, split: str, case: str) -> Path:
+def _split(data_dir: Path, split: str, case: str, profile: str) -> Path:
     path = Path(data_dir) / f"{split}.h5"
     if not path.is_file():
-        raise ValueError(f"no {split} split {path}; run `physml generate --case {case}` first")
+        raise ValueError(f"no {split} split {path}; run {rerun('generate', case, profile)} first")
     return path
 
 
-def _load_split(data_dir: Path, split: str, case: str) -> dict[str, np.ndarray]:
+def _load_split(data_dir: Path, split: str, case: str, profile: str) -> dict[str, np.ndarray]:
     """Every per-sample array of one split in memory (float64), with the parameter names; checks its case."""
-    with SplitDataset(_split(data_dir, split, case)) as ds:
+    with SplitDataset(_split(data_dir, split, case, profile)) as ds:
         if ds.attrs.get("case") != case:
             raise ValueError(f"data_dir: {ds.path} holds case {ds.attrs.get('case')!r}, expected {case!r}")
         out = {k: np.asarray(ds[k][...], dtype=np.float64) for k in (*BATCH_KEYS, "params")}
@@ -224,9 +224,9 @@ def train(case: str, model: str, params: ParamsModel, data_dir: Path, out_dir: P
     _check_model(model)
     _problem(case)
     data_dir, out_dir = Path(data_dir), Path(out_dir)
-    fp = data_version(data_dir, case)
-    train_arrays = _load_split(data_dir, "train", case)
-    val_arrays = _load_split(data_dir, "val", case)
+    fp = data_version(data_dir, case, params.profile)
+    train_arrays = _load_split(data_dir, "train", case, params.profile)
+    val_arrays = _load_split(data_dir, "val", case, params.profile)
     tc = _train_config(case, model, params, params.seed if seed is None else seed)
     summary_path = out_dir / SUMMARY
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -279,10 +279,10 @@ def conservation_system(case: str, arrays: Mapping[str, np.ndarray]) -> tuple[np
     return np.stack(gs), np.stack(bs)
 
 
-def _load_model(path: Path, case: str, model: str) -> torch.nn.Module:
+def _load_model(path: Path, case: str, model: str, profile: str) -> torch.nn.Module:
     """The best weights of a checkpoint; ValueError if it belongs to another case or model family."""
     if not path.is_file():
-        raise ValueError(f"no checkpoint {path}; run `physml train --case {case} --model {model}` first")
+        raise ValueError(f"no checkpoint {path}; run {rerun('train', case, profile, model)} first")
     net, cfg, _ = load_checkpoint(path, build_model, map_location="cpu", expect_case=case)
     family = "ensemble" if cfg.get("model") == "ensemble" else "anp"
     if family != model:
@@ -335,6 +335,13 @@ class PredictedBatch(NamedTuple):
     for (``last``); else None."""
 
 
+def prediction_batch(nt: int, nx: int) -> int:
+    """How many functions :func:`predict_batches` predicts at once on targets of nt × nx: at most
+    :data:`PREDICT_BATCH`, and as many as :data:`PREDICT_COV_ENTRIES` covariance entries (nt·nx² each) allow,
+    at least 1."""
+    return max(1, min(PREDICT_BATCH, PREDICT_COV_ENTRIES // (nt * nx * nx)))
+
+
 def predict_batches(net: torch.nn.Module, arrays: Mapping[str, np.ndarray], n_samples: int, seed: int,
                     path: Path | str, G: np.ndarray | None = None, b: np.ndarray | None = None, mixed: bool = True,
                     updates: Mapping[str, float | None] | None = None, first_index: int = 0, last: bool = False,
@@ -349,7 +356,9 @@ def predict_batches(net: torch.nn.Module, arrays: Mapping[str, np.ndarray], n_sa
     (:func:`conditioned_mixture`); with ``last``, the components themselves at the last target time (Stefan's
     non-negative posterior draws, :func:`_nonnegative_samples`). All come from one call of the network per
     batch. Each function's latent draws are seeded by ``seed`` and its index in the split, ``first_index`` + its
-    row (:func:`~physml.models.anp.function_seeds`), so the batching does not move the numbers. Any NaN/inf or
+    row (:func:`~physml.models.anp.function_seeds`), so the batching does not move the draws (the float32
+    network's rounding may move, ~1e-8 relative at another batch size: :func:`prediction_batch` fixes it for a
+    grid, so the same functions give the same bits). Any NaN/inf or
     negative variance → ValueError naming the checkpoint (``path``) and the functions; inputs whose shapes do not
     fit together → ValueError naming them (:func:`~physml.models.anp.check_shapes`), before anything is predicted."""
     updates = dict(updates or {})
@@ -358,7 +367,7 @@ def predict_batches(net: torch.nn.Module, arrays: Mapping[str, np.ndarray], n_sa
     check_shapes({key: np.shape(arrays[key]) for key in ("context_t", "context_x", "context_u", "target_t",
                                                           "target_x")})
     n, nt, nx = arrays["target_x"].shape
-    batch = max(1, min(PREDICT_BATCH, PREDICT_COV_ENTRIES // (nt * nx * nx)))
+    batch = prediction_batch(nt, nx)
     for lo in range(0, n, batch):
         sl = slice(lo, min(lo + batch, n))
         inputs = [arrays[k][sl] for k in ("context_t", "context_x", "context_u", "target_t", "target_x")]
@@ -499,7 +508,7 @@ def constrain(case: str, model: str, params: ParamsModel, data_dir: Path, model_
     _check_model(model)
     _problem(case)
     constraints = list(params.matrix.probconserv.constraints)
-    arrays = _load_split(data_dir, "test", case)
+    arrays = _load_split(data_dir, "test", case, params.profile)
     G, b = conservation_system(case, arrays)
     n_samples = latent_draws(params, case, model)
     model_dir, out_dir = Path(model_dir), Path(out_dir)
@@ -510,14 +519,14 @@ def constrain(case: str, model: str, params: ParamsModel, data_dir: Path, model_
     plain_last: dict[str, list[np.ndarray]] = {"mean": [], "cov": [], "component_mean": [], "component_var": []}
     with torch_threads():
         # the plain network's components serve its mixture and, each conditioned, the per-component updates
-        plain_batches = predict_batches(_load_model(model_dir / "plain.pt", case, model), arrays, n_samples,
+        plain_batches = predict_batches(_load_model(model_dir / "plain.pt", case, model, params.profile), arrays, n_samples,
                                         params.seed, model_dir / "plain.pt", G, b,
                                         updates=plain_updates(case, constraints), last=case == "stefan")
         twin_batches = {}
         for name, updates in (("softc", {}), (TRAINED, {TRAINED: None})):
             if name in constraints:
                 path = model_dir / f"{name}.pt"
-                twin_batches[name] = predict_batches(_load_model(path, case, model), arrays, n_samples, params.seed,
+                twin_batches[name] = predict_batches(_load_model(path, case, model, params.profile), arrays, n_samples, params.seed,
                                                      path, G, b, mixed=not updates, updates=updates)
         for sl, plain, conditioned, components in plain_batches:
             twins = {name: _one_predictive(next(batches)) for name, batches in twin_batches.items()}
@@ -558,7 +567,8 @@ def constrain(case: str, model: str, params: ParamsModel, data_dir: Path, model_
     final = out_dir / PREDICTIONS_FILE
     with atomic_path(final) as tmp, h5py.File(tmp, "w") as fh:
         fh.attrs.update({"case": case, "model": model, "constraints": constraints, "profile": params.profile,
-                         "n_latent_samples": n_samples, "seed": params.seed, "data_version": data_version(data_dir, case),
+                         "n_latent_samples": n_samples, "seed": params.seed,
+                         "data_version": data_version(data_dir, case, params.profile),
                          "checkpoints": checkpoints_digest(model_dir)})
         for name, arrs in results.items():
             grp = fh.create_group(name)
@@ -568,10 +578,11 @@ def constrain(case: str, model: str, params: ParamsModel, data_dir: Path, model_
 
 
 # ---- evaluate -----------------------------------------------------------------------------------
-def _read_predictions(pred_dir: Path, case: str, model: str, constraints: list[str]) -> dict[str, dict[str, np.ndarray]]:
+def _read_predictions(pred_dir: Path, case: str, model: str, constraints: list[str],
+                      profile: str) -> dict[str, dict[str, np.ndarray]]:
     path = Path(pred_dir) / PREDICTIONS_FILE
     if not path.is_file():
-        raise ValueError(f"no predictions {path}; run `physml constrain --case {case} --model {model}` first")
+        raise ValueError(f"no predictions {path}; run {rerun('constrain', case, profile, model)} first")
     out: dict[str, dict[str, np.ndarray]] = {}
     with h5py.File(path, "r") as fh:
         if fh.attrs.get("case") != case or fh.attrs.get("model") != model:
@@ -752,8 +763,8 @@ def evaluate(case: str, model: str, params: ParamsModel, data_dir: Path, pred_di
     _check_model(model)
     _problem(case)
     constraints = list(params.matrix.probconserv.constraints)
-    arrays = _load_split(data_dir, "test", case)
-    preds = _read_predictions(pred_dir, case, model, constraints)
+    arrays = _load_split(data_dir, "test", case, params.profile)
+    preds = _read_predictions(pred_dir, case, model, constraints, params.profile)
     true = arrays["target_u"]
     for c, p in preds.items():
         if p["mean"].shape != true.shape or p["var"].shape != true.shape:
@@ -842,7 +853,7 @@ def seed_study(case: str, model: str, params: ParamsModel, data_dir: Path, model
         raise ValueError(f"{model_dir}: no plain network of the project seed; run train for {case} × {model} first")
     constraints = [c for c in params.matrix.probconserv.constraints if c in POST_HOC and _applies(c, case)]
     seeds = params.study_seeds("probconserv")
-    arrays = _load_split(data_dir, "test", case)
+    arrays = _load_split(data_dir, "test", case, params.profile)
     true = arrays["target_u"]
     G, b = conservation_system(case, arrays)
     groups = _test_value_groups(params, case, arrays)
@@ -856,7 +867,7 @@ def seed_study(case: str, model: str, params: ParamsModel, data_dir: Path, model
             train(case, model, params, data_dir, seed_dir, progress, seed=seed, plain_only=True)
         path = seed_dir / "plain.pt"
         with torch_threads():
-            means = _post_hoc_means(_load_model(path, case, model), case, arrays, n_samples, seed, path, G, b,
+            means = _post_hoc_means(_load_model(path, case, model, params.profile), case, arrays, n_samples, seed, path, G, b,
                                     constraints)
         for c, mean in means.items():
             errors[c].append(finite_error(mse(mean, true), "mse", f"{case} × {model} × {c}, seed {seed}", out_path))
