@@ -858,7 +858,8 @@ def read_params_yaml(path: str | Path) -> Any:
     on both, so a params.yaml read by it could train on settings other than those DVC's ``${...}`` and
     ``dvc exp`` read. A key given twice in one mapping (equal as values: ``1`` and ``0x1``, ``~`` and ``null``)
     is refused with both its places, also beside a merge key, where ruamel lets the last one win silently.
-    ValueError names a missing, empty, non-UTF-8, malformed or too deeply nested file."""
+    ValueError names a missing, empty, non-UTF-8, malformed or too deeply nested file, and a ``%YAML``
+    directive other than 1.2 (the key check builds keys as YAML 1.2 does)."""
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"params file {str(path)!r} is a directory, not a YAML file")
@@ -868,19 +869,29 @@ def read_params_yaml(path: str | Path) -> Any:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise ValueError(f"params file {str(path)!r} is not UTF-8 text ({exc})") from None
+    name = f"params file {str(path)!r}"
+    directive = re.search(r"^%YAML\s+(\S+)", text, re.MULTILINE)
+    if directive and directive[1] != "1.2":
+        raise ValueError(f"{name}: %YAML {directive[1]}: physml reads YAML 1.2 (as DVC does by default); remove "
+                         f"the directive")
     try:
         reader = ruamel.yaml.YAML(typ="safe")
         tree = reader.compose(text)
-        if tree is None:
-            raise ValueError(f"params file {str(path)!r} is empty")
-        repeated = _repeated_key(tree, ruamel.yaml.YAML(typ="safe").constructor)
-        if repeated:
-            raise ValueError(f"params file {str(path)!r}: {repeated}")
-        return reader.load(text)
+        repeated = None if tree is None else _repeated_key(tree, ruamel.yaml.YAML(typ="safe").constructor)
+        data = None if tree is None or repeated else reader.load(text)
     except ruamel.yaml.YAMLError as exc:
-        raise ValueError(f"params file {str(path)!r} is not valid YAML: {' '.join(str(exc).split())}") from None
+        raise ValueError(f"{name} is not valid YAML: {' '.join(str(exc).split())}") from None
     except RecursionError:
-        raise ValueError(f"params file {str(path)!r} is nested too deeply to read") from None
+        raise ValueError(f"{name} is nested too deeply to read") from None
+    except (ValueError, TypeError, KeyError, IndexError, AssertionError, OverflowError) as exc:
+        # a tagged value ruamel cannot build (``!!int ""``, ``!!bool foo``) escapes as a plain exception
+        raise ValueError(f"{name} is not valid YAML: a tagged value could not be built "
+                         f"({type(exc).__name__}: {exc})") from None
+    if repeated:
+        raise ValueError(f"{name}: {repeated}")
+    if data is None:
+        raise ValueError(f"{name} is empty: it holds no settings")
+    return data
 
 
 def _repeated_key(tree: ruamel.yaml.nodes.Node, constructor: Any) -> str | None:

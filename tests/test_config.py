@@ -304,8 +304,16 @@ def test_a_key_given_twice_is_refused_with_both_lines(tmp_path: Path) -> None:
         path.write_text(text)
         with pytest.raises(ValueError, match=re.escape(message) + "; give each key once"):
             read_params_yaml(path)
-    path.write_text("# nothing yet\n")
-    with pytest.raises(ValueError, match=r"params.yaml' is empty"):
+    for text in ("# nothing yet\n", "---\n"):
+        path.write_text(text)
+        with pytest.raises(ValueError, match=r"params.yaml' is empty: it holds no settings"):
+            load_params(path)
+    # a %YAML 1.1 directive would read 010 as 8 where the key check reads 10: only YAML 1.2 is read
+    path.write_text("%YAML 1.1\n---\n010: a\n10: b\n")
+    with pytest.raises(ValueError, match=r"%YAML 1.1: physml reads YAML 1.2 .*remove the directive"):
+        load_params(path)
+    path.write_text("a: !!int ''\n")  # ruamel raises an IndexError building it: still the one clear ValueError
+    with pytest.raises(ValueError, match=r"params.yaml' is not valid YAML: a tagged value could not be built"):
         load_params(path)
     path.write_text("a: " + "[" * 5000 + "]" * 5000 + "\n")
     with pytest.raises(ValueError, match=r"params.yaml' is nested too deeply to read"):

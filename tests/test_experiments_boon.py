@@ -273,7 +273,7 @@ def test_seed_study_needs_the_main_training_and_the_data(tmp_path: Path) -> None
     stages.generate("stokes2", params, tmp_path, progress=False)
     with pytest.raises(ValueError, match=r"trained_with\.json is missing: .*run `physml train --case stokes2 --model fno --profile quick`"):
         stages.seed_study("stokes2", "fno", params, tmp_path, progress=False)
-    with pytest.raises(ValueError, match="no trained networks of the project seed; run train for stokes2"):
+    with pytest.raises(ValueError, match="no trained networks of the project seed; run `physml train --case stokes2 --model fno --profile quick` first"):
         boon.seed_study("stokes2", "fno", params, tmp_path / "data" / "quick" / "stokes2", tmp_path / "models",
                         tmp_path / "seeds", tmp_path / "seeds.json", progress=False)
     with pytest.raises(ValueError, match="data/quick/heat: no completion marker dataset.json"):  # ProbConserv's too

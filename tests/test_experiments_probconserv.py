@@ -654,7 +654,7 @@ def test_seed_study_retrains_the_plain_network_per_seed_and_reproduces_evaluate_
 
 def test_seed_study_without_the_project_seeds_network_is_a_clear_error(run: dict, tmp_path: Path) -> None:
     lay = stages.Layout(run["root"], "quick")
-    with pytest.raises(ValueError, match="no plain network of the project seed; run train for stefan × anp first"):
+    with pytest.raises(ValueError, match="no plain network of the project seed; run `physml train --case stefan --model anp --profile quick` first"):
         pc.seed_study("stefan", "anp", run["params"], lay.data("stefan"), tmp_path / "empty", tmp_path / "study",
                       tmp_path / "seeds.json", progress=False)
     assert not (tmp_path / "seeds.json").exists()

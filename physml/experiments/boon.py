@@ -497,7 +497,8 @@ def seed_study(case: str, model: str, params: ParamsModel, data_dir: Path, model
     _check_fno(case, model)
     data_dir, model_dir, study_dir = Path(data_dir), Path(model_dir), Path(study_dir)
     if not (model_dir / SUMMARY_FILE).is_file():
-        raise ValueError(f"{model_dir}: no trained networks of the project seed; run train for {case} × {model} first")
+        raise ValueError(f"{model_dir}: no trained networks of the project seed; run "
+                         f"{rerun('train', case, params.profile, model)} first")
     constraints = list(params.matrix.boon.constraints)
     seeds = params.study_seeds("boon")
     test = load_split(case, data_dir, "test")

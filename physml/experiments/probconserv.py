@@ -589,7 +589,8 @@ def _read_predictions(pred_dir: Path, case: str, model: str, constraints: list[s
             raise ValueError(f"{path} holds {fh.attrs.get('case')!r} × {fh.attrs.get('model')!r}, expected {case!r} × {model!r}")
         missing = [c for c in constraints if c not in fh]
         if missing:
-            raise ValueError(f"{path} has no predictions for constraint(s) {missing}; re-run the constrain stage")
+            raise ValueError(f"{path} has no predictions for constraint(s) {missing}; run "
+                             f"{rerun('constrain', case, profile, model)}")
         for c in constraints:
             out[c] = {k: np.asarray(v[...]) for k, v in fh[c].items()}
             if "mass_var" not in out[c]:
@@ -769,7 +770,7 @@ def evaluate(case: str, model: str, params: ParamsModel, data_dir: Path, pred_di
     for c, p in preds.items():
         if p["mean"].shape != true.shape or p["var"].shape != true.shape:
             raise ValueError(f"predictions for {c!r} have shape {p['mean'].shape}, the test targets {true.shape}; "
-                             "re-run the constrain stage")
+                             f"run {rerun('constrain', case, params.profile, model)}")
     G, b = conservation_system(case, arrays)
     groups = _test_value_groups(params, case, arrays)
     results: dict[str, dict[str, float]] = {}
@@ -850,7 +851,8 @@ def seed_study(case: str, model: str, params: ParamsModel, data_dir: Path, model
     _problem(case)
     data_dir, model_dir, study_dir = Path(data_dir), Path(model_dir), Path(study_dir)
     if not (model_dir / "plain.pt").is_file():
-        raise ValueError(f"{model_dir}: no plain network of the project seed; run train for {case} × {model} first")
+        raise ValueError(f"{model_dir}: no plain network of the project seed; run "
+                         f"{rerun('train', case, params.profile, model)} first")
     constraints = [c for c in params.matrix.probconserv.constraints if c in POST_HOC and _applies(c, case)]
     seeds = params.study_seeds("probconserv")
     arrays = _load_split(data_dir, "test", case, params.profile)
