@@ -77,8 +77,9 @@ BLACK_BOX_INPUTS = ("context_t", "context_x", "context_u", "target_t", "target_x
 #: ensemble's members) and of each covariance (B·nt·nx², the plain and the updated one alive together;
 #: ~1 GiB in float64): a call asking for more is predicted a few functions at a time, in whole
 #: batches of the constrain stage where they fit (the same bits; else the same draws, the float32 network
-#: rounding differently at another batch size, ~1e-8 relative), and one whose single function needs more is
-#: refused, so a request cannot exhaust the server's memory.
+#: rounding differently at another batch size, ~1e-7 relative), and one whose single function needs more is
+#: refused. This bounds the draws and covariances only, not the network's own working memory (its attention
+#: over the Nc contexts, its hidden features per target), which the request's size sets.
 SERVED_ENTRIES = 2**27
 _AXIS_NAMES = ("x", "y")
 
