@@ -37,8 +37,10 @@ answer for a function does not depend on what else the call holds, and functions
 sent with ``first_index`` = i get the pipeline's draws. The computation is the constrain stage's own
 (:func:`physml.experiments.probconserv.predict_batches` and ``constrained``, in its batches), so the whole test
 split in one call gives the predictions file's mean and variance to the bit. A call is held to
-:data:`SERVED_ENTRIES` entries at a time: larger ones are predicted in parts, and a function that alone needs
-more (``n_samples`` × nt × nx or nt × nx²) is refused with the most it may ask. Returns ``mean`` and ``var``
+:data:`SERVED_ENTRIES` entries of draws and covariances and :data:`SERVED_FEATURES` of the network's own
+working tensors at a time: larger ones are predicted in parts, and a function that alone needs more
+(``n_samples`` × nt × nx or nt × nx², heads × Nc² or the features of its contexts or targets) is refused with
+the most it may ask. Returns ``mean`` and ``var``
 (B, nt, nx), float64. MLflow drops a param it does not know (a misspelt one) with only a warning in the
 server's log, so the default update applies.
 
@@ -47,12 +49,14 @@ server's log, so the default update applies.
 :meth:`physml.models.BOONFNO.forward` does: ``bc`` for one bounded axis ((B, 2) single step,
 (B, nt, 2) with time), ``bc_x`` and ``bc_y`` for the cavity's walls ((B, ny, nt, 2, c_out),
 (B, nx, nt, 2, c_out)); periodic conditions take none. Returns ``u`` (B, *space[, nt][, c_out]) computed in
-float64, so the condition holds to ~1e-12 as in the pipeline's evaluation.
+float64, so the condition holds to ~1e-12 as in the pipeline's evaluation; a batch larger than
+:data:`SERVED_FEATURES` allows is predicted a few samples at a time (the same numbers to round-off, ~1e-17).
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -78,9 +82,19 @@ BLACK_BOX_INPUTS = ("context_t", "context_x", "context_u", "target_t", "target_x
 #: ~1 GiB in float64): a call asking for more is predicted a few functions at a time, in whole
 #: batches of the constrain stage where they fit (the same bits; else the same draws, the float32 network
 #: rounding differently at another batch size, ~1e-7 relative), and one whose single function needs more is
-#: refused. This bounds the draws and covariances only, not the network's own working memory (its attention
-#: over the Nc contexts, its hidden features per target), which the request's size sets.
+#: refused.
 SERVED_ENTRIES = 2**27
+#: Most entries of the network's own largest working tensors a served call holds at once (1 GiB in a black
+#: box's float32, 2 GiB in an operator's float64): a black box's self-attention scores over the contexts,
+#: heads·Nc² per function (materialised: 15.5 GiB and 98 s for one function of 32 000 contexts, 4 heads, measured
+#: 2026-12-02), its features at the contexts, hidden·Nc, and at the targets, (hidden + latent + 2)·nt·nx per
+#: function (the decoder's input; the ensemble's members: hidden + 2); an operator's channels over its grid,
+#: max(width, proj_width) per grid point of each sample (a 1-D + time network answers nt steps for each input
+#: point). The cross-attention of the targets to the contexts is not counted: torch's fused kernel does not
+#: materialise its scores (Nc = 1000 against 100 at 201 × 201 targets added 20 MiB, where the scores would take
+#: 0.6 GiB). Parts as for :data:`SERVED_ENTRIES`; the paper profile's constrain batch fits (16 functions of 201 ×
+#: 201 targets, 100 contexts: 1.7 × 10⁸).
+SERVED_FEATURES = 2**28
 _AXIS_NAMES = ("x", "y")
 
 
@@ -158,6 +172,7 @@ class ServedNetwork:
         # the mixture's components: the ANP's n_samples latent draws, the ensemble's members (n_samples unused)
         members = len(self.net.members) if isinstance(self.net, DeepEnsemble) else None
         _check_size(members or n_samples, *target_x.shape[1:], members=members is not None)
+        features = _check_features(self.net, arrays["context_t"].shape[1], target_x.shape[1] * target_x.shape[2])
         G = b = None
         if constraint != "none":
             mass = _float_array(data, "mass")
@@ -174,7 +189,7 @@ class ServedNetwork:
             _check_reachable(mass, G[:, :, 0], updates[constraint], constraint)
         means, variances = [], []
         n, nt, nx = target_x.shape
-        rows = _rows_per_part(members or n_samples, nt, nx)
+        rows = _rows_per_part(members or n_samples, nt, nx, features)
         for start in range(0, n, rows):
             part = slice(start, min(start + rows, n))
             G_part, b_part = (None, None) if G is None else (G[part], b[part])
@@ -196,18 +211,28 @@ class ServedNetwork:
         u = torch.as_tensor(_float_array(data, "u"))
         if u.dim() == 0 or u.shape[0] == 0:
             raise ValueError(f"u must hold at least one sample (B, ...), got shape {tuple(u.shape)}")
+        bc = [torch.as_tensor(_float_array(data, name)) for name in names]
+        for name, g in zip(names, bc):
+            if g.dim() == 0 or g.shape[0] != u.shape[0]:
+                raise ValueError(f"input {name!r} must hold one entry per sample of 'u' (B = {u.shape[0]}), got shape "
+                                 f"{tuple(g.shape)}")
+        rows = _operator_rows(net, u)
+        parts = []
         with torch.no_grad():
-            if not bounded:
-                return net(u).numpy()
-            bc = [torch.as_tensor(_float_array(data, name)) for name in names]
-            try:
-                out = net(u, bc[0] if len(bc) == 1 else {axis: g for axis, g in zip(net.axes, bc)})
-            except ValueError as exc:  # the network names grid axes; the caller sent names
-                message = str(exc)
-                for axis, name in zip(net.axes, names):
-                    message = message.replace(f"bc for grid axis {axis}", f"input {name!r} (grid axis {axis})")
-                raise ValueError(message) from exc
-        return out.numpy()
+            for start in range(0, len(u), rows):
+                part = slice(start, start + rows)
+                if not bounded:
+                    parts.append(net(u[part]))
+                    continue
+                given = [g[part] for g in bc]
+                try:
+                    parts.append(net(u[part], given[0] if len(given) == 1 else dict(zip(net.axes, given))))
+                except ValueError as exc:  # the network names grid axes and the part's batch; the caller sent names
+                    message = str(exc).replace(f"({len(u[part])}, ", f"({len(u)}, ")  # and the whole call
+                    for axis, name in zip(net.axes, names):
+                        message = message.replace(f"bc for grid axis {axis}", f"input {name!r} (grid axis {axis})")
+                    raise ValueError(message) from exc
+        return torch.cat(parts).numpy()
 
 
 def _check_domain(arrays: Mapping[str, np.ndarray], config: Mapping[str, Any]) -> None:
@@ -226,17 +251,60 @@ def _check_domain(arrays: Mapping[str, np.ndarray], config: Mapping[str, Any]) -
                              f"{arrays[name][where]:.6g})")
 
 
-def _rows_per_part(components: int, nt: int, nx: int) -> int:
+def _rows_per_part(components: int, nt: int, nx: int, features: int = 0) -> int:
     """How many functions a part of a served call holds: as many as :data:`SERVED_ENTRIES` allows of S·nt·nx
-    component entries each (S = ``components``: latent draws or ensemble members), rounded down to a whole
-    number of the constrain stage's batches (:func:`physml.experiments.probconserv.prediction_batch`, which
-    bounds the covariances), so that the parts' batches are the one call's and the answer its bits; fewer than
-    one batch only when one batch's components alone pass the bound."""
+    component entries each (S = ``components``: latent draws or ensemble members) and :data:`SERVED_FEATURES`
+    of ``features`` network entries each (:func:`_check_features`), rounded down to a whole number of the
+    constrain stage's batches (:func:`physml.experiments.probconserv.prediction_batch`, which bounds the
+    covariances), so that the parts' batches are the one call's and the answer its bits; fewer than one batch
+    only when one batch alone passes a bound."""
     from physml.experiments.probconserv import prediction_batch
 
     batch = prediction_batch(nt, nx)
-    rows = max(1, SERVED_ENTRIES // (components * nt * nx))
+    rows = max(1, min(SERVED_ENTRIES // (components * nt * nx), SERVED_FEATURES // max(features, 1)))
     return rows // batch * batch if rows >= batch else rows
+
+
+def _check_features(net: torch.nn.Module, nc: int, targets: int) -> int:
+    """The network's working entries for one function of ``nc`` contexts and ``targets`` = nt·nx targets, the
+    largest of its self-attention scores heads·Nc², its context features hidden·Nc and its target features
+    (:data:`SERVED_FEATURES`); ValueError naming the inputs and the most they may hold where one function
+    alone needs more than :data:`SERVED_FEATURES`."""
+    if isinstance(net, DeepEnsemble):
+        hidden, target_width, heads = net.config.hidden, net.config.hidden + 2, 0
+    else:
+        c = net.config
+        hidden, target_width = c.hidden, c.hidden + c.latent + 2
+        heads = c.heads if c.attention_layers else 0
+    contexts = max(hidden * nc, heads * nc * nc)
+    if contexts > SERVED_FEATURES:
+        most = min(SERVED_FEATURES // hidden, math.isqrt(SERVED_FEATURES // heads) if heads else SERVED_FEATURES)
+        need = (f"heads × Nc² = {heads} × {nc}² = {heads * nc * nc} self-attention" if heads * nc > hidden
+                else f"hidden × Nc = {hidden} × {nc} = {hidden * nc} feature")
+        raise ValueError(f"inputs 'context_t', 'context_x', 'context_u' of Nc = {nc} contexts per function need "
+                         f"{need} entries, more than the {SERVED_FEATURES} a served network holds; send at most "
+                         f"{most} contexts per function")
+    if target_width * targets > SERVED_FEATURES:
+        raise ValueError(f"input 'target_x' of nt × nx = {targets} targets per function needs {target_width} "
+                         f"features each, {target_width * targets} entries, more than the {SERVED_FEATURES} a "
+                         f"served network holds; send at most {SERVED_FEATURES // target_width} targets per function")
+    return max(contexts, target_width * targets)
+
+
+def _operator_rows(net: torch.nn.Module, u: torch.Tensor) -> int:
+    """How many samples of ``u`` an operator network predicts at once: :data:`SERVED_FEATURES` over
+    max(width, proj_width) × the grid points of one sample (space, then nt + time_padding steps); ValueError
+    naming ``u`` where one sample alone needs more. A ``u`` of the wrong shape is left to the network to name."""
+    fno = net.fno if isinstance(net, BoundaryFNO) else net
+    space = tuple(u.shape[1:1 + fno.n_space])
+    steps = 1 if fno.nt is None else fno.nt + fno.time_padding
+    per_sample = max(fno.width, fno.proj_width) * math.prod(space) * steps
+    if per_sample > SERVED_FEATURES:
+        grid = " × ".join(str(n) for n in space + ((steps,) if fno.nt is not None else ()))
+        raise ValueError(f"input 'u' on a grid of {grid} points needs max(width, proj_width) = "
+                         f"{max(fno.width, fno.proj_width)} channels at each, {per_sample} entries per sample, more "
+                         f"than the {SERVED_FEATURES} a served network holds; send a coarser grid")
+    return max(1, SERVED_FEATURES // per_sample)
 
 
 def _check_size(components: int, nt: int, nx: int, members: bool = False) -> None:

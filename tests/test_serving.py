@@ -6,7 +6,9 @@ updates are the textbook formulas on the mixture of the network's own components
 ``predict_components``); ``constraint="none"`` is the network's plain predictive; its params default to what
 the pipeline predicted with; a served BOON network holds its boundary data (Neumann stencil derivative,
 the cavity's two pairs of walls) and equals the network's float64 forward; missing or unknown inputs, inputs
-whose shapes do not fit together and times or positions outside the case's domain name themselves; a version logged before versions were pyfunc models becomes one; ``physml serve`` refuses what is
+whose shapes do not fit together and times or positions outside the case's domain name themselves; a call
+is held to bounded draws, covariances and network working memory (in parts, or refused with the most it may
+ask); a version logged before versions were pyfunc models becomes one; ``physml serve`` refuses what is
 not there and, started, answers a REST call as the in-process model does.
 """
 
@@ -31,6 +33,7 @@ import torch
 from mlflow.exceptions import MlflowException
 
 from physml import serving, tracking
+from physml.config import load_params
 from physml.constraints.conservation import trapezoid_weights
 from physml.experiments import probconserv
 from physml.models import build_model
@@ -186,6 +189,10 @@ def test_a_large_served_call_is_predicted_in_parts_and_an_oversized_one_refused(
     that alone needs more draws or covariance entries (nt·nx²) is refused, naming the param or the input,
     before anything is predicted."""
     assert serving._rows_per_part(100, 201, 201) == 32
+    paper = load_params(ROOT / "params.yaml").with_profile("paper")
+    anp = build_model(probconserv.model_config("stefan", "anp", paper))
+    features = serving._check_features(anp, 100, 201 * 201)  # the network's part: one batch of 16
+    assert serving._rows_per_part(100, 201, 201, features) == probconserv.prediction_batch(201, 201) == 16
     _, served = _register("heat", "anp", "probconserv", ANP_CONFIG, n_samples=4)
     inputs = _black_box_inputs()
     mass = np.random.default_rng(9).normal(size=(B, NT))
@@ -300,6 +307,99 @@ def test_served_black_box_inputs_and_params_are_checked_by_name(store: str) -> N
     ends[:, :, -1] = float(np.float32(2 * np.pi))
     assert ends[0, 0, -1] > 2 * np.pi
     assert served.predict({**inputs, "target_x": ends}, params={"constraint": "none"})["mean"].shape == (B, NT, NX)
+
+
+def test_a_served_black_box_bounds_the_network_working_memory_by_its_contexts_and_targets(store: str,
+                                                                                           monkeypatch) -> None:
+    """The network's own working entries per function (:data:`~physml.serving.SERVED_FEATURES`): its
+    self-attention scores heads·Nc² (materialised: one function of 32 000 contexts took 15.5 GiB) and its
+    hidden·Nc context features, and its (hidden + latent + 2)·nt·nx target features. A function that alone
+    needs more is refused before anything is predicted, naming the inputs and the most they may hold (exactly:
+    that many are answered); a call whose functions together need more is predicted in parts, to the
+    one call's draws."""
+    _, served = _register("heat", "anp", "probconserv", ANP_CONFIG, n_samples=4)  # hidden 8, latent 8, 2 heads
+    inputs = _black_box_inputs()
+    mass = np.random.default_rng(11).normal(size=(B, NT))
+    with pytest.raises(ServingInputError, match=rf"inputs 'context_t', 'context_x', 'context_u' of Nc = 11586 "
+                                                rf"contexts per function need heads × Nc² = 2 × 11586² = "
+                                                rf"{2 * 11586**2} self-attention entries, more than the 268435456 .* "
+                                                r"at most 11585 contexts"):
+        served.predict({**inputs, **{k: np.resize(inputs[k], (B, 11586)) for k in ("context_t", "context_x",
+                                                                                    "context_u")}, "mass": mass})
+    targets = NT * NX * 18  # 24 targets of 8 + 8 + 2 features
+    real = probconserv.predict_batches
+    parts = []
+
+    def recorded(net, arrays, *args, **kwargs):
+        parts.append(len(arrays["target_x"]))
+        yield from real(net, arrays, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(probconserv, "predict_batches", recorded)
+        whole = served.predict({**inputs, "mass": mass})
+        patch.setattr(serving, "SERVED_FEATURES", targets)  # one function per part
+        in_parts = served.predict({**inputs, "mass": mass})
+        assert parts == [3, 1, 1, 1]
+        np.testing.assert_allclose(in_parts["mean"], whole["mean"], rtol=1e-5, atol=1e-7)
+        g = trapezoid_weights(inputs["target_x"], (0.0, 2 * np.pi), periodic=True)
+        np.testing.assert_allclose(np.einsum("bti,bti->bt", g, in_parts["mean"]), mass, rtol=0, atol=1e-12)
+        more = {k: np.resize(inputs[k], (B, 15)) for k in ("context_t", "context_x", "context_u")}
+        with pytest.raises(ServingInputError, match=rf"Nc = 15 contexts per function need heads × Nc² = 2 × 15² = "
+                                                    rf"450 self-attention entries, more than the {targets} .* at most "
+                                                    rf"14 contexts per function"):
+            served.predict({**inputs, **more, "mass": mass})
+        served.predict({**inputs, **{k: v[:, :14] for k, v in more.items()}, "mass": mass})  # the most it may send
+        patch.setattr(serving, "SERVED_FEATURES", targets - 1)
+        with pytest.raises(ServingInputError, match=rf"input 'target_x' of nt × nx = {NT * NX} targets per function "
+                                                    rf"needs 18 features each, {targets} entries, more than the "
+                                                    rf"{targets - 1} .* at most {NT * NX - 1} targets per function"):
+            served.predict({**inputs, "mass": mass})
+    ensemble = {"case": "heat", "model": "ensemble", "members": 2, "hidden": 8, "layers": 2,
+                **{k: ANP_CONFIG[k] for k in ("t_range", "x_range", "periodic")}}
+    _, served_ensemble = _register("heat", "ensemble", "probconserv", ensemble)
+    with monkeypatch.context() as patch:  # no attention: a member's contexts cost hidden × Nc
+        patch.setattr(serving, "SERVED_FEATURES", 8 * NC - 1)
+        with pytest.raises(ServingInputError, match=rf"Nc = {NC} contexts per function need hidden × Nc = 8 × {NC} = "
+                                                    rf"{8 * NC} feature entries.* at most {NC - 1} contexts"):
+            served_ensemble.predict({**inputs, "mass": mass})
+
+
+def test_a_served_operator_network_predicts_a_large_batch_in_parts(store: str, monkeypatch) -> None:
+    """An operator network holds max(width, proj_width) channels at every grid point of a sample (a 1-D + time
+    one answers nt steps per input point): a batch needing more than :data:`~physml.serving.SERVED_FEATURES`
+    is predicted a few samples at a time (the boundary data held exactly; the output the whole batch's forward
+    to round-off), a sample that alone needs more is refused naming ``u``, and boundary data for another
+    number of samples or of another shape name themselves with the call's batch, not a part's."""
+    net, served = _register("heat_neumann", "fno", "boon", NEUMANN_CONFIG)  # width 8, proj_width 8, nt 4
+    rng = np.random.default_rng(5)
+    nx = 20
+    u, bc = rng.normal(size=(B, nx)), rng.normal(size=(B, 4, 2))
+    per_sample = 8 * nx * 4
+    with torch.no_grad():
+        expected = net.double()(torch.as_tensor(u), torch.as_tensor(bc)).numpy()
+    calls = []
+    with monkeypatch.context() as patch:
+        patch.setattr(serving, "SERVED_FEATURES", 2 * per_sample)
+        patch.setattr(type(net), "__call__", lambda self, *a, **k: calls.append(len(a[0])) or torch.nn.Module.__call__(
+            self, *a, **k))
+        out = served.predict({"u": u, "bc": bc})["u"]
+        assert calls == [2, 1]
+        np.testing.assert_allclose(out, expected, rtol=0, atol=1e-12)
+        h = 1.0 / (nx - 1)
+        left = (-1.5 * out[:, 0] + 2.0 * out[:, 1] - 0.5 * out[:, 2]) / h
+        right = (1.5 * out[:, -1] - 2.0 * out[:, -2] + 0.5 * out[:, -3]) / h
+        np.testing.assert_allclose(np.stack([left, right], axis=-1), bc, rtol=0, atol=1e-10)
+        with pytest.raises(ServingInputError, match=r"input 'bc' \(grid axis 0\) must have shape \(3, 4, 2\) .*got "
+                                                    r"\(3, 3, 2\)"):
+            served.predict({"u": u, "bc": bc[:, :3]})
+        with pytest.raises(ServingInputError, match=r"input 'bc' must hold one entry per sample of 'u' \(B = 3\), "
+                                                    r"got shape \(2, 4, 2\)"):
+            served.predict({"u": u, "bc": bc[:2]})
+        patch.setattr(serving, "SERVED_FEATURES", per_sample - 1)
+        with pytest.raises(ServingInputError, match=rf"input 'u' on a grid of {nx} × 4 points needs max\(width, "
+                                                    rf"proj_width\) = 8 channels at each, {per_sample} entries per "
+                                                    rf"sample, more than the {per_sample - 1} .* send a coarser grid"):
+            served.predict({"u": u, "bc": bc})
 
 
 def test_a_served_neumann_boon_network_holds_its_stencil_derivative(store: str) -> None:
