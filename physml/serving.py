@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -89,8 +90,8 @@ SERVED_ENTRIES = 2**27
 #: heads·Nc² per function (materialised: 15.5 GiB and 98 s for one function of 32 000 contexts, 4 heads, measured
 #: 2026-12-02), its features at the contexts, hidden·Nc, and at the targets, (hidden + latent + 2)·nt·nx per
 #: function (the decoder's input; the ensemble's members: hidden + 2); an operator's channels over its grid,
-#: max(width, proj_width) per grid point of each sample (a 1-D + time network answers nt steps for each input
-#: point). The cross-attention of the targets to the contexts is not counted: torch's fused kernel does not
+#: max(width, proj_width) per grid point of each sample, the time axis counted with its padding, nt +
+#: time_padding steps (a 1-D + time network answers nt steps for each input point). The cross-attention of the targets to the contexts is not counted: torch's fused kernel does not
 #: materialise its scores (Nc = 1000 against 100 at 201 × 201 targets added 20 MiB, where the scores would take
 #: 0.6 GiB). Parts as for :data:`SERVED_ENTRIES`; the paper profile's constrain batch fits (16 functions of 201 ×
 #: 201 targets, 100 contexts: 1.7 × 10⁸).
@@ -221,15 +222,14 @@ class ServedNetwork:
         with torch.no_grad():
             for start in range(0, len(u), rows):
                 part = slice(start, start + rows)
-                if not bounded:
-                    parts.append(net(u[part]))
-                    continue
                 given = [g[part] for g in bc]
                 try:
-                    parts.append(net(u[part], given[0] if len(given) == 1 else dict(zip(net.axes, given))))
-                except ValueError as exc:  # the network names grid axes and the part's batch; the caller sent names
-                    message = str(exc).replace(f"({len(u[part])}, ", f"({len(u)}, ")  # and the whole call
-                    for axis, name in zip(net.axes, names):
+                    parts.append(net(u[part]) if not bounded else
+                                 net(u[part], given[0] if len(given) == 1 else dict(zip(net.axes, given))))
+                except ValueError as exc:  # the network names the part's batch and grid axes; the caller sent names
+                    # a shape in the message starts with the batch: the part's, (k, …) or (k,), is the call's
+                    message = re.sub(rf"\({len(u[part])}(, |,\))", rf"({len(u)}\1", str(exc))
+                    for axis, name in zip(net.axes if bounded else (), names):
                         message = message.replace(f"bc for grid axis {axis}", f"input {name!r} (grid axis {axis})")
                     raise ValueError(message) from exc
         return torch.cat(parts).numpy()
@@ -299,6 +299,8 @@ def _operator_rows(net: torch.nn.Module, u: torch.Tensor) -> int:
     space = tuple(u.shape[1:1 + fno.n_space])
     steps = 1 if fno.nt is None else fno.nt + fno.time_padding
     per_sample = max(fno.width, fno.proj_width) * math.prod(space) * steps
+    if per_sample == 0:  # an empty grid axis: one part, which the network refuses by name
+        return len(u)
     if per_sample > SERVED_FEATURES:
         grid = " × ".join(str(n) for n in space + ((steps,) if fno.nt is not None else ()))
         raise ValueError(f"input 'u' on a grid of {grid} points needs max(width, proj_width) = "

@@ -402,6 +402,31 @@ def test_a_served_operator_network_predicts_a_large_batch_in_parts(store: str, m
             served.predict({"u": u, "bc": bc})
 
 
+def test_a_served_operator_in_parts_names_bad_inputs_with_the_whole_call(monkeypatch) -> None:
+    """In parts, a wrongly shaped ``u`` or ``bc`` is named with the call's batch, not the part's (a plain FNO's ``u``;
+    a one-axis ``bc``, whose shape prints as (k,)); an empty grid axis is the network's own refusal, not a
+    division by zero; the time axis is counted with its padding."""
+    plain = {"variant": "plain", "fno": {"n_space": 1, "nt": None, "width": 8, "modes": 4, "n_layers": 2,
+                                         "proj_width": 8}}
+    dirichlet = {"variant": "boon", "boundary": "dirichlet", "neumann_order": 2, "fno": plain["fno"]}
+    padded = {"variant": "plain", "fno": {**NEUMANN_CONFIG["fno"], "time_padding": 2}}
+    served_plain = serving.ServedNetwork(build_model(plain), plain)
+    served_dirichlet = serving.ServedNetwork(build_model(dirichlet), dirichlet)
+    u = np.random.default_rng(7).normal(size=(B, 20))
+    with monkeypatch.context() as patch:
+        patch.setattr(serving, "SERVED_FEATURES", 2 * 8 * 20)  # parts of 2 samples
+        with pytest.raises(ServingInputError, match=r"u must have shape \(B, n0\), got \(3, 20, 5\)"):
+            served_plain.predict({"u": np.repeat(u[..., None], 5, axis=-1)})
+        with pytest.raises(ServingInputError, match=r"input 'bc' \(grid axis 0\) must have shape \(3, 2\) .*got \(3,\)"):
+            served_dirichlet.predict({"u": u, "bc": np.zeros(B)})
+        patch.setattr(serving, "SERVED_FEATURES", 2 * 8 * 20 * (4 + 2))  # 4 steps and 2 of padding: parts of 2
+        assert serving._operator_rows(build_model(padded), torch.zeros(B, 20)) == 2
+    with pytest.raises(ServingInputError, match=r"grid axis 0 has 0 points; the dirichlet condition needs at least 3"):
+        served_dirichlet.predict({"u": np.zeros((B, 0)), "bc": np.zeros((B, 2))})
+    with pytest.raises(ServingInputError, match=r"grid axis 0 has n = 0 points"):
+        served_plain.predict({"u": np.zeros((B, 0))})
+
+
 def test_a_served_neumann_boon_network_holds_its_stencil_derivative(store: str) -> None:
     """1-D + time, Neumann: the order-2 one-sided stencil derivative of the served output equals the data at
     both ends and every time step, and the output is the network's own float64 forward."""
