@@ -87,14 +87,15 @@ BLACK_BOX_INPUTS = ("context_t", "context_x", "context_u", "target_t", "target_x
 SERVED_ENTRIES = 2**27
 #: Most entries of the network's own largest working tensors a served call holds at once (1 GiB in a black
 #: box's float32, 2 GiB in an operator's float64): a black box's self-attention scores over the contexts,
-#: heads·Nc² per function (materialised: 15.5 GiB and 98 s for one function of 32 000 contexts, 4 heads, measured
-#: 2026-12-02), its features at the contexts, hidden·Nc, and at the targets, (hidden + latent + 2)·nt·nx per
-#: function (the decoder's input; the ensemble's members: hidden + 2); an operator's channels over its grid,
-#: max(width, proj_width) per grid point of each sample, the time axis counted with its padding, nt +
-#: time_padding steps (a 1-D + time network answers nt steps for each input point). The cross-attention of the targets to the contexts is not counted: torch's fused kernel does not
-#: materialise its scores (Nc = 1000 against 100 at 201 × 201 targets added 20 MiB, where the scores would take
-#: 0.6 GiB). Parts as for :data:`SERVED_ENTRIES`; the paper profile's constrain batch fits (16 functions of 201 ×
-#: 201 targets, 100 contexts: 1.7 × 10⁸).
+#: heads·Nc² per function (materialised: 15.5 GiB and 98 s for one function of 32 000 contexts, 4 heads,
+#: measured 2026-12-02), its features at the contexts, hidden·Nc, and at the targets, (hidden + latent + 2)·nt·nx
+#: per function (the decoder's input; the ensemble's members: hidden + 2); an operator's channels over its
+#: grid, max(width, proj_width) per grid point of each sample, the time axis counted with its padding,
+#: nt + time_padding steps (a 1-D + time network answers nt steps for each input point). The cross-attention of
+#: the targets to the contexts is not counted: torch's fused kernel does not materialise its scores (Nc = 1000
+#: against 100 at 201 × 201 targets added 20 MiB, where the scores would take 0.6 GiB). Parts as for
+#: :data:`SERVED_ENTRIES`; the paper profile's constrain batch fits (16 functions of 201 × 201 targets, 100
+#: contexts: 1.7 × 10⁸).
 SERVED_FEATURES = 2**28
 _AXIS_NAMES = ("x", "y")
 

@@ -417,7 +417,8 @@ def test_a_served_operator_in_parts_names_bad_inputs_with_the_whole_call(monkeyp
         patch.setattr(serving, "SERVED_FEATURES", 2 * 8 * 20)  # parts of 2 samples
         with pytest.raises(ServingInputError, match=r"u must have shape \(B, n0\), got \(3, 20, 5\)"):
             served_plain.predict({"u": np.repeat(u[..., None], 5, axis=-1)})
-        with pytest.raises(ServingInputError, match=r"input 'bc' \(grid axis 0\) must have shape \(3, 2\) .*got \(3,\)"):
+        with pytest.raises(ServingInputError,
+                           match=r"input 'bc' \(grid axis 0\) must have shape \(3, 2\) .*got \(3,\)"):
             served_dirichlet.predict({"u": u, "bc": np.zeros(B)})
         patch.setattr(serving, "SERVED_FEATURES", 2 * 8 * 20 * (4 + 2))  # 4 steps and 2 of padding: parts of 2
         assert serving._operator_rows(build_model(padded), torch.zeros(B, 20)) == 2
