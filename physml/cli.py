@@ -173,17 +173,27 @@ def _cmd_track(args: argparse.Namespace) -> int:
     from physml import stages
 
     params = _load(args)
-    results = stages.track_results(params, args.root, case=args.case, model=args.model)
-    from physml import tracking  # after the case and model are checked: a typo is refused before MLflow loads
-    for pair, runs in results.items():
-        if pair == "report":
-            print(f"report: MLflow run {runs['report']} of experiment {tracking.REPORT_EXPERIMENT} holds "
-                  f"reports/{params.profile}, logged now or before")
-            continue
-        print(f"{pair}: {len(runs)} MLflow runs hold its results, logged now or before ({', '.join(runs)})")
+    try:
+        results = stages.track_results(params, args.root, case=args.case, model=args.model)
+    except stages.TrackingRefused as exc:  # what was logged, then the refusals
+        _print_tracked(exc.logged, params.profile)
+        raise
+    _print_tracked(results, params.profile)
     if not results:
         print(f"no finished results of profile {params.profile!r} under {args.root}: run the pipeline first")
     return 0
+
+
+def _print_tracked(results: dict[str, dict[str, str]], profile: str) -> None:
+    """One line per case/model (and the report) of :func:`physml.stages.track_results`."""
+    from physml import tracking  # after the case and model are checked: a typo is refused before MLflow loads
+
+    for pair, runs in results.items():
+        if pair == "report":
+            print(f"report: MLflow run {runs['report']} of experiment {tracking.REPORT_EXPERIMENT} holds "
+                  f"reports/{profile}, logged now or before")
+            continue
+        print(f"{pair}: {len(runs)} MLflow runs hold its results, logged now or before ({', '.join(runs)})")
 
 
 def _add_track_parser(sub: argparse._SubParsersAction) -> None:
@@ -263,8 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``physml``; bad input (ValueError), a file that cannot be read or written (OSError) or a
-    training that diverged (FloatingPointError) → one line on stderr and exit code 2."""
+    """Entry point of ``physml``; bad input (ValueError), a file that cannot be read or written (OSError), a
+    training that diverged (FloatingPointError) or an error of the MLflow store → one line on stderr and exit
+    code 2."""
     args = build_parser().parse_args(argv)
     try:
         with _stage_threads(args):
@@ -275,6 +286,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FloatingPointError as exc:
         print(f"physml {args.command}: error: {exc} (lower the learning rate, models.<model>.<profile>.train.lr, "
               "or check the data)", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        mlflow_errors = sys.modules.get("mlflow.exceptions")  # loaded only by the commands that track
+        if mlflow_errors is None or not isinstance(exc, mlflow_errors.MlflowException):
+            raise
+        print(f"physml {args.command}: error: MLflow: {exc.message}", file=sys.stderr)
         return 2
 
 

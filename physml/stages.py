@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import threading
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -383,49 +384,50 @@ def track(case: str, model: str, params: ParamsModel, root: Path, only_missing: 
         if not metrics_file.is_file():
             raise ValueError(f"{metrics_file} is missing: run the evaluate stage for {case} × {model} first")
         digest = _result_digest(metrics_file, checkpoints, params.profile, params.seed, settings, version)
-        found = (tracking.find_run(case, RESULT_TAG, digest, uri=uri, model=model, constraint=constraint)
-                 if only_missing else None)
-        if found is not None:
-            run_ids[constraint] = found
-            registered = (tracking.registered_version(case, model, params.profile, found, uri=uri)
-                          if constraint == headline and tracking.is_main_process() else None)
-            if registered is not None:
-                # a run logged before versions carried their network's configuration gets it now (the digest
-                # holds the checkpoints, so this checkpoint is the one the run logged), so load_model serves it
-                config = read_checkpoint(headline_file)["model_config"]
-                tracking.attach_model_config(found, config, uri=uri)
-                tracking.attach_pyfunc(found, config, _serving_defaults(params, case, model), uri=uri)
-                name = tracking.registered_model_name(case, model, params.profile)
-                tracking.promote_if_better(name, registered, metric, higher_is_better=higher, uri=uri)
-            continue
-        if network is None:  # about to log params.yaml's settings as the networks': they must be theirs, and
-            _check_trained_with(case, model, params, lay)  # the metrics must be those networks'
-            check_made_from(case, model, lay)
-            built = read_checkpoint(lay.models(case, model) / "plain.pt")["model_config"]
-            network = {k: v for k, v in built.items() if k not in ("case", "variant")}
-        state = config = None
-        if constraint == headline:
-            ckpt = read_checkpoint(headline_file)
-            state, config = ckpt["model_state"], ckpt["model_config"]
-        record = tracking.log_experiment(
-            case, model, constraint, params.profile,
-            params={"seed": params.seed, **settings, "network": network},
-            metrics=json.loads(metrics_file.read_text()),
-            figures=figures if constraint == headline else None,
-            state_dict=state,
-            model_config=config,
-            serving=_serving_defaults(params, case, model),
-            dataset_version=version,
-            tags={RESULT_TAG: digest},
-            uri=uri,
-            project=project,
-        )
-        if record is None:
-            continue
-        run_ids[constraint] = record.run_id
-        if record.model_version is not None:
-            tracking.promote_if_better(record.model_name, record.model_version, metric, higher_is_better=higher,
-                                       uri=uri)
+        with tracking.result_lock(uri) if only_missing else nullcontext():  # look, then log: once
+            found = (tracking.find_run(case, RESULT_TAG, digest, uri=uri, model=model, constraint=constraint)
+                     if only_missing else None)
+            if found is not None:
+                run_ids[constraint] = found
+                registered = (tracking.registered_version(case, model, params.profile, found, uri=uri)
+                              if constraint == headline and tracking.is_main_process() else None)
+                if registered is not None:
+                    # a run logged before versions carried their network's configuration gets it now (the digest
+                    # holds the checkpoints, so this checkpoint is the one the run logged), so load_model serves it
+                    config = read_checkpoint(headline_file)["model_config"]
+                    tracking.attach_model_config(found, config, uri=uri)
+                    tracking.attach_pyfunc(found, config, _serving_defaults(params, case, model), uri=uri)
+                    name = tracking.registered_model_name(case, model, params.profile)
+                    tracking.promote_if_better(name, registered, metric, higher_is_better=higher, uri=uri)
+                continue
+            if network is None:  # about to log params.yaml's settings as the networks': they must be theirs, and
+                _check_trained_with(case, model, params, lay)  # the metrics must be those networks'
+                check_made_from(case, model, lay)
+                built = read_checkpoint(lay.models(case, model) / "plain.pt")["model_config"]
+                network = {k: v for k, v in built.items() if k not in ("case", "variant")}
+            state = config = None
+            if constraint == headline:
+                ckpt = read_checkpoint(headline_file)
+                state, config = ckpt["model_state"], ckpt["model_config"]
+            record = tracking.log_experiment(
+                case, model, constraint, params.profile,
+                params={"seed": params.seed, **settings, "network": network},
+                metrics=json.loads(metrics_file.read_text()),
+                figures=figures if constraint == headline else None,
+                state_dict=state,
+                model_config=config,
+                serving=_serving_defaults(params, case, model),
+                dataset_version=version,
+                tags={RESULT_TAG: digest},
+                uri=uri,
+                project=project,
+            )
+            if record is None:
+                continue
+            run_ids[constraint] = record.run_id
+            if record.model_version is not None:
+                tracking.promote_if_better(record.model_name, record.model_version, metric, higher_is_better=higher,
+                                           uri=uri)
     return run_ids
 
 
@@ -477,25 +479,27 @@ def track_seed_study(case: str, model: str, params: ParamsModel, root: Path, onl
     digest = _result_digest(path, params.profile, params.seed, settings, version)
     project = tracking.store_project(root)
     uri = tracking.tracking_uri(project=project)
-    found = (tracking.find_run(case, RESULT_TAG, digest, uri=uri, model=model, constraint="seed_study")
-             if only_missing else None)
-    if found is not None:
-        return found
-    with tracking.start_run(case, model, "seed_study", params.profile, dataset_version=version,
-                            tags={RESULT_TAG: digest}, uri=uri, project=project) as run:
-        if isinstance(run, tracking.SilentRun):
-            return None
-        run.log_params({"seed": params.seed, "seeds": ",".join(map(str, study["seeds"])), **settings})
-        ahead = {k: study[k] for k in ("boon_ahead", "probconserv_ahead") if k in study}
-        run.log_metrics({c: {f"{metric}_mean": study[f"{metric}_mean"][c], f"{metric}_spread": study[f"{metric}_spread"][c]}
-                         for c in study[metric]} | ahead)
-        for i in range(len(study["seeds"])):
-            run.log_metrics({c: {metric: values[i]} for c, values in study[metric].items()}, step=i)
-        run.log_metrics({name: {"mean": d.mean, "se": d.se} for name, d in study_differences(study, group).items()})
-        with tempfile.TemporaryDirectory() as tmp:
-            figure = seed_study_figure(params, {(case, model): study}, Path(tmp) / "seed_study.png", group)
-            run.log_figure(figure, "seed_study")
-        return run.run_id
+    with tracking.result_lock(uri) if only_missing else nullcontext():  # look, then log: once
+        found = (tracking.find_run(case, RESULT_TAG, digest, uri=uri, model=model, constraint="seed_study")
+                 if only_missing else None)
+        if found is not None:
+            return found
+        with tracking.start_run(case, model, "seed_study", params.profile, dataset_version=version,
+                                tags={RESULT_TAG: digest}, uri=uri, project=project) as run:
+            if isinstance(run, tracking.SilentRun):
+                return None
+            run.log_params({"seed": params.seed, "seeds": ",".join(map(str, study["seeds"])), **settings})
+            ahead = {k: study[k] for k in ("boon_ahead", "probconserv_ahead") if k in study}
+            run.log_metrics({c: {f"{metric}_mean": study[f"{metric}_mean"][c],
+                                 f"{metric}_spread": study[f"{metric}_spread"][c]} for c in study[metric]} | ahead)
+            for i in range(len(study["seeds"])):
+                run.log_metrics({c: {metric: values[i]} for c, values in study[metric].items()}, step=i)
+            run.log_metrics({name: {"mean": d.mean, "se": d.se}
+                             for name, d in study_differences(study, group).items()})
+            with tempfile.TemporaryDirectory() as tmp:
+                figure = seed_study_figure(params, {(case, model): study}, Path(tmp) / "seed_study.png", group)
+                run.log_figure(figure, "seed_study")
+            return run.run_id
 
 
 def track_results(params: ParamsModel, root: Path, case: str | None = None,
@@ -528,19 +532,29 @@ def track_results(params: ParamsModel, root: Path, case: str | None = None,
             runs = track(c, m, params, root, only_missing=True)
         except ValueError as exc:  # e.g. metrics of other networks: the other pairs are still logged
             refused.append(f"{c}/{m}: {exc}")
-            continue
-        if lay.seed_study_file(c, m).is_file():
+            runs = {}
+        if lay.seed_study_file(c, m).is_file():  # its own file and digest: logged whatever the pair's metrics
             study = track_seed_study(c, m, params, root, only_missing=True)
             if study is not None:
                 runs["seed_study"] = study
-        out[f"{c}/{m}"] = runs
+        if runs:
+            out[f"{c}/{m}"] = runs
     if case is None and model is None and (lay.reports() / "index.md").is_file():
         report_run = track_report(params, root, only_missing=True)
         if report_run is not None:
             out["report"] = {"report": report_run}
     if refused:
-        raise ValueError(f"{len(refused)} result(s) not logged (the others were):\n  " + "\n  ".join(refused))
+        raise TrackingRefused(f"{len(refused)} result(s) not logged (the others were):\n  " + "\n  ".join(refused),
+                              out)
     return out
+
+
+class TrackingRefused(ValueError):
+    """:func:`track_results` refused some pairs' results; ``logged`` is what it returns for the others."""
+
+    def __init__(self, message: str, logged: dict[str, dict[str, str]]) -> None:
+        super().__init__(message)
+        self.logged = logged
 
 
 def track_report(params: ParamsModel, root: Path, only_missing: bool = False) -> str | None:
@@ -558,10 +572,11 @@ def track_report(params: ParamsModel, root: Path, only_missing: bool = False) ->
     digest = _result_digest(*[part for p in files for part in (p.relative_to(folder).as_posix(), p)])
     project = tracking.store_project(root)
     uri = tracking.tracking_uri(project=project)
-    found = tracking.find_report_run(RESULT_TAG, digest, uri=uri, profile=params.profile) if only_missing else None
-    if found is not None:
-        return found
-    return tracking.log_report(folder, params.profile, tags={RESULT_TAG: digest}, uri=uri, project=project)
+    with tracking.result_lock(uri) if only_missing else nullcontext():  # look, then log: once
+        found = tracking.find_report_run(RESULT_TAG, digest, uri=uri, profile=params.profile) if only_missing else None
+        if found is not None:
+            return found
+        return tracking.log_report(folder, params.profile, tags={RESULT_TAG: digest}, uri=uri, project=project)
 
 
 def report(params: ParamsModel, root: Path) -> Path:

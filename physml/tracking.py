@@ -28,7 +28,10 @@ but 0 gets a :class:`SilentRun` whose methods do nothing.
 
 Several processes may log into one SQLite file at once: every write is retried while SQLite
 reports ``database is locked``, and races on creating the same experiment or registered model
-are resolved by reading back what the other process created.
+are resolved by reading back what the other process created. Logging a result only if no run holds it yet
+(the pipeline's ``only_missing``) looks and logs under :func:`result_lock`, so two processes tracking the same
+results at once log them once; a tracking server or a database server offers no such lock, and there two
+such processes may both log a result.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -80,6 +83,11 @@ MLMODEL_FILE = "MLmodel"
 """Beside a version's weights and configuration: the MLflow model metadata whose ``python_function`` flavour
 loads them with :mod:`physml.serving` (:func:`_write_mlmodel`)."""
 PYFUNC_LOADER = "physml.serving"
+REGISTERED_TAG = "registered_as"
+"""Run tag ``<registered model>:<version>`` set when a run's network is registered, so that a version deleted
+from the registry (a model retired on purpose) is not registered again from its run (:func:`registered_version`)."""
+WEIGHTS_FILE = "state_dict.pth"
+"""A version's weights in its model folder (MLflow's ``save_state_dict`` layout)."""
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _LOCKED_MARKERS = ("database is locked", "database table is locked")
@@ -124,7 +132,9 @@ def tracking_uri(project: Path | str | None = None) -> str:
 
 
 def _is_local_store(uri: str) -> bool:
-    return uri.startswith(("sqlite:", "file:")) or "://" not in uri
+    """Whether MLflow runs in this process for ``uri`` (a file or a database: SQLite, PostgreSQL, MySQL, …),
+    whose artifact location the project chooses, rather than behind a tracking server that chooses its own."""
+    return not uri.startswith(("http://", "https://", "databricks"))
 
 
 def artifact_root(uri: str | None = None, project: Path | str | None = None) -> str | None:
@@ -235,9 +245,10 @@ _READY_STORES: set[str] = set()
 
 
 def _sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI (its query, e.g. ``?timeout=30``, dropped), else None."""
     if not uri.startswith("sqlite:///"):
         return None
-    path = uri[len("sqlite:///") :]
+    path = uri[len("sqlite:///") :].split("?", 1)[0]
     return None if path in ("", ":memory:") else Path(path)
 
 
@@ -249,13 +260,26 @@ def _file_lock(path: Path) -> Iterator[None]:
     except ImportError:  # pragma: no cover - non-POSIX
         yield
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a")
+    except PermissionError:  # a read-only store (a mounted volume): nothing here can write to it either
+        yield
+        return
+    with handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def result_lock(uri: str | None = None) -> AbstractContextManager[None]:
+    """A lock, across processes, under which to look for a result's run and log it if none holds it: on a
+    SQLite store a file lock beside the database (``<db>.log.lock``); elsewhere none (see the module
+    docstring)."""
+    db = _sqlite_path(uri or tracking_uri())
+    return _file_lock(db.with_name(db.name + ".log.lock")) if db is not None else nullcontext()
 
 
 def client(uri: str | None = None) -> MlflowClient:
@@ -282,8 +306,15 @@ def _experiment_id(mlc: MlflowClient, case: str, uri: str, project: Path | str |
 
 def _named_experiment_id(mlc: MlflowClient, name: str, uri: str, project: Path | str | None,
                          tags: Mapping[str, str]) -> str:
-    """The id of experiment ``name``, created (artifacts under :func:`artifact_root`) if it does not exist."""
+    """The id of experiment ``name``, created (artifacts under :func:`artifact_root`) if it does not exist;
+    ValueError if it was deleted (MLflow keeps a deleted experiment's name and refuses runs in it)."""
     existing = _retry(lambda: mlc.get_experiment_by_name(name))
+    if existing is not None and existing.lifecycle_stage == "deleted":
+        raise ValueError(
+            f"MLflow experiment {name!r} (id {existing.experiment_id}) in {uri} is deleted, so nothing can be logged "
+            f"to it: restore it (`mlflow experiments restore --experiment-id {existing.experiment_id}` with "
+            f"MLFLOW_TRACKING_URI={uri}) or remove it for good (`mlflow gc --backend-store-uri {uri} "
+            f"--experiment-ids {existing.experiment_id}`)")
     if existing is not None:
         return existing.experiment_id
     location = artifact_root(uri, project)
@@ -313,6 +344,7 @@ def _register(mlc: MlflowClient, run_id: str, case: str, model: str, profile: st
     _ensure_registered_model(mlc, name)
     version = _retry(lambda: mlc.create_model_version(name, source=f"runs:/{run_id}/{artifact_path}", run_id=run_id,
                                                       tags={"case": case, "model": model, "profile": profile}))
+    _retry(lambda: mlc.set_tag(run_id, REGISTERED_TAG, f"{name}:{version.version}"))
     return str(version.version)
 
 
@@ -573,7 +605,7 @@ def _find_in(name: str, tag: str, value: str, uri: str | None, **match: str) -> 
     resolved = uri or tracking_uri()
     mlc = client(resolved)
     experiment = _retry(lambda: mlc.get_experiment_by_name(name))
-    if experiment is None:
+    if experiment is None or experiment.lifecycle_stage == "deleted":
         return None
     runs = _retry(lambda: mlc.search_runs(
         [experiment.experiment_id], filter_string=" and ".join([*conditions, "attributes.status = 'FINISHED'"]),
@@ -584,12 +616,15 @@ def _find_in(name: str, tag: str, value: str, uri: str | None, **match: str) -> 
 def registered_version(case: str, model: str, profile: str, run_id: str, uri: str | None = None) -> str | None:
     """The version of ``physml-<case>-<model>-<profile>`` made from run ``run_id``, registering the run's
     ``model/`` artifact now if no version is (its registration failed, or the store predates the profile in
-    the name); ``None`` if the run logged no model."""
+    the name); ``None`` if the run logged no model, or if its version was deleted from the registry (the run's
+    :data:`REGISTERED_TAG` names it: a model retired on purpose stays retired)."""
     mlc = client(uri or tracking_uri())
     name = registered_model_name(case, model, profile)
     found = _retry(lambda: mlc.search_model_versions(f"name = '{name}' and run_id = '{run_id}'"))
     if found:
         return str(min(int(v.version) for v in found))
+    if _retry(lambda: mlc.get_run(run_id)).data.tags.get(REGISTERED_TAG, "").startswith(f"{name}:"):
+        return None
     if not _retry(lambda: mlc.list_artifacts(run_id, MODEL_ARTIFACT_PATH)):
         return None
     return _register(mlc, run_id, case, model, profile)
@@ -651,7 +686,9 @@ def promote_if_better(
     holder's by more than ``margin`` of the holder's magnitude (lower is better unless ``higher_is_better``:
     new < old − margin·|old|, or new > old + margin·|old|), or no version holds it, or the holder was
     evaluated on other data (its run's ``dataset_version`` tag differs: a metric on another test set is no
-    comparison, so new data start a new contest and the version evaluated on them wins). The margin keeps a
+    comparison, so new data start a new contest) and ``version``'s run was logged after the holder's (the
+    store cannot tell newer data from older, so the result logged last wins; a result logged before, offered
+    again by ``physml track`` from an older checkout, does not take the alias back). The margin keeps a
     scheduled retraining of the same code and data from taking the alias on run-to-run noise (GPU kernels
     round differently between runs); ``margin=0`` is a strict comparison. A holder whose network cannot be
     rebuilt (logged without :data:`MODEL_CONFIG_FILE`, before versions carried it) yields to a version that
@@ -674,7 +711,10 @@ def promote_if_better(
         if current == str(version):
             return False
         if current is not None and (version_dataset(name, current, uri=resolved)
-                                    == version_dataset(name, version, uri=resolved)):
+                                    != version_dataset(name, version, uri=resolved)):
+            if _version_logged(name, version, resolved) < _version_logged(name, current, resolved):
+                return False
+        elif current is not None:
             old = version_metric(name, current, metric, uri=resolved)
             step = margin * abs(old)
             better = new > old + step if higher_is_better else new < old - step
@@ -685,6 +725,12 @@ def promote_if_better(
         mlc = client(resolved)
         _retry(lambda: mlc.set_registered_model_alias(name, alias, str(version)))
         return True
+
+
+def _version_logged(name: str, version: str | int, uri: str) -> int:
+    """When the run of ``name`` version ``version`` started (ms since the epoch; 0 for a version without a run)."""
+    run = _version_run(name, version, uri)
+    return 0 if run is None else int(run.info.start_time or 0)
 
 
 def _rebuildable(name: str, version: str | int, uri: str) -> bool:
@@ -736,6 +782,10 @@ def _attach_missing(run_id: str, name: str, write: Callable[[Path], Path], uri: 
     there; whether it was logged."""
     mlc = client(uri or tracking_uri())
     present = {Path(a.path).name for a in _retry(lambda: mlc.list_artifacts(run_id, artifact_path))}
+    if WEIGHTS_FILE not in present:
+        raise ValueError(f"run {run_id} holds no {artifact_path}/{WEIGHTS_FILE} (its artifacts were moved or deleted), "
+                         f"so its registered network cannot be loaded: delete the run (`mlflow runs delete --run-id "
+                         f"{run_id}`) and `physml track` logs its results again")
     if name in present:
         return False
     with tempfile.TemporaryDirectory() as tmp:

@@ -519,11 +519,12 @@ def test_track_logs_untracked_results_once(tiny_params_file: Path) -> None:
     assert wrong_pair.returncode == 2 and "'anp' is not configured for stokes2; its models: fno" in wrong_pair.stderr
 
 
-def test_track_goes_on_past_a_refused_result_and_names_it(tiny_params_file: Path,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_track_goes_on_past_a_refused_result_and_names_it(tiny_params_file: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
     """A pair whose metrics ``track`` refuses (computed from other networks than those on disk) does not keep the
-    other pairs out of MLflow: they are logged, and the refusals are raised together at the end."""
-    from physml import stages
+    other pairs out of MLflow: they are logged, its seed study too (its own file), and the refusals are raised
+    together at the end; ``physml track`` prints what it logged before the refusals."""
+    from physml import cli, stages
 
     params, root = load_params(tiny_params_file), tiny_params_file.parent
     lay = Layout(root, params.profile)
@@ -532,7 +533,9 @@ def test_track_goes_on_past_a_refused_result_and_names_it(tiny_params_file: Path
         lay.metrics(c, m).mkdir(parents=True)
         for constraint in stages._group(params, c).constraints:
             (lay.metrics(c, m) / f"{constraint}.json").write_text("{}")
-    logged = []
+    lay.seed_study_file(*pairs[0]).parent.mkdir(parents=True, exist_ok=True)
+    lay.seed_study_file(*pairs[0]).write_text("{}")
+    logged, studies = [], []
 
     def track(case: str, model: str, params: Any, root: Path, only_missing: bool = False) -> dict[str, str]:
         if (case, model) == pairs[0]:
@@ -541,10 +544,17 @@ def test_track_goes_on_past_a_refused_result_and_names_it(tiny_params_file: Path
         return {"none": "run"}
 
     monkeypatch.setattr(stages, "track", track)
+    monkeypatch.setattr(stages, "track_seed_study", lambda case, model, *a, **k: studies.append((case, model)) or "s")
     refused = rf"1 result\(s\) not logged \(the others were\):\n  {pairs[0][0]}/{pairs[0][1]}: computed from other"
-    with pytest.raises(ValueError, match=refused):
+    with pytest.raises(stages.TrackingRefused, match=refused) as caught:
         stages.track_results(params, root)
-    assert len(pairs) > 1 and logged == pairs[1:]
+    assert len(pairs) > 1 and logged == pairs[1:] and studies == [pairs[0]]
+    assert caught.value.logged == {f"{pairs[0][0]}/{pairs[0][1]}": {"seed_study": "s"},
+                                   **{f"{c}/{m}": {"none": "run"} for c, m in pairs[1:]}}
+    capsys.readouterr()
+    assert cli.main(["track", "--params", str(tiny_params_file), "--root", str(root)]) == 2
+    out, err = capsys.readouterr()
+    assert all(f"{c}/{m}: 1 MLflow runs hold its results" in out for c, m in pairs) and "computed from other" in err
 
 
 def test_trainings_in_threads_of_one_process_get_the_weights_they_get_alone(tiny_params_file: Path) -> None:

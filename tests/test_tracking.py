@@ -186,7 +186,8 @@ def test_champion_moves_only_to_a_version_better_by_the_margin(store: str) -> No
 
 def test_a_champion_evaluated_on_other_data_is_no_comparison(store: str) -> None:
     """A metric on another test set (another dataset_version) does not compare: the version evaluated on the
-    new data takes the champion even with a larger error, and the contest continues on those data."""
+    new data, logged after the holder, takes the champion even with a larger error, and the contest continues on
+    those data; the old version offered again does not take it back."""
     name = tracking.registered_model_name("wave", "fno", "quick")
 
     def version(mse: float, data: str) -> str:
@@ -200,6 +201,8 @@ def test_a_champion_evaluated_on_other_data_is_no_comparison(store: str) -> None
     new = version(0.4, "md5-new")
     assert tracking.version_dataset(name, new) == "md5-new"
     assert tracking.promote_if_better(name, new, "mse") is True and tracking.champion_version(name) == new
+    # the old result offered again (`physml track` in an older checkout) is older than the holder: it stays out
+    assert tracking.promote_if_better(name, old, "mse") is False and tracking.champion_version(name) == new
     assert tracking.promote_if_better(name, version(0.5, "md5-new"), "mse") is False
     better = version(0.3, "md5-new")
     assert tracking.promote_if_better(name, better, "mse") is True and tracking.champion_version(name) == better
@@ -244,6 +247,81 @@ def test_find_run_matches_tags_and_registered_version_finishes_a_failed_registra
     assert version == "1" and tracking.registered_version("heat", "anp", "quick", probconserv) == "1"
     bare = tracking.log_experiment("heat", "anp", "none", "quick", metrics={"mse": 0.2})
     assert bare is not None and tracking.registered_version("heat", "anp", "quick", bare.run_id) is None
+
+
+def test_a_deleted_version_or_experiment_is_not_brought_back(store: str) -> None:
+    """A version deleted from the registry (a model retired on purpose) is not registered again from its run,
+    so it cannot become champion again; a deleted experiment is refused by name (MLflow keeps its name and
+    would refuse the run with a bare exception), and its runs are no longer found."""
+    record = tracking.log_experiment("heat", "anp", "probconserv", "quick", metrics={"mse": 0.1},
+                                     tags={"digest": "d1"}, state_dict={"w": torch.ones(1)})
+    assert record is not None and tracking.promote_if_better(record.model_name, record.model_version, "mse")
+    mlc = tracking.client(store)
+    mlc.delete_model_version(record.model_name, record.model_version)
+    assert tracking.registered_version("heat", "anp", "quick", record.run_id) is None
+    assert tracking.champion_version(record.model_name) is None
+    assert mlc.search_model_versions(f"name = '{record.model_name}'") == []
+    mlc.delete_experiment(record.experiment_id)
+    assert tracking.find_run("heat", "digest", "d1", model="anp", constraint="probconserv") is None
+    with pytest.raises(ValueError, match=rf"MLflow experiment 'physml-heat' \(id {record.experiment_id}\) in .* is "
+                                         rf"deleted, so nothing can be logged to it: restore it"):
+        tracking.log_experiment("heat", "anp", "none", "quick", metrics={"mse": 0.2})
+
+
+_REPORT_TRACKER = """
+import sys, time
+from pathlib import Path
+from physml import stages, tracking
+from physml.config import load_params
+root, params, start = Path(sys.argv[1]), load_params(sys.argv[2]), float(sys.argv[3])
+look = tracking.find_report_run
+
+
+def slow_look(*args, **kwargs):
+    found = look(*args, **kwargs)
+    time.sleep(2.0)  # between looking and logging: every process would look before any logs, but for the lock
+    return found
+
+
+tracking.find_report_run = slow_look
+while time.time() < start:
+    time.sleep(0.001)
+print(stages.track_report(params, root, only_missing=True))
+"""
+
+
+def test_processes_tracking_one_result_at_once_log_it_once(store: str, tmp_path: Path) -> None:
+    """``only_missing`` looks for the result's run and logs it under one lock (``tracking.result_lock``): four
+    processes tracking the same report at the same instant, each pausing 2 s between looking and logging, leave
+    one run, whose id each of them returns."""
+    import time
+
+    (tmp_path / "reports" / "quick").mkdir(parents=True)
+    (tmp_path / "reports" / "quick" / "index.md").write_text("# physml results — profile `quick`\n")
+    start = time.time() + 6.0  # every process imported and waiting before the gun
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    procs = [subprocess.Popen([sys.executable, "-c", _REPORT_TRACKER, str(tmp_path), str(ROOT / "params.yaml"),
+                               str(start)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(4)]
+    ids = set()
+    for p in procs:
+        out, err = p.communicate(timeout=240)
+        assert p.returncode == 0, err.decode()[-3000:]
+        ids.add(out.decode().strip())
+    mlc = tracking.client(store)
+    runs = mlc.search_runs([mlc.get_experiment_by_name(tracking.REPORT_EXPERIMENT).experiment_id])
+    assert len(runs) == 1 and ids == {runs[0].info.run_id}
+
+
+def test_store_uris_locate_their_locks_and_artifacts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A SQLite URI's query is not part of its file (so its locks are the same file whatever the query); a
+    database server's store, like SQLite, keeps its artifacts under the project (MLflow runs in this process),
+    while a tracking server chooses its own."""
+    monkeypatch.delenv("PHYSML_ARTIFACT_ROOT", raising=False)
+    assert tracking._sqlite_path("sqlite:////x/m.db?timeout=30") == Path("/x/m.db")
+    for uri in ("postgresql://u@db/mlflow", "mysql://u@db/mlflow", f"sqlite:///{tmp_path / 'm.db'}"):
+        assert tracking.artifact_root(uri, tmp_path) == (tmp_path.resolve() / "mlartifacts").as_uri()
+    for uri in ("http://mlflow.example:5000", "https://mlflow.example", "databricks"):
+        assert tracking.artifact_root(uri, tmp_path) is None
 
 
 def test_only_rank_zero_logs(store: str, monkeypatch: pytest.MonkeyPatch) -> None:
