@@ -8,7 +8,10 @@ means writing one such function and appending it to ``SUBCOMMANDS``.
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import re
+import shlex
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -47,7 +50,12 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     check_output_grids(params, cases)
     for case in cases:
         out = args.out if args.out is not None else (Path("data") if args.root is None else args.root / "data")
-        path = generate_case(case, params, out, progress=not args.no_progress, force=args.force)
+        try:
+            path = generate_case(case, params, out, progress=not args.no_progress, force=args.force)
+        except json.JSONDecodeError as exc:  # the record of an earlier generation, read to skip an up-to-date case
+            raise ValueError(f"{case}: the record of an earlier generation under {out} is damaged (not readable "
+                             f"JSON: {exc}); run `physml generate --case {case} --force` to generate it "
+                             "again") from None
         print(f"{case}: {path}")
     return 0
 
@@ -265,28 +273,78 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from importlib.metadata import PackageNotFoundError, version
+
     parser = argparse.ArgumentParser(prog="physml", description="Physics-constrained ML for PDEs: ProbConserv and BOON.")
+    try:
+        parser.add_argument("--version", action="version", version=f"%(prog)s {version('physml')}")
+    except PackageNotFoundError:  # run from a source tree that is not installed
+        parser.add_argument("--version", action="version", version="%(prog)s (not installed)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in SUBCOMMANDS:
         add(sub)
     return parser
 
 
+def _completed(message: str, args: argparse.Namespace, parser: argparse.ArgumentParser) -> str:
+    """``message`` with each command it suggests (`` `physml <command> …` ``) given this run's own ``--params``
+    and ``--root`` where they are not the defaults and that command takes them, so that it remakes what this
+    run refused, in the same place and from the same params file."""
+    given = [(flag, value) for flag, value, default in (("--params", getattr(args, "params", None), "params.yaml"),
+                                                       ("--root", getattr(args, "root", None), "."))
+             if value is not None and Path(value) != Path(default)]
+    if not given:
+        return message
+    commands = next(a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+
+    def complete(match: re.Match[str]) -> str:
+        command, rest = match.group(1), match.group(2)
+        takes = commands[command]._option_string_actions if command in commands else {}
+        extra = "".join(f" {flag} {shlex.quote(str(value))}" for flag, value in given
+                        if flag in takes and f"{flag} " not in rest)
+        return f"`physml {command}{rest}{extra}`"
+
+    return re.sub(r"`physml ([a-z-]+)([^`]*)`", complete, message)
+
+
+def _learning_rate_key(args: argparse.Namespace) -> str:
+    """The params.yaml key of the learning rate the failed training used: the case's override where it sets
+    one (``models.<model>.cases.<case>.<profile>.train.lr``), else the profile's (``models.<model>.<profile>.
+    train.lr``); the placeholder when the command names no case and model."""
+    case, model = getattr(args, "case", None), getattr(args, "model", None)
+    try:
+        params = _load(args)
+        per_profile = getattr(params.models, model)
+    except (ValueError, OSError, AttributeError, TypeError):
+        return "models.<model>.<profile>.train.lr"
+    over = per_profile.cases.get(case)
+    override = (over[params.profile] if over is not None else None) or {}
+    if "lr" in (override.get("train") or {}):
+        return f"models.{model}.cases.{case}.{params.profile}.train.lr"
+    return f"models.{model}.{params.profile}.train.lr"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``physml``; bad input (ValueError), a file that cannot be read or written (OSError), a
-    training that diverged (FloatingPointError) or an error of the MLflow store → one line on stderr and exit
-    code 2."""
-    args = build_parser().parse_args(argv)
+    training that diverged (FloatingPointError) or an error of the MLflow store → one line on stderr (a command
+    it suggests completed with this run's ``--params`` and ``--root``: :func:`_completed`) and exit code 2;
+    Ctrl-C → one line and 130."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
         with _stage_threads(args):
             return int(args.func(args))
     except (ValueError, OSError) as exc:
-        print(f"physml {args.command}: error: {exc}", file=sys.stderr)
+        print(f"physml {args.command}: error: {_completed(str(exc), args, parser)}", file=sys.stderr)
         return 2
-    except FloatingPointError as exc:
-        print(f"physml {args.command}: error: {exc} (lower the learning rate, models.<model>.<profile>.train.lr, "
-              "or check the data)", file=sys.stderr)
+    except FloatingPointError as exc:  # on a line of its own: a progress bar may still hold the last one
+        print(f"\nphysml {args.command}: error: {exc} (lower the learning rate, {_learning_rate_key(args)}, or "
+              "check the data)", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"\nphysml {args.command}: interrupted; run the same command again (a training resumes from its "
+              "last checkpoint)", file=sys.stderr)
+        return 130
     except Exception as exc:
         mlflow_errors = sys.modules.get("mlflow.exceptions")  # loaded only by the commands that track
         if mlflow_errors is None or not isinstance(exc, mlflow_errors.MlflowException):

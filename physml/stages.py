@@ -158,6 +158,28 @@ def _differences(a: Any, b: Any, path: str = "") -> list[str]:
     return [] if a == b and isinstance(a, bool) == isinstance(b, bool) else [path or "(all)"]
 
 
+def _read_json(path: Path, remake: str) -> Any:
+    """The JSON in ``path``; a damaged file (cut short, not JSON) → ValueError naming it and ``remake``, the
+    command that writes it again."""
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path} is damaged (not readable JSON: {exc}); {remake}") from None
+
+
+def _read_checkpoint(path: Path, remake: str) -> dict[str, Any]:
+    """:func:`physml.training.read_checkpoint`; a damaged file (cut short, not a torch archive) → ValueError
+    naming it and ``remake``."""
+    import pickle
+
+    from physml.training import read_checkpoint
+
+    try:
+        return read_checkpoint(path)
+    except (RuntimeError, EOFError, pickle.UnpicklingError) as exc:
+        raise ValueError(f"{path} is damaged (torch cannot read it: {str(exc).splitlines()[0]}); {remake}") from None
+
+
 def _check_trained_with(case: str, model: str, params: ParamsModel, lay: Layout) -> None:
     """Refuse networks trained with other settings than ``params`` gives now (:data:`TRAINED_WITH`), or whose
     training left no record (not trained by :func:`train`, or it did not finish), naming the keys that differ."""
@@ -168,7 +190,7 @@ def _check_trained_with(case: str, model: str, params: ParamsModel, lay: Layout)
     if not record.is_file():
         raise ValueError(f"{record} is missing: no record of the settings the networks of {case} × {model} were "
                          f"trained with (not trained, or their training did not finish); {retrain}")
-    differ = _differences(json.loads(record.read_text()), _training_settings(params, case, model))
+    differ = _differences(_read_json(record, retrain), _training_settings(params, case, model))
     if differ:
         raise ValueError(f"{lay.models(case, model)}: trained with other settings than params.yaml gives now "
                          f"({', '.join(differ)}); {retrain}")
@@ -184,12 +206,16 @@ def _check_inputs(case: str, model: str, params: ParamsModel, lay: Layout, step:
     trained with those settings. Each refusal names the file and the command that remakes it. ``step``: train,
     constrain, seed-study or evaluate.
     """
+    from physml.data import MARKER
     from physml.data.generate import fingerprint
     from physml.experiments import PREDICTIONS_FILE, checkpoints_digest, data_version, rerun
-    from physml.training import read_checkpoint
 
     data = lay.data(case)
-    current = data_version(data, case, params.profile)
+    try:
+        current = data_version(data, case, params.profile)
+    except json.JSONDecodeError as exc:  # its completion marker, cut short
+        raise ValueError(f"{data / MARKER} is damaged (not readable JSON: {exc}); run "
+                         f"{rerun('generate', case, params.profile, force=True)}") from None
     if current != fingerprint(case, params):
         raise ValueError(f"{data}: generated with other settings than params.yaml gives now (cases.{case}, profile, "
                          f"seed or the generation code changed since); run {rerun('generate', case, params.profile)}")
@@ -197,7 +223,7 @@ def _check_inputs(case: str, model: str, params: ParamsModel, lay: Layout, step:
         _check_trained_with(case, model, params, lay)
     if step in ("constrain", "seed-study"):
         for ckpt in sorted(lay.models(case, model).glob("*.pt")):
-            made = read_checkpoint(ckpt).get("data_version")
+            made = _read_checkpoint(ckpt, f"run {rerun('train', case, params.profile, model)}").get("data_version")
             if made != current:
                 raise ValueError(f"{ckpt}: trained on other data than {data} now holds; run "
                                  f"{rerun('train', case, params.profile, model)}")
@@ -206,8 +232,12 @@ def _check_inputs(case: str, model: str, params: ParamsModel, lay: Layout, step:
 
         predictions = lay.predictions(case, model) / PREDICTIONS_FILE
         if predictions.is_file():
-            with h5py.File(predictions, "r") as fh:
-                made = (fh.attrs.get("data_version"), fh.attrs.get("checkpoints"))
+            try:
+                with h5py.File(predictions, "r") as fh:
+                    made = (fh.attrs.get("data_version"), fh.attrs.get("checkpoints"))
+            except OSError as exc:
+                raise ValueError(f"{predictions} is damaged (HDF5 cannot read it: {exc}); run "
+                                 f"{rerun('constrain', case, params.profile, model)}") from None
             if made != (current, checkpoints_digest(lay.models(case, model))):
                 raise ValueError(f"{predictions}: made from other data or other networks than {data} and "
                                  f"{lay.models(case, model)} now hold; run "
@@ -263,12 +293,12 @@ def made_from(case: str, model: str, lay: Layout) -> dict[str, Any]:
     fingerprint the data's completion marker records (evaluate has checked the files against it:
     :func:`physml.experiments.data_version`); ``networks``, checkpoint file name → sha256; ``predictions``, the
     predictions file's sha256. A part whose files are missing is left out."""
-    from physml.experiments import PREDICTIONS_FILE, sha256_file
+    from physml.experiments import PREDICTIONS_FILE, rerun, sha256_file
 
     out: dict[str, Any] = {}
     marker = lay.data(case) / "dataset.json"
     if marker.is_file():
-        out["data"] = str(json.loads(marker.read_text())["fingerprint"])
+        out["data"] = str(_read_json(marker, f"run {rerun('generate', case, lay.profile, force=True)}")["fingerprint"])
     networks = {p.name: sha256_file(p) for p in sorted(lay.models(case, model).glob("*.pt"))}
     if networks:
         out["networks"] = networks
@@ -281,8 +311,10 @@ def made_from(case: str, model: str, lay: Layout) -> dict[str, Any]:
 def read_made_from(case: str, model: str, lay: Layout) -> dict[str, Any] | None:
     """The :data:`MADE_FROM` record of ``case`` × ``model``'s metrics, None if there is none (evaluated before
     records were kept, or the evaluation did not finish)."""
+    from physml.experiments import rerun
+
     record = lay.metrics(case, model) / MADE_FROM
-    return json.loads(record.read_text()) if record.is_file() else None
+    return _read_json(record, f"run {rerun('evaluate', case, lay.profile, model)}") if record.is_file() else None
 
 
 def check_made_from(case: str, model: str, lay: Layout) -> None:
@@ -363,10 +395,11 @@ def track(case: str, model: str, params: ParamsModel, root: Path, only_missing: 
     """
 
     from physml import tracking
-    from physml.training import read_checkpoint
+    from physml.experiments import rerun
 
     check_model(params, case, model)
     lay = Layout(Path(root), params.profile)
+    retrain, reevaluate = (f"run {rerun(step, case, params.profile, model)}" for step in ("train", "evaluate"))
     problem = pdes.get(case)
     headline, metric, higher = CHAMPION_METRIC[problem.family]
     version = _dataset_version(case, params, root)
@@ -394,7 +427,7 @@ def track(case: str, model: str, params: ParamsModel, root: Path, only_missing: 
                 if registered is not None:
                     # a run logged before versions carried their network's configuration gets it now (the digest
                     # holds the checkpoints, so this checkpoint is the one the run logged), so load_model serves it
-                    config = read_checkpoint(headline_file)["model_config"]
+                    config = _read_checkpoint(headline_file, retrain)["model_config"]
                     tracking.attach_model_config(found, config, uri=uri)
                     tracking.attach_pyfunc(found, config, _serving_defaults(params, case, model), uri=uri)
                     name = tracking.registered_model_name(case, model, params.profile)
@@ -403,16 +436,16 @@ def track(case: str, model: str, params: ParamsModel, root: Path, only_missing: 
             if network is None:  # about to log params.yaml's settings as the networks': they must be theirs, and
                 _check_trained_with(case, model, params, lay)  # the metrics must be those networks'
                 check_made_from(case, model, lay)
-                built = read_checkpoint(lay.models(case, model) / "plain.pt")["model_config"]
+                built = _read_checkpoint(lay.models(case, model) / "plain.pt", retrain)["model_config"]
                 network = {k: v for k, v in built.items() if k not in ("case", "variant")}
             state = config = None
             if constraint == headline:
-                ckpt = read_checkpoint(headline_file)
+                ckpt = _read_checkpoint(headline_file, retrain)
                 state, config = ckpt["model_state"], ckpt["model_config"]
             record = tracking.log_experiment(
                 case, model, constraint, params.profile,
                 params={"seed": params.seed, **settings, "network": network},
-                metrics=json.loads(metrics_file.read_text()),
+                metrics=_read_json(metrics_file, reevaluate),
                 figures=figures if constraint == headline else None,
                 state_dict=state,
                 model_config=config,
@@ -465,6 +498,7 @@ def track_seed_study(case: str, model: str, params: ParamsModel, root: Path, onl
     import tempfile
 
     from physml import tracking
+    from physml.experiments import rerun
     from physml.report import STUDY_METRIC, seed_study_figure, study_differences
 
     check_model(params, case, model)
@@ -473,7 +507,7 @@ def track_seed_study(case: str, model: str, params: ParamsModel, root: Path, onl
     path = Layout(Path(root), params.profile).seed_study_file(case, model)
     if not path.is_file():
         raise ValueError(f"{path} is missing: run the seed study for {case} × {model} first")
-    study = json.loads(path.read_text())
+    study = _read_json(path, f"run {rerun('seed-study', case, params.profile, model)}")
     settings = params.model_settings(model, case).model_dump()
     version = _dataset_version(case, params, root)
     digest = _result_digest(path, params.profile, params.seed, settings, version)
@@ -544,8 +578,8 @@ def track_results(params: ParamsModel, root: Path, case: str | None = None,
         if report_run is not None:
             out["report"] = {"report": report_run}
     if refused:
-        raise TrackingRefused(f"{len(refused)} result(s) not logged (the others were):\n  " + "\n  ".join(refused),
-                              out)
+        others = " (the others were)" if out else ""
+        raise TrackingRefused(f"{len(refused)} result(s) not logged{others}:\n  " + "\n  ".join(refused), out)
     return out
 
 

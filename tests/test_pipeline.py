@@ -557,6 +557,80 @@ def test_track_goes_on_past_a_refused_result_and_names_it(tiny_params_file: Path
     assert all(f"{c}/{m}: 1 MLflow runs hold its results" in out for c, m in pairs) and "computed from other" in err
 
 
+def test_a_refusal_names_the_damaged_file_and_a_command_for_this_root_and_params_file(
+        tiny_params_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Every command a refusal suggests carries this run's own ``--params`` and ``--root`` (run where it is
+    shown, it remakes what was refused, there and from that file); a damaged record, checkpoint or predictions
+    file (cut short) is named, with the command that writes it again, not left to a bare parser error or a
+    traceback; a diverged training names the learning rate it used (the case's override where it sets one);
+    Ctrl-C ends with one line and 130; ``--version`` answers."""
+    from physml import cli, stages
+    from physml.data import MARKER
+
+    root = tmp_path / "elsewhere"
+    params_file = tmp_path / "my params.yaml"
+    params_file.write_text(tiny_params_file.read_text())
+    params = load_params(params_file)
+    lay = Layout(root, params.profile)
+    common = ["--case", "heat", "--model", "anp", "--params", str(params_file), "--root", str(root)]
+    here = f"--params '{params_file}' --root {root}"
+
+    def refusal(*args: str) -> str:
+        capsys.readouterr()
+        assert cli.main(list(args)) == 2
+        return capsys.readouterr().err
+
+    assert f"run `physml generate --case heat --profile quick {here}`" in refusal("train", *common)
+    stages.generate("heat", params, root, progress=False)
+    marker = lay.data("heat") / MARKER
+    whole = marker.read_bytes()
+    marker.write_bytes(whole[:40])
+    err = refusal("train", *common)
+    assert f"{marker} is damaged (not readable JSON" in err
+    assert f"`physml generate --case heat --profile quick --force {here}`" in err
+    err = refusal("generate", "--case", "heat", "--params", str(params_file), "--root", str(root))
+    assert "heat: the record of an earlier generation" in err and f"`physml generate --case heat --force {here}`" in err
+    marker.write_bytes(whole)
+    models = lay.models("heat", "anp")
+    models.mkdir(parents=True)
+    (models / stages.TRAINED_WITH).write_text('{"model": ')
+    err = refusal("constrain", *common)
+    assert f"{models / stages.TRAINED_WITH} is damaged" in err
+    assert f"`physml train --case heat --model anp --profile quick {here}`" in err
+    (models / stages.TRAINED_WITH).write_text(json.dumps(stages._training_settings(params, "heat", "anp")))
+    (models / "plain.pt").write_bytes(b"PK\x03\x04 cut short")
+    err = refusal("constrain", *common)
+    assert f"{models / 'plain.pt'} is damaged (torch cannot read it" in err and "`physml train --case heat" in err
+    predictions = lay.predictions("heat", "anp") / "predictions.h5"
+    predictions.parent.mkdir(parents=True)
+    predictions.write_bytes(b"\x89HDF\r\n\x1a\n cut short")
+    err = refusal("evaluate", *common)
+    assert f"{predictions} is damaged (HDF5 cannot read it" in err
+    assert f"`physml constrain --case heat --model anp --profile quick {here}`" in err
+    lay.metrics("heat", "anp").mkdir(parents=True)
+    (lay.metrics("heat", "anp") / stages.MADE_FROM).write_text("{")
+    with pytest.raises(ValueError, match=r"made_from.json is damaged .* run `physml evaluate --case heat --model anp"):
+        stages.read_made_from("heat", "anp", lay)
+
+    def diverge(*args: Any, **kwargs: Any) -> None:
+        raise FloatingPointError("non-finite training loss")
+
+    monkeypatch.setattr(stages, "train", diverge)
+    assert "(lower the learning rate, models.anp.quick.train.lr, or check the data)" in refusal("train", *common)
+    override = yaml.safe_load(params_file.read_text())
+    override["models"]["anp"]["cases"] = {"heat": {"quick": {"train": {"lr": 1e-4}}}}
+    params_file.write_text(yaml.safe_dump(override, sort_keys=False))
+    assert "models.anp.cases.heat.quick.train.lr" in refusal("train", *common)
+    monkeypatch.setattr(stages, "train", lambda *args, **kwargs: (_ for _ in ()).throw(KeyboardInterrupt))
+    capsys.readouterr()
+    assert cli.main(["train", *common]) == 130
+    assert "physml train: interrupted; run the same command again" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as done:
+        cli.main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.startswith("physml ")
+
+
 def test_trainings_in_threads_of_one_process_get_the_weights_they_get_alone(tiny_params_file: Path) -> None:
     """The Prefect flow's default runner trains several networks in threads of one process; training seeds and
     draws from the process-wide RNGs, so without ``stages.TRAINING_LOCK`` their draws interleave and the weights

@@ -269,39 +269,42 @@ def test_a_deleted_version_or_experiment_is_not_brought_back(store: str) -> None
 
 
 _REPORT_TRACKER = """
-import sys, time
+import os, sys, time
 from pathlib import Path
 from physml import stages, tracking
 from physml.config import load_params
-root, params, start = Path(sys.argv[1]), load_params(sys.argv[2]), float(sys.argv[3])
+root, params, sync, n = Path(sys.argv[1]), load_params(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4])
 look = tracking.find_report_run
 
 
 def slow_look(*args, **kwargs):
     found = look(*args, **kwargs)
-    time.sleep(2.0)  # between looking and logging: every process would look before any logs, but for the lock
+    time.sleep(1.0)  # between looking and logging: every process would look before any logs, but for the lock
     return found
 
 
 tracking.find_report_run = slow_look
-while time.time() < start:
+tracking.client()  # the store opened (its first use in a process takes a while)
+(sync / str(os.getpid())).touch()
+while len(list(sync.iterdir())) < n:  # every process ready and waiting: they look together
     time.sleep(0.001)
 print(stages.track_report(params, root, only_missing=True))
 """
 
 
 def test_processes_tracking_one_result_at_once_log_it_once(store: str, tmp_path: Path) -> None:
-    """``only_missing`` looks for the result's run and logs it under one lock (``tracking.result_lock``): four
-    processes tracking the same report at the same instant, each pausing 2 s between looking and logging, leave
-    one run, whose id each of them returns."""
-    import time
-
+    """``only_missing`` looks for the result's run and logs it under one lock (``tracking.result_lock``): three
+    processes tracking the same report together, each pausing 1 s between looking and logging, leave one run,
+    whose id each of them returns."""
     (tmp_path / "reports" / "quick").mkdir(parents=True)
     (tmp_path / "reports" / "quick" / "index.md").write_text("# physml results — profile `quick`\n")
-    start = time.time() + 6.0  # every process imported and waiting before the gun
+    sync = tmp_path / "sync"
+    sync.mkdir()
+    tracking.client(store)  # its tables made here, not by the first process while the others wait
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     procs = [subprocess.Popen([sys.executable, "-c", _REPORT_TRACKER, str(tmp_path), str(ROOT / "params.yaml"),
-                               str(start)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(4)]
+                               str(sync), "3"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for _ in range(3)]
     ids = set()
     for p in procs:
         out, err = p.communicate(timeout=240)
