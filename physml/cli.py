@@ -273,13 +273,10 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from importlib.metadata import PackageNotFoundError, version
+    from physml import __version__
 
     parser = argparse.ArgumentParser(prog="physml", description="Physics-constrained ML for PDEs: ProbConserv and BOON.")
-    try:
-        parser.add_argument("--version", action="version", version=f"%(prog)s {version('physml')}")
-    except PackageNotFoundError:  # run from a source tree that is not installed
-        parser.add_argument("--version", action="version", version="%(prog)s (not installed)")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in SUBCOMMANDS:
         add(sub)
