@@ -234,6 +234,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     params = _load(args)
     stages.check_model(params, args.case, args.model)
+    if args.version is not None and args.version < 1:
+        raise ValueError(f"--version must be a registered version number (>= 1), got {args.version}")
     name = tracking.registered_model_name(args.case, args.model, params.profile)
     uri = tracking.tracking_uri(project=tracking.store_project(args.root))
     which = args.alias if args.version is None else args.version

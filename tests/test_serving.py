@@ -507,8 +507,8 @@ def _post(url: str, body: dict) -> tuple[int, dict]:
 
 def test_physml_serve_names_what_is_not_there(store: str, capsys: pytest.CaptureFixture[str]) -> None:
     """``physml serve`` refuses, naming the problem, before it starts a server: a model outside the case's matrix
-    group, a SQLite store that does not exist (without making one), a version or alias not registered, a version
-    logged before versions were pyfunc models."""
+    group, a SQLite store that does not exist (without making one), a version or alias not registered or a
+    version number < 1, a version logged before versions were pyfunc models."""
     from physml import cli
 
     common = ["serve", "--case", "heat", "--params", str(ROOT / "params.yaml")]
@@ -528,6 +528,8 @@ def test_physml_serve_names_what_is_not_there(store: str, capsys: pytest.Capture
     assert "has no version '2' in" in err and "(versions: [1])" in err
     assert cli.main([*common, "--model", "anp", "--version", "1"]) == 2
     assert "version 1 of 'physml-heat-anp-quick' is not a pyfunc model" in capsys.readouterr().err
+    assert cli.main([*common, "--model", "anp", "--version", "-1"]) == 2
+    assert "--version must be a registered version number (>= 1), got -1" in capsys.readouterr().err
 
 
 @pytest.mark.services
