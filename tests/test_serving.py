@@ -15,6 +15,7 @@ not there and, started, answers a REST call as the in-process model does.
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import socket
@@ -320,11 +321,12 @@ def test_a_served_black_box_bounds_the_network_working_memory_by_its_contexts_an
     _, served = _register("heat", "anp", "probconserv", ANP_CONFIG, n_samples=4)  # hidden 8, latent 8, 2 heads
     inputs = _black_box_inputs()
     mass = np.random.default_rng(11).normal(size=(B, NT))
-    with pytest.raises(ServingInputError, match=rf"inputs 'context_t', 'context_x', 'context_u' of Nc = 11586 "
-                                                rf"contexts per function need heads × Nc² = 2 × 11586² = "
-                                                rf"{2 * 11586**2} self-attention entries, more than the 268435456 .* "
-                                                r"at most 11585 contexts"):
-        served.predict({**inputs, **{k: np.resize(inputs[k], (B, 11586)) for k in ("context_t", "context_x",
+    most = math.isqrt(serving.SERVED_FEATURES // 2)  # 2 heads: heads·Nc² <= the bound (hidden 8·Nc far below)
+    with pytest.raises(ServingInputError, match=rf"inputs 'context_t', 'context_x', 'context_u' of Nc = {most + 1} "
+                                                rf"contexts per function need heads × Nc² = 2 × {most + 1}² = "
+                                                rf"{2 * (most + 1)**2} self-attention entries, more than the "
+                                                rf"{serving.SERVED_FEATURES} .* at most {most} contexts"):
+        served.predict({**inputs, **{k: np.resize(inputs[k], (B, most + 1)) for k in ("context_t", "context_x",
                                                                                     "context_u")}, "mass": mass})
     targets = NT * NX * 18  # 24 targets of 8 + 8 + 2 features
     real = probconserv.predict_batches
