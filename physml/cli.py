@@ -8,7 +8,6 @@ means writing one such function and appending it to ``SUBCOMMANDS``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import shlex
@@ -50,12 +49,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     check_output_grids(params, cases)
     for case in cases:
         out = args.out if args.out is not None else (Path("data") if args.root is None else args.root / "data")
-        try:
-            path = generate_case(case, params, out, progress=not args.no_progress, force=args.force)
-        except json.JSONDecodeError as exc:  # the record of an earlier generation, read to skip an up-to-date case
-            raise ValueError(f"{case}: the record of an earlier generation under {out} is damaged (not readable "
-                             f"JSON: {exc}); run `physml generate --case {case} --force` to generate it "
-                             "again") from None
+        path = generate_case(case, params, out, progress=not args.no_progress, force=args.force)
         print(f"{case}: {path}")
     return 0
 

@@ -339,6 +339,14 @@ def write_wall_clock(model_dir: Path, seconds: Mapping[str, float]) -> Path:
     return write_json(path, {k: round(float(v), 3) for k, v in seconds.items()})
 
 
+def _bar_label(case: str, checkpoint_path: Path, seed: int) -> str:
+    """The progress bar's name for one network: its checkpoint path from the case folder on, without the
+    suffix, and the seed (``train heat/anp/softc seed 0``), so that the bars of one case tell apart."""
+    parts = checkpoint_path.with_suffix("").parts
+    named = "/".join(parts[len(parts) - 1 - parts[::-1].index(case):]) if case in parts else f"{case} {parts[-1]}"
+    return f"train {named} seed {seed}"
+
+
 def fit(
     model: nn.Module,
     loss_fn: LossFn,
@@ -421,7 +429,8 @@ def fit(
     if progress and rank == 0:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=config.epochs, initial=start_epoch - 1, desc=f"train {model_config['case']}", unit="epoch")
+        bar = tqdm(total=config.epochs, initial=start_epoch - 1, desc=_bar_label(model_config["case"], checkpoint_path,
+                                                                               config.seed), unit="epoch")
 
     n_train = len(train_data)  # type: ignore[arg-type]
     for epoch in range(start_epoch, config.epochs + 1):

@@ -199,6 +199,12 @@ def test_generation_repairs_an_edited_file(generated: Path, tiny: ParamsModel, t
     assert not is_complete(case_dir)
     generate_case("pme", tiny, tmp_path, progress=False)
     assert is_complete(case_dir) and manifest.read_bytes() == original
+    marker = case_dir / MARKER
+    record = marker.read_bytes()
+    marker.write_bytes(record[:40])  # cut short: not a record, so not up to date
+    assert not is_complete(case_dir)
+    generate_case("pme", tiny, tmp_path, progress=False)
+    assert is_complete(case_dir) and json.loads(marker.read_bytes()) == json.loads(record)
 
 
 def test_a_nan_in_a_required_column_is_named_as_such(generated: Path) -> None:

@@ -85,6 +85,20 @@ def test_fit_learns_and_checkpoint_round_trips(tmp_path: Path) -> None:
     assert not list(tmp_path.glob(".*.partial"))  # atomic writes leave no temporary file
 
 
+def test_the_progress_bar_names_the_network_and_seed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """One case trains several networks (plain, softc, trained-constrained; BOON's seed studies): each bar
+    names its checkpoint from the case folder on and its seed, so that a reader can tell them apart."""
+    train, val = DictData(32, 1), DictData(16, 2)
+    path = tmp_path / "models" / "quick" / "toy" / "mlp" / "seeds" / "3" / "softc.pt"
+    path.parent.mkdir(parents=True)
+    fit(make(), mse, train, val, TrainConfig(epochs=1, batch_size=16, lr=1e-3, seed=3, device="cpu"), path, CFG,
+        progress=True)
+    assert "train toy/mlp/seeds/3/softc seed 3" in capsys.readouterr().err
+    other = tmp_path / "elsewhere.pt"
+    fit(make(), mse, train, val, TrainConfig(epochs=1, batch_size=16, lr=1e-3, device="cpu"), other, CFG, progress=True)
+    assert "train toy elsewhere seed 0" in capsys.readouterr().err
+
+
 def test_resume_after_interruption_equals_uninterrupted_run(tmp_path: Path) -> None:
     train, val = DictData(128, 3), DictData(32, 4)
     config = TrainConfig(epochs=6, batch_size=16, lr=5e-3, lr_step=2, seed=7, device="cpu")

@@ -343,12 +343,16 @@ def _changed_files(case_dir: str, files_json: str, stats: tuple[tuple[str, int, 
 
 def is_complete(case_dir: Path, fp: str | None = None) -> bool:
     """True when ``dataset.json`` exists (and, with ``fp``, records that fingerprint) and every split file
-    does, with the sha256 it recorded (so generation repairs an edited file instead of keeping it)."""
+    does, with the sha256 it recorded (so generation repairs an edited file instead of keeping it). A marker
+    that is not a readable JSON record (cut short, overwritten) is not complete: the case is generated again."""
     marker = case_dir / MARKER
     if not marker.is_file():
         return False
-    info = json.loads(marker.read_text())
-    if fp is not None and info.get("fingerprint") != fp:
+    try:
+        info = json.loads(marker.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):  # cut short or overwritten: generated again
+        return False
+    if not isinstance(info, dict) or (fp is not None and info.get("fingerprint") != fp):
         return False
     return not missing_files(case_dir, info) and not changed_files(case_dir, info)
 

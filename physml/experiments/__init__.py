@@ -16,8 +16,8 @@ PREDICTIONS_FILE = "predictions.h5"
 
 def rerun(step: str, case: str, profile: str, model: str | None = None, force: bool = False) -> str:
     """The command a refusal suggests, ``physml <step> --case <case> [--model <model>] --profile <profile>
-    [--force]``: it remakes what was refused for the profile that read it (with the run's own ``--params`` and
-    ``--root`` where it gave them)."""
+    [--force]``: it remakes what was refused for the profile that read it. The CLI adds the run's own
+    ``--params`` and ``--root`` where it gave them (``physml.cli._completed``); this module does not know them."""
     model_option = f" --model {model}" if model else ""
     return f"`physml {step} --case {case}{model_option} --profile {profile}{' --force' if force else ''}`"
 

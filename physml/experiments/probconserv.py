@@ -357,7 +357,7 @@ def predict_batches(net: torch.nn.Module, arrays: Mapping[str, np.ndarray], n_sa
     non-negative posterior draws, :func:`_nonnegative_samples`). All come from one call of the network per
     batch. Each function's latent draws are seeded by ``seed`` and its index in the split, ``first_index`` + its
     row (:func:`~physml.models.anp.function_seeds`), so the batching does not move the draws (the float32
-    network's rounding may move, ~1e-8 relative at another batch size: :func:`prediction_batch` fixes it for a
+    network's rounding may move, ~1e-7 relative at another batch size: :func:`prediction_batch` fixes it for a
     grid, so the same functions give the same bits). Any NaN/inf or
     negative variance → ValueError naming the checkpoint (``path``) and the functions; inputs whose shapes do not
     fit together → ValueError naming them (:func:`~physml.models.anp.check_shapes`), before anything is predicted."""
