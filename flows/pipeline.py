@@ -41,6 +41,7 @@ from prefect.futures import wait
 
 from physml import stages
 from physml.atomic import atomic_path
+from physml.cli import complete_commands
 from physml.config import PROFILES, ParamsModel, load_params
 
 RETRIES = 2
@@ -348,8 +349,10 @@ def _run_matrix(params: ParamsModel, params_path: str, profile: str | None, root
             error = fut.state.result(raise_on_failure=False)
         except Exception:  # the error itself could not be read back (e.g. not stored): the state's message
             error = None
-        failures.append(f"{names[fut]}: {type(error).__name__}: {error}" if isinstance(error, BaseException)
-                        else f"{names[fut]}: {fut.state.name} ({fut.state.message})")
+        failures.append(complete_commands(f"{names[fut]}: {type(error).__name__}: {error}"
+                                          if isinstance(error, BaseException)
+                                          else f"{names[fut]}: {fut.state.name} ({fut.state.message})",
+                                          params_path, root))
         return False
 
     group = {c: stages.group_name(c) for c in cases}  # the dvc.yaml stages of a case end in its matrix group

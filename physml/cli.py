@@ -8,6 +8,7 @@ means writing one such function and appending it to ``SUBCOMMANDS``.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import re
 import shlex
@@ -279,25 +280,39 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _completed(message: str, args: argparse.Namespace, parser: argparse.ArgumentParser) -> str:
-    """``message`` with each command it suggests (`` `physml <command> …` ``) given this run's own ``--params``
-    and ``--root`` where they are not the defaults and that command takes them, so that it remakes what this
-    run refused, in the same place and from the same params file."""
-    given = [(flag, value) for flag, value, default in (("--params", getattr(args, "params", None), "params.yaml"),
-                                                       ("--root", getattr(args, "root", None), "."))
-             if value is not None and Path(value) != Path(default)]
+def complete_commands(message: str, params: str | Path | None = None, root: str | Path | None = None) -> str:
+    """``message`` with each command it suggests (`` `physml <command> …` ``) given ``--params`` and ``--root``
+    where they are not the defaults (``params.yaml`` and ``.`` of the working directory) and that command takes
+    them, so that it remakes what was refused in the same place and from the same params file. The CLI's
+    refusals (:func:`_completed`) and the Prefect flow's task failures go through it."""
+    given = [(flag, value) for flag, value, default in (("--params", params, "params.yaml"), ("--root", root, "."))
+             if value is not None and Path(value).resolve() != Path(default).resolve()]
     if not given:
         return message
-    commands = next(a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    options = _options_by_command()
 
     def complete(match: re.Match[str]) -> str:
         command, rest = match.group(1), match.group(2)
-        takes = commands[command]._option_string_actions if command in commands else {}
+        takes = options.get(command, frozenset())
         extra = "".join(f" {flag} {shlex.quote(str(value))}" for flag, value in given
                         if flag in takes and f"{flag} " not in rest)
         return f"`physml {command}{rest}{extra}`"
 
     return re.sub(r"`physml ([a-z-]+)([^`]*)`", complete, message)
+
+
+@functools.cache
+def _options_by_command() -> dict[str, frozenset[str]]:
+    """The option strings each subcommand takes (``{"train": {"--case", "--params", …}, …}``), read from the
+    parser argparse builds (its subparsers' private ``_option_string_actions``: argparse has no public way)."""
+    parser = build_parser()
+    commands = next(a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return {name: frozenset(sub._option_string_actions) for name, sub in commands.items()}
+
+
+def _completed(message: str, args: argparse.Namespace) -> str:
+    """``message`` completed with this run's own ``--params`` and ``--root`` (:func:`complete_commands`)."""
+    return complete_commands(message, getattr(args, "params", None), getattr(args, "root", None))
 
 
 def _learning_rate_key(args: argparse.Namespace) -> str:
@@ -328,7 +343,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with _stage_threads(args):
             return int(args.func(args))
     except (ValueError, OSError) as exc:
-        print(f"physml {args.command}: error: {_completed(str(exc), args, parser)}", file=sys.stderr)
+        print(f"physml {args.command}: error: {_completed(str(exc), args)}", file=sys.stderr)
         return 2
     except FloatingPointError as exc:  # on a line of its own: a progress bar may still hold the last one
         print(f"\nphysml {args.command}: error: {exc} (lower the learning rate, {_learning_rate_key(args)}, or "

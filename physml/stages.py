@@ -148,14 +148,28 @@ def _training_settings(params: ParamsModel, case: str, model: str) -> dict[str, 
     return settings
 
 
-def _differences(a: Any, b: Any, path: str = "") -> list[str]:
-    """The key paths where two json-like values differ (``model.train.lr``, ``model.x_range[1]``), sorted; a
-    bool differs from the number it equals in Python (``True == 1``)."""
+def _changes(a: Any, b: Any, path: str = "") -> list[tuple[str, Any, Any]]:
+    """Where two json-like values differ: (key path, value in ``a``, value in ``b``) sorted by path
+    (``model.train.lr``, ``model.x_range[1]``); a key one side lacks has None there; a bool differs from the
+    number it equals in Python (``True == 1``); lists of other lengths differ whole."""
     if isinstance(a, dict) and isinstance(b, dict):
-        return sorted(d for k in set(a) | set(b) for d in _differences(a.get(k), b.get(k), f"{path}.{k}" if path else k))
+        return sorted(d for k in set(a) | set(b) for d in _changes(a.get(k), b.get(k), f"{path}.{k}" if path else k))
     if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
-        return sorted(d for i, (x, y) in enumerate(zip(a, b)) for d in _differences(x, y, f"{path}[{i}]"))
-    return [] if a == b and isinstance(a, bool) == isinstance(b, bool) else [path or "(all)"]
+        return sorted(d for i, (x, y) in enumerate(zip(a, b)) for d in _changes(x, y, f"{path}[{i}]"))
+    return [] if a == b and isinstance(a, bool) == isinstance(b, bool) else [(path or "(all)", a, b)]
+
+
+def _differences(a: Any, b: Any) -> list[str]:
+    """The key paths where two json-like values differ (:func:`_changes`), sorted."""
+    return [path for path, _, _ in _changes(a, b)]
+
+
+def _said(changes: list[tuple[str, Any, Any]]) -> str:
+    """``key: old → new`` for each change, JSON-written (absent where a side lacks the key), joined by ``; ``."""
+    def value(v: Any) -> str:
+        return "absent" if v is None else json.dumps(v)
+
+    return "; ".join(f"{path}: {value(old)} → {value(new)}" for path, old, new in changes)
 
 
 def _read_json(path: Path, remake: str) -> Any:
@@ -190,10 +204,10 @@ def _check_trained_with(case: str, model: str, params: ParamsModel, lay: Layout)
     if not record.is_file():
         raise ValueError(f"{record} is missing: no record of the settings the networks of {case} × {model} were "
                          f"trained with (not trained, or their training did not finish); {retrain}")
-    differ = _differences(_read_json(record, retrain), _training_settings(params, case, model))
-    if differ:
-        raise ValueError(f"{lay.models(case, model)}: trained with other settings than params.yaml gives now "
-                         f"({', '.join(differ)}); {retrain}")
+    changes = _changes(_read_json(record, retrain), _training_settings(params, case, model))
+    if changes:
+        raise ValueError(f"{lay.models(case, model)}: trained with other settings than the params read now give "
+                         f"({_said(changes)}); {retrain}")
 
 
 def _check_inputs(case: str, model: str, params: ParamsModel, lay: Layout, step: str) -> None:
@@ -217,8 +231,13 @@ def _check_inputs(case: str, model: str, params: ParamsModel, lay: Layout, step:
         raise ValueError(f"{data / MARKER} is damaged (not readable JSON: {exc}); run "
                          f"{rerun('generate', case, params.profile, force=True)}") from None
     if current != fingerprint(case, params):
-        raise ValueError(f"{data}: generated with other settings than params.yaml gives now (cases.{case}, profile, "
-                         f"seed or the generation code changed since); run {rerun('generate', case, params.profile)}")
+        made = _read_json(data / MARKER, f"run {rerun('generate', case, params.profile, force=True)}")
+        now = {"profile": params.profile, "seed": params.seed, "sizes": params.sizes(case).model_dump()}
+        changes = _changes({key: made.get(key) for key in now}, now)
+        what = (f"{_said(changes)}" if changes else
+                f"cases.{case} or the generation code changed since; the record keeps no more to say which")
+        raise ValueError(f"{data}: generated with other settings than the params read now give ({what}); "
+                         f"run {rerun('generate', case, params.profile)}")
     if step in ("constrain", "seed-study", "evaluate"):
         _check_trained_with(case, model, params, lay)
     if step in ("constrain", "seed-study"):

@@ -251,7 +251,8 @@ def test_networks_trained_with_other_settings_are_refused(heat_run: tuple[Params
     data = params.model_dump(mode="json", exclude_none=True)
     data["models"]["fno"]["quick"]["train"]["lr"] = 0.5
     edited = ParamsModel.model_validate(data)
-    pattern = r"trained with other settings than params.yaml gives now \(model\.train\.lr\); run `physml train"
+    pattern = (r"trained with other settings than the params read now give \(model\.train\.lr: 0\.\d+ → 0\.5\); "
+               r"run `physml train")
     with pytest.raises(ValueError, match=pattern):
         stages.constrain("heat_neumann", "fno", edited, root)
     with pytest.raises(ValueError, match=pattern):
@@ -266,6 +267,8 @@ def test_networks_trained_with_other_settings_are_refused(heat_run: tuple[Params
     assert stages._differences({"r": [0.0, 1.0], "f": True}, {"r": [0.0, 2.0], "f": 1}) == ["f", "r[1]"]
     assert stages._differences({"r": [[1, 2]]}, {"r": [[1, 3]]}) == ["r[0][1]"]
     assert stages._differences({"r": [1]}, {"r": [1, 2]}) == ["r"]
+    assert stages._said(stages._changes({"a": [1], "b": "x"}, {"a": [1, 2], "c": 0.5})) == \
+        'a: [1] → [1, 2]; b: "x" → absent; c: absent → 0.5'
 
 
 def test_seed_study_needs_the_main_training_and_the_data(tmp_path: Path) -> None:
@@ -422,8 +425,13 @@ def test_stages_refuse_inputs_other_settings_made(tmp_path: Path, monkeypatch: p
 
     edited = params.model_dump(mode="json", exclude_none=True)
     edited["cases"]["stokes2"]["parameters"]["nu"] = 0.2
-    with pytest.raises(ValueError, match=r"generated with other settings .*physml generate --case stokes2"):
+    with pytest.raises(ValueError, match=r"generated with other settings than the params read now give \(cases\."
+                                         r"stokes2 or the generation code changed since.*physml generate --case stokes2"):
         stages.train("stokes2", "fno", ParamsModel.model_validate(edited), tmp_path, progress=False)
+    reseeded = params.model_dump(mode="json", exclude_none=True)
+    reseeded["seed"] = params.seed + 1  # the marker records the seed: the refusal says what it was
+    with pytest.raises(ValueError, match=rf"\(seed: {params.seed} → {params.seed + 1}\); run `physml generate"):
+        stages.train("stokes2", "fno", ParamsModel.model_validate(reseeded), tmp_path, progress=False)
 
     test_file = lay.data("stokes2") / "test.h5"
     original = test_file.read_bytes()

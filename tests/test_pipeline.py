@@ -127,7 +127,7 @@ TRACKED = []
 def _fail_if_asked(root, *call):  # raise where <root>/fail.json lists this call, as a diverged training would
     asked = Path(root) / "fail.json"
     if asked.is_file() and list(call) in json.loads(asked.read_text()):
-        raise FloatingPointError(f"{' '.join(call)}: asked to fail")
+        raise FloatingPointError(f"{' '.join(call)}: asked to fail; run `physml {' '.join(call[:1])} --case {call[1]}`")
 
 def _write(path, obj):
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -293,6 +293,8 @@ def test_flow_cache_serves_only_outputs_its_stamp_vouches_for(tiny_params_file: 
     assert sorted(after_constrain) == [["constrain", "heat", "anp"], ["evaluate", "heat", "anp"]]
     *work, (flag, message) = failed_train
     assert work == [["train", "heat", "anp"]] and "train heat/anp: FloatingPointError" in message
+    # the command it suggests remakes it here, from this params file (the flow runs from the repository)
+    assert f"run `physml train --case heat --params {tiny_params_file.resolve()} --root {root.resolve()}`" in message
     assert not any(c[1:] == ["heat", "anp"] for c in tracked[2] if c[0] != "report") and ["report"] not in tracked[2]
     assert sorted(after_train) == anp and sorted(tracked[1]) == sorted(tracked[3]) == complete
 
