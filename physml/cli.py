@@ -336,11 +336,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``physml``; bad input (ValueError), a file that cannot be read or written (OSError), a
     training that diverged (FloatingPointError) or an error of the MLflow store → one line on stderr (a command
     it suggests completed with this run's ``--params`` and ``--root``: :func:`_completed`) and exit code 2;
-    Ctrl-C → one line and 130."""
+    Ctrl-C → one line and 130; SIGTERM → one line and 143 (:class:`Terminated`)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        with _stage_threads(args):
+        with _stage_threads(args), _terminated_as_exception():
             return int(args.func(args))
     except (ValueError, OSError) as exc:
         print(f"physml {args.command}: error: {_completed(str(exc), args)}", file=sys.stderr)
@@ -353,12 +353,45 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"\nphysml {args.command}: interrupted; run the same command again (a training resumes from its "
               "last checkpoint)", file=sys.stderr)
         return 130
+    except Terminated:
+        print(f"\nphysml {args.command}: terminated (SIGTERM); nothing half-written was kept and its MLflow run, "
+              "if one was open, ended FAILED; run the same command again (a training resumes from its last "
+              "checkpoint)", file=sys.stderr)
+        return 143
     except Exception as exc:
         mlflow_errors = sys.modules.get("mlflow.exceptions")  # loaded only by the commands that track
         if mlflow_errors is None or not isinstance(exc, mlflow_errors.MlflowException):
             raise
         print(f"physml {args.command}: error: MLflow: {exc.message}", file=sys.stderr)
         return 2
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised where the command is (:func:`_terminated_as_exception`): a cancelled Prefect run, an
+    evicted pod or ``kill`` unwinds the command as Ctrl-C does instead of ending the process on the spot."""
+
+
+@contextmanager
+def _terminated_as_exception() -> Iterator[None]:
+    """While the command runs, SIGTERM raises :class:`Terminated` in the main thread, so that what it was
+    writing is unwound: atomic writes drop their partial file (:func:`physml.atomic.atomic_path`) and an open
+    MLflow run ends FAILED (:func:`physml.tracking.start_run`) rather than staying RUNNING. The previous handler
+    comes back afterwards; off the main thread (signals cannot be caught there) nothing changes."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum: int, frame: object) -> None:
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @contextmanager

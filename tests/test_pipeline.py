@@ -635,6 +635,44 @@ def test_a_refusal_names_the_damaged_file_and_a_command_for_this_root_and_params
     assert done.value.code == 0 and capsys.readouterr().out == f"physml {version('physml')}\n"  # pyproject's
 
 
+_TERMINATED = """
+import os, signal, sys, time
+from pathlib import Path
+from physml import cli, tracking
+from physml.atomic import atomic_path
+
+uri, out = sys.argv[1], Path(sys.argv[2])
+
+def tracked_until_killed(args):  # a command halfway through a file and an MLflow run when SIGTERM comes
+    with tracking.start_run("heat", "anp", "none", "quick", uri=uri) as run:
+        print(run.run_id, flush=True)
+        with atomic_path(out) as partial:
+            partial.write_text("half")
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(60)
+    return 0
+
+cli._cmd_track = tracked_until_killed
+sys.exit(cli.main(["track"]))
+"""
+
+
+def test_sigterm_unwinds_a_command_like_ctrl_c(tmp_path: Path) -> None:
+    """SIGTERM (a cancelled Prefect run, an evicted pod, ``kill``) ends a command as Ctrl-C does: the file it was
+    writing is not left half-written, its MLflow run ends FAILED instead of staying RUNNING (where the next
+    ``physml track`` would log the result again beside it), and it exits 143 with one line."""
+    from physml import tracking
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    out = tmp_path / "metrics" / "none.json"
+    proc = subprocess.run([sys.executable, "-c", _TERMINATED, uri, str(out)], cwd=tmp_path, env=_env(tmp_path),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 143, proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines()[-1].startswith("physml track: terminated (SIGTERM);")
+    assert tracking.client(uri).get_run(proc.stdout.split()[0]).info.status == "FAILED"
+    assert list(out.parent.iterdir()) == []
+
+
 def test_trainings_in_threads_of_one_process_get_the_weights_they_get_alone(tiny_params_file: Path) -> None:
     """The Prefect flow's default runner trains several networks in threads of one process; training seeds and
     draws from the process-wide RNGs, so without ``stages.TRAINING_LOCK`` their draws interleave and the weights
