@@ -579,16 +579,22 @@ def test_conservation_constraint_bad_input():
 
 
 def test_heat_exact_solution_satisfies_the_built_constraint():
-    """Heat (periodic, mass 0): the exact field has zero conservation error under the periodic trapezoid."""
-    pytest.importorskip("physml.pdes.heat")
+    """Heat (periodic, u = e^{−kt} sin x, mass 0): the constraint is the periodic trapezoid, weights 2π/n on a
+    uniform grid, so it integrates a constant to 2π·c and the exact field to its mass 0 at every time; a
+    perturbed prediction is pulled back onto the law."""
     from physml.pdes import get
 
     prob, params = get("heat"), {"k": 2.0}
     t = np.linspace(0.05, 0.95, 5)
     x = np.linspace(0, 2 * np.pi, 24, endpoint=False) + 0.1
     G, b = conservation_constraint(prob, params, t, x)
+    np.testing.assert_array_equal(b, np.zeros((5, 1)))
+    np.testing.assert_allclose(G, np.full((5, 1, 24), 2 * np.pi / 24), rtol=1e-14)
     u = prob.solve(params, x, t)
+    np.testing.assert_allclose(u, np.exp(-2.0 * t)[:, None] * np.sin(x), rtol=1e-12, atol=1e-15)
     assert np.abs(np.einsum("tkn,tn->tk", G, u) - b).max() < 1e-13
+    lifted = np.einsum("tkn,tn->tk", G, 0.5 + u)  # a field with mass: π at every time
+    np.testing.assert_allclose(lifted, np.pi, rtol=1e-14)
     # a perturbed prediction is pulled back onto the law
     rng = np.random.default_rng(11)
     m, _ = probconserv(u + 0.1 * rng.normal(size=u.shape), np.full(u.shape, 0.01), G, b)

@@ -235,7 +235,7 @@ def test_out_of_range_parameters_rejected(case: str, params: dict[str, float], n
     problem = pdes.get(case)
     with pytest.raises(ValueError, match=rf"{case}\.{name} = .* outside its allowed range"):
         problem.check_params(params)
-    with pytest.raises(ValueError, match=name):
+    with pytest.raises(ValueError, match=rf"{case}\.{name} = .* outside its allowed range"):
         problem.solve(params, np.array([problem.x_domain[0]]), np.array([0.0]))
     with pytest.raises(ValueError, match="missing"):
         problem.solve({}, np.array([problem.x_domain[0]]), np.array([0.0]))

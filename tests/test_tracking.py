@@ -396,27 +396,39 @@ def test_two_processes_logging_at_once_lose_nothing(store: str, tmp_path: Path) 
 
 
 _PROMOTER = """
-import sys, time
+import os, sys, time
 from pathlib import Path
 from physml import tracking
-version, start = sys.argv[1], float(sys.argv[2])
-while time.time() < start:
+version, sync, n, pause = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+read = tracking.champion_version
+
+def slow_read(*args, **kwargs):  # between reading the holder and setting the alias, a pause of this process's own
+    found = read(*args, **kwargs)
+    time.sleep(pause)
+    return found
+
+tracking.champion_version = slow_read
+tracking.client()  # the store opened (its first use in a process takes a while)
+(sync / str(os.getpid())).touch()
+while len(list(sync.iterdir())) < n:  # every process ready and waiting: they read together
     time.sleep(0.001)
 tracking.promote_if_better(tracking.registered_model_name("wave", "fno", "quick"), version, "mse")
 """
 
 
-def test_concurrent_promotions_leave_the_best_version_champion(store: str) -> None:
-    """Four processes promote their versions at the same instant, the worst first in line: the read–
-    compare–set of each is serialised, so the champion ends on the lowest error whatever the order."""
-    import time
-
+def test_concurrent_promotions_leave_the_best_version_champion(store: str, tmp_path: Path) -> None:
+    """Four processes promote their versions at the same instant, each pausing between reading the holder and
+    setting the alias, the worst the longest: unserialised, all four would read "no champion" and the worst,
+    writing last, would end champion. The read–compare–set of each is serialised, so the champion ends on the
+    lowest error."""
     name = tracking.registered_model_name("wave", "fno", "quick")
     versions = {mse: _version_with("wave", mse=mse, accuracy=0.0) for mse in (0.9, 0.4, 0.2, 0.6)}
-    start = time.time() + 6.0  # every process imported and waiting before the gun
+    sync = tmp_path / "sync"
+    sync.mkdir()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    procs = [subprocess.Popen([sys.executable, "-c", _PROMOTER, v, str(start)], env=env, stderr=subprocess.PIPE)
-             for v in versions.values()]
+    procs = [subprocess.Popen([sys.executable, "-c", _PROMOTER, v, str(sync), str(len(versions)), str(0.5 + 2 * mse)],
+                              env=env, stderr=subprocess.PIPE)
+             for mse, v in versions.items()]
     for p in procs:
         _, err = p.communicate(timeout=240)
         assert p.returncode == 0, err.decode()[-3000:]
