@@ -51,4 +51,4 @@ verify: setup
 
 # what the pipeline writes and git does not hold (metrics/ and reports/ are committed results: not removed)
 clean:
-	rm -rf data models predictions mlruns mlflow.db mlflow.db.lock mlflow.db.promote.lock mlartifacts .prefect .physml-flow
+	rm -rf data models predictions mlruns mlflow.db mlflow.db.lock mlflow.db.promote.lock mlflow.db.log.lock mlartifacts .prefect .physml-flow

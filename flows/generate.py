@@ -14,6 +14,7 @@ from pathlib import Path
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
+from flows.pipeline import LOCAL_CLUSTER
 from physml.config import PROFILES, load_params
 from physml.data import generate_case
 from physml.stages import check_output_grids
@@ -64,7 +65,7 @@ def run_generate(
         runner = (
             DaskTaskRunner(address=dask_address)
             if dask_address
-            else DaskTaskRunner(cluster_kwargs={"n_workers": n_workers, "threads_per_worker": 1, "processes": True})
+            else DaskTaskRunner(cluster_kwargs={**LOCAL_CLUSTER, "n_workers": n_workers})
         )
         runner_flow = generate.with_options(task_runner=runner)
     return runner_flow(cases=cases, params_path=params_path, profile=profile, out=out, force=force)

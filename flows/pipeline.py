@@ -31,6 +31,7 @@ import fcntl
 import functools
 import hashlib
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -44,8 +45,18 @@ from physml.atomic import atomic_path
 from physml.cli import complete_commands
 from physml.config import PROFILES, ParamsModel, load_params
 
-RETRIES = 2
-RETRY_DELAY_S = 5
+RETRY_DELAYS_S = [10, 60, 300]
+"""Waits before each further attempt of a transiently failed task: long enough in all for a restarting
+tracking server (a pod rescheduled, its image pulled) to come back."""
+RETRIES = len(RETRY_DELAYS_S)
+REQUIRE_CUDA = "PHYSML_REQUIRE_CUDA"
+"""Set (to anything but "" or "0") where a run must train on a GPU: the ``paper`` deployment sets it, so a pod
+whose CUDA does not work (a driver older than the image's CUDA build, a device-plugin fault) stops at once
+instead of training the paper's sizes on its CPUs and caching those networks for every later weekly run."""
+LOCAL_CLUSTER = {"threads_per_worker": 1, "processes": True}
+"""``distributed.LocalCluster`` settings of ``--dask`` (with ``n_workers``): processes, one thread each, since the
+solvers are numpy/scipy loops that hold the GIL; each worker's memory bounded by Dask's default, the machine's
+memory over the workers."""
 PROJECT = Path(__file__).resolve().parents[1]  # holds dvc.yaml
 CODE_ROOT = Path(stages.__file__).resolve().parents[1]  # holds the imported physml package: the code that runs
 
@@ -192,8 +203,8 @@ def _retry_if_transient(task: Any, task_run: Any, state: Any) -> bool:
     return is_transient(exc if isinstance(exc, BaseException) else None)
 
 
-RETRY = {"retries": RETRIES, "retry_delay_seconds": RETRY_DELAY_S, "retry_condition_fn": _retry_if_transient}
-"""Every task's retry settings: a transient failure is tried again, up to RETRIES times."""
+RETRY = {"retries": RETRIES, "retry_delay_seconds": RETRY_DELAYS_S, "retry_condition_fn": _retry_if_transient}
+"""Every task's retry settings: a transient failure is tried again, up to RETRIES times (:data:`RETRY_DELAYS_S`)."""
 
 
 def _load(params_path: str, profile: str | None) -> ParamsModel:
@@ -261,8 +272,21 @@ def pipeline(params_path: str = "params.yaml", profile: str | None = None, root:
     and the MLflow run ids (per case/model: constraint → run id, and the seed studies' runs). One run per
     checkout at a time (:func:`checkout_lock`)."""
     params = _load(params_path, profile)
+    check_device()
     with checkout_lock(Path(root)):
         return _run_matrix(params, params_path, profile, root)
+
+
+def check_device() -> None:
+    """With :data:`REQUIRE_CUDA` set, RuntimeError unless torch sees a CUDA device (what it reports, named)."""
+    if os.environ.get(REQUIRE_CUDA, "") in ("", "0"):
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        raise RuntimeError(f"{REQUIRE_CUDA} is set but torch sees no CUDA device (torch {torch.__version__}, built for "
+                           f"CUDA {torch.version.cuda}); check the node's driver and the GPU limit, or unset "
+                           f"{REQUIRE_CUDA} to train on the CPU")
 
 
 @contextlib.contextmanager
@@ -322,8 +346,8 @@ def _run_matrix(params: ParamsModel, params_path: str, profile: str | None, root
         config = _sections(params, case, model, step)
         digest = f"{_digest_tree(*upstream)}:{digest_code(code_files(stage, case, model))}"
         args = {"case": case} if model is None else {"case": case, "model": model}
-        arguments = {**args, "params_path": params_path, "profile": profile, "root": root, "config": config,
-                     "upstream": digest}
+        arguments = {**args, "params_path": params_path, "profile": params.profile, "root": root, "config": config,
+                     "upstream": digest}  # the profile resolved: given or read from the file, one cache entry
         key = _key(step, arguments)
         stamp = Path(root) / ".physml-flow" / params.profile / step / f"{case}{'' if model is None else '--' + model}.json"
         fut = t.with_options(refresh_cache=not _stamp_is_current(stamp, key, outputs),
@@ -403,7 +427,7 @@ def run_pipeline(params_path: str = "params.yaml", profile: str | None = None, r
         from prefect_dask import DaskTaskRunner
 
         runner = (DaskTaskRunner(address=dask_address) if dask_address else
-                  DaskTaskRunner(cluster_kwargs={"n_workers": n_workers, "threads_per_worker": 1, "processes": True}))
+                  DaskTaskRunner(cluster_kwargs={**LOCAL_CLUSTER, "n_workers": n_workers}))
         runner_flow = pipeline.with_options(task_runner=runner)
     return runner_flow(params_path=params_path, profile=profile, root=root)
 

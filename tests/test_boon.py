@@ -274,7 +274,7 @@ def _probing_reference_2d(fno, u: torch.Tensor, gx: torch.Tensor, gy: torch.Tens
     import torch.nn.functional as F
 
     v = fno.padded(fno.lifted(u))  # (B, C, nx, ny, T)
-    batch, width, steps = v.shape[0], v.shape[1], v.shape[-1]
+    width, steps = v.shape[1], v.shape[-1]
     hidden = [F.pad(g.to(u.dtype).mean(-1), (0, 0, 0, steps - g.shape[2])) for g in (gx, gy)]  # (B, face, T, 2)
 
     def layer(k: int, x: torch.Tensor) -> torch.Tensor:

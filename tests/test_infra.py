@@ -201,20 +201,23 @@ def test_prefect_yaml_deployments() -> None:
 # ---- Dask -----------------------------------------------------------------------------------------
 
 
-def test_local_dask_spec_builds_a_task_runner_and_a_working_cluster() -> None:
+def test_the_flows_local_dask_cluster_runs_one_thread_per_worker_process() -> None:
+    """``--dask`` of both flows: a DaskTaskRunner over a LocalCluster of :data:`flows.pipeline.LOCAL_CLUSTER`
+    (processes, one thread each: the solvers hold the GIL), each worker bounded by Dask's default memory limit
+    (the machine's memory over the workers), not a fixed size a paper-sized case would outgrow."""
     from distributed import Client, LocalCluster
+    from distributed.system import MEMORY_LIMIT
     from prefect_dask import DaskTaskRunner
 
-    spec = yaml.safe_load((INFRA / "dask" / "local.yaml").read_text())["task_runner"]
-    runner = DaskTaskRunner(**spec)
-    assert runner.cluster_kwargs == spec["cluster_kwargs"]
-    assert spec["cluster_class"] == "distributed.LocalCluster"
-    kwargs = {**spec["cluster_kwargs"], "n_workers": 1, "processes": False}  # in-process: cheap on CI
+    from flows.pipeline import LOCAL_CLUSTER
+
+    runner = DaskTaskRunner(cluster_kwargs={**LOCAL_CLUSTER, "n_workers": 2})
+    assert runner.cluster_kwargs == {"threads_per_worker": 1, "processes": True, "n_workers": 2}
+    kwargs = {**LOCAL_CLUSTER, "n_workers": 1, "processes": False}  # in-process: cheap on CI
     with LocalCluster(**kwargs) as cluster, Client(cluster) as client:
         assert client.submit(pow, 3, 4).result(timeout=30) == 81
         (worker,) = cluster.scheduler_info["workers"].values()
-        assert worker["nthreads"] == spec["cluster_kwargs"]["threads_per_worker"]
-        assert worker["memory_limit"] == 2 * 1024**3
+        assert worker["nthreads"] == 1 and worker["memory_limit"] == MEMORY_LIMIT
 
 
 def test_dask_kubernetes_cluster_spec() -> None:
@@ -225,6 +228,10 @@ def test_dask_kubernetes_cluster_spec() -> None:
     scheduler = spec["spec"]["scheduler"]["spec"]["containers"][0]
     image = _template()["variables"]["properties"]["image"]["default"]
     assert worker["image"] == scheduler["image"] == image  # tasks must be able to import physml
+    assert worker["imagePullPolicy"] == scheduler["imagePullPolicy"] == "Always"  # a rebuilt :latest, everywhere
+    paper = next(d for d in _prefect_yaml()["deployments"] if d["name"] == "paper")
+    env = {e["name"]: e["value"] for e in worker["env"]}
+    assert env["PHYSML_TRACKING_URI"] == paper["work_pool"]["job_variables"]["env"]["PHYSML_TRACKING_URI"]
     assert worker["args"][:2] == ["dask", "worker"] and scheduler["args"][:2] == ["dask", "scheduler"]
     service = spec["spec"]["scheduler"]["service"]
     assert service["selector"]["dask.org/cluster-name"] == name

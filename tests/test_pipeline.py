@@ -4,6 +4,7 @@ MLflow records, the report, and what happens when stages are killed or run twice
 from __future__ import annotations
 
 import json
+import re
 import os
 import shutil
 import signal
@@ -209,7 +210,7 @@ for step in steps:
     else:
         CALLS.clear()
         try:
-            fp.pipeline(params_path=str(params_file), root=str(root))
+            fp.pipeline(params_path=str(params_file), root=str(root), profile=step[1] if len(step) > 1 else None)
         except fp.PipelineFailed as exc:
             CALLS.append(["failed", str(exc)])
         service = ("track", "track-seed-study", "report")  # uncached: every run asks the tracking store
@@ -245,7 +246,7 @@ def test_flow_cache_serves_only_outputs_its_stamp_vouches_for(tiny_params_file: 
     epochs = "models.anp.quick.train.epochs"
     calls, tracked = both(
         tiny_params_file, root,
-        ["run"], ["run"],
+        ["run"], ["run"], ["run", "quick"],
         ["set", epochs, 2], ["run"],
         ["set", epochs, 1], ["run"],
         ["set", "models.softc.penalty", 7.0], ["run"],
@@ -254,10 +255,10 @@ def test_flow_cache_serves_only_outputs_its_stamp_vouches_for(tiny_params_file: 
         ["delete", "metrics/quick/stokes2/fno/per_time.json"], ["run"],
         ["delete", "metrics/quick/stokes2/fno/made_from.json"], ["run"],
     )
-    first, again, changed, reverted, softc, seeds, deleted, per_time, made_from = calls
+    first, again, named, changed, reverted, softc, seeds, deleted, per_time, made_from = calls
     assert ["train", "heat", "anp"] in first and ["seed-study", "stokes2", "fno"] in first
     assert ["seed-study", "heat", "anp"] in first and ["seed-study", "heat", "ensemble"] in first
-    assert again == []
+    assert again == [] and named == []  # the file's profile given by name: the same work, the same cache entries
     anp = sorted([["train", "heat", "anp"], ["constrain", "heat", "anp"], ["seed-study", "heat", "anp"],
                   ["evaluate", "heat", "anp"]])
     assert sorted(changed) == anp and changed[0] == ["train", "heat", "anp"]
@@ -773,6 +774,33 @@ def test_a_transient_failure_is_retried_and_any_other_is_final_at_once() -> None
     tasks = [fp.generate_task, fp.train_task, fp.constrain_task, fp.evaluate_task, fp.track_task, fp.seed_study_task,
              fp.track_seed_study_task, fp.report_task]
     assert all(t.retries == fp.RETRIES and t.retry_condition_fn is fp._retry_if_transient for t in tasks)
+    assert all(t.retry_delay_seconds == fp.RETRY_DELAYS_S for t in tasks) and sum(fp.RETRY_DELAYS_S) >= 300
+
+
+def test_a_run_that_needs_cuda_stops_without_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The paper deployment sets PHYSML_REQUIRE_CUDA: where torch sees no CUDA device the flow stops before any
+    task, naming the variable and torch's build, instead of training the paper's sizes on the CPU and caching
+    those networks; unset (or "0"), and where CUDA works, it goes on."""
+    import torch
+
+    import flows.pipeline as fp
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for unset in (None, "", "0"):
+        if unset is None:
+            monkeypatch.delenv(fp.REQUIRE_CUDA, raising=False)
+        else:
+            monkeypatch.setenv(fp.REQUIRE_CUDA, unset)
+        fp.check_device()
+    monkeypatch.setenv(fp.REQUIRE_CUDA, "1")
+    said = re.escape(f"PHYSML_REQUIRE_CUDA is set but torch sees no CUDA device (torch {torch.__version__}, "
+                     f"built for CUDA {torch.version.cuda})")
+    with pytest.raises(RuntimeError, match=said):
+        fp.check_device()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    fp.check_device()
+    paper = next(d for d in yaml.safe_load((REPO / "prefect.yaml").read_text())["deployments"] if d["name"] == "paper")
+    assert paper["work_pool"]["job_variables"]["env"][fp.REQUIRE_CUDA] not in ("", "0")
 
 
 _RETRY_FLOW = """

@@ -490,3 +490,19 @@ def test_a_champion_that_cannot_be_rebuilt_yields_to_an_equal_one_that_can(store
     assert isinstance(tracking.load_model(name), type(net))
     assert tracking.promote_if_better(name, version(0.3, with_config=True), "mse") is False  # both rebuildable
     assert tracking.champion_version(name) == equal
+
+
+def test_the_files_a_store_leaves_beside_it_are_ignored_by_git(store: str, tmp_path: Path) -> None:
+    """What opening, tracking into and promoting in the project's default store (``<project>/mlflow.db``)
+    leaves in the project folder is ignored by the project's .gitignore, so that `make quick` leaves `git status`
+    clean: the files are collected from a real store's folder, not listed here."""
+    version = _version_with("wave", mse=0.5, accuracy=0.0)
+    with tracking.result_lock(store):
+        pass
+    tracking.promote_if_better(tracking.registered_model_name("wave", "fno", "quick"), version, "mse")
+    left = sorted(p.name + ("/" if p.is_dir() else "") for p in tmp_path.iterdir())  # "/": a folder pattern
+    assert {"mlflow.db", "mlflow.db.lock", "mlflow.db.log.lock", "mlflow.db.promote.lock"} <= set(left)
+    proc = subprocess.run(["git", "check-ignore", "--no-index", "--verbose", "--non-matching", *left], cwd=ROOT,
+                          capture_output=True, text=True)
+    unignored = [line.split("\t")[-1] for line in proc.stdout.splitlines() if line.startswith("::")]
+    assert proc.stdout and not unignored, f"left in the project and not ignored by git: {unignored}"
