@@ -261,35 +261,46 @@ def test_forward_is_the_layerwise_correction_found_by_probing(grad, boundary, or
         assert max_err(control, expected) > 1e-6 * float(expected.abs().max())
 
 
-def _probing_reference_2d(fno, u: torch.Tensor, gx: torch.Tensor, gy: torch.Tensor) -> torch.Tensor:
-    """Dirichlet BOON on a 2-D + time grid from its definition, found by probing: in each kernel layer
+def _probing_reference_2d(fno, u: torch.Tensor, gx: torch.Tensor, gy: torch.Tensor, boundary: str = "dirichlet",
+                          order: int = 2) -> torch.Tensor:
+    """BOON on a 2-D + time grid from its definition, found by probing: in each kernel layer
     L v = K v + W v + b, for each bounded axis a (x, then y) the input's end values along a are moved at every
-    face point by δ_a = A_a⁻¹ (g_a − ends_a(L v)), A_a (2C × 2C) the response of L's ends along a to unit input
+    face point by δ_a = A_a⁻¹ (t_a − ends_a(L v)), A_a (2C × 2C) the response of L's ends along a to unit input
     ends at the same face point (read off L applied to unit vectors at one face point: L is translation
-    invariant along the other axes), the data g_a the mean of the walls' data over output channels, zero on
-    padded time steps. Both axes' δ come from the same L v and are added together (each face point on its own,
-    the other axis's move ignored: the layer's walls only approach the data). After σ the walls are set from
-    the data, x-walls first and y-walls last (the corners take the y-walls' data), and so is the output's,
-    per output channel. ``u`` (B, nx, ny, c_in); ``gx`` (B, ny, nt, 2, c_out); ``gy`` (B, nx, nt, 2, c_out)."""
+    invariant along the other axes). The target t_a: Dirichlet, the walls' data g_a (the mean over output
+    channels, zero on padded time steps); Neumann, D_a p_a + b with D_a = diag(A₀₀ − A₀N A_NN⁻¹ A_N0, A_NN) and
+    p_a the input's end values along a, as in 1-D (:func:`_probing_reference`). Both axes' δ come from the same
+    L v and are added together (each face point on its own, the other axis's move ignored: the layer's walls
+    only approach the target). After σ the walls are set from the data (Neumann: solved from the textbook
+    stencil, :data:`STENCILS`), x-walls first and y-walls last (the corners are the y-walls'), and so are the
+    output's, per output channel. ``u`` (B, nx, ny, c_in); ``gx`` (B, ny, nt, 2, c_out); ``gy`` (B, nx, nt, 2,
+    c_out)."""
     import torch.nn.functional as F
 
     v = fno.padded(fno.lifted(u))  # (B, C, nx, ny, T)
     width, steps = v.shape[1], v.shape[-1]
     hidden = [F.pad(g.to(u.dtype).mean(-1), (0, 0, 0, steps - g.shape[2])) for g in (gx, gy)]  # (B, face, T, 2)
+    a = STENCILS[order]
 
     def layer(k: int, x: torch.Tensor) -> torch.Tensor:
         return fno.spectral[k](x) + fno.apply_pointwise(k, x)
 
-    def set_walls(x: torch.Tensor, walls: list[torch.Tensor], channel_axis: int) -> None:
-        for axis, g in enumerate(walls):
-            dim = 1 + axis + (channel_axis == 1)
-            first, last = (g[..., 0, :], g[..., 1, :]) if channel_axis == -1 else (g[:, None, ..., 0],
-                                                                                    g[:, None, ..., 1])
-            x.select(dim, 0).copy_(first.expand_as(x.select(dim, 0)))
-            x.select(dim, x.shape[dim] - 1).copy_(last.expand_as(x.select(dim, 0)))
+    def set_walls(x: torch.Tensor, walls: list[tuple[torch.Tensor, torch.Tensor]], first_dim: int) -> None:
+        """Each bounded axis's two walls of ``x`` from its (first, last) data, the x-walls first."""
+        for axis, (first, last) in enumerate(walls):
+            dim, n = first_dim + axis, x.shape[first_dim + axis]
+            if boundary == "dirichlet":
+                x.select(dim, 0).copy_(first.expand_as(x.select(dim, 0)))
+                x.select(dim, n - 1).copy_(last.expand_as(x.select(dim, 0)))
+                continue
+            h = 1.0 / (n - 1)
+            x.select(dim, 0).copy_((h * first - sum(a[k] * x.select(dim, k) for k in range(1, len(a)))) / a[0])
+            x.select(dim, n - 1).copy_((-h * last - sum(a[k] * x.select(dim, n - 1 - k) for k in range(1, len(a))))
+                                       / a[0])
 
     for k in range(fno.n_layers):
         zero = torch.zeros(1, *v.shape[1:], dtype=u.dtype)
+        bias = layer(k, zero)[0, :, 0, 0, 0]  # (C,)
         z = layer(k, v)
         moved = v.clone()
         for axis, g in enumerate(hidden):
@@ -304,7 +315,13 @@ def _probing_reference_2d(fno, u: torch.Tensor, gx: torch.Tensor, gy: torch.Tens
                     A[0, :, e, c] = response.select(dim, 0)[0, :, 0, 0]
                     A[1, :, e, c] = response.select(dim, n - 1)[0, :, 0, 0]
             ends = torch.stack([z.select(dim, 0), z.select(dim, n - 1)], 1)  # (B, 2, C, face, T)
-            target = g.permute(0, 3, 1, 2)[:, :, None]  # (B, 2, 1, face, T): the same on every channel
+            if boundary == "dirichlet":
+                target = g.permute(0, 3, 1, 2)[:, :, None]  # (B, 2, 1, face, T): the same on every channel
+            else:
+                pivot = A[0, :, 0] - A[0, :, 1] @ torch.linalg.solve(A[1, :, 1], A[1, :, 0])
+                target = torch.stack([torch.einsum("oi,bift->boft", pivot, v.select(dim, 0)),
+                                      torch.einsum("oi,bift->boft", A[1, :, 1], v.select(dim, n - 1))], 1)
+                target = target + bias[None, None, :, None, None]
             residual = (target - ends).permute(0, 3, 4, 1, 2).flatten(-2)[..., None]  # (B, face, T, 2C, 1)
             d = torch.linalg.solve(A.reshape(2 * width, 2 * width), residual)[..., 0]
             d = d.unflatten(-1, (2, width)).permute(0, 3, 4, 1, 2)  # (B, 2, C, face, T)
@@ -313,27 +330,28 @@ def _probing_reference_2d(fno, u: torch.Tensor, gx: torch.Tensor, gy: torch.Tens
         v = layer(k, moved)
         if k < fno.n_layers - 1:
             v = F.gelu(v)
-            set_walls(v, hidden, channel_axis=1)
+            set_walls(v, [(g[:, None, ..., 0], g[:, None, ..., 1]) for g in hidden], first_dim=2)
     out = fno.projected(fno.cropped(v))  # (B, nx, ny, nt, c_out)
-    set_walls(out, [gx.to(u.dtype), gy.to(u.dtype)], channel_axis=-1)
+    set_walls(out, [(g.to(u.dtype)[..., 0, :], g.to(u.dtype)[..., 1, :]) for g in (gx, gy)], first_dim=1)
     return fno.formatted(out)
 
 
-@pytest.mark.parametrize("time_padding", [0, 2])
-def test_2d_forward_is_the_per_face_point_correction_found_by_probing(time_padding):
+@pytest.mark.parametrize("boundary, order, time_padding", [("dirichlet", 2, 0), ("dirichlet", 2, 2),
+                                                           ("neumann", 1, 0), ("neumann", 2, 2)])
+def test_2d_forward_is_the_per_face_point_correction_found_by_probing(boundary, order, time_padding):
     """The cavity's walls are exact whatever the layers do (the forward sets the output's walls at the end), so
     the wall tests cannot tell BOON from the overwrite control: this compares the whole 2-D + time output with
     :func:`_probing_reference_2d` (every layer corrected per face point on each bounded axis), and the control
-    (same walls, uncorrected layers) is far from it."""
+    (same walls, uncorrected layers) is far from it, inside the domain too."""
     torch.manual_seed(41)
     fno = fno_2d_time(nt=3, in_channels=3, out_channels=3, width=4, modes=(3, 3, 2),
                       time_padding=time_padding).double()
     u = torch.randn(2, 8, 6, 3, dtype=torch.float64)
     gx, gy = torch.randn(2, 6, 3, 2, 3, dtype=torch.float64), torch.randn(2, 8, 3, 2, 3, dtype=torch.float64)
     with torch.no_grad():
-        y = BOONFNO(fno, "dirichlet")(u, [gx, gy])
-        expected = _probing_reference_2d(fno, u, gx, gy)
-        control = OverwriteFNO(fno, "dirichlet")(u, [gx, gy])
+        y = BOONFNO(fno, boundary, neumann_order=order)(u, [gx, gy])
+        expected = _probing_reference_2d(fno, u, gx, gy, boundary, order)
+        control = OverwriteFNO(fno, boundary, neumann_order=order)(u, [gx, gy])
     scale = float(expected.abs().max())
     assert max_err(y, expected) <= 1e-11 * scale
     assert max_err(control, expected) > 1e-6 * scale
