@@ -21,7 +21,11 @@ from physml.config import PROFILES, ParamsModel, load_params
 
 
 def _load(args: argparse.Namespace) -> ParamsModel:
-    """params.yaml from ``--params``, with ``--profile`` (when given) overriding its profile."""
+    """params.yaml from ``--params``, with ``--profile`` (when given) overriding its profile; a file that is not
+    there → ValueError saying where it was looked for and how to name another."""
+    if not Path(args.params).exists():
+        raise ValueError(f"params file {str(args.params)!r} does not exist in {Path.cwd()}: run physml in the "
+                         "project folder (it holds params.yaml) or name the file with --params")
     params = load_params(args.params)
     profile = getattr(args, "profile", None)
     return params.with_profile(profile) if profile else params

@@ -561,8 +561,10 @@ def track_results(params: ParamsModel, root: Path, case: str | None = None,
     :func:`track_seed_study` with ``only_missing``): each case × model of the matrix (or only ``case`` /
     ``model``) whose metrics files all exist, and its seed study where there is one. A fresh clone's
     committed results, which ``dvc repro`` finds up to date and so does not evaluate, reach MLflow this way;
-    a second call logs nothing. A pair :func:`track` refuses (metrics of other networks) does not stop the
-    others: the refusals are raised together at the end, as one ValueError. Without ``case`` and ``model`` also the profile's report, if written
+    a second call logs nothing. A pair or seed study that :func:`track` or :func:`track_seed_study` refuses
+    (metrics of other networks, no data or networks here) does not stop the others: the refusals are raised
+    together at the end, as one ValueError (:class:`TrackingRefused`). Metrics without any data or networks of the
+    profile under ``root`` (a fresh clone) → ValueError at once, naming `dvc pull` and `dvc repro`. Without ``case`` and ``model`` also the profile's report, if written
     (:func:`track_report`). Returns ``"case/model"`` → constraint (or ``seed_study``) → run id, for the
     pairs with results only, and ``"report"`` → ``{"report": run id}``."""
     pairs = list(dict.fromkeys((c, m) for c, m, _ in params.experiments()))
@@ -574,6 +576,14 @@ def track_results(params: ParamsModel, root: Path, case: str | None = None,
         raise ValueError(f"matrix: {model!r} is not configured for {case}; its models: "
                          f"{', '.join(m for c, m in pairs if c == case)}")
     lay = Layout(Path(root), params.profile)
+    c, m = pairs[0]
+    absent = [name for name, folder in (("data", lay.data(c).parent), ("networks", lay.models(c, m).parent.parent))
+              if not folder.is_dir()]
+    if absent and any(lay.metrics(c, m).is_dir() for c, m in pairs):
+        raise ValueError(f"no {' and no '.join(absent)} of profile {params.profile} under {root}, only metrics: a "
+                         "fresh clone holds the committed metrics, not the data and networks they were computed "
+                         "from, which tracking checks and logs with them; `dvc pull` fetches what dvc.lock records "
+                         "from the DVC remote, `dvc repro` makes them again")
     out: dict[str, dict[str, str]] = {}
     refused: list[str] = []
     for c, m in pairs:
@@ -587,13 +597,21 @@ def track_results(params: ParamsModel, root: Path, case: str | None = None,
             refused.append(f"{c}/{m}: {exc}")
             runs = {}
         if lay.seed_study_file(c, m).is_file():  # its own file and digest: logged whatever the pair's metrics
-            study = track_seed_study(c, m, params, root, only_missing=True)
+            try:
+                study = track_seed_study(c, m, params, root, only_missing=True)
+            except ValueError as exc:  # e.g. no data here: refused with the pair's, the other pairs still go on
+                refused.append(f"{c}/{m} seed study: {exc}")
+                study = None
             if study is not None:
                 runs["seed_study"] = study
         if runs:
             out[f"{c}/{m}"] = runs
     if case is None and model is None and (lay.reports() / "index.md").is_file():
-        report_run = track_report(params, root, only_missing=True)
+        try:
+            report_run = track_report(params, root, only_missing=True)
+        except ValueError as exc:
+            refused.append(f"report: {exc}")
+            report_run = None
         if report_run is not None:
             out["report"] = {"report": report_run}
     if refused:

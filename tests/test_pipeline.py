@@ -525,8 +525,10 @@ def test_track_logs_untracked_results_once(tiny_params_file: Path) -> None:
 def test_track_goes_on_past_a_refused_result_and_names_it(tiny_params_file: Path, monkeypatch: pytest.MonkeyPatch,
                                                            capsys: pytest.CaptureFixture[str]) -> None:
     """A pair whose metrics ``track`` refuses (computed from other networks than those on disk) does not keep the
-    other pairs out of MLflow: they are logged, its seed study too (its own file), and the refusals are raised
-    together at the end; ``physml track`` prints what it logged before the refusals."""
+    other pairs out of MLflow: they are logged, its seed study too (its own file), and the refusals (a seed
+    study's among them) are raised together at the end; ``physml track`` prints what it logged before the
+    refusals. Metrics without any data or networks of the profile (a fresh clone) are refused at once, naming
+    `dvc pull`."""
     from physml import cli, stages
 
     params, root = load_params(tiny_params_file), tiny_params_file.parent
@@ -536,8 +538,14 @@ def test_track_goes_on_past_a_refused_result_and_names_it(tiny_params_file: Path
         lay.metrics(c, m).mkdir(parents=True)
         for constraint in stages._group(params, c).constraints:
             (lay.metrics(c, m) / f"{constraint}.json").write_text("{}")
-    lay.seed_study_file(*pairs[0]).parent.mkdir(parents=True, exist_ok=True)
-    lay.seed_study_file(*pairs[0]).write_text("{}")
+    for pair in pairs[:2]:
+        lay.seed_study_file(*pair).parent.mkdir(parents=True, exist_ok=True)
+        lay.seed_study_file(*pair).write_text("{}")
+    with pytest.raises(ValueError, match=rf"no data and no networks of profile {params.profile} under {root}, only "
+                                         r"metrics: a fresh clone .*; `dvc pull` fetches what dvc.lock records"):
+        stages.track_results(params, root)
+    lay.data(pairs[0][0]).parent.mkdir(parents=True)
+    lay.models(*pairs[0]).parent.parent.mkdir(parents=True)
     logged, studies = [], []
 
     def track(case: str, model: str, params: Any, root: Path, only_missing: bool = False) -> dict[str, str]:
@@ -547,8 +555,15 @@ def test_track_goes_on_past_a_refused_result_and_names_it(tiny_params_file: Path
         return {"none": "run"}
 
     monkeypatch.setattr(stages, "track", track)
-    monkeypatch.setattr(stages, "track_seed_study", lambda case, model, *a, **k: studies.append((case, model)) or "s")
-    refused = rf"1 result\(s\) not logged \(the others were\):\n  {pairs[0][0]}/{pairs[0][1]}: computed from other"
+    def track_seed_study(case: str, model: str, *args: Any, **kwargs: Any) -> str:
+        if (case, model) == pairs[1]:
+            raise ValueError("no data")
+        studies.append((case, model))
+        return "s"
+
+    monkeypatch.setattr(stages, "track_seed_study", track_seed_study)
+    refused = (rf"2 result\(s\) not logged \(the others were\):\n  {pairs[0][0]}/{pairs[0][1]}: computed from other "
+               rf"networks\n  {pairs[1][0]}/{pairs[1][1]} seed study: no data$")
     with pytest.raises(stages.TrackingRefused, match=refused) as caught:
         stages.track_results(params, root)
     assert len(pairs) > 1 and logged == pairs[1:] and studies == [pairs[0]]
@@ -558,6 +573,19 @@ def test_track_goes_on_past_a_refused_result_and_names_it(tiny_params_file: Path
     assert cli.main(["track", "--params", str(tiny_params_file), "--root", str(root)]) == 2
     out, err = capsys.readouterr()
     assert all(f"{c}/{m}: 1 MLflow runs hold its results" in out for c, m in pairs) and "computed from other" in err
+
+
+def test_a_missing_params_file_says_where_it_was_looked_for(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """Run outside the project (no params.yaml in the working directory): one line naming the folder and the two
+    ways out, not a bare "does not exist"."""
+    from physml import cli
+
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["report"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"physml report: error: params file 'params.yaml' does not exist in {tmp_path}: run physml in the project "
+        "folder (it holds params.yaml) or name the file with --params")
 
 
 def test_a_refusal_names_the_damaged_file_and_a_command_for_this_root_and_params_file(
