@@ -563,9 +563,9 @@ def track_results(params: ParamsModel, root: Path, case: str | None = None,
     committed results, which ``dvc repro`` finds up to date and so does not evaluate, reach MLflow this way;
     a second call logs nothing. A pair or seed study that :func:`track` or :func:`track_seed_study` refuses
     (metrics of other networks, no data or networks here) does not stop the others: the refusals are raised
-    together at the end, as one ValueError (:class:`TrackingRefused`). Metrics without any data or networks of the
-    profile under ``root`` (a fresh clone) → ValueError at once, naming `dvc pull` and `dvc repro`. Without ``case`` and ``model`` also the profile's report, if written
-    (:func:`track_report`). Returns ``"case/model"`` → constraint (or ``seed_study``) → run id, for the
+    together at the end, as one ValueError (:class:`TrackingRefused`). Metrics without any data or networks
+    of the profile under ``root`` (a fresh clone) → ValueError at once, naming `dvc pull` and `dvc repro`.
+    Without ``case`` and ``model`` also the profile's report, if written (:func:`track_report`). Returns ``"case/model"`` → constraint (or ``seed_study``) → run id, for the
     pairs with results only, and ``"report"`` → ``{"report": run id}``."""
     pairs = list(dict.fromkeys((c, m) for c, m, _ in params.experiments()))
     for field, value, allowed in (("case", case, [c for c, _ in pairs]), ("model", model, [m for _, m in pairs])):
