@@ -251,8 +251,8 @@ def test_stefan_bars_hold_both_probconserv_variants_to_the_black_box() -> None:
     bars = {name: ok for name, ok, _ in quality_checks(params, metrics)}
     assert bars["stefan/anp: probconserv MSE < unconstrained MSE"]
     assert not bars["stefan/anp: probconserv_trained MSE < unconstrained MSE"]
-    assert bars["stefan/anp: probconserv shock position closer to the true front"]
-    assert bars["stefan/anp: probconserv_trained shock position closer to the true front"]
+    assert bars["stefan/anp: probconserv shock position (u = p*/2) closer to the true front"]
+    assert bars["stefan/anp: probconserv_trained shock position (u = p*/2) closer to the true front"]
     assert bars["stefan/anp: probconserv conservation error ≤ 1e-10"]
     assert not bars["stefan/anp: probconserv_trained conservation error ≤ 1e-10"]
     # the trained twin has no seed study: its bar says it compares one training of each, and gives the plain
@@ -325,6 +325,22 @@ def test_the_shock_table_reads_both_levels_and_the_truth_line_names_each_case_on
     line = truth_conservation_line(params, metrics)
     assert "heat 7.00e-17, stefan 0.0012." in line and line.count("stefan") == 1
     assert shock_table(params, {}) == "" and truth_conservation_line(params, {}) == ""
+
+
+def test_the_truth_boundary_line_quotes_each_boon_cases_own_stencil_error(tmp_path: Path) -> None:
+    """BOON's boundary error reads against the exact field's own on the same measure (``per_time.json``): a
+    Neumann case's stencil misses the true field's derivative by its truncation error, which the report names
+    so that round-off there is not read as the true condition met; empty without any record."""
+    from physml.report import truth_boundary_line
+
+    params = load_params(ROOT / "params.yaml")
+    lay = Layout(tmp_path, params.profile)
+    assert truth_boundary_line(params, tmp_path) == ""
+    for case, value in (("heat_neumann", 0.0308), ("stokes2", 0.0)):
+        lay.metrics(case, "fno").mkdir(parents=True)
+        (lay.metrics(case, "fno") / "per_time.json").write_text(json.dumps({"truth_boundary_max_abs": value}))
+    line = truth_boundary_line(params, tmp_path)
+    assert "(the same measure applied to the true field): heat_neumann 0.0308, stokes2 0." in line
 
 
 def test_the_per_value_table_splits_the_mse_by_the_listed_test_values() -> None:
