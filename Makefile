@@ -39,6 +39,9 @@ test: setup
 # each benchmark's output, with the date, the CPU and torch's version, also goes to reports/benchmarks/<name>.txt
 # (committed: the source of the speed numbers the docs quote)
 bench: setup
+	@$(BIN)/python -c 'import neuralop' 2>/dev/null || [ "$(NEURALOP)" = skip ] || { echo "make bench:" \
+	  "neuraloperator cannot be imported, so boon_speed.txt would lose its comparison: PYTHONPATH=/tmp/neuralop" \
+	  "make bench (README, Benchmarks, installs it there), or NEURALOP=skip to go without"; exit 1; }
 	mkdir -p reports/benchmarks
 	set -o pipefail; for name in solvers constraint_update boon_speed; do \
 	  { echo "# $$(date -u +%FT%TZ) · $$(lscpu | sed -n 's/^Model name: *//p') · $$(nproc) cores ·" \

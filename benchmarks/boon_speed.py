@@ -2,7 +2,9 @@
 
 1. The channel mix as one batched real product (SpectralConv.mix) / the same product as a complex einsum,
    forward + backward (no target: the choice of formulation).
-2. BOON-corrected forward / plain FNO forward at the reference sizes (target ≤ 1.1):
+2. BOON-corrected forward / plain FNO forward at the reference sizes (target ≤ 1.1), at inference (no
+   autograd: BOON's weight-derived matrices are built once and cached, as at serving; with autograd they are
+   rebuilt every call, which section 3 measures):
    1-D (batch 20, 512 points, width 64, 16 modes) and 1-D + time (batch 20, 500 × 25 with the time axis
    padded by 9 inside the layers as in the reference and params.yaml, width 32, 12 modes), Dirichlet,
    Neumann and periodic. In 1-D also the floor: the plain forward plus the one
@@ -13,9 +15,12 @@
    the correction costs).
 4. Our FNO training step (forward, relative L2, backward, Adam) / neuraloperator's FNO with the same
    width and kept modes on the same batch, neither padded (target ≤ 1.0). neuraloperator is not a
-   dependency: it is imported if installed (e.g. in a throwaway venv that sees this one's torch),
-   skipped otherwise. Two neuraloperator set-ups: "matched" (no channel MLP, projection width 128,
-   like ours and the reference) and its defaults (channel MLP in every layer, two-layer lifting).
+   dependency: it is imported if installed (``pip install --target /tmp/neuralop --no-deps
+   neuraloperator==2.0.0 tensorly tensorly-torch opt_einsum``, then ``PYTHONPATH=/tmp/neuralop``), skipped
+   otherwise, saying why. Two neuraloperator set-ups: "matched" (one linear lifting, no channel MLP, projection
+   width 128, like ours and the reference: the script checks that it has exactly our number of real
+   parameters, complex weights counted twice, before timing it) and its defaults (channel MLP in every
+   layer, two-layer lifting).
 
 Usage: ``python benchmarks/boon_speed.py [--repeats 60] [--threads N] [--device cpu|cuda] [--as-is]
 [--only mix|forward|training|neuralop ...]`` (``--only``: run those sections alone, e.g. ``--only forward`` to
@@ -113,8 +118,8 @@ def plain_with_kernel_product(fno: torch.nn.Module, u: torch.Tensor, deltas: tor
 
 
 def boon_forward_ratios(repeats: int, device: torch.device) -> None:
-    print("BOON forward / plain FNO forward (target <= 1.1); 1-D floor: plain + the correction's kernel "
-          "product alone (no readout, solve or end values)")
+    print("BOON forward / plain FNO forward at inference, no autograd (target <= 1.1); 1-D floor: plain + the "
+          "correction's kernel product alone (no readout, solve or end values)")
     cases = [("1-D      B=20 N=512 w=64 m=16", fno_1d(width=64, modes=16), (20, 512), (20, 2)),
              ("1-D+time B=20 500x25 (+9 padded) w=32 m=12", fno_1d_time(nt=25, width=32, modes=12, time_padding=9),
               (20, 500), (20, 25, 2))]
@@ -196,16 +201,28 @@ def boon_training_ratios(repeats: int, device: torch.device) -> None:
         print(f"  {label}: plain {statistics.median(t['fno']) * 1e3:.1f} ms; boon {_fmt(paired_ratio(t, 'boon', 'fno'))}")
 
 
+#: The neuraloperator release whose FNO set-ups this script was checked against (lifting, modes, projection).
+NEURALOP_VERSION = "2.0.0"
+
+
+def real_parameters(model: torch.nn.Module) -> int:
+    """Number of real parameters, a complex weight counting as two (neuraloperator keeps its spectral weights
+    complex, ours real)."""
+    return sum(p.numel() * (2 if p.is_complex() else 1) for p in model.parameters())
+
+
 def training_step_ratios(repeats: int, device: torch.device) -> None:
     print("our FNO training step / neuraloperator FNO training step (target <= 1.0)")
     try:
         import neuralop
         from neuralop.models import FNO as NeuralopFNO
-    except ImportError:
-        print("  neuraloperator is not installed here: comparison skipped "
-              "(install it in a throwaway venv: pip install --no-deps neuraloperator tensorly tensorly-torch)")
+    except ImportError as exc:
+        print(f"  neuraloperator cannot be imported here ({exc}): comparison skipped (pip install --target "
+              f"/tmp/neuralop --no-deps neuraloperator=={NEURALOP_VERSION} tensorly tensorly-torch opt_einsum, "
+              "then PYTHONPATH=/tmp/neuralop)")
         return
-    print(f"  neuraloperator {neuralop.__version__}")
+    print(f"  neuraloperator {neuralop.__version__}" + ("" if neuralop.__version__ == NEURALOP_VERSION else
+          f" (the set-ups were checked against {NEURALOP_VERSION}: another release may build them otherwise)"))
     cases = [("1-D      B=20 N=512 w=64 m=16", fno_1d(width=64, modes=16), (512,)),
              ("1-D+time B=20 500x25 w=32 m=12", fno_1d_time(nt=25, width=32, modes=12), (500, 25))]
     for label, ours, grid in cases:
@@ -216,7 +233,7 @@ def training_step_ratios(repeats: int, device: torch.device) -> None:
         n_modes = tuple(2 * m for m in modes[:-1]) + (2 * modes[-1] - 1,)
         grid_ndim = len(grid)
         configs = {
-            "matched": dict(use_channel_mlp=False, lifting_channel_ratio=1,
+            "matched": dict(use_channel_mlp=False, lifting_channel_ratio=0,  # 0: one linear lifting, as ours
                             projection_channel_ratio=128 / ours.width),
             "defaults": {},
         }
@@ -230,11 +247,14 @@ def training_step_ratios(repeats: int, device: torch.device) -> None:
         for name, extra in configs.items():
             theirs = NeuralopFNO(n_modes=n_modes, in_channels=1, out_channels=1, hidden_channels=ours.width,
                                  n_layers=4, **extra).to(device)
+            if name == "matched" and real_parameters(theirs) != real_parameters(ours):
+                raise SystemExit(f"{label}: neuraloperator's matched FNO has {real_parameters(theirs)} real "
+                                 f"parameters, ours {real_parameters(ours)}: not the same network, no ratio")
             opt = torch.optim.Adam(theirs.parameters(), lr=1e-3)
             fns[name] = (lambda m=theirs, o=opt: _train_step(m, o, x_theirs, target, m))
         t = timed(fns, repeats, device)
-        params = sum(p.numel() for p in ours.parameters())
-        print(f"  {label}: ours {statistics.median(t['ours']) * 1e3:.1f} ms ({params} params); "
+        params = real_parameters(ours)
+        print(f"  {label}: ours {statistics.median(t['ours']) * 1e3:.1f} ms ({params} real params, as matched); "
               f"vs matched {_fmt(paired_ratio(t, 'ours', 'matched'))}; vs defaults {_fmt(paired_ratio(t, 'ours', 'defaults'))}")
 
 
@@ -249,24 +269,28 @@ STABLE_ENV = {"OMP_WAIT_POLICY": "ACTIVE"}
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=60)
-    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--repeats", type=int, default=60,
+                        help="timed rounds per section, each timing every model once (at least 2; the training "
+                             "sections run a quarter as many, at least 5)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--as-is", action="store_true",
-                        help="keep this process's OpenMP/malloc settings (default: re-run with STABLE_ENV)")
+                        help="keep this process's OpenMP/malloc settings (default: re-run with "
+                             "OMP_WAIT_POLICY=ACTIVE and large blocks kept on the heap)")
     parser.add_argument("--only", nargs="+", choices=list(SECTIONS), default=list(SECTIONS),
                         help="run only these sections (default: all, in this order)")
     args = parser.parse_args()
+    if args.repeats < 2:
+        parser.error(f"--repeats must be at least 2 (a median and an interquartile range), got {args.repeats}")
     if not args.as_is and any(os.environ.get(k) != v for k, v in STABLE_ENV.items()):
         os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **STABLE_ENV})
-    if not args.as_is:
-        keep_large_blocks_on_heap()
+    on_heap = keep_large_blocks_on_heap() if not args.as_is else False
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     torch.manual_seed(0)
-    settings = ("as is" if args.as_is else
-                ", ".join(f"{k}={v}" for k, v in STABLE_ENV.items()) + ", large blocks on the heap")
+    settings = ("as is" if args.as_is else ", ".join(f"{k}={v}" for k, v in STABLE_ENV.items())
+                + (", large blocks on the heap" if on_heap else ", large blocks NOT kept on the heap (not glibc)"))
     print(f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, "
           f"repeats {args.repeats}; timing settings: {settings}")
     for name, (section, share) in SECTIONS.items():

@@ -9,7 +9,7 @@ from physml.models.fno import fno_1d
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from boon_speed import plain_with_kernel_product  # noqa: E402
+from boon_speed import plain_with_kernel_product, real_parameters  # noqa: E402
 
 
 def test_floor_forward_is_the_plain_forward_plus_the_end_response() -> None:
@@ -25,3 +25,12 @@ def test_floor_forward_is_the_plain_forward_plus_the_end_response() -> None:
         deltas = torch.randn(3, 16, dtype=torch.float64)
         moved = plain_with_kernel_product(fno, u, deltas, end_blocks)
         assert (moved - fno(u)).abs().max() > 1e-3
+
+
+def test_real_parameters_count_a_complex_weight_twice() -> None:
+    """The neuraloperator comparison is only made between networks of equal real parameter counts; its spectral
+    weights are complex, ours real, so a complex entry counts as two."""
+
+    net = torch.nn.Linear(3, 2)  # 6 + 2 real
+    net.register_parameter("spectral", torch.nn.Parameter(torch.zeros(4, 5, dtype=torch.complex64)))
+    assert real_parameters(net) == 8 + 2 * 20
