@@ -30,7 +30,6 @@ def test_floor_forward_is_the_plain_forward_plus_the_end_response() -> None:
 def test_real_parameters_count_a_complex_weight_twice() -> None:
     """The neuraloperator comparison is only made between networks of equal real parameter counts; its spectral
     weights are complex, ours real, so a complex entry counts as two."""
-
     net = torch.nn.Linear(3, 2)  # 6 + 2 real
     net.register_parameter("spectral", torch.nn.Parameter(torch.zeros(4, 5, dtype=torch.complex64)))
     assert real_parameters(net) == 8 + 2 * 20
