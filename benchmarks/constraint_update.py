@@ -4,6 +4,11 @@ For each n (target points per slice) it times ``physml.constraints.condition`` w
 row per slice, for a diagonal and a full covariance, and a plain copy of the inputs (mean, cov, G, b) as
 the baseline; for n ≤ 3000 also the reference code's dense formulation in float64 (diag(v) formed as an
 n × n matrix, Σ (I − Gᵀ S⁻¹ G Σ) by a dense n³ product), which is what ProbConserv's public code runs.
+The update and the copy are timed on a batch of slices and divided by its size; the reference on one slice
+per call (its formulation is per slice), so at small n its ratio also holds its per-call overhead. Times are
+the best of ``--repeats`` (after one warm-up call), each callable timed on its own, not interleaved. numpy's
+BLAS threads are those of ``OPENBLAS_NUM_THREADS``/``OMP_NUM_THREADS`` at start-up (1 unless set), torch's
+``--threads``: the header prints both.
 
     .venv/bin/python benchmarks/constraint_update.py [--sizes 100 300 ...] [--device cuda] [--json out.json]
 """
@@ -132,7 +137,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     rows = run(args.sizes, args.device, args.repeats)
     dev = torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or platform.machine()
-    print(f"device: {args.device} ({dev}); torch threads: {torch.get_num_threads()}; float64; k = 1 row per slice")
+    blas = os.environ.get("OPENBLAS_NUM_THREADS") or os.environ.get("OMP_NUM_THREADS")
+    print(f"device: {args.device} ({dev}); torch threads: {torch.get_num_threads()}; numpy BLAS threads: {blas}; "
+          "float64; k = 1 row per slice; reference: one slice per call, update and copy: per slice of a batch")
     print(f"{'n':>6} {'cov':>5} {'slices':>7} {'update/slice':>14} {'copy/slice':>14} {'upd/copy':>9} {'reference dense/slice':>22} {'ref/upd':>9}")
     for r in rows:
         ref = r.get("reference_dense_s_per_slice")
