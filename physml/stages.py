@@ -565,8 +565,9 @@ def track_results(params: ParamsModel, root: Path, case: str | None = None,
     (metrics of other networks, no data or networks here) does not stop the others: the refusals are raised
     together at the end, as one ValueError (:class:`TrackingRefused`). Metrics without any data or networks
     of the profile under ``root`` (a fresh clone) → ValueError at once, naming `dvc pull` and `dvc repro`.
-    Without ``case`` and ``model`` also the profile's report, if written (:func:`track_report`). Returns ``"case/model"`` → constraint (or ``seed_study``) → run id, for the
-    pairs with results only, and ``"report"`` → ``{"report": run id}``."""
+    Without ``case`` and ``model`` also the profile's report, if written (:func:`track_report`). Returns
+    ``"case/model"`` → constraint (or ``seed_study``) → run id, for the pairs with results only, and
+    ``"report"`` → ``{"report": run id}``."""
     pairs = list(dict.fromkeys((c, m) for c, m, _ in params.experiments()))
     for field, value, allowed in (("case", case, [c for c, _ in pairs]), ("model", model, [m for _, m in pairs])):
         if value is not None and value not in allowed:
