@@ -128,7 +128,7 @@ TRACKED = []
 def _fail_if_asked(root, *call):  # raise where <root>/fail.json lists this call, as a diverged training would
     asked = Path(root) / "fail.json"
     if asked.is_file() and list(call) in json.loads(asked.read_text()):
-        raise FloatingPointError(f"{' '.join(call)}: asked to fail; run `physml {' '.join(call[:1])} --case {call[1]}`")
+        raise FloatingPointError(f"{' '.join(call)}: asked to fail; run `physml {call[0]} --case {call[1]}`")
 
 def _write(path, obj):
     path.parent.mkdir(parents=True, exist_ok=True)
